@@ -1,0 +1,52 @@
+//! The application's configuration for this plugin (SER-014).
+//!
+//! The host hands over a JSON document that stays constant for the lifetime of an instance,
+//! so [`Config`] parses it once and serves the parsed value afterwards. With warm instances
+//! that makes configuration free on the decision path.
+
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+
+/// The raw configuration document (`{}` when the operator set none).
+pub fn raw() -> String {
+    crate::bindings::imports::palisade::plugin::config::get()
+}
+
+/// A configuration of type `T`, parsed from the host's document on first use.
+///
+/// ```ignore
+/// static POLICY: palisade_sdk::config::Config<MyPolicy> = palisade_sdk::config::Config::new();
+/// let policy = POLICY.get()?; // Err(reason) when the document does not parse
+/// ```
+pub struct Config<T> {
+    parsed: OnceLock<Result<T, String>>,
+}
+
+impl<T: DeserializeOwned> Config<T> {
+    pub const fn new() -> Self {
+        Config {
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The parsed configuration, or a sentence naming why it does not parse. A plugin should
+    /// deny when this fails: an unreadable policy is never a permit.
+    pub fn get(&self) -> Result<&T, &str> {
+        self.parsed
+            .get_or_init(|| {
+                serde_json::from_str(&raw()).map_err(|error| format!("invalid plugin configuration: {error}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+impl<T: DeserializeOwned> Default for Config<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// Plugins are single-threaded; OnceLock is only there to make the static safe to name.
+unsafe impl<T> Sync for Config<T> {}

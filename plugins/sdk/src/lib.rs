@@ -1,0 +1,179 @@
+//! # palisade-sdk: write a Palisade plugin in a few dozen lines
+//!
+//! A plugin makes one kind of security decision for an application. Implement one trait —
+//! [`Authorizer`], [`Authenticator`] or [`Filter`] — and export it with the matching macro:
+//!
+//! ```ignore
+//! use palisade_sdk::{Authorizer, Decision, Request};
+//!
+//! struct OnlyReads;
+//!
+//! impl Authorizer for OnlyReads {
+//!     fn authorize(request: Request) -> Decision {
+//!         if request.operation.is_read() {
+//!             Decision::Permit
+//!         } else {
+//!             Decision::deny("this application is read-only")
+//!         }
+//!     }
+//! }
+//!
+//! palisade_sdk::export_authorizer!(OnlyReads);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and try it with
+//! `palisade eval` or `palisade test`.
+//!
+//! What the host offers is in the modules [`log`], [`config`], [`kv`], [`groups`] and
+//! [`crypto`]; everything is scoped to the application the plugin is serving. The plugin has
+//! no filesystem, network, environment or clock: [`Request::request_time`] is its time.
+
+mod request;
+
+pub mod config;
+pub mod crypto;
+pub mod groups;
+pub mod kv;
+pub mod log;
+
+/// The generated bindings of the WIT contract, one module per world. Plugin code should not
+/// need these directly; they are public for the export macros.
+#[doc(hidden)]
+pub mod bindings {
+    pub mod imports {
+        wit_bindgen::generate!({
+            world: "imports",
+            path: "../../wit",
+            generate_all,
+        });
+    }
+    pub mod authorizer {
+        wit_bindgen::generate!({
+            world: "authorizer",
+            path: "../../wit",
+            with: {
+                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+            },
+            default_bindings_module: "palisade_sdk::bindings::authorizer",
+            pub_export_macro: true,
+            export_macro_name: "export",
+        });
+    }
+    pub mod authenticator {
+        wit_bindgen::generate!({
+            world: "authenticator",
+            path: "../../wit",
+            with: {
+                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+            },
+            default_bindings_module: "palisade_sdk::bindings::authenticator",
+            pub_export_macro: true,
+            export_macro_name: "export",
+        });
+    }
+    pub mod filter {
+        wit_bindgen::generate!({
+            world: "filter",
+            path: "../../wit",
+            with: {
+                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+            },
+            default_bindings_module: "palisade_sdk::bindings::filter",
+            pub_export_macro: true,
+            export_macro_name: "export",
+        });
+    }
+}
+
+pub use bindings::imports::palisade::plugin::types::{
+    AuthResult, Credential, Decision, FilterResult, Identity, Location, Operation, Request,
+    Response,
+};
+pub use request::OperationSet;
+
+/// An authorizer decides whether a request may proceed.
+///
+/// Every authorizer of an application must answer [`Decision::Permit`] for a request to be
+/// allowed; [`Decision::NotApplicable`] from all of them is a deny.
+pub trait Authorizer {
+    fn authorize(request: Request) -> Decision;
+}
+
+/// An authenticator turns a presented credential into an [`Identity`].
+pub trait Authenticator {
+    fn authenticate(request: Request, credential: Credential) -> AuthResult;
+}
+
+/// A filter rewrites, redacts or blocks a response on its way back to the originator.
+pub trait Filter {
+    fn filter(request: Request, response: Response) -> FilterResult;
+}
+
+/// Export a type implementing [`Authorizer`] as this component's `authorize` function.
+#[macro_export]
+macro_rules! export_authorizer {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __PalisadeExport;
+            impl $crate::bindings::authorizer::Guest for __PalisadeExport {
+                fn authorize(request: $crate::Request) -> $crate::Decision {
+                    <$plugin as $crate::Authorizer>::authorize(request)
+                }
+            }
+            $crate::bindings::authorizer::export!(__PalisadeExport);
+        };
+    };
+}
+
+/// Export a type implementing [`Authenticator`] as this component's `authenticate` function.
+#[macro_export]
+macro_rules! export_authenticator {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __PalisadeExport;
+            impl $crate::bindings::authenticator::Guest for __PalisadeExport {
+                fn authenticate(
+                    request: $crate::Request,
+                    credential: $crate::Credential,
+                ) -> $crate::AuthResult {
+                    <$plugin as $crate::Authenticator>::authenticate(request, credential)
+                }
+            }
+            $crate::bindings::authenticator::export!(__PalisadeExport);
+        };
+    };
+}
+
+/// Export a type implementing [`Filter`] as this component's `filter` function.
+#[macro_export]
+macro_rules! export_filter {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __PalisadeExport;
+            impl $crate::bindings::filter::Guest for __PalisadeExport {
+                fn filter(
+                    request: $crate::Request,
+                    response: $crate::Response,
+                ) -> $crate::FilterResult {
+                    <$plugin as $crate::Filter>::filter(request, response)
+                }
+            }
+            $crate::bindings::filter::export!(__PalisadeExport);
+        };
+    };
+}
