@@ -1,1 +1,5 @@
-fn main() {}
+//! The `palisade` binary; everything lives in [`palisade::cli`].
+
+fn main() -> std::process::ExitCode {
+    palisade::cli::main()
+}

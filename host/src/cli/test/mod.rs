@@ -1,0 +1,292 @@
+//! `palisade test`: runs a plugin's test cases from TOML files, prints a pass/fail table and
+//! fails when any case fails.
+
+mod cases;
+mod jws;
+mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use super::harness::{Answer, Harness, HostSetup, LoadedFile};
+use crate::request::ResponseBody;
+use crate::sandbox::{AuthOutcome, FilterOutcome, PluginKind};
+use cases::{Case, CaseFile};
+
+/// Run a plugin's test cases and report which pass.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Case files (TOML); see examples/*/cases.toml.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct FileReport {
+    file: String,
+    plugin: String,
+    kind: PluginKind,
+    passed: usize,
+    failed: usize,
+    cases: Vec<CaseReport>,
+}
+
+#[derive(Serialize)]
+struct CaseReport {
+    name: String,
+    expected: String,
+    got: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<&'static str>,
+    passed: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
+    micros: u64,
+}
+
+/// Returns whether every case of every file passed.
+pub fn run(args: TestArgs) -> anyhow::Result<bool> {
+    let harness = Harness::new()?;
+    let mut reports = Vec::new();
+    for file in &args.files {
+        reports.push(run_file(&harness, file)?);
+    }
+    let passed: usize = reports.iter().map(|report| report.passed).sum();
+    let failed: usize = reports.iter().map(|report| report.failed).sum();
+    if args.json {
+        let value = serde_json::json!({ "files": reports, "passed": passed, "failed": failed });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for report in &reports {
+            print_table(report);
+        }
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(failed == 0)
+}
+
+fn run_file(harness: &Harness, path: &Path) -> anyhow::Result<FileReport> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the case file {}", path.display()))?;
+    let file: CaseFile = toml::from_str(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    if file.cases.is_empty() {
+        bail!("{}: no [[case]] entries", path.display());
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let plugin = harness
+        .load(&file.plugin, Some(base))
+        .with_context(|| format!("{}: plugin {:?}", path.display(), file.plugin))?;
+    let (host_keys, runner_keys) = keys::build(file.state.keys.as_deref().unwrap_or_default())
+        .with_context(|| format!("{}: [state.keys]", path.display()))?;
+    let host_keys: Arc<dyn crate::sandbox::AppKeys> = Arc::new(host_keys);
+
+    let mut report = FileReport {
+        file: path.display().to_string(),
+        plugin: plugin.name.clone(),
+        kind: plugin.kind,
+        passed: 0,
+        failed: 0,
+        cases: Vec::new(),
+    };
+    for (index, case) in file.cases.iter().enumerate() {
+        let case_report = run_case(harness, &plugin, &file, case, base, &host_keys, &runner_keys)
+            .with_context(|| format!("{}: case {} ({:?})", path.display(), index + 1, case.name))?;
+        if case_report.passed {
+            report.passed += 1;
+        } else {
+            report.failed += 1;
+        }
+        report.cases.push(case_report);
+    }
+    Ok(report)
+}
+
+fn run_case(
+    harness: &Harness,
+    plugin: &LoadedFile,
+    file: &CaseFile,
+    case: &Case,
+    base: &Path,
+    host_keys: &Arc<dyn crate::sandbox::AppKeys>,
+    runner_keys: &keys::TestKeys,
+) -> anyhow::Result<CaseReport> {
+    check_expectation(&case.expect, plugin.kind)?;
+    let config_json = resolve_config(case, file, base)?;
+    let time = match case.time.as_ref().or(file.state.time.as_ref()) {
+        Some(time) => time.seconds()?,
+        None => crate::request::now_unix(),
+    };
+    let groups = case.groups.as_ref().or(file.state.groups.as_ref());
+    let kv = case.kv.as_ref().or(file.state.kv.as_ref());
+    let setup = HostSetup {
+        config_json,
+        capabilities: case.capabilities.unwrap_or(file.capabilities),
+        limits: file.limits.clone().unwrap_or_default(),
+        isolation: file.isolation.unwrap_or_default(),
+        kv: kv
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone().into_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        groups: groups.map(cases::groups).unwrap_or_default(),
+        keys: host_keys.clone(),
+    };
+    let request = case.request.to_request(time);
+    let credential = case
+        .credential
+        .as_ref()
+        .map(|credential| credential.to_credential(runner_keys))
+        .transpose()?;
+    let response = case.response.as_ref().map(|response| ResponseBody {
+        status: response.status,
+        content_type: response.content_type.clone(),
+        body: response.body.clone().into_bytes(),
+    });
+    let started = Instant::now();
+    let answer = harness.call(plugin, setup, &request, credential.as_ref(), response.as_ref())?;
+    let micros = started.elapsed().as_micros() as u64;
+
+    let got = answer.outcome();
+    let reason = answer.reason();
+    let mut problems = Vec::new();
+    if got != case.expect {
+        problems.push(format!("expected {}, got {got}", case.expect));
+    }
+    if let Some(expected) = &case.reason {
+        match &reason {
+            Some(actual) if actual.contains(expected.as_str()) => {}
+            Some(actual) => problems.push(format!("reason {actual:?} does not contain {expected:?}")),
+            None => problems.push(format!("expected a reason containing {expected:?}, got none")),
+        }
+    }
+    check_identity(case, &answer, &mut problems);
+    check_body(case, &answer, &mut problems);
+    Ok(CaseReport {
+        name: case.name.clone(),
+        expected: case.expect.clone(),
+        got,
+        reason,
+        failure: answer.failure().map(|failure| failure.code()),
+        passed: problems.is_empty(),
+        problems,
+        micros,
+    })
+}
+
+fn check_expectation(expect: &str, kind: PluginKind) -> anyhow::Result<()> {
+    let allowed: &[&str] = match kind {
+        PluginKind::Authorizer => &["permit", "deny", "not-applicable"],
+        PluginKind::Authenticator => &["authenticated", "rejected", "not-applicable"],
+        PluginKind::Filter => &["unchanged", "rewrite", "block"],
+    };
+    if !allowed.contains(&expect) {
+        bail!("expect = {expect:?} is not an outcome of an {kind}; use one of {}", allowed.join(", "));
+    }
+    Ok(())
+}
+
+fn resolve_config(case: &Case, file: &CaseFile, base: &Path) -> anyhow::Result<String> {
+    let (inline, path) = if case.config.is_some() || case.config_file.is_some() {
+        (&case.config, &case.config_file)
+    } else {
+        (&file.config, &file.config_file)
+    };
+    match (inline, path) {
+        (Some(_), Some(_)) => bail!("give either config or config_file, not both"),
+        (Some(config), None) => cases::config_json(config),
+        (None, Some(path)) => {
+            let full = base.join(path);
+            let text = std::fs::read_to_string(&full)
+                .with_context(|| format!("cannot read config_file {}", full.display()))?;
+            // Checked here so that a typo in the file is reported as such, not as a plugin
+            // deny; plugins must still cope with whatever JSON they get.
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("config_file {} is not valid JSON", full.display()))?;
+            Ok(text)
+        }
+        (None, None) => Ok("{}".into()),
+    }
+}
+
+fn check_identity(case: &Case, answer: &Answer, problems: &mut Vec<String>) {
+    if case.subject.is_none() && case.roles.is_none() {
+        return;
+    }
+    let Answer::Authenticator(Ok(AuthOutcome::Authenticated { subject, roles, .. })) = answer else {
+        problems.push("subject/roles were expected but nothing was authenticated".into());
+        return;
+    };
+    if let Some(expected) = &case.subject {
+        if expected != subject {
+            problems.push(format!("expected subject {expected:?}, got {subject:?}"));
+        }
+    }
+    if let Some(expected) = &case.roles {
+        if expected != roles {
+            problems.push(format!("expected roles {expected:?}, got {roles:?}"));
+        }
+    }
+}
+
+fn check_body(case: &Case, answer: &Answer, problems: &mut Vec<String>) {
+    let Some(expected) = &case.body else {
+        return;
+    };
+    let Answer::Filter(Ok(FilterOutcome::Rewrite(body))) = answer else {
+        problems.push("a body was expected but the filter did not rewrite".into());
+        return;
+    };
+    let same = match (
+        serde_json::from_str::<serde_json::Value>(expected),
+        serde_json::from_slice::<serde_json::Value>(body),
+    ) {
+        (Ok(expected), Ok(actual)) => expected == actual,
+        _ => expected.as_bytes() == body.as_slice(),
+    };
+    if !same {
+        problems.push(format!("expected body {expected}, got {}", String::from_utf8_lossy(body)));
+    }
+}
+
+fn print_table(report: &FileReport) {
+    println!(
+        "{} — {} ({}), {} cases",
+        report.file,
+        report.plugin,
+        report.kind,
+        report.cases.len()
+    );
+    let width = report
+        .cases
+        .iter()
+        .map(|case| case.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    for case in &report.cases {
+        let mark = if case.passed { "PASS" } else { "FAIL" };
+        println!("  {mark}  {:<width$}  {}", case.name, case.got);
+        for problem in &case.problems {
+            println!("        {problem}");
+        }
+        if !case.passed {
+            if let Some(reason) = &case.reason {
+                println!("        reason: {reason}");
+            }
+        }
+    }
+    println!("  {} passed, {} failed in {}", report.passed, report.failed, report.file);
+}

@@ -1,0 +1,90 @@
+//! Engine knobs. Each one is documented here, where it is defined, with its cost and default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime::{InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// How the process-wide engine is built. Per-application limits (memory cap, deadline,
+/// host-call budget) live in [`crate::sandbox::SandboxLimits`]; the values here bound them.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How often the epoch ticker advances the engine's epoch. Deadlines are measured in
+    /// ticks, so this is their resolution: a plugin may overrun its deadline by up to one tick.
+    /// Cost: one thread waking this often. Default: 1 ms.
+    pub epoch_tick: Duration,
+
+    /// Live instances the pooling allocator reserves slots for (warm instances plus calls in
+    /// flight, across all applications). Cost: address space (not memory) for each slot's
+    /// linear memory reservation; resident memory grows only with what plugins touch.
+    /// Beyond this many live instances, instantiation fails and the call is denied
+    /// (fail-closed). Default: 2,000.
+    pub pool_instances: u32,
+
+    /// The largest linear memory any plugin may grow to. Sandboxes may set a lower cap per
+    /// application; they cannot exceed this. Default: 64 MiB.
+    pub max_memory_bytes: usize,
+
+    /// The most native stack a plugin may use before a stack-overflow trap (deep recursion
+    /// ends here, not in the host). Default: 512 KiB.
+    pub max_wasm_stack: usize,
+
+    /// Where precompiled artifacts are kept between runs. `None` compiles every plugin at
+    /// every start. Cost: the artifacts' size on disk (a few times the .wasm size).
+    /// Default: none; `palisade serve` sets one under its data folder.
+    pub cache_dir: Option<PathBuf>,
+
+    /// Cranelift optimisation. `Speed` costs compile time (tens of milliseconds per plugin,
+    /// paid once thanks to the cache) and pays back on every decision. Default: `Speed`.
+    pub opt_level: OptLevel,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            epoch_tick: Duration::from_millis(1),
+            pool_instances: 2_000,
+            max_memory_bytes: 64 << 20,
+            max_wasm_stack: 512 << 10,
+            cache_dir: None,
+            opt_level: OptLevel::Speed,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The wasmtime configuration, with or without the pooling allocator.
+    pub(super) fn wasmtime_config(&self, pooling: bool) -> wasmtime::Config {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            // Deadlines without the cost of fuel: a check at loop headers and function
+            // entries against an epoch counter the ticker advances (SER-001).
+            .epoch_interruption(true)
+            .max_wasm_stack(self.max_wasm_stack)
+            // Instantiation maps the module's data as a copy-on-write image instead of
+            // copying it, which is most of what makes a fresh instance per request cheap.
+            .memory_init_cow(true)
+            .cranelift_opt_level(self.opt_level)
+            .parallel_compilation(true);
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            // A Rust component for wasm32-wasip2 holds a handful of core instances (the
+            // program plus the canonical-ABI shims), one memory and a few tables.
+            pool.total_component_instances(self.pool_instances)
+                .total_core_instances(self.pool_instances.saturating_mul(8))
+                .total_memories(self.pool_instances.saturating_mul(2))
+                .total_tables(self.pool_instances.saturating_mul(4))
+                .max_memory_size(self.max_memory_bytes)
+                .max_core_instances_per_component(16)
+                .max_memories_per_component(4)
+                .max_tables_per_component(8)
+                // Keep the first pages of a released slot resident so the next instance in
+                // that slot does not fault them in again.
+                .linear_memory_keep_resident(64 << 10)
+                .table_keep_resident(16 << 10);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config
+    }
+}

@@ -1,0 +1,196 @@
+//! The process-wide WebAssembly engine.
+//!
+//! One [`Engine`] compiles and runs every plugin of every application. It owns the wasmtime
+//! engine (component model, pooling allocator, epoch interruption, copy-on-write memory
+//! images), the epoch ticker thread that turns per-call deadlines into traps (SER-001), and the
+//! precompiled-artifact cache.
+
+mod cache;
+mod config;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+pub use cache::{ArtifactCache, CacheError};
+pub use config::EngineConfig;
+
+/// Why the engine could not be built or a component could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the WebAssembly engine could not be configured: {0}")]
+    Configure(String),
+    #[error("the file is not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("the precompiled-artifact cache failed: {0}")]
+    Cache(#[from] CacheError),
+}
+
+/// The allocation strategy the engine ended up with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    /// Instances come from pre-reserved slots: instantiation is a few microseconds.
+    Pooling,
+    /// The address space for the pool could not be reserved (e.g. a restrictive
+    /// `ulimit -v`); instances are allocated on demand, which is slower but works.
+    OnDemand,
+}
+
+/// The engine shared by every sandbox in the process. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    wasmtime: wasmtime::Engine,
+    config: EngineConfig,
+    allocation: Allocation,
+    cache: Option<ArtifactCache>,
+    ticker_stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// A compiled plugin component and the SHA-256 of the bytes it was compiled from.
+#[derive(Clone)]
+pub struct CompiledComponent {
+    pub component: Component,
+    pub sha256: [u8; 32],
+}
+
+impl Engine {
+    /// Builds the engine and starts its epoch ticker.
+    ///
+    /// The pooling allocator reserves address space for `config.pool_instances` instances up
+    /// front; where that reservation fails the engine falls back to on-demand allocation and
+    /// says so in [`Engine::allocation`] and the log.
+    pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
+        let (wasmtime, allocation) = match wasmtime::Engine::new(&config.wasmtime_config(true)) {
+            Ok(engine) => (engine, Allocation::Pooling),
+            Err(pool_error) => {
+                tracing::warn!(
+                    error = %pool_error,
+                    "the pooling allocator could not reserve its address space; allocating instances on demand"
+                );
+                let engine = wasmtime::Engine::new(&config.wasmtime_config(false))
+                    .map_err(|error| EngineError::Configure(error.to_string()))?;
+                (engine, Allocation::OnDemand)
+            }
+        };
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &wasmtime)?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = spawn_ticker(wasmtime.weak(), config.epoch_tick, ticker_stop.clone())
+            .map_err(|error| EngineError::Configure(format!("cannot start the epoch ticker: {error}")))?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                wasmtime,
+                config,
+                allocation,
+                cache,
+                ticker_stop,
+                ticker: Some(ticker),
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.wasmtime
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Whether instances come from the pool or are allocated on demand.
+    pub fn allocation(&self) -> Allocation {
+        self.inner.allocation
+    }
+
+    /// The directory of the precompiled-artifact cache, if one is configured.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.inner.config.cache_dir.clone()
+    }
+
+    /// Turns a wall-clock budget into epoch ticks for [`wasmtime::Store::set_epoch_deadline`].
+    /// Rounds up, and never below one tick, so a deadline can never be zero.
+    pub fn deadline_ticks(&self, budget: Duration) -> u64 {
+        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+        (budget.as_nanos().div_ceil(tick) as u64).max(1)
+    }
+
+    /// Compiles a component, or loads its precompiled artifact from the cache after checking
+    /// the artifact's integrity (SER-013). Bytes that are not a component are refused before
+    /// anything is compiled.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, EngineError> {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        if !wasmparser_is_component(bytes) {
+            return Err(EngineError::NotAComponent(
+                "it does not start with the component-model header (a core module or another file?)"
+                    .into(),
+            ));
+        }
+        if let Some(cache) = &self.inner.cache {
+            match cache.load(&self.inner.wasmtime, &sha256) {
+                Ok(Some(component)) => return Ok(CompiledComponent { component, sha256 }),
+                Ok(None) => {}
+                // A bad artifact is discarded and rebuilt from the module bytes, which are
+                // authoritative; the event is logged for the operator (SER-013).
+                Err(error) => tracing::warn!(%error, "recompiling a plugin from its module bytes"),
+            }
+        }
+        let component = Component::new(&self.inner.wasmtime, bytes)
+            .map_err(|error| EngineError::NotAComponent(format!("{error:#}")))?;
+        if let Some(cache) = &self.inner.cache {
+            // A cache that cannot be written only costs the next boot a compile.
+            if let Err(error) = cache.store(&component, &sha256) {
+                tracing::warn!(%error, "could not store a precompiled artifact");
+            }
+        }
+        Ok(CompiledComponent { component, sha256 })
+    }
+}
+
+/// The component-model binary header: `\0asm`, version 0x0d, layer 1.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
+}
+
+/// The epoch ticker: advances the engine's epoch every `tick` so that a plugin stuck in a
+/// loop traps at its deadline (SER-001). It holds only a weak reference so that dropping the
+/// last [`Engine`] ends it.
+fn spawn_ticker(
+    engine: wasmtime::EngineWeak,
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("palisade-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+}

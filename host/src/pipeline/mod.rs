@@ -1,0 +1,387 @@
+//! The decision pipeline: resolve the application → authenticate → authorize → (later, on
+//! the response) filter. [`Runtime::is_authorized`] is the one entry point.
+//!
+//! Every stage fails closed (SER-008): an unknown application, a rejected credential, a
+//! plugin that fails, an authorizer that denies, or authorizers that all answer
+//! not-applicable make a deny whose reason names the cause. Monitor mode reports the deny and
+//! permits.
+
+mod app;
+mod decision;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::engine::{CompiledComponent, Engine, EngineError};
+use crate::request::{now_unix, AccessRequest, ResponseBody};
+use crate::sandbox::{AuthOutcome, Failure, FilterOutcome, Plugin, SharedLinker, Verdict};
+
+pub use app::{valid_name, App, AppSpec, AppStatus, InstallError, Mode, PluginSource, PluginStatus};
+pub use decision::{Decision, Effect, FilteredResponse, Identity, Stage, StageReport, Timings};
+
+/// The runtime: one engine, many applications. Cheap to share across threads (`Arc`).
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<SharedLinker>,
+    apps: RwLock<HashMap<String, Arc<App>>>,
+}
+
+impl Runtime {
+    /// A runtime with no applications on `engine`.
+    pub fn new(engine: Engine) -> Result<Runtime, EngineError> {
+        let linker = SharedLinker::new(&engine)
+            .map_err(|error| EngineError::Configure(format!("linking the host imports: {error:#}")))?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            apps: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and loads every plugin of `spec`, then makes the application live in one step,
+    /// replacing any earlier installation of the same name. Decisions already running finish
+    /// on the old installation; on error nothing changes.
+    pub fn install(&self, spec: AppSpec) -> Result<(), InstallError> {
+        let app = App::build(&self.engine, &self.linker, spec, |bytes| self.engine.compile(bytes))?;
+        self.put(app);
+        Ok(())
+    }
+
+    /// Like [`Runtime::install`] with already compiled components (e.g. shared between apps).
+    pub fn install_compiled(
+        &self,
+        spec: AppSpec,
+        compiled: &HashMap<String, CompiledComponent>,
+    ) -> Result<(), InstallError> {
+        let app = App::build(&self.engine, &self.linker, spec, |bytes| {
+            let sha = sha256_hex(bytes);
+            match compiled.get(&sha) {
+                Some(component) => Ok(component.clone()),
+                None => self.engine.compile(bytes),
+            }
+        })?;
+        self.put(app);
+        Ok(())
+    }
+
+    fn put(&self, app: App) {
+        let name = app.name().to_string();
+        self.apps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name, Arc::new(app));
+    }
+
+    /// Removes an application; its requests are denied as unknown from then on.
+    pub fn remove(&self, app: &str) -> bool {
+        self.apps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(app)
+            .is_some()
+    }
+
+    /// The installed application named `app`.
+    pub fn app(&self, app: &str) -> Option<Arc<App>> {
+        self.apps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(app)
+            .cloned()
+    }
+
+    /// Names of the installed applications, sorted.
+    pub fn app_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .apps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every application's plugins and their health.
+    pub fn status(&self) -> Vec<AppStatus> {
+        self.app_names()
+            .iter()
+            .filter_map(|name| self.app(name))
+            .map(|app| app.status())
+            .collect()
+    }
+
+    /// Decides whether `request` may proceed.
+    pub fn is_authorized(&self, request: &AccessRequest) -> Decision {
+        let started = Instant::now();
+        let Some(app) = self.app(&request.app) else {
+            return Decision {
+                effect: Effect::Deny,
+                reason: format!("unknown application {:?}", request.app),
+                app: request.app.clone(),
+                decided_by: None,
+                enforced: true,
+                would_deny: None,
+                identity: None,
+                stages: Vec::new(),
+                timings: Timings {
+                    total_us: micros_since(started),
+                    ..Timings::default()
+                },
+            };
+        };
+        let mut decision = decide(&app, request, started);
+        if app.mode == Mode::Monitor && decision.effect == Effect::Deny {
+            tracing::info!(app = %request.app, reason = %decision.reason, "monitor mode: would deny");
+            decision.would_deny = Some(std::mem::take(&mut decision.reason));
+            decision.reason = "monitor mode: permitted without enforcement".into();
+            decision.effect = Effect::Permit;
+            decision.enforced = false;
+        }
+        decision.timings.total_us = micros_since(started);
+        decision
+    }
+
+    /// Passes a permitted request's response through the application's filters, in order.
+    /// A filter that blocks or fails stops delivery (fail-closed, SER-026).
+    pub fn filter_response(&self, request: &AccessRequest, response: ResponseBody) -> FilteredResponse {
+        let Some(app) = self.app(&request.app) else {
+            return FilteredResponse::Blocked {
+                reason: format!("unknown application {:?}", request.app),
+                stages: Vec::new(),
+            };
+        };
+        let now = request.request_time.unwrap_or_else(now_unix);
+        let mut body = response.body;
+        let mut stages = Vec::new();
+        for plugin in &app.filters {
+            let started = Instant::now();
+            let current = ResponseBody {
+                status: response.status,
+                content_type: response.content_type.clone(),
+                body,
+            };
+            let outcome = app.sandbox.filter(plugin, request, &current, now);
+            body = current.body;
+            let micros = micros_since(started);
+            match outcome {
+                Ok(FilterOutcome::Unchanged) => {
+                    stages.push(report(Stage::Filter, plugin, "unchanged", None, None, micros))
+                }
+                Ok(FilterOutcome::Rewrite(new_body)) => {
+                    stages.push(report(Stage::Filter, plugin, "rewrite", None, None, micros));
+                    body = new_body;
+                }
+                Ok(FilterOutcome::Block(reason)) => {
+                    stages.push(report(Stage::Filter, plugin, "block", Some(reason.clone()), None, micros));
+                    return FilteredResponse::Blocked {
+                        reason: format!("filter {} blocked the response: {reason}", plugin.label().name),
+                        stages,
+                    };
+                }
+                Err(failure) => {
+                    let reason = failure_reason(plugin, &failure);
+                    stages.push(failed(Stage::Filter, plugin, &failure, micros));
+                    return FilteredResponse::Blocked { reason, stages };
+                }
+            }
+        }
+        FilteredResponse::Deliver { body, stages }
+    }
+}
+
+/// The enforce-mode decision for a resolved application.
+fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
+    let now = request.request_time.unwrap_or_else(now_unix);
+    let mut decision = Decision {
+        effect: Effect::Deny,
+        reason: String::new(),
+        app: request.app.clone(),
+        decided_by: None,
+        enforced: true,
+        would_deny: None,
+        identity: None,
+        stages: Vec::new(),
+        timings: Timings::default(),
+    };
+
+    // Authenticate: only when a credential was presented. The first authenticator that
+    // accepts it settles the identity; a rejection or a failure denies at once.
+    let mut effective = std::borrow::Cow::Borrowed(request);
+    if let Some(credential) = &request.credential {
+        let stage_started = Instant::now();
+        for plugin in &app.authenticators {
+            let call_started = Instant::now();
+            let outcome = app.sandbox.authenticate(plugin, request, credential, now);
+            let micros = micros_since(call_started);
+            match outcome {
+                Ok(AuthOutcome::Authenticated {
+                    subject,
+                    roles,
+                    expires_at,
+                }) => {
+                    decision
+                        .stages
+                        .push(report(Stage::Authenticate, plugin, "authenticated", None, None, micros));
+                    if expires_at.is_some_and(|expiry| expiry < now) {
+                        return deny(
+                            decision,
+                            plugin,
+                            format!("authenticator {} returned an identity that expired", plugin.label().name),
+                            started,
+                        );
+                    }
+                    let request = effective.to_mut();
+                    request.authenticated = true;
+                    for role in &roles {
+                        if !request.roles.contains(role) {
+                            request.roles.push(role.clone());
+                        }
+                    }
+                    decision.identity = Some(Identity {
+                        subject,
+                        roles,
+                        expires_at,
+                        authenticator: plugin.label().name.clone(),
+                    });
+                    break;
+                }
+                Ok(AuthOutcome::Rejected { reason }) => {
+                    decision.stages.push(report(
+                        Stage::Authenticate,
+                        plugin,
+                        "rejected",
+                        Some(reason.clone()),
+                        None,
+                        micros,
+                    ));
+                    let reason = format!("credential rejected by {}: {reason}", plugin.label().name);
+                    return deny(decision, plugin, reason, started);
+                }
+                Ok(AuthOutcome::NotApplicable) => decision.stages.push(report(
+                    Stage::Authenticate,
+                    plugin,
+                    "not-applicable",
+                    None,
+                    None,
+                    micros,
+                )),
+                Err(failure) => {
+                    decision.stages.push(failed(Stage::Authenticate, plugin, &failure, micros));
+                    let reason = failure_reason(plugin, &failure);
+                    return deny(decision, plugin, reason, started);
+                }
+            }
+        }
+        decision.timings.authenticate_us = micros_since(stage_started);
+    }
+
+    // Authorize: every authorizer must permit; one deny or failure denies; not-applicable
+    // from all (or no authorizer at all) denies.
+    let stage_started = Instant::now();
+    let mut first_permit: Option<&Plugin> = None;
+    for plugin in &app.authorizers {
+        let call_started = Instant::now();
+        let outcome = app.sandbox.authorize(plugin, &effective, now);
+        let micros = micros_since(call_started);
+        match outcome {
+            Ok(Verdict::Permit) => {
+                decision
+                    .stages
+                    .push(report(Stage::Authorize, plugin, "permit", None, None, micros));
+                first_permit.get_or_insert(plugin);
+            }
+            Ok(Verdict::NotApplicable) => decision.stages.push(report(
+                Stage::Authorize,
+                plugin,
+                "not-applicable",
+                None,
+                None,
+                micros,
+            )),
+            Ok(Verdict::Deny(reason)) => {
+                decision.stages.push(report(
+                    Stage::Authorize,
+                    plugin,
+                    "deny",
+                    Some(reason.clone()),
+                    None,
+                    micros,
+                ));
+                decision.timings.authorize_us = micros_since(stage_started);
+                return deny(decision, plugin, reason, started);
+            }
+            Err(failure) => {
+                decision.stages.push(failed(Stage::Authorize, plugin, &failure, micros));
+                decision.timings.authorize_us = micros_since(stage_started);
+                let reason = failure_reason(plugin, &failure);
+                return deny(decision, plugin, reason, started);
+            }
+        }
+    }
+    decision.timings.authorize_us = micros_since(stage_started);
+    match first_permit {
+        Some(plugin) => {
+            decision.effect = Effect::Permit;
+            decision.reason = format!("permitted by {}", plugin.label().name);
+            decision.decided_by = Some(plugin.label().clone());
+        }
+        None if app.authorizers.is_empty() => {
+            decision.reason = format!("application {:?} has no authorizer", request.app);
+        }
+        None => {
+            decision.reason = "no authorizer permitted the request (all answered not-applicable)".into();
+        }
+    }
+    decision
+}
+
+fn deny(mut decision: Decision, plugin: &Plugin, reason: String, started: Instant) -> Decision {
+    decision.effect = Effect::Deny;
+    decision.reason = reason;
+    decision.decided_by = Some(plugin.label().clone());
+    decision.timings.total_us = micros_since(started);
+    decision
+}
+
+fn failure_reason(plugin: &Plugin, failure: &Failure) -> String {
+    format!("plugin {} {failure}", plugin.label().name)
+}
+
+fn report(
+    stage: Stage,
+    plugin: &Plugin,
+    outcome: &'static str,
+    detail: Option<String>,
+    failure: Option<&'static str>,
+    micros: u64,
+) -> StageReport {
+    StageReport {
+        stage,
+        plugin: plugin.label().clone(),
+        outcome,
+        detail,
+        failure,
+        micros,
+    }
+}
+
+fn failed(stage: Stage, plugin: &Plugin, failure: &Failure, micros: u64) -> StageReport {
+    report(stage, plugin, "failed", Some(failure.to_string()), Some(failure.code()), micros)
+}
+
+fn micros_since(started: Instant) -> u64 {
+    started.elapsed().as_micros() as u64
+}
+
+/// Hex SHA-256, the name a module goes by everywhere.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

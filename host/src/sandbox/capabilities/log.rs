@@ -1,0 +1,36 @@
+//! `palisade:plugin/log`: plugin messages into the host's structured log, tagged with the
+//! application and plugin so an operator can tell who said what. Granted to every plugin.
+
+use crate::sandbox::bindings::imports::palisade::plugin::log::{Host, Level};
+use crate::sandbox::state::HostState;
+
+/// Longest message kept; the rest is cut so a plugin cannot flood the log with one call.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.enter(None)?;
+        let message = truncate(&message, MAX_MESSAGE_BYTES);
+        let app = self.plugin.app.as_str();
+        let plugin = self.plugin.name.as_str();
+        match level {
+            Level::Trace => tracing::trace!(app, plugin, "{message}"),
+            Level::Debug => tracing::debug!(app, plugin, "{message}"),
+            Level::Info => tracing::info!(app, plugin, "{message}"),
+            Level::Warn => tracing::warn!(app, plugin, "{message}"),
+            Level::Error => tracing::error!(app, plugin, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+fn truncate(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

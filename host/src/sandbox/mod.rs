@@ -1,0 +1,284 @@
+//! One sandbox per application (SER-024).
+//!
+//! A [`Sandbox`] is an application's segregated security environment: its key-value
+//! namespace, group directory, key handles and limits, and the plugins loaded into it. Each
+//! call runs in a store of its own (a warm one reused for this application only, or a fresh
+//! one per request), under a memory cap, an epoch deadline and a host-call budget. A trap,
+//! timeout, memory exhaustion or malformed answer comes back as a [`Failure`]: the pipeline
+//! turns it into a deny that names it; other applications never notice.
+
+pub mod bindings;
+pub mod capabilities;
+mod convert;
+mod failure;
+mod limits;
+mod plugin;
+mod quarantine;
+mod state;
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::engine::{CompiledComponent, Engine};
+use crate::request::{AccessRequest, Credential, ResponseBody};
+
+pub use capabilities::{
+    AppKeys, Capabilities, Capability, GroupDirectory, KeyUseError, KvNamespace, StaticKeys,
+};
+pub use convert::{AuthOutcome, FilterOutcome, Verdict};
+pub use failure::Failure;
+pub use limits::{Isolation, SandboxLimits};
+pub use plugin::{Plugin, PluginKind, PluginLabel};
+pub use quarantine::PluginHealth;
+pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
+
+use plugin::{Bound, KindPre};
+use state::HostState;
+
+/// Why a plugin could not be loaded into a sandbox. Nothing is half-loaded: the sandbox is
+/// unchanged when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the component exports none of authorize, authenticate or filter, so it is no Palisade plugin")]
+    UnknownWorld,
+    #[error("the component is a {found} but was declared as a {declared}")]
+    WrongWorld {
+        declared: PluginKind,
+        found: PluginKind,
+    },
+    #[error("the component's imports cannot be satisfied (it asks for something Palisade does not offer): {0}")]
+    Imports(String),
+    #[error("the component's `{export}` export does not match the {kind} world of palisade:plugin@0.1: {reason}")]
+    ExportType {
+        kind: PluginKind,
+        export: &'static str,
+        reason: String,
+    },
+    #[error("the plugin configuration is not valid JSON: {0}")]
+    Config(String),
+}
+
+/// The linker every sandbox shares: deny-all WASI plus the Palisade imports. Building it once
+/// per process keeps loading a plugin to a type check.
+pub struct SharedLinker(Linker<HostState>);
+
+impl SharedLinker {
+    pub fn new(engine: &Engine) -> wasmtime::Result<SharedLinker> {
+        let mut linker = Linker::<HostState>::new(engine.wasmtime());
+        // Guests built with Rust's std import WASI even when they never use it; every
+        // interface is there, and the context behind it grants nothing (see state.rs).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::imports::Imports::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        Ok(SharedLinker(linker))
+    }
+}
+
+/// A plugin handed to the wrong stage: a host bug, reported as a failure rather than a
+/// panic so that it can only ever deny.
+fn wrong_stage(plugin: &Plugin) -> wasmtime::Error {
+    wasmtime::format_err!("plugin {} is a {} and was called in another stage", plugin.label().name, plugin.kind())
+}
+
+/// How a plugin is set up in an application.
+#[derive(Clone, Debug)]
+pub struct PluginSetup {
+    /// The plugin's name within the application (unique per application).
+    pub name: String,
+    /// The kind the operator declared; `None` accepts whatever the component implements.
+    pub kind: Option<PluginKind>,
+    /// The version from the module's manifest, if signed.
+    pub version: Option<String>,
+    /// The plugin's configuration document (JSON text).
+    pub config_json: String,
+    pub capabilities: Capabilities,
+}
+
+/// One application's sandbox.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Arc<SharedLinker>,
+    env: Arc<AppEnvironment>,
+    limits: Arc<SandboxLimits>,
+    isolation: Isolation,
+    deadline_ticks: u64,
+}
+
+impl Sandbox {
+    /// A sandbox for `env` with these limits. The memory cap is clamped to the engine's.
+    pub fn new(
+        engine: Engine,
+        linker: Arc<SharedLinker>,
+        env: AppEnvironment,
+        mut limits: SandboxLimits,
+        isolation: Isolation,
+    ) -> Sandbox {
+        limits.memory_bytes = limits.memory_bytes.min(engine.config().max_memory_bytes);
+        let deadline_ticks = engine.deadline_ticks(limits.deadline);
+        Sandbox {
+            engine,
+            linker,
+            env: Arc::new(env),
+            limits: Arc::new(limits),
+            isolation,
+            deadline_ticks,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        &self.env.name
+    }
+
+    pub fn environment(&self) -> &AppEnvironment {
+        &self.env
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Type-checks a compiled component against its world and this process's imports, and
+    /// prepares it for fast instantiation in this sandbox.
+    pub fn load(&self, compiled: &CompiledComponent, setup: PluginSetup) -> Result<Plugin, LoadError> {
+        serde_json::from_str::<serde_json::Value>(&setup.config_json)
+            .map_err(|error| LoadError::Config(error.to_string()))?;
+        let component = &compiled.component;
+        let found = PluginKind::of_component(component, self.engine.wasmtime())
+            .ok_or(LoadError::UnknownWorld)?;
+        if let Some(declared) = setup.kind {
+            if declared != found {
+                return Err(LoadError::WrongWorld { declared, found });
+            }
+        }
+        let instance_pre = self
+            .linker
+            .0
+            .instantiate_pre(component)
+            .map_err(|error| LoadError::Imports(format!("{error:#}")))?;
+        let export_error = |error: wasmtime::Error| LoadError::ExportType {
+            kind: found,
+            export: match found {
+                PluginKind::Authorizer => "authorize",
+                PluginKind::Authenticator => "authenticate",
+                PluginKind::Filter => "filter",
+            },
+            reason: format!("{error:#}"),
+        };
+        let pre = match found {
+            PluginKind::Authorizer => KindPre::Authorizer(
+                bindings::authorizer::AuthorizerPre::new(instance_pre).map_err(export_error)?,
+            ),
+            PluginKind::Authenticator => KindPre::Authenticator(
+                bindings::authenticator::AuthenticatorPre::new(instance_pre)
+                    .map_err(export_error)?,
+            ),
+            PluginKind::Filter => {
+                KindPre::Filter(bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?)
+            }
+        };
+        let grant = Arc::new(PluginGrant {
+            app: self.env.name.clone(),
+            name: setup.name.clone(),
+            config_json: setup.config_json.into(),
+            capabilities: setup.capabilities,
+        });
+        let label = PluginLabel {
+            name: setup.name,
+            kind: found,
+            version: setup.version,
+            sha256: hex::encode(compiled.sha256),
+        };
+        Ok(Plugin::new(grant, label, pre))
+    }
+
+    /// Asks an authorizer about a request whose authentication state is already settled.
+    pub fn authorize(&self, plugin: &Plugin, request: &AccessRequest, now: u64) -> Result<Verdict, Failure> {
+        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let limits = self.limits.clone();
+        plugin.call(
+            self,
+            |store, bound| match bound {
+                Bound::Authorizer(authorizer) => authorizer.call_authorize(store, &wit_request),
+                _ => Err(wrong_stage(plugin)),
+            },
+            |decision| convert::verdict(decision, &limits),
+        )
+    }
+
+    /// Asks an authenticator about a credential.
+    pub fn authenticate(
+        &self,
+        plugin: &Plugin,
+        request: &AccessRequest,
+        credential: &Credential,
+        now: u64,
+    ) -> Result<AuthOutcome, Failure> {
+        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let wit_credential = bindings::wit::Credential {
+            scheme: credential.scheme.clone(),
+            value: credential.value.clone(),
+        };
+        let limits = self.limits.clone();
+        plugin.call(
+            self,
+            |store, bound| match bound {
+                Bound::Authenticator(authenticator) => {
+                    authenticator.call_authenticate(store, &wit_request, &wit_credential)
+                }
+                _ => Err(wrong_stage(plugin)),
+            },
+            |result| convert::auth_outcome(result, &limits),
+        )
+    }
+
+    /// Passes a response through a filter.
+    pub fn filter(
+        &self,
+        plugin: &Plugin,
+        request: &AccessRequest,
+        response: &ResponseBody,
+        now: u64,
+    ) -> Result<FilterOutcome, Failure> {
+        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let wit_response = bindings::wit::Response {
+            status: response.status,
+            content_type: response.content_type.clone(),
+            body: response.body.clone(),
+        };
+        let limits = self.limits.clone();
+        plugin.call(
+            self,
+            |store, bound| match bound {
+                Bound::Filter(filter) => filter.call_filter(store, &wit_request, &wit_response),
+                _ => Err(wrong_stage(plugin)),
+            },
+            |result| convert::filter_outcome(result, &limits),
+        )
+    }
+}
+
+impl PluginSetup {
+    /// A plugin named `name` with this configuration (JSON), any kind, no capabilities.
+    pub fn new(name: impl Into<String>, config_json: impl Into<String>) -> PluginSetup {
+        PluginSetup {
+            name: name.into(),
+            kind: None,
+            version: None,
+            config_json: config_json.into(),
+            capabilities: Capabilities::NONE,
+        }
+    }
+
+    /// Grants a capability.
+    pub fn grant(mut self, capability: Capability) -> PluginSetup {
+        self.capabilities.grant(capability);
+        self
+    }
+}

@@ -1,0 +1,254 @@
+//! One plugin loaded into one application's sandbox: its type-checked pre-instantiation, its
+//! pool of warm instances and its quarantine state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Component;
+use wasmtime::Store;
+
+use super::bindings::{authenticator, authorizer, filter};
+use super::failure::Failure;
+use super::limits::Isolation;
+use super::quarantine::{PluginHealth, Quarantine};
+use super::state::{HostState, PluginGrant};
+use super::Sandbox;
+
+/// The three kinds of plugin, one per WIT world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Authorizer,
+    Authenticator,
+    Filter,
+}
+
+impl PluginKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Authorizer => "authorizer",
+            PluginKind::Authenticator => "authenticator",
+            PluginKind::Filter => "filter",
+        }
+    }
+
+    /// The function a component of this kind exports.
+    fn export(self) -> &'static str {
+        match self {
+            PluginKind::Authorizer => "authorize",
+            PluginKind::Authenticator => "authenticate",
+            PluginKind::Filter => "filter",
+        }
+    }
+
+    /// The kind a component implements, judged by the function it exports.
+    pub fn of_component(component: &Component, engine: &wasmtime::Engine) -> Option<PluginKind> {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        [PluginKind::Authorizer, PluginKind::Authenticator, PluginKind::Filter]
+            .into_iter()
+            .find(|kind| exports.iter().any(|name| name == kind.export()))
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "authorizer" => Ok(PluginKind::Authorizer),
+            "authenticator" => Ok(PluginKind::Authenticator),
+            "filter" => Ok(PluginKind::Filter),
+            _ => Err(format!(
+                "unknown plugin kind {text:?}; expected authorizer, authenticator or filter"
+            )),
+        }
+    }
+}
+
+/// Which module made a decision: reported with every decision and in audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginLabel {
+    pub name: String,
+    pub kind: PluginKind,
+    /// The module's version from its signed manifest, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Hex SHA-256 of the module bytes.
+    pub sha256: String,
+}
+
+/// The typed pre-instantiation of a plugin: imports resolved and exports type-checked once,
+/// at load time, so each instantiation is only the allocation and initialisation.
+pub(crate) enum KindPre {
+    Authorizer(authorizer::AuthorizerPre<HostState>),
+    Authenticator(authenticator::AuthenticatorPre<HostState>),
+    Filter(filter::FilterPre<HostState>),
+}
+
+/// An instantiated plugin's typed exports.
+pub(crate) enum Bound {
+    Authorizer(authorizer::Authorizer),
+    Authenticator(authenticator::Authenticator),
+    Filter(filter::Filter),
+}
+
+pub(crate) struct Instance {
+    pub(crate) store: Store<HostState>,
+    pub(crate) bound: Bound,
+}
+
+/// A plugin ready to serve one application.
+pub struct Plugin {
+    pub(crate) grant: Arc<PluginGrant>,
+    label: PluginLabel,
+    pre: KindPre,
+    idle: Mutex<Vec<Instance>>,
+    quarantine: Quarantine,
+}
+
+impl Plugin {
+    pub(crate) fn new(grant: Arc<PluginGrant>, label: PluginLabel, pre: KindPre) -> Plugin {
+        Plugin {
+            grant,
+            label,
+            pre,
+            idle: Mutex::new(Vec::new()),
+            quarantine: Quarantine::default(),
+        }
+    }
+
+    pub fn label(&self) -> &PluginLabel {
+        &self.label
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.label.kind
+    }
+
+    pub fn health(&self) -> PluginHealth {
+        self.quarantine.health(Instant::now())
+    }
+
+    fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, Failure> {
+        let state = HostState::new(sandbox.env.clone(), self.grant.clone(), sandbox.limits.clone());
+        let mut store = Store::new(sandbox.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(sandbox.deadline_ticks);
+        let bound = match &self.pre {
+            KindPre::Authorizer(pre) => pre.instantiate(&mut store).map(Bound::Authorizer),
+            KindPre::Authenticator(pre) => pre.instantiate(&mut store).map(Bound::Authenticator),
+            KindPre::Filter(pre) => pre.instantiate(&mut store).map(Bound::Filter),
+        };
+        match bound {
+            Ok(bound) => Ok(Instance { store, bound }),
+            Err(error) => {
+                let exceeded = store.data().memory.exceeded;
+                Err(match Failure::from_call_error(
+                    &error,
+                    exceeded,
+                    sandbox.limits.memory_bytes,
+                    sandbox.limits.deadline,
+                ) {
+                    Failure::Malformed(what) => Failure::Instantiation(what),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Runs one call: takes a warm instance (or makes one), arms the budgets, calls, checks
+    /// the answer, and returns a healthy instance to the pool. Any failure drops the instance
+    /// (a trapped instance is never reused) and counts towards quarantine.
+    pub(crate) fn call<R, T>(
+        &self,
+        sandbox: &Sandbox,
+        invoke: impl FnOnce(&mut Store<HostState>, &Bound) -> wasmtime::Result<R>,
+        check: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<T, Failure> {
+        let now = Instant::now();
+        if let Err((consecutive_failures, remaining)) = self.quarantine.admit(now) {
+            return Err(Failure::Quarantined {
+                consecutive_failures,
+                remaining,
+            });
+        }
+        let result = self.call_admitted(sandbox, invoke, check);
+        match &result {
+            Ok(_) => self.quarantine.record_success(),
+            Err(failure) => {
+                if self.quarantine.record_failure(Instant::now(), &sandbox.limits) {
+                    tracing::warn!(
+                        app = %self.grant.app,
+                        plugin = %self.label.name,
+                        %failure,
+                        "plugin quarantined after repeated failures"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    fn call_admitted<R, T>(
+        &self,
+        sandbox: &Sandbox,
+        invoke: impl FnOnce(&mut Store<HostState>, &Bound) -> wasmtime::Result<R>,
+        check: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<T, Failure> {
+        let warm = sandbox.isolation == Isolation::Warm;
+        let pooled = if warm { self.take_idle() } else { None };
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => self.instantiate(sandbox)?,
+        };
+        instance.store.data_mut().begin_call();
+        instance.store.set_epoch_deadline(sandbox.deadline_ticks);
+        let answer = invoke(&mut instance.store, &instance.bound).map_err(|error| {
+            Failure::from_call_error(
+                &error,
+                instance.store.data().memory.exceeded,
+                sandbox.limits.memory_bytes,
+                sandbox.limits.deadline,
+            )
+        })?;
+        let checked = check(answer).map_err(Failure::Malformed)?;
+        if warm {
+            self.return_idle(instance, sandbox.limits.warm_instances);
+        }
+        Ok(checked)
+    }
+
+    fn take_idle(&self) -> Option<Instance> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+    }
+
+    fn return_idle(&self, instance: Instance, keep: usize) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < keep {
+            idle.push(instance);
+        }
+    }
+
+    /// Drops every warm instance (e.g. when the application's configuration changes).
+    pub fn clear_warm_instances(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
