@@ -22,6 +22,7 @@ fn a_thousand_devices_with_three_forged_in_both_modes() {
             forged: 3,
             now: NOW,
             device_by_device: false,
+            rounds: 1,
         };
         let report = simulate(&cfg, &mut |_, _, _| {}).unwrap();
         assert_eq!(report.forged.len(), 3);
@@ -48,6 +49,7 @@ fn device_by_device_run_agrees_with_the_group_runs() {
         forged: 2,
         now: NOW,
         device_by_device: true,
+        rounds: 1,
     };
     let report = simulate(&cfg, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.runs.len(), 3);

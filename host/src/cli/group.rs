@@ -30,6 +30,9 @@ struct SimulateArgs {
     /// How many members are forged (claim a member's id with another key).
     #[arg(long, default_value_t = 0)]
     forged: usize,
+    /// Repeat each run this many times and keep the fastest timings.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Skip the one-session-per-device comparison (on by default up to 4096 devices).
     #[arg(long)]
     no_per_device: bool,
@@ -62,6 +65,7 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         forged: a.forged,
         now,
         device_by_device: !a.no_per_device && a.devices <= 4096,
+        rounds: a.rounds,
     };
     let tty = std::io::stderr().is_terminal();
     let mut progress = |phase: SimPhase, done: usize, total: usize| {

@@ -191,16 +191,25 @@ impl App {
         &self.sandbox
     }
 
+    /// Idle warm instances across the application's plugins.
+    pub fn warm_instances(&self) -> usize {
+        self.plugins().map(Plugin::warm_instances).sum()
+    }
+
+    fn plugins(&self) -> impl Iterator<Item = &Plugin> {
+        self.authenticators
+            .iter()
+            .chain(&self.authorizers)
+            .chain(&self.filters)
+    }
+
     pub fn status(&self) -> AppStatus {
         AppStatus {
             app: self.name().to_string(),
             mode: self.mode,
             isolation: self.sandbox.isolation(),
             plugins: self
-                .authenticators
-                .iter()
-                .chain(&self.authorizers)
-                .chain(&self.filters)
+                .plugins()
                 .map(|plugin| PluginStatus {
                     label: plugin.label().clone(),
                     health: plugin.health(),

@@ -244,6 +244,11 @@ impl Plugin {
         }
     }
 
+    /// Idle warm instances kept for reuse.
+    pub fn warm_instances(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
     /// Drops every warm instance (e.g. when the application's configuration changes).
     pub fn clear_warm_instances(&self) {
         self.idle

@@ -152,6 +152,7 @@ impl Guest for Hostile {
             "garbage" => corrupt(CORRUPT_DISCRIMINANT),
             "garbage-utf8" => corrupt(CORRUPT_UTF8),
             "garbage-pointer" => corrupt(CORRUPT_POINTER),
+            "probe" => probe(&request),
             "well-behaved" => {
                 if request.target.starts_with("/ok") {
                     Decision::Permit
@@ -306,6 +307,29 @@ fn host_call_flood() -> Decision {
         black_box(palisade_sdk::config::raw());
     }
     Decision::deny("host-call-flood: loop ended")
+}
+
+/// Tries to reach another application's state with names it can forge: the key-value entry,
+/// the key handle and the group named in the request's attributes (`kv`, `key`, `group`,
+/// `member`), plus its own configuration. Reports everything it saw in the deny reason, so
+/// the isolation tests can check that only its own application's state ever shows up.
+fn probe(request: &Request) -> Decision {
+    let mut seen = Vec::new();
+    if let Some(key) = request.attribute("kv") {
+        let value = palisade_sdk::kv::get(key).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        seen.push(format!("kv[{key}]={value:?}"));
+    }
+    if let Some(handle) = request.attribute("key") {
+        let mac = palisade_sdk::crypto::hmac_sha256(handle, b"probe").map(|mac| mac.len());
+        seen.push(format!("hmac[{handle}]={mac:?}"));
+        let verified = palisade_sdk::crypto::verify_ed25519(handle, b"probe", &[0; 64]);
+        seen.push(format!("verify[{handle}]={verified:?}"));
+    }
+    if let (Some(group), Some(member)) = (request.attribute("group"), request.attribute("member")) {
+        seen.push(format!("group[{group}/{member}]={}", palisade_sdk::groups::is_member(group, member)));
+    }
+    seen.push(format!("config={}", palisade_sdk::config::raw()));
+    Decision::deny(format!("probe: {}", seen.join("; ")))
 }
 
 /// Lowers a payload-free decision and tells the raw export how to corrupt it.

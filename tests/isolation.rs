@@ -1,0 +1,107 @@
+//! Cross-application isolation (SER-024): a plugin of application A cannot read application
+//! B's key-value entries, configuration, groups or keys by any name it can forge, and
+//! capabilities are denied unless granted.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use palisade::{AppSpec, Capability, Effect, Isolation, Operation, PluginSetup, StaticKeys};
+use serde_json::json;
+use support::{hostile_bytes, request, runtime};
+
+fn probe_app(name: &str, secret: &str, grant_all: bool) -> AppSpec {
+    let mut setup = PluginSetup::new("probe", json!({"attack": "probe", "secret": secret}).to_string());
+    if grant_all {
+        setup = setup.grant(Capability::Kv).grant(Capability::Crypto).grant(Capability::Groups);
+    }
+    let mut keys = StaticKeys::new();
+    keys.insert_hmac_secret(format!("{name}-mac"), secret.as_bytes().to_vec());
+    let mut spec = AppSpec::new(name).plugin(setup, hostile_bytes());
+    spec.keys = Arc::new(keys);
+    spec.kv = vec![(format!("{name}-entry"), secret.as_bytes().to_vec())];
+    spec.groups = HashMap::from([(format!("{name}-group"), HashSet::from(["CAE1".to_string()]))]);
+    spec.isolation = Isolation::Warm;
+    spec
+}
+
+fn probe(runtime: &palisade::Runtime, app: &str, attributes: &[(&str, &str)]) -> String {
+    let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
+    request.attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let decision = runtime.is_authorized(&request);
+    assert_eq!(decision.effect, Effect::Deny);
+    decision.reason
+}
+
+#[test]
+fn an_app_sees_its_own_state_and_nothing_of_another_apps() {
+    let runtime = runtime();
+    runtime.install(probe_app("alpha", "alpha-secret", true)).unwrap();
+    runtime.install(probe_app("bravo", "bravo-secret", true)).unwrap();
+
+    // Its own state is there...
+    let own = probe(&runtime, "alpha", &[("kv", "alpha-entry"), ("key", "alpha-mac"), ("group", "alpha-group"), ("member", "CAE1")]);
+    assert!(own.contains("kv[alpha-entry]=Some(\"alpha-secret\")"), "{own}");
+    assert!(own.contains("hmac[alpha-mac]=Ok(32)"), "{own}");
+    assert!(own.contains("group[alpha-group/CAE1]=true"), "{own}");
+    assert!(own.contains("alpha-secret"), "its own config: {own}");
+
+    // ...and bravo's, named exactly or with any prefix a plugin might try, is not.
+    for (kv, key, group) in [
+        ("bravo-entry", "bravo-mac", "bravo-group"),
+        ("bravo/bravo-entry", "bravo/bravo-mac", "bravo/bravo-group"),
+        ("../bravo/bravo-entry", "app:bravo:bravo-mac", "bravo:bravo-group"),
+    ] {
+        let seen = probe(&runtime, "alpha", &[("kv", kv), ("key", key), ("group", group), ("member", "CAE1")]);
+        assert!(seen.contains(&format!("kv[{kv}]=None")), "{seen}");
+        assert!(seen.contains(&format!("hmac[{key}]=Err(CryptoError::UnknownKey)")), "{seen}");
+        assert!(seen.contains(&format!("verify[{key}]=Err(CryptoError::UnknownKey)")), "{seen}");
+        assert!(seen.contains(&format!("group[{group}/CAE1]=false")), "{seen}");
+        assert!(!seen.contains("bravo-secret"), "bravo's secret leaked into alpha: {seen}");
+    }
+}
+
+#[test]
+fn capabilities_are_denied_unless_granted() {
+    let runtime = runtime();
+    runtime.install(probe_app("plain", "plain-secret", false)).unwrap();
+    for (attribute, capability) in [("kv", "kv"), ("key", "crypto")] {
+        let decision = {
+            let mut request = request("plain", "CAE1", Operation::Retrieve, "/x");
+            request.attributes = vec![(attribute.to_string(), "anything".to_string())];
+            runtime.is_authorized(&request)
+        };
+        assert_eq!(decision.effect, Effect::Deny);
+        assert!(
+            decision.reason.contains(&format!("used the `{capability}` capability without a grant")),
+            "{}",
+            decision.reason
+        );
+    }
+    // Config is always the plugin's own, granted or not.
+    let seen = probe(&runtime, "plain", &[]);
+    assert!(seen.contains("plain-secret"), "{seen}");
+}
+
+#[test]
+fn location_reaches_only_plugins_granted_it() {
+    // The acp plugin's aclr context needs the location; without the grant it never holds.
+    let runtime = runtime();
+    let policy = json!({"policies": [{"id": "p", "pv": {"acr": [{"acor": ["all"], "acop": 63,
+        "acco": [{"aclr": {"accc": ["FR"]}}]}]}}]});
+    for (app, grant) in [("blind", false), ("sighted", true)] {
+        let mut setup = PluginSetup::new("acp", policy.to_string());
+        if grant {
+            setup = setup.grant(Capability::Location);
+        }
+        runtime.install(AppSpec::new(app).plugin(setup, palisade::plugins::ACP)).unwrap();
+    }
+    let located = |app: &str| {
+        let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
+        request.location = Some(palisade::Location { latitude: 48.85, longitude: 2.35, country: Some("FR".into()) });
+        runtime.is_authorized(&request)
+    };
+    assert_eq!(located("sighted").effect, Effect::Permit, "{}", located("sighted").reason);
+    assert_eq!(located("blind").effect, Effect::Deny);
+}
