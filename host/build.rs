@@ -60,9 +60,11 @@ fn main() {
             command.env_remove(key.as_ref());
         }
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|error| fail(&format!("could not run cargo to build the plugins: {error}")));
+    let status = command.status().unwrap_or_else(|error| {
+        fail(&format!(
+            "could not run cargo to build the plugins: {error}"
+        ))
+    });
     if !status.success() {
         fail("building the plugins in plugins/ failed (see the cargo output above)");
     }
@@ -72,7 +74,10 @@ fn main() {
     for plugin in REFERENCE_PLUGINS.iter().chain(TEST_PLUGINS) {
         let file = artifacts.join(format!("{}.wasm", plugin.replace('-', "_")));
         if !file.exists() {
-            fail(&format!("the plugin build did not produce {}", file.display()));
+            fail(&format!(
+                "the plugin build did not produce {}",
+                file.display()
+            ));
         }
         let constant = plugin.replace('-', "_").to_uppercase();
         writeln!(
@@ -96,8 +101,14 @@ fn main() {
 /// Every source file of the guest workspace, without its target directory (a developer who
 /// builds there by hand must not make the host rebuild on every run).
 fn watch_sources(plugins_dir: &Path) {
-    println!("cargo:rerun-if-changed={}", plugins_dir.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", plugins_dir.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins_dir.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins_dir.join("Cargo.lock").display()
+    );
     let Ok(entries) = fs::read_dir(plugins_dir) else {
         return;
     };
@@ -117,9 +128,11 @@ fn plugin_target_dir(out_dir: &Path) -> PathBuf {
     let mut ancestors = out_dir.ancestors();
     let build = ancestors.nth(2);
     match build {
-        Some(build) if build.file_name().is_some_and(|name| name == "build") => {
-            build.parent().and_then(Path::parent).unwrap_or(out_dir).join("wasm-plugins")
-        }
+        Some(build) if build.file_name().is_some_and(|name| name == "build") => build
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(out_dir)
+            .join("wasm-plugins"),
         _ => out_dir.join("wasm-plugins"),
     }
 }
@@ -134,7 +147,10 @@ fn ensure_target_installed() {
     if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
         rustup.args(["--toolchain", &toolchain]);
     }
-    let added = rustup.status().map(|status| status.success()).unwrap_or(false);
+    let added = rustup
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
     if !added || !target_installed() {
         fail(&format!(
             "the {TARGET} target is missing and could not be added; run `rustup target add {TARGET}` and build again"

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 const NOW: u64 = 1_700_000_000;
 
-fn key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
+fn key() -> palisade::group::SigningKey {
+    palisade::group::generate_identity_key()
 }
 
 #[test]

@@ -12,9 +12,15 @@ use serde_json::json;
 use support::{hostile_bytes, request, runtime};
 
 fn probe_app(name: &str, secret: &str, grant_all: bool) -> AppSpec {
-    let mut setup = PluginSetup::new("probe", json!({"attack": "probe", "secret": secret}).to_string());
+    let mut setup = PluginSetup::new(
+        "probe",
+        json!({"attack": "probe", "secret": secret}).to_string(),
+    );
     if grant_all {
-        setup = setup.grant(Capability::Kv).grant(Capability::Crypto).grant(Capability::Groups);
+        setup = setup
+            .grant(Capability::Kv)
+            .grant(Capability::Crypto)
+            .grant(Capability::Groups);
     }
     let mut keys = StaticKeys::new();
     keys.insert_hmac_secret(format!("{name}-mac"), secret.as_bytes().to_vec());
@@ -28,7 +34,10 @@ fn probe_app(name: &str, secret: &str, grant_all: bool) -> AppSpec {
 
 fn probe(runtime: &palisade::Runtime, app: &str, attributes: &[(&str, &str)]) -> String {
     let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
-    request.attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    request.attributes = attributes
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let decision = runtime.is_authorized(&request);
     assert_eq!(decision.effect, Effect::Deny);
     decision.reason
@@ -37,12 +46,28 @@ fn probe(runtime: &palisade::Runtime, app: &str, attributes: &[(&str, &str)]) ->
 #[test]
 fn an_app_sees_its_own_state_and_nothing_of_another_apps() {
     let runtime = runtime();
-    runtime.install(probe_app("alpha", "alpha-secret", true)).unwrap();
-    runtime.install(probe_app("bravo", "bravo-secret", true)).unwrap();
+    runtime
+        .install(probe_app("alpha", "alpha-secret", true))
+        .unwrap();
+    runtime
+        .install(probe_app("bravo", "bravo-secret", true))
+        .unwrap();
 
     // Its own state is there...
-    let own = probe(&runtime, "alpha", &[("kv", "alpha-entry"), ("key", "alpha-mac"), ("group", "alpha-group"), ("member", "CAE1")]);
-    assert!(own.contains("kv[alpha-entry]=Some(\"alpha-secret\")"), "{own}");
+    let own = probe(
+        &runtime,
+        "alpha",
+        &[
+            ("kv", "alpha-entry"),
+            ("key", "alpha-mac"),
+            ("group", "alpha-group"),
+            ("member", "CAE1"),
+        ],
+    );
+    assert!(
+        own.contains("kv[alpha-entry]=Some(\"alpha-secret\")"),
+        "{own}"
+    );
     assert!(own.contains("hmac[alpha-mac]=Ok(32)"), "{own}");
     assert!(own.contains("group[alpha-group/CAE1]=true"), "{own}");
     assert!(own.contains("alpha-secret"), "its own config: {own}");
@@ -51,21 +76,48 @@ fn an_app_sees_its_own_state_and_nothing_of_another_apps() {
     for (kv, key, group) in [
         ("bravo-entry", "bravo-mac", "bravo-group"),
         ("bravo/bravo-entry", "bravo/bravo-mac", "bravo/bravo-group"),
-        ("../bravo/bravo-entry", "app:bravo:bravo-mac", "bravo:bravo-group"),
+        (
+            "../bravo/bravo-entry",
+            "app:bravo:bravo-mac",
+            "bravo:bravo-group",
+        ),
     ] {
-        let seen = probe(&runtime, "alpha", &[("kv", kv), ("key", key), ("group", group), ("member", "CAE1")]);
+        let seen = probe(
+            &runtime,
+            "alpha",
+            &[
+                ("kv", kv),
+                ("key", key),
+                ("group", group),
+                ("member", "CAE1"),
+            ],
+        );
         assert!(seen.contains(&format!("kv[{kv}]=None")), "{seen}");
-        assert!(seen.contains(&format!("hmac[{key}]=Err(CryptoError::UnknownKey)")), "{seen}");
-        assert!(seen.contains(&format!("verify[{key}]=Err(CryptoError::UnknownKey)")), "{seen}");
-        assert!(seen.contains(&format!("group[{group}/CAE1]=false")), "{seen}");
-        assert!(!seen.contains("bravo-secret"), "bravo's secret leaked into alpha: {seen}");
+        assert!(
+            seen.contains(&format!("hmac[{key}]=Err(CryptoError::UnknownKey)")),
+            "{seen}"
+        );
+        assert!(
+            seen.contains(&format!("verify[{key}]=Err(CryptoError::UnknownKey)")),
+            "{seen}"
+        );
+        assert!(
+            seen.contains(&format!("group[{group}/CAE1]=false")),
+            "{seen}"
+        );
+        assert!(
+            !seen.contains("bravo-secret"),
+            "bravo's secret leaked into alpha: {seen}"
+        );
     }
 }
 
 #[test]
 fn capabilities_are_denied_unless_granted() {
     let runtime = runtime();
-    runtime.install(probe_app("plain", "plain-secret", false)).unwrap();
+    runtime
+        .install(probe_app("plain", "plain-secret", false))
+        .unwrap();
     for (attribute, capability) in [("kv", "kv"), ("key", "crypto")] {
         let decision = {
             let mut request = request("plain", "CAE1", Operation::Retrieve, "/x");
@@ -74,7 +126,9 @@ fn capabilities_are_denied_unless_granted() {
         };
         assert_eq!(decision.effect, Effect::Deny);
         assert!(
-            decision.reason.contains(&format!("used the `{capability}` capability without a grant")),
+            decision.reason.contains(&format!(
+                "used the `{capability}` capability without a grant"
+            )),
             "{}",
             decision.reason
         );
@@ -95,13 +149,24 @@ fn location_reaches_only_plugins_granted_it() {
         if grant {
             setup = setup.grant(Capability::Location);
         }
-        runtime.install(AppSpec::new(app).plugin(setup, palisade::plugins::ACP)).unwrap();
+        runtime
+            .install(AppSpec::new(app).plugin(setup, palisade::plugins::ACP))
+            .unwrap();
     }
     let located = |app: &str| {
         let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
-        request.location = Some(palisade::Location { latitude: 48.85, longitude: 2.35, country: Some("FR".into()) });
+        request.location = Some(palisade::Location {
+            latitude: 48.85,
+            longitude: 2.35,
+            country: Some("FR".into()),
+        });
         runtime.is_authorized(&request)
     };
-    assert_eq!(located("sighted").effect, Effect::Permit, "{}", located("sighted").reason);
+    assert_eq!(
+        located("sighted").effect,
+        Effect::Permit,
+        "{}",
+        located("sighted").reason
+    );
     assert_eq!(located("blind").effect, Effect::Deny);
 }

@@ -28,9 +28,15 @@
 //! [`sandbox`] (one per application: stores, limits, capabilities, failures, quarantine),
 //! [`pipeline`] (resolve → authenticate → authorize → filter, monitor mode), and [`cli`].
 
+pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod engine;
+pub mod group;
+pub mod keys;
 pub mod pipeline;
+pub mod provision;
+pub mod registry;
 pub mod request;
 pub mod sandbox;
 
@@ -51,9 +57,7 @@ pub mod plugins {
 }
 
 pub use engine::{Engine, EngineConfig, EngineError};
-pub use pipeline::{
-    AppSpec, Decision, Effect, FilteredResponse, InstallError, Mode, Runtime,
-};
+pub use pipeline::{AppSpec, Decision, Effect, FilteredResponse, InstallError, Mode, Runtime};
 pub use request::{AccessRequest, Credential, Location, Operation, ResponseBody};
 pub use sandbox::{
     Capabilities, Capability, Failure, Isolation, PluginKind, PluginSetup, SandboxLimits,

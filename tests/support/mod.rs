@@ -18,7 +18,8 @@ pub fn runtime() -> Runtime {
 }
 
 pub fn hostile_bytes() -> Vec<u8> {
-    std::fs::read(palisade::plugins::HOSTILE_PATH).expect("the hostile fixture is built by host/build.rs")
+    std::fs::read(palisade::plugins::HOSTILE_PATH)
+        .expect("the hostile fixture is built by host/build.rs")
 }
 
 /// Limits small enough that attacks end quickly.
@@ -33,7 +34,10 @@ pub fn tight_limits() -> SandboxLimits {
 
 /// An application whose only authorizer is the hostile fixture running `attack`.
 pub fn hostile_app(name: &str, config: serde_json::Value, isolation: Isolation) -> AppSpec {
-    let mut spec = AppSpec::new(name).plugin(PluginSetup::new("hostile", config.to_string()), hostile_bytes());
+    let mut spec = AppSpec::new(name).plugin(
+        PluginSetup::new("hostile", config.to_string()),
+        hostile_bytes(),
+    );
     spec.isolation = isolation;
     spec.limits = tight_limits();
     spec

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::json;
 
-use super::harness::{Answer, Harness, HostSetup};
-use crate::request::{AccessRequest, ResponseBody};
+use super::harness::{read_config, read_request, Answer, Harness, HostSetup};
+use crate::request::ResponseBody;
 use crate::sandbox::{AuthOutcome, Capabilities, Capability, FilterOutcome};
 
 /// Ask a plugin for one decision and print it with its reason.
@@ -53,16 +53,7 @@ fn ok_status() -> u32 {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<bool> {
-    let config_json = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the configuration {}", path.display()))?;
-            serde_json::from_str::<serde_json::Value>(&text)
-                .with_context(|| format!("the configuration {} is not valid JSON", path.display()))?;
-            text
-        }
-        None => "{}".into(),
-    };
+    let config_json = read_config(args.config.as_deref())?;
     let request = read_request(&args.request)?;
     let response = match &args.response {
         Some(path) => {
@@ -107,8 +98,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<bool> {
             value["failure"] = json!(failure.code());
         }
         match &answer {
-            Answer::Authenticator(Ok(AuthOutcome::Authenticated { subject, roles, expires_at })) => {
-                value["identity"] = json!({"subject": subject, "roles": roles, "expires_at": expires_at});
+            Answer::Authenticator(Ok(AuthOutcome::Authenticated {
+                subject,
+                roles,
+                expires_at,
+            })) => {
+                value["identity"] =
+                    json!({"subject": subject, "roles": roles, "expires_at": expires_at});
             }
             Answer::Filter(Ok(FilterOutcome::Rewrite(body))) => {
                 value["body"] = json!(String::from_utf8_lossy(body));
@@ -122,7 +118,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<bool> {
             println!("  reason: {reason}");
         }
         match &answer {
-            Answer::Authenticator(Ok(AuthOutcome::Authenticated { subject, roles, expires_at })) => {
+            Answer::Authenticator(Ok(AuthOutcome::Authenticated {
+                subject,
+                roles,
+                expires_at,
+            })) => {
                 println!("  subject: {subject}");
                 println!("  roles: {}", roles.join(", "));
                 if let Some(expiry) = expires_at {
@@ -144,16 +144,4 @@ pub fn run(args: EvalArgs) -> anyhow::Result<bool> {
     }
     let denied = matches!(outcome, "deny" | "rejected" | "block");
     Ok(!(args.fail_on_deny && denied))
-}
-
-/// Reads a request file; `app` is optional here since there is only one plugin.
-fn read_request(path: &std::path::Path) -> anyhow::Result<AccessRequest> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the request {}", path.display()))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("the request {} is not valid JSON", path.display()))?;
-    if let Some(object) = value.as_object_mut() {
-        object.entry("app").or_insert_with(|| json!("local"));
-    }
-    serde_json::from_value(value).with_context(|| format!("the request {} is not a valid request", path.display()))
 }

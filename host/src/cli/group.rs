@@ -67,26 +67,54 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         device_by_device: !a.no_per_device && a.devices <= 4096,
         rounds: a.rounds,
     };
-    let tty = std::io::stderr().is_terminal();
+    let visible = !a.json && std::io::stderr().is_terminal();
+    let mut bar: Option<(SimPhase, indicatif::ProgressBar)> = None;
     let mut progress = |phase: SimPhase, done: usize, total: usize| {
-        if tty {
-            let what = match phase {
-                SimPhase::Setup => "generating device keys",
-                SimPhase::Batch => "group run, batch verification",
-                SimPhase::OneByOne => "group run, one-by-one verification",
-                SimPhase::DeviceByDevice => "one session per device",
-            };
-            let mark = if done == total { "done" } else { "..." };
-            eprintln!("{what}: {done}/{total} {mark}");
+        if !visible {
+            return;
+        }
+        if bar.as_ref().is_none_or(|(p, _)| *p != phase) {
+            if let Some((_, old)) = bar.take() {
+                old.finish_and_clear();
+            }
+            bar = Some((phase, progress_bar(phase, total)));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done as u64);
         }
     };
-    let report = simulate(&cfg, &mut progress).context("group simulation failed")?;
+    let report = simulate(&cfg, &mut progress);
+    if let Some((_, b)) = bar {
+        b.finish_and_clear();
+    }
+    let report = report.context("group simulation failed")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
     Ok(())
+}
+
+/// The progress bar of one phase, on stderr. It is only made when stderr is a terminal and
+/// the output is not JSON, so that scripts and pipes see the report alone.
+fn progress_bar(phase: SimPhase, total: usize) -> indicatif::ProgressBar {
+    let what = match phase {
+        SimPhase::Setup => "generating device keys",
+        SimPhase::Batch => "group run, batch verification",
+        SimPhase::OneByOne => "group run, one-by-one verification",
+        SimPhase::DeviceByDevice => "one session per device",
+    };
+    let style =
+        indicatif::ProgressStyle::with_template("{msg:<35} [{bar:20}] {pos}/{len} {elapsed}")
+            .expect("the template is valid")
+            .progress_chars("=> ");
+    indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    )
+    .with_style(style)
+    .with_message(what)
 }
 
 fn print_report(r: &SimReport) {

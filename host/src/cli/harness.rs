@@ -12,8 +12,8 @@ use crate::engine::{CompiledComponent, Engine, EngineConfig};
 use crate::request::{AccessRequest, Credential, ResponseBody};
 use crate::sandbox::{
     AppEnvironment, AppKeys, AuthOutcome, Capabilities, Failure, FilterOutcome, GroupDirectory,
-    Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker, StaticKeys,
-    Verdict,
+    Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
+    StaticKeys, Verdict,
 };
 
 /// An engine and linker for local runs.
@@ -70,7 +70,8 @@ impl Harness {
             pool_instances: 16,
             ..EngineConfig::default()
         })?;
-        let linker = Arc::new(SharedLinker::new(&engine).map_err(|error| anyhow::anyhow!("{error:#}"))?);
+        let linker =
+            Arc::new(SharedLinker::new(&engine).map_err(|error| anyhow::anyhow!("{error:#}"))?);
         Ok(Harness { engine, linker })
     }
 
@@ -100,14 +101,23 @@ impl Harness {
             .engine
             .compile(&bytes)
             .with_context(|| format!("cannot compile plugin {plugin}"))?;
-        let Some(kind) = PluginKind::of_component(&compiled.component, self.engine.wasmtime()) else {
+        let Some(kind) = PluginKind::of_component(&compiled.component, self.engine.wasmtime())
+        else {
             bail!("plugin {plugin} exports none of authorize, authenticate or filter");
         };
-        Ok(LoadedFile { name, compiled, kind })
+        Ok(LoadedFile {
+            name,
+            compiled,
+            kind,
+        })
     }
 
     /// A sandbox holding just this plugin with this host state.
-    pub fn sandbox(&self, file: &LoadedFile, setup: HostSetup) -> anyhow::Result<(Sandbox, crate::sandbox::Plugin)> {
+    pub fn sandbox(
+        &self,
+        file: &LoadedFile,
+        setup: HostSetup,
+    ) -> anyhow::Result<(Sandbox, crate::sandbox::Plugin)> {
         let kv = KvNamespace::new();
         for (key, value) in &setup.kv {
             if kv.set(key, value, &setup.limits).is_err() {
@@ -151,18 +161,26 @@ impl Harness {
         response: Option<&ResponseBody>,
     ) -> anyhow::Result<Answer> {
         let (sandbox, plugin) = self.sandbox(file, setup)?;
-        let now = request.request_time.unwrap_or_else(crate::request::now_unix);
+        let now = request
+            .request_time
+            .unwrap_or_else(crate::request::now_unix);
         Ok(match file.kind {
             PluginKind::Authorizer => Answer::Authorizer(sandbox.authorize(&plugin, request, now)),
             PluginKind::Authenticator => {
                 let Some(credential) = credential.or(request.credential.as_ref()) else {
-                    bail!("{} is an authenticator: give the request a credential (scheme and value)", file.name);
+                    bail!(
+                        "{} is an authenticator: give the request a credential (scheme and value)",
+                        file.name
+                    );
                 };
                 Answer::Authenticator(sandbox.authenticate(&plugin, request, credential, now))
             }
             PluginKind::Filter => {
                 let Some(response) = response else {
-                    bail!("{} is a filter: give a response (status, content type and body)", file.name);
+                    bail!(
+                        "{} is a filter: give a response (status, content type and body)",
+                        file.name
+                    );
                 };
                 Answer::Filter(sandbox.filter(&plugin, request, response, now))
             }
@@ -210,4 +228,29 @@ impl Answer {
             _ => None,
         }
     }
+}
+
+/// Reads a request file (JSON); `app` may be left out since local runs have one application.
+pub fn read_request(path: &Path) -> anyhow::Result<AccessRequest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the request {}", path.display()))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("the request {} is not valid JSON", path.display()))?;
+    if let Some(object) = value.as_object_mut() {
+        object.entry("app").or_insert_with(|| "local".into());
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("the request {} is not a valid request", path.display()))
+}
+
+/// Reads a plugin configuration file, checking that it is JSON; none means `{}`.
+pub fn read_config(path: Option<&Path>) -> anyhow::Result<String> {
+    let Some(path) = path else {
+        return Ok("{}".into());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .with_context(|| format!("the configuration {} is not valid JSON", path.display()))?;
+    Ok(text)
 }

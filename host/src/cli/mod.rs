@@ -1,8 +1,14 @@
 //! The `palisade` command. `anyhow` lives here, at the edge; the library's errors are enums.
 
+pub mod audit;
+mod bench;
 mod eval;
+pub mod group;
 mod harness;
+pub mod provision;
+mod serve;
 mod test;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -28,6 +34,24 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run a plugin's test cases (TOML files) and print a pass/fail table.
     Test(test::TestArgs),
+    /// Decisions per second and latency percentiles for a plugin and a request.
+    Bench(bench::BenchArgs),
+    /// Group authentication of devices towards the M2M server (SER-027/028).
+    Group(group::GroupArgs),
+    /// Create an Ed25519 key pair (private key file mode 0600).
+    Keygen(trust::KeygenArgs),
+    /// Let a publisher key sign modules for one application and kinds (an operator root key).
+    Delegate(trust::DelegateArgs),
+    /// Embed a signed manifest and its delegation into a plugin component.
+    Sign(trust::SignArgs),
+    /// Check a signed module up to a trusted root; prints the manifest or the exact reason.
+    Verify(trust::VerifyArgs),
+    /// Check the audit trail: hash chain and signed checkpoints (SER-016).
+    Audit(audit::AuditArgs),
+    /// Credential provisioning bundles from service providers (SER-019..022).
+    Provision(provision::ProvisionArgs),
+    /// Run the gateway: decision API, oneM2M enforcement proxy, metrics, health.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
@@ -38,6 +62,15 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Test(args) => test::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Group(args) => group::run(args).map(|()| true),
+        Command::Provision(args) => provision::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Keygen(args) => trust::run_keygen(args),
+        Command::Delegate(args) => trust::run_delegate(args),
+        Command::Sign(args) => trust::run_sign(args),
+        Command::Verify(args) => trust::run_verify(args),
+        Command::Serve(args) => serve::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

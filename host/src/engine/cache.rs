@@ -79,7 +79,10 @@ impl ArtifactCache {
         };
         let mut stored = Vec::new();
         file.read_to_end(&mut stored)
-            .map_err(|source| CacheError::Io { name: name.clone(), source })?;
+            .map_err(|source| CacheError::Io {
+                name: name.clone(),
+                source,
+            })?;
         if stored.len() < MAC_LEN || !self.mac_matches(module_sha256, &stored) {
             let _ = self.dir.remove_file(&name);
             return Err(CacheError::Tampered { name });
@@ -87,12 +90,13 @@ impl ArtifactCache {
         // SAFETY: the bytes carry a valid MAC under this cache's secret key, so they are
         // exactly what `store` wrote from `Component::serialize` of this engine
         // configuration (the folder is per compatibility hash, and wasmtime re-checks it).
-        let component = unsafe { Component::deserialize(engine, &stored[MAC_LEN..]) }.map_err(
-            |error| CacheError::Format {
-                name: name.clone(),
-                reason: format!("{error:#}"),
-            },
-        )?;
+        let component =
+            unsafe { Component::deserialize(engine, &stored[MAC_LEN..]) }.map_err(|error| {
+                CacheError::Format {
+                    name: name.clone(),
+                    reason: format!("{error:#}"),
+                }
+            })?;
         Ok(Some(component))
     }
 
@@ -108,9 +112,14 @@ impl ArtifactCache {
         bytes.extend_from_slice(&self.mac(module_sha256, &artifact));
         bytes.extend_from_slice(&artifact);
         let temporary = format!("{name}.tmp-{}", std::process::id());
-        let io_error = |source| CacheError::Io { name: name.clone(), source };
+        let io_error = |source| CacheError::Io {
+            name: name.clone(),
+            source,
+        };
         self.dir.write(&temporary, &bytes).map_err(io_error)?;
-        self.dir.rename(&temporary, &self.dir, &name).map_err(io_error)?;
+        self.dir
+            .rename(&temporary, &self.dir, &name)
+            .map_err(io_error)?;
         Ok(())
     }
 
@@ -170,9 +179,12 @@ fn load_or_create_key(dir: &Dir) -> Result<[u8; 32], CacheError> {
         use cap_std::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = dir.open_with(&temporary, &options).map_err(CacheError::Key)?;
+    let mut file = dir
+        .open_with(&temporary, &options)
+        .map_err(CacheError::Key)?;
     io::Write::write_all(&mut file, &key).map_err(CacheError::Key)?;
     file.sync_all().map_err(CacheError::Key)?;
-    dir.rename(&temporary, dir, KEY_FILE).map_err(CacheError::Key)?;
+    dir.rename(&temporary, dir, KEY_FILE)
+        .map_err(CacheError::Key)?;
     Ok(key)
 }

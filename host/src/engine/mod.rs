@@ -97,7 +97,9 @@ impl Engine {
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = spawn_ticker(wasmtime.weak(), config.epoch_tick, ticker_stop.clone())
-            .map_err(|error| EngineError::Configure(format!("cannot start the epoch ticker: {error}")))?;
+            .map_err(|error| {
+                EngineError::Configure(format!("cannot start the epoch ticker: {error}"))
+            })?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,
@@ -193,4 +195,138 @@ fn spawn_ticker(
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine_with_cache(dir: &std::path::Path) -> Engine {
+        Engine::new(EngineConfig {
+            cache_dir: Some(dir.to_path_buf()),
+            pool_instances: 8,
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn artifact(dir: &std::path::Path) -> PathBuf {
+        let folder = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.is_dir())
+            .expect("a per-engine folder");
+        std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+            .expect("an artifact")
+    }
+
+    #[test]
+    fn artifacts_are_cached_and_checked_before_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = crate::plugins::ACP;
+        let first = engine_with_cache(dir.path()).compile(bytes).unwrap();
+        let stored = artifact(dir.path());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("cache.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the cache key is private");
+        }
+
+        // A second engine (a restart) loads the artifact instead of compiling.
+        let engine = engine_with_cache(dir.path());
+        let cache = engine.inner.cache.as_ref().unwrap();
+        assert!(cache
+            .load(engine.wasmtime(), &first.sha256)
+            .unwrap()
+            .is_some());
+
+        // One changed byte in the artifact is caught before deserialization (SER-013)...
+        let mut tampered = std::fs::read(&stored).unwrap();
+        let middle = tampered.len() / 2;
+        tampered[middle] ^= 0x40;
+        std::fs::write(&stored, &tampered).unwrap();
+        assert!(matches!(
+            cache.load(engine.wasmtime(), &first.sha256),
+            Err(CacheError::Tampered { .. })
+        ));
+        // ...the bad artifact is gone, and compiling rebuilds a good one from the module.
+        assert!(!stored.exists());
+        let again = engine.compile(bytes).unwrap();
+        assert_eq!(again.sha256, first.sha256);
+        assert!(cache
+            .load(engine.wasmtime(), &first.sha256)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_component_are_refused_before_compiling() {
+        let engine = Engine::new(EngineConfig {
+            pool_instances: 8,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        for bytes in [
+            &b""[..],
+            b"\0asm\x01\0\0\0",
+            b"not wasm at all",
+            &crate::plugins::ACP[..100],
+        ] {
+            assert!(matches!(
+                engine.compile(bytes),
+                Err(EngineError::NotAComponent(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
+        // Far more slots than a 47-bit address space holds: the reservation must fail.
+        let engine = Engine::new(EngineConfig {
+            pool_instances: 1 << 24,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        assert_eq!(engine.allocation(), Allocation::OnDemand);
+        let pooled = Engine::new(EngineConfig {
+            pool_instances: 8,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        assert_eq!(pooled.allocation(), Allocation::Pooling);
+        // Both run plugins.
+        for engine in [engine, pooled] {
+            let runtime = crate::Runtime::new(engine).unwrap();
+            let policy = r#"{"policies":[{"id":"p","pv":{"acr":[{"acor":["all"],"acop":2}]}}]}"#;
+            runtime
+                .install(
+                    crate::AppSpec::new("a")
+                        .plugin(crate::PluginSetup::new("acp", policy), crate::plugins::ACP),
+                )
+                .unwrap();
+            let mut request =
+                crate::AccessRequest::new("a", "CAE1", crate::Operation::Retrieve, "/x");
+            request.request_time = Some(1_795_860_900);
+            assert!(runtime.is_authorized(&request).is_permit());
+        }
+    }
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        let engine = Engine::new(EngineConfig {
+            pool_instances: 8,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        assert_eq!(engine.deadline_ticks(Duration::from_millis(50)), 50);
+        assert_eq!(engine.deadline_ticks(Duration::from_micros(1500)), 2);
+        assert_eq!(engine.deadline_ticks(Duration::ZERO), 1);
+    }
 }

@@ -25,6 +25,7 @@ mod crypto;
 mod device;
 mod error;
 mod gateway;
+pub mod http;
 pub mod messages;
 mod replay;
 mod server;
@@ -48,6 +49,15 @@ pub use verify::Verification;
 pub use wire::WireMessage;
 
 use serde::{Deserialize, Serialize};
+
+/// Device, gateway and server identities are Ed25519 keys.
+pub use ed25519_dalek::SigningKey;
+
+/// A fresh random Ed25519 identity key (for devices in tests and simulations; a gateway's own
+/// identity belongs in the keystore, see [`StoreSigner`]).
+pub fn generate_identity_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
 
 /// Which of the two group-authentication modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -233,6 +233,7 @@ fn run(
     how: Verification,
     per_device: bool,
     now: u64,
+    tick: &mut dyn FnMut(usize),
 ) -> Result<SimRun, GroupError> {
     w.server.set_verification(how);
     w.gateway.set_verification(how);
@@ -240,8 +241,14 @@ fn run(
     let mut t = Tally::default();
     let start = Instant::now();
     if per_device {
+        // Progress every 1% of the group: a progress bar stays live during the slow
+        // one-session-per-device run without the reporting weighing on its timing.
+        let step = (n / 100).max(1);
         for i in 0..n {
             session(w, cfg.mode, &[i], now, &mut t)?;
+            if (i + 1) % step == 0 {
+                tick(i + 1);
+            }
         }
     } else {
         let all: Vec<usize> = (0..n).collect();
@@ -288,7 +295,9 @@ fn fastest(a: SimRun, b: SimRun) -> SimRun {
     }
 }
 
-/// Runs the simulation; `progress` is told each phase as it starts and ends (done, total).
+/// Runs the simulation; `progress` is told each phase as it starts and ends, and how far
+/// it got in between for the long phases (key generation, one session per device), as
+/// (phase, done, total).
 pub fn simulate(
     cfg: &SimConfig,
     progress: &mut dyn FnMut(SimPhase, usize, usize),
@@ -301,8 +310,14 @@ pub fn simulate(
     }
     let n = cfg.devices;
     progress(SimPhase::Setup, 0, n);
+    let step = (n / 100).max(1);
     let keys: Vec<SigningKey> = (0..n)
-        .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
+        .map(|i| {
+            if i > 0 && i % step == 0 {
+                progress(SimPhase::Setup, i, n);
+            }
+            SigningKey::generate(&mut rand::rngs::OsRng)
+        })
         .collect();
     let forged = forged_indices(n, cfg.forged);
     progress(SimPhase::Setup, n, n);
@@ -329,7 +344,8 @@ pub fn simulate(
             progress(phase, 0, n);
             // A fresh world per run: devices and gateway remember answered challenges.
             let mut w = build(cfg, &keys, &forged)?;
-            let r = run(&mut w, cfg, name, how, per_device, cfg.now)?;
+            let mut tick = |done: usize| progress(phase, done, n);
+            let r = run(&mut w, cfg, name, how, per_device, cfg.now, &mut tick)?;
             progress(phase, n, n);
             *slot = Some(match slot.take() {
                 None => r,

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{CompiledComponent, Engine, EngineError};
 use crate::sandbox::{
-    AppEnvironment, AppKeys, GroupDirectory, Isolation, KvNamespace, LoadError, Plugin, PluginHealth,
-    PluginKind, PluginLabel, PluginSetup, Sandbox, SandboxLimits, SharedLinker, StaticKeys,
+    AppEnvironment, AppKeys, GroupDirectory, Isolation, KvNamespace, LoadError, Plugin,
+    PluginHealth, PluginKind, PluginLabel, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
+    StaticKeys,
 };
 
 /// Enforce decisions, or only report them.
@@ -107,7 +108,7 @@ pub struct App {
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginStatus {
     #[serde(flatten)]
-    pub label: PluginLabel,
+    pub label: Arc<PluginLabel>,
     #[serde(flatten)]
     pub health: PluginHealth,
 }
@@ -133,10 +134,11 @@ impl App {
         }
         let kv = KvNamespace::new();
         for (key, value) in &spec.kv {
-            kv.set(key, value, &spec.limits).map_err(|_| InstallError::KeyValue {
-                app: spec.name.clone(),
-                key: key.clone(),
-            })?;
+            kv.set(key, value, &spec.limits)
+                .map_err(|_| InstallError::KeyValue {
+                    app: spec.name.clone(),
+                    key: key.clone(),
+                })?;
         }
         let env = AppEnvironment {
             name: spec.name.clone(),
@@ -144,7 +146,13 @@ impl App {
             groups: GroupDirectory::new(spec.groups),
             keys: spec.keys,
         };
-        let sandbox = Sandbox::new(engine.clone(), linker.clone(), env, spec.limits, spec.isolation);
+        let sandbox = Sandbox::new(
+            engine.clone(),
+            linker.clone(),
+            env,
+            spec.limits,
+            spec.isolation,
+        );
         let mut app = App {
             sandbox,
             mode: spec.mode,

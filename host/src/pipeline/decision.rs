@@ -1,6 +1,8 @@
 //! What the pipeline answers: a decision with its reason, who made it, and diagnostics that
 //! explain it stage by stage.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::sandbox::PluginLabel;
@@ -38,7 +40,7 @@ pub enum Stage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StageReport {
     pub stage: Stage,
-    pub plugin: PluginLabel,
+    pub plugin: Arc<PluginLabel>,
     /// `permit`, `deny`, `not-applicable`, `authenticated`, `rejected`, `unchanged`,
     /// `rewrite`, `block` or `failed`.
     pub outcome: &'static str,
@@ -71,7 +73,7 @@ pub struct Decision {
     /// The plugin whose answer settled the decision (the denying one, or the first
     /// permitting one), if any plugin did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<PluginLabel>,
+    pub decided_by: Option<Arc<PluginLabel>>,
     /// False in monitor mode: the effect is permit, and `would_deny` tells what enforcing
     /// would have done.
     pub enforced: bool,
@@ -95,7 +97,13 @@ impl Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FilteredResponse {
     /// Deliver this body (the original, or as the filters rewrote it).
-    Deliver { body: Vec<u8>, stages: Vec<StageReport> },
+    Deliver {
+        body: Vec<u8>,
+        stages: Vec<StageReport>,
+    },
     /// Deliver nothing; the reason says which filter blocked it or failed.
-    Blocked { reason: String, stages: Vec<StageReport> },
+    Blocked {
+        reason: String,
+        stages: Vec<StageReport>,
+    },
 }

@@ -17,7 +17,9 @@ use crate::engine::{CompiledComponent, Engine, EngineError};
 use crate::request::{now_unix, AccessRequest, ResponseBody};
 use crate::sandbox::{AuthOutcome, Failure, FilterOutcome, Plugin, SharedLinker, Verdict};
 
-pub use app::{valid_name, App, AppSpec, AppStatus, InstallError, Mode, PluginSource, PluginStatus};
+pub use app::{
+    valid_name, App, AppSpec, AppStatus, InstallError, Mode, PluginSource, PluginStatus,
+};
 pub use decision::{Decision, Effect, FilteredResponse, Identity, Stage, StageReport, Timings};
 
 /// The runtime: one engine, many applications. Cheap to share across threads (`Arc`).
@@ -30,8 +32,9 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with no applications on `engine`.
     pub fn new(engine: Engine) -> Result<Runtime, EngineError> {
-        let linker = SharedLinker::new(&engine)
-            .map_err(|error| EngineError::Configure(format!("linking the host imports: {error:#}")))?;
+        let linker = SharedLinker::new(&engine).map_err(|error| {
+            EngineError::Configure(format!("linking the host imports: {error:#}"))
+        })?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -47,7 +50,9 @@ impl Runtime {
     /// replacing any earlier installation of the same name. Decisions already running finish
     /// on the old installation; on error nothing changes.
     pub fn install(&self, spec: AppSpec) -> Result<(), InstallError> {
-        let app = App::build(&self.engine, &self.linker, spec, |bytes| self.engine.compile(bytes))?;
+        let app = App::build(&self.engine, &self.linker, spec, |bytes| {
+            self.engine.compile(bytes)
+        })?;
         self.put(app);
         Ok(())
     }
@@ -150,7 +155,11 @@ impl Runtime {
 
     /// Passes a permitted request's response through the application's filters, in order.
     /// A filter that blocks or fails stops delivery (fail-closed, SER-026).
-    pub fn filter_response(&self, request: &AccessRequest, response: ResponseBody) -> FilteredResponse {
+    pub fn filter_response(
+        &self,
+        request: &AccessRequest,
+        response: ResponseBody,
+    ) -> FilteredResponse {
         let Some(app) = self.app(&request.app) else {
             return FilteredResponse::Blocked {
                 reason: format!("unknown application {:?}", request.app),
@@ -171,17 +180,32 @@ impl Runtime {
             body = current.body;
             let micros = micros_since(started);
             match outcome {
-                Ok(FilterOutcome::Unchanged) => {
-                    stages.push(report(Stage::Filter, plugin, "unchanged", None, None, micros))
-                }
+                Ok(FilterOutcome::Unchanged) => stages.push(report(
+                    Stage::Filter,
+                    plugin,
+                    "unchanged",
+                    None,
+                    None,
+                    micros,
+                )),
                 Ok(FilterOutcome::Rewrite(new_body)) => {
                     stages.push(report(Stage::Filter, plugin, "rewrite", None, None, micros));
                     body = new_body;
                 }
                 Ok(FilterOutcome::Block(reason)) => {
-                    stages.push(report(Stage::Filter, plugin, "block", Some(reason.clone()), None, micros));
+                    stages.push(report(
+                        Stage::Filter,
+                        plugin,
+                        "block",
+                        Some(reason.clone()),
+                        None,
+                        micros,
+                    ));
                     return FilteredResponse::Blocked {
-                        reason: format!("filter {} blocked the response: {reason}", plugin.label().name),
+                        reason: format!(
+                            "filter {} blocked the response: {reason}",
+                            plugin.label().name
+                        ),
                         stages,
                     };
                 }
@@ -226,14 +250,22 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                     roles,
                     expires_at,
                 }) => {
-                    decision
-                        .stages
-                        .push(report(Stage::Authenticate, plugin, "authenticated", None, None, micros));
+                    decision.stages.push(report(
+                        Stage::Authenticate,
+                        plugin,
+                        "authenticated",
+                        None,
+                        None,
+                        micros,
+                    ));
                     if expires_at.is_some_and(|expiry| expiry < now) {
                         return deny(
                             decision,
                             plugin,
-                            format!("authenticator {} returned an identity that expired", plugin.label().name),
+                            format!(
+                                "authenticator {} returned an identity that expired",
+                                plugin.label().name
+                            ),
                             started,
                         );
                     }
@@ -261,7 +293,8 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                         None,
                         micros,
                     ));
-                    let reason = format!("credential rejected by {}: {reason}", plugin.label().name);
+                    let reason =
+                        format!("credential rejected by {}: {reason}", plugin.label().name);
                     return deny(decision, plugin, reason, started);
                 }
                 Ok(AuthOutcome::NotApplicable) => decision.stages.push(report(
@@ -273,7 +306,9 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                     micros,
                 )),
                 Err(failure) => {
-                    decision.stages.push(failed(Stage::Authenticate, plugin, &failure, micros));
+                    decision
+                        .stages
+                        .push(failed(Stage::Authenticate, plugin, &failure, micros));
                     let reason = failure_reason(plugin, &failure);
                     return deny(decision, plugin, reason, started);
                 }
@@ -292,9 +327,14 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
         let micros = micros_since(call_started);
         match outcome {
             Ok(Verdict::Permit) => {
-                decision
-                    .stages
-                    .push(report(Stage::Authorize, plugin, "permit", None, None, micros));
+                decision.stages.push(report(
+                    Stage::Authorize,
+                    plugin,
+                    "permit",
+                    None,
+                    None,
+                    micros,
+                ));
                 first_permit.get_or_insert(plugin);
             }
             Ok(Verdict::NotApplicable) => decision.stages.push(report(
@@ -318,7 +358,9 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                 return deny(decision, plugin, reason, started);
             }
             Err(failure) => {
-                decision.stages.push(failed(Stage::Authorize, plugin, &failure, micros));
+                decision
+                    .stages
+                    .push(failed(Stage::Authorize, plugin, &failure, micros));
                 decision.timings.authorize_us = micros_since(stage_started);
                 let reason = failure_reason(plugin, &failure);
                 return deny(decision, plugin, reason, started);
@@ -336,7 +378,8 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
             decision.reason = format!("application {:?} has no authorizer", request.app);
         }
         None => {
-            decision.reason = "no authorizer permitted the request (all answered not-applicable)".into();
+            decision.reason =
+                "no authorizer permitted the request (all answered not-applicable)".into();
         }
     }
     decision
@@ -373,7 +416,14 @@ fn report(
 }
 
 fn failed(stage: Stage, plugin: &Plugin, failure: &Failure, micros: u64) -> StageReport {
-    report(stage, plugin, "failed", Some(failure.to_string()), Some(failure.code()), micros)
+    report(
+        stage,
+        plugin,
+        "failed",
+        Some(failure.to_string()),
+        Some(failure.code()),
+        micros,
+    )
 }
 
 fn micros_since(started: Instant) -> u64 {

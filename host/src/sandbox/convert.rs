@@ -79,15 +79,25 @@ pub(crate) fn verdict(decision: wit::Decision, limits: &SandboxLimits) -> Result
     })
 }
 
-pub(crate) fn auth_outcome(result: wit::AuthResult, limits: &SandboxLimits) -> Result<AuthOutcome, String> {
+pub(crate) fn auth_outcome(
+    result: wit::AuthResult,
+    limits: &SandboxLimits,
+) -> Result<AuthOutcome, String> {
     Ok(match result {
         wit::AuthResult::Authenticated(identity) => {
             if identity.subject.is_empty() {
                 return Err("the identity has an empty subject".into());
             }
-            check_len("the identity's subject", identity.subject.len(), limits.max_reason_bytes)?;
+            check_len(
+                "the identity's subject",
+                identity.subject.len(),
+                limits.max_reason_bytes,
+            )?;
             if identity.roles.len() > 256 {
-                return Err(format!("the identity has {} roles; at most 256 are accepted", identity.roles.len()));
+                return Err(format!(
+                    "the identity has {} roles; at most 256 are accepted",
+                    identity.roles.len()
+                ));
             }
             for role in &identity.roles {
                 check_len("a role", role.len(), 256)?;
@@ -105,7 +115,10 @@ pub(crate) fn auth_outcome(result: wit::AuthResult, limits: &SandboxLimits) -> R
     })
 }
 
-pub(crate) fn filter_outcome(result: wit::FilterResult, limits: &SandboxLimits) -> Result<FilterOutcome, String> {
+pub(crate) fn filter_outcome(
+    result: wit::FilterResult,
+    limits: &SandboxLimits,
+) -> Result<FilterOutcome, String> {
     Ok(match result {
         wit::FilterResult::Unchanged => FilterOutcome::Unchanged,
         wit::FilterResult::Rewrite(body) => {
@@ -122,7 +135,10 @@ fn reason_text(reason: String, limits: &SandboxLimits) -> Result<String, String>
     if reason.trim().is_empty() {
         return Err("the reason is empty".into());
     }
-    if reason.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("the reason contains control characters".into());
     }
     Ok(reason)

@@ -80,9 +80,9 @@ impl Failure {
                      linear memory overflowed)"
                         .into(),
                 ),
-                Trap::UnreachableCodeReached => {
-                    Failure::Trap("unreachable code reached (a Rust plugin panicked or aborted)".into())
-                }
+                Trap::UnreachableCodeReached => Failure::Trap(
+                    "unreachable code reached (a Rust plugin panicked or aborted)".into(),
+                ),
                 other => Failure::Trap(other.to_string()),
             };
         }
@@ -101,17 +101,30 @@ impl fmt::Display for Failure {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::TimeLimit { deadline } => {
-                write!(formatter, "exceeded its time limit of {} ms (epoch deadline)", deadline.as_millis())
+                write!(
+                    formatter,
+                    "exceeded its time limit of {} ms (epoch deadline)",
+                    deadline.as_millis()
+                )
             }
             Failure::MemoryLimit { limit_bytes } => {
-                write!(formatter, "exceeded its memory limit of {} KiB", limit_bytes / 1024)
+                write!(
+                    formatter,
+                    "exceeded its memory limit of {} KiB",
+                    limit_bytes / 1024
+                )
             }
-            Failure::StackOverflow => formatter.write_str("overflowed its stack (stack overflow trap)"),
+            Failure::StackOverflow => {
+                formatter.write_str("overflowed its stack (stack overflow trap)")
+            }
             Failure::HostCallBudget { limit } => {
                 write!(formatter, "exhausted its host-call budget of {limit} calls")
             }
             Failure::CapabilityDenied(capability) => {
-                write!(formatter, "used the `{capability}` capability without a grant")
+                write!(
+                    formatter,
+                    "used the `{capability}` capability without a grant"
+                )
             }
             Failure::Trap(what) => write!(formatter, "trapped: {what}"),
             Failure::Malformed(what) => write!(formatter, "gave a malformed answer: {what}"),

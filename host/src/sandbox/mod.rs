@@ -80,7 +80,11 @@ impl SharedLinker {
 /// A plugin handed to the wrong stage: a host bug, reported as a failure rather than a
 /// panic so that it can only ever deny.
 fn wrong_stage(plugin: &Plugin) -> wasmtime::Error {
-    wasmtime::format_err!("plugin {} is a {} and was called in another stage", plugin.label().name, plugin.kind())
+    wasmtime::format_err!(
+        "plugin {} is a {} and was called in another stage",
+        plugin.label().name,
+        plugin.kind()
+    )
 }
 
 /// How a plugin is set up in an application.
@@ -146,7 +150,11 @@ impl Sandbox {
 
     /// Type-checks a compiled component against its world and this process's imports, and
     /// prepares it for fast instantiation in this sandbox.
-    pub fn load(&self, compiled: &CompiledComponent, setup: PluginSetup) -> Result<Plugin, LoadError> {
+    pub fn load(
+        &self,
+        compiled: &CompiledComponent,
+        setup: PluginSetup,
+    ) -> Result<Plugin, LoadError> {
         serde_json::from_str::<serde_json::Value>(&setup.config_json)
             .map_err(|error| LoadError::Config(error.to_string()))?;
         let component = &compiled.component;
@@ -179,9 +187,9 @@ impl Sandbox {
                 bindings::authenticator::AuthenticatorPre::new(instance_pre)
                     .map_err(export_error)?,
             ),
-            PluginKind::Filter => {
-                KindPre::Filter(bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?)
-            }
+            PluginKind::Filter => KindPre::Filter(
+                bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?,
+            ),
         };
         let grant = Arc::new(PluginGrant {
             app: self.env.name.clone(),
@@ -199,7 +207,12 @@ impl Sandbox {
     }
 
     /// Asks an authorizer about a request whose authentication state is already settled.
-    pub fn authorize(&self, plugin: &Plugin, request: &AccessRequest, now: u64) -> Result<Verdict, Failure> {
+    pub fn authorize(
+        &self,
+        plugin: &Plugin,
+        request: &AccessRequest,
+        now: u64,
+    ) -> Result<Verdict, Failure> {
         let wit_request = convert::request(request, now, plugin.grant.capabilities);
         let limits = self.limits.clone();
         plugin.call(

@@ -49,9 +49,13 @@ impl PluginKind {
             .exports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        [PluginKind::Authorizer, PluginKind::Authenticator, PluginKind::Filter]
-            .into_iter()
-            .find(|kind| exports.iter().any(|name| name == kind.export()))
+        [
+            PluginKind::Authorizer,
+            PluginKind::Authenticator,
+            PluginKind::Filter,
+        ]
+        .into_iter()
+        .find(|kind| exports.iter().any(|name| name == kind.export()))
     }
 }
 
@@ -111,7 +115,7 @@ pub(crate) struct Instance {
 /// A plugin ready to serve one application.
 pub struct Plugin {
     pub(crate) grant: Arc<PluginGrant>,
-    label: PluginLabel,
+    label: Arc<PluginLabel>,
     pre: KindPre,
     idle: Mutex<Vec<Instance>>,
     quarantine: Quarantine,
@@ -121,14 +125,15 @@ impl Plugin {
     pub(crate) fn new(grant: Arc<PluginGrant>, label: PluginLabel, pre: KindPre) -> Plugin {
         Plugin {
             grant,
-            label,
+            label: Arc::new(label),
             pre,
             idle: Mutex::new(Vec::new()),
             quarantine: Quarantine::default(),
         }
     }
 
-    pub fn label(&self) -> &PluginLabel {
+    /// Shared, so that every decision can name its module without copying strings.
+    pub fn label(&self) -> &Arc<PluginLabel> {
         &self.label
     }
 
@@ -141,7 +146,11 @@ impl Plugin {
     }
 
     fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, Failure> {
-        let state = HostState::new(sandbox.env.clone(), self.grant.clone(), sandbox.limits.clone());
+        let state = HostState::new(
+            sandbox.env.clone(),
+            self.grant.clone(),
+            sandbox.limits.clone(),
+        );
         let mut store = Store::new(sandbox.engine.wasmtime(), state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
@@ -155,15 +164,17 @@ impl Plugin {
             Ok(bound) => Ok(Instance { store, bound }),
             Err(error) => {
                 let exceeded = store.data().memory.exceeded;
-                Err(match Failure::from_call_error(
-                    &error,
-                    exceeded,
-                    sandbox.limits.memory_bytes,
-                    sandbox.limits.deadline,
-                ) {
-                    Failure::Malformed(what) => Failure::Instantiation(what),
-                    other => other,
-                })
+                Err(
+                    match Failure::from_call_error(
+                        &error,
+                        exceeded,
+                        sandbox.limits.memory_bytes,
+                        sandbox.limits.deadline,
+                    ) {
+                        Failure::Malformed(what) => Failure::Instantiation(what),
+                        other => other,
+                    },
+                )
             }
         }
     }
@@ -188,7 +199,10 @@ impl Plugin {
         match &result {
             Ok(_) => self.quarantine.record_success(),
             Err(failure) => {
-                if self.quarantine.record_failure(Instant::now(), &sandbox.limits) {
+                if self
+                    .quarantine
+                    .record_failure(Instant::now(), &sandbox.limits)
+                {
                     tracing::warn!(
                         app = %self.grant.app,
                         plugin = %self.label.name,
@@ -238,7 +252,10 @@ impl Plugin {
     }
 
     fn return_idle(&self, instance: Instance, keep: usize) {
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < keep {
             idle.push(instance);
         }
@@ -246,7 +263,10 @@ impl Plugin {
 
     /// Idle warm instances kept for reuse.
     pub fn warm_instances(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 
     /// Drops every warm instance (e.g. when the application's configuration changes).

@@ -35,7 +35,9 @@ pub struct PluginHealth {
 
 impl Quarantine {
     fn lock(&self) -> std::sync::MutexGuard<'_, QuarantineState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `Err((failures, remaining))` while the plugin is quarantined.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::capabilities::{AppKeys, Capabilities, Capability, GroupDirectory, KvNamespace};
 use super::limits::SandboxLimits;
@@ -31,7 +33,9 @@ pub struct PluginGrant {
 /// Why the host ended a call with a trap of its own making.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SandboxTrap {
-    #[error("the plugin made more than {limit} host calls in one call (host-call budget exhausted)")]
+    #[error(
+        "the plugin made more than {limit} host calls in one call (host-call budget exhausted)"
+    )]
     HostCallBudget { limit: u32 },
     #[error("the plugin used the `{0}` capability, which this application did not grant it")]
     CapabilityDenied(Capability),

@@ -316,7 +316,8 @@ fn host_call_flood() -> Decision {
 fn probe(request: &Request) -> Decision {
     let mut seen = Vec::new();
     if let Some(key) = request.attribute("kv") {
-        let value = palisade_sdk::kv::get(key).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let value =
+            palisade_sdk::kv::get(key).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
         seen.push(format!("kv[{key}]={value:?}"));
     }
     if let Some(handle) = request.attribute("key") {
@@ -326,7 +327,10 @@ fn probe(request: &Request) -> Decision {
         seen.push(format!("verify[{handle}]={verified:?}"));
     }
     if let (Some(group), Some(member)) = (request.attribute("group"), request.attribute("member")) {
-        seen.push(format!("group[{group}/{member}]={}", palisade_sdk::groups::is_member(group, member)));
+        seen.push(format!(
+            "group[{group}/{member}]={}",
+            palisade_sdk::groups::is_member(group, member)
+        ));
     }
     seen.push(format!("config={}", palisade_sdk::config::raw()));
     Decision::deny(format!("probe: {}", seen.join("; ")))

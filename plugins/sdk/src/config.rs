@@ -35,7 +35,8 @@ impl<T: DeserializeOwned> Config<T> {
     pub fn get(&self) -> Result<&T, &str> {
         self.parsed
             .get_or_init(|| {
-                serde_json::from_str(&raw()).map_err(|error| format!("invalid plugin configuration: {error}"))
+                serde_json::from_str(&raw())
+                    .map_err(|error| format!("invalid plugin configuration: {error}"))
             })
             .as_ref()
             .map_err(String::as_str)

@@ -1,8 +1,8 @@
 //! Cryptography with keys the host holds (capability `crypto`). Keys are named by handles in
 //! the application's own scope; their bytes never enter the plugin (SER-010, SER-023).
 
-pub use crate::bindings::imports::palisade::plugin::crypto::CryptoError;
 use crate::bindings::imports::palisade::plugin::crypto as host;
+pub use crate::bindings::imports::palisade::plugin::crypto::CryptoError;
 
 /// Verify an Ed25519 `signature` over `message` with the public key named `key`.
 pub fn verify_ed25519(key: &str, message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {

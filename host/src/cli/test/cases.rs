@@ -251,10 +251,20 @@ fn datetime_to_unix(datetime: &toml::value::Datetime) -> anyhow::Result<u64> {
     let Some(date) = datetime.date else {
         bail!("the time {datetime} has no date");
     };
-    let days = days_from_civil(i64::from(date.year), u32::from(date.month), u32::from(date.day));
+    let days = days_from_civil(
+        i64::from(date.year),
+        u32::from(date.month),
+        u32::from(date.day),
+    );
     let (hour, minute, second) = datetime
         .time
-        .map(|time| (i64::from(time.hour), i64::from(time.minute), i64::from(time.second)))
+        .map(|time| {
+            (
+                i64::from(time.hour),
+                i64::from(time.minute),
+                i64::from(time.second),
+            )
+        })
         .unwrap_or((0, 0, 0));
     let offset_minutes = match datetime.offset {
         Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
@@ -270,7 +280,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }

@@ -12,10 +12,13 @@ use super::keys::TestKeys;
 pub fn mint(spec: &JwsSpec, keys: &TestKeys) -> anyhow::Result<String> {
     let signing = keys.signing_key(&spec.key)?;
     let header = match &spec.header {
-        Some(header) => serde_json::to_value(header).context("the JWS header cannot be expressed as JSON")?,
+        Some(header) => {
+            serde_json::to_value(header).context("the JWS header cannot be expressed as JSON")?
+        }
         None => json!({"alg": "EdDSA", "kid": spec.key}),
     };
-    let claims = serde_json::to_value(&spec.claims).context("the JWS claims cannot be expressed as JSON")?;
+    let claims =
+        serde_json::to_value(&spec.claims).context("the JWS claims cannot be expressed as JSON")?;
     let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
     let claims_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?);
     let signing_input = format!("{header_b64}.{claims_b64}");
@@ -37,5 +40,8 @@ pub fn mint(spec: &JwsSpec, keys: &TestKeys) -> anyhow::Result<String> {
         }
         Some(other) => bail!("unknown tamper mode {other:?}; use \"signature\" or \"claims\""),
     }
-    Ok(format!("{header_b64}.{claims_b64}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    Ok(format!(
+        "{header_b64}.{claims_b64}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    ))
 }

@@ -39,19 +39,23 @@ pub fn build(keys: &[TestKey]) -> anyhow::Result<(StaticKeys, TestKeys)> {
             );
         }
         if let Some(seed) = &key.ed25519_seed {
-            let seed: [u8; 32] = decode_hex(seed, &key.handle)?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("test key {:?}: ed25519_seed must be 32 bytes (64 hex digits)", key.handle))?;
+            let seed: [u8; 32] = decode_hex(seed, &key.handle)?.try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "test key {:?}: ed25519_seed must be 32 bytes (64 hex digits)",
+                    key.handle
+                )
+            })?;
             let signing = SigningKey::from_bytes(&seed);
             host.insert_ed25519_public(key.handle.clone(), signing.verifying_key());
             runner.signing.insert(key.handle.clone(), signing);
         }
         if let Some(public) = &key.ed25519_public {
-            let bytes: [u8; 32] = decode_hex(public, &key.handle)?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("test key {:?}: ed25519_public must be 32 bytes", key.handle))?;
-            let verifying = VerifyingKey::from_bytes(&bytes)
-                .with_context(|| format!("test key {:?}: not a valid Ed25519 public key", key.handle))?;
+            let bytes: [u8; 32] = decode_hex(public, &key.handle)?.try_into().map_err(|_| {
+                anyhow::anyhow!("test key {:?}: ed25519_public must be 32 bytes", key.handle)
+            })?;
+            let verifying = VerifyingKey::from_bytes(&bytes).with_context(|| {
+                format!("test key {:?}: not a valid Ed25519 public key", key.handle)
+            })?;
             host.insert_ed25519_public(key.handle.clone(), verifying);
         }
         if let Some(secret) = &key.hmac_secret {

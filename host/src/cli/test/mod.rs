@@ -77,8 +77,8 @@ pub fn run(args: TestArgs) -> anyhow::Result<bool> {
 fn run_file(harness: &Harness, path: &Path) -> anyhow::Result<FileReport> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the case file {}", path.display()))?;
-    let file: CaseFile = toml::from_str(&text)
-        .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    let file: CaseFile =
+        toml::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     if file.cases.is_empty() {
         bail!("{}: no [[case]] entries", path.display());
     }
@@ -99,8 +99,16 @@ fn run_file(harness: &Harness, path: &Path) -> anyhow::Result<FileReport> {
         cases: Vec::new(),
     };
     for (index, case) in file.cases.iter().enumerate() {
-        let case_report = run_case(harness, &plugin, &file, case, base, &host_keys, &runner_keys)
-            .with_context(|| format!("{}: case {} ({:?})", path.display(), index + 1, case.name))?;
+        let case_report = run_case(
+            harness,
+            &plugin,
+            &file,
+            case,
+            base,
+            &host_keys,
+            &runner_keys,
+        )
+        .with_context(|| format!("{}: case {} ({:?})", path.display(), index + 1, case.name))?;
         if case_report.passed {
             report.passed += 1;
         } else {
@@ -156,7 +164,13 @@ fn run_case(
         body: response.body.clone().into_bytes(),
     });
     let started = Instant::now();
-    let answer = harness.call(plugin, setup, &request, credential.as_ref(), response.as_ref())?;
+    let answer = harness.call(
+        plugin,
+        setup,
+        &request,
+        credential.as_ref(),
+        response.as_ref(),
+    )?;
     let micros = started.elapsed().as_micros() as u64;
 
     let got = answer.outcome();
@@ -168,8 +182,12 @@ fn run_case(
     if let Some(expected) = &case.reason {
         match &reason {
             Some(actual) if actual.contains(expected.as_str()) => {}
-            Some(actual) => problems.push(format!("reason {actual:?} does not contain {expected:?}")),
-            None => problems.push(format!("expected a reason containing {expected:?}, got none")),
+            Some(actual) => {
+                problems.push(format!("reason {actual:?} does not contain {expected:?}"))
+            }
+            None => problems.push(format!(
+                "expected a reason containing {expected:?}, got none"
+            )),
         }
     }
     check_identity(case, &answer, &mut problems);
@@ -193,7 +211,10 @@ fn check_expectation(expect: &str, kind: PluginKind) -> anyhow::Result<()> {
         PluginKind::Filter => &["unchanged", "rewrite", "block"],
     };
     if !allowed.contains(&expect) {
-        bail!("expect = {expect:?} is not an outcome of an {kind}; use one of {}", allowed.join(", "));
+        bail!(
+            "expect = {expect:?} is not an outcome of an {kind}; use one of {}",
+            allowed.join(", ")
+        );
     }
     Ok(())
 }
@@ -225,7 +246,8 @@ fn check_identity(case: &Case, answer: &Answer, problems: &mut Vec<String>) {
     if case.subject.is_none() && case.roles.is_none() {
         return;
     }
-    let Answer::Authenticator(Ok(AuthOutcome::Authenticated { subject, roles, .. })) = answer else {
+    let Answer::Authenticator(Ok(AuthOutcome::Authenticated { subject, roles, .. })) = answer
+    else {
         problems.push("subject/roles were expected but nothing was authenticated".into());
         return;
     };
@@ -257,7 +279,10 @@ fn check_body(case: &Case, answer: &Answer, problems: &mut Vec<String>) {
         _ => expected.as_bytes() == body.as_slice(),
     };
     if !same {
-        problems.push(format!("expected body {expected}, got {}", String::from_utf8_lossy(body)));
+        problems.push(format!(
+            "expected body {expected}, got {}",
+            String::from_utf8_lossy(body)
+        ));
     }
 }
 
@@ -288,5 +313,8 @@ fn print_table(report: &FileReport) {
             }
         }
     }
-    println!("  {} passed, {} failed in {}", report.passed, report.failed, report.file);
+    println!(
+        "  {} passed, {} failed in {}",
+        report.passed, report.failed, report.file
+    );
 }

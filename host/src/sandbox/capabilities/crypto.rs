@@ -28,8 +28,12 @@ pub enum KeyUseError {
 pub trait AppKeys: Send + Sync {
     /// Verifies an Ed25519 signature with the public key `handle`. A malformed signature is
     /// `Ok(false)`, not an error.
-    fn verify_ed25519(&self, handle: &str, message: &[u8], signature: &[u8])
-        -> Result<bool, KeyUseError>;
+    fn verify_ed25519(
+        &self,
+        handle: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, KeyUseError>;
 
     /// HMAC-SHA-256 under the secret key `handle`.
     fn hmac_sha256(&self, handle: &str, message: &[u8]) -> Result<[u8; 32], KeyUseError>;
@@ -53,7 +57,8 @@ impl StaticKeys {
     }
 
     pub fn insert_ed25519_public(&mut self, handle: impl Into<String>, key: VerifyingKey) {
-        self.keys.insert(handle.into(), StaticKey::Ed25519Public(key));
+        self.keys
+            .insert(handle.into(), StaticKey::Ed25519Public(key));
     }
 
     pub fn insert_hmac_secret(&mut self, handle: impl Into<String>, secret: Vec<u8>) {

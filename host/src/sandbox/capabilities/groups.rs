@@ -22,13 +22,21 @@ impl GroupDirectory {
     }
 
     pub fn is_member(&self, group: &str, member: &str) -> bool {
-        let groups = self.groups.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups.get(group).is_some_and(|members| members.contains(member))
+        let groups = self
+            .groups
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups
+            .get(group)
+            .is_some_and(|members| members.contains(member))
     }
 
     /// Replaces one group's members (provisioning).
     pub fn set_members(&self, group: String, members: HashSet<String>) {
-        let mut groups = self.groups.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut groups = self
+            .groups
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         groups.insert(group, members);
     }
 }

@@ -35,7 +35,9 @@ impl KvNamespace {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KvEntries> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {

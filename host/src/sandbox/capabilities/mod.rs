@@ -142,7 +142,9 @@ impl HostState {
         self.host_calls_left -= 1;
         if let Some(capability) = capability {
             if !self.plugin.capabilities.allows(capability) {
-                return Err(wasmtime::Error::new(SandboxTrap::CapabilityDenied(capability)));
+                return Err(wasmtime::Error::new(SandboxTrap::CapabilityDenied(
+                    capability,
+                )));
             }
         }
         Ok(())

@@ -1,0 +1,154 @@
+//! `POST /v1/decide`: one decision for a JSON request.
+//!
+//! The request is an [`AccessRequest`](crate::AccessRequest) in JSON with `app` optional
+//! (resolved from the apps' target path prefixes when absent):
+//!
+//! ```json
+//! {"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/lights/lamp1"}
+//! ```
+//!
+//! The answer:
+//!
+//! ```json
+//! {"decision": "permit", "reason": "permitted by acp", "decision_id": "…32 hex…",
+//!  "app": "lights", "module": {"name": "acp", "version": null, "sha256": "…"},
+//!  "enforced": true, "would_deny": null, "timings": {...}, "stages": [...]}
+//! ```
+//!
+//! Errors are JSON with stable codes ([`super::error::ApiError`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::error::{json_response, ApiError, Response};
+use super::server::read_body;
+use super::Gateway;
+use crate::request::{AccessRequest, Credential, Location, Operation};
+
+/// The decide request: [`AccessRequest`] with `app` optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    #[serde(default)]
+    pub app: Option<String>,
+    pub originator: String,
+    pub operation: Operation,
+    pub target: String,
+    #[serde(default)]
+    pub resource_type: Option<u32>,
+    #[serde(default)]
+    pub authenticated: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub credential: Option<Credential>,
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub request_time: Option<u64>,
+    #[serde(default)]
+    pub attributes: Vec<(String, String)>,
+}
+
+impl DecideRequest {
+    fn into_access_request(self, app: String) -> AccessRequest {
+        AccessRequest {
+            app,
+            originator: self.originator,
+            operation: self.operation,
+            target: self.target,
+            resource_type: self.resource_type,
+            authenticated: self.authenticated,
+            roles: self.roles,
+            credential: self.credential,
+            source_ip: self.source_ip,
+            location: self.location,
+            request_time: self.request_time,
+            attributes: self.attributes,
+        }
+    }
+}
+
+/// Handles `/v1/decide`.
+pub async fn handle(
+    gateway: &Arc<Gateway>,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    match decide(gateway, request, peer).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn decide(
+    gateway: &Arc<Gateway>,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed("use POST for /v1/decide"));
+    }
+    // SER-001: the cheap checks first, before the body is read or a plugin runs.
+    gateway.protection.check_ip(peer.ip()).map_err(|refusal| {
+        gateway.metrics.rate_limited(refusal.key());
+        ApiError::RateLimited(refusal)
+    })?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(gateway, &parts.headers, body).await?;
+    let parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {
+        gateway.metrics.rejected("malformed");
+        match error.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
+            _ => ApiError::MalformedJson(error.to_string()),
+        }
+    })?;
+    gateway
+        .protection
+        .check_originator(&parsed.originator)
+        .map_err(|refusal| {
+            gateway.metrics.rate_limited(refusal.key());
+            ApiError::RateLimited(refusal)
+        })?;
+    let route = match &parsed.app {
+        Some(name) => gateway
+            .route(name)
+            .ok_or_else(|| ApiError::UnknownApp(name.clone()))?,
+        None => gateway
+            .resolve(&parsed.target)
+            .ok_or_else(|| ApiError::NoAppForTarget(parsed.target.clone()))?,
+    }
+    .clone();
+    let _permit = gateway.protection.admit().ok_or_else(|| {
+        gateway.metrics.rejected("overloaded");
+        ApiError::Overloaded
+    })?;
+    gateway.metrics.in_flight(1);
+    let access = parsed.into_access_request(route.name.clone());
+    // The pipeline runs plugins synchronously (WASI sync bindings): off the async worker.
+    let evaluation = tokio::task::block_in_place(|| gateway.evaluate(&route, access, "decide"));
+    gateway.metrics.in_flight(-1);
+    let decision = &evaluation.decision;
+    let module = decision.decided_by.as_ref().map(|label| {
+        serde_json::json!({"name": label.name, "kind": label.kind, "version": label.version, "sha256": label.sha256})
+    });
+    let body = serde_json::json!({
+        "decision": decision.effect,
+        "reason": decision.reason,
+        "decision_id": evaluation.decision_id,
+        "app": decision.app,
+        "module": module,
+        "enforced": decision.enforced,
+        "would_deny": decision.would_deny,
+        "identity": decision.identity,
+        "timings": decision.timings,
+        "stages": decision.stages,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}

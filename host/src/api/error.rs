@@ -1,0 +1,131 @@
+//! Errors of the gateway's JSON endpoints, each with a stable code and an HTTP status:
+//! clients branch on `error.code`, people read `error.message`.
+//!
+//! ```json
+//! {"error": {"code": "malformed-json", "message": "expected `:` at line 1 column 14"}}
+//! ```
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::StatusCode;
+
+use super::protect::Refusal;
+
+/// Every response body the gateway sends.
+pub type Body = Full<Bytes>;
+/// Every response the gateway sends.
+pub type Response = hyper::Response<Body>;
+
+/// A request the gateway would not or could not handle.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed-json`: the body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400 `invalid-request`: JSON, but not a request (missing or unknown field, bad value).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 404 `unknown-app`: the named application is not installed.
+    #[error("no application named {0:?} is installed")]
+    UnknownApp(String),
+    /// 404 `no-app-for-target`: no `app` given and no application's paths cover the target.
+    #[error("no application's paths cover the target {0:?}; name the app or add the path to an app's `paths`")]
+    NoAppForTarget(String),
+    /// 413 `body-too-large` (SER-001).
+    #[error("the body exceeds {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// 408 `body-timeout`: the client did not send its body in time (SER-001).
+    #[error("the body did not arrive within {ms} ms")]
+    BodyTimeout { ms: u64 },
+    /// 429 `rate-limited` (SER-001), with `Retry-After`.
+    #[error("too many requests from this {}; retry in {} s", match .0 { Refusal::Originator(_) => "originator", Refusal::SourceIp(_) => "address" }, .0.retry_after_secs())]
+    RateLimited(Refusal),
+    /// 503 `overloaded`: too many requests in flight (SER-001), with `Retry-After`.
+    #[error("the gateway is at its limit of requests in flight; retry shortly")]
+    Overloaded,
+    /// 405 `method-not-allowed`.
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+    /// 404 `not-found`.
+    #[error("nothing is served at {0}")]
+    NotFound(String),
+    /// 500 `internal`.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed-json",
+            ApiError::InvalidRequest(_) => "invalid-request",
+            ApiError::UnknownApp(_) => "unknown-app",
+            ApiError::NoAppForTarget(_) => "no-app-for-target",
+            ApiError::BodyTooLarge { .. } => "body-too-large",
+            ApiError::BodyTimeout { .. } => "body-timeout",
+            ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Overloaded => "overloaded",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownApp(_) | ApiError::NoAppForTarget(_) | ApiError::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds for `Retry-After`, for refusals that pass.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(refusal) => Some(refusal.retry_after_secs()),
+            ApiError::Overloaded => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The JSON error response.
+    pub fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut response = json_response(self.status(), &body);
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A plain-text response (metrics).
+pub fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

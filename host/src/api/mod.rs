@@ -1,0 +1,268 @@
+//! The gateway service behind `palisade serve`: the decision API (`POST /v1/decide`), the
+//! oneM2M HTTP-binding enforcement proxy in front of an upstream CSE, `GET /metrics` and
+//! `GET /health`.
+//!
+//! Parts, one module each: [`config`] (the TOML file), [`setup`] (installing the apps),
+//! [`privacy`] (pseudonymous originators, SER-011/018/025), [`protect`] (rate limits and
+//! back-pressure, SER-001), [`decide`], [`proxy`] and [`onem2m`] (the HTTP binding),
+//! [`metrics`], [`audit`] (the hook every decision goes through, SER-016), [`server`]
+//! (listeners, timeouts, graceful shutdown) and [`demo`] (the no-config demo gateway).
+//!
+//! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
+//! the identity-privacy split, runs the pipeline, counts it and hands it to
+//! [`audit::audit_hook`]. The pipeline is synchronous (WASI sync bindings), so async handlers
+//! call it inside `tokio::task::block_in_place`.
+
+pub mod audit;
+pub mod config;
+pub mod decide;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod onem2m;
+pub mod privacy;
+pub mod protect;
+pub mod proxy;
+pub mod server;
+pub mod setup;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::keys::{KeyStore, SoftwareKeyStore};
+use crate::pipeline::{Decision, Effect, Runtime, Timings};
+use crate::request::{now_unix, AccessRequest};
+
+pub use audit::{audit_hook, AuditSink, DecisionRecord, LogSink};
+pub use config::{ConfigError, GatewayConfig};
+pub use setup::{AppRoute, SetupError};
+
+/// Name suffix of the sandbox that runs an app's authenticators apart (see [`privacy`]).
+pub const AUTHN_SUFFIX: &str = ".authn";
+
+/// Everything a running gateway shares between connections.
+pub struct Gateway {
+    pub runtime: Arc<Runtime>,
+    pub routes: Vec<Arc<AppRoute>>,
+    pub upstream: Option<proxy::Upstream>,
+    pub limits: config::ServerLimits,
+    pub protection: protect::Protection,
+    pub metrics: metrics::Metrics,
+    pub audit: Arc<dyn AuditSink>,
+    pub keystore: Arc<dyn KeyStore>,
+    ids: DecisionIds,
+    started: Instant,
+}
+
+/// A decision with what the gateway adds to it.
+pub struct Evaluation {
+    pub decision: Decision,
+    pub decision_id: String,
+    /// The request as the app's authorizers saw it (pseudonymous originator, authentication
+    /// state and roles established): filters see the same.
+    pub view: AccessRequest,
+}
+
+/// Decision ids: a random 64-bit boot nonce and a counter, in hex. Unique across restarts
+/// (the nonce), ordered within one run (the counter), never reused.
+struct DecisionIds {
+    boot: u64,
+    next: AtomicU64,
+}
+
+impl DecisionIds {
+    fn new() -> DecisionIds {
+        DecisionIds {
+            boot: rand::random(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:016x}{:016x}",
+            self.boot,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+impl Gateway {
+    /// Opens the data folder (keystore, artifact cache), installs the config's apps and
+    /// prepares the upstream client.
+    pub fn build(config: &GatewayConfig, data_dir: &Path) -> Result<Gateway, SetupError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| SetupError::Data {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::open(&data_dir.join("keys"))?);
+        let engine = Engine::new(EngineConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            ..EngineConfig::default()
+        })?;
+        let runtime = Arc::new(Runtime::new(engine)?);
+        let routes = setup::install_apps(config, &runtime, &keystore)?;
+        let upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        Ok(Gateway {
+            runtime,
+            routes,
+            upstream,
+            limits: config.limits.clone(),
+            protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
+            metrics: metrics::Metrics::default(),
+            audit: Arc::new(LogSink),
+            keystore,
+            ids: DecisionIds::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The installed application named `name`.
+    pub fn route(&self, name: &str) -> Option<&Arc<AppRoute>> {
+        self.routes.iter().find(|route| route.name == name)
+    }
+
+    /// The application whose longest path prefix covers `target`.
+    pub fn resolve(&self, target: &str) -> Option<&Arc<AppRoute>> {
+        self.routes
+            .iter()
+            .filter_map(|route| route.covers(target).map(|length| (length, route)))
+            .max_by_key(|(length, _)| *length)
+            .map(|(_, route)| route)
+    }
+
+    /// Seconds since the gateway started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
+    /// (runs plugins): call it from async code inside `block_in_place`.
+    pub fn evaluate(
+        &self,
+        route: &AppRoute,
+        mut request: AccessRequest,
+        source: &'static str,
+    ) -> Evaluation {
+        request.app = route.name.clone();
+        request.request_time.get_or_insert_with(now_unix);
+        let (decision, view, subject) = match &route.pseudonyms {
+            None => {
+                let decision = self.runtime.is_authorized(&request);
+                let mut view = request;
+                view.credential = None;
+                if let Some(identity) = &decision.identity {
+                    view.authenticated = true;
+                    merge_roles(&mut view.roles, &identity.roles);
+                }
+                let subject = decision.identity.as_ref().map(|i| i.subject.clone());
+                (decision, view, subject)
+            }
+            Some(pseudonyms) => self.evaluate_private(route, pseudonyms, request),
+        };
+        let decision_id = self.ids.next();
+        self.metrics.decision(&decision);
+        audit_hook(
+            self.audit.as_ref(),
+            &DecisionRecord::new(&decision_id, source, &view, &decision, subject),
+        );
+        Evaluation {
+            decision,
+            decision_id,
+            view,
+        }
+    }
+
+    /// SER-011/018/025: authenticators on the real request in their own sandbox, then
+    /// authorizers on the pseudonymous view. Returns the decision, the view and the
+    /// pseudonymous subject.
+    fn evaluate_private(
+        &self,
+        route: &AppRoute,
+        pseudonyms: &privacy::Pseudonymizer,
+        request: AccessRequest,
+    ) -> (Decision, AccessRequest, Option<String>) {
+        let started = Instant::now();
+        let mut view = request.clone();
+        view.credential = None;
+        view.originator = match pseudonyms.pseudonym(&request.originator) {
+            Ok(pseudonym) => pseudonym,
+            Err(error) => {
+                // Fail closed: never fall back to the real ID.
+                tracing::error!(app = %route.name, %error, "cannot compute a pseudonym");
+                view.originator = "anon-unavailable".into();
+                let decision = gateway_deny(
+                    route,
+                    "the originator's pseudonym cannot be computed",
+                    started,
+                );
+                return (decision, view, None);
+            }
+        };
+        let mut authn_stages = Vec::new();
+        let mut authenticate_us = 0;
+        let mut identity = None;
+        if let (Some(_), Some(authn_app)) = (&request.credential, &route.authn_app) {
+            let mut real = request.clone();
+            real.app = authn_app.clone();
+            let mut outcome = self.runtime.is_authorized(&real);
+            outcome.app = route.name.clone();
+            match outcome.identity.take() {
+                Some(found) => {
+                    view.authenticated = true;
+                    merge_roles(&mut view.roles, &found.roles);
+                    identity = Some(found);
+                }
+                // Rejected, failed or expired (anything but not-applicable everywhere): that
+                // answer stands, as it would in a single pipeline (monitor mode included).
+                None if outcome.stages.iter().any(|s| s.outcome != "not-applicable") => {
+                    return (outcome, view, None);
+                }
+                None => {}
+            }
+            authenticate_us = outcome.timings.authenticate_us;
+            authn_stages = outcome.stages;
+        }
+        let mut decision = self.runtime.is_authorized(&view);
+        if !authn_stages.is_empty() {
+            authn_stages.append(&mut decision.stages);
+            decision.stages = authn_stages;
+        }
+        decision.timings.authenticate_us = authenticate_us;
+        decision.timings.total_us = started.elapsed().as_micros() as u64;
+        let subject = identity
+            .as_ref()
+            .map(|found| pseudonyms.pseudonym(&found.subject).unwrap_or_default());
+        decision.identity = identity;
+        (decision, view, subject)
+    }
+}
+
+fn merge_roles(roles: &mut Vec<String>, extra: &[String]) {
+    for role in extra {
+        if !roles.contains(role) {
+            roles.push(role.clone());
+        }
+    }
+}
+
+/// A deny made by the gateway itself (no plugin involved).
+fn gateway_deny(route: &AppRoute, reason: &str, started: Instant) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        reason: reason.to_string(),
+        app: route.name.clone(),
+        decided_by: None,
+        enforced: true,
+        would_deny: None,
+        identity: None,
+        stages: Vec::new(),
+        timings: Timings {
+            total_us: started.elapsed().as_micros() as u64,
+            ..Timings::default()
+        },
+    }
+}

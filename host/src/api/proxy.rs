@@ -1,0 +1,359 @@
+//! The enforcement proxy: oneM2M HTTP requests ([`super::onem2m`]) are decided by their
+//! application's plugins; a permitted one goes to the upstream CSE and its answer comes back
+//! through the application's filters (SER-026); a denied one is answered by the gateway with
+//! `X-M2M-RSC: 4103`. Deny answers carry the decision id, not the reason: reasons name policy
+//! details an attacker should not learn; operators find them in the audit trail.
+//!
+//! An unreachable or silent CSE is answered with `X-M2M-RSC: 5103` (target not reachable),
+//! HTTP 502 or 504, within the configured timeouts: never a hang (SER-007). Decisions do not
+//! depend on the CSE, so `/v1/decide` keeps working while it is away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::config::UpstreamConfig;
+use super::error::{ApiError, Response};
+use super::onem2m::{self, error_response, rsc, Echo, X_M2M_RSC};
+use super::server::read_body;
+use super::Gateway;
+use crate::pipeline::FilteredResponse;
+use crate::request::{AccessRequest, ResponseBody};
+
+/// The header naming the decision behind a proxied answer (for audit look-ups).
+pub const DECISION_ID_HEADER: &str = "x-palisade-decision-id";
+
+/// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1), plus
+/// those the proxy recomputes.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// The upstream CSE and the client that reaches it.
+pub struct Upstream {
+    pub url: String,
+    base: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl Upstream {
+    /// Checks an upstream URL: `http://host:port[/prefix]`.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|error| format!("{url:?} is not a URL: {error}"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(format!(
+                "{url:?}: use an http://host:port URL (TLS to the CSE is not supported yet)"
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(format!("{url:?}: no query allowed in the upstream URL"));
+        }
+        Ok(())
+    }
+
+    /// The client for a checked configuration.
+    pub fn new(config: &UpstreamConfig) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let url = config.url.get_ref().trim_end_matches('/').to_string();
+        Upstream {
+            base: url.parse().expect("checked by the config"),
+            url,
+            client,
+            timeout: Duration::from_millis(config.timeout_ms),
+            max_response_bytes: config.max_response_bytes,
+        }
+    }
+
+    fn target(&self, path_and_query: &str) -> Result<Uri, String> {
+        let prefix = self.base.path().trim_end_matches('/');
+        Uri::builder()
+            .scheme("http")
+            .authority(self.base.authority().expect("checked").clone())
+            .path_and_query(format!("{prefix}{path_and_query}"))
+            .build()
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// Handles a request for the proxy.
+pub async fn handle(
+    gateway: &Arc<Gateway>,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    let echo = Echo::from_headers(request.headers());
+    let refused = |error: ApiError, rsc: u32| {
+        let mut response = error_response(error.status(), rsc, &error.to_string(), &echo);
+        if let Some(seconds) = error.retry_after() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    };
+    // SER-001: the cheap checks first.
+    if let Err(refusal) = gateway.protection.check_ip(peer.ip()) {
+        gateway.metrics.rate_limited(refusal.key());
+        return refused(ApiError::RateLimited(refusal), rsc::INTERNAL_SERVER_ERROR);
+    }
+    let binding = match onem2m::parse(request.method(), request.uri(), request.headers()) {
+        Ok(binding) => binding,
+        Err(error) => {
+            gateway.metrics.rejected("malformed");
+            return error_response(error.status, error.rsc, &error.message, &echo);
+        }
+    };
+    if let Err(refusal) = gateway.protection.check_originator(&binding.originator) {
+        gateway.metrics.rate_limited(refusal.key());
+        return refused(ApiError::RateLimited(refusal), rsc::INTERNAL_SERVER_ERROR);
+    }
+    // Default deny (SER-008): a path no application covers is not forwarded.
+    let Some(route) = gateway.resolve(&binding.target).cloned() else {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
+            "access denied: no application covers this target",
+            &echo,
+        );
+    };
+    let (parts, body) = request.into_parts();
+    let body = match read_body(gateway, &parts.headers, body).await {
+        Ok(body) => body,
+        Err(error) => {
+            let code = match error {
+                ApiError::BodyTimeout { .. } => rsc::REQUEST_TIMEOUT,
+                _ => rsc::BAD_REQUEST,
+            };
+            return refused(error, code);
+        }
+    };
+    let Some(_permit) = gateway.protection.admit() else {
+        gateway.metrics.rejected("overloaded");
+        return refused(ApiError::Overloaded, rsc::INTERNAL_SERVER_ERROR);
+    };
+    gateway.metrics.in_flight(1);
+    let response = enforce(gateway, &route, binding, parts, body, peer, &echo).await;
+    gateway.metrics.in_flight(-1);
+    response
+}
+
+async fn enforce(
+    gateway: &Arc<Gateway>,
+    route: &Arc<super::AppRoute>,
+    binding: onem2m::BindingRequest,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    peer: SocketAddr,
+    echo: &Echo,
+) -> Response {
+    let mut access = AccessRequest::new(
+        route.name.clone(),
+        binding.originator,
+        binding.operation,
+        binding.target,
+    );
+    access.resource_type = binding.resource_type;
+    access.credential = binding.credential;
+    access.attributes = binding.attributes;
+    access.source_ip = Some(peer.ip().to_string());
+    let evaluation = tokio::task::block_in_place(|| gateway.evaluate(route, access, "proxy"));
+    let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
+    let with_id = |mut response: Response| {
+        response
+            .headers_mut()
+            .insert(DECISION_ID_HEADER, decision_id.clone());
+        response
+    };
+    if !evaluation.decision.is_permit() {
+        return with_id(error_response(
+            StatusCode::FORBIDDEN,
+            rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
+            &format!(
+                "access denied by application {} (decision {})",
+                route.name, evaluation.decision_id
+            ),
+            echo,
+        ));
+    }
+    let Some(upstream) = &gateway.upstream else {
+        return with_id(error_response(
+            StatusCode::BAD_GATEWAY,
+            rsc::TARGET_NOT_REACHABLE,
+            "no upstream CSE is configured",
+            echo,
+        ));
+    };
+    let (status, mut headers, body) = match forward(gateway, upstream, parts, body).await {
+        Ok(answer) => answer,
+        Err((status, message)) => {
+            return with_id(error_response(
+                status,
+                rsc::TARGET_NOT_REACHABLE,
+                &message,
+                echo,
+            ))
+        }
+    };
+    let body = if route.has_filters {
+        let rsc_value = headers
+            .get(X_M2M_RSC)
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .unwrap_or(if status.is_success() {
+                rsc::OK
+            } else {
+                rsc::INTERNAL_SERVER_ERROR
+            });
+        let response = ResponseBody {
+            status: rsc_value,
+            content_type: headers
+                .get(CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            body: body.to_vec(),
+        };
+        let view = &evaluation.view;
+        match tokio::task::block_in_place(|| gateway.runtime.filter_response(view, response)) {
+            FilteredResponse::Deliver { body, .. } => Bytes::from(body),
+            FilteredResponse::Blocked { reason, stages } => {
+                gateway.metrics.filter_blocked(&route.name);
+                for stage in stages.iter().filter(|stage| stage.failure.is_some()) {
+                    gateway.metrics.plugin_failure(
+                        &route.name,
+                        &stage.plugin.name,
+                        stage.failure.unwrap_or("unknown"),
+                    );
+                }
+                tracing::info!(app = %route.name, decision_id = %evaluation.decision_id, %reason, "response withheld by a filter");
+                return with_id(error_response(
+                    StatusCode::FORBIDDEN,
+                    rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
+                    &format!(
+                        "response withheld by application {} (decision {})",
+                        route.name, evaluation.decision_id
+                    ),
+                    echo,
+                ));
+            }
+        }
+    } else {
+        body
+    };
+    let mut response = hyper::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(hyper::header::CONTENT_LENGTH);
+    *response.headers_mut() = headers;
+    echo.apply(response.headers_mut());
+    with_id(response)
+}
+
+/// One exchange with the CSE, bounded in time and size.
+async fn forward(
+    gateway: &Gateway,
+    upstream: &Upstream,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<(StatusCode, HeaderMap, Bytes), (StatusCode, String)> {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let uri = upstream
+        .target(path_and_query)
+        .map_err(|error| (StatusCode::BAD_REQUEST, error))?;
+    let mut outgoing = hyper::Request::new(Full::new(body));
+    *outgoing.method_mut() = parts.method;
+    *outgoing.uri_mut() = uri;
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(hyper::header::CONTENT_LENGTH);
+    *outgoing.headers_mut() = headers;
+    let started = Instant::now();
+    let exchange = async {
+        let response = upstream.client.request(outgoing).await.map_err(|error| {
+            let kind = if error.is_connect() {
+                "connect"
+            } else {
+                "exchange"
+            };
+            (kind, error.to_string())
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, upstream.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|error| ("body", error.to_string()))?
+            .to_bytes();
+        Ok::<_, (&'static str, String)>((parts.status, parts.headers, body))
+    };
+    match tokio::time::timeout(upstream.timeout, exchange).await {
+        Ok(Ok(answer)) => {
+            gateway.metrics.upstream("ok", started.elapsed());
+            Ok(answer)
+        }
+        Ok(Err((kind, error))) => {
+            gateway.metrics.upstream("unreachable", started.elapsed());
+            tracing::warn!(upstream = %upstream.url, kind, %error, "upstream CSE exchange failed");
+            Err((
+                StatusCode::BAD_GATEWAY,
+                format!("target not reachable: the upstream CSE failed ({kind})"),
+            ))
+        }
+        Err(_) => {
+            gateway.metrics.upstream("timeout", started.elapsed());
+            Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "target not reachable: the upstream CSE did not answer within {} ms",
+                    upstream.timeout.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}

@@ -1,0 +1,265 @@
+//! Listeners and connections. Connections are driven by hand, not by a framework's `serve`,
+//! because the protections against slow and greedy clients (SER-001) live at this level:
+//!
+//! - at most `max_connections` open connections; beyond it a new one is closed at once;
+//! - `header_read_timeout_ms` for each request's headers (slow-loris, idle keep-alive),
+//!   and a 16 KiB header buffer (431 beyond);
+//! - `body_read_timeout_ms` and `max_body_bytes` for bodies ([`read_body`]);
+//! - graceful shutdown: on SIGTERM or Ctrl-C the listeners close, in-flight requests finish
+//!   (up to `shutdown_grace_ms`), idle connections are closed.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, CONTENT_LENGTH};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::config::Service;
+use super::error::{json_response, text_response, ApiError, Response};
+use super::{decide, proxy, Gateway};
+
+/// Largest request head (request line and headers) a client may send.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+
+/// A bound socket and what it serves.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub services: HashSet<Service>,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+/// Serves `listeners` until `shutdown` resolves, then drains in-flight requests for up to
+/// the configured grace period.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listeners: Vec<Listener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let connections = Arc::new(Semaphore::new(gateway.limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(accept_loop(
+            gateway.clone(),
+            listener,
+            connections.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    // Idle rate-limit buckets are dropped once a minute (bounded memory under a flood of
+    // made-up originators, SER-001).
+    let housekeeping = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                gateway.protection.housekeeping();
+            }
+        })
+    };
+    shutdown.await;
+    tracing::info!("shutting down: closing listeners, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    for accept in accept_loops {
+        let _ = accept.await;
+    }
+    housekeeping.abort();
+    let grace = Duration::from_millis(gateway.limits.shutdown_grace_ms);
+    // The accept loops held the other references and have ended.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        tracing::warn!("connections could not be drained");
+        return;
+    };
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "connections still open after the grace period; closing them"
+        ),
+    }
+}
+
+async fn accept_loop(
+    gateway: Arc<Gateway>,
+    listener: Listener,
+    connections: Arc<Semaphore>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let services = Arc::new(listener.services);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            gateway.metrics.rejected("connections");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let header_timeout = Duration::from_millis(gateway.limits.header_read_timeout_ms);
+        let gateway = gateway.clone();
+        let services = services.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let gateway = gateway.clone();
+            let services = services.clone();
+            async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Routes one request by path to the services this listener offers.
+async fn route(
+    gateway: &Arc<Gateway>,
+    services: &HashSet<Service>,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let (name, response) = match path.as_str() {
+        "/v1/decide" if services.contains(&Service::Decide) => {
+            ("decide", decide::handle(gateway, request, peer).await)
+        }
+        "/metrics" if services.contains(&Service::Metrics) => {
+            ("metrics", metrics(gateway, &method))
+        }
+        "/health" if services.contains(&Service::Health) => ("health", health(gateway, &method)),
+        _ if services.contains(&Service::Proxy) => {
+            ("proxy", proxy::handle(gateway, request, peer).await)
+        }
+        _ => ("other", ApiError::NotFound(path.clone()).into_response()),
+    };
+    gateway.metrics.http(name, response.status().as_u16());
+    tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+fn metrics(gateway: &Gateway, method: &Method) -> Response {
+    if method != Method::GET {
+        return ApiError::MethodNotAllowed("use GET for /metrics").into_response();
+    }
+    let text = gateway.metrics.render(&gateway.runtime.status());
+    text_response(StatusCode::OK, "text/plain; version=0.0.4", text)
+}
+
+/// Each application's plugins and their state (quarantine, failures).
+fn health(gateway: &Gateway, method: &Method) -> Response {
+    if method != Method::GET {
+        return ApiError::MethodNotAllowed("use GET for /health").into_response();
+    }
+    let status = gateway.runtime.status();
+    let mut degraded = false;
+    let apps: Vec<serde_json::Value> = gateway
+        .routes
+        .iter()
+        .map(|route| {
+            let mut plugins = Vec::new();
+            for app in status
+                .iter()
+                .filter(|app| app.app == route.name || Some(&app.app) == route.authn_app.as_ref())
+            {
+                for plugin in &app.plugins {
+                    degraded |= plugin.health.quarantined;
+                    plugins.push(serde_json::to_value(plugin).unwrap_or_default());
+                }
+            }
+            let isolation = status
+                .iter()
+                .find(|app| app.app == route.name)
+                .map(|app| app.isolation);
+            serde_json::json!({
+                "app": route.name,
+                "paths": route.paths,
+                "mode": route.mode,
+                "isolation": isolation,
+                "consent_real_identities": route.consent_real_identities,
+                "plugins": plugins,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "uptime_s": gateway.uptime_secs(),
+        "upstream": gateway.upstream.as_ref().map(|upstream| upstream.url.clone()),
+        "apps": apps,
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// Reads a request body within the size and time limits (SER-001). An announced length over
+/// the limit is refused before a byte is read.
+pub async fn read_body(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, ApiError> {
+    let limit = gateway.limits.max_body_bytes;
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        gateway.metrics.rejected("body-too-large");
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let ms = gateway.limits.body_read_timeout_ms;
+    match tokio::time::timeout(
+        Duration::from_millis(ms),
+        Limited::new(body, limit).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            gateway.metrics.rejected("body-too-large");
+            Err(ApiError::BodyTooLarge { limit })
+        }
+        Ok(Err(error)) => Err(ApiError::InvalidRequest(format!(
+            "the body could not be read: {error}"
+        ))),
+        Err(_) => {
+            gateway.metrics.rejected("body-timeout");
+            Err(ApiError::BodyTimeout { ms })
+        }
+    }
+}

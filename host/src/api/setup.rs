@@ -1,0 +1,382 @@
+//! From a checked [`GatewayConfig`] to applications installed in a [`Runtime`]: plugin bytes,
+//! their configuration, keys in the gateway keystore, groups, and the privacy split
+//! (SER-011/018/025, see [`super::privacy`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
+use super::privacy::{rewrite_markers, Pseudonymizer};
+use super::AUTHN_SUFFIX;
+use crate::engine::CompiledComponent;
+use crate::keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
+use crate::pipeline::{sha256_hex, AppSpec, Mode, Runtime};
+use crate::sandbox::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+
+/// Why the gateway could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the gateway keystore: {0}")]
+    Keys(#[from] KeyError),
+    #[error("the WebAssembly engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("the data folder {path}: {source}")]
+    Data {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How requests reach an installed application.
+pub struct AppRoute {
+    pub name: String,
+    /// Target path prefixes, without a trailing `/`.
+    pub paths: Vec<String>,
+    pub mode: Mode,
+    /// SER-015: plugins and audit see real originator IDs.
+    pub consent_real_identities: bool,
+    /// `None` with consent.
+    pub pseudonyms: Option<Pseudonymizer>,
+    /// The sandbox that runs this app's authenticators on the real request, when privacy
+    /// keeps them apart from the authorizers.
+    pub authn_app: Option<String>,
+    /// Whether any filter plugin is installed (responses skip the filter stage otherwise).
+    pub has_filters: bool,
+}
+
+impl AppRoute {
+    /// Whether `target` lies under one of this app's prefixes (on `/` boundaries).
+    pub fn covers(&self, target: &str) -> Option<usize> {
+        self.paths
+            .iter()
+            .filter(|prefix| {
+                target == prefix.as_str()
+                    || prefix.is_empty()
+                    || target
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .map(|prefix| prefix.len())
+            .max()
+    }
+}
+
+/// Installs every application of `config`, in order. Keys and pseudonym secrets live in
+/// `store`.
+pub fn install_apps(
+    config: &GatewayConfig,
+    runtime: &Runtime,
+    store: &Arc<dyn KeyStore>,
+) -> Result<Vec<Arc<AppRoute>>, SetupError> {
+    let mut routes = Vec::new();
+    for (index, app) in config.apps.iter().enumerate() {
+        routes.push(Arc::new(install_app(config, index, app, runtime, store)?));
+    }
+    Ok(routes)
+}
+
+fn install_app(
+    config: &GatewayConfig,
+    index: usize,
+    app: &AppConfig,
+    runtime: &Runtime,
+    store: &Arc<dyn KeyStore>,
+) -> Result<AppRoute, SetupError> {
+    let name = app.name.get_ref().clone();
+    let pseudonyms = if app.consent_real_identities {
+        None
+    } else {
+        Some(Pseudonymizer::open(store.clone(), &name)?)
+    };
+    let keys: Arc<dyn AppKeys> = Arc::new(app_keys(config, index, app, store)?);
+    // Group members are originator IDs: the authorizers must see them as they see the
+    // originator, pseudonymized unless consent.
+    let mut groups = HashMap::new();
+    for (group, members) in &app.groups {
+        let mut set = HashSet::new();
+        for member in members {
+            set.insert(match &pseudonyms {
+                Some(p) => p.pseudonym(member)?,
+                None => member.clone(),
+            });
+        }
+        groups.insert(group.clone(), set);
+    }
+
+    let mut compiled: HashMap<String, CompiledComponent> = HashMap::new();
+    let mut main = AppSpec::new(name.clone());
+    let mut authn = AppSpec::new(format!("{name}{AUTHN_SUFFIX}"));
+    for spec in [&mut main, &mut authn] {
+        spec.mode = app.mode;
+        spec.isolation = app.isolation;
+        spec.limits = app.limits.clone();
+        spec.keys = keys.clone();
+    }
+    main.groups = groups;
+    let mut has_filters = false;
+    let mut authenticators = 0;
+    for (plugin_index, plugin) in app.plugins.iter().enumerate() {
+        let key = format!("app[{index}].plugin[{plugin_index}]");
+        let (plugin_name, bytes) = plugin_bytes(config, &key, plugin)?;
+        let sha = sha256_hex(&bytes);
+        if !compiled.contains_key(&sha) {
+            let component = runtime.engine().compile(&bytes).map_err(|error| {
+                config.error_at(
+                    plugin.plugin.span(),
+                    format!("{key}.plugin"),
+                    format!("cannot compile {}: {error}", plugin.plugin.get_ref()),
+                )
+            })?;
+            compiled.insert(sha.clone(), component);
+        }
+        let kind = PluginKind::of_component(&compiled[&sha].component, runtime.engine().wasmtime())
+            .ok_or_else(|| {
+                config.error_at(
+                    plugin.plugin.span(),
+                    format!("{key}.plugin"),
+                    "the component exports none of authorize, authenticate or filter",
+                )
+            })?;
+        let mut config_json = plugin_config(config, &key, plugin)?;
+        let mut map = |id: &str| match &pseudonyms {
+            Some(p) => p.pseudonym(id),
+            None => Ok(id.to_string()),
+        };
+        if kind != PluginKind::Authenticator {
+            rewrite_markers(&mut config_json, &mut map)?;
+        }
+        let setup = PluginSetup {
+            name: plugin.name.clone().unwrap_or(plugin_name),
+            kind: plugin.kind,
+            version: plugin.version.clone(),
+            config_json: config_json.to_string(),
+            capabilities: plugin.capabilities.iter().copied().collect(),
+        };
+        has_filters |= kind == PluginKind::Filter;
+        // SER-011: with pseudonyms, authenticators run apart, on the real request.
+        if kind == PluginKind::Authenticator && pseudonyms.is_some() {
+            authenticators += 1;
+            authn = authn.plugin(setup, bytes);
+        } else {
+            main = main.plugin(setup, bytes);
+        }
+    }
+    let install_error = |error: crate::pipeline::InstallError| {
+        config.error_at(app.name.span(), format!("app[{index}]"), error.to_string())
+    };
+    let authn_app = if authenticators > 0 {
+        let authn_name = authn.name.clone();
+        runtime
+            .install_compiled(authn, &compiled)
+            .map_err(install_error)?;
+        Some(authn_name)
+    } else {
+        runtime.remove(&authn.name);
+        None
+    };
+    runtime
+        .install_compiled(main, &compiled)
+        .map_err(install_error)?;
+    Ok(AppRoute {
+        name,
+        paths: app
+            .paths
+            .iter()
+            .map(|path| path.get_ref().trim_end_matches('/').to_string())
+            .collect(),
+        mode: app.mode,
+        consent_real_identities: app.consent_real_identities,
+        pseudonyms,
+        authn_app,
+        has_filters,
+    })
+}
+
+/// A plugin's name and component bytes: an embedded reference plugin, or a file relative to
+/// the config file.
+fn plugin_bytes(
+    config: &GatewayConfig,
+    key: &str,
+    plugin: &PluginConfig,
+) -> Result<(String, Vec<u8>), ConfigError> {
+    let reference = plugin.plugin.get_ref();
+    if let Some(bytes) = crate::plugins::reference(reference) {
+        return Ok((reference.clone(), bytes.to_vec()));
+    }
+    let path = config.base_dir().join(reference);
+    let bytes = std::fs::read(&path).map_err(|error| {
+        config.error_at(
+            plugin.plugin.span(),
+            format!("{key}.plugin"),
+            format!(
+                "{reference:?} is not a reference plugin (acp, token-auth, geo-privacy) and {} cannot be read: {error}",
+                path.display()
+            ),
+        )
+    })?;
+    let stem = Path::new(reference)
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
+    Ok((stem, bytes))
+}
+
+/// The plugin's configuration as JSON: inline table, file, or `{}`.
+fn plugin_config(
+    config: &GatewayConfig,
+    key: &str,
+    plugin: &PluginConfig,
+) -> Result<serde_json::Value, ConfigError> {
+    if let Some(table) = &plugin.config {
+        return serde_json::to_value(table.get_ref()).map_err(|error| {
+            config.error_at(
+                table.span(),
+                format!("{key}.config"),
+                format!("cannot be expressed as JSON: {error}"),
+            )
+        });
+    }
+    let Some(file) = &plugin.config_file else {
+        return Ok(serde_json::json!({}));
+    };
+    let path = config.base_dir().join(file.get_ref());
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        config.error_at(
+            file.span(),
+            format!("{key}.config_file"),
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|error| {
+        config.error_at(
+            file.span(),
+            format!("{key}.config_file"),
+            format!("{} is not valid JSON: {error}", path.display()),
+        )
+    })
+}
+
+fn app_keys(
+    config: &GatewayConfig,
+    index: usize,
+    app: &AppConfig,
+    store: &Arc<dyn KeyStore>,
+) -> Result<GatewayKeys, SetupError> {
+    let scope = KeyScope::App(app.name.get_ref().clone());
+    let existing = store.list(&scope)?;
+    let mut keys = GatewayKeys {
+        store: store.clone(),
+        scope: scope.clone(),
+        stored: HashMap::new(),
+        statics: StaticKeys::new(),
+    };
+    for (key_index, key) in app.keys.iter().enumerate() {
+        let handle = key.handle.get_ref();
+        let at = |span, message: String| {
+            config.error_at(span, format!("app[{index}].key[{key_index}]"), message)
+        };
+        if let Some(public) = &key.ed25519_public {
+            let bytes: [u8; 32] = hex::decode(public.get_ref().trim())
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| at(public.span(), "ed25519_public must be 64 hex digits".into()))?;
+            let verifying = crate::keys::check_ed25519_public(&bytes)
+                .map_err(|error| at(public.span(), format!("ed25519_public: {error}")))?;
+            keys.statics
+                .insert_ed25519_public(handle.clone(), verifying);
+        }
+        if let Some(generate) = &key.generate {
+            let kind = match generate.get_ref().as_str() {
+                "ed25519" => KeyKind::Ed25519Signing,
+                "hmac" => KeyKind::HmacSecret,
+                other => {
+                    return Err(at(
+                        generate.span(),
+                        format!("generate = {other:?}: expected \"ed25519\" or \"hmac\""),
+                    )
+                    .into())
+                }
+            };
+            let label = format!("key:{handle}");
+            let found = existing
+                .iter()
+                .find(|info| info.label == label && info.kind == kind);
+            let stored = match found {
+                Some(info) => info.handle.clone(),
+                None => store
+                    .generate(&scope, kind, &label)
+                    .map_err(|error| at(key.handle.span(), format!("generating: {error}")))?,
+            };
+            keys.stored.insert(handle.clone(), stored);
+        }
+    }
+    Ok(keys)
+}
+
+/// An application's keys: generated ones in the gateway keystore (used there, never
+/// exported, SER-010) and configured public keys in memory.
+pub struct GatewayKeys {
+    store: Arc<dyn KeyStore>,
+    scope: KeyScope,
+    stored: HashMap<String, KeyHandle>,
+    statics: StaticKeys,
+}
+
+impl GatewayKeys {
+    /// The keystore handle behind a plugin-facing handle, if generated.
+    pub fn stored(&self, handle: &str) -> Option<&KeyHandle> {
+        self.stored.get(handle)
+    }
+}
+
+impl AppKeys for GatewayKeys {
+    fn verify_ed25519(
+        &self,
+        handle: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, KeyUseError> {
+        let Some(stored) = self.stored.get(handle) else {
+            return self.statics.verify_ed25519(handle, message, signature);
+        };
+        let Ok(signature) = <[u8; 64]>::try_from(signature) else {
+            return Ok(false);
+        };
+        match self.store.verify(&self.scope, stored, message, &signature) {
+            Ok(()) => Ok(true),
+            Err(KeyError::BadSignature { .. }) => Ok(false),
+            Err(KeyError::WrongKind { .. }) => Err(KeyUseError::WrongKeyType),
+            Err(_) => Err(KeyUseError::UnknownKey),
+        }
+    }
+
+    fn hmac_sha256(&self, handle: &str, message: &[u8]) -> Result<[u8; 32], KeyUseError> {
+        let Some(stored) = self.stored.get(handle) else {
+            return self.statics.hmac_sha256(handle, message);
+        };
+        self.store
+            .hmac(&self.scope, stored, message)
+            .map_err(|error| match error {
+                KeyError::WrongKind { .. } => KeyUseError::WrongKeyType,
+                _ => KeyUseError::UnknownKey,
+            })
+    }
+}
+
+/// The keystore handle of an application's generated key (`[[app.key]] generate`), for the
+/// demo's token minting.
+pub fn generated_key(
+    store: &dyn KeyStore,
+    app: &str,
+    handle: &str,
+) -> Result<Option<KeyHandle>, KeyError> {
+    let label = format!("key:{handle}");
+    Ok(store
+        .list(&KeyScope::App(app.to_string()))?
+        .into_iter()
+        .find(|info| info.label == label)
+        .map(|info| info.handle))
+}

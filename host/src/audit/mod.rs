@@ -1,0 +1,228 @@
+//! The audit trail: an append-only, hash-chained log of decisions and admin actions with
+//! checkpoints signed by the gateway key (non-repudiation, SER-016).
+//!
+//! # File format
+//!
+//! One file (default `audit.log`) of JSON lines, one entry per line:
+//!
+//! ```text
+//! {"seq":7,"time":1718000000000,"kind":"decision","payload":{...},"prev_hash":"<hex>","hash":"<hex>"}
+//! ```
+//!
+//! - `seq` counts from 0 without holes; `time` is unix milliseconds given by the caller (or the
+//!   log's clock); `kind` is `decision`, `admin`, `integrity`, `system`, or one of the two kinds
+//!   only the log writes: `gap` and `checkpoint`.
+//! - `hash` = SHA-256 over a domain-separated, length-prefixed encoding of seq, time, kind, the
+//!   canonical JSON of the payload (keys sorted, no spaces) and `prev_hash` (see
+//!   [`entry_hash`]). `prev_hash` is the previous entry's hash, all zeros for seq 0. Editing,
+//!   deleting, inserting or reordering any entry breaks the chain.
+//! - Entry 0 is a `system` entry `{"event":"log_created","log_id":...}`; the log id binds every
+//!   checkpoint to this one log, so a checkpoint cannot be replayed into another gateway's log.
+//! - A `checkpoint` entry (every [`AuditConfig::checkpoint_every`] entries or
+//!   [`AuditConfig::checkpoint_interval`], and on close) carries the head it covers
+//!   (`head_seq`, `head_hash`) and an Ed25519 signature by the gateway key over
+//!   [`checkpoint_message`]`(log id, head_seq, head_hash, time)`. The chain alone only proves
+//!   internal consistency (anyone can re-hash an edited file); the signature proves the gateway
+//!   wrote it. Entries after the last checkpoint are unsigned: [`verify`] reports them as a
+//!   warning, and truncation back to a checkpoint can only be noticed against an external
+//!   copy of the latest checkpoint (the report gives it, to ship off the gateway).
+//!
+//! # Writing never blocks decisions: the overflow policy
+//!
+//! [`AuditLog::append`] reserves a seq and puts the entry on a bounded in-memory queue
+//! (a mutex held for a push, no I/O on the caller's thread)
+//! ([`AuditConfig::queue_capacity`] entries of at most [`AuditConfig::max_payload_bytes`]
+//! each, so memory is bounded); one writer thread hashes, writes and signs. When storage falls
+//! behind and the queue is full:
+//! - `decision` entries are **dropped and counted**. Their seqs stay reserved, and as soon as
+//!   the writer drains the queue it writes a `gap` entry in their place (`append` still
+//!   returns the reserved seq; [`AuditLog::stats`] counts the drops for metrics):
+//!   `{"dropped":n,"first_seq":a,"last_seq":b,"first_time":t0,"last_time":t1}` (the gap entry
+//!   has seq `a`; the next entry has seq `b + 1`). The loss is recorded in the chain and
+//!   signed like everything else, never silent.
+//! - `admin`, `integrity` and `system` entries are **never dropped**: the caller waits for
+//!   space (back-pressure) up to [`AuditConfig::admin_wait`], then gets
+//!   [`AuditError::Backlogged`] and must refuse the admin action (fail closed: an action that
+//!   cannot be audited is not performed).
+//!
+//! # Durability ([`FsyncPolicy`])
+//!
+//! - `EveryEntry`: `fdatasync` after each line. Nothing acknowledged by [`AuditLog::flush`] is
+//!   lost on power failure; costs one disk flush per entry (milliseconds on SD cards, so the
+//!   queue fills sooner and decisions get dropped into gaps under load).
+//! - `EveryCheckpoint` (default): `fdatasync` after each batch that contains a checkpoint, and
+//!   on flush/close. A power cut loses at most the unsigned tail, which verification reports.
+//! - `Never`: leave it to the OS (tests, tmpfs).
+//!
+//! # Crash recovery
+//!
+//! [`AuditLog::open`] re-reads the file: every complete line must chain correctly (a bad
+//! entry mid-file refuses to open, [`AuditError::Corrupt`], never accepted silently); a final
+//! line without its newline that does not parse is a write torn by a crash: it is reported
+//! ([`Recovery::torn_bytes`], a tracing warning, and the `log_opened` entry), truncated away,
+//! and the log resumes from the last good entry.
+//!
+//! One writer per log: the file is locked (advisory) while open, a second writer gets
+//! [`AuditError::InUse`]. Rotation is not implemented: the log is one growing file (a successor file starting with a
+//! checkpoint of the previous head is the planned design).
+
+mod appender;
+mod entry;
+mod queue;
+mod report;
+mod signer;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_verify;
+
+pub use appender::{AuditLog, AuditStats, Recovery};
+pub use entry::{canonical_json, checkpoint_message, entry_hash, Kind, ZERO_HASH};
+pub use signer::{CheckpointSigner, MemorySigner, SignerError};
+pub use verify::{
+    resolve_log_path, verify, verify_bytes, CheckpointInfo, Problem, VerifyError, VerifyReport,
+    VerifyWarning,
+};
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The default name of the log file inside the audit directory.
+pub const DEFAULT_FILE_NAME: &str = "audit.log";
+
+/// When the writer forces data to disk; see the module documentation for the costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every entry.
+    EveryEntry,
+    /// `fdatasync` after every checkpoint, flush and close.
+    #[default]
+    EveryCheckpoint,
+    /// Never; the OS writes back when it likes.
+    Never,
+}
+
+/// The log's source of time in unix milliseconds; replaceable so tests are deterministic.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        }))
+    }
+
+    /// A clock from any function (e.g. a fixed or counting clock in tests).
+    pub fn from_fn(f: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+
+    /// The current time in unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// How an [`AuditLog`] writes.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The log file's name inside the audit directory.
+    pub file_name: String,
+    /// Entries the in-memory queue holds before decision entries are dropped into a gap.
+    pub queue_capacity: usize,
+    /// A checkpoint after this many entries (counting dropped ones).
+    pub checkpoint_every: u64,
+    /// A checkpoint at least this often while entries arrive.
+    pub checkpoint_interval: Duration,
+    /// When to force data to disk.
+    pub fsync: FsyncPolicy,
+    /// How long an admin, integrity or system entry waits for queue space before
+    /// [`AuditError::Backlogged`].
+    pub admin_wait: Duration,
+    /// The largest payload accepted, as canonical JSON bytes (bounds the queue's memory).
+    pub max_payload_bytes: usize,
+    /// The log id written into a new log; `None` derives one from the key, time and process.
+    pub log_id: Option<String>,
+    /// Time for entries appended without one, checkpoints and gaps.
+    pub clock: Clock,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            file_name: DEFAULT_FILE_NAME.to_owned(),
+            queue_capacity: 4096,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            fsync: FsyncPolicy::EveryCheckpoint,
+            admin_wait: Duration::from_secs(5),
+            max_payload_bytes: 16 * 1024,
+            log_id: None,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// What went wrong opening or appending to the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The audit directory or file could not be opened, read or written.
+    #[error("audit log {path}: {source}")]
+    Io {
+        /// The directory or file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The existing log is damaged or tampered with before its last line; it is refused
+    /// rather than continued (move it aside and keep it as evidence).
+    #[error("audit log {path} is not intact, refusing to continue it: {source}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// The first bad entry.
+        #[source]
+        source: VerifyError,
+    },
+    /// Another writer (this or another process) has the log open.
+    #[error("audit log {0} is already open by another writer")]
+    InUse(String),
+    /// A configuration value is out of range.
+    #[error("invalid audit configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// `gap` and `checkpoint` entries are written by the log itself.
+    #[error("entries of kind {0} are written by the audit log itself")]
+    ReservedKind(Kind),
+    /// The payload's canonical JSON is larger than the configured limit.
+    #[error("audit payload of {size} bytes exceeds the limit of {limit}")]
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The queue stayed full for the whole admin wait: the entry was not logged, and the
+    /// action it records must not be performed.
+    #[error("audit queue full for {0:?}: storage is not keeping up")]
+    Backlogged(Duration),
+    /// The log is closed (or its writer stopped).
+    #[error("the audit log is closed")]
+    Closed,
+}

@@ -1,0 +1,279 @@
+//! The writer thread: the only code that touches the log file after open. It drains the
+//! queue in batches, writes gap entries for dropped decisions, hashes the chain, signs
+//! checkpoints and applies the fsync policy (SER-016). A failed write is rolled back to the
+//! last good length and retried, so a full disk never leaves a torn line mid-file.
+
+use super::entry::{
+    canonical_json, checkpoint_message, encode_line, CheckpointPayload, GapPayload, Kind,
+};
+use super::queue::{DropRange, Item, Shared, State};
+use super::{CheckpointSigner, FsyncPolicy};
+use cap_std::fs::File;
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The chain's head as committed to disk.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    /// The seq of the next entry.
+    pub next: u64,
+    /// The hash of the last entry.
+    pub head: [u8; 32],
+    /// The file length after the last good entry.
+    pub len: u64,
+}
+
+/// What one successful batch wrote.
+#[derive(Debug, Default)]
+struct Written {
+    entries: u64,
+    gaps: u64,
+    checkpoints: u64,
+    checkpoint_failures: u64,
+    synced: bool,
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub file: File,
+    pub chain: Chain,
+    pub signer: Arc<dyn CheckpointSigner>,
+    pub log_id: String,
+}
+
+fn payload_of<T: serde::Serialize>(value: &T) -> String {
+    canonical_json(&serde_json::to_value(value).unwrap_or_default())
+}
+
+impl Writer {
+    /// Encodes and writes a batch on a copy of the chain; commits the copy only on success.
+    fn write_items(&mut self, items: &[Item]) -> io::Result<Written> {
+        let result = self.try_write(items);
+        if result.is_err() {
+            // Roll back a partial write so the file ends with a whole line again.
+            let _ = self.file.set_len(self.chain.len);
+        }
+        result
+    }
+
+    fn try_write(&mut self, items: &[Item]) -> io::Result<Written> {
+        let policy = self.shared.config.fsync;
+        let clock = &self.shared.config.clock;
+        let mut chain = self.chain.clone();
+        let mut out = Written::default();
+        let mut buf = Vec::with_capacity(items.len() * 400);
+        for item in items {
+            let (seq, time, kind, payload, last) = match item {
+                Item::Entry {
+                    seq,
+                    time,
+                    kind,
+                    payload,
+                } => {
+                    out.entries += 1;
+                    (*seq, *time, *kind, Cow::Borrowed(payload.as_str()), *seq)
+                }
+                Item::Gap(r) => {
+                    out.gaps += 1;
+                    let gap = GapPayload {
+                        dropped: r.last_seq - r.first_seq + 1,
+                        first_seq: r.first_seq,
+                        last_seq: r.last_seq,
+                        first_time: r.first_time,
+                        last_time: r.last_time,
+                    };
+                    (
+                        r.first_seq,
+                        clock.now_ms(),
+                        Kind::Gap,
+                        Cow::Owned(payload_of(&gap)),
+                        r.last_seq,
+                    )
+                }
+                Item::Checkpoint { seq } => {
+                    let time = clock.now_ms();
+                    let (kind, payload) = self.checkpoint(*seq, time, &chain.head, &mut out);
+                    (*seq, time, kind, Cow::Owned(payload), *seq)
+                }
+            };
+            debug_assert_eq!(seq, chain.next, "audit queue out of seq order");
+            let start = buf.len();
+            chain.head = encode_line(&mut buf, seq, time, kind, &payload, &chain.head);
+            chain.next = last + 1;
+            chain.len += (buf.len() - start) as u64;
+            if policy == FsyncPolicy::EveryEntry {
+                self.file.write_all(&buf)?;
+                self.file.sync_data()?;
+                out.synced = true;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            self.file.write_all(&buf)?;
+        }
+        if policy == FsyncPolicy::EveryCheckpoint && out.checkpoints > 0 {
+            self.file.sync_data()?;
+            out.synced = true;
+        }
+        self.chain = chain;
+        Ok(out)
+    }
+
+    /// A checkpoint over the head, or a `checkpoint_failed` system entry in its place (the
+    /// seq is already reserved, and the failure itself belongs in the record).
+    fn checkpoint(
+        &self,
+        seq: u64,
+        time: u64,
+        head: &[u8; 32],
+        out: &mut Written,
+    ) -> (Kind, String) {
+        let msg = checkpoint_message(&self.log_id, seq - 1, head, time);
+        match self.signer.sign(&msg) {
+            Ok(sig) => {
+                out.checkpoints += 1;
+                let cp = CheckpointPayload {
+                    log_id: self.log_id.clone(),
+                    head_seq: seq - 1,
+                    head_hash: hex::encode(head),
+                    signature: hex::encode(sig),
+                    public_key: hex::encode(self.signer.public_key()),
+                };
+                (Kind::Checkpoint, payload_of(&cp))
+            }
+            Err(error) => {
+                tracing::error!(%error, seq, "audit checkpoint not signed (SER-016)");
+                out.checkpoint_failures += 1;
+                let payload = serde_json::json!({
+                    "event": "checkpoint_failed",
+                    "error": error.to_string(),
+                });
+                (Kind::System, canonical_json(&payload))
+            }
+        }
+    }
+
+    /// Writes one batch synchronously (used by open for the first entry).
+    pub fn write_now(&mut self, items: &[Item]) -> io::Result<()> {
+        self.write_items(items)?;
+        if self.shared.config.fsync != FsyncPolicy::Never {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    /// Waits for work; returns the batch (in seq order), and whether a sync and close were
+    /// asked for.
+    fn next_batch(&self, last_checkpoint: &mut Instant) -> (Vec<Item>, bool, bool) {
+        let interval = self.shared.config.checkpoint_interval;
+        let mut st = self.lock();
+        loop {
+            if !st.queue.is_empty() || !st.drops.is_empty() || st.closing || st.sync_requested {
+                break;
+            }
+            let elapsed = last_checkpoint.elapsed();
+            if elapsed >= interval {
+                // Time-based checkpoint, only when something is unsigned.
+                if st.since_checkpoint > 0 {
+                    st.push_checkpoint();
+                    break;
+                }
+                *last_checkpoint = Instant::now();
+                continue;
+            }
+            st = self
+                .shared
+                .work
+                .wait_timeout(st, interval - elapsed)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let mut items: Vec<Item> = st.queue.drain(..).collect();
+        items.extend(st.drops.drain(..).map(Item::Gap));
+        items.sort_by_key(Item::seq);
+        st.stats.queue_len = 0;
+        let sync = std::mem::take(&mut st.sync_requested);
+        (items, sync, st.closing)
+    }
+
+    /// The thread's body: batches until closed (or until storage fails during close).
+    pub fn run(mut self) {
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let (items, sync, closing) = self.next_batch(&mut last_checkpoint);
+            self.shared.notify_space();
+            let mut backoff = Duration::from_millis(20);
+            let mut attempts = 0u32;
+            let written = loop {
+                match self.write_items(&items) {
+                    Ok(w) => break Some(w),
+                    Err(error) => {
+                        attempts += 1;
+                        tracing::error!(%error, attempts, "audit log write failed, retrying");
+                        let closing = {
+                            let mut st = self.lock();
+                            st.stats.write_errors += 1;
+                            st.stats.last_error = Some(error.to_string());
+                            st.closing
+                        };
+                        if closing && attempts >= 3 {
+                            break None;
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            };
+            let Some(mut w) = written else { break };
+            if (sync || closing) && !w.synced && self.shared.config.fsync != FsyncPolicy::Never {
+                match self.file.sync_data() {
+                    Ok(()) => w.synced = true,
+                    Err(error) => self.lock().stats.last_error = Some(error.to_string()),
+                }
+            }
+            if w.checkpoints + w.checkpoint_failures > 0 {
+                last_checkpoint = Instant::now();
+            }
+            self.publish(&w);
+            let st = self.lock();
+            if st.closing && st.queue.is_empty() && st.drops.is_empty() {
+                break;
+            }
+        }
+        let mut st = self.lock();
+        st.stopped = true;
+        drop(st);
+        self.shared.done.notify_all();
+        self.shared.notify_space();
+    }
+
+    fn publish(&self, w: &Written) {
+        let mut st = self.lock();
+        let s = &mut st.stats;
+        s.entries_written += w.entries;
+        s.gaps += w.gaps;
+        s.checkpoints += w.checkpoints;
+        s.checkpoint_failures += w.checkpoint_failures;
+        s.written_upto = self.chain.next;
+        if w.synced || self.shared.config.fsync == FsyncPolicy::Never {
+            s.synced_upto = self.chain.next;
+        }
+        drop(st);
+        self.shared.done.notify_all();
+    }
+}
+
+impl Item {
+    fn seq(&self) -> u64 {
+        match self {
+            Item::Entry { seq, .. } | Item::Checkpoint { seq } => *seq,
+            Item::Gap(DropRange { first_seq, .. }) => *first_seq,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `palisade serve`: the gateway daemon (see [`crate::api`]).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::api::config::{GatewayConfig, Service};
+use crate::api::server::{self, Listener};
+use crate::api::{demo, Gateway};
+
+/// Run the gateway: the decision API, the oneM2M enforcement proxy, metrics and health.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The gateway configuration (TOML; see examples/gateway.toml). Without it, a ready demo
+    /// gateway is set up in the data folder.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on this address only, serving everything (replaces the config's listeners).
+    /// Port 0 picks a free port; the address is printed.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The data folder: keystore (keys, pseudonym secrets), artifact cache, demo files.
+    /// Default: the config's `data_dir`, else ./palisade-data.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
+    let demo_mode = args.config.is_none();
+    let (config, data_dir) = match &args.config {
+        Some(path) => {
+            let config = GatewayConfig::load(path)?;
+            let data_dir = args.data.clone().unwrap_or_else(|| match &config.data_dir {
+                Some(dir) => config.base_dir().join(dir),
+                None => PathBuf::from("palisade-data"),
+            });
+            (config, data_dir)
+        }
+        None => {
+            let data_dir = args.data.clone().unwrap_or_else(|| "palisade-data".into());
+            let path = demo::prepare(&data_dir).with_context(|| {
+                format!("cannot write the demo gateway into {}", data_dir.display())
+            })?;
+            (GatewayConfig::load(&path)?, data_dir)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("palisade-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    let _context = runtime.enter();
+    let gateway =
+        Arc::new(Gateway::build(&config, &data_dir).context("cannot set up the gateway")?);
+    let wanted: Vec<(SocketAddr, HashSet<Service>)> = match args.listen {
+        Some(address) => vec![(address, Service::ALL.into_iter().collect())],
+        None if config.listeners.is_empty() => vec![(
+            demo::DEMO_LISTEN.parse().expect("valid address"),
+            Service::ALL.into_iter().collect(),
+        )],
+        None => config
+            .listeners
+            .iter()
+            .map(|listener| {
+                let address = listener.address.get_ref().parse().expect("checked");
+                let services = match &listener.serve {
+                    Some(services) => services.iter().copied().collect(),
+                    None => Service::ALL.into_iter().collect(),
+                };
+                (address, services)
+            })
+            .collect(),
+    };
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for (address, services) in wanted {
+            let socket = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            listeners.push(Listener { socket, services });
+        }
+        print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
+        server::serve(gateway, listeners, shutdown_signal()).await;
+        println!("palisade serve: stopped");
+        Ok(true)
+    })
+}
+
+fn print_summary(
+    gateway: &Gateway,
+    listeners: &[Listener],
+    data_dir: &std::path::Path,
+    config: &GatewayConfig,
+    demo_mode: bool,
+) {
+    if demo_mode {
+        println!(
+            "Palisade demo gateway (config {}; data in {})",
+            config.file.display(),
+            data_dir.display()
+        );
+    } else {
+        println!(
+            "Palisade gateway (config {}; data in {})",
+            config.file.display(),
+            data_dir.display()
+        );
+    }
+    let mut first = None;
+    for listener in listeners {
+        let Ok(address) = listener.local_addr() else {
+            continue;
+        };
+        first.get_or_insert(address);
+        let mut services: Vec<&str> = Service::ALL
+            .into_iter()
+            .filter(|service| listener.services.contains(service))
+            .map(Service::name)
+            .collect();
+        services.sort();
+        println!("  listening on http://{address} ({})", services.join(", "));
+    }
+    let status = gateway.runtime.status();
+    for route in &gateway.routes {
+        let plugins: Vec<String> = status
+            .iter()
+            .filter(|app| app.app == route.name || Some(&app.app) == route.authn_app.as_ref())
+            .flat_map(|app| app.plugins.iter())
+            .map(|plugin| format!("{} ({})", plugin.label.name, plugin.label.kind))
+            .collect();
+        println!(
+            "  app {:<10} {}  {}  [{:?}{}]",
+            route.name,
+            route.paths.join(" "),
+            plugins.join(", "),
+            route.mode,
+            if route.consent_real_identities {
+                ", real identities"
+            } else {
+                ", pseudonymous"
+            }
+        );
+    }
+    match &gateway.upstream {
+        Some(upstream) => println!("  upstream CSE {}", upstream.url),
+        None => println!("  no upstream CSE: the proxy answers permitted requests with 5103"),
+    }
+    let Some(address) = first else { return };
+    if demo_mode {
+        println!("Try:");
+        println!(
+            "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"CAE1\",\"operation\":\"retrieve\",\"target\":\"/cse-in/lights/lamp1\"}}'"
+        );
+        println!(
+            "  curl -si http://{address}/cse-in/lights/lamp1 -H 'X-M2M-Origin: CAE9' -H 'X-M2M-RI: req-1' -H 'X-M2M-RVI: 3'   # denied: 4103"
+        );
+        match demo::mint_demo_token(gateway) {
+            Ok(Some(token)) => println!(
+                "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"{}\",\"operation\":\"retrieve\",\"target\":\"/cse-in/meters/m1\",\"credential\":{{\"scheme\":\"bearer\",\"value\":\"{token}\"}}}}'",
+                demo::DEMO_TOKEN_HOLDER
+            ),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "cannot mint the demo token"),
+        }
+        println!("  curl -s http://{address}/metrics ; curl -s http://{address}/health");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

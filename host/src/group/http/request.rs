@@ -1,0 +1,91 @@
+//! The gateway's signed request for a group challenge (body of `POST /group/v1/challenge`).
+//!
+//! Why signed: the server keeps a bounded table of open challenges (SER-001); an anonymous
+//! request could fill it in any gateway's name and lock the real gateways out, and would learn
+//! which groups a gateway may represent (SER-027). Signing with the gateway's identity key
+//! (the key the server registered for it) authenticates the gateway before any of that; the
+//! request's time and random nonce make it single-use (SER-012).
+
+use super::super::wire::{Reader, WireMessage, Writer};
+use super::super::WireError;
+use super::super::{check_id, sign_encoded, verify_encoded, GroupError, GroupSigner, Mode};
+use ed25519_dalek::VerifyingKey;
+use rand::RngCore;
+
+/// Gateway → server: "challenge me for this group in this mode". Encoded like the library's
+/// messages (`version | type 0x20 | fields`), ending with the gateway's Ed25519 signature
+/// over the same signing context. The type byte keeps it from being taken for any other
+/// signed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRequest {
+    /// Represented (SER-027) or independent (SER-028).
+    pub mode: Mode,
+    /// The group to authenticate.
+    pub group: String,
+    /// The requesting gateway.
+    pub gateway: String,
+    /// When the gateway made the request, Unix seconds (must be near the server's clock).
+    pub issued_at: u64,
+    /// A fresh random nonce: the server serves a given request once (SER-012).
+    pub nonce: [u8; 32],
+    /// The gateway's signature.
+    pub signature: [u8; 64],
+}
+
+impl WireMessage for ChallengeRequest {
+    /// Outside the library's range (1..=9) on purpose, so both can grow.
+    const TYPE: u8 = 0x20;
+    fn encode_fields(&self, w: &mut Writer) {
+        w.u8(self.mode as u8);
+        w.id(&self.group);
+        w.id(&self.gateway);
+        w.u64(self.issued_at);
+        w.raw(&self.nonce);
+        w.raw(&self.signature);
+    }
+    fn decode_fields(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let m = r.u8("mode")?;
+        Ok(ChallengeRequest {
+            mode: Mode::from_code(m).ok_or(WireError::InvalidValue {
+                field: "mode",
+                value: m,
+            })?,
+            group: r.id("group")?,
+            gateway: r.id("gateway")?,
+            issued_at: r.u64("issued_at")?,
+            nonce: r.arr("nonce")?,
+            signature: r.arr("signature")?,
+        })
+    }
+}
+
+impl ChallengeRequest {
+    /// A request signed by `signer`, the gateway's identity key.
+    pub fn signed(
+        signer: &dyn GroupSigner,
+        gateway: &str,
+        group: &str,
+        mode: Mode,
+        now: u64,
+    ) -> Result<Self, GroupError> {
+        check_id(gateway)?;
+        check_id(group)?;
+        let mut nonce = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let mut r = ChallengeRequest {
+            mode,
+            group: group.to_owned(),
+            gateway: gateway.to_owned(),
+            issued_at: now,
+            nonce,
+            signature: [0; 64],
+        };
+        r.signature = sign_encoded(signer, &r.to_bytes())?;
+        Ok(r)
+    }
+
+    /// Checks the gateway's signature.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), GroupError> {
+        verify_encoded(key, &self.to_bytes(), "gateway")
+    }
+}

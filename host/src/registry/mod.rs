@@ -1,0 +1,278 @@
+//! Signed policy modules: the trust chain, module signing and the registry store.
+//!
+//! Only a module signed by a key entitled to its application may ever run (SER-022): an
+//! operator root key (a [`TrustAnchors`] entry) signs a [`Delegation`] that lets one publisher
+//! key sign modules for one application and the listed kinds, until an expiry; the publisher
+//! signs the module's [`Manifest`] (app, kind, name, version, requested capabilities, sha256 and
+//! size of the component); [`sign`] embeds manifest, signature and delegation into the
+//! component as one custom section, `palisade-signature`, so that one file travels.
+//! [`verify`] checks the whole chain before the bytes are ever compiled and names the exact
+//! reason when it fails ([`VerifyError`]).
+//!
+//! The [`store`] keeps verified modules content-addressed on disk with their metadata in
+//! SQLite, activates versions atomically (versions only go up unless an operator forces a
+//! rollback) and re-checks the bytes at boot, periodically and before use (SER-013).
+//!
+//! Every signed encoding is a length-prefixed binary form (see `canon.rs`; never JSON) that
+//! starts with a domain tag (`palisade-delegation-v1`, `palisade-manifest-v1`), so that a
+//! signature made for one purpose can never be replayed as another, and has no optional field:
+//! leaving a field out of a file makes it unreadable, it never relaxes a check.
+//!
+//! This module depends on crates only (no other Palisade module); the host maps
+//! [`ModuleKind`] and [`ModuleCapability`] onto its sandbox types and checks the component's
+//! WIT world against the declared kind when it compiles the module.
+
+mod canon;
+mod format;
+pub mod manifest;
+mod section;
+pub mod signing;
+pub mod store;
+pub mod time;
+pub mod trust;
+mod verify_error;
+mod version;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use format::FormatError;
+pub use manifest::Manifest;
+pub use section::{strip_signature, SectionError, SIGNATURE_SECTION};
+pub use signing::{
+    sign, verify, verify_detached, verify_with, SignError, VerifiedModule, VerifyError,
+    VerifyPolicy, DEFAULT_MAX_MODULE_SIZE,
+};
+pub use store::{
+    EmbeddedStore, ModuleRecord, ModuleState, ModuleStore, StoreConfig, StoreError, Upload,
+};
+pub use trust::{key_id, Delegation, KeyFileError, KeyId, TrustAnchors};
+pub use version::{Version, VersionError};
+
+/// The kind of a plugin, one per WIT world. The names are those of the sandbox's plugin kinds,
+/// so the host maps one onto the other by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleKind {
+    /// `authorize(request) -> decision`.
+    Authorizer,
+    /// `authenticate(request, credential) -> auth-result`.
+    Authenticator,
+    /// Rewrites or redacts a response body (SER-026).
+    Filter,
+}
+
+impl ModuleKind {
+    /// Every kind, in canonical order.
+    pub const ALL: [ModuleKind; 3] = [
+        ModuleKind::Authorizer,
+        ModuleKind::Authenticator,
+        ModuleKind::Filter,
+    ];
+
+    /// The kind's name as written in manifests, delegations and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleKind::Authorizer => "authorizer",
+            ModuleKind::Authenticator => "authenticator",
+            ModuleKind::Filter => "filter",
+        }
+    }
+}
+
+impl fmt::Display for ModuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModuleKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        ModuleKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "plugin kind (authorizer, authenticator, filter)",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// A host capability a module asks for in its manifest. Requesting is not granting: the
+/// operator still grants capabilities per application (SER-024); the manifest lets the operator
+/// see what a module wants before activating it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleCapability {
+    /// The application's bounded key-value store.
+    Kv,
+    /// Group membership look-ups.
+    Groups,
+    /// Signature checks and HMACs by key handle.
+    Crypto,
+    /// The request's location (SER-026).
+    Location,
+}
+
+impl ModuleCapability {
+    /// Every capability, in canonical order.
+    pub const ALL: [ModuleCapability; 4] = [
+        ModuleCapability::Kv,
+        ModuleCapability::Groups,
+        ModuleCapability::Crypto,
+        ModuleCapability::Location,
+    ];
+
+    /// The capability's name as written in manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleCapability::Kv => "kv",
+            ModuleCapability::Groups => "groups",
+            ModuleCapability::Crypto => "crypto",
+            ModuleCapability::Location => "location",
+        }
+    }
+}
+
+impl fmt::Display for ModuleCapability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModuleCapability {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        ModuleCapability::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "capability (kv, groups, crypto, location)",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// A word that is not one of the names the registry knows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a known {what}")]
+pub struct UnknownName {
+    /// What kind of name was expected.
+    pub what: &'static str,
+    /// What was given.
+    pub value: String,
+}
+
+/// The SHA-256 of a component without its signature section: the module's content address.
+/// Written as 64 lowercase hex digits; any other spelling is refused, so that one hash has
+/// exactly one text form (a changed letter case must never verify, SER-013).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleHash(pub [u8; 32]);
+
+impl ModuleHash {
+    /// The hash of these bytes.
+    pub fn of(bytes: &[u8]) -> ModuleHash {
+        ModuleHash(Sha256::digest(bytes).into())
+    }
+
+    /// The 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for ModuleHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ModuleHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ModuleHash({})", self.to_hex())
+    }
+}
+
+impl FromStr for ModuleHash {
+    type Err = BadHex;
+    fn from_str(s: &str) -> Result<Self, BadHex> {
+        decode_hex::<32>(s, "module sha256").map(ModuleHash)
+    }
+}
+
+impl Serialize for ModuleHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModuleHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A hex field that is not exactly N bytes written as lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the {field} must be {len} lowercase hex digits")]
+pub struct BadHex {
+    /// The field that was being read.
+    pub field: &'static str,
+    /// The number of hex digits it must have.
+    pub len: usize,
+}
+
+/// Decodes exactly `N` bytes from lowercase hex, refusing upper case so that every value has
+/// one spelling and a signed file cannot be changed without breaking it.
+pub(crate) fn decode_hex<const N: usize>(s: &str, field: &'static str) -> Result<[u8; N], BadHex> {
+    let bad = BadHex { field, len: 2 * N };
+    if s.len() != 2 * N || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad);
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).map_err(|_| bad)?;
+    Ok(out)
+}
+
+/// An application or plugin name that could escape a directory or confuse a path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {field} {value:?} is not allowed: names are 1 to 64 characters from A-Z a-z 0-9 . _ -, \
+     start with a letter or digit, and never contain \"..\" or a path separator"
+)]
+pub struct NameError {
+    /// Which name: `application name` or `plugin name`.
+    pub field: &'static str,
+    /// The refused value.
+    pub value: String,
+}
+
+/// Checks an application or plugin name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` without
+/// `..`. Names end up in file names, URLs and audit records, so path separators and `..` are
+/// refused everywhere a name enters the registry.
+pub fn validate_name(field: &'static str, value: &str) -> Result<(), NameError> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !value.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            field,
+            value: value.to_owned(),
+        })
+    }
+}

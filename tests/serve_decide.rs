@@ -1,0 +1,299 @@
+//! `POST /v1/decide` against a real `palisade serve`: decisions with their module and id,
+//! JSON errors with stable codes, monitor mode, and identity privacy (SER-011/015/018/025):
+//! authorizers see pseudonyms unless consent, authenticators see the real originator.
+
+#[path = "support/server.rs"]
+mod server;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::json;
+use server::Gateway;
+
+/// Test key only: published here on purpose.
+const ISSUER_SEED: [u8; 32] = [7; 32];
+
+fn issuer_public_hex() -> String {
+    hex::encode(
+        SigningKey::from_bytes(&ISSUER_SEED)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+/// A token-auth JWS for `holder` with role `meter-reader`, valid around now.
+fn token(holder: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = json!({"alg": "EdDSA", "kid": "issuer-1"});
+    let claims = json!({"tkhd": holder, "tkis": "/id-in/das", "tknb": now - 60, "tkna": now + 3600,
+        "tkau": ["/id-mn1"], "tkps": [{"rids": ["meter-reader"]}]});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = SigningKey::from_bytes(&ISSUER_SEED).sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+fn gateway() -> Gateway {
+    let config = format!(
+        r#"
+[limits]
+max_body_bytes = 4096
+
+[rate_limit]
+per_originator = {{ per_second = 10000, burst = 10000 }}
+
+[[app]]
+name = "lights"
+paths = ["/cse-in/lights"]
+[[app.plugin]]
+plugin = "acp"
+config_file = "lights.json"
+
+[[app]]
+name = "open"
+paths = ["/cse-in/open"]
+consent_real_identities = true
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [ {{ id = "open", pv = {{ acr = [ {{ acor = ["CAE7"], acop = 2 }} ] }} }} ] }}
+
+[[app]]
+name = "trial"
+paths = ["/cse-in/trial"]
+mode = "monitor"
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [ {{ id = "none", pv = {{ acr = [] }} }} ] }}
+
+[[app]]
+name = "meters"
+paths = ["/cse-in/meters"]
+[[app.key]]
+handle = "issuer-1"
+ed25519_public = "{}"
+[[app.plugin]]
+plugin = "token-auth"
+capabilities = ["crypto"]
+config = {{ audience = "/id-mn1", trusted_issuers = {{ "/id-in/das" = ["issuer-1"] }} }}
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [ {{ id = "m", pv = {{ acr = [ {{ acor = ["role:meter-reader"], acop = 2, acaf = true }} ] }} }} ] }}
+"#,
+        issuer_public_hex()
+    );
+    Gateway::start(
+        &config,
+        &[(
+            "lights.json",
+            r#"{"policies":[{"id":"lights","pv":{"acr":[{"acor":["originator:CAE1"],"acop":6}]}}]}"#,
+        )],
+    )
+}
+
+#[test]
+fn decisions_name_their_module_and_carry_unique_ids() {
+    let gateway = gateway();
+    let permit = gateway.decide(
+        &json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/lights/lamp1"}),
+    );
+    assert_eq!(permit.status, 200, "{}", permit.text());
+    let body = permit.json();
+    assert_eq!(body["decision"], "permit");
+    assert_eq!(
+        body["app"], "lights",
+        "resolved from the target's path prefix"
+    );
+    assert_eq!(body["enforced"], true);
+    assert_eq!(body["module"]["name"], "acp");
+    assert_eq!(body["module"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(body["timings"]["total_us"].is_u64());
+    assert_eq!(body["stages"][0]["outcome"], "permit");
+
+    let deny = gateway.decide(&json!({"app": "lights", "originator": "CAE1", "operation": "delete", "target": "/cse-in/lights/lamp1"})).json();
+    assert_eq!(deny["decision"], "deny");
+    assert!(
+        deny["reason"].as_str().unwrap().contains("delete"),
+        "{deny}"
+    );
+    assert_eq!(deny["module"]["name"], "acp");
+
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let id = gateway.decide(&json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/lights/x"})).json()["decision_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(ids.insert(id), "decision ids are unique");
+    }
+}
+
+#[test]
+fn bad_requests_get_json_errors_with_stable_codes() {
+    let gateway = gateway();
+    let error = |response: server::Response| {
+        let body = response.json();
+        assert!(body["error"]["message"].is_string(), "{body}");
+        (
+            response.status,
+            body["error"]["code"].as_str().unwrap().to_string(),
+        )
+    };
+    let raw = |body: &str| gateway.request("POST", "/v1/decide", &[], body.as_bytes());
+    assert_eq!(
+        error(raw("{\"originator\": ")),
+        (400, "malformed-json".into())
+    );
+    assert_eq!(error(raw("[1,2]")), (400, "invalid-request".into()));
+    assert_eq!(
+        error(raw(r#"{"originator":"C","operation":"retrieve"}"#)),
+        (400, "invalid-request".into())
+    );
+    assert_eq!(
+        error(raw(
+            r#"{"originator":"C","operation":"fly","target":"/cse-in/lights"}"#
+        )),
+        (400, "invalid-request".into())
+    );
+    assert_eq!(
+        error(raw(
+            r#"{"originator":"C","operation":"retrieve","target":"/cse-in/lights","admin":true}"#
+        )),
+        (400, "invalid-request".into())
+    );
+    assert_eq!(
+        error(gateway.decide(
+            &json!({"app": "nope", "originator": "C", "operation": "retrieve", "target": "/x"})
+        )),
+        (404, "unknown-app".into())
+    );
+    assert_eq!(
+        error(gateway.decide(
+            &json!({"originator": "C", "operation": "retrieve", "target": "/cse-in/lightsabc"})
+        )),
+        (404, "no-app-for-target".into())
+    );
+    let big = format!(
+        r#"{{"originator":"{}","operation":"retrieve","target":"/cse-in/lights"}}"#,
+        "C".repeat(5000)
+    );
+    assert_eq!(error(raw(&big)), (413, "body-too-large".into()));
+    assert_eq!(
+        error(gateway.request("GET", "/v1/decide", &[], b"")),
+        (405, "method-not-allowed".into())
+    );
+    let outside = gateway.request(
+        "GET",
+        "/nowhere",
+        &[("X-M2M-Origin", "C"), ("X-M2M-RI", "1")],
+        b"",
+    );
+    assert_eq!(outside.status, 403, "the proxy denies what no app covers");
+}
+
+#[test]
+fn monitor_mode_permits_and_reports_what_it_would_deny() {
+    let gateway = gateway();
+    let body = gateway
+        .decide(
+            &json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/trial/a"}),
+        )
+        .json();
+    assert_eq!(body["decision"], "permit");
+    assert_eq!(body["enforced"], false);
+    assert!(
+        body["would_deny"]
+            .as_str()
+            .unwrap()
+            .contains("no access control rule"),
+        "{body}"
+    );
+    assert!(gateway
+        .metrics()
+        .contains(r#"palisade_decisions_total{app="trial",result="would-deny"} 1"#));
+}
+
+#[test]
+fn authorizers_see_pseudonyms_unless_the_app_records_consent() {
+    let gateway = gateway();
+    // SER-011/018/025: the policy named CAE1 through the marker; the plugin only ever saw a
+    // pseudonym, so its deny reason for CAE2 names a pseudonym, not CAE2.
+    let deny = gateway
+        .decide(
+            &json!({"originator": "CAE2", "operation": "retrieve", "target": "/cse-in/lights/a"}),
+        )
+        .json();
+    let reason = deny["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("anon-") && !reason.contains("CAE2"),
+        "{reason}"
+    );
+    // Stable: the same originator gets the same pseudonym.
+    let again = gateway
+        .decide(
+            &json!({"originator": "CAE2", "operation": "retrieve", "target": "/cse-in/lights/b"}),
+        )
+        .json();
+    let pseudonym = |reason: &str| {
+        reason
+            .split_whitespace()
+            .find(|w| w.starts_with("anon-"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        pseudonym(reason),
+        pseudonym(again["reason"].as_str().unwrap())
+    );
+    // SER-015: with consent the plugin sees the real ID.
+    let open = gateway
+        .decide(&json!({"originator": "CAE8", "operation": "retrieve", "target": "/cse-in/open/a"}))
+        .json();
+    assert!(open["reason"].as_str().unwrap().contains("CAE8"), "{open}");
+    let open = gateway
+        .decide(&json!({"originator": "CAE7", "operation": "retrieve", "target": "/cse-in/open/a"}))
+        .json();
+    assert_eq!(open["decision"], "permit");
+}
+
+#[test]
+fn authenticators_see_the_real_originator_and_authorizers_the_pseudonym() {
+    let gateway = gateway();
+    let request = |originator: &str, holder: &str| {
+        gateway.decide(&json!({"originator": originator, "operation": "retrieve", "target": "/cse-in/meters/m1",
+            "credential": {"scheme": "bearer", "value": token(holder)}})).json()
+    };
+    // The token's holder is a real ID; token-auth compares it with the real originator.
+    let permit = request("CAE5", "CAE5");
+    assert_eq!(permit["decision"], "permit", "{permit}");
+    assert_eq!(permit["identity"]["subject"], "CAE5");
+    assert_eq!(permit["stages"][0]["stage"], "authenticate");
+    assert_eq!(permit["stages"][1]["stage"], "authorize");
+    // Someone else's token is rejected by the authenticator.
+    let stolen = request("CAE6", "CAE5");
+    assert_eq!(stolen["decision"], "deny");
+    assert!(
+        stolen["reason"]
+            .as_str()
+            .unwrap()
+            .contains("credential rejected"),
+        "{stolen}"
+    );
+    // No token: not authenticated, so acaf denies.
+    let anonymous = gateway
+        .decide(
+            &json!({"originator": "CAE5", "operation": "retrieve", "target": "/cse-in/meters/m1"}),
+        )
+        .json();
+    assert_eq!(anonymous["decision"], "deny");
+}
