@@ -1,1 +1,430 @@
-//! placeholder
+//! Group authentication over HTTP (SER-027, SER-028, SER-012): the server role and gateway
+//! agents as real HTTP servers on 127.0.0.1, devices as in-process HTTP clients.
+//!
+//! Every wait is a bounded poll and every server lives on the test's own runtime, so
+//! everything stops when the test ends; the binary test kills the processes it started.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use palisade::group::http::{
+    agent_router, server_router, AgentState, ChallengeRequest, Established, HttpError,
+    ServerClient, ServerState, CONTENT_TYPE,
+};
+use palisade::group::{
+    generate_identity_key, Device, GatewayAgent, GroupChallenge, GroupError, GroupSigner,
+    KeyConfirmation, MemberChallenge, Mode, Rejection, Server, ServerConfig, SigningKey,
+    WireMessage,
+};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[path = "group_http/support.rs"]
+mod support;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn independent_mode_fifty_devices_two_forged() {
+    let w = world(50, &[7, 31]).await;
+    let r = start(&w.http, &w.agent, GROUP, "mode=independent").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["expected"], 50);
+    let (mut devices, _) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    let v = finished(&w.http, &w.agent, GROUP).await;
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["authenticated"].as_array().unwrap().len(), 48);
+    assert_eq!(names(&v["rejected"]), w.forged);
+    assert!(v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["reason"] == "bad_signature"));
+    assert!(v["missing"].as_array().unwrap().is_empty());
+
+    let mut channels = Vec::new();
+    for d in &mut devices {
+        let url = format!(
+            "{}/agent/v1/groups/{GROUP}/confirmations/{}",
+            w.agent,
+            d.id()
+        );
+        let r = w.http.get(&url).await;
+        if w.forged.iter().any(|f| f == d.id()) {
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (StatusCode::FORBIDDEN, "device-rejected")
+            );
+            continue;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        let c = KeyConfirmation::from_bytes(&r.body).unwrap();
+        channels.push(d.confirm(&c, now()).unwrap());
+        // SER-012: the same confirmation fetched again is refused by the device.
+        let again = KeyConfirmation::from_bytes(&w.http.get(&url).await.body).unwrap();
+        assert!(matches!(
+            d.confirm(&again, now()),
+            Err(GroupError::ConfirmationReplayed)
+        ));
+    }
+    assert_eq!(channels.len(), 48);
+    // The keys work end to end: the server application got the other end.
+    let sealed = channels[0].seal(b"reading 21.5C").unwrap();
+    let est = w.established.lock().unwrap();
+    let Some(Established::Independent(out)) = est.first() else {
+        panic!("no independent outcome")
+    };
+    assert_eq!(out.sessions.len(), 48);
+    let mut server_end = out.channel(devices[0].id()).unwrap();
+    assert_eq!(server_end.open(&sealed).unwrap(), b"reading 21.5C");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn represented_mode_fifty_devices_two_forged() {
+    let w = world(50, &[0, 49]).await;
+    let r = start(&w.http, &w.agent, GROUP, "mode=represented").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let (devices, answers) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    let v = finished(&w.http, &w.agent, GROUP).await;
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["authenticated"].as_array().unwrap().len(), 48);
+    assert_eq!(v["association"]["accepted"], 48);
+    assert_eq!(names(&v["rejected"]), w.forged);
+    let url = format!("{}/agent/v1/groups/{GROUP}/confirmations/dev-001", w.agent);
+    assert_eq!(w.http.get(&url).await.code(), "wrong-mode");
+
+    // The group key works between the gateway and the server.
+    let mut gw_end = w.agent_state.group_channel(GROUP).unwrap();
+    let sealed = gw_end.seal(b"group report").unwrap();
+    let mut server_end = match w.established.lock().unwrap().first() {
+        Some(Established::Represented(out)) => out.channel(),
+        _ => panic!("no represented outcome"),
+    };
+    assert_eq!(server_end.open(&sealed).unwrap(), b"group report");
+
+    // SER-012: an answer from the last round is refused in the next one.
+    let r = start(&w.http, &w.agent, GROUP, "mode=represented&deadline_ms=200").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let base = format!("{}/agent/v1/groups/{GROUP}", w.agent);
+    let r = w
+        .http
+        .post(&format!("{base}/answers"), answers[5].clone())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::CONFLICT, "answer-for-other-challenge")
+    );
+    // A second round cannot start while one runs; the deadline closes it with nobody in.
+    assert_eq!(
+        start(&w.http, &w.agent, GROUP, "mode=independent")
+            .await
+            .code(),
+        "round-in-progress"
+    );
+    let v = finished(&w.http, &w.agent, GROUP).await;
+    assert_eq!(v["association"]["accepted"], 0);
+    assert_eq!(v["missing"].as_array().unwrap().len(), 50);
+    drop(devices);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unauthorized_gateway_is_refused_in_represented_mode() {
+    let w = world(4, &[]).await;
+    // SER-027: gw-2 is a registered gateway without the right to represent grp-a.
+    let r = start(&w.http, &w.agent2, GROUP, "mode=represented").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "gateway-not-authorized")
+    );
+    // SER-028 needs no such right: the same gateway may relay an independent round.
+    let r = start(
+        &w.http,
+        &w.agent2,
+        GROUP,
+        "mode=independent&deadline_ms=100",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let refused = |e: HttpError| (e.status(), e.code().to_owned());
+    let as_gw2 = ServerClient::new(&w.server, "gw-2", Arc::new(w.gw2.clone())).unwrap();
+    let e = as_gw2
+        .challenge(SMALL, Mode::Represented, now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(e),
+        (StatusCode::FORBIDDEN, "gateway-not-authorized".into())
+    );
+    // An impostor signing as gw-1 with another key, and an unregistered gateway: both 401.
+    let impostor = ServerClient::new(&w.server, "gw-1", Arc::new(w.gw2.clone())).unwrap();
+    let e = impostor
+        .challenge(GROUP, Mode::Represented, now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(e),
+        (StatusCode::UNAUTHORIZED, "bad-signature".into())
+    );
+    let stranger = ServerClient::new(&w.server, "gw-x", Arc::new(generate_identity_key())).unwrap();
+    let e = stranger
+        .challenge(GROUP, Mode::Independent, now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(e),
+        (StatusCode::UNAUTHORIZED, "unknown-gateway".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_refuses_replays_over_http() {
+    let mut w = world(3, &[]).await;
+    let client = ServerClient::new(&w.server, "gw-1", Arc::new(w.gw1.clone())).unwrap();
+    let mut gw = GatewayAgent::new("gw-1", Box::new(w.gw1.clone()), &w.server_pub).unwrap();
+    let code = |e: HttpError| e.code().to_owned();
+
+    // SER-012: a signed challenge request is served once, and only near the server's time.
+    let req = ChallengeRequest::signed(&w.gw1, "gw-1", GROUP, Mode::Independent, now()).unwrap();
+    let ch = client.challenge_raw(req.to_bytes()).await.unwrap();
+    assert_eq!(
+        code(client.challenge_raw(req.to_bytes()).await.unwrap_err()),
+        "request-replayed"
+    );
+    let old = ChallengeRequest::signed(&w.gw1, "gw-1", GROUP, Mode::Independent, now() - 600);
+    let e = client
+        .challenge_raw(old.unwrap().to_bytes())
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), "stale-request");
+
+    gw.accept_challenge(&ch, now()).unwrap();
+    let answers: Vec<_> = w
+        .devices
+        .iter_mut()
+        .map(|d| d.answer_independent(&ch, now()).unwrap())
+        .collect();
+    let batch = gw.relay_answers(&ch.nonce, answers.clone(), now()).unwrap();
+    let confs = client.independent(&batch).await.unwrap();
+    assert_eq!(confs.confirmations.len(), 3);
+    // The same batch again: the challenge is used up.
+    let e = client.independent(&batch).await.unwrap_err();
+    assert_eq!(
+        (e.status(), code(e)),
+        (StatusCode::CONFLICT, "challenge-already-used".into())
+    );
+    // Old answers in a new session are named as replays, inside a successful answer.
+    let ch2 = client
+        .challenge(GROUP, Mode::Independent, now())
+        .await
+        .unwrap();
+    gw.accept_challenge(&ch2, now()).unwrap();
+    let batch2 = gw.relay_answers(&ch2.nonce, answers, now()).unwrap();
+    let confs2 = client.independent(&batch2).await.unwrap();
+    assert!(confs2.confirmations.is_empty());
+    assert!(confs2
+        .rejected
+        .iter()
+        .all(|(_, r)| *r == Rejection::AnswerReplayed));
+    assert_eq!(confs2.rejected.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_and_oversize_bodies_get_json_errors() {
+    let w = world(2, &[]).await;
+    let h = &w.http;
+    let garbage: [&[u8]; 4] = [b"", b"\x01", b"\x09\x01garbage", &[0xff; 300]];
+    for path in ["challenge", "represented", "independent"] {
+        let url = format!("{}/group/v1/{path}", w.server);
+        for g in garbage {
+            let r = h.post(&url, g.to_vec()).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (StatusCode::BAD_REQUEST, "malformed-message")
+            );
+        }
+        let r = h
+            .send(Method::POST, &url, Some("application/json"), b"{}".to_vec())
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+        );
+        let r = h.get(&url).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed")
+        );
+    }
+    // A megabyte of garbage within the limit is decoded and refused, not a crash.
+    let r = h
+        .post(
+            &format!("{}/group/v1/independent", w.server),
+            vec![1u8; 1 << 20],
+        )
+        .await;
+    assert_eq!(r.code(), "malformed-message");
+    let r = h
+        .post(
+            &format!("{}/group/v1/challenge", w.server),
+            vec![1u8; 64 << 10],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
+    );
+    assert_eq!(
+        h.get(&format!("{}/nothing", w.server)).await.code(),
+        "not-found"
+    );
+
+    let base = format!("{}/agent/v1/groups/{GROUP}", w.agent);
+    let r = h.post(&format!("{base}/answers"), vec![0xff; 100]).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "malformed-message")
+    );
+    let r = h.post(&format!("{base}/answers"), vec![1u8; 8 << 10]).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
+    );
+    assert_eq!(
+        start(h, &w.agent, GROUP, "mode=sideways").await.code(),
+        "invalid-request"
+    );
+    assert_eq!(
+        start(h, &w.agent, "grp-zzz", "mode=independent")
+            .await
+            .code(),
+        "unknown-group"
+    );
+    assert_eq!(h.get(&format!("{base}/challenge")).await.code(), "no-round");
+
+    // Both still serve real requests afterwards.
+    let r = start(h, &w.agent, GROUP, "mode=independent&deadline_ms=100").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(finished(h, &w.agent, GROUP).await["state"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_forwards_at_the_deadline_without_the_missing_members() {
+    let mut w = world(1, &[]).await;
+    let r = start(&w.http, &w.agent, SMALL, "mode=independent&deadline_ms=300").await;
+    assert_eq!(r.json()["expected"], 5);
+    let late = w.small.split_off(3);
+    answer_all(&w.http, &w.agent, SMALL, std::mem::take(&mut w.small)).await;
+    let v = finished(&w.http, &w.agent, SMALL).await;
+    assert_eq!(v["authenticated"].as_array().unwrap().len(), 3);
+    let missing: Vec<String> = late.iter().map(|d| d.id().to_owned()).collect();
+    assert_eq!(names(&v["missing"]), missing);
+    let url = format!("{}/agent/v1/groups/{SMALL}/confirmations/small-4", w.agent);
+    assert_eq!(w.http.get(&url).await.code(), "no-confirmation");
+    let url = format!("{}/agent/v1/groups/{SMALL}/answers", w.agent);
+    assert_eq!(
+        w.http.post(&url, vec![1, 3]).await.code(),
+        "malformed-message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_server_and_agent_authenticate_a_group() {
+    use palisade::provision::{DeviceRecord, GroupRecord, ProvisionState};
+    let (s, g) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sd, gd) = (s.path().to_str().unwrap(), g.path().to_str().unwrap());
+    let server_pub_file = s.path().join("server.pub");
+    let server_pub = bin_out(&[
+        "group",
+        "init",
+        "--data",
+        sd,
+        "--out",
+        server_pub_file.to_str().unwrap(),
+    ]);
+    let gw_pub = bin_out(&["group", "init", "--data", gd]);
+    assert_eq!(
+        gw_pub,
+        bin_out(&["group", "init", "--data", gd]),
+        "the key is kept"
+    );
+    let server_key: [u8; 32] = hex::decode(&server_pub).unwrap().try_into().unwrap();
+    let gw_key: [u8; 32] = hex::decode(&gw_pub).unwrap().try_into().unwrap();
+
+    let mut state = ProvisionState::default();
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        let (name, k) = (format!("d{i}"), generate_identity_key());
+        let key = hex::encode(k.verifying_key().to_bytes());
+        state.devices.insert(
+            name.clone(),
+            DeviceRecord {
+                key,
+                provider: "sp".into(),
+            },
+        );
+        let held = if i == 2 { generate_identity_key() } else { k };
+        let mut d = Device::new(&name, held, &server_key).unwrap();
+        d.trust_gateway("gw-1", &gw_key).unwrap();
+        devices.push(d);
+    }
+    let members = state.devices.keys().cloned().collect();
+    state.gateway_groups.insert(
+        GROUP.into(),
+        GroupRecord {
+            provider: "sp".into(),
+            members,
+        },
+    );
+    let registry = serde_json::json!({
+        "server_id": "srv-1",
+        "devices": state.devices.iter().map(|(d, r)| (d.clone(), r.key.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        "groups": {GROUP: state.devices.keys().collect::<Vec<_>>()},
+        "gateways": {"gw-1": {"public_key": gw_pub, "represents": [GROUP]}},
+    });
+    std::fs::write(s.path().join("group-registry.json"), registry.to_string()).unwrap();
+    std::fs::create_dir_all(g.path().join("provision")).unwrap();
+    std::fs::write(
+        g.path().join("provision/trust.json"),
+        r#"{"gateway_id":"gw-1"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        g.path().join("provision/state.json"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+
+    let (_server, hello) = run_bin(&["group", "server", "--listen", "127.0.0.1:0", "--data", sd]);
+    assert_eq!(hello["public_key"], server_pub.as_str());
+    let url = format!("http://{}", hello["listening"].as_str().unwrap());
+    let (_agent, hello) = run_bin(&[
+        "group",
+        "agent",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        gd,
+        "--server",
+        &url,
+        "--server-key",
+        server_pub_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (hello["id"].as_str(), hello["members"].as_u64()),
+        (Some("gw-1"), Some(4))
+    );
+    let agent = format!("http://{}", hello["listening"].as_str().unwrap());
+
+    let http = Http::new();
+    for mode in ["independent", "represented"] {
+        let r = start(&http, &agent, GROUP, &format!("mode={mode}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        devices = answer_all(&http, &agent, GROUP, devices).await.0;
+        let v = finished(&http, &agent, GROUP).await;
+        assert_eq!(names(&v["authenticated"]), ["d0", "d1", "d3"], "{v}");
+        assert_eq!(names(&v["rejected"]), ["d2"]);
+    }
+}

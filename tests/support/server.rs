@@ -55,11 +55,32 @@ impl Gateway {
         Gateway::spawn(self.dir.clone(), self.args.clone())
     }
 
+    /// Like [`Gateway::start`] but keeping the config's own listeners (no `--listen`); the
+    /// first one printed becomes [`Gateway::addr`].
+    pub fn start_with_listeners(config: &str, files: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let args = vec![
+            "--config".to_string(),
+            dir.path().join("gateway.toml").display().to_string(),
+            "--no-listen-override".to_string(),
+        ];
+        Gateway::spawn(Arc::new(dir), args)
+    }
+
     fn spawn(dir: Arc<tempfile::TempDir>, base_args: Vec<String>) -> Gateway {
-        let mut args = base_args.clone();
+        let mut args: Vec<String> = base_args
+            .iter()
+            .filter(|arg| *arg != "--no-listen-override")
+            .cloned()
+            .collect();
+        if !base_args.iter().any(|arg| arg == "--no-listen-override") {
+            args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         args.extend([
-            "--listen".to_string(),
-            "127.0.0.1:0".to_string(),
             "--data".to_string(),
             dir.path().join("data").display().to_string(),
         ]);
@@ -80,11 +101,16 @@ impl Gateway {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let addr = line
+                        .split("listening on ")
+                        .nth(1)
+                        .and_then(|rest| rest.split("://").nth(1))
+                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+                    // Recorded before the address is announced: the summary precedes it.
+                    lines.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
                         let _ = tx.send(addr);
                     }
-                    lines.lock().unwrap().push(line);
                 }
             });
         }

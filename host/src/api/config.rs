@@ -65,6 +65,9 @@ pub struct GatewayConfig {
     pub limits: ServerLimits,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// The admin API and module registry (issue 3); absent: no admin API.
+    #[serde(default)]
+    pub admin: Option<super::admin::AdminConfig>,
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
     /// The file this came from (for error messages and relative paths).
@@ -114,6 +117,9 @@ pub struct ListenerConfig {
     /// Default: everything.
     #[serde(default)]
     pub serve: Option<Vec<Service>>,
+    /// TLS, and optionally client certificates ([`super::tls`]).
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 /// The CSE behind the enforcement proxy.
@@ -180,7 +186,9 @@ pub struct RateLimitConfig {
     /// Per originator (`X-M2M-Origin`, or `originator` in a decide request).
     /// Default 50/s, burst 100.
     pub per_originator: Rate,
-    /// Per client address, whatever originators it claims. Default 500/s, burst 1,000.
+    /// Per client address of the proxy, whatever originators it claims (not applied to
+    /// `/v1/decide`, whose caller is usually the CSE speaking for everyone). Default 500/s,
+    /// burst 1,000.
     pub per_source_ip: Rate,
 }
 

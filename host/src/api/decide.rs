@@ -81,7 +81,8 @@ pub async fn handle(
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> Response {
-    match decide(gateway, request, peer).await {
+    let _ = peer; // The caller's address: logged by the server, not rate-limited here.
+    match decide(gateway, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -90,16 +91,13 @@ pub async fn handle(
 async fn decide(
     gateway: &Arc<Gateway>,
     request: hyper::Request<Incoming>,
-    peer: SocketAddr,
 ) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed("use POST for /v1/decide"));
     }
-    // SER-001: the cheap checks first, before the body is read or a plugin runs.
-    gateway.protection.check_ip(peer.ip()).map_err(|refusal| {
-        gateway.metrics.rate_limited(refusal.key());
-        ApiError::RateLimited(refusal)
-    })?;
+    // The caller of the decision API is usually the CSE itself, one address for all its
+    // originators: only the per-originator limit applies here (SER-001), checked before any
+    // plugin runs.
     let (parts, body) = request.into_parts();
     let body = read_body(gateway, &parts.headers, body).await?;
     let parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {

@@ -6,13 +6,15 @@
 //! [`privacy`] (pseudonymous originators, SER-011/018/025), [`protect`] (rate limits and
 //! back-pressure, SER-001), [`decide`], [`proxy`] and [`onem2m`] (the HTTP binding),
 //! [`metrics`], [`audit`] (the hook every decision goes through, SER-016), [`server`]
-//! (listeners, timeouts, graceful shutdown) and [`demo`] (the no-config demo gateway).
+//! (listeners, timeouts, graceful shutdown), [`tls`] (rustls listeners, client certificates,
+//! SER-009) and [`demo`] (the no-config demo gateway).
 //!
 //! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
 //! [`audit::audit_hook`]. The pipeline is synchronous (WASI sync bindings), so async handlers
 //! call it inside `tokio::task::block_in_place`.
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod decide;
@@ -25,6 +27,7 @@ pub mod protect;
 pub mod proxy;
 pub mod server;
 pub mod setup;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +56,8 @@ pub struct Gateway {
     pub metrics: metrics::Metrics,
     pub audit: Arc<dyn AuditSink>,
     pub keystore: Arc<dyn KeyStore>,
+    /// The admin API and module registry, when the config has an `[admin]` section.
+    pub admin: Option<Arc<admin::Admin>>,
     ids: DecisionIds,
     started: Instant,
 }
@@ -115,9 +120,17 @@ impl Gateway {
             metrics: metrics::Metrics::default(),
             audit: Arc::new(LogSink),
             keystore,
+            admin: None,
             ids: DecisionIds::new(),
             started: Instant::now(),
         })
+    }
+
+    /// Sends every decision to `sink` (the audit log, SER-016) instead of the log lines of
+    /// [`LogSink`].
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gateway {
+        self.audit = sink;
+        self
     }
 
     /// The installed application named `name`.

@@ -35,6 +35,8 @@ const MAX_HEAD_BYTES: usize = 16 << 10;
 pub struct Listener {
     pub socket: TcpListener,
     pub services: HashSet<Service>,
+    /// TLS (and client certificates) on this listener, if configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Listener {
@@ -127,24 +129,67 @@ async fn accept_loop(
         let header_timeout = Duration::from_millis(gateway.limits.header_read_timeout_ms);
         let gateway = gateway.clone();
         let services = services.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let gateway = gateway.clone();
-            let services = services.clone();
-            async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        // A watcher per connection, so that connection tasks do not keep the shutdown
+        // handle itself alive.
+        let graceful = graceful.watcher();
+        let tls = listener.tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            match tls {
+                None => {
+                    run_connection(stream, peer, header_timeout, gateway, services, graceful).await
+                }
+                Some(acceptor) => {
+                    // The handshake gets the header timeout too: a client that stalls it is
+                    // a slow-loris like any other (SER-001).
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            run_connection(
+                                stream,
+                                peer,
+                                header_timeout,
+                                gateway,
+                                services,
+                                graceful,
+                            )
+                            .await
+                        }
+                        Ok(Err(error)) => {
+                            gateway.metrics.rejected("tls-handshake");
+                            tracing::info!(%peer, %error, "TLS handshake refused");
+                        }
+                        Err(_) => gateway.metrics.rejected("tls-handshake"),
+                    }
+                }
             }
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends or shutdown closes it.
+async fn run_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    header_timeout: Duration,
+    gateway: Arc<Gateway>,
+    services: Arc<HashSet<Service>>,
+    graceful: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let gateway = gateway.clone();
+        let services = services.clone();
+        async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -165,6 +210,7 @@ async fn route(
             ("metrics", metrics(gateway, &method))
         }
         "/health" if services.contains(&Service::Health) => ("health", health(gateway, &method)),
+        p if p.starts_with("/admin/v1/") => ("admin", super::admin::handle(gateway, request).await),
         _ if services.contains(&Service::Proxy) => {
             ("proxy", proxy::handle(gateway, request, peer).await)
         }
@@ -223,6 +269,7 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
         "uptime_s": gateway.uptime_secs(),
         "upstream": gateway.upstream.as_ref().map(|upstream| upstream.url.clone()),
         "apps": apps,
+        "registry": gateway.admin.as_ref().map(|admin| admin.health_json()),
     });
     json_response(StatusCode::OK, &body)
 }

@@ -1,4 +1,5 @@
-//! `palisade group`: group authentication tools (SER-027/028).
+//! `palisade group`: group authentication tools (SER-027/028): the simulation, and the HTTP
+//! server role and gateway agent (`init`, `server`, `agent`; see `docs/group-auth.md`).
 
 use crate::group::{simulate, Mode, SimConfig, SimPhase, SimReport};
 use anyhow::Context as _;
@@ -16,6 +17,16 @@ enum GroupCommand {
     /// Run device, gateway and server in one process and measure a group authentication,
     /// with batch verification, one-by-one verification and one session per device.
     Simulate(SimulateArgs),
+    /// Create (or show) this node's group-authentication identity key in DIR/keys and print
+    /// its public key: the server's for devices and gateways, a gateway's for the server's
+    /// registry.
+    Init(InitArgs),
+    /// Run the M2M server role over HTTP (POST /group/v1/challenge, /represented,
+    /// /independent), with the registry of devices, groups and gateways from a JSON file.
+    Server(ServerArgs),
+    /// Run the gateway agent over HTTP (/agent/v1/groups/...): devices answer here, the agent
+    /// talks to the server. Groups and member keys come from the provisioning state.
+    Agent(AgentArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +56,9 @@ struct SimulateArgs {
 pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     match args.command {
         GroupCommand::Simulate(a) => simulate_cmd(a),
+        GroupCommand::Init(a) => init(a),
+        GroupCommand::Server(a) => server(a),
+        GroupCommand::Agent(a) => agent(a),
     }
 }
 
@@ -186,4 +200,205 @@ fn print_report(r: &SimReport) {
             rate(b) / rate(o).max(1e-9)
         );
     }
+}
+
+/// The label of the group-authentication identity key in a data folder's keystore (gateway
+/// scope): the server's identity for `group server`, the gateway's for `group agent`.
+pub const GROUP_IDENTITY_LABEL: &str = "group-identity";
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The data folder (its keystore is DIR/keys).
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// Also write the public key (64 hex digits) to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    listen: std::net::SocketAddr,
+    /// The data folder: the server's identity key in DIR/keys (made by `group init` or at
+    /// first start).
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// The registry: {"server_id", "devices": {id: key hex}, "groups": {group: [ids]},
+    /// "gateways": {id: {"public_key", "represents": [groups]}}}. Default
+    /// DIR/group-registry.json.
+    #[arg(long)]
+    registry: Option<std::path::PathBuf>,
+    /// Lifetime of a challenge in seconds (SER-012).
+    #[arg(long, default_value_t = 60)]
+    challenge_ttl: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8481")]
+    listen: std::net::SocketAddr,
+    /// The server role's base URL, e.g. http://m2m.example:8480.
+    #[arg(long)]
+    server: String,
+    /// The server's public key (64 hex digits, as printed by its `group init`).
+    #[arg(long)]
+    server_key: std::path::PathBuf,
+    /// The gateway data folder: identity key in DIR/keys, groups and member keys in
+    /// DIR/provision/state.json (applied provisioning bundles), gateway id in
+    /// DIR/provision/trust.json.
+    #[arg(long)]
+    data: std::path::PathBuf,
+    /// The gateway id, if not the one in DIR/provision/trust.json.
+    #[arg(long)]
+    gateway_id: Option<String>,
+    /// How long a round collects answers before forwarding what it has, in seconds.
+    #[arg(long, default_value_t = 20)]
+    round_deadline: u64,
+}
+
+/// The data folder's group identity key (generated inside the keystore on first use; it is
+/// not extractable, SER-010), as a signer.
+fn identity(data: &std::path::Path) -> anyhow::Result<crate::group::StoreSigner> {
+    use crate::keys::{KeyKind, KeyScope, KeyStore as _, SoftwareKeyStore};
+    let store = std::sync::Arc::new(SoftwareKeyStore::open(&data.join("keys"))?);
+    let existing = store
+        .list(&KeyScope::Gateway)?
+        .into_iter()
+        .find(|k| k.label == GROUP_IDENTITY_LABEL && k.kind == KeyKind::Ed25519Signing);
+    let handle = match existing {
+        Some(k) => k.handle,
+        None => store.generate(
+            &KeyScope::Gateway,
+            KeyKind::Ed25519Signing,
+            GROUP_IDENTITY_LABEL,
+        )?,
+    };
+    Ok(crate::group::StoreSigner::new(
+        store,
+        KeyScope::Gateway,
+        handle,
+    )?)
+}
+
+fn init(a: InitArgs) -> anyhow::Result<()> {
+    use crate::group::GroupSigner as _;
+    let public = hex::encode(identity(&a.data)?.public_key());
+    if let Some(out) = &a.out {
+        std::fs::write(out, format!("{public}\n"))
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    println!("{public}");
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn server(a: ServerArgs) -> anyhow::Result<()> {
+    use crate::group::http::{server_router, RegistryFile, ServerState};
+    use crate::group::{GroupSigner as _, Server, ServerConfig};
+    let path = a
+        .registry
+        .clone()
+        .unwrap_or_else(|| a.data.join("group-registry.json"));
+    let registry: RegistryFile = read_json(&path)?;
+    let signer = identity(&a.data)?;
+    let public = hex::encode(signer.public_key());
+    let config = ServerConfig {
+        challenge_ttl: a.challenge_ttl.max(1),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(&registry.server_id, Box::new(signer), config)?;
+    let mut state = ServerState::new(server);
+    registry
+        .load_into(&mut state)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let hello =
+        serde_json::json!({"role": "server", "id": registry.server_id, "public_key": public});
+    listen(a.listen, server_router(state), hello)
+}
+
+fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    use crate::group::http::{agent_router, AgentState};
+    let gateway = match a.gateway_id {
+        Some(id) => id,
+        None => {
+            let t: crate::provision::TrustConfig =
+                read_json(&a.data.join("provision").join("trust.json"))
+                    .context("no --gateway-id, and no gateway id from `provision init`")?;
+            t.gateway_id
+        }
+    };
+    let server_key = super::provision::read_key32(&a.server_key, "server public key")?;
+    let signer: std::sync::Arc<dyn crate::group::GroupSigner> =
+        std::sync::Arc::new(identity(&a.data)?);
+    let public = hex::encode(signer.public_key());
+    let mut state = AgentState::new(&gateway, signer, &server_key, &a.server)?
+        .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)));
+    // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
+    // hold it; the file is replaced atomically, so a read sees one whole state.
+    let provisioned = a.data.join("provision").join("state.json");
+    let members = if provisioned.exists() {
+        let p: crate::provision::ProvisionState = read_json(&provisioned)?;
+        state
+            .add_provisioned(&p)
+            .with_context(|| format!("loading {}", provisioned.display()))?
+    } else {
+        0
+    };
+    if members == 0 {
+        tracing::warn!("no provisioned gateway groups in {}", provisioned.display());
+    }
+    let hello = serde_json::json!({"role": "agent", "id": gateway, "public_key": public, "members": members});
+    listen(a.listen, agent_router(state), hello)
+}
+
+/// Serves `router` until Ctrl-C or SIGTERM; prints one JSON line with the bound address first
+/// (so that `--listen 127.0.0.1:0` is usable by scripts and tests).
+fn listen(
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+    mut hello: serde_json::Value,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        hello["listening"] = listener.local_addr()?.to_string().into();
+        println!("{hello}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
 }

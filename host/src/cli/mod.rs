@@ -6,6 +6,7 @@ mod eval;
 pub mod group;
 mod harness;
 pub mod provision;
+mod push;
 mod serve;
 mod test;
 mod trust;
@@ -22,8 +23,9 @@ pub use harness::{Answer, Harness, HostSetup, LoadedFile};
 #[command(name = "palisade", version, about, long_about = None)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `palisade=debug`); the RUST_LOG variable works too.
-    #[arg(long, global = true, default_value = "warn")]
-    log: String,
+    /// Default: `info` for `serve` (a daemon reports what it does), `warn` otherwise.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,13 +54,20 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Run the gateway: decision API, oneM2M enforcement proxy, metrics, health.
     Serve(serve::ServeArgs),
+    /// Upload a signed module to a running gateway and manage its versions (admin API).
+    Push(push::PushArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
 /// test case, a deny with --fail-on-deny), 2 when the command itself could not run.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_log = match (&cli.log, &cli.command) {
+        (Some(filter), _) => filter.as_str(),
+        (None, Command::Serve(_)) => "info",
+        (None, _) => "warn",
+    };
+    init_logging(default_log);
     let outcome = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Test(args) => test::run(args),
@@ -71,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => trust::run_sign(args),
         Command::Verify(args) => trust::run_verify(args),
         Command::Serve(args) => serve::run(args),
+        Command::Push(args) => push::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

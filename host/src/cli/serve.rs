@@ -54,34 +54,53 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         .build()
         .context("cannot start the async runtime")?;
     let _context = runtime.enter();
-    let gateway =
-        Arc::new(Gateway::build(&config, &data_dir).context("cannot set up the gateway")?);
-    let wanted: Vec<(SocketAddr, HashSet<Service>)> = match args.listen {
-        Some(address) => vec![(address, Service::ALL.into_iter().collect())],
+    let mut gateway = Gateway::build(&config, &data_dir).context("cannot set up the gateway")?;
+    // Issue 3: the admin API and the registry's modules (verified at boot, SER-013).
+    let admin = crate::api::admin::start(&config, &data_dir, &mut gateway)?;
+    let gateway = Arc::new(gateway);
+    if let Some(admin) = admin {
+        crate::api::admin::spawn_periodic(gateway.clone(), admin);
+    }
+    type Wanted = (
+        SocketAddr,
+        HashSet<Service>,
+        Option<tokio_rustls::TlsAcceptor>,
+    );
+    let wanted: Vec<Wanted> = match args.listen {
+        Some(address) => vec![(address, Service::ALL.into_iter().collect(), None)],
         None if config.listeners.is_empty() => vec![(
             demo::DEMO_LISTEN.parse().expect("valid address"),
             Service::ALL.into_iter().collect(),
+            None,
         )],
-        None => config
-            .listeners
-            .iter()
-            .map(|listener| {
+        None => {
+            let mut wanted = Vec::new();
+            for (index, listener) in config.listeners.iter().enumerate() {
                 let address = listener.address.get_ref().parse().expect("checked");
                 let services = match &listener.serve {
                     Some(services) => services.iter().copied().collect(),
                     None => Service::ALL.into_iter().collect(),
                 };
-                (address, services)
-            })
-            .collect(),
+                let tls = match &listener.tls {
+                    Some(tls) => Some(crate::api::tls::acceptor(&config, index, tls)?),
+                    None => None,
+                };
+                wanted.push((address, services, tls));
+            }
+            wanted
+        }
     };
     runtime.block_on(async move {
         let mut listeners = Vec::new();
-        for (address, services) in wanted {
+        for (address, services, tls) in wanted {
             let socket = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address}"))?;
-            listeners.push(Listener { socket, services });
+            listeners.push(Listener {
+                socket,
+                services,
+                tls,
+            });
         }
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
         server::serve(gateway, listeners, shutdown_signal()).await;
@@ -110,19 +129,23 @@ fn print_summary(
             data_dir.display()
         );
     }
-    let mut first = None;
+    // The listening lines come last: whoever waits for them (tests, scripts) has the rest.
+    let mut addresses = Vec::new();
     for listener in listeners {
         let Ok(address) = listener.local_addr() else {
             continue;
         };
-        first.get_or_insert(address);
-        let mut services: Vec<&str> = Service::ALL
+        let services: Vec<&str> = Service::ALL
             .into_iter()
             .filter(|service| listener.services.contains(service))
             .map(Service::name)
             .collect();
-        services.sort();
-        println!("  listening on http://{address} ({})", services.join(", "));
+        let scheme = if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        addresses.push((address, scheme, services.join(", ")));
     }
     let status = gateway.runtime.status();
     for route in &gateway.routes {
@@ -149,8 +172,7 @@ fn print_summary(
         Some(upstream) => println!("  upstream CSE {}", upstream.url),
         None => println!("  no upstream CSE: the proxy answers permitted requests with 5103"),
     }
-    let Some(address) = first else { return };
-    if demo_mode {
+    if let (true, Some((address, _, _))) = (demo_mode, addresses.first()) {
         println!("Try:");
         println!(
             "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"CAE1\",\"operation\":\"retrieve\",\"target\":\"/cse-in/lights/lamp1\"}}'"
@@ -167,6 +189,9 @@ fn print_summary(
             Err(error) => tracing::warn!(%error, "cannot mint the demo token"),
         }
         println!("  curl -s http://{address}/metrics ; curl -s http://{address}/health");
+    }
+    for (address, scheme, services) in addresses {
+        println!("  listening on {scheme}://{address} ({services})");
     }
 }
 

@@ -91,17 +91,23 @@ pub enum InstallError {
     },
     #[error("application {app:?} has two plugins named {plugin:?}")]
     DuplicatePlugin { app: String, plugin: String },
+    #[error("unknown application {0:?}")]
+    UnknownApp(String),
     #[error("application {app:?}: initial key-value entry {key:?} exceeds the application's key-value limits")]
     KeyValue { app: String, key: String },
 }
 
 /// An installed application.
+///
+/// Immutable once built: a change (a new plugin version, a removal) builds a new `App` that
+/// shares the sandbox and the unchanged plugins, and replaces the old one in one step, so
+/// decisions in flight finish on the version they started with (hot swap).
 pub struct App {
-    pub(crate) sandbox: Sandbox,
+    pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) mode: Mode,
-    pub(crate) authenticators: Vec<Plugin>,
-    pub(crate) authorizers: Vec<Plugin>,
-    pub(crate) filters: Vec<Plugin>,
+    pub(crate) authenticators: Vec<Arc<Plugin>>,
+    pub(crate) authorizers: Vec<Arc<Plugin>>,
+    pub(crate) filters: Vec<Arc<Plugin>>,
 }
 
 /// One plugin's state for health reports.
@@ -154,7 +160,7 @@ impl App {
             spec.isolation,
         );
         let mut app = App {
-            sandbox,
+            sandbox: Arc::new(sandbox),
             mode: spec.mode,
             authenticators: Vec::new(),
             authorizers: Vec::new(),
@@ -169,26 +175,57 @@ impl App {
                     plugin: plugin_name,
                 });
             }
-            let compiled = compile(&source.bytes).map_err(|source| InstallError::Compile {
-                app: spec.name.clone(),
-                plugin: plugin_name.clone(),
-                source,
-            })?;
-            let plugin = app
-                .sandbox
-                .load(&compiled, source.setup)
-                .map_err(|source| InstallError::Load {
-                    app: spec.name.clone(),
-                    plugin: plugin_name,
-                    source,
-                })?;
-            match plugin.kind() {
-                PluginKind::Authenticator => app.authenticators.push(plugin),
-                PluginKind::Authorizer => app.authorizers.push(plugin),
-                PluginKind::Filter => app.filters.push(plugin),
-            }
+            let plugin = load_plugin(&app.sandbox, source, &compile)?;
+            app.stage_mut(plugin.kind()).push(Arc::new(plugin));
         }
         Ok(app)
+    }
+
+    fn stage_mut(&mut self, kind: PluginKind) -> &mut Vec<Arc<Plugin>> {
+        match kind {
+            PluginKind::Authenticator => &mut self.authenticators,
+            PluginKind::Authorizer => &mut self.authorizers,
+            PluginKind::Filter => &mut self.filters,
+        }
+    }
+
+    /// A copy of this application with the plugin named like `source` replaced by it (or
+    /// added, at the end of its stage). The sandbox — key-value entries, groups, keys — and
+    /// every other plugin, warm instances included, carry over.
+    pub(crate) fn with_plugin(
+        &self,
+        source: PluginSource,
+        compile: impl Fn(&[u8]) -> Result<CompiledComponent, EngineError>,
+    ) -> Result<App, InstallError> {
+        let plugin_name = source.setup.name.clone();
+        let plugin = load_plugin(&self.sandbox, source, &compile)?;
+        let mut next = self.without_plugin(&plugin_name);
+        let stage = next.stage_mut(plugin.kind());
+        let position = self
+            .plugins()
+            .filter(|existing| existing.kind() == plugin.kind())
+            .position(|existing| existing.label().name == plugin_name)
+            .unwrap_or(stage.len());
+        stage.insert(position.min(stage.len()), Arc::new(plugin));
+        Ok(next)
+    }
+
+    /// A copy of this application without the plugin `name`.
+    pub(crate) fn without_plugin(&self, name: &str) -> App {
+        let keep = |plugins: &Vec<Arc<Plugin>>| {
+            plugins
+                .iter()
+                .filter(|plugin| plugin.label().name != name)
+                .cloned()
+                .collect()
+        };
+        App {
+            sandbox: self.sandbox.clone(),
+            mode: self.mode,
+            authenticators: keep(&self.authenticators),
+            authorizers: keep(&self.authorizers),
+            filters: keep(&self.filters),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -201,10 +238,10 @@ impl App {
 
     /// Idle warm instances across the application's plugins.
     pub fn warm_instances(&self) -> usize {
-        self.plugins().map(Plugin::warm_instances).sum()
+        self.plugins().map(|plugin| plugin.warm_instances()).sum()
     }
 
-    fn plugins(&self) -> impl Iterator<Item = &Plugin> {
+    pub(crate) fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
         self.authenticators
             .iter()
             .chain(&self.authorizers)
@@ -225,6 +262,28 @@ impl App {
                 .collect(),
         }
     }
+}
+
+/// Compiles a plugin's component and loads it into an application's sandbox.
+fn load_plugin(
+    sandbox: &Sandbox,
+    source: PluginSource,
+    compile: &impl Fn(&[u8]) -> Result<CompiledComponent, EngineError>,
+) -> Result<Plugin, InstallError> {
+    let app = sandbox.app().to_string();
+    let plugin = source.setup.name.clone();
+    let compiled = compile(&source.bytes).map_err(|source| InstallError::Compile {
+        app: app.clone(),
+        plugin: plugin.clone(),
+        source,
+    })?;
+    sandbox
+        .load(&compiled, source.setup)
+        .map_err(|source| InstallError::Load {
+            app,
+            plugin,
+            source,
+        })
 }
 
 /// Application and plugin names end up in paths, logs and metrics labels.

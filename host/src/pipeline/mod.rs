@@ -10,7 +10,7 @@ mod app;
 mod decision;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::engine::{CompiledComponent, Engine, EngineError};
@@ -27,6 +27,9 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<SharedLinker>,
     apps: RwLock<HashMap<String, Arc<App>>>,
+    /// Serialises changes (install, swap, removal) so two concurrent changes to one
+    /// application cannot lose each other; decisions never take it.
+    changes: Mutex<()>,
 }
 
 impl Runtime {
@@ -39,6 +42,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             apps: RwLock::new(HashMap::new()),
+            changes: Mutex::new(()),
         })
     }
 
@@ -50,6 +54,10 @@ impl Runtime {
     /// replacing any earlier installation of the same name. Decisions already running finish
     /// on the old installation; on error nothing changes.
     pub fn install(&self, spec: AppSpec) -> Result<(), InstallError> {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let app = App::build(&self.engine, &self.linker, spec, |bytes| {
             self.engine.compile(bytes)
         })?;
@@ -63,6 +71,10 @@ impl Runtime {
         spec: AppSpec,
         compiled: &HashMap<String, CompiledComponent>,
     ) -> Result<(), InstallError> {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let app = App::build(&self.engine, &self.linker, spec, |bytes| {
             let sha = sha256_hex(bytes);
             match compiled.get(&sha) {
@@ -72,6 +84,40 @@ impl Runtime {
         })?;
         self.put(app);
         Ok(())
+    }
+
+    /// Replaces (or adds) one plugin of an installed application without touching the rest:
+    /// the new version is compiled and type-checked first, then takes over in one step.
+    /// Decisions in flight finish on the old version; none fails (hot swap). On error the
+    /// application is unchanged.
+    pub fn swap_plugin(&self, app: &str, source: PluginSource) -> Result<(), InstallError> {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self
+            .app(app)
+            .ok_or_else(|| InstallError::UnknownApp(app.to_string()))?;
+        let next = current.with_plugin(source, |bytes| self.engine.compile(bytes))?;
+        self.put(next);
+        Ok(())
+    }
+
+    /// Removes one plugin of an installed application; returns whether it was there.
+    pub fn remove_plugin(&self, app: &str, plugin: &str) -> bool {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(current) = self.app(app) else {
+            return false;
+        };
+        let next = current.without_plugin(plugin);
+        let removed = next.plugins().count() != current.plugins().count();
+        if removed {
+            self.put(next);
+        }
+        removed
     }
 
     fn put(&self, app: App) {
@@ -84,6 +130,10 @@ impl Runtime {
 
     /// Removes an application; its requests are denied as unknown from then on.
     pub fn remove(&self, app: &str) -> bool {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.apps
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

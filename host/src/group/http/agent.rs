@@ -146,9 +146,10 @@ impl AgentState {
     }
 }
 
-/// The gateway agent's routes, ready to serve or to merge into a larger router.
-pub fn agent_router(state: AgentState) -> Router {
-    let state = Arc::new(state);
+/// The gateway agent's routes, ready to serve or to merge into a larger router. Pass an
+/// `Arc` to keep a handle on the state (e.g. for [`AgentState::group_channel`]).
+pub fn agent_router(state: impl Into<Arc<AgentState>>) -> Router {
+    let state: Arc<AgentState> = state.into();
     Router::new()
         .route("/agent/v1/groups/{group}/authenticate", post(authenticate))
         .route("/agent/v1/groups/{group}/challenge", get(challenge))

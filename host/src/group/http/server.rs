@@ -131,10 +131,11 @@ impl ServerState {
     }
 }
 
-/// The server role's routes, ready to serve or to merge into a larger router.
-pub fn server_router(state: ServerState) -> Router {
+/// The server role's routes, ready to serve or to merge into a larger router (a
+/// [`ServerState`] or an `Arc` of one).
+pub fn server_router(state: impl Into<Arc<ServerState>>) -> Router {
+    let state: Arc<ServerState> = state.into();
     let limits = state.limits;
-    let state = Arc::new(state);
     Router::new()
         .route(
             "/group/v1/challenge",

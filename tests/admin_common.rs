@@ -1,0 +1,208 @@
+//! Shared fixture of the admin API tests (issue 3): keys, signed modules, a gateway config
+//! with an `[admin]` section, and signed admin requests.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
+use palisade::registry::{sign, Delegation, Manifest, ModuleKind, Version};
+use serde_json::{json, Value};
+
+use crate::server::{Gateway, Response};
+
+pub const DAY: u64 = 86_400;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The keys of one test: operator root, publisher, admin, and outsiders.
+pub struct Keys {
+    pub root: SigningKey,
+    pub publisher: SigningKey,
+    pub admin: SigningKey,
+    pub other_root: SigningKey,
+    pub other_publisher: SigningKey,
+    pub other_admin: SigningKey,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        Keys {
+            root: generate_key(),
+            publisher: generate_key(),
+            admin: generate_key(),
+            other_root: generate_key(),
+            other_publisher: generate_key(),
+            other_admin: generate_key(),
+        }
+    }
+
+    /// A delegation from the trusted root to the publisher for `app` and `kinds`, valid now.
+    pub fn delegation(&self, app: &str, kinds: &[ModuleKind]) -> Delegation {
+        Delegation::issue(
+            &self.root,
+            self.publisher.verifying_key(),
+            app,
+            kinds,
+            now() - DAY,
+            now() + DAY,
+        )
+        .unwrap()
+    }
+
+    /// `component` signed by the publisher as `app/name@version` of `kind`.
+    pub fn module(
+        &self,
+        component: &[u8],
+        app: &str,
+        name: &str,
+        kind: ModuleKind,
+        version: &str,
+    ) -> Vec<u8> {
+        sign_with(
+            component,
+            app,
+            name,
+            kind,
+            version,
+            &self.publisher,
+            &self.delegation(app, &[kind]),
+        )
+    }
+}
+
+pub fn sign_with(
+    component: &[u8],
+    app: &str,
+    name: &str,
+    kind: ModuleKind,
+    version: &str,
+    publisher: &SigningKey,
+    delegation: &Delegation,
+) -> Vec<u8> {
+    let version: Version = version.parse().unwrap();
+    let manifest = Manifest::new(app, kind, name, version, &[]);
+    sign(component, &manifest, publisher, delegation).unwrap()
+}
+
+/// A policy that permits RETRIEVE for everyone: the registry's version of `lights/policy`.
+pub const PERMIT_RETRIEVE: &str =
+    r#"{ policies = [ { id = "p", pv = { acr = [ { acor = ["all"], acop = 2 } ] } } ] }"#;
+
+/// A gateway whose config trusts `keys.root` and `keys.admin`; app `lights` (and `locks`) start
+/// with a config plugin `policy` that denies everything, so a registry module shows in every
+/// decision (permit, and its version).
+pub fn start(keys: &Keys, interval_s: u64, max_module_bytes: u64) -> Gateway {
+    let config = format!(
+        r#"
+[admin]
+trust_roots = ["root.pub"]
+admin_keys = ["admin.pub"]
+integrity_interval_s = {interval_s}
+max_module_bytes = {max_module_bytes}
+[admin.plugins."lights/policy"]
+config = {PERMIT_RETRIEVE}
+[admin.plugins."locks/policy"]
+config = {PERMIT_RETRIEVE}
+
+[[app]]
+name = "lights"
+paths = ["/cse-in/lights"]
+consent_real_identities = true
+[[app.plugin]]
+name = "policy"
+plugin = "acp"
+config = {{ policies = [ {{ id = "none", pv = {{ acr = [] }} }} ] }}
+
+[[app]]
+name = "locks"
+paths = ["/cse-in/locks"]
+consent_real_identities = true
+[[app.plugin]]
+name = "policy"
+plugin = "acp"
+config = {{ policies = [ {{ id = "none", pv = {{ acr = [] }} }} ] }}
+"#
+    );
+    let root = encode_public_key(&keys.root.verifying_key());
+    let admin = encode_public_key(&keys.admin.verifying_key());
+    let gateway = Gateway::start(&config, &[("root.pub", &root), ("admin.pub", &admin)]);
+    let key_path = gateway.dir.path().join("admin.key");
+    std::fs::write(&key_path, encode_private_key(&keys.admin).as_bytes()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    gateway
+}
+
+/// A signed admin request with `key` at time `at`.
+pub fn admin_at(
+    gateway: &Gateway,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    at: u64,
+) -> Response {
+    let headers = palisade::api::admin::sign_request(key, method, path, body, at);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    gateway.request(method, path, &headers, body)
+}
+
+/// A signed admin request, now.
+pub fn admin(
+    gateway: &Gateway,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Response {
+    admin_at(gateway, key, method, path, body, now())
+}
+
+/// The registry's listing: `(app, name, version, state)` sorted.
+pub fn listing(gateway: &Gateway, key: &SigningKey) -> Vec<(String, String, String, String)> {
+    let answer = admin(gateway, key, "GET", "/admin/v1/modules", b"");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let mut rows: Vec<_> = answer.json()["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+            (s("app"), s("name"), s("version"), s("state"))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// One live decision for `app`: (decision, deciding version).
+pub fn decision(gateway: &Gateway, app: &str) -> (String, Value) {
+    let answer = gateway.decide(
+        &json!({"app": app, "originator": "CAE1", "operation": "retrieve",
+        "target": format!("/cse-in/{app}/x")}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    (
+        body["decision"].as_str().unwrap().to_string(),
+        body["module"]["version"].clone(),
+    )
+}
+
+/// Asserts an error answer: status, code, and a message.
+pub fn assert_refused(answer: &Response, status: u16, code: &str) {
+    let body = answer.json();
+    assert_eq!(answer.status, status, "{code}: {body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.len() > 15,
+        "a sentence naming the problem: {message}"
+    );
+}
