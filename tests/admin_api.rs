@@ -49,9 +49,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
     let auth = [ModuleKind::Authorizer];
     let mut cases: Vec<(&str, Vec<u8>, String, u16, &str)> = Vec::new();
     cases.push(("unsigned", acp.to_vec(), activate.clone(), 422, "unsigned"));
-    // Signed by a key the embedded delegation does not name: sign() refuses to make such a
-    // file, so splice a same-length delegation for the real publisher into one signed by
-    // another key.
+    // Signed by a key the embedded delegation does not name (sign() refuses to make it).
     let (nb, na) = (now - DAY, now + DAY);
     let d_other = Delegation::issue(
         &keys.root,
@@ -62,32 +60,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
         na,
     )
     .unwrap();
-    let d_pub = Delegation::issue(
-        &keys.root,
-        keys.publisher.verifying_key(),
-        "lights",
-        &auth,
-        nb,
-        na,
-    )
-    .unwrap();
-    let signed = common::sign_with(
-        acp,
-        "lights",
-        "policy",
-        ModuleKind::Authorizer,
-        "2.0.0",
-        &keys.other_publisher,
-        &d_other,
-    );
-    let (from, to) = (d_other.to_json(), d_pub.to_json());
-    assert_eq!(from.len(), to.len());
-    let at = signed
-        .windows(from.len())
-        .position(|w| w == from.as_bytes())
-        .expect("the delegation is embedded");
-    let mut not_delegated = signed.clone();
-    not_delegated[at..at + to.len()].copy_from_slice(to.as_bytes());
+    let not_delegated = replace_delegation(&v2, &d_other);
     cases.push((
         "signed by a key not delegated",
         not_delegated,
@@ -95,30 +68,39 @@ fn bad_uploads_are_refused_and_change_nothing() {
         422,
         "key-not-delegated",
     ));
-    // A key delegated for another app only, signing for that app, uploaded under lights.
-    let locks_only = common::sign_with(
-        acp,
-        "locks",
-        "policy",
-        ModuleKind::Authorizer,
-        "2.0.0",
-        &keys.other_publisher,
-        &Delegation::issue(
-            &keys.root,
-            keys.other_publisher.verifying_key(),
-            "locks",
-            &auth,
-            nb,
-            na,
-        )
-        .unwrap(),
-    );
+    // The publisher's delegation covers filters only; the module is an authorizer.
+    let d_filter = Delegation::issue(
+        &keys.root,
+        keys.publisher.verifying_key(),
+        "lights",
+        &[ModuleKind::Filter],
+        nb,
+        na,
+    )
+    .unwrap();
     cases.push((
-        "key delegated for another app",
-        locks_only,
+        "delegation for another kind",
+        replace_delegation(&v2, &d_filter),
         activate.clone(),
         422,
-        "app-mismatch",
+        "delegation-for-other-kind",
+    ));
+    // The publisher's key is delegated for another app only.
+    let d_locks = Delegation::issue(
+        &keys.root,
+        keys.publisher.verifying_key(),
+        "locks",
+        &auth,
+        nb,
+        na,
+    )
+    .unwrap();
+    cases.push((
+        "key delegated for another app",
+        replace_delegation(&v2, &d_locks),
+        activate.clone(),
+        422,
+        "delegation-for-other-app",
     ));
     let expired = common::sign_with(
         acp,
@@ -304,14 +286,9 @@ fn bad_uploads_are_refused_and_change_nothing() {
     }
 
     // One byte changed anywhere: every position class refused (header, code, signature).
-    for position in [
-        0,
-        8,
-        v2.len() / 3,
-        v2.len() / 2,
-        v2.len() - 40,
-        v2.len() - 1,
-    ] {
+    let mut positions: Vec<usize> = (0..48).map(|i| i * v2.len() / 48).collect();
+    positions.extend([4, 8, v2.len() - 40, v2.len() - 1]);
+    for position in positions {
         let mut changed = v2.clone();
         changed[position] ^= 0x01;
         let answer = put(&changed, &activate);

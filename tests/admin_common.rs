@@ -105,6 +105,9 @@ trust_roots = ["root.pub"]
 admin_keys = ["admin.pub"]
 integrity_interval_s = {interval_s}
 max_module_bytes = {max_module_bytes}
+[rate_limit]
+per_originator = {{ per_second = 100000, burst = 100000 }}
+per_source_ip = {{ per_second = 100000, burst = 100000 }}
 [admin.plugins."lights/policy"]
 config = {PERMIT_RETRIEVE}
 [admin.plugins."locks/policy"]
@@ -205,4 +208,44 @@ pub fn assert_refused(answer: &Response, status: u16, code: &str) {
         message.len() > 15,
         "a sentence naming the problem: {message}"
     );
+}
+
+/// `signed` with its embedded delegation replaced by `delegation` (publisher signature and
+/// manifest untouched): files `palisade sign` refuses to make, for the refusal tests.
+pub fn replace_delegation(signed: &[u8], delegation: &Delegation) -> Vec<u8> {
+    let component = palisade::registry::strip_signature(signed)
+        .unwrap()
+        .to_vec();
+    let tag = b"{\"format\":\"palisade-signature";
+    let start = signed
+        .windows(tag.len())
+        .rposition(|w| w == tag)
+        .expect("a signature block");
+    // Canonical form: the delegation is the block's last field.
+    let text = std::str::from_utf8(&signed[start..]).unwrap();
+    let key = ",\"delegation\":";
+    let at = text.rfind(key).expect("a delegation field") + key.len();
+    let block = format!("{}{}}}", &text[..at], delegation.to_json()).into_bytes();
+    let name = palisade::registry::SIGNATURE_SECTION.as_bytes();
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&block);
+    let mut out = component;
+    out.push(0);
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }

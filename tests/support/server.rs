@@ -85,7 +85,7 @@ impl Gateway {
             dir.path().join("data").display().to_string(),
         ]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["--log", "info", "serve"])
+            .args(["--log-level", "info", "serve"])
             .args(&args)
             .current_dir(dir.path())
             .stdin(Stdio::null())

@@ -5,8 +5,13 @@
 //! Records carry what the plugins saw: the originator's pseudonym unless the application
 //! recorded consent (SER-011/015/018/025), the same for an authenticated subject.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::audit::{AuditConfig, AuditLog, CheckpointSigner, Kind, SignerError};
+use crate::keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use crate::pipeline::{Decision, Effect};
 use crate::sandbox::PluginLabel;
 
@@ -89,4 +94,92 @@ pub fn audit_hook(sink: &dyn AuditSink, record: &DecisionRecord) {
             tracing::error!(%error, decision_id = %record.decision_id, "audit record not serializable")
         }
     }
+}
+
+/// The keystore label of the gateway's audit key.
+pub const AUDIT_KEY_LABEL: &str = "audit";
+
+/// Signs audit checkpoints with the gateway's Ed25519 audit key, inside the keystore (or the
+/// HSM behind it): the private key never leaves it (SER-010, SER-016).
+pub struct KeystoreSigner {
+    store: Arc<dyn KeyStore>,
+    handle: KeyHandle,
+    public: [u8; 32],
+}
+
+impl KeystoreSigner {
+    /// The gateway's audit key, generated on first start and found by its label afterwards.
+    pub fn open_or_create(store: Arc<dyn KeyStore>) -> Result<KeystoreSigner, KeyError> {
+        let existing = store
+            .list(&KeyScope::Gateway)?
+            .into_iter()
+            .find(|key| key.label == AUDIT_KEY_LABEL && key.kind == KeyKind::Ed25519Signing)
+            .map(|key| key.handle);
+        let handle = match existing {
+            Some(handle) => handle,
+            None => store.generate(&KeyScope::Gateway, KeyKind::Ed25519Signing, AUDIT_KEY_LABEL)?,
+        };
+        let public = store.public_key(&KeyScope::Gateway, &handle)?;
+        Ok(KeystoreSigner {
+            store,
+            handle,
+            public,
+        })
+    }
+}
+
+impl CheckpointSigner for KeystoreSigner {
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignerError> {
+        self.store
+            .sign(&KeyScope::Gateway, &self.handle, msg)
+            .map_err(SignerError::new)
+    }
+
+    fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+}
+
+/// Decisions into the hash-chained audit log. Appending never blocks a decision: under
+/// overload decision entries become a counted gap (the log's stated policy).
+pub struct AuditLogSink {
+    log: AuditLog,
+}
+
+impl AuditLogSink {
+    /// Opens (or resumes) the log in `dir` and writes the key verifiers need next to it as
+    /// `gateway.pub` (64 hex digits), for `palisade audit verify --log DIR --key DIR/gateway.pub`.
+    pub fn open(dir: &Path, signer: Arc<KeystoreSigner>) -> Result<AuditLogSink, AuditSetupError> {
+        std::fs::create_dir_all(dir).map_err(AuditSetupError::Io)?;
+        let public = hex::encode(signer.public_key());
+        let temporary = dir.join("gateway.pub.tmp");
+        std::fs::write(&temporary, format!("{public}\n")).map_err(AuditSetupError::Io)?;
+        std::fs::rename(&temporary, dir.join("gateway.pub")).map_err(AuditSetupError::Io)?;
+        let log = AuditLog::open(dir, AuditConfig::default(), signer)?;
+        Ok(AuditLogSink { log })
+    }
+
+    /// The log, for admin and integrity entries (which are never dropped).
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+}
+
+impl AuditSink for AuditLogSink {
+    fn decision(&self, payload: serde_json::Value) {
+        if let Err(error) = self.log.append(Kind::Decision, payload) {
+            tracing::warn!(%error, "a decision could not be appended to the audit log");
+        }
+    }
+}
+
+/// Why the audit log could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditSetupError {
+    #[error("cannot prepare the audit folder: {0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
+    Log(#[from] crate::audit::AuditError),
+    #[error("the gateway's audit key is unusable: {0}")]
+    Key(#[from] KeyError),
 }

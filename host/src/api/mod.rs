@@ -95,6 +95,22 @@ impl DecisionIds {
     }
 }
 
+/// The hash-chained audit log in `<data>/audit`, checkpoints signed by the gateway's audit
+/// key in the keystore (SER-016).
+fn open_audit(
+    data_dir: &Path,
+    keystore: &Arc<dyn KeyStore>,
+) -> Result<Arc<dyn AuditSink>, SetupError> {
+    let signer = Arc::new(
+        audit::KeystoreSigner::open_or_create(keystore.clone())
+            .map_err(audit::AuditSetupError::Key)?,
+    );
+    Ok(Arc::new(audit::AuditLogSink::open(
+        &data_dir.join("audit"),
+        signer,
+    )?))
+}
+
 impl Gateway {
     /// Opens the data folder (keystore, artifact cache), installs the config's apps and
     /// prepares the upstream client.
@@ -118,7 +134,7 @@ impl Gateway {
             limits: config.limits.clone(),
             protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
             metrics: metrics::Metrics::default(),
-            audit: Arc::new(LogSink),
+            audit: open_audit(data_dir, &keystore)?,
             keystore,
             admin: None,
             ids: DecisionIds::new(),

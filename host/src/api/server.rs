@@ -225,7 +225,10 @@ fn metrics(gateway: &Gateway, method: &Method) -> Response {
     if method != Method::GET {
         return ApiError::MethodNotAllowed("use GET for /metrics").into_response();
     }
-    let text = gateway.metrics.render(&gateway.runtime.status());
+    let mut text = gateway.metrics.render(&gateway.runtime.status());
+    if let Some(admin) = &gateway.admin {
+        text.push_str(&admin.metrics_text());
+    }
     text_response(StatusCode::OK, "text/plain; version=0.0.4", text)
 }
 

@@ -23,6 +23,8 @@ pub enum SetupError {
     Keys(#[from] KeyError),
     #[error("the WebAssembly engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("the audit log: {0}")]
+    Audit(#[from] crate::api::audit::AuditSetupError),
     #[error("the data folder {path}: {source}")]
     Data {
         path: std::path::PathBuf,

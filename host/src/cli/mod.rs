@@ -24,8 +24,8 @@ pub use harness::{Answer, Harness, HostSetup, LoadedFile};
 pub struct Cli {
     /// Log filter (e.g. `info`, `palisade=debug`); the RUST_LOG variable works too.
     /// Default: `info` for `serve` (a daemon reports what it does), `warn` otherwise.
-    #[arg(long, global = true)]
-    log: Option<String>,
+    #[arg(long = "log-level", global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +62,7 @@ enum Command {
 /// test case, a deny with --fail-on-deny), 2 when the command itself could not run.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = match (&cli.log, &cli.command) {
+    let default_log = match (&cli.log_level, &cli.command) {
         (Some(filter), _) => filter.as_str(),
         (None, Command::Serve(_)) => "info",
         (None, _) => "warn",

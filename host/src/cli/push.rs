@@ -17,23 +17,23 @@ use crate::request::now_unix;
 
 /// Arguments of `palisade push`.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(subcommand_negates_reqs = true)]
 pub struct PushArgs {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
     command: Option<PushCommand>,
     /// The application the module is for (must equal the manifest's).
-    #[arg(long, required = true)]
+    #[arg(long)]
     app: Option<String>,
     /// The plugin name (must equal the manifest's).
-    #[arg(long, required = true)]
+    #[arg(long)]
     name: Option<String>,
     /// Make the uploaded version the active one (hot swap) if it is greater than the active.
     #[arg(long)]
     activate: bool,
     /// The signed module (`palisade sign` output).
-    #[arg(value_name = "SIGNED.wasm", required = true)]
+    #[arg(value_name = "SIGNED.wasm")]
     file: Option<PathBuf>,
 }
 

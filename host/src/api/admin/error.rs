@@ -46,7 +46,7 @@ pub enum AdminError {
         limit: u64,
     },
     /// 422 `wrong-world`: the component does not implement its declared kind's world.
-    #[error("the component is declared as a {declared} but implements {found}; it was not stored")]
+    #[error("the manifest declares the kind {declared}, but the component implements {found}; it was not stored")]
     WrongWorld {
         /// The kind in the manifest.
         declared: String,

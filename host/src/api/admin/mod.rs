@@ -151,6 +151,16 @@ impl Admin {
         })
     }
 
+    /// The registry's Prometheus lines (SER-013): integrity failures found since start.
+    pub fn metrics_text(&self) -> String {
+        format!(
+            "# HELP palisade_registry_integrity_failures Stored module versions that failed an integrity check (SER-013).\n\
+             # TYPE palisade_registry_integrity_failures counter\n\
+             palisade_registry_integrity_failures {}\n",
+            self.integrity_failures.load(std::sync::atomic::Ordering::Relaxed)
+        )
+    }
+
     /// The sandbox a module of `kind` for `app` runs in: authenticators of an app with the
     /// privacy split run apart (see [`super::privacy`]).
     fn target_app(gateway: &Gateway, app: &str, kind: ModuleKind) -> Option<String> {
