@@ -64,6 +64,9 @@ impl Keys {
         kind: ModuleKind,
         version: &str,
     ) -> Vec<u8> {
+        // A marker section per app and version: distinct content addresses, so that
+        // tampering with one version's file leaves the others intact.
+        let component = &with_marker(component, &format!("{app}/{name}@{version}"));
         sign_with(
             component,
             app,
@@ -97,8 +100,8 @@ pub const PERMIT_RETRIEVE: &str =
 /// A gateway whose config trusts `keys.root` and `keys.admin`; app `lights` (and `locks`) start
 /// with a config plugin `policy` that denies everything, so a registry module shows in every
 /// decision (permit, and its version).
-pub fn start(keys: &Keys, interval_s: u64, max_module_bytes: u64) -> Gateway {
-    let config = format!(
+pub fn config_text(interval_s: u64, max_module_bytes: u64) -> String {
+    format!(
         r#"
 [admin]
 trust_roots = ["root.pub"]
@@ -131,7 +134,12 @@ name = "policy"
 plugin = "acp"
 config = {{ policies = [ {{ id = "none", pv = {{ acr = [] }} }} ] }}
 "#
-    );
+    )
+}
+
+/// Starts the gateway of [`config_text`] with the key files of `keys`.
+pub fn start(keys: &Keys, interval_s: u64, max_module_bytes: u64) -> Gateway {
+    let config = config_text(interval_s, max_module_bytes);
     let root = encode_public_key(&keys.root.verifying_key());
     let admin = encode_public_key(&keys.admin.verifying_key());
     let gateway = Gateway::start(&config, &[("root.pub", &root), ("admin.pub", &admin)]);
@@ -248,4 +256,18 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
         }
         out.push(byte | 0x80);
     }
+}
+
+/// `component` with a custom section `test-marker` holding `text`.
+pub fn with_marker(component: &[u8], text: &str) -> Vec<u8> {
+    let name = b"test-marker";
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(text.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
 }

@@ -65,6 +65,9 @@ pub struct GatewayConfig {
     pub limits: ServerLimits,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Where the gateway's keys live; the embedded software keystore by default.
+    #[serde(default)]
+    pub keystore: KeystoreConfig,
     /// The admin API and module registry (issue 3); absent: no admin API.
     #[serde(default)]
     pub admin: Option<super::admin::AdminConfig>,
@@ -75,6 +78,33 @@ pub struct GatewayConfig {
     pub file: PathBuf,
     #[serde(skip)]
     text: String,
+}
+
+/// Where the gateway's keys live (SER-010, SER-023).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
+pub enum KeystoreConfig {
+    /// Encrypted files under the data folder's `keys/` (the default).
+    #[default]
+    Software,
+    /// A PKCS#11 token (a hardware security module, or SoftHSM2): the gateway's signing keys
+    /// (audit checkpoints, group identity) are generated inside it and never leave it. The
+    /// user PIN is read from the environment variable `pin_env` (default
+    /// `PALISADE_HSM_PIN`), never from the file. The token must support the keys the config
+    /// asks for: HMAC pseudonym secrets are software-only for now, so apps served from an
+    /// HSM-backed gateway record consent or run without identity privacy.
+    Pkcs11 {
+        /// The PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+        module: PathBuf,
+        /// The label of the token to use.
+        token_label: String,
+        #[serde(default = "default_pin_env")]
+        pin_env: String,
+    },
+}
+
+fn default_pin_env() -> String {
+    "PALISADE_HSM_PIN".into()
 }
 
 /// What a listener serves.

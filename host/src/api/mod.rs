@@ -95,6 +95,35 @@ impl DecisionIds {
     }
 }
 
+/// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
+fn open_keystore(
+    config: &config::KeystoreConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn KeyStore>, SetupError> {
+    match config {
+        config::KeystoreConfig::Software => {
+            Ok(Arc::new(SoftwareKeyStore::open(&data_dir.join("keys"))?))
+        }
+        #[cfg(feature = "pkcs11")]
+        config::KeystoreConfig::Pkcs11 {
+            module,
+            token_label,
+            pin_env,
+        } => {
+            let user_pin =
+                std::env::var(pin_env).map_err(|_| SetupError::HsmPin(pin_env.clone()))?;
+            let store = crate::keys::Pkcs11KeyStore::open(&crate::keys::Pkcs11Config {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                user_pin,
+            })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        config::KeystoreConfig::Pkcs11 { .. } => Err(SetupError::HsmUnsupported),
+    }
+}
+
 /// The hash-chained audit log in `<data>/audit`, checkpoints signed by the gateway's audit
 /// key in the keystore (SER-016).
 fn open_audit(
@@ -119,7 +148,7 @@ impl Gateway {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let keystore: Arc<dyn KeyStore> = Arc::new(SoftwareKeyStore::open(&data_dir.join("keys"))?);
+        let keystore = open_keystore(&config.keystore, data_dir)?;
         let engine = Engine::new(EngineConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..EngineConfig::default()

@@ -267,6 +267,11 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
             })
         })
         .collect();
+    // SER-013: a registry module taken out of service degrades the gateway.
+    degraded |= gateway
+        .admin
+        .as_ref()
+        .is_some_and(|admin| admin.has_failures());
     let body = serde_json::json!({
         "status": if degraded { "degraded" } else { "ok" },
         "uptime_s": gateway.uptime_secs(),

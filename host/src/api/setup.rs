@@ -23,6 +23,10 @@ pub enum SetupError {
     Keys(#[from] KeyError),
     #[error("the WebAssembly engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("the keystore is a PKCS#11 token but the environment variable {0} with its user PIN is not set")]
+    HsmPin(String),
+    #[error("this build has no PKCS#11 support (the `pkcs11` feature is off)")]
+    HsmUnsupported,
     #[error("the audit log: {0}")]
     Audit(#[from] crate::api::audit::AuditSetupError),
     #[error("the data folder {path}: {source}")]

@@ -151,6 +151,13 @@ impl Admin {
         })
     }
 
+    /// Whether any stored module failed an integrity check since start (SER-013).
+    pub fn has_failures(&self) -> bool {
+        self.integrity_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    }
+
     /// The registry's Prometheus lines (SER-013): integrity failures found since start.
     pub fn metrics_text(&self) -> String {
         format!(
