@@ -21,7 +21,7 @@ use palisade::registry::{ModuleHash, ModuleKind};
 use rand::Rng;
 use serde_json::json;
 
-const ROUNDS: usize = 50;
+const ROUNDS: usize = 60;
 
 /// Starts `palisade serve` on `dir` (its own spawner: the shared helper has no SIGKILL).
 fn spawn(dir: &Path) -> (Child, SocketAddr) {
@@ -66,7 +66,11 @@ fn fire(addr: SocketAddr, keys: &Keys, method: &str, path: &str, body: &[u8]) {
     head.push_str("\r\n");
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
-    let _ = std::io::Read::read_to_end(&mut stream, &mut Vec::new());
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut out);
+    if std::env::var_os("CRASH_DEBUG").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out));
+    }
 }
 
 fn admin_json(addr: SocketAddr, keys: &Keys, method: &str, path: &str) -> serde_json::Value {
@@ -151,8 +155,21 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
     let path = "/admin/v1/apps/lights/plugins/policy";
     let mut rng = rand::thread_rng();
     let (mut child, mut addr) = spawn(dir.path());
+    // Calibration: how long one upload with activation takes here, so that the kills land
+    // before, during and after the registry's writes.
+    let first = keys.module(
+        palisade::plugins::ACP,
+        "lights",
+        "policy",
+        ModuleKind::Authorizer,
+        "1.0.0",
+    );
+    let timer = Instant::now();
+    fire(addr, &keys, "PUT", &format!("{path}?activate=true"), &first);
+    let upload_us = timer.elapsed().as_micros() as u64;
     let mut active = check_consistent(addr, &keys, &data, 0);
-    let mut killed_mid_request = 0;
+    assert_eq!(active.as_deref(), Some("1.0.0"));
+    let (mut killed_mid_request, mut changes) = (0, 0);
     for round in 1..=ROUNDS {
         // Odd rounds upload (and activate) a new version; even rounds activate an older one.
         let (method, target, body) = if round % 2 == 1 || active.is_none() {
@@ -173,7 +190,7 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
             )
         };
         let keys_ref = &keys;
-        let delay = Duration::from_micros(rng.gen_range(0..60_000));
+        let delay = Duration::from_micros(rng.gen_range(0..upload_us * 3 / 2));
         std::thread::scope(|scope| {
             let request = scope.spawn(move || fire(addr, keys_ref, method, &target, &body));
             std::thread::sleep(delay);
@@ -185,12 +202,20 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
             let _ = request.join();
         });
         (child, addr) = spawn(dir.path());
-        active = check_consistent(addr, &keys, &data, round);
+        let now_active = check_consistent(addr, &keys, &data, round);
+        assert!(
+            now_active.is_some(),
+            "round {round}: exactly one version stays active"
+        );
+        if now_active != active {
+            changes += 1;
+        }
+        active = now_active;
     }
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "{ROUNDS} SIGKILL rounds ({killed_mid_request} during a request) in {:.1} s; final active version {active:?}",
+        "{ROUNDS} SIGKILL rounds ({killed_mid_request} during a request, {changes} changed the active version) in {:.1} s; one upload takes {upload_us} us; final active version {active:?}",
         started.elapsed().as_secs_f64()
     );
     assert!(started.elapsed() < Duration::from_secs(240));

@@ -95,6 +95,13 @@ fn a_changed_byte_is_found_and_taken_out_of_service() {
     assert!(gateway
         .metrics()
         .contains("palisade_registry_integrity_failures 2"));
+    // SER-016: the failure and the uploads are in the audit trail.
+    wait_for("the audit trail", || {
+        let text = audit_text(&gateway.data_dir().join("audit"));
+        text.contains("lights/policy@2.0.0")
+            && text.contains("integrity")
+            && text.contains("/admin/v1/apps/locks/plugins/policy")
+    });
     let states = listing(&gateway, &keys.admin);
     assert!(
         states.contains(&(
@@ -140,4 +147,17 @@ fn a_bad_module_at_boot_never_stops_the_other_apps() {
         "{health}"
     );
     assert_eq!(health["registry"]["integrity_failures"][0]["found"], "boot");
+}
+
+/// Every file of the audit folder as text.
+fn audit_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            text.push_str(&audit_text(&entry.path()));
+        } else if let Ok(bytes) = std::fs::read(entry.path()) {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    text
 }

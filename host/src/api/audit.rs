@@ -72,6 +72,12 @@ impl DecisionRecord {
 pub trait AuditSink: Send + Sync {
     /// A decision; `payload` is the [`DecisionRecord`] as JSON.
     fn decision(&self, payload: serde_json::Value);
+
+    /// An admin or integrity event (module upload, activation, a module failing its
+    /// re-check, SER-013/SER-016); sinks that keep a trail never drop these.
+    fn event(&self, kind: Kind, payload: serde_json::Value) {
+        tracing::info!(target: "palisade::audit", ?kind, record = %payload, "event");
+    }
 }
 
 /// The sink used until the audit log is wired in: structured log lines on the
@@ -169,6 +175,12 @@ impl AuditSink for AuditLogSink {
     fn decision(&self, payload: serde_json::Value) {
         if let Err(error) = self.log.append(Kind::Decision, payload) {
             tracing::warn!(%error, "a decision could not be appended to the audit log");
+        }
+    }
+
+    fn event(&self, kind: Kind, payload: serde_json::Value) {
+        if let Err(error) = self.log.append(kind, payload) {
+            tracing::error!(%error, ?kind, "an event could not be appended to the audit log");
         }
     }
 }

@@ -14,16 +14,13 @@
 use crate::keys::{KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
 use crate::provision::{
     create_bundle, BundleContents, BundleSpec, GatewayKey, ProviderEntry, Provisioner,
-    SignedBundle, StateFile, TrustConfig,
+    SignedBundle, StateFile, TrustConfig, GATEWAY_X25519_LABEL,
 };
 use anyhow::{bail, Context as _};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// The label of the gateway's bundle-opening key in the keystore's gateway scope.
-pub const GATEWAY_X25519_LABEL: &str = "provisioning-x25519";
 
 /// Credential provisioning by service providers (SER-020/021).
 #[derive(Debug, clap::Args)]

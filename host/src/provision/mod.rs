@@ -29,6 +29,10 @@ mod seal;
 mod state;
 mod trust;
 
+/// The keystore label of the gateway's X25519 key that provisioning bundles are encrypted
+/// to (made by `palisade provision init`, found by the gateway at start).
+pub const GATEWAY_X25519_LABEL: &str = "provisioning-x25519";
+
 pub use apply::{ProvisionReport, ProvisionedKey, Provisioner};
 pub use bundle::{create_bundle, BundleSpec, SignedBundle};
 pub use directory::{DirectoryUpdate, MemberDirectory, MemoryDirectory};

@@ -50,13 +50,18 @@ pub(super) fn check(gateway: &Gateway, admin: &Admin, when: &str) {
         if failures.len() >= MAX_REPORTED {
             failures.remove(0);
         }
-        failures.push(serde_json::json!({
+        let event = serde_json::json!({
             "module": entry.record.label(),
             "sha256": entry.record.sha256.to_hex(),
             "problem": problem,
             "found": when,
             "at": crate::request::now_unix(),
-        }));
+        });
+        // SER-016: integrity failures go to the audit trail too.
+        gateway
+            .audit
+            .event(crate::audit::Kind::Integrity, event.clone());
+        failures.push(event);
     }
     for fallback in &report.fallbacks {
         admin.apply_fallback(gateway, fallback);

@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod error;
 mod integrity;
+pub mod provision;
 mod routes;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,9 @@ pub struct RegistryPluginConfig {
     /// The plugin's configuration (SER-014), given to it as JSON.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// Or: a JSON file with the configuration, relative to the gateway config.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
     /// Capabilities granted; only those the manifest also requests take effect (SER-024).
     #[serde(default)]
     pub capabilities: Vec<Capability>,
@@ -87,9 +91,20 @@ pub enum AdminSetupError {
     /// A key file could not be read.
     #[error("admin config: {0}")]
     Key(#[from] crate::registry::KeyFileError),
+    /// A registry plugin's `config_file` could not be read.
+    #[error("admin config: the plugin configuration file {path}: {message}")]
+    PluginConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The registry store could not be opened.
     #[error("module registry: {0}")]
     Store(#[from] crate::registry::StoreError),
+    /// Credential provisioning could not be set up (SER-020).
+    #[error("provisioning: {0}")]
+    Provision(#[from] provision::ProvisionSetupError),
 }
 
 /// The admin API's state, shared by its handlers and the integrity task.
@@ -106,6 +121,8 @@ pub struct Admin {
     /// Serializes registry changes with their runtime swaps, so the runtime follows the
     /// registry's order of activations.
     changes: Mutex<()>,
+    /// `POST /admin/v1/provision`, when the data folder was prepared for provisioning.
+    provision: Option<provision::ProvisionEndpoint>,
 }
 
 impl Admin {
@@ -127,15 +144,30 @@ impl Admin {
             anchors,
             max_module_size: config.max_module_bytes,
         };
+        let mut config = config.clone();
+        for grant in config.plugins.values_mut() {
+            if let Some(file) = grant.config_file.take() {
+                let path = resolve(&file);
+                let bad = |message: String| AdminSetupError::PluginConfig {
+                    path: path.clone(),
+                    message,
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+                let value: toml::Table =
+                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                grant.config = Some(value);
+            }
+        }
         let store = EmbeddedStore::open(&data_dir.join("registry"), store_config)?;
         Ok(Admin {
             store,
             keys: AdminKeys::new(admin_keys),
             replay: ReplayCache::default(),
-            config: config.clone(),
+            config,
             failures: Mutex::new(Vec::new()),
             integrity_failures: AtomicU64::new(0),
             changes: Mutex::new(()),
+            provision: None,
         })
     }
 
@@ -292,7 +324,9 @@ pub fn start(
     let Some(admin_config) = &config.admin else {
         return Ok(None);
     };
-    let admin = Arc::new(Admin::open(admin_config, &config.base_dir(), data_dir)?);
+    let mut admin = Admin::open(admin_config, &config.base_dir(), data_dir)?;
+    admin.provision = provision::ProvisionEndpoint::open(data_dir, gateway.keystore.clone())?;
+    let admin = Arc::new(admin);
     boot(gateway, &admin);
     gateway.admin = Some(admin.clone());
     Ok(Some(admin))

@@ -23,6 +23,12 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
     let Some(admin) = gateway.admin.clone() else {
         return AdminError::NotFound(request.uri().path().to_string()).into_response();
     };
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     let outcome = async {
         let (parts, body) = request.into_parts();
         // One byte over the limit is enough to know it is too large (SER-001); the store's
@@ -47,13 +53,8 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
                     ))
                 }
             };
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
         // SER-008, SER-012: nothing is looked at before the request is authenticated.
-        admin.keys.check(
+        let key_id = admin.keys.check(
             &admin.replay,
             &parts.headers,
             parts.method.as_str(),
@@ -70,10 +71,19 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
         })
         .await
         .map_err(|e| AdminError::Invalid(format!("the admin request failed: {e}")))?
+        .map(|(status, body)| (key_id, status, body))
     }
     .await;
     match outcome {
-        Ok((status, body)) => json_response(status, &body),
+        Ok((key_id, status, body)) => {
+            // SER-016: every change made through the admin API is in the audit trail.
+            if method != Method::GET {
+                let record = serde_json::json!({"admin_key": key_id.to_string(), "method": method.as_str(),
+                    "path": path_and_query, "status": status.as_u16(), "result": body});
+                gateway.audit.event(crate::audit::Kind::Admin, record);
+            }
+            json_response(status, &body)
+        }
         Err(error) => {
             tracing::warn!(code = error.code(), %error, "admin request refused");
             error.into_response()
@@ -107,6 +117,12 @@ fn dispatch(
     };
     match (method, segs.as_slice()) {
         (&Method::GET, ["modules"]) => list(admin, param("app").as_deref()),
+        (&Method::POST, ["provision"]) => match &admin.provision {
+            Some(endpoint) => Ok(endpoint.apply(body, now_unix())),
+            None => Err(AdminError::NotFound(
+                "/admin/v1/provision (run `palisade provision init` and `trust` on the data folder first)".into(),
+            )),
+        },
         (&Method::PUT, ["apps", app, "plugins", name]) => {
             check_names(app, name)?;
             upload(gateway, admin, app, name, body, flag("activate"))
