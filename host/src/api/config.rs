@@ -119,14 +119,19 @@ pub enum Service {
     Metrics,
     /// `GET /health`.
     Health,
+    /// The admin API under `/admin/v1/` (when `[admin]` is configured). Give it a listener
+    /// of its own with `tls.client_ca_file` to require operators' client certificates
+    /// (SER-009) and leave it out of the listeners devices reach.
+    Admin,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Decide,
         Service::Proxy,
         Service::Metrics,
         Service::Health,
+        Service::Admin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +140,7 @@ impl Service {
             Service::Proxy => "proxy",
             Service::Metrics => "metrics",
             Service::Health => "health",
+            Service::Admin => "admin",
         }
     }
 }

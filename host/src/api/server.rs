@@ -210,7 +210,10 @@ async fn route(
             ("metrics", metrics(gateway, &method))
         }
         "/health" if services.contains(&Service::Health) => ("health", health(gateway, &method)),
-        p if p.starts_with("/admin/v1/") && gateway.admin.is_some() => {
+        p if p.starts_with("/admin/v1/")
+            && services.contains(&Service::Admin)
+            && gateway.admin.is_some() =>
+        {
             ("admin", super::admin::handle(gateway, request).await)
         }
         _ if services.contains(&Service::Proxy) => {
