@@ -137,7 +137,9 @@ fn print_summary(
         };
         let services: Vec<&str> = Service::ALL
             .into_iter()
+            // The admin service exists only with an `[admin]` section.
             .filter(|service| listener.services.contains(service))
+            .filter(|service| *service != Service::Admin || gateway.admin.is_some())
             .map(Service::name)
             .collect();
         let scheme = if listener.tls.is_some() {
