@@ -33,6 +33,7 @@ mod request;
 pub mod config;
 pub mod crypto;
 pub mod groups;
+pub mod json;
 pub mod kv;
 pub mod log;
 
