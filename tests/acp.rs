@@ -22,9 +22,14 @@ fn case_files(plugin: &str) -> Vec<PathBuf> {
 
 /// Runs `palisade test --json` and returns (passed, failed), printing failures.
 fn run_cases(plugin: &str) -> (u64, u64) {
+    run_cases_with(plugin, &[])
+}
+
+fn run_cases_with(plugin: &str, extra: &[&str]) -> (u64, u64) {
     let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("test")
         .arg("--json")
+        .args(extra)
         .args(case_files(plugin))
         .output()
         .expect("running palisade test");
@@ -80,4 +85,15 @@ fn geo_privacy_case_tables_pass() {
         passed >= 25,
         "the geo-privacy tables shrank to {passed} cases"
     );
+}
+
+/// A fresh instance per request starts from the snapshot `prepare` left: every decision must
+/// be the same as with a warm instance that parsed its configuration on first use.
+#[test]
+fn every_case_table_passes_with_fresh_pre_initialised_instances() {
+    for (plugin, at_least) in [("acp", 80), ("token-auth", 25), ("geo-privacy", 25)] {
+        let (passed, failed) = run_cases_with(plugin, &["--isolation", "fresh-per-request"]);
+        assert_eq!(failed, 0, "{plugin}");
+        assert!(passed >= at_least, "{plugin}: {passed} cases");
+    }
 }

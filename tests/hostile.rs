@@ -290,3 +290,75 @@ fn monitor_mode_reports_the_deny_and_permits() {
     assert_eq!(unknown.effect, Effect::Deny);
     assert!(unknown.reason.contains("unknown application"));
 }
+
+#[test]
+fn a_prepare_hook_that_attacks_fails_the_load_with_its_cause() {
+    let runtime = runtime();
+    runtime
+        .install(hostile_app(
+            "good",
+            json!({"attack": "well-behaved"}),
+            Isolation::FreshPerRequest,
+        ))
+        .unwrap();
+    for (attack, expected) in [
+        ("loop", "time limit"),
+        ("memory", "memory limit"),
+        ("panic", "trapped"),
+        ("kv", "`kv` capability"),
+    ] {
+        let config = json!({"attack": attack, "during": "prepare"});
+        let error = runtime
+            .install(hostile_app(
+                "bad",
+                config.clone(),
+                Isolation::FreshPerRequest,
+            ))
+            .expect_err("a prepare that attacks must fail the load");
+        let message = error.to_string();
+        assert!(
+            message.contains("pre-initialised") && message.contains(expected),
+            "{attack}: {message}"
+        );
+        assert!(runtime.app("bad").is_none(), "{attack}: nothing installed");
+        // Warm applications never run prepare: the same plugin loads, and only denies.
+        runtime
+            .install(hostile_app("warm", config, Isolation::Warm))
+            .unwrap();
+        let decision = runtime.is_authorized(&request("warm", "CAE1", Operation::Retrieve, "/ok"));
+        assert_eq!(decision.effect, Effect::Deny);
+        assert!(
+            decision.reason.contains("prepare only"),
+            "{}",
+            decision.reason
+        );
+    }
+    // The gateway and its other applications are untouched.
+    let decision = runtime.is_authorized(&request("good", "CAE1", Operation::Retrieve, "/ok"));
+    assert_eq!(decision.effect, Effect::Permit, "{}", decision.reason);
+}
+
+#[test]
+fn fresh_instances_start_from_the_prepared_snapshot_and_keep_nothing() {
+    let runtime = runtime();
+    for (app, isolation) in [
+        ("warm", Isolation::Warm),
+        ("fresh", Isolation::FreshPerRequest),
+    ] {
+        runtime
+            .install(hostile_app(app, json!({"attack": "counter"}), isolation))
+            .unwrap();
+    }
+    let reason = |app: &str| {
+        runtime
+            .is_authorized(&request(app, "CAE1", Operation::Retrieve, "/ok"))
+            .reason
+    };
+    for call in 1..=5 {
+        assert!(reason("warm").ends_with(&format!("counter: {call}")));
+        assert!(
+            reason("fresh").ends_with("counter: 1"),
+            "call {call}: a fresh instance saw state from an earlier request"
+        );
+    }
+}

@@ -75,7 +75,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot read plugin {}", args.plugin))?,
     };
 
-    let runtime = Runtime::new(Engine::new(EngineConfig::default())?)?;
+    let runtime = Runtime::new(Engine::new(EngineConfig {
+        // One plugin, one call at a time: a small pool is all it needs, and it keeps the
+        // address-space reservation small enough for profilers such as valgrind.
+        pool_instances: 64,
+        ..EngineConfig::default()
+    })?)?;
     let modes: &[Isolation] = match args.isolation {
         Modes::Warm => &[Isolation::Warm],
         Modes::Fresh => &[Isolation::FreshPerRequest],

@@ -3,7 +3,7 @@
 //! and a single call of whatever kind the plugin is.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -20,6 +20,19 @@ use crate::sandbox::{
 pub struct Harness {
     engine: Engine,
     linker: Arc<SharedLinker>,
+    /// Where this run keeps its compiled artifacts (removed when the harness goes). Each case
+    /// gets a sandbox of its own; in fresh-instance isolation each one pre-initialises its
+    /// plugin, and cases that share a configuration then share the compiled snapshot.
+    _scratch: ScratchDir,
+}
+
+/// A folder removed on drop.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The host state one call sees.
@@ -59,20 +72,32 @@ pub enum Answer {
 /// A plugin file, compiled once and reusable for many calls.
 pub struct LoadedFile {
     pub name: String,
+    /// The component's bytes: fresh-instance sandboxes pre-initialise from them.
+    pub bytes: std::sync::Arc<[u8]>,
     pub compiled: CompiledComponent,
     pub kind: PluginKind,
 }
 
 impl Harness {
     pub fn new() -> anyhow::Result<Harness> {
+        let scratch = ScratchDir(std::env::temp_dir().join(format!(
+            "palisade-harness-{}-{}",
+            std::process::id(),
+            crate::request::now_unix()
+        )));
         let engine = Engine::new(EngineConfig {
             // Local runs load one or two plugins; no need to reserve a big pool.
             pool_instances: 16,
+            cache_dir: Some(scratch.0.clone()),
             ..EngineConfig::default()
         })?;
         let linker =
             Arc::new(SharedLinker::new(&engine).map_err(|error| anyhow::anyhow!("{error:#}"))?);
-        Ok(Harness { engine, linker })
+        Ok(Harness {
+            engine,
+            linker,
+            _scratch: scratch,
+        })
     }
 
     /// Loads a plugin by reference name (`acp`, `token-auth`, `geo-privacy`) or file path.
@@ -107,6 +132,7 @@ impl Harness {
         };
         Ok(LoadedFile {
             name,
+            bytes: bytes.into(),
             compiled,
             kind,
         })
@@ -139,6 +165,7 @@ impl Harness {
         );
         let plugin = sandbox.load(
             &file.compiled,
+            &file.bytes,
             PluginSetup {
                 name: file.name.clone(),
                 kind: None,

@@ -144,30 +144,48 @@ impl Engine {
     /// anything is compiled.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, EngineError> {
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile_keyed(&sha256, bytes)?;
+        Ok(CompiledComponent { component, sha256 })
+    }
+
+    /// The cached artifact stored under `key`, if there is one and it is intact. A bad
+    /// artifact is discarded (and logged): the caller rebuilds it from authoritative bytes.
+    pub fn cached(&self, key: &[u8; 32]) -> Option<Component> {
+        let cache = self.inner.cache.as_ref()?;
+        match cache.load(&self.inner.wasmtime, key) {
+            Ok(found) => found,
+            // A bad artifact is discarded and rebuilt from the module bytes, which are
+            // authoritative; the event is logged for the operator (SER-013).
+            Err(error) => {
+                tracing::warn!(%error, "recompiling a plugin from its module bytes");
+                None
+            }
+        }
+    }
+
+    /// Compiles `bytes`, caching the artifact under `key` rather than under the bytes' own
+    /// hash. Used for components derived from a module (a pre-initialised snapshot), whose
+    /// bytes are not known until they are made: the key is derived from what they are made
+    /// of, so a restart finds them without making them again.
+    pub fn compile_keyed(&self, key: &[u8; 32], bytes: &[u8]) -> Result<Component, EngineError> {
         if !wasmparser_is_component(bytes) {
             return Err(EngineError::NotAComponent(
                 "it does not start with the component-model header (a core module or another file?)"
                     .into(),
             ));
         }
-        if let Some(cache) = &self.inner.cache {
-            match cache.load(&self.inner.wasmtime, &sha256) {
-                Ok(Some(component)) => return Ok(CompiledComponent { component, sha256 }),
-                Ok(None) => {}
-                // A bad artifact is discarded and rebuilt from the module bytes, which are
-                // authoritative; the event is logged for the operator (SER-013).
-                Err(error) => tracing::warn!(%error, "recompiling a plugin from its module bytes"),
-            }
+        if let Some(component) = self.cached(key) {
+            return Ok(component);
         }
         let component = Component::new(&self.inner.wasmtime, bytes)
             .map_err(|error| EngineError::NotAComponent(format!("{error:#}")))?;
         if let Some(cache) = &self.inner.cache {
             // A cache that cannot be written only costs the next boot a compile.
-            if let Err(error) = cache.store(&component, &sha256) {
+            if let Err(error) = cache.store(&component, key) {
                 tracing::warn!(%error, "could not store a precompiled artifact");
             }
         }
-        Ok(CompiledComponent { component, sha256 })
+        Ok(component)
     }
 }
 

@@ -278,7 +278,7 @@ fn load_plugin(
         source,
     })?;
     sandbox
-        .load(&compiled, source.setup)
+        .load(&compiled, &source.bytes, source.setup)
         .map_err(|source| InstallError::Load {
             app,
             plugin,

@@ -281,7 +281,8 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
         enforced: true,
         would_deny: None,
         identity: None,
-        stages: Vec::new(),
+        // One report per plugin that runs: sized once, no growth on the decision path.
+        stages: Vec::with_capacity(app.authenticators.len() + app.authorizers.len()),
         timings: Timings::default(),
     };
 
@@ -421,7 +422,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
     match first_permit {
         Some(plugin) => {
             decision.effect = Effect::Permit;
-            decision.reason = format!("permitted by {}", plugin.label().name);
+            decision.reason = plugin.permit_reason().to_string();
             decision.decided_by = Some(plugin.label().clone());
         }
         None if app.authorizers.is_empty() => {

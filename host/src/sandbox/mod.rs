@@ -13,6 +13,7 @@ mod convert;
 mod failure;
 mod limits;
 mod plugin;
+mod prepare;
 mod quarantine;
 mod state;
 
@@ -30,6 +31,7 @@ pub use convert::{AuthOutcome, FilterOutcome, Verdict};
 pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
 pub use plugin::{Plugin, PluginKind, PluginLabel};
+pub use prepare::PrepareError;
 pub use quarantine::PluginHealth;
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
 
@@ -57,6 +59,8 @@ pub enum LoadError {
     },
     #[error("the plugin configuration is not valid JSON: {0}")]
     Config(String),
+    #[error("the plugin could not be pre-initialised for fresh instances: {0}")]
+    Prepare(PrepareError),
 }
 
 /// The linker every sandbox shares: deny-all WASI plus the Palisade imports. Building it once
@@ -148,15 +152,44 @@ impl Sandbox {
         self.isolation
     }
 
+    /// A store for one instance of a plugin with this grant, under this sandbox's memory cap
+    /// and deadline.
+    pub(crate) fn new_store(&self, grant: Arc<PluginGrant>) -> wasmtime::Store<HostState> {
+        let state = HostState::new(self.env.clone(), grant, self.limits.clone());
+        let mut store = wasmtime::Store::new(self.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        store
+    }
+
     /// Type-checks a compiled component against its world and this process's imports, and
-    /// prepares it for fast instantiation in this sandbox.
+    /// prepares it for fast instantiation in this sandbox. In fresh-instance isolation, a
+    /// plugin that exports `prepare` is pre-initialised with its configuration first (see
+    /// `prepare.rs`); `module_bytes` are the bytes `compiled` was compiled from.
     pub fn load(
         &self,
         compiled: &CompiledComponent,
+        module_bytes: &[u8],
         setup: PluginSetup,
     ) -> Result<Plugin, LoadError> {
         serde_json::from_str::<serde_json::Value>(&setup.config_json)
             .map_err(|error| LoadError::Config(error.to_string()))?;
+        let grant = Arc::new(PluginGrant {
+            app: self.env.name.clone(),
+            name: setup.name.clone(),
+            config_json: setup.config_json.into(),
+            capabilities: setup.capabilities,
+        });
+        let prepared;
+        let compiled =
+            if self.isolation == Isolation::FreshPerRequest && prepare::offers_prepare(compiled) {
+                prepared = prepare::prepared(self, compiled, module_bytes, &grant)
+                    .map_err(LoadError::Prepare)?;
+                &prepared
+            } else {
+                compiled
+            };
         let component = &compiled.component;
         let found = PluginKind::of_component(component, self.engine.wasmtime())
             .ok_or(LoadError::UnknownWorld)?;
@@ -191,12 +224,6 @@ impl Sandbox {
                 bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?,
             ),
         };
-        let grant = Arc::new(PluginGrant {
-            app: self.env.name.clone(),
-            name: setup.name.clone(),
-            config_json: setup.config_json.into(),
-            capabilities: setup.capabilities,
-        });
         let label = PluginLabel {
             name: setup.name,
             kind: found,

@@ -116,6 +116,8 @@ pub(crate) struct Instance {
 pub struct Plugin {
     pub(crate) grant: Arc<PluginGrant>,
     label: Arc<PluginLabel>,
+    /// "permitted by <name>", made once rather than formatted on every permit.
+    permit_reason: Box<str>,
     pre: KindPre,
     idle: Mutex<Vec<Instance>>,
     quarantine: Quarantine,
@@ -125,6 +127,7 @@ impl Plugin {
     pub(crate) fn new(grant: Arc<PluginGrant>, label: PluginLabel, pre: KindPre) -> Plugin {
         Plugin {
             grant,
+            permit_reason: format!("permitted by {}", label.name).into(),
             label: Arc::new(label),
             pre,
             idle: Mutex::new(Vec::new()),
@@ -137,6 +140,11 @@ impl Plugin {
         &self.label
     }
 
+    /// The reason a decision this plugin permitted gives.
+    pub fn permit_reason(&self) -> &str {
+        &self.permit_reason
+    }
+
     pub fn kind(&self) -> PluginKind {
         self.label.kind
     }
@@ -146,15 +154,7 @@ impl Plugin {
     }
 
     fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, Failure> {
-        let state = HostState::new(
-            sandbox.env.clone(),
-            self.grant.clone(),
-            sandbox.limits.clone(),
-        );
-        let mut store = Store::new(sandbox.engine.wasmtime(), state);
-        store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(sandbox.deadline_ticks);
+        let mut store = sandbox.new_store(self.grant.clone());
         let bound = match &self.pre {
             KindPre::Authorizer(pre) => pre.instantiate(&mut store).map(Bound::Authorizer),
             KindPre::Authenticator(pre) => pre.instantiate(&mut store).map(Bound::Authenticator),

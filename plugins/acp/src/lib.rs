@@ -87,6 +87,12 @@ impl Authorizer for AccessControlPolicy {
         };
         eval::decide(set, &request, palisade_sdk::groups::is_member)
     }
+
+    /// Parse and compile the policies before the snapshot, so a fresh instance starts with
+    /// them ready (an invalid policy is kept as its deny reason, as on first use).
+    fn prepare() {
+        let _ = POLICIES.get();
+    }
 }
 
 palisade_sdk::export_authorizer!(AccessControlPolicy);

@@ -106,6 +106,11 @@ mod plugin {
         fn filter(request: Request, response: Response) -> FilterResult {
             crate::decide(SETTINGS.get(), &request.roles, &response)
         }
+
+        /// Parse the settings before the snapshot (fresh-instance applications).
+        fn prepare() {
+            let _ = SETTINGS.get();
+        }
     }
 
     palisade_sdk::export_filter!(GeoPrivacy);

@@ -24,18 +24,21 @@ struct Settings {
     attack: String,
     /// `huge-return`: the size of the deny reason in bytes (default 32 MiB).
     size: Option<usize>,
+    /// `"prepare"`: attack in the pre-initialisation hook instead of in `authorize`
+    /// (`loop`, `memory`, `panic`, and `kv`, an import `prepare` is not granted).
+    during: Option<String>,
 }
 
 static SETTINGS: Config<Settings> = Config::new();
 
-/// This crate's own bindings of the `authorizer` world. The types and imports are the SDK's
+/// This crate's own bindings of the `prepared-authorizer` world. The types and imports are the SDK's
 /// (`with`); what this adds is the world's export glue and, above all, the custom section that
 /// tells the componentizer this module exports `authorize`. (The SDK emits that section only
 /// inside its `export!` macro, which would also emit a second `authorize` symbol.)
 #[allow(dead_code, unused_macros, clippy::all)]
 mod abi {
     wit_bindgen::generate!({
-        world: "authorizer",
+        world: "prepared-authorizer",
         path: "../../wit",
         with: {
             "palisade:plugin/types@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::types,
@@ -126,6 +129,12 @@ unsafe extern "C" fn post_return_authorize(ret: *mut u8) {
     }
 }
 
+/// `prepare: func()`, called once at load time by hosts that pre-initialise plugins.
+#[unsafe(export_name = "prepare")]
+unsafe extern "C" fn export_prepare() {
+    unsafe { abi::_export_prepare_cabi::<Hostile>() }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The attacks.
 // ---------------------------------------------------------------------------------------------
@@ -133,11 +142,34 @@ unsafe extern "C" fn post_return_authorize(ret: *mut u8) {
 struct Hostile;
 
 impl Guest for Hostile {
+    /// Parses the settings (so fresh instances start with them) and, with
+    /// `"during": "prepare"`, attacks the host while it pre-initialises the plugin.
+    fn prepare() {
+        let Ok(settings) = SETTINGS.get() else {
+            return;
+        };
+        if settings.during.as_deref() != Some("prepare") {
+            return;
+        }
+        match settings.attack.as_str() {
+            "loop" => endless_loop(),
+            "memory" => exhaust_memory(),
+            "panic" => panic!("hostile plugin panicked in prepare on purpose"),
+            "kv" => {
+                palisade_sdk::kv::get("anything");
+            }
+            _ => {}
+        }
+    }
+
     fn authorize(request: Request) -> Decision {
         let settings = match SETTINGS.get() {
             Ok(settings) => settings,
             Err(reason) => return Decision::deny(format!("hostile: {reason}")),
         };
+        if settings.during.as_deref() == Some("prepare") {
+            return Decision::deny("hostile: this configuration attacks in prepare only");
+        }
         match settings.attack.as_str() {
             "loop" => endless_loop(),
             "memory" => exhaust_memory(),
@@ -153,6 +185,7 @@ impl Guest for Hostile {
             "garbage-utf8" => corrupt(CORRUPT_UTF8),
             "garbage-pointer" => corrupt(CORRUPT_POINTER),
             "probe" => probe(&request),
+            "counter" => counter(),
             "well-behaved" => {
                 if request.target.starts_with("/ok") {
                     Decision::Permit
@@ -163,6 +196,16 @@ impl Guest for Hostile {
             other => Decision::deny(format!("hostile: unknown attack {other:?}")),
         }
     }
+}
+
+/// Calls served by this instance so far.
+static CALLS: AtomicU8 = AtomicU8::new(0);
+
+/// Counts the calls this instance has served: a warm instance counts up, a fresh instance
+/// (started from the prepared snapshot) always answers 1, so nothing carried over.
+fn counter() -> Decision {
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    Decision::deny(format!("counter: {calls}"))
 }
 
 /// Spins forever; `black_box` keeps the optimiser from proving the loop does nothing.

@@ -50,7 +50,7 @@ pub mod bindings {
     }
     pub mod authorizer {
         wit_bindgen::generate!({
-            world: "authorizer",
+            world: "prepared-authorizer",
             path: "../../wit",
             with: {
                 "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
@@ -67,7 +67,7 @@ pub mod bindings {
     }
     pub mod authenticator {
         wit_bindgen::generate!({
-            world: "authenticator",
+            world: "prepared-authenticator",
             path: "../../wit",
             with: {
                 "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
@@ -84,7 +84,7 @@ pub mod bindings {
     }
     pub mod filter {
         wit_bindgen::generate!({
-            world: "filter",
+            world: "prepared-filter",
             path: "../../wit",
             with: {
                 "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
@@ -113,16 +113,28 @@ pub use request::OperationSet;
 /// allowed; [`Decision::NotApplicable`] from all of them is a deny.
 pub trait Authorizer {
     fn authorize(request: Request) -> Decision;
+
+    /// Called once before any request when the application runs a fresh instance per
+    /// request; what it leaves in memory is snapshotted and every fresh instance starts from
+    /// it. Parse the configuration here (e.g. `let _ = MY_CONFIG.get();`). Only
+    /// [`config`] and [`log`] are available; the default does nothing.
+    fn prepare() {}
 }
 
 /// An authenticator turns a presented credential into an [`Identity`].
 pub trait Authenticator {
     fn authenticate(request: Request, credential: Credential) -> AuthResult;
+
+    /// See [`Authorizer::prepare`].
+    fn prepare() {}
 }
 
 /// A filter rewrites, redacts or blocks a response on its way back to the originator.
 pub trait Filter {
     fn filter(request: Request, response: Response) -> FilterResult;
+
+    /// See [`Authorizer::prepare`].
+    fn prepare() {}
 }
 
 /// Export a type implementing [`Authorizer`] as this component's `authorize` function.
@@ -134,6 +146,9 @@ macro_rules! export_authorizer {
             impl $crate::bindings::authorizer::Guest for __PalisadeExport {
                 fn authorize(request: $crate::Request) -> $crate::Decision {
                     <$plugin as $crate::Authorizer>::authorize(request)
+                }
+                fn prepare() {
+                    <$plugin as $crate::Authorizer>::prepare()
                 }
             }
             $crate::bindings::authorizer::export!(__PalisadeExport);
@@ -154,6 +169,9 @@ macro_rules! export_authenticator {
                 ) -> $crate::AuthResult {
                     <$plugin as $crate::Authenticator>::authenticate(request, credential)
                 }
+                fn prepare() {
+                    <$plugin as $crate::Authenticator>::prepare()
+                }
             }
             $crate::bindings::authenticator::export!(__PalisadeExport);
         };
@@ -172,6 +190,9 @@ macro_rules! export_filter {
                     response: $crate::Response,
                 ) -> $crate::FilterResult {
                     <$plugin as $crate::Filter>::filter(request, response)
+                }
+                fn prepare() {
+                    <$plugin as $crate::Filter>::prepare()
                 }
             }
             $crate::bindings::filter::export!(__PalisadeExport);

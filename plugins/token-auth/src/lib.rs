@@ -43,6 +43,11 @@ mod plugin {
                 palisade_sdk::crypto::verify_ed25519,
             )
         }
+
+        /// Parse the configuration before the snapshot (fresh-instance applications).
+        fn prepare() {
+            let _ = CONFIG.get();
+        }
     }
 
     palisade_sdk::export_authenticator!(TokenAuth);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::harness::{Answer, Harness, HostSetup, LoadedFile};
 use crate::request::ResponseBody;
-use crate::sandbox::{AuthOutcome, FilterOutcome, PluginKind};
+use crate::sandbox::{AuthOutcome, FilterOutcome, Isolation, PluginKind};
 use cases::{Case, CaseFile};
 
 /// Run a plugin's test cases and report which pass.
@@ -26,6 +26,25 @@ pub struct TestArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Run every file in this isolation mode, whatever the files say (e.g. check that a
+    /// plugin decides the same with a fresh, pre-initialised instance per request).
+    #[arg(long, value_enum)]
+    isolation: Option<IsolationArg>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum IsolationArg {
+    Warm,
+    FreshPerRequest,
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(arg: IsolationArg) -> Isolation {
+        match arg {
+            IsolationArg::Warm => Isolation::Warm,
+            IsolationArg::FreshPerRequest => Isolation::FreshPerRequest,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -58,7 +77,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<bool> {
     let harness = Harness::new()?;
     let mut reports = Vec::new();
     for file in &args.files {
-        reports.push(run_file(&harness, file)?);
+        reports.push(run_file(
+            &harness,
+            file,
+            args.isolation.map(Isolation::from),
+        )?);
     }
     let passed: usize = reports.iter().map(|report| report.passed).sum();
     let failed: usize = reports.iter().map(|report| report.failed).sum();
@@ -74,11 +97,18 @@ pub fn run(args: TestArgs) -> anyhow::Result<bool> {
     Ok(failed == 0)
 }
 
-fn run_file(harness: &Harness, path: &Path) -> anyhow::Result<FileReport> {
+fn run_file(
+    harness: &Harness,
+    path: &Path,
+    isolation: Option<Isolation>,
+) -> anyhow::Result<FileReport> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the case file {}", path.display()))?;
-    let file: CaseFile =
+    let mut file: CaseFile =
         toml::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    if isolation.is_some() {
+        file.isolation = isolation;
+    }
     if file.cases.is_empty() {
         bail!("{}: no [[case]] entries", path.display());
     }
