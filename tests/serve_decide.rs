@@ -297,3 +297,57 @@ fn authenticators_see_the_real_originator_and_authorizers_the_pseudonym() {
         .json();
     assert_eq!(anonymous["decision"], "deny");
 }
+
+#[test]
+fn the_noop_endpoint_is_off_by_default_and_shares_the_decide_limits() {
+    // Off by default: /v1/noop is just another path, which the proxy denies (no app covers
+    // it), never a no-op answer.
+    let gateway = gateway();
+    let off = gateway.request(
+        "POST",
+        "/v1/noop",
+        &[("X-M2M-Origin", "C"), ("X-M2M-RI", "1")],
+        b"{}",
+    );
+    assert_ne!(off.status, 200, "{}", off.text());
+    assert!(!off.text().contains("noop"), "{}", off.text());
+
+    let gateway = server::Gateway::start(
+        r#"
+[limits]
+max_body_bytes = 4096
+
+[diagnostics]
+noop_endpoint = true
+
+[[app]]
+name = "lights"
+paths = ["/cse-in/lights"]
+[[app.plugin]]
+plugin = "acp"
+config = { policies = [ { id = "p", pv = { acr = [ { acor = ["CAE1"], acop = 2 } ] } } ] }
+"#,
+        &[],
+    );
+    let body = r#"{"originator":"CAE1","operation":"retrieve","target":"/cse-in/lights/a"}"#;
+    let answer = gateway.request("POST", "/v1/noop", &[], body.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json(),
+        json!({"noop": true, "body_bytes": body.len()})
+    );
+    // The same body limit as /v1/decide, the same JSON errors.
+    let big = "C".repeat(5000);
+    let too_large = gateway.request("POST", "/v1/noop", &[], big.as_bytes());
+    assert_eq!(too_large.status, 413);
+    assert_eq!(too_large.json()["error"]["code"], "body-too-large");
+    let get = gateway.request("GET", "/v1/noop", &[], b"");
+    assert_eq!(get.status, 405);
+    // No decision was made or counted; the HTTP metrics see the route.
+    let metrics = gateway.metrics();
+    assert!(!metrics.contains("palisade_decisions_total{"), "{metrics}");
+    assert!(
+        metrics.contains(r#"palisade_http_requests_total{route="noop",status="200"} 1"#),
+        "{metrics}"
+    );
+}

@@ -11,6 +11,7 @@
 //! url = "http://127.0.0.1:8081"
 //! [limits]                                # SER-001: bodies, concurrency, timeouts
 //! [rate_limit]                            # SER-001: per originator, per source address
+//! [diagnostics]                           # off by default: POST /v1/noop for benchmarks
 //! [[app]]                                 # one segregated environment each (SER-024)
 //! name = "lights"
 //! paths = ["/cse-in/lights"]
@@ -65,6 +66,9 @@ pub struct GatewayConfig {
     pub limits: ServerLimits,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Endpoints for measuring the gateway itself; all off by default.
+    #[serde(default)]
+    pub diagnostics: DiagnosticsConfig,
     /// Where the gateway's keys live; the embedded software keystore by default.
     #[serde(default)]
     pub keystore: KeystoreConfig,
@@ -241,6 +245,19 @@ impl Default for RateLimitConfig {
             },
         }
     }
+}
+
+/// Endpoints that measure the gateway rather than serve devices. Off by default: a production
+/// gateway exposes nothing it does not need.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    /// `POST /v1/noop` on every listener that serves `decide`: the same connection handling,
+    /// header and body limits, in-flight bound and metrics as `/v1/decide`, and a fixed
+    /// small JSON answer instead of a decision ([`super::noop`]). The throughput of the two
+    /// side by side shows what a decision costs on top of the HTTP path (BENCHMARKS.md).
+    /// Default false.
+    pub noop_endpoint: bool,
 }
 
 /// One application.

@@ -129,8 +129,7 @@ async fn decide(
     })?;
     gateway.metrics.in_flight(1);
     let access = parsed.into_access_request(route.name.clone());
-    // The pipeline runs plugins synchronously (WASI sync bindings): off the async worker.
-    let evaluation = tokio::task::block_in_place(|| gateway.evaluate(&route, access, "decide"));
+    let evaluation = gateway.run_plugins(|| gateway.evaluate(&route, access, "decide"));
     gateway.metrics.in_flight(-1);
     let decision = &evaluation.decision;
     let module = decision.decided_by.as_ref().map(|label| {

@@ -7,12 +7,13 @@
 //! back-pressure, SER-001), [`decide`], [`proxy`] and [`onem2m`] (the HTTP binding),
 //! [`metrics`], [`audit`] (the hook every decision goes through, SER-016), [`server`]
 //! (listeners, timeouts, graceful shutdown), [`tls`] (rustls listeners, client certificates,
-//! SER-009) and [`demo`] (the no-config demo gateway).
+//! SER-009), [`demo`] (the no-config demo gateway) and [`noop`] (`POST /v1/noop`, off unless
+//! `[diagnostics] noop_endpoint = true`: the HTTP path without a decision, for benchmarks).
 //!
 //! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
-//! [`audit::audit_hook`]. The pipeline is synchronous (WASI sync bindings), so async handlers
-//! call it inside `tokio::task::block_in_place`.
+//! [`audit::audit_hook`]. The pipeline is synchronous (WASI sync bindings); async handlers
+//! call it through [`Gateway::run_plugins`] (`block_in_place`).
 
 pub mod admin;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod noop;
 pub mod onem2m;
 pub mod privacy;
 pub mod protect;
@@ -58,6 +60,8 @@ pub struct Gateway {
     pub keystore: Arc<dyn KeyStore>,
     /// The admin API and module registry, when the config has an `[admin]` section.
     pub admin: Option<Arc<admin::Admin>>,
+    /// Whether `POST /v1/noop` is served (`[diagnostics] noop_endpoint`).
+    pub noop_endpoint: bool,
     ids: DecisionIds,
     started: Instant,
 }
@@ -166,6 +170,7 @@ impl Gateway {
             audit: open_audit(data_dir, &keystore)?,
             keystore,
             admin: None,
+            noop_endpoint: config.diagnostics.noop_endpoint,
             ids: DecisionIds::new(),
             started: Instant::now(),
         })
@@ -197,8 +202,20 @@ impl Gateway {
         self.started.elapsed().as_secs()
     }
 
+    /// Runs `work` (which calls plugins) from an async handler, off the worker
+    /// thread's scheduler (`block_in_place`).
+    ///
+    /// Running short decisions inline would save the hand-over (~3 context switches per
+    /// request; BENCHMARKS.md, HTTP row), but is unsound here: wasmtime-wasi's synchronous
+    /// bindings `block_on` the ambient tokio runtime for every WASI stream call (a plugin
+    /// that panics writes to stderr), which panics on a worker thread. Inline execution
+    /// needs a WASI implementation that never touches tokio first.
+    pub fn run_plugins<T>(&self, work: impl FnOnce() -> T) -> T {
+        tokio::task::block_in_place(work)
+    }
+
     /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
-    /// (runs plugins): call it from async code inside `block_in_place`.
+    /// (runs plugins): call it from async code through [`Gateway::run_plugins`].
     pub fn evaluate(
         &self,
         route: &AppRoute,

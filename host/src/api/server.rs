@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::config::Service;
 use super::error::{json_response, text_response, ApiError, Response};
-use super::{decide, proxy, Gateway};
+use super::{decide, noop, proxy, Gateway};
 
 /// Largest request head (request line and headers) a client may send.
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -205,6 +205,9 @@ async fn route(
     let (name, response) = match path.as_str() {
         "/v1/decide" if services.contains(&Service::Decide) => {
             ("decide", decide::handle(gateway, request, peer).await)
+        }
+        "/v1/noop" if services.contains(&Service::Decide) && gateway.noop_endpoint => {
+            ("noop", noop::handle(gateway, request).await)
         }
         "/metrics" if services.contains(&Service::Metrics) => {
             ("metrics", metrics(gateway, &method))

@@ -78,8 +78,19 @@ pub fn install_apps(
     store: &Arc<dyn KeyStore>,
 ) -> Result<Vec<Arc<AppRoute>>, SetupError> {
     let mut routes = Vec::new();
+    // One compilation per distinct module for the whole gateway, shared by every app that
+    // uses it: compiled code is the bulk of an app's memory (~600 KiB for acp), and loading
+    // it once per app made 1,000 apps cost ~650 MiB and 100 apps ~130 ms of boot.
+    let mut compiled = HashMap::new();
     for (index, app) in config.apps.iter().enumerate() {
-        routes.push(Arc::new(install_app(config, index, app, runtime, store)?));
+        routes.push(Arc::new(install_app(
+            config,
+            index,
+            app,
+            runtime,
+            store,
+            &mut compiled,
+        )?));
     }
     Ok(routes)
 }
@@ -90,6 +101,7 @@ fn install_app(
     app: &AppConfig,
     runtime: &Runtime,
     store: &Arc<dyn KeyStore>,
+    compiled: &mut HashMap<String, CompiledComponent>,
 ) -> Result<AppRoute, SetupError> {
     let name = app.name.get_ref().clone();
     let pseudonyms = if app.consent_real_identities {
@@ -112,7 +124,6 @@ fn install_app(
         groups.insert(group.clone(), set);
     }
 
-    let mut compiled: HashMap<String, CompiledComponent> = HashMap::new();
     let mut main = AppSpec::new(name.clone());
     let mut authn = AppSpec::new(format!("{name}{AUTHN_SUFFIX}"));
     for spec in [&mut main, &mut authn] {
@@ -176,7 +187,7 @@ fn install_app(
     let authn_app = if authenticators > 0 {
         let authn_name = authn.name.clone();
         runtime
-            .install_compiled(authn, &compiled)
+            .install_compiled(authn, compiled)
             .map_err(install_error)?;
         Some(authn_name)
     } else {
@@ -184,7 +195,7 @@ fn install_app(
         None
     };
     runtime
-        .install_compiled(main, &compiled)
+        .install_compiled(main, compiled)
         .map_err(install_error)?;
     Ok(AppRoute {
         name,

@@ -43,20 +43,28 @@ const LEAF: usize = 4;
 /// the bisection of its own chunk.
 const CHUNK: usize = 64;
 
+/// Below this many signatures a batch costs more than checking them one by one (measured:
+/// a batch of one is ~5% slower than a plain check; BENCHMARKS.md, group row), so smaller
+/// chunks, including a small group's only chunk, are checked one by one.
+const MIN_BATCH: usize = 4;
+
 /// Indices (ascending) of the items whose signature does not verify.
 pub(crate) fn find_bad(items: &[Item], how: Verification) -> Vec<usize> {
     let mut bad = Vec::new();
-    match how {
-        Verification::OneByOne => {
-            for (i, it) in items.iter().enumerate() {
-                if it.key.verify(&it.msg, &it.sig).is_err() {
-                    bad.push(i);
-                }
+    let one_by_one = |items: &[Item], offset: usize, bad: &mut Vec<usize>| {
+        for (i, it) in items.iter().enumerate() {
+            if it.key.verify(&it.msg, &it.sig).is_err() {
+                bad.push(offset + i);
             }
         }
+    };
+    match how {
+        Verification::OneByOne => one_by_one(items, 0, &mut bad),
         Verification::Batch => {
             for (c, chunk) in items.chunks(CHUNK).enumerate() {
-                if !batch_ok(chunk) {
+                if chunk.len() < MIN_BATCH {
+                    one_by_one(chunk, c * CHUNK, &mut bad);
+                } else if !batch_ok(chunk) {
                     bisect_failed(chunk, c * CHUNK, &mut bad);
                 }
             }
