@@ -48,6 +48,10 @@ fn attacks() -> Vec<(serde_json::Value, Vec<&'static str>)> {
             vec!["wall clock reads 0s", "monotonic clock advanced 0ns"],
         ),
         (
+            json!({"attack": "sleep"}),
+            vec!["trapped", "would block", "nothing to wait for"],
+        ),
+        (
             json!({"attack": "host-call-flood"}),
             vec!["host-call budget of 1000 calls"],
         ),

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::audit::{AuditConfig, AuditLog, CheckpointSigner, Kind, SignerError};
+use crate::audit::{
+    canonical_object, AuditConfig, AuditLog, CanonicalJson, CheckpointSigner, Kind, ObjectWriter,
+    SignerError,
+};
 use crate::keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use crate::pipeline::{Decision, Effect};
 use crate::sandbox::PluginLabel;
@@ -65,13 +68,76 @@ impl DecisionRecord {
             request_time: view.request_time.unwrap_or_default(),
         }
     }
+
+    /// The record as the audit log stores it (SER-016): the bytes of
+    /// `canonical_json(&serde_json::to_value(record))`, written straight from the fields
+    /// because building the `Value` on every decision cost more than the rest of the audit.
+    pub fn to_canonical_json(&self) -> CanonicalJson {
+        // Destructured without `..`: a new field fails to compile here instead of silently
+        // missing from the audit trail. Keys in byte order, optional ones omitted as the
+        // `skip_serializing_if` attributes omit them.
+        let DecisionRecord {
+            decision_id,
+            source,
+            app,
+            originator,
+            operation,
+            target,
+            effect,
+            reason,
+            enforced,
+            would_deny,
+            module,
+            subject,
+            request_time,
+        } = self;
+        let written = canonical_object(512, |o| {
+            o.str("app", app);
+            o.str("decision_id", decision_id);
+            o.scalar("effect", effect);
+            o.bool("enforced", *enforced);
+            if let Some(label) = module {
+                o.object("module", |o| write_label(o, label));
+            }
+            o.str("operation", operation);
+            o.str("originator", originator);
+            o.str("reason", reason);
+            o.u64("request_time", *request_time);
+            o.str("source", source);
+            o.opt_str("subject", subject.as_deref());
+            o.str("target", target);
+            o.opt_str("would_deny", would_deny.as_deref());
+        });
+        written.unwrap_or_else(|| {
+            // Keys out of order: a bug the unit tests catch. Keep the record rather than
+            // lose it, through the slow path that is canonical by construction.
+            tracing::error!(decision_id = %self.decision_id, "decision record written out of key order");
+            let value = serde_json::to_value(self).unwrap_or_default();
+            CanonicalJson::from_value(&value)
+        })
+    }
+}
+
+/// The `module` of a record, as `PluginLabel`'s derived `Serialize` gives it (sorted).
+fn write_label(o: &mut ObjectWriter<'_>, label: &PluginLabel) {
+    let PluginLabel {
+        name,
+        kind,
+        version,
+        sha256,
+    } = label;
+    o.scalar("kind", kind);
+    o.str("name", name);
+    o.str("sha256", sha256);
+    o.opt_str("version", version.as_deref());
 }
 
 /// Receives audit records. Implementations must not block for long: they run on the request
 /// path (the audit log queues and writes on its own thread).
 pub trait AuditSink: Send + Sync {
-    /// A decision; `payload` is the [`DecisionRecord`] as JSON.
-    fn decision(&self, payload: serde_json::Value);
+    /// A decision. Typed rather than JSON so that a sink writing the audit log can encode
+    /// it once, straight to canonical JSON ([`DecisionRecord::to_canonical_json`]).
+    fn decision(&self, record: &DecisionRecord);
 
     /// An admin or integrity event (module upload, activation, a module failing its
     /// re-check, SER-013/SER-016); sinks that keep a trail never drop these.
@@ -85,21 +151,14 @@ pub trait AuditSink: Send + Sync {
 pub struct LogSink;
 
 impl AuditSink for LogSink {
-    fn decision(&self, payload: serde_json::Value) {
-        tracing::info!(target: "palisade::audit", record = %payload, "decision");
+    fn decision(&self, record: &DecisionRecord) {
+        tracing::info!(target: "palisade::audit", record = %record.to_canonical_json(), "decision");
     }
 }
 
 /// The one place every decision goes through on its way to the audit trail.
 pub fn audit_hook(sink: &dyn AuditSink, record: &DecisionRecord) {
-    match serde_json::to_value(record) {
-        Ok(payload) => sink.decision(payload),
-        // A record that cannot be serialized is a bug; say so loudly rather than drop it
-        // silently.
-        Err(error) => {
-            tracing::error!(%error, decision_id = %record.decision_id, "audit record not serializable")
-        }
-    }
+    sink.decision(record);
 }
 
 /// The keystore label of the gateway's audit key.
@@ -172,8 +231,10 @@ impl AuditLogSink {
 }
 
 impl AuditSink for AuditLogSink {
-    fn decision(&self, payload: serde_json::Value) {
-        if let Err(error) = self.log.append(Kind::Decision, payload) {
+    fn decision(&self, record: &DecisionRecord) {
+        let payload = record.to_canonical_json();
+        let time = self.log.now_ms();
+        if let Err(error) = self.log.append_canonical(Kind::Decision, time, payload) {
             tracing::warn!(%error, "a decision could not be appended to the audit log");
         }
     }
@@ -194,4 +255,97 @@ pub enum AuditSetupError {
     Log(#[from] crate::audit::AuditError),
     #[error("the gateway's audit key is unusable: {0}")]
     Key(#[from] KeyError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::canonical_json;
+    use crate::sandbox::PluginKind;
+
+    /// Every character class serde_json escapes differently: quotes, backslashes, the short
+    /// escapes, other control characters (`\u00XX`), DEL and non-ASCII (both left as is).
+    const AWKWARD: &str = "q\"b\\s/\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1b}\u{1f}\u{7f}é☃\u{2028}😀";
+
+    fn record(text: &str) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: format!("d-{text}"),
+            source: "decide",
+            app: format!("app{text}"),
+            originator: format!("CAE{text}"),
+            operation: "retrieve",
+            target: format!("/cse-in/{text}"),
+            effect: Effect::Deny,
+            reason: format!("no privilege {text}"),
+            enforced: true,
+            would_deny: None,
+            module: None,
+            subject: None,
+            request_time: 1_718_000_000,
+        }
+    }
+
+    fn full(text: &str) -> DecisionRecord {
+        DecisionRecord {
+            effect: Effect::Permit,
+            enforced: false,
+            would_deny: Some(format!("would deny {text}")),
+            module: Some(PluginLabel {
+                name: format!("acp{text}"),
+                kind: PluginKind::Authenticator,
+                version: Some(format!("1.0.0-{text}")),
+                sha256: "ab".repeat(32),
+            }),
+            subject: Some(format!("subject {text}")),
+            request_time: u64::MAX,
+            ..record(text)
+        }
+    }
+
+    /// What the decision path wrote before SER-016's typed encoding: the bytes every
+    /// existing log and verifier expect.
+    fn through_value(record: &DecisionRecord) -> String {
+        canonical_json(&serde_json::to_value(record).unwrap())
+    }
+
+    #[test]
+    fn typed_audit_encoding_matches_the_value_path() {
+        let mut label_without_version = full("x");
+        if let Some(label) = &mut label_without_version.module {
+            label.version = None;
+            label.kind = PluginKind::Filter;
+        }
+        let cases = [
+            record(""),
+            record(AWKWARD),
+            full(""),
+            full(AWKWARD),
+            label_without_version,
+        ];
+        for record in &cases {
+            assert_eq!(
+                record.to_canonical_json().as_str(),
+                through_value(record),
+                "{record:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_audit_encoding_is_canonical_json() {
+        let text = full(AWKWARD).to_canonical_json();
+        let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(value["module"]["name"], format!("acp{AWKWARD}"));
+        assert_eq!(value["subject"], format!("subject {AWKWARD}"));
+        assert!(text.as_str().starts_with(r#"{"app":"#), "{text}");
+        assert!(
+            text.as_str()
+                .contains(r#""module":{"kind":"authenticator","name":"#),
+            "{text}"
+        );
+        let none = record("").to_canonical_json();
+        for absent in ["module", "subject", "would_deny"] {
+            assert!(!none.as_str().contains(absent), "{absent} omitted: {none}");
+        }
+    }
 }

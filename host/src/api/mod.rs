@@ -12,8 +12,9 @@
 //!
 //! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
-//! [`audit::audit_hook`]. The pipeline is synchronous (WASI sync bindings); async handlers
-//! call it through [`Gateway::run_plugins`] (`block_in_place`).
+//! [`audit::audit_hook`]. The pipeline is synchronous and never waits; async handlers call it
+//! through [`Gateway::run_plugins`], inline on the worker unless the app misbehaved
+//! ([`placement`]).
 
 pub mod admin;
 pub mod audit;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod noop;
 pub mod onem2m;
+pub mod placement;
 pub mod privacy;
 pub mod protect;
 pub mod proxy;
@@ -91,11 +93,12 @@ impl DecisionIds {
     }
 
     fn next(&self) -> String {
-        format!(
-            "{:016x}{:016x}",
-            self.boot,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        // Hex by hand: `format!` was a visible share of a decision's CPU (perf).
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.boot.to_be_bytes());
+        id[8..].copy_from_slice(&sequence.to_be_bytes());
+        hex::encode(id)
     }
 }
 
@@ -202,16 +205,11 @@ impl Gateway {
         self.started.elapsed().as_secs()
     }
 
-    /// Runs `work` (which calls plugins) from an async handler, off the worker
-    /// thread's scheduler (`block_in_place`).
-    ///
-    /// Running short decisions inline would save the hand-over (~3 context switches per
-    /// request; BENCHMARKS.md, HTTP row), but is unsound here: wasmtime-wasi's synchronous
-    /// bindings `block_on` the ambient tokio runtime for every WASI stream call (a plugin
-    /// that panics writes to stderr), which panics on a worker thread. Inline execution
-    /// needs a WASI implementation that never touches tokio first.
-    pub fn run_plugins<T>(&self, work: impl FnOnce() -> T) -> T {
-        tokio::task::block_in_place(work)
+    /// Runs `work` (which calls `route`'s plugins) from an async handler: inline on the
+    /// worker while the app's plugins behave, off it once one failed or was slow
+    /// ([`placement`]).
+    pub fn run_plugins<T>(&self, route: &AppRoute, work: impl FnOnce() -> T) -> T {
+        route.placement.run(work)
     }
 
     /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
@@ -238,6 +236,9 @@ impl Gateway {
             }
             Some(pseudonyms) => self.evaluate_private(route, pseudonyms, request),
         };
+        if decision.stages.iter().any(|stage| stage.failure.is_some()) {
+            route.placement.demote();
+        }
         let decision_id = self.ids.next();
         self.metrics.decision(&decision);
         audit_hook(

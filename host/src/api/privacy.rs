@@ -31,6 +31,9 @@ pub const ORIGINATOR_MARKER: &str = "originator:";
 /// The keystore label of each application's pseudonym secret.
 const SECRET_LABEL: &str = "pseudonym";
 
+/// What every pseudonym starts with.
+const PSEUDONYM_PREFIX: &str = "anon-";
+
 /// Computes one application's pseudonyms.
 #[derive(Clone)]
 pub struct Pseudonymizer {
@@ -63,7 +66,10 @@ impl Pseudonymizer {
         let mac = self
             .store
             .hmac(&self.scope, &self.handle, originator.as_bytes())?;
-        Ok(format!("anon-{}", hex::encode(&mac[..16])))
+        let mut pseudonym = String::with_capacity(PSEUDONYM_PREFIX.len() + 32);
+        pseudonym.push_str(PSEUDONYM_PREFIX);
+        pseudonym.push_str(&hex::encode(&mac[..16]));
+        Ok(pseudonym)
     }
 
     /// Replaces every `"originator:<ID>"` string in a plugin configuration with the ID's

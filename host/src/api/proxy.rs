@@ -183,7 +183,7 @@ async fn enforce(
     access.credential = binding.credential;
     access.attributes = binding.attributes;
     access.source_ip = Some(peer.ip().to_string());
-    let evaluation = gateway.run_plugins(|| gateway.evaluate(route, access, "proxy"));
+    let evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {
         response
@@ -240,11 +240,12 @@ async fn enforce(
             body: body.to_vec(),
         };
         let view = &evaluation.view;
-        match gateway.run_plugins(|| gateway.runtime.filter_response(view, response)) {
+        match gateway.run_plugins(route, || gateway.runtime.filter_response(view, response)) {
             FilteredResponse::Deliver { body, .. } => Bytes::from(body),
             FilteredResponse::Blocked { reason, stages } => {
                 gateway.metrics.filter_blocked(&route.name);
                 for stage in stages.iter().filter(|stage| stage.failure.is_some()) {
+                    route.placement.demote();
                     gateway.metrics.plugin_failure(
                         &route.name,
                         &stage.plugin.name,

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
-use crate::engine::CompiledComponent;
 use crate::keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
-use crate::pipeline::{sha256_hex, AppSpec, Mode, Runtime};
+use crate::pipeline::{AppSpec, Mode, Runtime, SharedModules};
 use crate::sandbox::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
 
 /// Why the gateway could not be set up.
@@ -51,6 +50,8 @@ pub struct AppRoute {
     pub authn_app: Option<String>,
     /// Whether any filter plugin is installed (responses skip the filter stage otherwise).
     pub has_filters: bool,
+    /// Where this app's plugin calls run (inline until one fails or is slow).
+    pub placement: super::placement::Placement,
 }
 
 impl AppRoute {
@@ -81,7 +82,7 @@ pub fn install_apps(
     // One compilation per distinct module for the whole gateway, shared by every app that
     // uses it: compiled code is the bulk of an app's memory (~600 KiB for acp), and loading
     // it once per app made 1,000 apps cost ~650 MiB and 100 apps ~130 ms of boot.
-    let mut compiled = HashMap::new();
+    let mut modules = Modules::default();
     for (index, app) in config.apps.iter().enumerate() {
         routes.push(Arc::new(install_app(
             config,
@@ -89,10 +90,19 @@ pub fn install_apps(
             app,
             runtime,
             store,
-            &mut compiled,
+            &mut modules,
         )?));
     }
     Ok(routes)
+}
+
+/// The modules of one start-up: each plugin reference read once (one buffer, so that the
+/// apps sharing it are matched without hashing it again) and each module compiled once.
+#[derive(Default)]
+struct Modules {
+    /// Plugin reference (a reference plugin's name or a file path) → (name, bytes).
+    loaded: HashMap<String, (String, Arc<[u8]>)>,
+    compiled: SharedModules,
 }
 
 fn install_app(
@@ -101,7 +111,7 @@ fn install_app(
     app: &AppConfig,
     runtime: &Runtime,
     store: &Arc<dyn KeyStore>,
-    compiled: &mut HashMap<String, CompiledComponent>,
+    modules: &mut Modules,
 ) -> Result<AppRoute, SetupError> {
     let name = app.name.get_ref().clone();
     let pseudonyms = if app.consent_real_identities {
@@ -137,19 +147,27 @@ fn install_app(
     let mut authenticators = 0;
     for (plugin_index, plugin) in app.plugins.iter().enumerate() {
         let key = format!("app[{index}].plugin[{plugin_index}]");
-        let (plugin_name, bytes) = plugin_bytes(config, &key, plugin)?;
-        let sha = sha256_hex(&bytes);
-        if !compiled.contains_key(&sha) {
-            let component = runtime.engine().compile(&bytes).map_err(|error| {
+        let reference = plugin.plugin.get_ref();
+        let (plugin_name, bytes) = match modules.loaded.get(reference) {
+            Some(loaded) => loaded.clone(),
+            None => {
+                let (name, bytes) = plugin_bytes(config, &key, plugin)?;
+                let loaded = (name, Arc::<[u8]>::from(bytes));
+                modules.loaded.insert(reference.clone(), loaded.clone());
+                loaded
+            }
+        };
+        let component = modules
+            .compiled
+            .get_or_compile(runtime.engine(), &bytes)
+            .map_err(|error| {
                 config.error_at(
                     plugin.plugin.span(),
                     format!("{key}.plugin"),
-                    format!("cannot compile {}: {error}", plugin.plugin.get_ref()),
+                    format!("cannot compile {reference}: {error}"),
                 )
             })?;
-            compiled.insert(sha.clone(), component);
-        }
-        let kind = PluginKind::of_component(&compiled[&sha].component, runtime.engine().wasmtime())
+        let kind = PluginKind::of_component(&component.component, runtime.engine().wasmtime())
             .ok_or_else(|| {
                 config.error_at(
                     plugin.plugin.span(),
@@ -187,7 +205,7 @@ fn install_app(
     let authn_app = if authenticators > 0 {
         let authn_name = authn.name.clone();
         runtime
-            .install_compiled(authn, compiled)
+            .install_compiled(authn, &modules.compiled)
             .map_err(install_error)?;
         Some(authn_name)
     } else {
@@ -195,7 +213,7 @@ fn install_app(
         None
     };
     runtime
-        .install_compiled(main, compiled)
+        .install_compiled(main, &modules.compiled)
         .map_err(install_error)?;
     Ok(AppRoute {
         name,
@@ -209,6 +227,7 @@ fn install_app(
         pseudonyms,
         authn_app,
         has_filters,
+        placement: Default::default(),
     })
 }
 

@@ -1,8 +1,9 @@
 //! The public handle: open (with crash recovery), append without blocking decisions, flush,
 //! close. See the module documentation of [`crate::audit`] for the overflow policy (SER-016).
 
+use super::canonical::CanonicalJson;
 use super::entry::{canonical_json, Kind, ZERO_HASH};
-use super::queue::{DropRange, Item, Shared, State};
+use super::queue::{DropRange, Item, Shared, State, WriterState};
 use super::verify::{verify_bytes, Tail, VerifyError};
 use super::writer::{Chain, Writer};
 use super::{AuditConfig, AuditError, CheckpointSigner};
@@ -13,7 +14,7 @@ use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,9 @@ pub struct AuditStats {
     pub checkpoint_failures: u64,
     /// Failed writes (each retried).
     pub write_errors: u64,
+    /// Times an appender signalled the writer thread (a futex syscall each); far fewer than
+    /// entries when batching works.
+    pub writer_wakeups: u64,
     /// Entries waiting in the queue.
     pub queue_len: usize,
     /// The last storage or signing error.
@@ -176,6 +180,9 @@ impl AuditLog {
             sync_requested: false,
             closing: false,
             stopped: false,
+            writer: WriterState::Busy,
+            urgent: false,
+            first_queued_at: None,
             stats: AuditStats::default(),
         };
         let shared = Arc::new(Shared {
@@ -237,18 +244,42 @@ impl AuditLog {
     /// entry. Other kinds wait for space up to [`AuditConfig::admin_wait`] (from async code,
     /// prefer [`AuditLog::append_async`]).
     pub fn append_at(&self, kind: Kind, time: u64, payload: Value) -> Result<u64, AuditError> {
-        let payload = self.prepare(kind, &payload)?;
+        let payload = self.prepare(kind, CanonicalJson::from_value(&payload))?;
+        self.enqueue(kind, time, payload)
+    }
+
+    /// [`AuditLog::append_at`] for a payload already in canonical JSON (e.g. a decision
+    /// written straight from its typed record, without a `serde_json::Value`): the same
+    /// checks, seq and queueing.
+    pub fn append_canonical(
+        &self,
+        kind: Kind,
+        time: u64,
+        payload: CanonicalJson,
+    ) -> Result<u64, AuditError> {
+        let payload = self.prepare(kind, payload)?;
+        self.enqueue(kind, time, payload)
+    }
+
+    /// The time the log's clock gives now (unix ms), as [`AuditLog::append`] stamps entries.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.config.clock.now_ms()
+    }
+
+    fn enqueue(&self, kind: Kind, time: u64, payload: String) -> Result<u64, AuditError> {
         let cap = self.shared.config.queue_capacity;
-        let deadline = Instant::now() + self.shared.config.admin_wait;
+        // Only an entry that has to wait needs a deadline; decisions never do.
+        let mut deadline = None;
         let mut st = self.shared.lock();
         loop {
             if st.closing || st.stopped {
                 return Err(AuditError::Closed);
             }
             if st.queue.len() < cap || kind == Kind::Decision {
-                return Ok(self.push(&mut st, kind, time, payload));
+                return Ok(self.push(st, kind, time, payload));
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + self.shared.config.admin_wait);
             if now >= deadline {
                 return Err(AuditError::Backlogged(self.shared.config.admin_wait));
             }
@@ -269,19 +300,19 @@ impl AuditLog {
         time: u64,
         payload: Value,
     ) -> Result<u64, AuditError> {
-        let payload = self.prepare(kind, &payload)?;
+        let payload = self.prepare(kind, CanonicalJson::from_value(&payload))?;
         let wait = self.shared.config.admin_wait;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut notified = std::pin::pin!(self.shared.space_async.notified());
             notified.as_mut().enable();
             {
-                let mut st = self.shared.lock();
+                let st = self.shared.lock();
                 if st.closing || st.stopped {
                     return Err(AuditError::Closed);
                 }
                 if st.queue.len() < self.shared.config.queue_capacity || kind == Kind::Decision {
-                    return Ok(self.push(&mut st, kind, time, payload));
+                    return Ok(self.push(st, kind, time, payload));
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -290,11 +321,11 @@ impl AuditLog {
         }
     }
 
-    fn prepare(&self, kind: Kind, payload: &Value) -> Result<String, AuditError> {
+    fn prepare(&self, kind: Kind, payload: CanonicalJson) -> Result<String, AuditError> {
         if matches!(kind, Kind::Gap | Kind::Checkpoint) {
             return Err(AuditError::ReservedKind(kind));
         }
-        let text = canonical_json(payload);
+        let text = payload.into_string();
         let limit = self.shared.config.max_payload_bytes;
         if text.len() > limit {
             return Err(AuditError::PayloadTooLarge {
@@ -305,8 +336,10 @@ impl AuditLog {
         Ok(text)
     }
 
-    /// Queues the entry, or (a decision on a full queue) records it as dropped.
-    fn push(&self, st: &mut State, kind: Kind, time: u64, payload: String) -> u64 {
+    /// Queues the entry, or (a decision on a full queue) records it as dropped; then releases
+    /// the lock and wakes the writer only if it needs waking (SER-016: no futex syscall per
+    /// decision while the writer is awake or collecting a batch).
+    fn push(&self, mut st: MutexGuard<'_, State>, kind: Kind, time: u64, payload: String) -> u64 {
         let seq = st.reserve();
         if st.queue.len() >= self.shared.config.queue_capacity {
             st.stats.dropped += 1;
@@ -323,6 +356,12 @@ impl AuditLog {
                 }),
             }
         } else {
+            if st.queue.is_empty() {
+                st.first_queued_at = Some(Instant::now());
+            }
+            if kind != Kind::Decision {
+                st.urgent = true;
+            }
             st.queue.push_back(Item::Entry {
                 seq,
                 time,
@@ -332,7 +371,7 @@ impl AuditLog {
         }
         st.maybe_checkpoint(self.shared.config.queue_capacity);
         st.stats.queue_len = st.queue.len();
-        self.shared.work.notify_one();
+        self.shared.release_and_wake(st);
         seq
     }
 
@@ -342,7 +381,7 @@ impl AuditLog {
         let mut st = self.shared.lock();
         if st.since_checkpoint > 0 && !st.closing {
             st.push_checkpoint();
-            self.shared.work.notify_one();
+            self.shared.release_and_wake(st);
         }
     }
 
@@ -353,7 +392,8 @@ impl AuditLog {
         let mut st = self.shared.lock();
         let target = st.next_seq;
         st.sync_requested = true;
-        self.shared.work.notify_one();
+        self.shared.release_and_wake(st);
+        st = self.shared.lock();
         while st.stats.synced_upto < target {
             if st.stopped {
                 return Err(AuditError::Closed);
@@ -393,8 +433,8 @@ impl AuditLog {
                 }
                 st.closing = true;
             }
+            self.shared.release_and_wake(st);
         }
-        self.shared.work.notify_one();
         self.shared.notify_space();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {

@@ -7,6 +7,7 @@ use super::entry::Kind;
 use super::AuditConfig;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Decision entries dropped back to back (their seqs are reserved for one gap entry).
 #[derive(Debug, Clone)]
@@ -30,6 +31,19 @@ pub(crate) enum Item {
     Gap(DropRange),
 }
 
+/// What the writer thread is doing, so that appenders signal it only when a signal changes
+/// something: on Linux every condvar notify is a futex syscall, too much for each decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterState {
+    /// Running, or already signalled: it looks at the queue before it waits again.
+    Busy,
+    /// Waiting for work (or for the next time-based checkpoint).
+    Idle,
+    /// Holding back queued decisions for [`AuditConfig::batch_delay`] to write them as one
+    /// batch; only work that must not wait ([`State::prompt`]) cuts this short.
+    Coalescing,
+}
+
 pub(crate) struct State {
     pub queue: VecDeque<Item>,
     pub drops: VecDeque<DropRange>,
@@ -39,6 +53,13 @@ pub(crate) struct State {
     pub sync_requested: bool,
     pub closing: bool,
     pub stopped: bool,
+    pub writer: WriterState,
+    /// Something queued must not wait for the batch delay (a checkpoint, or an admin,
+    /// integrity or system entry); cleared when the writer takes the batch.
+    pub urgent: bool,
+    /// When the oldest queued entry arrived: the batch delay counts from here, so an entry
+    /// that waited while the writer was busy is not held back again.
+    pub first_queued_at: Option<Instant>,
     pub stats: AuditStats,
 }
 
@@ -57,6 +78,35 @@ impl State {
         self.next_seq += 1;
         self.queue.push_back(Item::Checkpoint { seq });
         self.since_checkpoint = 0;
+        self.urgent = true;
+    }
+
+    /// Whether the queued work must be written now rather than after the batch delay: a
+    /// checkpoint or non-decision entry, a flush or close, dropped decisions, or a queue
+    /// half full (waiting longer would start dropping decisions into gaps).
+    pub fn prompt(&self, capacity: usize) -> bool {
+        self.urgent
+            || self.sync_requested
+            || self.closing
+            || !self.drops.is_empty()
+            || self.queue.len().saturating_mul(2) >= capacity
+    }
+
+    /// Whether the caller (who just changed the state) must notify the writer: only if it
+    /// waits idle, or coalesces and the work became [`State::prompt`]. The writer is marked
+    /// busy at once, so the appenders behind this one do not signal it again.
+    #[must_use = "notify `Shared::work` (after unlocking) when true"]
+    pub fn wake_writer(&mut self, capacity: usize) -> bool {
+        let wake = match self.writer {
+            WriterState::Busy => false,
+            WriterState::Idle => true,
+            WriterState::Coalescing => self.prompt(capacity),
+        };
+        if wake {
+            self.writer = WriterState::Busy;
+            self.stats.writer_wakeups += 1;
+        }
+        wake
     }
 
     /// A checkpoint once `checkpoint_every` seqs are unsigned. Not onto a full queue: while
@@ -85,6 +135,16 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent counters; keep logging.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Releases the lock and signals the writer if [`State::wake_writer`] says so (after
+    /// unlocking, or the woken writer would block on the lock straight away).
+    pub fn release_and_wake(&self, mut st: MutexGuard<'_, State>) {
+        let wake = st.wake_writer(self.config.queue_capacity);
+        drop(st);
+        if wake {
+            self.work.notify_one();
+        }
     }
 
     pub fn notify_space(&self) {

@@ -6,7 +6,7 @@
 use super::entry::{
     canonical_json, checkpoint_message, encode_line, CheckpointPayload, GapPayload, Kind,
 };
-use super::queue::{DropRange, Item, Shared, State};
+use super::queue::{DropRange, Item, Shared, State, WriterState};
 use super::{CheckpointSigner, FsyncPolicy};
 use cap_std::fs::File;
 use std::borrow::Cow;
@@ -170,34 +170,57 @@ impl Writer {
 
     /// Waits for work; returns the batch (in seq order), and whether a sync and close were
     /// asked for.
+    ///
+    /// Decisions alone are held for up to `batch_delay` after the oldest arrived, so that
+    /// one wake-up and one write serve many of them; anything [`State::prompt`] (checkpoints,
+    /// other kinds, flush, close, a half-full queue) is taken at once. While waiting, the
+    /// writer records why in `st.writer`, so appenders signal it only when that helps.
     fn next_batch(&self, last_checkpoint: &mut Instant) -> (Vec<Item>, bool, bool) {
         let interval = self.shared.config.checkpoint_interval;
+        let delay = self.shared.config.batch_delay;
+        let capacity = self.shared.config.queue_capacity;
         let mut st = self.lock();
         loop {
-            if !st.queue.is_empty() || !st.drops.is_empty() || st.closing || st.sync_requested {
-                break;
-            }
             let elapsed = last_checkpoint.elapsed();
+            // Checked before the queue, so that steady traffic (a queue never empty here)
+            // still gets its time-based checkpoints.
             if elapsed >= interval {
-                // Time-based checkpoint, only when something is unsigned.
                 if st.since_checkpoint > 0 {
+                    // Signs everything reserved so far; it is prompt, so taken below.
                     st.push_checkpoint();
+                } else {
+                    *last_checkpoint = Instant::now();
+                    continue;
+                }
+            }
+            let pending = !st.queue.is_empty() || !st.drops.is_empty();
+            let (state, timeout) = if pending || st.closing || st.sync_requested {
+                let held = match st.first_queued_at {
+                    Some(first) if !st.prompt(capacity) => first.elapsed(),
+                    _ => break,
+                };
+                if held >= delay {
                     break;
                 }
-                *last_checkpoint = Instant::now();
-                continue;
-            }
+                (WriterState::Coalescing, delay - held)
+            } else {
+                (WriterState::Idle, interval - elapsed)
+            };
+            st.writer = state;
             st = self
                 .shared
                 .work
-                .wait_timeout(st, interval - elapsed)
+                .wait_timeout(st, timeout)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.writer = WriterState::Busy;
         }
         let mut items: Vec<Item> = st.queue.drain(..).collect();
         items.extend(st.drops.drain(..).map(Item::Gap));
         items.sort_by_key(Item::seq);
         st.stats.queue_len = 0;
+        st.urgent = false;
+        st.first_queued_at = None;
         let sync = std::mem::take(&mut st.sync_requested);
         (items, sync, st.closing)
     }

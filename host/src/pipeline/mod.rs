@@ -8,12 +8,13 @@
 
 mod app;
 mod decision;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::engine::{CompiledComponent, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::request::{now_unix, AccessRequest, ResponseBody};
 use crate::sandbox::{AuthOutcome, Failure, FilterOutcome, Plugin, SharedLinker, Verdict};
 
@@ -21,6 +22,7 @@ pub use app::{
     valid_name, App, AppSpec, AppStatus, InstallError, Mode, PluginSource, PluginStatus,
 };
 pub use decision::{Decision, Effect, FilteredResponse, Identity, Stage, StageReport, Timings};
+pub use shared::SharedModules;
 
 /// The runtime: one engine, many applications. Cheap to share across threads (`Arc`).
 pub struct Runtime {
@@ -65,19 +67,19 @@ impl Runtime {
         Ok(())
     }
 
-    /// Like [`Runtime::install`] with already compiled components (e.g. shared between apps).
+    /// Like [`Runtime::install`] with already compiled components (shared between apps);
+    /// a module not among them is compiled.
     pub fn install_compiled(
         &self,
         spec: AppSpec,
-        compiled: &HashMap<String, CompiledComponent>,
+        compiled: &SharedModules,
     ) -> Result<(), InstallError> {
         let _change = self
             .changes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let app = App::build(&self.engine, &self.linker, spec, |bytes| {
-            let sha = sha256_hex(bytes);
-            match compiled.get(&sha) {
+            match compiled.find(bytes) {
                 Some(component) => Ok(component.clone()),
                 None => self.engine.compile(bytes),
             }

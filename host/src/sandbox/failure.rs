@@ -66,6 +66,7 @@ impl Failure {
             return match trap {
                 SandboxTrap::HostCallBudget { limit } => Failure::HostCallBudget { limit: *limit },
                 SandboxTrap::CapabilityDenied(capability) => Failure::CapabilityDenied(*capability),
+                SandboxTrap::WouldBlock(_) => Failure::Trap(trap.to_string()),
             };
         }
         if let Some(trap) = error.downcast_ref::<Trap>() {

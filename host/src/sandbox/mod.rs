@@ -16,6 +16,7 @@ mod plugin;
 mod prepare;
 mod quarantine;
 mod state;
+mod wasi_io;
 
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ impl SharedLinker {
         // Guests built with Rust's std import WASI even when they never use it; every
         // interface is there, and the context behind it grants nothing (see state.rs).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // ...except that nothing may wait: a plugin call never blocks its thread.
+        wasi_io::shadow_blocking_bindings(&mut linker)?;
         bindings::imports::Imports::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |state| state,

@@ -39,6 +39,11 @@ pub enum SandboxTrap {
     HostCallBudget { limit: u32 },
     #[error("the plugin used the `{0}` capability, which this application did not grant it")]
     CapabilityDenied(Capability),
+    /// The plugin waited for something only time or outside I/O could bring ({0}): nothing
+    /// in the deny-all sandbox ever becomes ready later, and a host thread must never block
+    /// where the epoch deadline cannot reach it (see `wasi_io.rs`).
+    #[error("the plugin would block {0}; the sandbox has nothing to wait for")]
+    WouldBlock(&'static str),
 }
 
 /// The data of a plugin's store.

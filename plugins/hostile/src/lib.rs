@@ -181,6 +181,12 @@ impl Guest for Hostile {
             "env" => env(),
             "clock" => clock(),
             "host-call-flood" => host_call_flood(),
+            "sleep" => {
+                // Waits in a host call, where the epoch deadline cannot reach: the host must
+                // trap it at once rather than block its thread for an hour.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Decision::deny("sleep: woke up after an hour")
+            }
             "garbage" => corrupt(CORRUPT_DISCRIMINANT),
             "garbage-utf8" => corrupt(CORRUPT_UTF8),
             "garbage-pointer" => corrupt(CORRUPT_POINTER),

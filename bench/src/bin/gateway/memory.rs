@@ -94,20 +94,19 @@ pub fn run(palisade: &Path, apps: usize) -> anyhow::Result<MemoryResult> {
 
 fn in_process(apps: usize, cache: &Path) -> anyhow::Result<InProcess> {
     use palisade::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
-    let acp = palisade::plugins::ACP;
+    // One buffer for every app, as `serve` reads each plugin reference once.
+    let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade::plugins::ACP);
     let engine = Engine::new(EngineConfig {
         cache_dir: Some(cache.to_path_buf()),
         ..EngineConfig::default()
     })?;
-    let shared = std::collections::HashMap::from([(
-        palisade::pipeline::sha256_hex(acp),
-        engine.compile(acp)?,
-    )]);
+    let mut shared = palisade::pipeline::SharedModules::default();
+    shared.get_or_compile(&engine, &acp)?;
     let spec = |index: usize| {
         let policy = format!(
             r#"{{"policies":[{{"id":"p{index}","pv":{{"acr":[{{"acor":["CAE1"],"acop":2}}]}}}}]}}"#
         );
-        AppSpec::new(config::app_name(index)).plugin(PluginSetup::new("acp", policy), acp)
+        AppSpec::new(config::app_name(index)).plugin(PluginSetup::new("acp", policy), acp.clone())
     };
     let rss = || Memory::of(std::process::id()).map(|memory| memory.vm_rss_kib);
     // The smaller first, so that memory freed by the other cannot hide in its growth.
