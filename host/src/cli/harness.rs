@@ -3,7 +3,7 @@
 //! and a single call of whatever kind the plugin is.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -23,16 +23,7 @@ pub struct Harness {
     /// Where this run keeps its compiled artifacts (removed when the harness goes). Each case
     /// gets a sandbox of its own; in fresh-instance isolation each one pre-initialises its
     /// plugin, and cases that share a configuration then share the compiled snapshot.
-    _scratch: ScratchDir,
-}
-
-/// A folder removed on drop.
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _scratch: tempfile::TempDir,
 }
 
 /// The host state one call sees.
@@ -80,15 +71,14 @@ pub struct LoadedFile {
 
 impl Harness {
     pub fn new() -> anyhow::Result<Harness> {
-        let scratch = ScratchDir(std::env::temp_dir().join(format!(
-            "palisade-harness-{}-{}",
-            std::process::id(),
-            crate::request::now_unix()
-        )));
+        let scratch = tempfile::Builder::new()
+            .prefix("palisade-harness-")
+            .tempdir()
+            .context("creating a scratch folder for compiled artifacts")?;
         let engine = Engine::new(EngineConfig {
             // Local runs load one or two plugins; no need to reserve a big pool.
             pool_instances: 16,
-            cache_dir: Some(scratch.0.clone()),
+            cache_dir: Some(scratch.path().to_path_buf()),
             ..EngineConfig::default()
         })?;
         let linker =

@@ -482,9 +482,3 @@ fn failed(stage: Stage, plugin: &Plugin, failure: &Failure, micros: u64) -> Stag
 fn micros_since(started: Instant) -> u64 {
     started.elapsed().as_micros() as u64
 }
-
-/// Hex SHA-256, the name a module goes by everywhere.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}

@@ -33,7 +33,11 @@ impl SharedModules {
                 let digest: [u8; 32] = Sha256::digest(bytes).into();
                 let compiled = match self.by_digest(&digest) {
                     Some(known) => known.clone(),
-                    None => engine.compile(bytes)?,
+                    // `Engine::compile` would hash the bytes again for its cache key.
+                    None => CompiledComponent {
+                        component: engine.compile_keyed(&digest, bytes)?,
+                        sha256: digest,
+                    },
                 };
                 self.modules.push((bytes.clone(), compiled));
                 self.modules.len() - 1

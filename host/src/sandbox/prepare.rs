@@ -22,7 +22,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Instance, Lift, WasmList};
@@ -156,7 +155,9 @@ fn snapshot(
         error: None,
     };
     let snapshot = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        ready(wizer.snapshot_component(&context, &mut state))
+        // Every state read below completes at once, so wizer's async snapshot finishes in
+        // one poll.
+        super::wasi_io::poll_ready(wizer.snapshot_component(&context, &mut state), 1)
     }))
     .map_err(|_| PrepareError::Snapshot("the snapshotter panicked".into()))?;
     if let Some(error) = state.error {
@@ -165,19 +166,6 @@ fn snapshot(
     snapshot
         .ok_or_else(|| PrepareError::Snapshot("the snapshot did not complete".into()))?
         .map_err(|error| PrepareError::Snapshot(format!("{error:#}")))
-}
-
-/// Drives a future that never waits: every state read below completes at once, so wizer's
-/// async snapshot finishes in one poll and no executor is needed.
-fn ready<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(std::task::Waker::noop()))
-    {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }
 }
 
 /// wizer reads the prepared instance's memories and globals through accessor functions it

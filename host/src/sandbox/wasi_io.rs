@@ -64,14 +64,19 @@ pub(crate) fn shadow_blocking_bindings(linker: &mut Linker<HostState>) -> wasmti
 /// register themselves, on worker threads and plain threads alike.
 fn without_waiting<F: Future>(what: &'static str, operation: F) -> wasmtime::Result<F::Output> {
     wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
-        let mut operation = pin!(operation);
-        let mut context = Context::from_waker(Waker::noop());
-        for _ in 0..POLLS_BEFORE_TRAP {
-            if let Poll::Ready(output) = operation.as_mut().poll(&mut context) {
-                return Ok(output);
-            }
-        }
-        Err(wasmtime::Error::new(SandboxTrap::WouldBlock(what)))
+        poll_ready(operation, POLLS_BEFORE_TRAP)
+            .ok_or_else(|| wasmtime::Error::new(SandboxTrap::WouldBlock(what)))
+    })
+}
+
+/// Polls `future` up to `polls` times with a waker that does nothing, and gives its output if
+/// it completed: for futures that never need to wait, no executor is needed.
+pub(super) fn poll_ready<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    (0..polls).find_map(|_| match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
     })
 }
 
