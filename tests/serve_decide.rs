@@ -351,3 +351,262 @@ config = { policies = [ { id = "p", pv = { acr = [ { acor = ["CAE1"], acop = 2 }
         "{metrics}"
     );
 }
+
+/// `(status, error code, message)` of a JSON error answer.
+fn refused(response: server::Response) -> (u16, String, String) {
+    let body = response.json();
+    (
+        response.status,
+        body["error"]["code"].as_str().unwrap_or("").to_string(),
+        body["error"]["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Issue 11.8: a named app decides only targets that belong to it (lights' policy used to
+/// permit `/cse-in/meters/m1`), and targets are read like the proxy reads paths, so
+/// `/cse-in/lights/../meters/m1` is never decided by lights.
+#[test]
+fn a_named_app_decides_only_its_own_normalised_targets() {
+    let gateway = gateway();
+    let (status, code, message) = refused(gateway.decide(&json!({"app": "lights",
+        "originator": "CAE1", "operation": "retrieve", "target": "/cse-in/meters/m1"})));
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "target-outside-app"),
+        "{message}"
+    );
+    assert!(
+        message.contains("\"lights\"") && message.contains("belongs to application \"meters\""),
+        "{message}"
+    );
+    let (status, code, message) = refused(gateway.decide(&json!({"app": "lights",
+        "originator": "CAE1", "operation": "retrieve", "target": "/elsewhere/x"})));
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "target-outside-app"),
+        "{message}"
+    );
+    assert!(
+        message.contains("no application's paths cover it"),
+        "{message}"
+    );
+    for target in [
+        "/cse-in/lights/../meters/m1",
+        "/cse-in/lights/%2e%2e/meters/m1",
+        "/cse-in/lights/..;/meters/m1",
+        "/cse-in/lights//m1",
+        "/cse-in/lights%2fm1",
+        "cse-in/lights/m1",
+    ] {
+        for app in [Some("lights"), None] {
+            let mut body = json!({"originator": "CAE1", "operation": "retrieve", "target": target});
+            if let Some(app) = app {
+                body["app"] = json!(app);
+            }
+            let (status, code, message) = refused(gateway.decide(&body));
+            assert_eq!(
+                (status, code.as_str()),
+                (400, "invalid-request"),
+                "{target}: {message}"
+            );
+            assert!(message.starts_with("target: "), "{message}");
+        }
+    }
+    // Encoded unreserved characters are decoded once, as by the proxy.
+    let permit = gateway
+        .decide(
+            &json!({"app": "lights", "originator": "CAE1", "operation": "retrieve",
+            "target": "/cse-in/%6cights/lamp1"}),
+        )
+        .json();
+    assert_eq!(permit["decision"], "permit", "{permit}");
+    assert_eq!(permit["app"], "lights");
+}
+
+/// Issue 11.8: a caller that is not trusted cannot claim the request is authenticated, give
+/// roles or set the request time (refused, naming the field); `false` and `[]` claim
+/// nothing and pass. `--listen` listeners (this gateway) never trust their callers.
+#[test]
+fn untrusted_callers_cannot_claim_authentication_roles_or_time() {
+    let gateway = gateway();
+    let base =
+        json!({"originator": "CAE5", "operation": "retrieve", "target": "/cse-in/meters/m1"});
+    for (field, value) in [
+        ("authenticated", json!(true)),
+        ("roles", json!(["meter-reader"])),
+        ("request_time", json!(1_795_860_900u64)),
+    ] {
+        let mut body = base.clone();
+        body[field] = value;
+        let (status, code, message) = refused(gateway.decide(&body));
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "untrusted-field"),
+            "{message}"
+        );
+        assert!(
+            message.starts_with(field) && message.contains("trusted_decide_callers"),
+            "{message}"
+        );
+    }
+    let mut body = base.clone();
+    body["authenticated"] = json!(false);
+    body["roles"] = json!([]);
+    let answer = gateway.decide(&body);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["decision"], "deny", "acaf: not authenticated");
+}
+
+/// The gateway of the listener tests: three listeners on loopback, one as devices would
+/// reach it (no `serve` list), one serving decide, one serving decide to trusted callers.
+/// Returns it and the three addresses, in that order.
+fn listener_gateway() -> (Gateway, Vec<std::net::SocketAddr>) {
+    let gateway = Gateway::start_with_listeners(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+
+[[listener]]
+address = "127.0.0.1:0"
+serve = ["decide"]
+
+[[listener]]
+address = "127.0.0.1:0"
+serve = ["decide", "metrics"]
+trusted_decide_callers = true
+
+[rate_limit]
+per_originator = { per_second = 10000, burst = 10000 }
+
+[[app]]
+name = "meters"
+paths = ["/cse-in/meters"]
+[[app.plugin]]
+plugin = "acp"
+config = { policies = [ { id = "m", pv = { acr = [ { acor = ["originator:CAE1"], acop = 2 }, { acor = ["role:meter-reader"], acop = 2, acaf = true } ] } } ] }
+"#,
+        &[],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let addresses: Vec<std::net::SocketAddr> = gateway
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| line.split("listening on http://").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect();
+        if addresses.len() == 3 {
+            return (gateway, addresses);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three listeners announced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn decide_at(addr: std::net::SocketAddr, body: &serde_json::Value) -> server::Response {
+    server::http(
+        addr,
+        "POST",
+        "/v1/decide",
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// Issue 11.8: the decision API is not served on a listener without a `serve` list (the one
+/// devices reach): there `/v1/decide` is just a path for the proxy, which refuses it as
+/// oneM2M. It is served where listed; claims are believed only where the listener trusts
+/// its callers.
+#[test]
+fn decide_is_served_only_where_listed_and_claims_believed_only_where_trusted() {
+    let (gateway, addresses) = listener_gateway();
+    let lines = gateway.stdout.lock().unwrap().join("\n");
+    assert!(
+        lines.contains(&format!("{} (proxy, metrics, health)", addresses[0])),
+        "{lines}"
+    );
+    let plain =
+        json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/meters/m1"});
+    let device_side = decide_at(addresses[0], &plain);
+    assert_eq!(
+        (device_side.status, device_side.header("x-m2m-rsc")),
+        (400, Some("4000")),
+        "answered by the proxy, not decided: {}",
+        device_side.text()
+    );
+    assert!(
+        !device_side.text().contains("decision"),
+        "{}",
+        device_side.text()
+    );
+    for addr in &addresses[1..] {
+        let answer = decide_at(*addr, &plain);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["decision"], "permit");
+    }
+    let claimed = json!({"originator": "CAE5", "operation": "retrieve", "target": "/cse-in/meters/m1",
+        "authenticated": true, "roles": ["meter-reader"], "request_time": 1_795_860_900u64});
+    let (status, code, message) = refused(decide_at(addresses[1], &claimed));
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "untrusted-field"),
+        "{message}"
+    );
+    let trusted = decide_at(addresses[2], &claimed);
+    assert_eq!(trusted.status, 200, "{}", trusted.text());
+    assert_eq!(
+        trusted.json()["decision"],
+        "permit",
+        "the trusted caller's roles count"
+    );
+}
+
+/// Issue 11.4 on the decision API: a 5 KB originator or target is refused (400 `too-long`,
+/// naming the limit) before any plugin runs, so repeating it cannot quarantine the app's
+/// policy; its legitimate originators go on being permitted.
+#[test]
+fn oversized_decide_requests_are_refused_before_any_plugin_runs() {
+    let (_gateway, addresses) = listener_gateway();
+    let long = "O".repeat(5000);
+    let long_target = format!("/cse-in/meters/{}", "m".repeat(5000));
+    for _ in 0..10 {
+        for (body, limit) in [
+            (
+                json!({"originator": long, "operation": "retrieve", "target": "/cse-in/meters/m1"}),
+                "max_originator_bytes",
+            ),
+            (
+                json!({"originator": "CAE1", "operation": "retrieve", "target": long_target}),
+                "max_path_bytes",
+            ),
+            (
+                json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/meters/m1",
+                    "credential": {"scheme": "bearer", "value": long}}),
+                "max_authorization_bytes",
+            ),
+        ] {
+            let (status, code, message) = refused(decide_at(addresses[1], &body));
+            assert_eq!((status, code.as_str()), (400, "too-long"), "{message}");
+            assert!(message.contains(limit), "{message}");
+        }
+    }
+    let permit = decide_at(
+        addresses[1],
+        &json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/meters/m1"}),
+    );
+    assert_eq!(permit.json()["decision"], "permit", "{}", permit.text());
+    let metrics = server::http(addresses[2], "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains(r#"palisade_decisions_total{app="meters",result="permit"} 1"#),
+        "only the request within bounds was decided: {metrics}"
+    );
+    assert!(
+        !metrics.contains("palisade_plugin_failures_total{"),
+        "{metrics}"
+    );
+}

@@ -222,3 +222,82 @@ fn tls_config_errors_name_the_file_line_and_key() {
         "{stderr}"
     );
 }
+
+/// Issue 11.8: on a TLS listener that verifies client certificates, `/v1/decide` believes
+/// `authenticated`, `roles` and `request_time` only from callers whose certificate is valid
+/// for a name in `trusted_decide_clients` (the CSE); another certificate of the same CA is
+/// refused with 403 `untrusted-field`. The names need a listener that verifies
+/// certificates: without `client_ca_file` the gateway does not start.
+#[test]
+fn decide_believes_claims_only_from_trusted_client_certificates() {
+    let pki = Pki::new("Test gateway CA");
+    let (server_cert, server_key) = pki.leaf(&["127.0.0.1"], false);
+    let clients = Pki::new("Test clients CA");
+    let (cse_cert, cse_key) = clients.leaf(&["cse.example.net"], true);
+    let (device_cert, device_key) = clients.leaf(&["device-7.example.net"], true);
+    let config = r#"
+[[listener]]
+address = "127.0.0.1:0"
+serve = ["decide"]
+trusted_decide_clients = ["cse.example.net"]
+[listener.tls]
+cert_file = "server.crt"
+key_file = "server.key"
+client_ca_file = "clients.crt"
+
+[[app]]
+name = "meters"
+paths = ["/cse-in/meters"]
+[[app.plugin]]
+plugin = "acp"
+config = { policies = [ { id = "m", pv = { acr = [ { acor = ["role:meter-reader"], acop = 2, acaf = true } ] } } ] }
+"#;
+    let gateway = Gateway::start_with_listeners(
+        config,
+        &[
+            ("server.crt", &server_cert.pem()),
+            ("server.key", &server_key.serialize_pem()),
+            ("clients.crt", &clients.ca.pem()),
+        ],
+    );
+    let listener = addresses(&gateway, 1)[0];
+    let body = r#"{"originator":"CAE5","operation":"retrieve","target":"/cse-in/meters/m1","authenticated":true,"roles":["meter-reader"]}"#;
+    let decide = format!(
+        "POST /v1/decide HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = https(listener, &pki.ca, Some((&cse_cert, &cse_key)), &decide).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"decision\":\"permit\""),
+        "{answer}"
+    );
+    let answer = https(
+        listener,
+        &pki.ca,
+        Some((&device_cert, &device_key)),
+        &decide,
+    )
+    .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 403") && answer.contains("untrusted-field"),
+        "{answer}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\nserve = [\"decide\"]\ntrusted_decide_clients = [\"cse.example.net\"]\n[[app]]\nname = \"a\"\n[[app.plugin]]\nplugin = \"acp\"\n";
+    std::fs::write(dir.path().join("gw.toml"), config).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("gw.toml"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gw.toml:4: listener[0].trusted_decide_clients[0]")
+            && stderr.contains("client_ca_file"),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,7 @@
 //! data_dir = "palisade-data"              # keys, pseudonym secrets, artifact cache
 //! [[listener]]                            # one or more; --listen replaces them
 //! address = "127.0.0.1:8080"
-//! serve = ["decide", "proxy", "metrics", "health"]
+//! serve = ["decide", "proxy", "metrics", "health"]   # default: all but decide
 //! [upstream]                              # the CSE behind the enforcement proxy
 //! url = "http://127.0.0.1:8081"
 //! [limits]                                # SER-001: bodies, concurrency, timeouts
@@ -138,6 +138,17 @@ impl Service {
         Service::Admin,
     ];
 
+    /// What a listener without a `serve` list offers: everything but `decide`. The decision
+    /// API answers whatever its caller asks about, so it belongs on a listener only the CSE
+    /// (or another trusted caller) reaches, not on the one devices use (issue 11.8): it is
+    /// served only where it is listed.
+    pub const DEFAULT: [Service; 4] = [
+        Service::Proxy,
+        Service::Metrics,
+        Service::Health,
+        Service::Admin,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Service::Decide => "decide",
@@ -154,12 +165,35 @@ impl Service {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: Spanned<String>,
-    /// Default: everything.
+    /// Default: [`Service::DEFAULT`], everything but `decide`, which must be listed.
     #[serde(default)]
     pub serve: Option<Vec<Service>>,
     /// TLS, and optionally client certificates ([`super::tls`]).
     #[serde(default)]
     pub tls: Option<super::tls::TlsConfig>,
+    /// Whether `/v1/decide` on this listener believes what its caller says about the
+    /// request: `authenticated: true`, `roles` and `request_time`. Only for a listener that
+    /// only a trusted caller reaches (the CSE on loopback, or a TLS listener with
+    /// `client_ca_file`); elsewhere a decide request that claims them is refused (403
+    /// `untrusted-field`), because anyone could claim to be authenticated. Default false.
+    #[serde(default)]
+    pub trusted_decide_callers: bool,
+    /// DNS names (e.g. the CSE's, `"cse.example.net"`): on a TLS listener with
+    /// `client_ca_file`, `/v1/decide` believes the claims of a caller whose verified client
+    /// certificate is valid for one of them (as a server certificate is checked for its
+    /// name), and of no one else unless `trusted_decide_callers` is set. Default: none.
+    #[serde(default)]
+    pub trusted_decide_clients: Vec<Spanned<String>>,
+}
+
+impl ListenerConfig {
+    /// The services this listener offers ([`Service::DEFAULT`] without a `serve` list).
+    pub fn services(&self) -> std::collections::HashSet<Service> {
+        match &self.serve {
+            Some(services) => services.iter().copied().collect(),
+            None => Service::DEFAULT.into_iter().collect(),
+        }
+    }
 }
 
 /// The CSE behind the enforcement proxy.
@@ -196,6 +230,29 @@ pub struct ServerLimits {
     pub body_read_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take to finish. Default 10,000 ms.
     pub shutdown_grace_ms: u64,
+    // Request bounds, checked before any plugin runs (issue 11.4): no input, however large,
+    // reaches a plugin, so none can make a plugin fail. The defaults fit real oneM2M
+    // traffic with room to spare (SP-relative IDs and resource paths are well under 200
+    // bytes) and keep a plugin's view, and so its deny reasons, far below the 4 KiB a
+    // plugin's answer may have. Raising them costs only memory per request. Each refusal
+    // names its limit.
+    /// The target path (proxy: the request path; decide: `target`). Longer: HTTP 414 on
+    /// the proxy (`X-M2M-RSC: 4000`), 400 `too-long` on decide. Default 1,024.
+    pub max_path_bytes: usize,
+    /// The query string of a proxied request (its parameters reach plugins as attributes;
+    /// decide: all `attributes` together). Longer: 414 / 400 `too-long`. Default 2,048.
+    pub max_query_bytes: usize,
+    /// `X-M2M-Origin` (decide: `originator`). Longer: HTTP 431 / 400 `too-long`.
+    /// Default 256.
+    pub max_originator_bytes: usize,
+    /// `X-M2M-RI`, the request id echoed in every answer. Longer: 431. Default 256.
+    pub max_request_id_bytes: usize,
+    /// `Authorization` (decide: `credential`), e.g. a oneM2M token (TS-0009 §6.4.19).
+    /// Longer: 431 / 400 `too-long`. Default 4,096.
+    pub max_authorization_bytes: usize,
+    /// `Content-Type`, and each other oneM2M header the proxy forwards. Longer: 431.
+    /// Default 256.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -207,6 +264,12 @@ impl Default for ServerLimits {
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            max_path_bytes: 1024,
+            max_query_bytes: 2048,
+            max_originator_bytes: 256,
+            max_request_id_bytes: 256,
+            max_authorization_bytes: 4096,
+            max_header_bytes: 256,
         }
     }
 }
@@ -404,6 +467,9 @@ impl GatewayConfig {
                 ));
             }
         }
+        for (index, listener) in self.listeners.iter().enumerate() {
+            self.check_trusted_clients(index, listener)?;
+        }
         if let Some(upstream) = &self.upstream {
             if let Err(message) = super::proxy::Upstream::check_url(upstream.url.get_ref()) {
                 return Err(self.error_at(upstream.url.span(), "upstream.url", message));
@@ -477,6 +543,63 @@ impl GatewayConfig {
                 }
             }
         }
+        self.check_request_bounds()
+    }
+
+    /// `trusted_decide_clients` names certificate holders: only a listener that verifies
+    /// client certificates can tell who they are.
+    fn check_trusted_clients(
+        &self,
+        index: usize,
+        listener: &ListenerConfig,
+    ) -> Result<(), ConfigError> {
+        let verifies = listener
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_file.is_some());
+        for (name_index, name) in listener.trusted_decide_clients.iter().enumerate() {
+            let key = format!("listener[{index}].trusted_decide_clients[{name_index}]");
+            if !verifies {
+                return Err(self.error_at(
+                    name.span(),
+                    key,
+                    "needs [listener.tls] with client_ca_file: without verified client certificates no caller can be recognised",
+                ));
+            }
+            if rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err() {
+                return Err(self.error_at(
+                    name.span(),
+                    key,
+                    format!("{:?} is not a DNS name or IP address", name.get_ref()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request bound of 0 would refuse every request (issue 11.4).
+    fn check_request_bounds(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        for (key, value) in [
+            ("max_path_bytes", limits.max_path_bytes),
+            ("max_query_bytes", limits.max_query_bytes),
+            ("max_originator_bytes", limits.max_originator_bytes),
+            ("max_request_id_bytes", limits.max_request_id_bytes),
+            ("max_authorization_bytes", limits.max_authorization_bytes),
+            ("max_header_bytes", limits.max_header_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    file: self.file.clone(),
+                    line: self
+                        .text
+                        .find(key)
+                        .map(|offset| line_of(&self.text, offset)),
+                    key: Some(format!("limits.{key}")),
+                    message: "0 would refuse every request: give a size in bytes".into(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -537,6 +660,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("gw.toml:8: app[1].paths[0]"), "{error}");
+    }
+
+    #[test]
+    fn request_bounds_have_defaults_and_must_not_be_zero() {
+        let config = parse("[limits]\nmax_path_bytes = 2048\n").unwrap();
+        assert_eq!(
+            (
+                config.limits.max_path_bytes,
+                config.limits.max_originator_bytes
+            ),
+            (2048, 256)
+        );
+        let error = parse("[limits]\nmax_body_bytes = 10\nmax_originator_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("gw.toml:3: limits.max_originator_bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn decide_is_served_only_where_listed() {
+        let config = parse("[[listener]]\naddress = \"127.0.0.1:1\"\n[[listener]]\naddress = \"127.0.0.1:2\"\nserve = [\"decide\"]\ntrusted_decide_callers = true\n").unwrap();
+        assert!(!config.listeners[0].services().contains(&Service::Decide));
+        assert!(config.listeners[0].services().contains(&Service::Proxy));
+        assert!(!config.listeners[0].trusted_decide_callers);
+        assert!(config.listeners[1].services().contains(&Service::Decide));
+        assert!(config.listeners[1].trusted_decide_callers);
     }
 
     #[test]

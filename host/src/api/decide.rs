@@ -16,6 +16,21 @@
 //! ```
 //!
 //! Errors are JSON with stable codes ([`super::error::ApiError`]).
+//!
+//! The decision API decides only what its caller may ask (issue 11.8):
+//! - every field plugins see is bounded before they run (`[limits]`, 400 `too-long`);
+//! - the target is read like the proxy reads a path ([`onem2m::normalise_path`]): encoded
+//!   unreserved characters decoded, dot segments, empty segments, `;` parameters and
+//!   encoded separators refused (400 `invalid-request`), so `/cse-in/lights/../meters/m1`
+//!   is never decided by `lights`;
+//! - a named `app` must be the one the target belongs to (400 `target-outside-app`);
+//! - claims about the request (`authenticated: true`, `roles`, `request_time`) are believed
+//!   only on a listener with `trusted_decide_callers = true`, or from a client certificate
+//!   valid for a name in the TLS listener's `trusted_decide_clients`, and refused elsewhere
+//!   (403 `untrusted-field`): refused rather than ignored, so that a caller relying on them
+//!   learns at once that they do not count, instead of getting a different decision than it
+//!   expects. Authenticators establish authentication and roles from a `credential`
+//!   everywhere.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +40,7 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::error::{json_response, ApiError, Response};
+use super::onem2m;
 use super::server::read_body;
 use super::Gateway;
 use crate::pipeline::{Effect, Identity, StageReport, Timings};
@@ -77,14 +93,93 @@ impl DecideRequest {
     }
 }
 
-/// Handles `/v1/decide`.
+impl DecideRequest {
+    /// The fields only a trusted caller may set, refused from anyone else; then every field
+    /// plugins see within `[limits]`; then the target in its one decoded form.
+    fn check(&mut self, gateway: &Gateway, trusted: bool) -> Result<(), ApiError> {
+        if !trusted {
+            // `false` and `[]` claim nothing (a serialized AccessRequest carries them).
+            let claimed = [
+                ("authenticated", self.authenticated),
+                ("roles", !self.roles.is_empty()),
+                ("request_time", self.request_time.is_some()),
+            ];
+            if let Some((field, _)) = claimed.into_iter().find(|(_, claimed)| *claimed) {
+                return Err(ApiError::UntrustedField(field));
+            }
+        }
+        let limits = &gateway.limits;
+        let credential = self
+            .credential
+            .as_ref()
+            .map_or(0, |c| c.scheme.len() + 1 + c.value.len());
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum();
+        for (field, length, limit, key) in [
+            (
+                "originator",
+                self.originator.len(),
+                limits.max_originator_bytes,
+                "max_originator_bytes",
+            ),
+            (
+                "target",
+                self.target.len(),
+                limits.max_path_bytes,
+                "max_path_bytes",
+            ),
+            (
+                "credential",
+                credential,
+                limits.max_authorization_bytes,
+                "max_authorization_bytes",
+            ),
+            (
+                "attributes",
+                attributes,
+                limits.max_query_bytes,
+                "max_query_bytes",
+            ),
+        ] {
+            if length > limit {
+                gateway.metrics.rejected("too-long");
+                return Err(ApiError::TooLong {
+                    field,
+                    length,
+                    limit,
+                    key,
+                });
+            }
+        }
+        if self.attributes.len() > onem2m::MAX_QUERY_PARAMETERS {
+            return Err(ApiError::InvalidRequest(format!(
+                "attributes: more than {} pairs",
+                onem2m::MAX_QUERY_PARAMETERS
+            )));
+        }
+        if self.originator.is_empty() {
+            return Err(ApiError::InvalidRequest("originator is empty".into()));
+        }
+        self.target = onem2m::normalise_path(&self.target)
+            .map_err(|error| ApiError::InvalidRequest(format!("target: {}", error.message)))?
+            .0;
+        Ok(())
+    }
+}
+
+/// Handles `/v1/decide`. `trusted`: whether the listener (`trusted_decide_callers`) or the
+/// caller's client certificate (`trusted_decide_clients`) is trusted.
 pub async fn handle(
     gateway: &Arc<Gateway>,
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
+    trusted: bool,
 ) -> Response {
     let _ = peer; // The caller's address: logged by the server, not rate-limited here.
-    match decide(gateway, request).await {
+    match decide(gateway, request, trusted).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -93,6 +188,7 @@ pub async fn handle(
 async fn decide(
     gateway: &Arc<Gateway>,
     request: hyper::Request<Incoming>,
+    trusted: bool,
 ) -> Result<Response, ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed("use POST for /v1/decide"));
@@ -102,13 +198,14 @@ async fn decide(
     // plugin runs.
     let (parts, body) = request.into_parts();
     let body = read_body(gateway, &parts.headers, body).await?;
-    let parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {
+    let mut parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {
         gateway.metrics.rejected("malformed");
         match error.classify() {
             serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
             _ => ApiError::MalformedJson(error.to_string()),
         }
     })?;
+    parsed.check(gateway, trusted)?;
     gateway
         .protection
         .check_originator(&parsed.originator)
@@ -116,13 +213,24 @@ async fn decide(
             gateway.metrics.rate_limited(refusal.key());
             ApiError::RateLimited(refusal)
         })?;
+    // The app that decides is the one the proxy would pick for this target; naming another
+    // must not let a caller have one app's policy judge another app's resources.
+    let owner = gateway.resolve(&parsed.target);
     let route = match &parsed.app {
-        Some(name) => gateway
-            .route(name)
-            .ok_or_else(|| ApiError::UnknownApp(name.clone()))?,
-        None => gateway
-            .resolve(&parsed.target)
-            .ok_or_else(|| ApiError::NoAppForTarget(parsed.target.clone()))?,
+        Some(name) => {
+            let named = gateway
+                .route(name)
+                .ok_or_else(|| ApiError::UnknownApp(name.clone()))?;
+            if !owner.is_some_and(|owner| Arc::ptr_eq(owner, named)) {
+                return Err(ApiError::TargetOutsideApp {
+                    app: name.clone(),
+                    target: parsed.target.clone(),
+                    owner: owner.map(|owner| owner.name.clone()),
+                });
+            }
+            named
+        }
+        None => owner.ok_or_else(|| ApiError::NoAppForTarget(parsed.target.clone()))?,
     }
     .clone();
     let _permit = gateway.protection.admit().ok_or_else(|| {

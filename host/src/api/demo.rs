@@ -35,6 +35,9 @@ const GATEWAY_TOML: &str = r#"# The Palisade demo gateway, written by `palisade 
 
 [[listener]]
 address = "127.0.0.1:8080"
+# Loopback only, so the decision API may share the listener with the proxy; a listener
+# devices reach leaves "decide" out (the default without a `serve` list).
+serve = ["decide", "proxy", "metrics", "health", "admin"]
 
 [upstream]
 # The CSE that permitted requests are forwarded to. Nothing is started there by Palisade:

@@ -53,6 +53,27 @@ pub enum ApiError {
     /// 500 `internal`.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 400 `too-long`: a field over its `[limits]` bound, refused before any plugin runs
+    /// (issue 11.4).
+    #[error("{field} is {length} bytes, over the limit of {limit} ([limits] {key})")]
+    TooLong {
+        field: &'static str,
+        length: usize,
+        limit: usize,
+        key: &'static str,
+    },
+    /// 403 `untrusted-field`: the request claims something (`authenticated`, `roles`,
+    /// `request_time`) believed only from trusted callers (issue 11.8).
+    #[error("{0} is believed only from trusted callers (a listener's trusted_decide_callers, or a client certificate it names in trusted_decide_clients); leave the field out and let the app's authenticators establish it")]
+    UntrustedField(&'static str),
+    /// 400 `target-outside-app`: the named application is not the one the target belongs
+    /// to (issue 11.8).
+    #[error("application {app:?} does not decide {target:?}: {}", match .owner { Some(owner) => format!("the target belongs to application {owner:?}"), None => "no application's paths cover it".to_string() })]
+    TargetOutsideApp {
+        app: String,
+        target: String,
+        owner: Option<String>,
+    },
 }
 
 impl ApiError {
@@ -70,6 +91,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::NotFound(_) => "not-found",
             ApiError::Internal(_) => "internal",
+            ApiError::TooLong { .. } => "too-long",
+            ApiError::UntrustedField(_) => "untrusted-field",
+            ApiError::TargetOutsideApp { .. } => "target-outside-app",
         }
     }
 
@@ -85,6 +109,8 @@ impl ApiError {
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooLong { .. } | ApiError::TargetOutsideApp { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UntrustedField(_) => StatusCode::FORBIDDEN,
         }
     }
 

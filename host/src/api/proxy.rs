@@ -32,8 +32,9 @@ use crate::request::{AccessRequest, ResponseBody};
 /// The header naming the decision behind a proxied answer (for audit look-ups).
 pub const DECISION_ID_HEADER: &str = "x-palisade-decision-id";
 
-/// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1), plus
-/// those the proxy recomputes.
+/// Headers of the CSE's answer that belong to one connection and are not passed back
+/// (RFC 9110 §7.6.1), plus those the proxy recomputes. (Requests need no such list: what
+/// the CSE receives is rebuilt from an allow-list, [`onem2m::BindingRequest`].)
 const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",
@@ -108,7 +109,7 @@ pub async fn handle(
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> Response {
-    let echo = Echo::from_headers(request.headers());
+    let echo = Echo::from_headers(request.headers(), &gateway.limits);
     let refused = |error: ApiError, rsc: u32| {
         let mut response = error_response(error.status(), rsc, &error.to_string(), &echo);
         if let Some(seconds) = error.retry_after() {
@@ -123,10 +124,21 @@ pub async fn handle(
         gateway.metrics.rate_limited(refusal.key());
         return refused(ApiError::RateLimited(refusal), rsc::INTERNAL_SERVER_ERROR);
     }
-    let binding = match onem2m::parse(request.method(), request.uri(), request.headers()) {
+    let binding = match onem2m::parse(
+        request.method(),
+        request.uri(),
+        request.headers(),
+        &gateway.limits,
+    ) {
         Ok(binding) => binding,
         Err(error) => {
-            gateway.metrics.rejected("malformed");
+            let reason = match error.status {
+                StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                    "too-long"
+                }
+                _ => "malformed",
+            };
+            gateway.metrics.rejected(reason);
             return error_response(error.status, error.rsc, &error.message, &echo);
         }
     };
@@ -175,13 +187,13 @@ async fn enforce(
 ) -> Response {
     let mut access = AccessRequest::new(
         route.name.clone(),
-        binding.originator,
+        binding.originator.clone(),
         binding.operation,
-        binding.target,
+        binding.target.clone(),
     );
     access.resource_type = binding.resource_type;
-    access.credential = binding.credential;
-    access.attributes = binding.attributes;
+    access.credential = binding.credential.clone();
+    access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
     let evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
@@ -210,7 +222,8 @@ async fn enforce(
             echo,
         ));
     };
-    let (status, mut headers, body) = match forward(gateway, upstream, parts, body).await {
+    let (status, mut headers, body) = match forward(gateway, upstream, &binding, parts, body).await
+    {
         Ok(answer) => answer,
         Err((status, message)) => {
             return with_id(error_response(
@@ -276,28 +289,23 @@ async fn enforce(
     with_id(response)
 }
 
-/// One exchange with the CSE, bounded in time and size.
+/// One exchange with the CSE, bounded in time and size. The request is rebuilt from what
+/// was decided (issue 11.7): the method, the canonical path and query, the decided
+/// originator and `ty`, and the allow-listed headers; nothing else the client sent.
 async fn forward(
     gateway: &Gateway,
     upstream: &Upstream,
+    binding: &onem2m::BindingRequest,
     parts: hyper::http::request::Parts,
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Bytes), (StatusCode, String)> {
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
     let uri = upstream
-        .target(path_and_query)
+        .target(&binding.path_and_query())
         .map_err(|error| (StatusCode::BAD_REQUEST, error))?;
     let mut outgoing = hyper::Request::new(Full::new(body));
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = uri;
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    headers.remove(hyper::header::CONTENT_LENGTH);
-    *outgoing.headers_mut() = headers;
+    *outgoing.headers_mut() = binding.forwarded_headers();
     let started = Instant::now();
     let exchange = async {
         let response = upstream.client.request(outgoing).await.map_err(|error| {

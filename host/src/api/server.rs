@@ -21,6 +21,7 @@ use hyper::header::{HeaderMap, CONTENT_LENGTH};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -37,6 +38,51 @@ pub struct Listener {
     pub services: HashSet<Service>,
     /// TLS (and client certificates) on this listener, if configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `/v1/decide` here believes its callers' `authenticated`, `roles` and `request_time`
+    /// (the listener's `trusted_decide_callers`, issue 11.8).
+    pub trusted_decide_callers: bool,
+    /// Or believes them from the holders of verified client certificates valid for one of
+    /// these names (`trusted_decide_clients`).
+    pub trusted_decide_clients: Vec<ServerName<'static>>,
+}
+
+/// What one listener offers, shared by its connections.
+struct Offer {
+    services: HashSet<Service>,
+    trusted_decide_callers: bool,
+    trusted_decide_clients: Vec<ServerName<'static>>,
+}
+
+impl Offer {
+    fn contains(&self, service: &Service) -> bool {
+        self.services.contains(service)
+    }
+
+    /// The offer for a TLS connection: trusted when its verified client certificate is
+    /// valid for one of the trusted names (checked like a server certificate's name).
+    fn for_client(self: &Arc<Offer>, certificates: Option<&[CertificateDer<'_>]>) -> Arc<Offer> {
+        if self.trusted_decide_callers || self.trusted_decide_clients.is_empty() {
+            return self.clone();
+        }
+        let Some(leaf) = certificates.and_then(|chain| chain.first()) else {
+            return self.clone();
+        };
+        let Ok(leaf) = webpki::EndEntityCert::try_from(leaf) else {
+            return self.clone();
+        };
+        let trusted = self
+            .trusted_decide_clients
+            .iter()
+            .any(|name| leaf.verify_is_valid_for_subject_name(name).is_ok());
+        if !trusted {
+            return self.clone();
+        }
+        Arc::new(Offer {
+            services: self.services.clone(),
+            trusted_decide_callers: true,
+            trusted_decide_clients: Vec::new(),
+        })
+    }
 }
 
 impl Listener {
@@ -106,7 +152,11 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let services = Arc::new(listener.services);
+    let services = Arc::new(Offer {
+        services: listener.services,
+        trusted_decide_callers: listener.trusted_decide_callers,
+        trusted_decide_clients: listener.trusted_decide_clients,
+    });
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.socket.accept() => match accepted {
@@ -143,6 +193,8 @@ async fn accept_loop(
                     // a slow-loris like any other (SER-001).
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            let services =
+                                services.for_client(stream.get_ref().1.peer_certificates());
                             run_connection(
                                 stream,
                                 peer,
@@ -172,7 +224,7 @@ async fn run_connection<I>(
     peer: SocketAddr,
     header_timeout: Duration,
     gateway: Arc<Gateway>,
-    services: Arc<HashSet<Service>>,
+    services: Arc<Offer>,
     graceful: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -196,7 +248,7 @@ async fn run_connection<I>(
 /// Routes one request by path to the services this listener offers.
 async fn route(
     gateway: &Arc<Gateway>,
-    services: &HashSet<Service>,
+    services: &Offer,
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> Response {
@@ -204,7 +256,11 @@ async fn route(
     let method = request.method().clone();
     let (name, response) = match path.as_str() {
         "/v1/decide" if services.contains(&Service::Decide) => {
-            ("decide", decide::handle(gateway, request, peer).await)
+            let trusted = services.trusted_decide_callers;
+            (
+                "decide",
+                decide::handle(gateway, request, peer, trusted).await,
+            )
         }
         "/v1/noop" if services.contains(&Service::Decide) && gateway.noop_endpoint => {
             ("noop", noop::handle(gateway, request).await)

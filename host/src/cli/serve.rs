@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use rustls::pki_types::ServerName;
 
 use crate::api::config::{GatewayConfig, Service};
 use crate::api::server::{self, Listener};
@@ -19,8 +20,11 @@ pub struct ServeArgs {
     /// gateway is set up in the data folder.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Listen on this address only, serving everything (replaces the config's listeners).
-    /// Port 0 picks a free port; the address is printed.
+    /// Listen on this address only, serving everything, decide included (replaces the
+    /// config's listeners; for development and tests: a listener devices reach belongs in
+    /// the config, where decide is served only when listed). Callers of decide are not
+    /// trusted with `authenticated`, `roles` or `request_time`. Port 0 picks a free port;
+    /// the address is printed.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// The data folder: keystore (keys, pseudonym secrets), artifact cache, demo files.
@@ -65,34 +69,44 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         SocketAddr,
         HashSet<Service>,
         Option<tokio_rustls::TlsAcceptor>,
+        (bool, Vec<ServerName<'static>>),
     );
     let wanted: Vec<Wanted> = match args.listen {
-        Some(address) => vec![(address, Service::ALL.into_iter().collect(), None)],
-        None if config.listeners.is_empty() => vec![(
-            demo::DEMO_LISTEN.parse().expect("valid address"),
+        Some(address) => vec![(
+            address,
             Service::ALL.into_iter().collect(),
             None,
+            (false, Vec::new()),
+        )],
+        None if config.listeners.is_empty() => vec![(
+            demo::DEMO_LISTEN.parse().expect("valid address"),
+            Service::DEFAULT.into_iter().collect(),
+            None,
+            (false, Vec::new()),
         )],
         None => {
             let mut wanted = Vec::new();
             for (index, listener) in config.listeners.iter().enumerate() {
                 let address = listener.address.get_ref().parse().expect("checked");
-                let services = match &listener.serve {
-                    Some(services) => services.iter().copied().collect(),
-                    None => Service::ALL.into_iter().collect(),
-                };
+                let services = listener.services();
                 let tls = match &listener.tls {
                     Some(tls) => Some(crate::api::tls::acceptor(&config, index, tls)?),
                     None => None,
                 };
-                wanted.push((address, services, tls));
+                let clients = listener
+                    .trusted_decide_clients
+                    .iter()
+                    .map(|name| ServerName::try_from(name.get_ref().clone()).expect("checked"))
+                    .collect();
+                let trust = (listener.trusted_decide_callers, clients);
+                wanted.push((address, services, tls, trust));
             }
             wanted
         }
     };
     runtime.block_on(async move {
         let mut listeners = Vec::new();
-        for (address, services, tls) in wanted {
+        for (address, services, tls, (trusted_decide_callers, trusted_decide_clients)) in wanted {
             let socket = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address}"))?;
@@ -100,6 +114,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
                 socket,
                 services,
                 tls,
+                trusted_decide_callers,
+                trusted_decide_clients,
             });
         }
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
@@ -174,7 +190,10 @@ fn print_summary(
         Some(upstream) => println!("  upstream CSE {}", upstream.url),
         None => println!("  no upstream CSE: the proxy answers permitted requests with 5103"),
     }
-    if let (true, Some((address, _, _))) = (demo_mode, addresses.first()) {
+    let decide_served = listeners
+        .iter()
+        .any(|listener| listener.services.contains(&Service::Decide));
+    if let (true, Some((address, _, _))) = (demo_mode && decide_served, addresses.first()) {
         println!("Try:");
         println!(
             "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"CAE1\",\"operation\":\"retrieve\",\"target\":\"/cse-in/lights/lamp1\"}}'"
