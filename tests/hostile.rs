@@ -366,3 +366,493 @@ fn fresh_instances_start_from_the_prepared_snapshot_and_keep_nothing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Budgets (issue #12, findings 2 and 3): one memory cap per instance however many memories it
+// declares, and every host call counted, WASI included.
+// ---------------------------------------------------------------------------------------------
+
+#[path = "support/server.rs"]
+mod server;
+
+use palisade::{AppSpec, Capability, PluginSetup};
+
+/// Pages each memory of [`multi_memory_component`] grows by: 15 MiB, under a 16 MiB cap for
+/// any one memory, 60 MiB for the four.
+const MULTI_MEMORY_GROWTH_PAGES: i32 = 240;
+
+/// An authorizer component whose core module declares four memories. `authorize` grows each
+/// by [`MULTI_MEMORY_GROWTH_PAGES`], writes one byte to every new page (so it is resident),
+/// traps (`unreachable`, as a Rust guest aborts) as soon as a growth is refused, and permits
+/// if all four grew. Built here because no toolchain emits such a module for a Rust plugin.
+fn multi_memory_component() -> Vec<u8> {
+    use wasm_encoder::{
+        BlockType, CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection,
+        GlobalSection, GlobalType, Instruction, MemArg, MemorySection, MemoryType, Module,
+        TypeSection, ValType,
+    };
+    const MEMORIES: u32 = 4;
+    /// Where the answer is lowered: the decision's discriminant (permit is 0) at offset 0.
+    const RETURN_AREA: i32 = 16;
+
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32; 4], [ValType::I32]); // cabi_realloc
+    types.ty().function([ValType::I32], [ValType::I32]); // authorize
+    types.ty().function([ValType::I32], []); // cabi_post_authorize
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    for ty in 0..3 {
+        functions.function(ty);
+    }
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    for _ in 0..MEMORIES {
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+    }
+    module.section(&memories);
+    let mut globals = GlobalSection::new();
+    globals.global(
+        GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &ConstExpr::i32_const(1024),
+    );
+    module.section(&globals);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("cabi_realloc", ExportKind::Func, 0);
+    exports.export("authorize", ExportKind::Func, 1);
+    exports.export("cabi_post_authorize", ExportKind::Func, 2);
+    module.section(&exports);
+
+    let mut code = CodeSection::new();
+    // cabi_realloc(old, old_size, align, new_size): a bump allocator, 8-aligned, in memory 0
+    // (the requests of these tests are far smaller than its first page).
+    let mut realloc = Function::new([(1, ValType::I32)]);
+    for instruction in [
+        Instruction::GlobalGet(0),
+        Instruction::I32Const(7),
+        Instruction::I32Add,
+        Instruction::I32Const(-8),
+        Instruction::I32And,
+        Instruction::LocalTee(4),
+        Instruction::LocalGet(3),
+        Instruction::I32Add,
+        Instruction::GlobalSet(0),
+        Instruction::LocalGet(4),
+        Instruction::End,
+    ] {
+        realloc.instruction(&instruction);
+    }
+    code.function(&realloc);
+    // authorize(request) -> return area; locals: 1 = base page, 2 = page counter.
+    let mut authorize = Function::new([(2, ValType::I32)]);
+    for memory in 0..MEMORIES {
+        let grow_and_touch = [
+            Instruction::I32Const(MULTI_MEMORY_GROWTH_PAGES),
+            Instruction::MemoryGrow(memory),
+            Instruction::LocalTee(1),
+            Instruction::I32Const(-1),
+            Instruction::I32Eq,
+            Instruction::If(BlockType::Empty),
+            Instruction::Unreachable,
+            Instruction::End,
+            Instruction::I32Const(0),
+            Instruction::LocalSet(2),
+            Instruction::Block(BlockType::Empty),
+            Instruction::Loop(BlockType::Empty),
+            Instruction::LocalGet(2),
+            Instruction::I32Const(MULTI_MEMORY_GROWTH_PAGES),
+            Instruction::I32GeU,
+            Instruction::BrIf(1),
+            Instruction::LocalGet(1),
+            Instruction::LocalGet(2),
+            Instruction::I32Add,
+            Instruction::I32Const(16),
+            Instruction::I32Shl,
+            Instruction::I32Const(1),
+            Instruction::I32Store8(MemArg {
+                offset: 0,
+                align: 0,
+                memory_index: memory,
+            }),
+            Instruction::LocalGet(2),
+            Instruction::I32Const(1),
+            Instruction::I32Add,
+            Instruction::LocalSet(2),
+            Instruction::Br(0),
+            Instruction::End,
+            Instruction::End,
+        ];
+        for instruction in &grow_and_touch {
+            authorize.instruction(instruction);
+        }
+    }
+    for instruction in [
+        Instruction::I32Const(RETURN_AREA),
+        Instruction::I32Const(0),
+        Instruction::I32Store8(MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: 0,
+        }),
+        Instruction::I32Const(RETURN_AREA),
+        Instruction::End,
+    ] {
+        authorize.instruction(&instruction);
+    }
+    code.function(&authorize);
+    let mut post_return = Function::new([]);
+    post_return.instruction(&Instruction::End);
+    code.function(&post_return);
+    module.section(&code);
+
+    let mut core = module.finish();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .expect("the palisade WIT");
+    let world = resolve
+        .select_world(&[package], Some("authorizer"))
+        .expect("the authorizer world");
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embedding the world");
+    wit_component::ComponentEncoder::default()
+        .module(&core)
+        .expect("a core module")
+        .validate(true)
+        .encode()
+        .expect("a component")
+}
+
+/// A hostile application with a 500 ms deadline (these attacks do real work before they hit
+/// their limit, and the machine running the tests may be busy), granted what it asks for.
+fn budget_app(name: &str, config: serde_json::Value, isolation: Isolation) -> AppSpec {
+    let mut spec = hostile_app(name, config, isolation);
+    spec.limits.deadline = Duration::from_millis(500);
+    spec
+}
+
+fn deny_reason(runtime: &palisade::Runtime, app: &str) -> String {
+    let decision = runtime.is_authorized(&request(app, "CAE1", Operation::Retrieve, "/ok"));
+    assert_eq!(
+        decision.effect,
+        Effect::Deny,
+        "{app} must be denied: {}",
+        decision.reason
+    );
+    decision.reason
+}
+
+#[test]
+fn several_core_memories_share_one_memory_cap() {
+    let component = multi_memory_component();
+    let runtime = runtime();
+    for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+        // 16 MiB for the instance: one memory may take 15 MiB, the second cannot.
+        let name = format!("memories-{isolation:?}");
+        let mut spec = AppSpec::new(&name).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        spec.isolation = isolation;
+        spec.limits = support::tight_limits();
+        runtime.install(spec).unwrap();
+        for _ in 0..3 {
+            let reason = deny_reason(&runtime, &name);
+            assert!(
+                reason.contains("memory limit") && reason.contains("16384 KiB"),
+                "{isolation:?}: {reason}"
+            );
+        }
+        assert_eq!(runtime.app(&name).unwrap().warm_instances(), 0);
+
+        // The other side: with 64 MiB for the instance, all four memories fit.
+        let roomy = format!("roomy-{isolation:?}");
+        let mut spec = AppSpec::new(&roomy).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        spec.isolation = isolation;
+        spec.limits = support::tight_limits();
+        spec.limits.memory_bytes = 64 << 20;
+        runtime.install(spec).unwrap();
+        let decision = runtime.is_authorized(&request(&roomy, "CAE1", Operation::Retrieve, "/ok"));
+        assert_eq!(decision.effect, Effect::Permit, "{isolation:?}: {}", decision.reason);
+    }
+}
+
+/// (attack configuration, texts the deny reason must contain)
+fn budget_attacks() -> Vec<(serde_json::Value, Vec<&'static str>)> {
+    vec![
+        (
+            json!({"attack": "random-huge"}),
+            vec!["trapped", "67108864 random bytes", "4096 per request"],
+        ),
+        (
+            json!({"attack": "random-huge", "size": 4096}),
+            vec!["random-huge: got 4096 bytes"],
+        ),
+        (
+            json!({"attack": "random-loop"}),
+            vec!["trapped", "random-byte budget", "65536 per call"],
+        ),
+        (
+            json!({"attack": "random-loop", "count": 16}),
+            vec!["random-loop: got 65536 bytes"],
+        ),
+        (
+            json!({"attack": "random-small"}),
+            vec!["random-small: got 32 bytes"],
+        ),
+        (
+            json!({"attack": "output-flood"}),
+            vec!["host-call budget of 1000 calls"],
+        ),
+        (
+            json!({"attack": "handle-leak"}),
+            vec!["trapped", "more than 64 WASI resource handles", "resource-handle limit"],
+        ),
+        (
+            json!({"attack": "pollable-leak"}),
+            vec!["trapped", "more than 64 WASI resource handles", "resource-handle limit"],
+        ),
+    ]
+}
+
+#[test]
+fn wasi_calls_are_bounded_and_name_their_limit() {
+    let runtime = runtime();
+    for (index, (attack, expected)) in budget_attacks().into_iter().enumerate() {
+        for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+            let name = format!("budget-{index}-{isolation:?}");
+            runtime
+                .install(budget_app(&name, attack.clone(), isolation))
+                .unwrap();
+            let reason = deny_reason(&runtime, &name);
+            for text in &expected {
+                assert!(
+                    reason.contains(text),
+                    "{attack} ({isolation:?}): reason {reason:?} should contain {text:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn output_past_the_per_call_bound_is_dropped_and_counted() {
+    let runtime = runtime();
+    runtime
+        .install(budget_app(
+            "burst",
+            json!({"attack": "output-burst", "size": 1 << 20}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    let before = palisade::sandbox::plugin_output_dropped_bytes();
+    // The plugin is not failed for writing: its writes past 64 KiB are dropped, not refused.
+    let reason = deny_reason(&runtime, "burst");
+    assert!(
+        reason.contains("output-burst: wrote 1048576 bytes"),
+        "{reason}"
+    );
+    let dropped = palisade::sandbox::plugin_output_dropped_bytes() - before;
+    assert!(
+        dropped >= (1 << 20) - (64 << 10),
+        "only {dropped} bytes counted as dropped"
+    );
+    // The bound is per call: the next call of the same warm instance writes again.
+    let again = deny_reason(&runtime, "burst");
+    assert!(again.contains("wrote 1048576 bytes"), "{again}");
+}
+
+#[test]
+fn a_warm_instance_cannot_hoard_handles_across_calls() {
+    let runtime = runtime();
+    runtime
+        .install(budget_app(
+            "hoarder",
+            json!({"attack": "handle-leak-warm", "count": 16}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    // Each call keeps 16 more stderr handles in the same warm instance...
+    let mut held = Vec::new();
+    let mut trapped = None;
+    for call in 1..=8 {
+        let reason = deny_reason(&runtime, "hoarder");
+        if reason.contains("resource-handle limit") {
+            trapped = Some(call);
+            break;
+        }
+        held.push(reason);
+    }
+    assert_eq!(
+        held.first().map(String::as_str),
+        Some("handle-leak-warm: holding 16")
+    );
+    // ...until the instance reaches the cap of 64 and traps, by its fifth call at the latest.
+    let trapped = trapped.expect("the hoarding instance never reached the handle cap");
+    assert!(trapped <= 5, "trapped only at call {trapped}: {held:?}");
+    // The trapped instance, with every handle it held, is gone: the next one starts empty.
+    assert_eq!(runtime.app("hoarder").unwrap().warm_instances(), 0);
+    assert_eq!(
+        deny_reason(&runtime, "hoarder"),
+        "handle-leak-warm: holding 16"
+    );
+}
+
+#[test]
+fn large_inputs_to_every_import_are_bounded() {
+    let runtime = runtime();
+    let granted = |name: &str, size: usize| {
+        let mut setup = PluginSetup::new(
+            "hostile",
+            json!({"attack": "large-inputs", "size": size}).to_string(),
+        );
+        for capability in [Capability::Kv, Capability::Groups, Capability::Crypto] {
+            setup = setup.grant(capability);
+        }
+        let mut spec = AppSpec::new(name).plugin(setup, support::hostile_bytes());
+        spec.limits = support::tight_limits();
+        spec.limits.deadline = Duration::from_millis(500);
+        spec
+    };
+    // 1 MiB to each import: every one answers within its own bounds (the log line is cut,
+    // the key-value store refuses the value, no group or key has such a name)...
+    runtime.install(granted("megabyte", 1 << 20)).unwrap();
+    let reason = deny_reason(&runtime, "megabyte");
+    for text in [
+        "large-inputs: log ok",
+        "kv-get false",
+        "TooLarge",
+        "groups false",
+        "UnknownKey",
+    ] {
+        assert!(reason.contains(text), "{reason:?} should contain {text:?}");
+    }
+    assert!(runtime.app("megabyte").unwrap().environment().kv.is_empty());
+    // ...and 8 MiB is more than one crossing into the host may carry: the copy is refused
+    // before the host holds it.
+    runtime.install(granted("eight", 8 << 20)).unwrap();
+    let reason = deny_reason(&runtime, "eight");
+    assert!(
+        reason.contains("too much data is being copied"),
+        "{reason}"
+    );
+
+    // The configuration flows the other way: 20 MiB of it cannot be handed to a plugin
+    // whose memory is capped at 16 MiB, which fails on its memory limit.
+    let padding = "p".repeat(20 << 20);
+    runtime
+        .install(budget_app(
+            "big-config",
+            json!({"attack": "well-behaved", "padding": padding}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    let reason = deny_reason(&runtime, "big-config");
+    assert!(reason.contains("memory limit"), "{reason}");
+}
+
+/// The gateway's growth allowed by [`wasi_budgets_and_memories_do_not_grow_a_live_gateway`]:
+/// a few instances' worth of pool memory (each at most 16 MiB, and released when it traps)
+/// plus allocator slack. Before these limits, eight concurrent `random(64 MiB)` calls grew a
+/// gateway by 373 MB, and three warm four-memory instances by 195 MB.
+const GATEWAY_GROWTH_BOUND: u64 = 64 << 20;
+
+#[test]
+fn wasi_budgets_and_memories_do_not_grow_a_live_gateway() {
+    let scratch = tempfile::tempdir().unwrap();
+    let memories_path = scratch.path().join("memories.wasm");
+    std::fs::write(&memories_path, multi_memory_component()).unwrap();
+    let app = |name: &str, plugin: &str, config: &str| {
+        format!(
+            r#"
+[[app]]
+name = "{name}"
+paths = ["/cse-in/{name}"]
+isolation = "warm"
+limits = {{ deadline_ms = 500, quarantine_after = 1000000 }}
+[[app.plugin]]
+name = "{name}"
+plugin = "{plugin}"
+config = {config}
+"#
+        )
+    };
+    let hostile = palisade::plugins::HOSTILE_PATH;
+    let attacks = [
+        ("random", r#"{ attack = "random-huge" }"#, "random bytes"),
+        ("randomloop", r#"{ attack = "random-loop" }"#, "random-byte budget"),
+        ("leak", r#"{ attack = "handle-leak" }"#, "resource-handle limit"),
+        ("hoard", r#"{ attack = "handle-leak-warm", count = 16 }"#, "handle-leak-warm"),
+        ("flood", r#"{ attack = "output-flood" }"#, "host-call budget"),
+    ];
+    let mut config = String::from("[upstream]\nurl = \"http://127.0.0.1:9\"\n");
+    for (name, attack, _) in &attacks {
+        config.push_str(&app(name, hostile, attack));
+    }
+    config.push_str(&app("memories", &memories_path.display().to_string(), "{}"));
+    let gateway = server::Gateway::start(&config, &[]);
+    // One originator per thread, so that no rate limit answers in the plugins' place.
+    let decide = |app: &str, originator: &str| {
+        let response = gateway.decide(&json!({
+            "originator": originator,
+            "operation": "retrieve",
+            "target": format!("/cse-in/{app}/x"),
+        }));
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = response.json();
+        assert_eq!(body["decision"], "deny", "{app}: {body}");
+        body["reason"].as_str().unwrap_or_default().to_string()
+    };
+    // Every path has run once before the baseline, so what follows can only add what the
+    // attacks keep.
+    for (name, _, _) in &attacks {
+        decide(name, "CWARMUP");
+    }
+    decide("memories", "CWARMUP");
+    let baseline = gateway.rss_bytes();
+
+    for round in 0..5 {
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let originator = format!("CATTACK{round}x{thread}");
+                let decide = &decide;
+                let attacks = &attacks;
+                scope.spawn(move || {
+                    for (name, _, expected) in attacks {
+                        let reason = decide(name, &originator);
+                        assert!(
+                            reason.contains(expected) || reason.contains("resource-handle limit"),
+                            "{name}: {reason}"
+                        );
+                    }
+                    let reason = decide("memories", &originator);
+                    assert!(reason.contains("memory limit"), "memories: {reason}");
+                });
+            }
+        });
+    }
+    let grown = gateway.rss_bytes().saturating_sub(baseline);
+    assert!(
+        grown < GATEWAY_GROWTH_BOUND,
+        "the gateway grew by {} MiB under the attacks (bound {} MiB)",
+        grown >> 20,
+        GATEWAY_GROWTH_BOUND >> 20
+    );
+    // The dropped-output counter is exported.
+    assert!(gateway
+        .metrics()
+        .contains("palisade_plugin_output_dropped_bytes_total"));
+}
