@@ -68,16 +68,16 @@ pub fn dropped_output_bytes() -> u64 {
 pub(crate) fn shadow_blocking_bindings(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let result = (|| {
-        streams::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        poll::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        udp_create_socket::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        random::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        insecure::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        insecure_seed::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        stdin::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        stdout::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        stderr::add_to_linker::<HostState, NeverWait>(linker, Immediate)?;
-        monotonic_clock::add_to_linker::<HostState, NeverWait>(linker, Immediate)
+        streams::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        poll::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        udp_create_socket::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        random::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        insecure::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        insecure_seed::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        stdin::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        stdout::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        stderr::add_to_linker::<HostState, NeverWait>(linker, immediate)?;
+        monotonic_clock::add_to_linker::<HostState, NeverWait>(linker, immediate)
     })();
     linker.allow_shadowing(false);
     result
@@ -118,6 +118,11 @@ struct NeverWait;
 
 impl HasData for NeverWait {
     type Data<'a> = Immediate<'a>;
+}
+
+/// The getter every binding of this module is linked with.
+fn immediate(state: &mut HostState) -> Immediate<'_> {
+    Immediate(state)
 }
 
 /// A plugin's store data, seen through bindings that never wait and spend its budgets.
