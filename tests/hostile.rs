@@ -476,9 +476,9 @@ fn extra_memory_module() -> Vec<u8> {
 /// plugin; the extra modules are linked in as wit-component adapters.
 fn multi_memory_component() -> Vec<u8> {
     use wasm_encoder::{
-        CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, Function,
-        FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction, MemArg,
-        MemorySection, Module, TypeSection, ValType,
+        CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, Function, FunctionSection,
+        GlobalSection, GlobalType, ImportSection, Instruction, MemArg, MemorySection, Module,
+        TypeSection, ValType,
     };
     /// Where the answer is lowered: the decision's discriminant (permit is 0) at offset 0.
     const RETURN_AREA: i32 = 16;
@@ -590,11 +590,17 @@ fn multi_memory_component() -> Vec<u8> {
     // then swap each for the module with a memory (same exports, no imports either).
     let placeholder = placeholder_module();
     for name in EXTRA_MEMORY_MODULES {
-        encoder = encoder.adapter(name, &placeholder).expect("a placeholder module");
+        encoder = encoder
+            .adapter(name, &placeholder)
+            .expect("a placeholder module");
     }
     let component = encoder.encode().expect("a component");
     let (component, swapped) = swap_core_modules(&component, &placeholder, &extra_memory_module());
-    assert_eq!(swapped, EXTRA_MEMORY_MODULES.len(), "every placeholder swapped");
+    assert_eq!(
+        swapped,
+        EXTRA_MEMORY_MODULES.len(),
+        "every placeholder swapped"
+    );
     component
 }
 
@@ -694,7 +700,8 @@ fn several_core_memories_share_one_memory_cap() {
     for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
         // 16 MiB for the instance: one memory may take 15 MiB, the second cannot.
         let name = format!("memories-{isolation:?}");
-        let mut spec = AppSpec::new(&name).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        let mut spec =
+            AppSpec::new(&name).plugin(PluginSetup::new("memories", "{}"), component.clone());
         spec.isolation = isolation;
         spec.limits = support::tight_limits();
         runtime.install(spec).unwrap();
@@ -709,13 +716,19 @@ fn several_core_memories_share_one_memory_cap() {
 
         // The other side: with 64 MiB for the instance, all four memories fit.
         let roomy = format!("roomy-{isolation:?}");
-        let mut spec = AppSpec::new(&roomy).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        let mut spec =
+            AppSpec::new(&roomy).plugin(PluginSetup::new("memories", "{}"), component.clone());
         spec.isolation = isolation;
         spec.limits = support::tight_limits();
         spec.limits.memory_bytes = 64 << 20;
         runtime.install(spec).unwrap();
         let decision = runtime.is_authorized(&request(&roomy, "CAE1", Operation::Retrieve, "/ok"));
-        assert_eq!(decision.effect, Effect::Permit, "{isolation:?}: {}", decision.reason);
+        assert_eq!(
+            decision.effect,
+            Effect::Permit,
+            "{isolation:?}: {}",
+            decision.reason
+        );
     }
 }
 
@@ -748,11 +761,19 @@ fn budget_attacks() -> Vec<(serde_json::Value, Vec<&'static str>)> {
         ),
         (
             json!({"attack": "handle-leak"}),
-            vec!["trapped", "more than 64 WASI resource handles", "resource-handle limit"],
+            vec![
+                "trapped",
+                "more than 64 WASI resource handles",
+                "resource-handle limit",
+            ],
         ),
         (
             json!({"attack": "pollable-leak"}),
-            vec!["trapped", "more than 64 WASI resource handles", "resource-handle limit"],
+            vec![
+                "trapped",
+                "more than 64 WASI resource handles",
+                "resource-handle limit",
+            ],
         ),
     ]
 }
@@ -873,10 +894,7 @@ fn large_inputs_to_every_import_are_bounded() {
     // before the host holds it.
     runtime.install(granted("eight", 8 << 20)).unwrap();
     let reason = deny_reason(&runtime, "eight");
-    assert!(
-        reason.contains("too much data is being copied"),
-        "{reason}"
-    );
+    assert!(reason.contains("too much data is being copied"), "{reason}");
 
     // The configuration flows the other way: 20 MiB of it cannot be handed to a plugin
     // whose memory is capped at 16 MiB, which fails on its memory limit.
@@ -921,10 +939,26 @@ config = {config}
     let hostile = palisade::plugins::HOSTILE_PATH;
     let attacks = [
         ("random", r#"{ attack = "random-huge" }"#, "random bytes"),
-        ("randomloop", r#"{ attack = "random-loop" }"#, "random-byte budget"),
-        ("leak", r#"{ attack = "handle-leak" }"#, "resource-handle limit"),
-        ("hoard", r#"{ attack = "handle-leak-warm", count = 16 }"#, "handle-leak-warm"),
-        ("flood", r#"{ attack = "output-flood" }"#, "host-call budget"),
+        (
+            "randomloop",
+            r#"{ attack = "random-loop" }"#,
+            "random-byte budget",
+        ),
+        (
+            "leak",
+            r#"{ attack = "handle-leak" }"#,
+            "resource-handle limit",
+        ),
+        (
+            "hoard",
+            r#"{ attack = "handle-leak-warm", count = 16 }"#,
+            "handle-leak-warm",
+        ),
+        (
+            "flood",
+            r#"{ attack = "output-flood" }"#,
+            "host-call budget",
+        ),
     ];
     let mut config = String::from("[upstream]\nurl = \"http://127.0.0.1:9\"\n");
     for (name, attack, _) in &attacks {

@@ -205,7 +205,11 @@ fn memory_another_apps_instance_wrote_reads_as_zeros() {
         .install(app("writer", "scavenge-write", Isolation::FreshPerRequest))
         .unwrap();
     runtime
-        .install(app("reader-fresh", "scavenge-read", Isolation::FreshPerRequest))
+        .install(app(
+            "reader-fresh",
+            "scavenge-read",
+            Isolation::FreshPerRequest,
+        ))
         .unwrap();
     runtime
         .install(app("reader-warm", "scavenge-read", Isolation::Warm))
@@ -217,7 +221,10 @@ fn memory_another_apps_instance_wrote_reads_as_zeros() {
     };
     for reader in ["reader-fresh", "reader-warm", "reader-fresh"] {
         let written = reason("writer");
-        assert!(written.contains("scavenge-write: wrote 64 pages"), "{written}");
+        assert!(
+            written.contains("scavenge-write: wrote 64 pages"),
+            "{written}"
+        );
         let read = reason(reader);
         assert!(
             read.contains("scavenge-read: grew 64 pages, nonzero bytes 0, marker words 0"),

@@ -92,7 +92,9 @@ const HOSTCALL_SLACK_BYTES: usize = 64 << 10;
 /// plugin may legitimately hand over (a filter's body with its reason, or a key-value entry)
 /// plus framing. With the defaults, 4 MiB + 68 KiB; a crossing over it traps.
 fn hostcall_bytes(limits: &SandboxLimits) -> usize {
-    let answer = limits.max_body_bytes.saturating_add(limits.max_reason_bytes);
+    let answer = limits
+        .max_body_bytes
+        .saturating_add(limits.max_reason_bytes);
     let kv_entry = limits
         .kv_max_key_bytes
         .saturating_add(limits.kv_max_value_bytes);

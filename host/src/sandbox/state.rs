@@ -305,7 +305,9 @@ mod tests {
         assert_eq!(limiter.used_bytes(), 16 * MIB);
         assert!(!limiter.exceeded);
         // ...and no memory may then grow by a single page, though each is far below the cap.
-        assert!(!limiter.memory_growing(4 * MIB, 4 * MIB + 65536, None).unwrap());
+        assert!(!limiter
+            .memory_growing(4 * MIB, 4 * MIB + 65536, None)
+            .unwrap());
         assert!(limiter.exceeded);
         assert_eq!(limiter.used_bytes(), 16 * MIB);
     }
