@@ -1007,6 +1007,11 @@ config = {config}
         });
     }
     let grown = gateway.rss_bytes().saturating_sub(baseline);
+    eprintln!(
+        "gateway RSS: {} MiB before the attacks, grown by {} KiB",
+        baseline >> 20,
+        grown >> 10
+    );
     assert!(
         grown < GATEWAY_GROWTH_BOUND,
         "the gateway grew by {} MiB under the attacks (bound {} MiB)",
