@@ -366,3 +366,660 @@ fn fresh_instances_start_from_the_prepared_snapshot_and_keep_nothing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Budgets (issue #12, findings 2 and 3): one memory cap per instance however many memories it
+// declares, and every host call counted, WASI included.
+// ---------------------------------------------------------------------------------------------
+
+#[path = "support/server.rs"]
+mod server;
+
+use palisade::{AppSpec, Capability, PluginSetup};
+
+/// Pages each memory of [`multi_memory_component`] grows by: 15 MiB, under a 16 MiB cap for
+/// any one memory, 60 MiB for the four.
+const MULTI_MEMORY_GROWTH_PAGES: i32 = 240;
+
+/// Instructions that grow memory 0 of the module they are in by [`MULTI_MEMORY_GROWTH_PAGES`],
+/// trap (`unreachable`, as a Rust guest aborts) if that is refused, and write one byte to
+/// every new page so that it is resident. Uses locals `base` and `base + 1`.
+fn grow_and_touch(base: u32) -> Vec<wasm_encoder::Instruction<'static>> {
+    use wasm_encoder::{BlockType, Instruction, MemArg};
+    vec![
+        Instruction::I32Const(MULTI_MEMORY_GROWTH_PAGES),
+        Instruction::MemoryGrow(0),
+        Instruction::LocalTee(base),
+        Instruction::I32Const(-1),
+        Instruction::I32Eq,
+        Instruction::If(BlockType::Empty),
+        Instruction::Unreachable,
+        Instruction::End,
+        Instruction::I32Const(0),
+        Instruction::LocalSet(base + 1),
+        Instruction::Block(BlockType::Empty),
+        Instruction::Loop(BlockType::Empty),
+        Instruction::LocalGet(base + 1),
+        Instruction::I32Const(MULTI_MEMORY_GROWTH_PAGES),
+        Instruction::I32GeU,
+        Instruction::BrIf(1),
+        Instruction::LocalGet(base),
+        Instruction::LocalGet(base + 1),
+        Instruction::I32Add,
+        Instruction::I32Const(16),
+        Instruction::I32Shl,
+        Instruction::I32Const(1),
+        Instruction::I32Store8(MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: 0,
+        }),
+        Instruction::LocalGet(base + 1),
+        Instruction::I32Const(1),
+        Instruction::I32Add,
+        Instruction::LocalSet(base + 1),
+        Instruction::Br(0),
+        Instruction::End,
+        Instruction::End,
+    ]
+}
+
+/// One page of memory, unshared, growable.
+fn one_page() -> wasm_encoder::MemoryType {
+    wasm_encoder::MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    }
+}
+
+/// The names of the extra core modules of [`multi_memory_component`].
+const EXTRA_MEMORY_MODULES: [&str; 3] = ["mem1", "mem2", "mem3"];
+
+/// An extra core module with a memory of its own and a `grow` function for it.
+fn extra_memory_module() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction,
+        MemorySection, Module, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    memories.memory(one_page());
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("grow", ExportKind::Func, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut grow = Function::new([(2, ValType::I32)]);
+    for instruction in grow_and_touch(0) {
+        grow.instruction(&instruction);
+    }
+    grow.instruction(&Instruction::End);
+    code.function(&grow);
+    module.section(&code);
+    module.finish()
+}
+
+/// An authorizer component of four core instances with one memory each (the shape the
+/// pooling allocator admits: one memory per core module, up to four per component).
+/// `authorize` grows its own memory by [`MULTI_MEMORY_GROWTH_PAGES`], then has each of the
+/// three other modules grow theirs as much, each trapping as soon as a growth is refused, and
+/// permits if all four grew. Built here because no toolchain emits such a component for a Rust
+/// plugin; the extra modules are linked in as wit-component adapters.
+fn multi_memory_component() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, Function, FunctionSection,
+        GlobalSection, GlobalType, ImportSection, Instruction, MemArg, MemorySection, Module,
+        TypeSection, ValType,
+    };
+    /// Where the answer is lowered: the decision's discriminant (permit is 0) at offset 0.
+    const RETURN_AREA: i32 = 16;
+
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32; 4], [ValType::I32]); // 0: cabi_realloc
+    types.ty().function([ValType::I32], [ValType::I32]); // 1: authorize
+    types.ty().function([ValType::I32], []); // 2: cabi_post_authorize
+    types.ty().function([], []); // 3: an extra module's grow
+    module.section(&types);
+    let mut imports = ImportSection::new();
+    for name in EXTRA_MEMORY_MODULES {
+        imports.import(name, "grow", EntityType::Function(3));
+    }
+    module.section(&imports);
+    // Functions 0..3 are the imports; 3 is cabi_realloc, 4 authorize, 5 the post-return.
+    let mut functions = FunctionSection::new();
+    for ty in 0..3 {
+        functions.function(ty);
+    }
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    memories.memory(one_page());
+    module.section(&memories);
+    let mut globals = GlobalSection::new();
+    globals.global(
+        GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &ConstExpr::i32_const(1024),
+    );
+    module.section(&globals);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("cabi_realloc", ExportKind::Func, 3);
+    exports.export("authorize", ExportKind::Func, 4);
+    exports.export("cabi_post_authorize", ExportKind::Func, 5);
+    module.section(&exports);
+
+    let mut code = CodeSection::new();
+    // cabi_realloc(old, old_size, align, new_size): a bump allocator, 8-aligned (the
+    // requests of these tests are far smaller than the first page).
+    let mut realloc = Function::new([(1, ValType::I32)]);
+    for instruction in [
+        Instruction::GlobalGet(0),
+        Instruction::I32Const(7),
+        Instruction::I32Add,
+        Instruction::I32Const(-8),
+        Instruction::I32And,
+        Instruction::LocalTee(4),
+        Instruction::LocalGet(3),
+        Instruction::I32Add,
+        Instruction::GlobalSet(0),
+        Instruction::LocalGet(4),
+        Instruction::End,
+    ] {
+        realloc.instruction(&instruction);
+    }
+    code.function(&realloc);
+    let mut authorize = Function::new([(2, ValType::I32)]);
+    for instruction in grow_and_touch(1) {
+        authorize.instruction(&instruction);
+    }
+    for import in 0..3 {
+        authorize.instruction(&Instruction::Call(import));
+    }
+    for instruction in [
+        Instruction::I32Const(RETURN_AREA),
+        Instruction::I32Const(0),
+        Instruction::I32Store8(MemArg {
+            offset: 0,
+            align: 0,
+            memory_index: 0,
+        }),
+        Instruction::I32Const(RETURN_AREA),
+        Instruction::End,
+    ] {
+        authorize.instruction(&instruction);
+    }
+    code.function(&authorize);
+    let mut post_return = Function::new([]);
+    post_return.instruction(&Instruction::End);
+    code.function(&post_return);
+    module.section(&code);
+
+    let mut core = module.finish();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .expect("the palisade WIT");
+    let world = resolve
+        .select_world(&[package], Some("authorizer"))
+        .expect("the authorizer world");
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embedding the world");
+    let mut encoder = wit_component::ComponentEncoder::default()
+        .module(&core)
+        .expect("a core module")
+        .validate(true);
+    // wit-component links only adapters without memories of their own: link empty ones,
+    // then swap each for the module with a memory (same exports, no imports either).
+    let placeholder = placeholder_module();
+    for name in EXTRA_MEMORY_MODULES {
+        encoder = encoder
+            .adapter(name, &placeholder)
+            .expect("a placeholder module");
+    }
+    let component = encoder.encode().expect("a component");
+    let (component, swapped) = swap_core_modules(&component, &placeholder, &extra_memory_module());
+    assert_eq!(
+        swapped,
+        EXTRA_MEMORY_MODULES.len(),
+        "every placeholder swapped"
+    );
+    component
+}
+
+/// A module exporting a `grow` that does nothing.
+fn placeholder_module() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, Module,
+        TypeSection,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    module.section(&functions);
+    let mut exports = ExportSection::new();
+    exports.export("grow", ExportKind::Func, 0);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut grow = Function::new([]);
+    grow.instruction(&Instruction::End);
+    code.function(&grow);
+    module.section(&code);
+    module.finish()
+}
+
+/// Replaces every top-level core module of `component` whose bytes are `from` by `to`, and
+/// says how many it replaced. A component is its 8-byte header and then sections of one id
+/// byte, a LEB128 size and the payload; core modules are sections of id 1.
+fn swap_core_modules(component: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut out = component[..8].to_vec();
+    let mut swapped = 0;
+    let mut at = 8;
+    while at < component.len() {
+        let id = component[at];
+        at += 1;
+        let (mut size, mut shift) = (0usize, 0);
+        loop {
+            let byte = component[at];
+            at += 1;
+            size |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let payload = &component[at..at + size];
+        at += size;
+        let payload = if id == 1 && payload == from {
+            swapped += 1;
+            to
+        } else {
+            payload
+        };
+        out.push(id);
+        leb128(payload.len(), &mut out);
+        out.extend_from_slice(payload);
+    }
+    (out, swapped)
+}
+
+/// A hostile application with a 500 ms deadline (these attacks do real work before they hit
+/// their limit, and the machine running the tests may be busy), granted what it asks for.
+fn budget_app(name: &str, config: serde_json::Value, isolation: Isolation) -> AppSpec {
+    let mut spec = hostile_app(name, config, isolation);
+    spec.limits.deadline = Duration::from_millis(500);
+    spec
+}
+
+fn deny_reason(runtime: &palisade::Runtime, app: &str) -> String {
+    let decision = runtime.is_authorized(&request(app, "CAE1", Operation::Retrieve, "/ok"));
+    assert_eq!(
+        decision.effect,
+        Effect::Deny,
+        "{app} must be denied: {}",
+        decision.reason
+    );
+    decision.reason
+}
+
+#[test]
+fn several_core_memories_share_one_memory_cap() {
+    let component = multi_memory_component();
+    let runtime = runtime();
+    for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+        // 16 MiB for the instance: one memory may take 15 MiB, the second cannot.
+        let name = format!("memories-{isolation:?}");
+        let mut spec =
+            AppSpec::new(&name).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        spec.isolation = isolation;
+        spec.limits = support::tight_limits();
+        runtime.install(spec).unwrap();
+        for _ in 0..3 {
+            let reason = deny_reason(&runtime, &name);
+            assert!(
+                reason.contains("memory limit") && reason.contains("16384 KiB"),
+                "{isolation:?}: {reason}"
+            );
+        }
+        assert_eq!(runtime.app(&name).unwrap().warm_instances(), 0);
+
+        // The other side: with 64 MiB for the instance, all four memories fit.
+        let roomy = format!("roomy-{isolation:?}");
+        let mut spec =
+            AppSpec::new(&roomy).plugin(PluginSetup::new("memories", "{}"), component.clone());
+        spec.isolation = isolation;
+        spec.limits = support::tight_limits();
+        spec.limits.memory_bytes = 64 << 20;
+        runtime.install(spec).unwrap();
+        let decision = runtime.is_authorized(&request(&roomy, "CAE1", Operation::Retrieve, "/ok"));
+        assert_eq!(
+            decision.effect,
+            Effect::Permit,
+            "{isolation:?}: {}",
+            decision.reason
+        );
+    }
+}
+
+/// (attack configuration, texts the deny reason must contain)
+fn budget_attacks() -> Vec<(serde_json::Value, Vec<&'static str>)> {
+    vec![
+        (
+            json!({"attack": "random-huge"}),
+            vec!["trapped", "67108864 random bytes", "4096 per request"],
+        ),
+        (
+            json!({"attack": "random-huge", "size": 4096}),
+            vec!["random-huge: got 4096 bytes"],
+        ),
+        (
+            json!({"attack": "random-loop"}),
+            vec!["trapped", "random-byte budget", "65536 per call"],
+        ),
+        (
+            json!({"attack": "random-loop", "count": 16}),
+            vec!["random-loop: got 65536 bytes"],
+        ),
+        (
+            json!({"attack": "random-small"}),
+            vec!["random-small: got 32 bytes"],
+        ),
+        (
+            json!({"attack": "output-flood"}),
+            vec!["host-call budget of 1000 calls"],
+        ),
+        (
+            json!({"attack": "handle-leak"}),
+            vec![
+                "trapped",
+                "more than 64 WASI resource handles",
+                "resource-handle limit",
+            ],
+        ),
+        (
+            json!({"attack": "pollable-leak"}),
+            vec![
+                "trapped",
+                "more than 64 WASI resource handles",
+                "resource-handle limit",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn wasi_calls_are_bounded_and_name_their_limit() {
+    let runtime = runtime();
+    for (index, (attack, expected)) in budget_attacks().into_iter().enumerate() {
+        for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+            let name = format!("budget-{index}-{isolation:?}");
+            runtime
+                .install(budget_app(&name, attack.clone(), isolation))
+                .unwrap();
+            let reason = deny_reason(&runtime, &name);
+            for text in &expected {
+                assert!(
+                    reason.contains(text),
+                    "{attack} ({isolation:?}): reason {reason:?} should contain {text:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn output_past_the_per_call_bound_is_dropped_and_counted() {
+    let runtime = runtime();
+    runtime
+        .install(budget_app(
+            "burst",
+            json!({"attack": "output-burst", "size": 1 << 20}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    let before = palisade::sandbox::plugin_output_dropped_bytes();
+    // The plugin is not failed for writing: its writes past 64 KiB are dropped, not refused.
+    let reason = deny_reason(&runtime, "burst");
+    assert!(
+        reason.contains("output-burst: wrote 1048576 bytes"),
+        "{reason}"
+    );
+    let dropped = palisade::sandbox::plugin_output_dropped_bytes() - before;
+    assert!(
+        dropped >= (1 << 20) - (64 << 10),
+        "only {dropped} bytes counted as dropped"
+    );
+    // The bound is per call: the next call of the same warm instance writes again.
+    let again = deny_reason(&runtime, "burst");
+    assert!(again.contains("wrote 1048576 bytes"), "{again}");
+}
+
+#[test]
+fn a_warm_instance_cannot_hoard_handles_across_calls() {
+    let runtime = runtime();
+    runtime
+        .install(budget_app(
+            "hoarder",
+            json!({"attack": "handle-leak-warm", "count": 16}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    // Each call keeps 16 more stderr handles in the same warm instance...
+    let mut held = Vec::new();
+    let mut trapped = None;
+    for call in 1..=8 {
+        let reason = deny_reason(&runtime, "hoarder");
+        if reason.contains("resource-handle limit") {
+            trapped = Some(call);
+            break;
+        }
+        held.push(reason);
+    }
+    assert_eq!(
+        held.first().map(String::as_str),
+        Some("handle-leak-warm: holding 16")
+    );
+    // ...until the instance reaches the cap of 64 and traps, by its fifth call at the latest.
+    let trapped = trapped.expect("the hoarding instance never reached the handle cap");
+    assert!(trapped <= 5, "trapped only at call {trapped}: {held:?}");
+    // The trapped instance, with every handle it held, is gone: the next one starts empty.
+    assert_eq!(runtime.app("hoarder").unwrap().warm_instances(), 0);
+    assert_eq!(
+        deny_reason(&runtime, "hoarder"),
+        "handle-leak-warm: holding 16"
+    );
+}
+
+#[test]
+fn large_inputs_to_every_import_are_bounded() {
+    let runtime = runtime();
+    let granted = |name: &str, size: usize| {
+        let mut setup = PluginSetup::new(
+            "hostile",
+            json!({"attack": "large-inputs", "size": size}).to_string(),
+        );
+        for capability in [Capability::Kv, Capability::Groups, Capability::Crypto] {
+            setup = setup.grant(capability);
+        }
+        let mut spec = AppSpec::new(name).plugin(setup, support::hostile_bytes());
+        spec.limits = support::tight_limits();
+        spec.limits.deadline = Duration::from_millis(500);
+        spec
+    };
+    // 1 MiB to each import: every one answers within its own bounds (the log line is cut,
+    // the key-value store refuses the value, no group or key has such a name)...
+    runtime.install(granted("megabyte", 1 << 20)).unwrap();
+    let reason = deny_reason(&runtime, "megabyte");
+    for text in [
+        "large-inputs: log ok",
+        "kv-get false",
+        "TooLarge",
+        "groups false",
+        "UnknownKey",
+    ] {
+        assert!(reason.contains(text), "{reason:?} should contain {text:?}");
+    }
+    // ...and 8 MiB is more than one crossing into the host may carry: the copy is refused
+    // before the host holds it.
+    runtime.install(granted("eight", 8 << 20)).unwrap();
+    let reason = deny_reason(&runtime, "eight");
+    assert!(reason.contains("too much data is being copied"), "{reason}");
+
+    // The configuration flows the other way: 20 MiB of it cannot be handed to a plugin
+    // whose memory is capped at 16 MiB, which fails on its memory limit.
+    let padding = "p".repeat(20 << 20);
+    runtime
+        .install(budget_app(
+            "big-config",
+            json!({"attack": "well-behaved", "padding": padding}),
+            Isolation::Warm,
+        ))
+        .unwrap();
+    let reason = deny_reason(&runtime, "big-config");
+    assert!(reason.contains("memory limit"), "{reason}");
+}
+
+/// The gateway's growth allowed by [`wasi_budgets_and_memories_do_not_grow_a_live_gateway`]:
+/// a few instances' worth of pool memory (each at most 16 MiB, and released when it traps)
+/// plus allocator slack. Before these limits, eight concurrent `random(64 MiB)` calls grew a
+/// gateway by 373 MB, and three warm four-memory instances by 195 MB.
+const GATEWAY_GROWTH_BOUND: u64 = 64 << 20;
+
+#[test]
+fn wasi_budgets_and_memories_do_not_grow_a_live_gateway() {
+    let scratch = tempfile::tempdir().unwrap();
+    let memories_path = scratch.path().join("memories.wasm");
+    std::fs::write(&memories_path, multi_memory_component()).unwrap();
+    let app = |name: &str, plugin: &str, config: &str| {
+        format!(
+            r#"
+[[app]]
+name = "{name}"
+paths = ["/cse-in/{name}"]
+isolation = "warm"
+limits = {{ deadline_ms = 500, quarantine_after = 1000000 }}
+[[app.plugin]]
+name = "{name}"
+plugin = "{plugin}"
+config = {config}
+"#
+        )
+    };
+    let hostile = palisade::plugins::HOSTILE_PATH;
+    let attacks = [
+        ("random", r#"{ attack = "random-huge" }"#, "random bytes"),
+        (
+            "randomloop",
+            r#"{ attack = "random-loop" }"#,
+            "random-byte budget",
+        ),
+        (
+            "leak",
+            r#"{ attack = "handle-leak" }"#,
+            "resource-handle limit",
+        ),
+        (
+            "hoard",
+            r#"{ attack = "handle-leak-warm", count = 16 }"#,
+            "handle-leak-warm",
+        ),
+        (
+            "flood",
+            r#"{ attack = "output-flood" }"#,
+            "host-call budget",
+        ),
+    ];
+    let mut config = String::from("[upstream]\nurl = \"http://127.0.0.1:9\"\n");
+    for (name, attack, _) in &attacks {
+        config.push_str(&app(name, hostile, attack));
+    }
+    config.push_str(&app("memories", &memories_path.display().to_string(), "{}"));
+    let gateway = server::Gateway::start(&config, &[]);
+    // One originator per thread, so that no rate limit answers in the plugins' place.
+    let decide = |app: &str, originator: &str| {
+        let response = gateway.decide(&json!({
+            "originator": originator,
+            "operation": "retrieve",
+            "target": format!("/cse-in/{app}/x"),
+        }));
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = response.json();
+        assert_eq!(body["decision"], "deny", "{app}: {body}");
+        body["reason"].as_str().unwrap_or_default().to_string()
+    };
+    // Every path has run once before the baseline, so what follows can only add what the
+    // attacks keep.
+    for (name, _, _) in &attacks {
+        decide(name, "CWARMUP");
+    }
+    decide("memories", "CWARMUP");
+    let baseline = gateway.rss_bytes();
+
+    for round in 0..5 {
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let originator = format!("CATTACK{round}x{thread}");
+                let decide = &decide;
+                let attacks = &attacks;
+                scope.spawn(move || {
+                    for (name, _, expected) in attacks {
+                        let reason = decide(name, &originator);
+                        assert!(
+                            reason.contains(expected) || reason.contains("resource-handle limit"),
+                            "{name}: {reason}"
+                        );
+                    }
+                    let reason = decide("memories", &originator);
+                    assert!(reason.contains("memory limit"), "memories: {reason}");
+                });
+            }
+        });
+    }
+    let grown = gateway.rss_bytes().saturating_sub(baseline);
+    eprintln!(
+        "gateway RSS: {} MiB before the attacks, grown by {} KiB",
+        baseline >> 20,
+        grown >> 10
+    );
+    assert!(
+        grown < GATEWAY_GROWTH_BOUND,
+        "the gateway grew by {} MiB under the attacks (bound {} MiB)",
+        grown >> 20,
+        GATEWAY_GROWTH_BOUND >> 20
+    );
+    // The dropped-output counter is exported.
+    assert!(gateway
+        .metrics()
+        .contains("palisade_plugin_output_dropped_bytes_total"));
+}

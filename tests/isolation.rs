@@ -170,3 +170,65 @@ fn location_reaches_only_plugins_granted_it() {
     );
     assert_eq!(located("blind").effect, Effect::Deny);
 }
+
+/// Memory scavenging across instance slots: an instance of one application fills memory with
+/// a marker, then instances of another application are made in the very same pool slot (the
+/// pool has one) and look for it in memory they grow and everywhere else: they must see
+/// zeros and no marker, fresh per request and warm alike.
+#[test]
+fn memory_another_apps_instance_wrote_reads_as_zeros() {
+    use palisade::{Engine, EngineConfig, Runtime};
+
+    let engine = Engine::new(EngineConfig {
+        pool_instances: 1,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let runtime = Runtime::new(engine).expect("runtime");
+    // The marker's words are `KEY.rotate_right(13)`; the reader keeps only KEY.
+    const KEY: u64 = 0x5ca7_7e2d_0bad_f00d;
+    let app = |name: &str, attack: &str, isolation: Isolation| {
+        let mut spec = AppSpec::new(name).plugin(
+            PluginSetup::new(
+                "scavenger",
+                json!({"attack": attack, "pages": 64, "key": KEY}).to_string(),
+            ),
+            hostile_bytes(),
+        );
+        spec.isolation = isolation;
+        spec.limits.deadline = std::time::Duration::from_millis(2_000);
+        // Warm instances are not kept, so each call gives its slot back.
+        spec.limits.warm_instances = 0;
+        spec
+    };
+    runtime
+        .install(app("writer", "scavenge-write", Isolation::FreshPerRequest))
+        .unwrap();
+    runtime
+        .install(app(
+            "reader-fresh",
+            "scavenge-read",
+            Isolation::FreshPerRequest,
+        ))
+        .unwrap();
+    runtime
+        .install(app("reader-warm", "scavenge-read", Isolation::Warm))
+        .unwrap();
+    let reason = |app: &str| {
+        let decision = runtime.is_authorized(&request(app, "CAE1", Operation::Retrieve, "/x"));
+        assert_eq!(decision.effect, Effect::Deny, "{app}: {}", decision.reason);
+        decision.reason
+    };
+    for reader in ["reader-fresh", "reader-warm", "reader-fresh"] {
+        let written = reason("writer");
+        assert!(
+            written.contains("scavenge-write: wrote 64 pages"),
+            "{written}"
+        );
+        let read = reason(reader);
+        assert!(
+            read.contains("scavenge-read: grew 64 pages, nonzero bytes 0, marker words 0"),
+            "{reader} found what the writer left: {read}"
+        );
+    }
+}

@@ -10,7 +10,9 @@
 //! - `rejected_total{reason}` — `body-too-large`, `body-timeout`, `overloaded`,
 //!   `connections`, `malformed` (SER-001);
 //! - `filter_blocked_total{app}`, `upstream_requests_total{outcome}`,
-//!   `upstream_duration_seconds`, `http_requests_total{route,status}`, `in_flight`.
+//!   `upstream_duration_seconds`, `http_requests_total{route,status}`, `in_flight`;
+//! - `plugin_output_dropped_bytes_total` — stdout/stderr bytes plugins wrote past their
+//!   per-call bound, dropped (SER-001).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -310,6 +312,7 @@ impl Metrics {
             "HTTP answers by route and status.",
         );
         let _ = writeln!(out, "# HELP palisade_in_flight Requests being decided or proxied.\n# TYPE palisade_in_flight gauge\npalisade_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP palisade_plugin_output_dropped_bytes_total Bytes of stdout and stderr plugins wrote past their per-call bound, dropped.\n# TYPE palisade_plugin_output_dropped_bytes_total counter\npalisade_plugin_output_dropped_bytes_total {}", crate::sandbox::plugin_output_dropped_bytes());
         out
     }
 }

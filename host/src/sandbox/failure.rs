@@ -66,7 +66,9 @@ impl Failure {
             return match trap {
                 SandboxTrap::HostCallBudget { limit } => Failure::HostCallBudget { limit: *limit },
                 SandboxTrap::CapabilityDenied(capability) => Failure::CapabilityDenied(*capability),
-                SandboxTrap::WouldBlock(_) => Failure::Trap(trap.to_string()),
+                SandboxTrap::WouldBlock(_)
+                | SandboxTrap::RandomBudget { .. }
+                | SandboxTrap::ResourceHandles { .. } => Failure::Trap(trap.to_string()),
             };
         }
         if let Some(trap) = error.downcast_ref::<Trap>() {

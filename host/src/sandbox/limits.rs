@@ -23,8 +23,9 @@ pub enum Isolation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxLimits {
-    /// Largest linear memory (and tables) a plugin instance may grow to. Bounded by
-    /// [`crate::engine::EngineConfig::max_memory_bytes`]. Default: 16 MiB.
+    /// Most memory one plugin instance may hold: all its linear memories and tables together
+    /// (a table element counts 8 bytes), however many core memories the component declares.
+    /// Bounded by [`crate::engine::EngineConfig::max_memory_bytes`]. Default: 16 MiB.
     pub memory_bytes: usize,
     /// Wall-clock time one call may run before it traps (epoch deadline). Default: 50 ms.
     #[serde(with = "duration_ms", rename = "deadline_ms")]
@@ -53,6 +54,12 @@ pub struct SandboxLimits {
     pub quarantine_max: Duration,
     /// Idle warm instances kept per plugin (in `warm` isolation). Default: 8.
     pub warm_instances: usize,
+    /// Resource handles one plugin instance may hold at once: WASI streams, pollables and
+    /// the like in the host's table, and the component's own handle tables (SER-001). They
+    /// live in host memory outside `memory_bytes` and persist in a warm instance, so a plugin
+    /// that leaks them traps at this cap. A Rust plugin holds fewer than ten. Cost: about
+    /// 200 bytes of host memory per handle held. Default: 64.
+    pub resource_handles: usize,
 }
 
 impl Default for SandboxLimits {
@@ -71,6 +78,7 @@ impl Default for SandboxLimits {
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(300),
             warm_instances: 8,
+            resource_handles: 64,
         }
     }
 }

@@ -35,6 +35,7 @@ pub use plugin::{Plugin, PluginKind, PluginLabel};
 pub use prepare::PrepareError;
 pub use quarantine::PluginHealth;
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
+pub use wasi_io::dropped_output_bytes as plugin_output_dropped_bytes;
 
 use plugin::{Bound, KindPre};
 use state::HostState;
@@ -84,6 +85,22 @@ impl SharedLinker {
     }
 }
 
+/// Room for the canonical-ABI framing of a crossing's strings and lists beyond their payload.
+const HOSTCALL_SLACK_BYTES: usize = 64 << 10;
+
+/// The most bytes one crossing from a plugin into the host may carry: the largest thing a
+/// plugin may legitimately hand over (a filter's body with its reason, or a key-value entry)
+/// plus framing. With the defaults, 4 MiB + 68 KiB; a crossing over it traps.
+fn hostcall_bytes(limits: &SandboxLimits) -> usize {
+    let answer = limits
+        .max_body_bytes
+        .saturating_add(limits.max_reason_bytes);
+    let kv_entry = limits
+        .kv_max_key_bytes
+        .saturating_add(limits.kv_max_value_bytes);
+    answer.max(kv_entry).saturating_add(HOSTCALL_SLACK_BYTES)
+}
+
 /// A plugin handed to the wrong stage: a host bug, reported as a failure rather than a
 /// panic so that it can only ever deny.
 fn wrong_stage(plugin: &Plugin) -> wasmtime::Error {
@@ -116,6 +133,8 @@ pub struct Sandbox {
     limits: Arc<SandboxLimits>,
     isolation: Isolation,
     deadline_ticks: u64,
+    /// Most bytes one crossing from the plugin into the host may carry (see `new_store`).
+    hostcall_bytes: usize,
 }
 
 impl Sandbox {
@@ -132,6 +151,7 @@ impl Sandbox {
         Sandbox {
             engine,
             linker,
+            hostcall_bytes: hostcall_bytes(&limits),
             env: Arc::new(env),
             limits: Arc::new(limits),
             isolation,
@@ -161,6 +181,17 @@ impl Sandbox {
         let state = HostState::new(self.env.clone(), grant, self.limits.clone());
         let mut store = wasmtime::Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.memory);
+        // The component's own handle tables (resources it makes with `resource.new`, and the
+        // WASI handles it holds) live in host memory outside the memory cap (SER-001). A WASI
+        // handle counts here and in the host's table (capped at `resource_handles`, see
+        // `HostState::new`), so twice the cap lets the host's table, whose refusal names the
+        // limit, be the one a WASI leak reaches first.
+        store.set_max_component_handles(self.limits.resource_handles.saturating_mul(2));
+        // Every string or list the plugin hands the host (an import's arguments, its answer)
+        // is copied out of its memory first: at most this much per crossing, so that a
+        // plugin filling its memory and passing all of it to `log` or `kv` cannot make the
+        // host hold that much again per concurrent call.
+        store.set_hostcall_fuel(self.hostcall_bytes);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks);
         store

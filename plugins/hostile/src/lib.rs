@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use abi::Guest;
 use palisade_sdk::config::Config;
+
+mod budgets;
 use palisade_sdk::{Decision, Request};
 
 #[derive(serde::Deserialize)]
@@ -199,6 +201,7 @@ impl Guest for Hostile {
                     Decision::deny("well-behaved: not /ok")
                 }
             }
+            name if budgets::handles(name) => budgets::run(name),
             other => Decision::deny(format!("hostile: unknown attack {other:?}")),
         }
     }

@@ -134,12 +134,7 @@ impl<'de> Deserialize<'de> for Capabilities {
 impl HostState {
     /// Spends one host call and checks the capability; the error becomes a trap.
     fn enter(&mut self, capability: Option<Capability>) -> wasmtime::Result<()> {
-        if self.host_calls_left == 0 {
-            return Err(wasmtime::Error::new(SandboxTrap::HostCallBudget {
-                limit: self.limits.host_calls,
-            }));
-        }
-        self.host_calls_left -= 1;
+        self.spend_host_call()?;
         if let Some(capability) = capability {
             if !self.plugin.capabilities.allows(capability) {
                 return Err(wasmtime::Error::new(SandboxTrap::CapabilityDenied(
