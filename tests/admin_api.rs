@@ -550,7 +550,10 @@ impl Pending {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no answer: {text:?}"));
         let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
     }
 }
 
@@ -569,13 +572,8 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_read() {
     let baseline = server::rss_kib(pid);
     let body = std::sync::Arc::new(vec![0x5a_u8; max as usize]);
     let admin_id = palisade::registry::key_id(&keys.admin.verifying_key()).to_string();
-    let forged: Vec<(&'static str, String)> = palisade::api::admin::sign_request(
-        &keys.other_admin,
-        "PUT",
-        LIGHTS,
-        &body,
-        now(),
-    );
+    let forged: Vec<(&'static str, String)> =
+        palisade::api::admin::sign_request(&keys.other_admin, "PUT", LIGHTS, &body, now());
     let (answers, peak) = server::peak_rss_kib_during(pid, || {
         let handles: Vec<_> = (0..30)
             .map(|i| {

@@ -159,7 +159,11 @@ impl RateTable {
 
     /// Now, on the table's clock.
     pub fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos().try_into().unwrap_or(u64::MAX)
+        self.epoch
+            .elapsed()
+            .as_nanos()
+            .try_into()
+            .unwrap_or(u64::MAX)
     }
 
     /// Takes one token from `key`'s bucket at `now` (nanoseconds on the table's clock), or
@@ -200,7 +204,9 @@ impl RateTable {
             .iter()
             .map(|set| {
                 let set = set.lock().unwrap_or_else(|p| p.into_inner());
-                set.iter().filter(|slot| slot.key != TableKey::EMPTY).count()
+                set.iter()
+                    .filter(|slot| slot.key != TableKey::EMPTY)
+                    .count()
             })
             .sum()
     }
@@ -275,7 +281,8 @@ pub struct Protection {
 impl Protection {
     /// The rate tables of `rates` (allocated now, `rates.max_keys` each) and `max_in_flight`.
     pub fn new(rates: &RateLimitConfig, max_in_flight: usize) -> Protection {
-        let table = |rate: Rate| (rate.per_second > 0).then(|| RateTable::new(rate, rates.max_keys));
+        let table =
+            |rate: Rate| (rate.per_second > 0).then(|| RateTable::new(rate, rates.max_keys));
         Protection {
             per_originator: table(rates.per_originator),
             per_ip: table(rates.per_source_ip),
@@ -319,7 +326,10 @@ impl Protection {
             "# HELP palisade_rate_limit_capacity Keys a rate-limit table can hold.\n\
              # TYPE palisade_rate_limit_capacity gauge\n",
         );
-        for (name, table) in [("originator", &self.per_originator), ("source_ip", &self.per_ip)] {
+        for (name, table) in [
+            ("originator", &self.per_originator),
+            ("source_ip", &self.per_ip),
+        ] {
             if let Some(table) = table {
                 out.push_str(&format!(
                     "palisade_rate_limit_keys{{key=\"{name}\"}} {}\n",
@@ -457,7 +467,9 @@ mod tests {
             table.check_at(&key, t0 + i * 500_000).unwrap();
         }
         let set = table.sets[0].lock().unwrap();
-        assert!(set.iter().any(|slot| slot.key == busy && slot.tat == t0 + SECOND));
+        assert!(set
+            .iter()
+            .any(|slot| slot.key == busy && slot.tat == t0 + SECOND));
     }
 
     #[test]
@@ -465,7 +477,9 @@ mod tests {
         let table = ConnectionTable::new(3);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let held: Vec<_> = (0..3).map(|_| table.open(a).expect("under the cap")).collect();
+        let held: Vec<_> = (0..3)
+            .map(|_| table.open(a).expect("under the cap"))
+            .collect();
         assert!(table.open(a).is_none(), "a fourth from the same address");
         assert!(table.open("::ffff:127.0.0.1".parse().unwrap()).is_none());
         let other = table.open(b).expect("another address is not affected");

@@ -157,7 +157,10 @@ mod tests {
             if i % 10_007 == 0 {
                 // Every accepted identifier still valid is still known.
                 for &(old, expiry) in accepted.iter().rev().take_while(|(_, e)| *e > now) {
-                    assert!(cache.contains(&id(old), now), "{old} forgotten before {expiry}");
+                    assert!(
+                        cache.contains(&id(old), now),
+                        "{old} forgotten before {expiry}"
+                    );
                     assert_eq!(cache.insert(id(old), expiry, now).ok(), Some(false));
                 }
             }

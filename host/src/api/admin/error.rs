@@ -34,7 +34,9 @@ pub enum AdminError {
     #[error("too many admin requests in the last minutes; retry later")]
     ReplayCacheFull,
     /// 411 `length-required`: a body without `Content-Length` (its length is signed).
-    #[error("admin requests need a Content-Length: the body's length is part of the signed request")]
+    #[error(
+        "admin requests need a Content-Length: the body's length is part of the signed request"
+    )]
     LengthRequired,
     /// 401 `body-mismatch`: the body is not the one the request's signature names.
     #[error("the body does not match the signed request: {0}")]
@@ -152,9 +154,10 @@ impl AdminError {
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut response = json_response(self.status(), &body);
         if matches!(self, AdminError::Busy { .. } | AdminError::ReplayCacheFull) {
-            response
-                .headers_mut()
-                .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(1));
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(1),
+            );
         }
         response
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sha2::{Digest, Sha256};
 use hyper::{Method, StatusCode};
+use sha2::{Digest, Sha256};
 
 use super::auth::SignedBody;
 use super::{Admin, AdminError};
