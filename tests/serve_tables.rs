@@ -71,7 +71,6 @@ fn distinct_long_originators_cost_bounded_memory() {
     let (statuses, peak) = peak_rss_kib_during(pid, || {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let decide = decide;
                 std::thread::spawn(move || {
                     let mut statuses = Vec::new();
                     for i in 0..per_thread {

@@ -239,10 +239,13 @@ pub struct RateLimitConfig {
     /// burst 1,000.
     pub per_source_ip: Rate,
     /// Keys (originators, client addresses) each limit remembers: a fixed table allocated at
-    /// start, about 48 bytes a key (3 MiB per limit at the default), whatever clients send.
-    /// Longer keys are stored as their SHA-256. When a flood of distinct keys fills it, a new
-    /// key takes the slot of the bucket nearest to full and inherits its state, so eviction
-    /// never gives anyone a fresh burst ([`super::protect::RateTable`]). Default 65,536.
+    /// start, about 48 bytes a key (768 KiB per limit at the default), whatever clients send.
+    /// Keys over 32 bytes are stored as their SHA-256. When a flood of distinct keys fills
+    /// it, a new key takes the slot of the bucket nearest to full and inherits its state, so
+    /// eviction never gives anyone a fresh burst ([`super::protect::RateTable`]). A bucket is
+    /// full again `burst / per_second` seconds after its last use, so only keys active within
+    /// that time compete for slots; a larger table only matters beyond that many active
+    /// clients. Default 16,384 (at least 8).
     pub max_keys: usize,
 }
 
@@ -257,7 +260,7 @@ impl Default for RateLimitConfig {
                 per_second: 500,
                 burst: 1_000,
             },
-            max_keys: 65_536,
+            max_keys: 16_384,
         }
     }
 }
