@@ -139,10 +139,14 @@ config = {{ policies = [ {{ id = "none", pv = {{ acr = [] }} }} ] }}
 
 /// Starts the gateway of [`config_text`] with the key files of `keys`.
 pub fn start(keys: &Keys, interval_s: u64, max_module_bytes: u64) -> Gateway {
-    let config = config_text(interval_s, max_module_bytes);
+    start_with(keys, &config_text(interval_s, max_module_bytes))
+}
+
+/// Starts a gateway with `config` (e.g. [`config_text`] edited) and the key files of `keys`.
+pub fn start_with(keys: &Keys, config: &str) -> Gateway {
     let root = encode_public_key(&keys.root.verifying_key());
     let admin = encode_public_key(&keys.admin.verifying_key());
-    let gateway = Gateway::start(&config, &[("root.pub", &root), ("admin.pub", &admin)]);
+    let gateway = Gateway::start(config, &[("root.pub", &root), ("admin.pub", &admin)]);
     let key_path = gateway.dir.path().join("admin.key");
     std::fs::write(&key_path, encode_private_key(&keys.admin).as_bytes()).unwrap();
     use std::os::unix::fs::PermissionsExt;

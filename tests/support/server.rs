@@ -491,30 +491,59 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 impl Gateway {
-    /// The gateway's process ID, to read its memory use from `/proc`.
+    /// The gateway's process id (for `/proc/<pid>/status`).
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .expect("the gateway is running")
+        self.child.as_ref().expect("running").id()
     }
 
-    /// The gateway's resident memory (VmRSS) in bytes, from `/proc/<pid>/status`.
+    /// The gateway's resident memory (VmRSS) in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("reading the gateway's /proc status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|kib| kib * 1024)
-            .expect("VmRSS in /proc/<pid>/status")
+        rss_kib(self.pid()) * 1024
     }
+}
+
+/// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Resident memory of `pid` now, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS").expect("/proc/<pid>/status has VmRSS")
+}
+
+/// Runs `work` and returns its result with the largest resident memory of `pid` while it ran,
+/// in KiB: the kernel's peak (`VmHWM`, reset before through `clear_refs` when allowed) and
+/// samples taken every 10 ms, whichever is larger.
+pub fn peak_rss_kib_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
+    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            // Bounded: the work ends, and the sampler with it, or after 10 minutes.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                peak = peak.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let result = work();
+    stop.store(true, Ordering::Relaxed);
+    let mut peak = sampler.join().unwrap();
+    if reset {
+        peak = peak.max(status_kib(pid, "VmHWM").unwrap_or(0));
+    }
+    (result, peak)
 }

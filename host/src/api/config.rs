@@ -224,6 +224,13 @@ pub struct ServerLimits {
     pub max_in_flight: usize,
     /// Open connections; beyond it new connections are closed at once. Default 1,024.
     pub max_connections: usize,
+    /// Open connections from one client address (IPv4-mapped addresses count as IPv4);
+    /// beyond it that address's new connections are closed at once and counted in
+    /// `palisade_rejected_total{reason="connections-per-address"}`, while other addresses
+    /// keep being served. Clients behind one NAT share it; with the defaults, eight addresses
+    /// are needed to fill `max_connections`. Costs one small map entry per address with a
+    /// connection open. Default 128 (at least 1).
+    pub max_connections_per_address: usize,
     /// Time a client has to send a request's headers (slow-loris). Default 5,000 ms.
     pub header_read_timeout_ms: u64,
     /// Time a client has to send a request's body. Default 10,000 ms.
@@ -261,6 +268,7 @@ impl Default for ServerLimits {
             max_body_bytes: 64 << 10,
             max_in_flight: 64,
             max_connections: 1024,
+            max_connections_per_address: 128,
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
@@ -293,6 +301,15 @@ pub struct RateLimitConfig {
     /// `/v1/decide`, whose caller is usually the CSE speaking for everyone). Default 500/s,
     /// burst 1,000.
     pub per_source_ip: Rate,
+    /// Keys (originators, client addresses) each limit remembers: a fixed table allocated at
+    /// start, about 48 bytes a key (768 KiB per limit at the default), whatever clients send.
+    /// Keys over 32 bytes are stored as their SHA-256. When a flood of distinct keys fills
+    /// it, a new key takes the slot of the bucket nearest to full and inherits its state, so
+    /// eviction never gives anyone a fresh burst ([`super::protect::RateTable`]). A bucket is
+    /// full again `burst / per_second` seconds after its last use, so only keys active within
+    /// that time compete for slots; a larger table only matters beyond that many active
+    /// clients. Default 16,384 (at least 8).
+    pub max_keys: usize,
 }
 
 impl Default for RateLimitConfig {
@@ -306,6 +323,7 @@ impl Default for RateLimitConfig {
                 per_second: 500,
                 burst: 1_000,
             },
+            max_keys: 16_384,
         }
     }
 }

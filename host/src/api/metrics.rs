@@ -8,7 +8,9 @@
 //! - `plugin_quarantined{app,plugin}`, `plugin_quarantines_total{app,plugin}` — from health;
 //! - `rate_limited_total{key}` — `originator` or `source_ip` (SER-001);
 //! - `rejected_total{reason}` — `body-too-large`, `body-timeout`, `overloaded`,
-//!   `connections`, `malformed` (SER-001);
+//!   `connections`, `connections-per-address`, `malformed` (SER-001);
+//! - `rate_limit_keys{key}`, `rate_limit_capacity{key}` — the rate tables' occupancy and
+//!   fixed size (rendered by [`super::protect::Protection::metrics_text`]);
 //! - `filter_blocked_total{app}`, `upstream_requests_total{outcome}`,
 //!   `upstream_duration_seconds`, `http_requests_total{route,status}`, `in_flight`;
 //! - `plugin_output_dropped_bytes_total` — stdout/stderr bytes plugins wrote past their

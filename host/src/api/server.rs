@@ -1,7 +1,9 @@
 //! Listeners and connections. Connections are driven by hand, not by a framework's `serve`,
 //! because the protections against slow and greedy clients (SER-001) live at this level:
 //!
-//! - at most `max_connections` open connections; beyond it a new one is closed at once;
+//! - at most `max_connections` open connections, and at most `max_connections_per_address`
+//!   from one client address; beyond either a new one is closed at once (and counted), so
+//!   one address cannot take the slots everyone else needs;
 //! - `header_read_timeout_ms` for each request's headers (slow-loris, idle keep-alive),
 //!   and a 16 KiB header buffer (431 beyond);
 //! - `body_read_timeout_ms` and `max_body_bytes` for bodies ([`read_body`]);
@@ -27,6 +29,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::config::Service;
 use super::error::{json_response, text_response, ApiError, Response};
+use super::protect::ConnectionTable;
 use super::{decide, noop, proxy, Gateway};
 
 /// Largest request head (request line and headers) a client may send.
@@ -100,6 +103,7 @@ pub async fn serve(
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections.max(1)));
+    let per_address = ConnectionTable::new(gateway.limits.max_connections_per_address);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_loops = Vec::new();
     for listener in listeners {
@@ -107,29 +111,17 @@ pub async fn serve(
             gateway.clone(),
             listener,
             connections.clone(),
+            per_address.clone(),
             graceful.clone(),
             stop_rx.clone(),
         )));
     }
-    // Idle rate-limit buckets are dropped once a minute (bounded memory under a flood of
-    // made-up originators, SER-001).
-    let housekeeping = {
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                gateway.protection.housekeeping();
-            }
-        })
-    };
     shutdown.await;
     tracing::info!("shutting down: closing listeners, finishing in-flight requests");
     let _ = stop_tx.send(true);
     for accept in accept_loops {
         let _ = accept.await;
     }
-    housekeeping.abort();
     let grace = Duration::from_millis(gateway.limits.shutdown_grace_ms);
     // The accept loops held the other references and have ended.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
@@ -149,6 +141,7 @@ async fn accept_loop(
     gateway: Arc<Gateway>,
     listener: Listener,
     connections: Arc<Semaphore>,
+    per_address: Arc<ConnectionTable>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -172,6 +165,13 @@ async fn accept_loop(
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             gateway.metrics.rejected("connections");
+            drop(stream);
+            continue;
+        };
+        // Counted only once it holds a global slot: the table never outgrows
+        // `max_connections`.
+        let Some(address_slot) = per_address.open(peer.ip()) else {
+            gateway.metrics.rejected("connections-per-address");
             drop(stream);
             continue;
         };
@@ -213,6 +213,7 @@ async fn accept_loop(
                     }
                 }
             }
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -290,6 +291,7 @@ fn metrics(gateway: &Gateway, method: &Method) -> Response {
         return ApiError::MethodNotAllowed("use GET for /metrics").into_response();
     }
     let mut text = gateway.metrics.render(&gateway.runtime.status());
+    text.push_str(&gateway.protection.metrics_text());
     if let Some(admin) = &gateway.admin {
         text.push_str(&admin.metrics_text());
     }

@@ -1,7 +1,7 @@
 //! `palisade push`: uploads a signed module to a running gateway's admin API and manages its
 //! versions (`list`, `activate`, `rollback`, `remove`). Every request is signed with the admin
-//! key (SER-008) and carries a fresh timestamp and nonce (SER-012); see
-//! [`crate::api::admin::auth`].
+//! key (SER-008) over its headers and the body's hash and length, with a fresh timestamp and
+//! nonce (SER-012); see [`crate::api::admin::auth`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -191,8 +191,15 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// How long to wait for the gateway's `100 Continue` before sending the body anyway (a
+/// proxy in front of the gateway may not pass the interim answer on).
+const CONTINUE_WAIT: Duration = Duration::from_secs(5);
+
 /// One HTTP/1.1 request over plain TCP (the admin API listens on loopback or behind a
-/// TLS-terminating proxy); returns status and body.
+/// TLS-terminating proxy); returns status and body. A request with a body asks for
+/// `100 Continue` first: the gateway authenticates the request from its headers, so a
+/// refused request (stale clock, unknown key, too large) is answered with its reason before
+/// the module is sent, rather than by a reset in the middle of the upload.
 fn send(
     gateway: &str,
     method: &str,
@@ -206,18 +213,51 @@ fn send(
         .trim_end_matches('/');
     let mut stream =
         TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    let expect = !body.is_empty();
+    if expect {
+        head.push_str("Expect: 100-continue\r\n");
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
     let mut raw = Vec::new();
+    if expect {
+        stream.set_read_timeout(Some(CONTINUE_WAIT))?;
+        let mut chunk = [0u8; 4096];
+        let send_body = loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                if raw.starts_with(b"HTTP/1.1 100") || raw.starts_with(b"HTTP/1.0 100") {
+                    raw.drain(..end + 4);
+                    break true;
+                }
+                // A final answer from the headers alone: the body is not wanted.
+                break false;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => break false,
+                Ok(read) => raw.extend_from_slice(&chunk[..read]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break true
+                }
+                Err(error) => return Err(error).context("reading the gateway's answer"),
+            }
+        };
+        if send_body {
+            stream.write_all(body)?;
+        }
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text

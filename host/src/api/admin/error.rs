@@ -19,7 +19,7 @@ pub enum AdminError {
     #[error("the admin key {0} is not one of this gateway's admin keys")]
     UnknownAdminKey(String),
     /// 401 `bad-request-signature`.
-    #[error("the admin request signature does not verify for this method, path, body, timestamp and nonce")]
+    #[error("the admin request signature does not verify for this key id, method, path, body hash and length, timestamp and nonce")]
     BadSignature,
     /// 401 `stale-request` (SER-012).
     #[error("the admin request timestamp is {skew} s away from the gateway clock (at most 300 s allowed)")]
@@ -33,6 +33,20 @@ pub enum AdminError {
     /// 503 `replay-cache-full` (SER-012: refuse rather than forget nonces).
     #[error("too many admin requests in the last minutes; retry later")]
     ReplayCacheFull,
+    /// 411 `length-required`: a body without `Content-Length` (its length is signed).
+    #[error(
+        "admin requests need a Content-Length: the body's length is part of the signed request"
+    )]
+    LengthRequired,
+    /// 401 `body-mismatch`: the body is not the one the request's signature names.
+    #[error("the body does not match the signed request: {0}")]
+    BodyMismatch(String),
+    /// 503 `admin-busy`: the admin API's concurrency limit is reached (SER-001).
+    #[error("the admin API is handling {limit} requests already; retry shortly")]
+    Busy {
+        /// `[admin] max_concurrent_requests`.
+        limit: usize,
+    },
     /// 400 `invalid-name`: an application or plugin name in the path.
     #[error(transparent)]
     Name(#[from] NameError),
@@ -81,6 +95,9 @@ impl AdminError {
             AdminError::Stale { .. } => "stale-request",
             AdminError::Replayed => "replayed-request",
             AdminError::ReplayCacheFull => "replay-cache-full",
+            AdminError::LengthRequired => "length-required",
+            AdminError::BodyMismatch(_) => "body-mismatch",
+            AdminError::Busy { .. } => "admin-busy",
             AdminError::Name(_) => "invalid-name",
             AdminError::Invalid(_) => "invalid-request",
             AdminError::TooLarge { .. } => "too-large",
@@ -102,8 +119,12 @@ impl AdminError {
             | AdminError::UnknownAdminKey(_)
             | AdminError::BadSignature
             | AdminError::Stale { .. }
-            | AdminError::Replayed => StatusCode::UNAUTHORIZED,
-            AdminError::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            | AdminError::Replayed
+            | AdminError::BodyMismatch(_) => StatusCode::UNAUTHORIZED,
+            AdminError::ReplayCacheFull | AdminError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AdminError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             AdminError::Name(_) | AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::WrongWorld { .. } | AdminError::Compile(_) => {
@@ -131,6 +152,13 @@ impl AdminError {
     /// The JSON error response.
     pub fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        if matches!(self, AdminError::Busy { .. } | AdminError::ReplayCacheFull) {
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(1),
+            );
+        }
+        response
     }
 }

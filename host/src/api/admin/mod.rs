@@ -1,7 +1,10 @@
 //! The admin API under `/admin/v1/` (issue 3): signed module upload, listing, activation,
 //! rollback and removal, and the registry's integrity checks (SER-013).
 //!
-//! Every request is signed with an admin key and single-use ([`auth`], SER-008/SER-012).
+//! Every request is signed with an admin key and single-use ([`auth`], SER-008/SER-012), and
+//! authenticated from its headers before its body is read; authenticated requests then run
+//! at most `max_concurrent_requests` at a time, apart from the decisions' `max_in_flight`
+//! (SER-001: unauthenticated uploads cost no buffering, an admin cannot starve decisions).
 //! An upload is verified (signature chain and manifest, SER-022) before its bytes are ever
 //! compiled, then compiled and type-checked against its declared kind's world, then stored;
 //! activation hot-swaps the plugin through [`crate::pipeline::Runtime::swap_plugin`] so no decision fails.
@@ -57,6 +60,13 @@ pub struct AdminConfig {
     /// Largest module file accepted, in bytes (SER-001).
     #[serde(default = "default_max_module")]
     pub max_module_bytes: u64,
+    /// Authenticated admin requests handled at once, in addition to and apart from
+    /// `[limits] max_in_flight`; beyond it, 503 `admin-busy` at once. Each may hold a body of
+    /// up to `max_module_bytes` in memory, so this times that is the admin API's memory bound.
+    /// Unauthenticated requests never take a slot: they are refused from their headers.
+    /// Default 2 (at least 1).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
     /// Per `"app/plugin"`: the configuration and granted capabilities of registry modules.
     #[serde(default)]
     pub plugins: BTreeMap<String, RegistryPluginConfig>,
@@ -79,6 +89,10 @@ pub struct RegistryPluginConfig {
 
 fn default_interval() -> u64 {
     60
+}
+
+fn default_max_concurrent() -> usize {
+    2
 }
 
 fn default_max_module() -> u64 {
@@ -123,6 +137,8 @@ pub struct Admin {
     changes: Mutex<()>,
     /// `POST /admin/v1/provision`, when the data folder was prepared for provisioning.
     provision: Option<provision::ProvisionEndpoint>,
+    /// One permit per authenticated request being handled (`max_concurrent_requests`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Admin {
@@ -159,6 +175,7 @@ impl Admin {
             }
         }
         let store = EmbeddedStore::open(&data_dir.join("registry"), store_config)?;
+        let slots = config.max_concurrent_requests.max(1);
         Ok(Admin {
             store,
             keys: AdminKeys::new(admin_keys),
@@ -168,6 +185,7 @@ impl Admin {
             integrity_failures: AtomicU64::new(0),
             changes: Mutex::new(()),
             provision: None,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
         })
     }
 

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
+use sha2::{Digest, Sha256};
 
+use super::auth::SignedBody;
 use super::{Admin, AdminError};
 use crate::api::error::{json_response, Response};
 use crate::api::Gateway;
@@ -15,7 +18,8 @@ use crate::registry::{validate_name, verify_with, ModuleStore, Upload, VerifyPol
 use crate::request::now_unix;
 use crate::sandbox::PluginKind;
 
-/// Time allowed for an admin body (a module of up to the size limit) to arrive (SER-001).
+/// Time allowed for an authenticated admin body (a module of up to the size limit) to arrive
+/// (SER-001).
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Handles one request under `/admin/v1/`. Mounted by the server's router.
@@ -31,42 +35,37 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
         .unwrap_or_default();
     let outcome = async {
         let (parts, body) = request.into_parts();
-        // One byte over the limit is enough to know it is too large (SER-001); the store's
-        // own check stays the authority for what fits.
-        let limit = admin.config.max_module_bytes as usize + 1;
-        let body =
-            match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                    return Err(AdminError::TooLarge {
-                        limit: admin.config.max_module_bytes,
-                    })
-                }
-                Ok(Err(error)) => {
-                    return Err(AdminError::Invalid(format!(
-                        "the body could not be read: {error}"
-                    )))
-                }
-                Err(_) => {
-                    return Err(AdminError::Invalid(
-                        "the body did not arrive in time".into(),
-                    ))
-                }
-            };
-        // SER-008, SER-012: nothing is looked at before the request is authenticated.
-        let key_id = admin.keys.check(
+        // SER-008, SER-012: nothing is looked at, and no body read, before the request is
+        // authenticated from its headers (SER-001: an unsigned upload costs no buffering).
+        let signed = admin.keys.check_headers(
             &admin.replay,
             &parts.headers,
             parts.method.as_str(),
             &path_and_query,
-            &body,
             now_unix(),
         )?;
+        let key_id = signed.key_id;
+        // The store's own check stays the authority for what fits; this one keeps a signed
+        // but oversized body from being read at all.
+        if signed.body.length > admin.config.max_module_bytes {
+            return Err(AdminError::TooLarge {
+                limit: admin.config.max_module_bytes,
+            });
+        }
+        let limit = admin.config.max_concurrent_requests.max(1);
+        let slot = admin
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AdminError::Busy { limit })?;
+        let body = read_signed_body(body, &signed.body).await?;
         let gateway = gateway.clone();
         let method = parts.method.clone();
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().unwrap_or("").to_string();
         tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even if the client goes away meanwhile.
+            let _slot = slot;
             dispatch(&gateway, &admin, &method, &path, &query, &body)
         })
         .await
@@ -89,6 +88,53 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
             error.into_response()
         }
     }
+}
+
+/// Reads an authenticated request's body as it arrives, hashing it on the way: it must be
+/// exactly the signed length and hash (the length is at most `max_module_bytes`, checked
+/// before). The buffer is sized once, from the signed length.
+async fn read_signed_body(mut body: Incoming, signed: &SignedBody) -> Result<Bytes, AdminError> {
+    let length = usize::try_from(signed.length)
+        .map_err(|_| AdminError::BodyMismatch("the signed length does not fit in memory".into()))?;
+    let mut buffer = Vec::with_capacity(length);
+    let mut hasher = Sha256::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                AdminError::Invalid(format!("the body could not be read: {error}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > length {
+                    return Err(AdminError::BodyMismatch(format!(
+                        "it is longer than the signed {length} bytes"
+                    )));
+                }
+                hasher.update(&data);
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(AdminError::Invalid(
+                "the body did not arrive in time".into(),
+            ))
+        }
+    }
+    if buffer.len() != length {
+        return Err(AdminError::BodyMismatch(format!(
+            "{} bytes arrived, {length} were signed",
+            buffer.len()
+        )));
+    }
+    if <[u8; 32]>::from(hasher.finalize()) != signed.sha256 {
+        return Err(AdminError::BodyMismatch(
+            "its SHA-256 is not the signed one".into(),
+        ));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 type Outcome = Result<(StatusCode, serde_json::Value), AdminError>;
