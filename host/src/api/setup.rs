@@ -167,7 +167,11 @@ fn install_app(
                     format!("cannot compile {reference}: {error}"),
                 )
             })?;
-        let kind = PluginKind::of_component(&component.component, runtime.engine().wasmtime())
+        let kind = PluginKind::of_component_declared(
+            &component.component,
+            runtime.engine().wasmtime(),
+            plugin.kind,
+        )
             .ok_or_else(|| {
                 config.error_at(
                     plugin.plugin.span(),

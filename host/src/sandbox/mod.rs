@@ -33,7 +33,7 @@ pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
 pub use plugin::{Plugin, PluginKind, PluginLabel};
 pub use prepare::PrepareError;
-pub use quarantine::PluginHealth;
+pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
 
 use plugin::{Bound, KindPre};
@@ -194,7 +194,7 @@ impl Sandbox {
                 compiled
             };
         let component = &compiled.component;
-        let found = PluginKind::of_component(component, self.engine.wasmtime())
+        let found = PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)
             .ok_or(LoadError::UnknownWorld)?;
         if let Some(declared) = setup.kind {
             if declared != found {
@@ -247,6 +247,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Authorizer(authorizer) => authorizer.call_authorize(store, &wit_request),
                 _ => Err(wrong_stage(plugin)),
@@ -271,6 +272,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Authenticator(authenticator) => {
                     authenticator.call_authenticate(store, &wit_request, &wit_credential)
@@ -298,6 +300,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Filter(filter) => filter.call_filter(store, &wit_request, &wit_response),
                 _ => Err(wrong_stage(plugin)),
