@@ -215,7 +215,10 @@ fn a_plugin_that_keeps_failing_is_quarantined_then_readmitted() {
     );
     assert_eq!(quarantined.stages[0].failure, Some("quarantined"));
     let health = &runtime.app("flaky").unwrap().status().plugins[0].health;
-    assert!(!health.quarantined, "one originator never quarantines the app");
+    assert!(
+        !health.quarantined,
+        "one originator never quarantines the app"
+    );
     assert_eq!(health.quarantined_originators, 1);
 
     // Other applications never notice.
@@ -236,7 +239,11 @@ fn a_plugin_that_keeps_failing_is_quarantined_then_readmitted() {
         "{}",
         everyone.reason
     );
-    assert!(runtime.app("flaky").unwrap().status().plugins[0].health.quarantined);
+    assert!(
+        runtime.app("flaky").unwrap().status().plugins[0]
+            .health
+            .quarantined
+    );
 
     // After the back-off the plugin is let through again (and, still panicking, traps).
     std::thread::sleep(Duration::from_millis(350));
@@ -393,7 +400,9 @@ fn fresh_instances_start_from_the_prepared_snapshot_and_keep_nothing() {
 // plugins/hostile/src/answers.rs, in every world.
 // ---------------------------------------------------------------------------------------------
 
-use palisade::{AppSpec, Credential, FilteredResponse, PluginKind, PluginSetup, ResponseBody, Runtime};
+use palisade::{
+    AppSpec, Credential, FilteredResponse, PluginKind, PluginSetup, ResponseBody, Runtime,
+};
 
 /// An application whose `kind` plugin is the hostile fixture running `attack`; an
 /// authenticator or filter gets a well-behaved authorizer beside it.
@@ -535,7 +544,10 @@ fn an_overlong_answer_is_cut_by_the_host_and_is_no_failure_in_any_world() {
     runtime.install(spec).unwrap();
     match filtered(&runtime, "filter-body") {
         FilteredResponse::Blocked { reason, stages } => {
-            assert!(reason.contains("2048 bytes, over the limit of 1024"), "{reason}");
+            assert!(
+                reason.contains("2048 bytes, over the limit of 1024"),
+                "{reason}"
+            );
             assert_eq!(stages[0].failure, None);
         }
         other => panic!("an oversize rewrite is never delivered: {other:?}"),
@@ -574,7 +586,9 @@ fn plugin_text_is_escaped_and_identities_with_control_characters_are_refused() {
         "{}",
         decision.reason
     );
-    assert!(decision.reason.contains(r"\0\u{202e}tnemucod\u{2066}x\u{2069}"));
+    assert!(decision
+        .reason
+        .contains(r"\0\u{202e}tnemucod\u{2066}x\u{2069}"));
     assert_clean(&decision.reason);
     assert_eq!(decision.stages[0].failure, None, "escaped, not refused");
 
@@ -602,7 +616,10 @@ fn plugin_text_is_escaped_and_identities_with_control_characters_are_refused() {
             .unwrap();
         let decision = runtime.is_authorized(&with_credential("authn-identity", "CAE1"));
         assert_eq!(decision.effect, Effect::Deny, "{attack}");
-        assert!(decision.identity.is_none(), "{attack}: no identity accepted");
+        assert!(
+            decision.identity.is_none(),
+            "{attack}: no identity accepted"
+        );
         assert_eq!(decision.stages[0].failure, Some("invalid-identity"));
         assert!(
             decision.reason.contains(&format!(
@@ -666,14 +683,29 @@ fn exit_and_other_failures_are_named_for_their_cause_without_a_backtrace() {
         }
     }
     // The answers that really are malformed still say so, with the cause and no backtrace.
-    for attack in ["garbage", "garbage-utf8", "garbage-pointer", "panic", "exit"] {
+    for attack in [
+        "garbage",
+        "garbage-utf8",
+        "garbage-pointer",
+        "panic",
+        "exit",
+    ] {
         runtime
-            .install(hostile_app("named", json!({"attack": attack}), Isolation::Warm))
+            .install(hostile_app(
+                "named",
+                json!({"attack": attack}),
+                Isolation::Warm,
+            ))
             .unwrap();
         let decision = runtime.is_authorized(&request("named", "CAE1", Operation::Retrieve, "/ok"));
-        for text in [&decision.reason, decision.stages[0].detail.as_ref().unwrap()] {
+        for text in [
+            &decision.reason,
+            decision.stages[0].detail.as_ref().unwrap(),
+        ] {
             assert!(
-                !text.contains("backtrace") && !text.contains("wasm function") && !text.contains('\n'),
+                !text.contains("backtrace")
+                    && !text.contains("wasm function")
+                    && !text.contains('\n'),
                 "{attack}: {text}"
             );
         }
@@ -686,22 +718,61 @@ fn exit_and_other_failures_are_named_for_their_cause_without_a_backtrace() {
     }
 }
 
-/// Burns: how many requests of `originators` (round robin, each alternating a permitted
-/// request and one that burns the whole deadline) ran a deadline-burning call before the
-/// plugin was quarantined for `originator`s.
-fn burns_until_quarantined(runtime: &Runtime, app: &str, originators: &[&str]) -> usize {
-    let mut burns = 0;
-    for round in 0..150 {
+/// One call of the `kind` plugin of `app` for `originator` and `target`: whether it went
+/// through, and the failure code of the hostile plugin's stage.
+fn call_world(
+    runtime: &Runtime,
+    app: &str,
+    kind: PluginKind,
+    originator: &str,
+    target: &str,
+) -> (bool, Option<&'static str>) {
+    let mut asked = request(app, originator, Operation::Retrieve, target);
+    match kind {
+        PluginKind::Filter => {
+            let response = ResponseBody {
+                status: 2000,
+                content_type: "application/json".into(),
+                body: b"{}".to_vec(),
+            };
+            match runtime.filter_response(&asked, response) {
+                FilteredResponse::Deliver { stages, .. } => (true, stages[0].failure),
+                FilteredResponse::Blocked { stages, .. } => (false, stages[0].failure),
+            }
+        }
+        _ => {
+            if kind == PluginKind::Authenticator {
+                asked.credential = Some(Credential {
+                    scheme: "bearer".into(),
+                    value: "device-7".into(),
+                });
+            }
+            let decision = runtime.is_authorized(&asked);
+            (
+                decision.effect == Effect::Permit,
+                decision.stages[0].failure,
+            )
+        }
+    }
+}
+
+/// How many deadline-burning calls ran before the plugin was quarantined for `originators`
+/// (round robin, each alternating a well-served request and one that burns the deadline).
+fn burns_until_quarantined(
+    runtime: &Runtime,
+    app: &str,
+    kind: PluginKind,
+    originators: &[&str],
+) -> usize {
+    for (burns, round) in (0..150).enumerate() {
         let originator = originators[round % originators.len()];
-        let ok = runtime.is_authorized(&request(app, originator, Operation::Retrieve, "/ok"));
-        let burn = runtime.is_authorized(&request(app, originator, Operation::Retrieve, "/burn"));
-        if ok.stages[0].failure == Some("quarantined") || burn.stages[0].failure == Some("quarantined")
-        {
+        let (served, ok_failure) = call_world(runtime, app, kind, originator, "/ok/x");
+        let (_, burn_failure) = call_world(runtime, app, kind, originator, "/burn");
+        if ok_failure == Some("quarantined") || burn_failure == Some("quarantined") {
             return burns;
         }
-        assert_eq!(ok.effect, Effect::Permit, "{}", ok.reason);
-        assert_eq!(burn.stages[0].failure, Some("time-limit"), "{}", burn.reason);
-        burns += 1;
+        assert!(served, "{kind}: {ok_failure:?}");
+        assert_eq!(burn_failure, Some("time-limit"), "{kind}");
     }
     panic!("150 deadline-burning calls and still not quarantined");
 }
@@ -709,23 +780,28 @@ fn burns_until_quarantined(runtime: &Runtime, app: &str, originators: &[&str]) -
 #[test]
 fn alternating_successes_no_longer_hide_deadline_burning_failures() {
     let runtime = runtime();
-    for kind in [PluginKind::Authorizer] {
-        runtime
-            .install(world_app("alternate", kind, json!({"attack": "alternate"})))
-            .unwrap();
+    for kind in [
+        PluginKind::Authorizer,
+        PluginKind::Authenticator,
+        PluginKind::Filter,
+    ] {
         // One originator: quarantined for itself after three burnt deadlines.
-        let burns = burns_until_quarantined(&runtime, "alternate", &["CAE1"]);
-        assert_eq!(burns, 3);
-        let plugin_health = health(&runtime, "alternate");
-        assert_eq!(plugin_health.quarantined_originators, 1);
-        assert!(!plugin_health.quarantined);
-        // Three originators in turn: the application is quarantined after three more.
+        let one = format!("alternate-{kind}");
         runtime
-            .install(world_app("alternate-many", kind, json!({"attack": "alternate"})))
+            .install(world_app(&one, kind, json!({"attack": "alternate"})))
             .unwrap();
-        let burns = burns_until_quarantined(&runtime, "alternate-many", &["C1", "C2", "C3", "C4"]);
-        assert!(burns <= 3, "{burns}");
-        assert!(health(&runtime, "alternate-many").quarantined);
+        assert_eq!(burns_until_quarantined(&runtime, &one, kind, &["CAE1"]), 3);
+        let plugin_health = health(&runtime, &one);
+        assert_eq!(plugin_health.quarantined_originators, 1, "{kind}");
+        assert!(!plugin_health.quarantined, "{kind}");
+        // Originators in turn: the application is quarantined after three burns in all.
+        let many = format!("alternate-many-{kind}");
+        runtime
+            .install(world_app(&many, kind, json!({"attack": "alternate"})))
+            .unwrap();
+        let burns = burns_until_quarantined(&runtime, &many, kind, &["C1", "C2", "C3", "C4"]);
+        assert!(burns <= 3, "{kind}: {burns}");
+        assert!(health(&runtime, &many).quarantined, "{kind}");
     }
 }
 
@@ -743,7 +819,8 @@ fn one_originator_cannot_quarantine_a_plugin_for_the_others() {
     let legit = || runtime.is_authorized(&request("shared", "CLEGIT", Operation::Retrieve, "/ok"));
     assert_eq!(legit().effect, Effect::Permit);
     for _ in 0..20 {
-        let attack = runtime.is_authorized(&request("shared", "CATTACK", Operation::Retrieve, "/burn"));
+        let attack =
+            runtime.is_authorized(&request("shared", "CATTACK", Operation::Retrieve, "/burn"));
         assert_eq!(attack.effect, Effect::Deny);
     }
     let plugin_health = health(&runtime, "shared");
@@ -795,7 +872,8 @@ config = { policies = [ { id = "legit", pv = { acr = [ { acor = ["originator:CLE
         &[],
     );
     let decide = |originator: &str, target: &str| {
-        gateway.decide(&json!({"originator": originator, "operation": "retrieve", "target": target}))
+        gateway
+            .decide(&json!({"originator": originator, "operation": "retrieve", "target": target}))
     };
     let first = decide("CLEGIT", "/cse-in/lights/a").json();
     assert_eq!(first["decision"], "permit", "{first}");
@@ -900,18 +978,29 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
         let burn = gateway
             .decide(&json!({"originator": "CATTACK", "operation": "retrieve", "target": "/cse-in/alternate/burn"}))
             .json();
-        if burn["reason"].as_str().unwrap_or_default().contains("quarantined") {
+        if burn["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quarantined")
+        {
             break;
         }
         burns += 1;
         let ok = gateway
             .decide(&json!({"originator": "CATTACK", "operation": "retrieve", "target": "/cse-in/alternate/ok"}))
             .json();
-        if ok["reason"].as_str().unwrap_or_default().contains("quarantined") {
+        if ok["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quarantined")
+        {
             break;
         }
     }
-    assert!(burns <= 3, "{burns} deadline-burning calls before quarantine");
+    assert!(
+        burns <= 3,
+        "{burns} deadline-burning calls before quarantine"
+    );
     let other = gateway
         .decide(&json!({"originator": "CLEGIT", "operation": "retrieve", "target": "/cse-in/alternate/ok"}))
         .json();
@@ -932,11 +1021,15 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
         assert!(line.contains(r"ok\n2026-12-06T05:00:00.000000Z"), "{line}");
     }
     assert!(
-        !log.lines().any(|line| line.starts_with("2026-12-06T05:00:00")),
+        !log.lines()
+            .any(|line| line.starts_with("2026-12-06T05:00:00")),
         "a forged operator log line:\n{log}"
     );
     for forbidden in ["\u{1b}[2J", "\u{1b}]0;owned", "\0", "\u{202e}", "\u{2066}"] {
-        assert!(!log.contains(forbidden), "{forbidden:?} reached the operator log");
+        assert!(
+            !log.contains(forbidden),
+            "{forbidden:?} reached the operator log"
+        );
     }
 
     // The audit: the record of that decision holds only clean text.

@@ -172,13 +172,13 @@ fn install_app(
             runtime.engine().wasmtime(),
             plugin.kind,
         )
-            .ok_or_else(|| {
-                config.error_at(
-                    plugin.plugin.span(),
-                    format!("{key}.plugin"),
-                    "the component exports none of authorize, authenticate or filter",
-                )
-            })?;
+        .ok_or_else(|| {
+            config.error_at(
+                plugin.plugin.span(),
+                format!("{key}.plugin"),
+                "the component exports none of authorize, authenticate or filter",
+            )
+        })?;
         let mut config_json = plugin_config(config, &key, plugin)?;
         let mut map = |id: &str| match &pseudonyms {
             Some(p) => p.pseudonym(id),

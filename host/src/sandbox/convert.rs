@@ -177,7 +177,10 @@ fn bounded_identifier(text: String, limit: usize) -> String {
         return text;
     }
     let digest = hex::encode(&Sha256::digest(text.as_bytes())[..16]);
-    let marker = format!("…[truncated by host: {} bytes, sha256 {digest}]", text.len());
+    let marker = format!(
+        "…[truncated by host: {} bytes, sha256 {digest}]",
+        text.len()
+    );
     let mut out = cut(&text, limit.saturating_sub(marker.len())).to_string();
     out.push_str(&marker);
     out
@@ -283,7 +286,14 @@ mod tests {
 
     #[test]
     fn identities_are_refused_with_control_characters_and_cut_with_a_hash() {
-        for bad in ["", "ad\nmin", "a\u{1b}[0m", "x\0", "\u{202e}nimda", "r\u{2066}"] {
+        for bad in [
+            "",
+            "ad\nmin",
+            "a\u{1b}[0m",
+            "x\0",
+            "\u{202e}nimda",
+            "r\u{2066}",
+        ] {
             let error = check_identifier("the subject", bad).unwrap_err();
             assert_eq!(error.code(), "invalid-identity", "{bad:?}");
         }

@@ -208,3 +208,70 @@ impl fmt::Display for Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(error: wasmtime::Error) -> Failure {
+        Failure::from_call_error(&error, false, 16 << 20, Duration::from_millis(50))
+    }
+
+    #[test]
+    fn exit_and_resource_caps_are_named_for_what_they_are() {
+        assert_eq!(
+            read(wasmtime::Error::new(wasmtime_wasi::I32Exit(2))),
+            Failure::Exit { code: 2 }
+        );
+        let full = read(wasmtime::Error::new(
+            wasmtime::component::ResourceTableError::Full,
+        ));
+        assert_eq!(full.code(), "resource-limit", "{full}");
+        let handles = read(wasmtime::format_err!(
+            "cannot allocate another handle: store handle limit exceeded"
+        ));
+        assert_eq!(handles.code(), "resource-limit", "{handles}");
+        let missing = read(wasmtime::Error::new(
+            wasmtime::component::ResourceTableError::NotPresent,
+        ));
+        assert_eq!(missing.code(), "host-error", "{missing}");
+        assert!(!missing.blames_plugin());
+    }
+
+    #[test]
+    fn only_the_root_cause_is_kept_and_it_is_escaped() {
+        let error = wasmtime::format_err!("invalid variant discriminant\n\u{1b}[2J")
+            .context("error while executing at wasm backtrace:\n    0: 0x1234 - <unknown>!f");
+        let failure = read(error);
+        assert_eq!(failure.code(), "malformed-answer");
+        let text = failure.to_string();
+        assert!(!text.contains("backtrace") && !text.contains('\n') && !text.contains('\u{1b}'));
+        assert!(
+            text.contains(r"invalid variant discriminant\n\u{1b}[2J"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_the_host_or_the_quarantine_made_are_not_held_against_the_plugin() {
+        assert!(!Failure::Instantiation("pool exhausted".into()).blames_plugin());
+        assert!(!Failure::Host("x".into()).blames_plugin());
+        assert!(!Failure::Quarantined {
+            scope: QuarantineScope::Application,
+            remaining: Duration::from_secs(1)
+        }
+        .blames_plugin());
+        for failure in [
+            Failure::TimeLimit {
+                deadline: Duration::from_millis(50),
+            },
+            Failure::Exit { code: 1 },
+            Failure::ResourceLimit("x".into()),
+            Failure::InvalidIdentity("x".into()),
+            Failure::Malformed("x".into()),
+            Failure::Trap("x".into()),
+        ] {
+            assert!(failure.blames_plugin(), "{failure}");
+        }
+    }
+}

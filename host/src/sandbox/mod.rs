@@ -194,8 +194,9 @@ impl Sandbox {
                 compiled
             };
         let component = &compiled.component;
-        let found = PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)
-            .ok_or(LoadError::UnknownWorld)?;
+        let found =
+            PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)
+                .ok_or(LoadError::UnknownWorld)?;
         if let Some(declared) = setup.kind {
             if declared != found {
                 return Err(LoadError::WrongWorld { declared, found });

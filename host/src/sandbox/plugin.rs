@@ -250,9 +250,9 @@ impl Plugin {
                 if failure.blames_plugin() || burned >= 0.5 {
                     self.failed_once.store(true, Ordering::Relaxed);
                     let key = key.unwrap_or_else(|| self.quarantine.key(originator));
-                    let outcome =
-                        self.quarantine
-                            .record_failure(key, burned, now, &sandbox.limits);
+                    let outcome = self
+                        .quarantine
+                        .record_failure(key, burned, now, &sandbox.limits);
                     if let Outcome::Quarantined(scope) = outcome {
                         tracing::warn!(
                             app = %self.grant.app,

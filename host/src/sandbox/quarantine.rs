@@ -312,9 +312,8 @@ impl Quarantine {
         // application's counters.
         let capped = |value: f64, limit: f64| value.min(limit * ORIGINATOR_SHARE);
         state.app.decay(now);
-        state.app.failures += (capped(after.failures, threshold)
-            - capped(before.failures, threshold))
-        .max(0.0);
+        state.app.failures +=
+            (capped(after.failures, threshold) - capped(before.failures, threshold)).max(0.0);
         state.app.burned +=
             (capped(after.burned, BURN_LIMIT) - capped(before.burned, BURN_LIMIT)).max(0.0);
         if state.app_hold.remaining(now).is_none() && state.app.meets(threshold, BURN_LIMIT) {
@@ -436,7 +435,10 @@ mod tests {
         assert!(quarantine.admit(bad, after).is_ok());
         let health = quarantine.health(after);
         assert_eq!(health.originator_quarantines, 3);
-        assert_eq!(health.total_quarantines, 0, "one originator never quarantines the app");
+        assert_eq!(
+            health.total_quarantines, 0,
+            "one originator never quarantines the app"
+        );
     }
 
     #[test]
@@ -452,7 +454,11 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(quarantined_after, Some(3), "quarantine_after failures at a 50 % rate");
+        assert_eq!(
+            quarantined_after,
+            Some(3),
+            "quarantine_after failures at a 50 % rate"
+        );
     }
 
     #[test]
@@ -569,6 +575,9 @@ mod tests {
         }
         let state = quarantine.lock();
         assert!(state.originators.len() <= MAX_ORIGINATORS);
-        assert!(state.originators.get(&client).is_some_and(|entry| entry.good_standing));
+        assert!(state
+            .originators
+            .get(&client)
+            .is_some_and(|entry| entry.good_standing));
     }
 }

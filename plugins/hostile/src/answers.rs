@@ -89,7 +89,9 @@ pub fn authenticate(request: &Request, credential: &Credential) -> AuthResult {
         "long-subject" => identity("S".repeat(size(settings)), vec!["reader".into()]),
         "long-roles" => identity(
             credential.value.clone(),
-            (0..300).map(|i| format!("role-{i}-{}", "r".repeat(300))).collect(),
+            (0..300)
+                .map(|i| format!("role-{i}-{}", "r".repeat(300)))
+                .collect(),
         ),
         "long-reason" => AuthResult::Rejected("R".repeat(size(settings))),
         "control-text" => {
