@@ -790,7 +790,10 @@ fn alternating_successes_no_longer_hide_deadline_burning_failures() {
         runtime
             .install(world_app(&one, kind, json!({"attack": "alternate"})))
             .unwrap();
-        assert_eq!(burns_until_quarantined(&runtime, &one, kind, &["CAE1"]), 3);
+        // Three on any machine that runs them within a second or so of each other; the
+        // window decays, so a very slow machine may need one or two more, never 150.
+        let burns = burns_until_quarantined(&runtime, &one, kind, &["CAE1"]);
+        assert!((3..=5).contains(&burns), "{kind}: {burns}");
         let plugin_health = health(&runtime, &one);
         assert_eq!(plugin_health.quarantined_originators, 1, "{kind}");
         assert!(!plugin_health.quarantined, "{kind}");
@@ -800,7 +803,7 @@ fn alternating_successes_no_longer_hide_deadline_burning_failures() {
             .install(world_app(&many, kind, json!({"attack": "alternate"})))
             .unwrap();
         let burns = burns_until_quarantined(&runtime, &many, kind, &["C1", "C2", "C3", "C4"]);
-        assert!(burns <= 3, "{kind}: {burns}");
+        assert!(burns <= 5, "{kind}: {burns}");
         assert!(health(&runtime, &many).quarantined, "{kind}");
     }
 }
@@ -998,7 +1001,7 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
         }
     }
     assert!(
-        burns <= 3,
+        burns <= 5,
         "{burns} deadline-burning calls before quarantine"
     );
     let other = gateway

@@ -91,9 +91,11 @@ pub const MAX_ORIGINATORS: usize = 1024;
 /// Entries looked at to choose one to evict (a sample, so an eviction costs O(1)).
 const EVICTION_SAMPLE: usize = 32;
 
-/// Decayed counters stay this far below a threshold and still meet it, so that a few
-/// milliseconds of decay between three originators' failures cannot hide the third.
-const THRESHOLD_SLACK: f64 = 0.02;
+/// Decayed counters may stay this far (in failures or deadlines) below a threshold and
+/// still meet it, so that the decay between failures a second or so apart cannot hide the
+/// last one. Under a third of a unit, it never lets fewer whole failures (or fewer than three
+/// originators' shares) meet a threshold.
+const THRESHOLD_SLACK: f64 = 0.3;
 
 /// Who a quarantine applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,10 +150,9 @@ impl Counters {
     /// Whether these counters meet the quarantine rule for `threshold` failures and
     /// `burn_limit` deadlines.
     fn meets(&self, threshold: f64, burn_limit: f64) -> bool {
-        let slack = 1.0 - THRESHOLD_SLACK;
-        let by_rate = self.failures >= threshold * slack
+        let by_rate = self.failures >= threshold - THRESHOLD_SLACK
             && self.failures >= MIN_FAILURE_SHARE * (self.failures + self.successes);
-        by_rate || self.burned >= burn_limit * slack
+        by_rate || self.burned >= burn_limit - THRESHOLD_SLACK
     }
 }
 
