@@ -954,6 +954,7 @@ config = {{ attack = "control-text" }}
 [[app]]
 name = "alternate"
 paths = ["/cse-in/alternate"]
+limits = {{ quarantine_base_ms = 60000 }}
 [[app.plugin]]
 name = "hostile"
 plugin = "{hostile}"
@@ -1003,6 +1004,17 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
     assert!(
         burns <= 5,
         "{burns} deadline-burning calls before quarantine"
+    );
+    let metrics = gateway.metrics();
+    assert!(
+        metrics.contains(
+            r#"palisade_plugin_quarantined_originators{app="alternate",plugin="hostile"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"palisade_plugin_quarantined{app="alternate",plugin="hostile"} 0"#),
+        "{metrics}"
     );
     let other = gateway
         .decide(&json!({"originator": "CLEGIT", "operation": "retrieve", "target": "/cse-in/alternate/ok"}))
