@@ -43,9 +43,10 @@ pub struct SandboxLimits {
     pub kv_max_value_bytes: usize,
     pub kv_max_entries: usize,
     pub kv_max_total_bytes: usize,
-    /// Recent failures (at least half of the calls) after which a plugin is quarantined, for
-    /// the failing originator or, counting at most a third per originator, for the
-    /// application (see `quarantine.rs`). Default: 5.
+    /// Recent failures (at least half of the calls; or 60 % of it in burnt deadlines, whatever
+    /// the successes) after which a plugin is quarantined, for the failing originator or,
+    /// counting at most a third per originator, for the application (see `quarantine.rs`).
+    /// `u32::MAX` turns quarantine off. Default: 5.
     pub quarantine_after: u32,
     /// First quarantine period; each further failure after re-admission doubles it up to
     /// `quarantine_max`. Defaults: 1 s and 5 min.

@@ -24,10 +24,12 @@
 //! - its failures reach `quarantine_after` (default 5) **and** make up at least half of its
 //!   calls ([`MIN_FAILURE_SHARE`]), so a plugin that fails for every second call is stopped
 //!   after 5 failures however its successes are interleaved; **or**
-//! - its failures together used [`BURN_LIMIT`] full deadlines (3 × 50 ms by default), whatever
-//!   the successes in between: time is what a hostile plugin steals, so a deadline-burning
-//!   failure weighs like that many quick ones, and at most three deadlines are burnt in a
-//!   window before quarantine (not 150 as with a consecutive count).
+//! - its failures together used [`BURN_SHARE`] of `quarantine_after` in full deadlines
+//!   (3 × 50 ms by default), whatever the successes in between: time is what a hostile
+//!   plugin steals, so a deadline-burning failure weighs like several quick ones, and at most
+//!   three deadlines are burnt in a window before quarantine (not 150 as with a consecutive
+//!   count). Deriving it from `quarantine_after` keeps that one knob: a huge value turns
+//!   quarantine off altogether (the benchmarks do that to measure attacks unhindered).
 //!
 //! **Failures are attributed to the request's originator**, in a table of at most
 //! [`MAX_ORIGINATORS`] originators per plugin (keyed by a keyed 64-bit hash, so long or
@@ -78,8 +80,8 @@ pub const HALF_LIFE: Duration = Duration::from_secs(10);
 pub const MIN_FAILURE_SHARE: f64 = 0.5;
 
 /// Full deadlines recent failures may burn before their scope is quarantined, regardless of
-/// the successes in between.
-pub const BURN_LIMIT: f64 = 3.0;
+/// the successes in between, as a share of `quarantine_after` (3 of the default 5).
+pub const BURN_SHARE: f64 = 0.6;
 
 /// The part of each application-wide threshold one originator can fill: a third, so no
 /// fewer than three originators can quarantine a plugin for everyone.
@@ -91,11 +93,16 @@ pub const MAX_ORIGINATORS: usize = 1024;
 /// Entries looked at to choose one to evict (a sample, so an eviction costs O(1)).
 const EVICTION_SAMPLE: usize = 32;
 
-/// Decayed counters may stay this far (in failures or deadlines) below a threshold and
-/// still meet it, so that the decay between failures a second or so apart cannot hide the
-/// last one. Under a third of a unit, it never lets fewer whole failures (or fewer than three
-/// originators' shares) meet a threshold.
+/// Decayed counters may stay this far (in failures or deadlines, and at most a tenth of the
+/// threshold) below a threshold and still meet it, so that the decay between failures a
+/// second or so apart cannot hide the last one. It never lets fewer whole failures, nor
+/// fewer than three originators' shares, meet a threshold.
 const THRESHOLD_SLACK: f64 = 0.3;
+
+/// What a scope's counters must reach for a `limit`: the limit less the slack.
+fn reached(value: f64, limit: f64) -> bool {
+    value >= limit - THRESHOLD_SLACK.min(limit * 0.1)
+}
 
 /// Who a quarantine applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,9 +157,9 @@ impl Counters {
     /// Whether these counters meet the quarantine rule for `threshold` failures and
     /// `burn_limit` deadlines.
     fn meets(&self, threshold: f64, burn_limit: f64) -> bool {
-        let by_rate = self.failures >= threshold - THRESHOLD_SLACK
+        let by_rate = reached(self.failures, threshold)
             && self.failures >= MIN_FAILURE_SHARE * (self.failures + self.successes);
-        by_rate || self.burned >= burn_limit - THRESHOLD_SLACK
+        by_rate || reached(self.burned, burn_limit)
     }
 }
 
@@ -290,6 +297,7 @@ impl Quarantine {
     ) -> Outcome {
         let burned = burned.clamp(0.0, 1.0);
         let threshold = f64::from(limits.quarantine_after.max(1));
+        let burn_limit = threshold * BURN_SHARE;
         let mut state = self.lock();
         let state = &mut *state;
 
@@ -302,7 +310,7 @@ impl Quarantine {
         let after = entry.counters;
         let mut outcome = Outcome::Counted;
         if entry.hold.remaining(now).is_none()
-            && (entry.hold.readmitted(now) || after.meets(threshold, BURN_LIMIT))
+            && (entry.hold.readmitted(now) || after.meets(threshold, burn_limit))
         {
             entry.hold.start(now, limits);
             state.originator_quarantines += 1;
@@ -316,8 +324,8 @@ impl Quarantine {
         state.app.failures +=
             (capped(after.failures, threshold) - capped(before.failures, threshold)).max(0.0);
         state.app.burned +=
-            (capped(after.burned, BURN_LIMIT) - capped(before.burned, BURN_LIMIT)).max(0.0);
-        if state.app_hold.remaining(now).is_none() && state.app.meets(threshold, BURN_LIMIT) {
+            (capped(after.burned, burn_limit) - capped(before.burned, burn_limit)).max(0.0);
+        if state.app_hold.remaining(now).is_none() && state.app.meets(threshold, burn_limit) {
             state.app_hold.start(now, limits);
             state.total_quarantines += 1;
             outcome = Outcome::Quarantined(QuarantineScope::Application);
@@ -478,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn deadline_burning_failures_are_stopped_after_three_whatever_the_successes() {
+    fn deadline_burning_failures_are_stopped_early_whatever_the_successes() {
         let quarantine = Quarantine::default();
         let now = Instant::now();
         let mut burned = 0;
@@ -491,7 +499,8 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(burned, BURN_LIMIT as u32);
+        // quarantine_after = 3 here: 60 % of it is 1.8 deadlines, so the second burn.
+        assert_eq!(burned, 2);
     }
 
     #[test]
@@ -502,6 +511,24 @@ mod tests {
         // Two half-lives later the two failures weigh a half; two more do not reach three.
         let later = start + HALF_LIFE * 2;
         assert_eq!(fail_each(&quarantine, &[5, 5], later), Outcome::Counted);
+    }
+
+    #[test]
+    fn a_huge_quarantine_after_turns_quarantine_off() {
+        let quarantine = Quarantine::default();
+        let now = Instant::now();
+        let off = SandboxLimits {
+            quarantine_after: u32::MAX,
+            ..SandboxLimits::default()
+        };
+        for originator in 0..10 {
+            for _ in 0..100 {
+                assert_eq!(
+                    quarantine.record_failure(originator, DEADLINE, now, &off),
+                    Outcome::Counted
+                );
+            }
+        }
     }
 
     #[test]
