@@ -1,8 +1,10 @@
 //! # hostile: a TEST FIXTURE, never a real plugin
 //!
-//! One authorizer component that attacks the Palisade host in the way its configuration names,
+//! One component that attacks the Palisade host in the way its configuration names,
 //! `{"attack": "<name>"}`, so that the host's sandbox tests can run every attack with one
 //! binary. See README.md beside Cargo.toml for the list and for what the host must answer.
+//! It exports the functions of all three worlds (`wit/hostile.wit`): an authorizer unless the
+//! application declares it an authenticator or a filter, whose attacks are in `answers.rs`.
 //!
 //! Most attacks are ordinary Rust inside [`Guest::authorize`]. The `garbage*` attacks corrupt
 //! the answer at the canonical-ABI level, which the SDK's export macro cannot express, so this
