@@ -190,7 +190,7 @@ fn a_plugin_that_keeps_failing_is_quarantined_then_readmitted() {
     let runtime = runtime();
     let mut spec = hostile_app("flaky", json!({"attack": "panic"}), Isolation::Warm);
     spec.limits.quarantine_after = 3;
-    spec.limits.quarantine_base = Duration::from_millis(300);
+    spec.limits.quarantine_base = Duration::from_millis(1000);
     runtime.install(spec).unwrap();
     runtime
         .install(hostile_app(
@@ -246,7 +246,7 @@ fn a_plugin_that_keeps_failing_is_quarantined_then_readmitted() {
     );
 
     // After the back-off the plugin is let through again (and, still panicking, traps).
-    std::thread::sleep(Duration::from_millis(350));
+    std::thread::sleep(Duration::from_millis(1100));
     let readmitted = runtime.is_authorized(&request("flaky", "CAE1", Operation::Retrieve, "/ok"));
     assert!(
         readmitted.reason.contains("trapped"),

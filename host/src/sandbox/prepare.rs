@@ -149,10 +149,11 @@ fn snapshot(
         .call(&mut store, ())
         .map_err(|error| PrepareError::Failed(failure(&store, &error)))?;
 
-    // The snapshot's reads run wizer's accessors, not the plugin's code: they get a deadline
-    // of their own rather than what `prepare` left of its one (on a loaded machine that was
-    // sometimes nothing, and the load failed with a panic inside wizer).
-    store.set_epoch_deadline(sandbox.deadline_ticks);
+    // The snapshot's reads run wizer's accessors (bounded copies of memories and globals),
+    // not the plugin's code: they get a deadline of their own, and a generous one, rather
+    // than what `prepare` left of its one (on a loaded machine that was sometimes nothing,
+    // and the load failed with a panic inside wizer).
+    store.set_epoch_deadline(sandbox.deadline_ticks.saturating_mul(100));
     let mut state = SyncInstanceState {
         store: &mut store,
         instance,
