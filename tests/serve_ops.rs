@@ -226,8 +226,10 @@ fn beyond_the_in_flight_limit_requests_get_503_at_once() {
 fn metrics_and_health_report_decisions_failures_and_quarantine() {
     let gateway = Gateway::start(&config("http://127.0.0.1:9", ""), &[]);
     assert_eq!(gateway.decide(&read("CAE1")).json()["decision"], "permit");
-    for _ in 0..3 {
-        let broken = gateway.decide(&json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/broken/x"})).json();
+    // One originator's failures alone never quarantine a plugin for the application (see
+    // sandbox/quarantine.rs): three originators fail, the fourth finds it quarantined.
+    for originator in ["CAE1", "CAE2", "CAE3", "CAE4"] {
+        let broken = gateway.decide(&json!({"originator": originator, "operation": "retrieve", "target": "/cse-in/broken/x"})).json();
         assert_eq!(
             broken["decision"], "deny",
             "a failing plugin denies (fail-closed)"
@@ -236,10 +238,10 @@ fn metrics_and_health_report_decisions_failures_and_quarantine() {
     let metrics = gateway.metrics();
     for expected in [
         r#"palisade_decisions_total{app="lights",result="permit"} 1"#,
-        r#"palisade_decisions_total{app="broken",result="deny"} 3"#,
+        r#"palisade_decisions_total{app="broken",result="deny"} 4"#,
         r#"palisade_decision_duration_seconds_count{app="lights"} 1"#,
         r#"palisade_decision_duration_seconds_bucket{app="lights",le="+Inf"} 1"#,
-        r#"palisade_plugin_failures_total{app="broken",plugin="hostile",code="trap"} 2"#,
+        r#"palisade_plugin_failures_total{app="broken",plugin="hostile",code="trap"} 3"#,
         r#"palisade_plugin_failures_total{app="broken",plugin="hostile",code="quarantined"} 1"#,
         r#"palisade_plugin_quarantined{app="broken",plugin="hostile"} 1"#,
         "# TYPE palisade_rate_limited_total counter",

@@ -6,6 +6,7 @@
 //! - `decision_duration_seconds{app}` — histogram of pipeline time per decision;
 //! - `plugin_failures_total{app,plugin,code}` — traps, timeouts, memory, quarantined calls...;
 //! - `plugin_quarantined{app,plugin}`, `plugin_quarantines_total{app,plugin}` — from health;
+//! - `plugin_quarantined_originators{app,plugin}` — originators quarantined for themselves;
 //! - `rate_limited_total{key}` — `originator` or `source_ip` (SER-001);
 //! - `rejected_total{reason}` — `body-too-large`, `body-timeout`, `overloaded`,
 //!   `connections`, `connections-per-address`, `malformed` (SER-001);
@@ -280,6 +281,21 @@ impl Metrics {
                     "palisade_plugin_quarantines_total{} {}",
                     render_labels(&labels, None),
                     plugin.health.total_quarantines
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP palisade_plugin_quarantined_originators Originators a plugin is quarantined for now (each for itself only).\n# TYPE palisade_plugin_quarantined_originators gauge");
+        for app in status {
+            for plugin in &app.plugins {
+                let labels = vec![
+                    ("app", app_label(&app.app)),
+                    ("plugin", plugin.label.name.clone()),
+                ];
+                let _ = writeln!(
+                    out,
+                    "palisade_plugin_quarantined_originators{} {}",
+                    render_labels(&labels, None),
+                    plugin.health.quarantined_originators
                 );
             }
         }

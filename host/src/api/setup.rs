@@ -167,14 +167,18 @@ fn install_app(
                     format!("cannot compile {reference}: {error}"),
                 )
             })?;
-        let kind = PluginKind::of_component(&component.component, runtime.engine().wasmtime())
-            .ok_or_else(|| {
-                config.error_at(
-                    plugin.plugin.span(),
-                    format!("{key}.plugin"),
-                    "the component exports none of authorize, authenticate or filter",
-                )
-            })?;
+        let kind = PluginKind::of_component_declared(
+            &component.component,
+            runtime.engine().wasmtime(),
+            plugin.kind,
+        )
+        .ok_or_else(|| {
+            config.error_at(
+                plugin.plugin.span(),
+                format!("{key}.plugin"),
+                "the component exports none of authorize, authenticate or filter",
+            )
+        })?;
         let mut config_json = plugin_config(config, &key, plugin)?;
         let mut map = |id: &str| match &pseudonyms {
             Some(p) => p.pseudonym(id),

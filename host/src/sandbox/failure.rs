@@ -1,5 +1,8 @@
 //! How a call into a plugin can fail, and how a wasmtime error is read into one of these.
-//! Every failure becomes a deny that names it (fail-closed).
+//! Every failure becomes a deny that names it (fail-closed), for its cause: an `exit()`, a
+//! resource cap or a host error is never reported as a malformed answer, and no raw wasm
+//! backtrace ever reaches a decision or the audit (it goes to the operator log at debug
+//! level only).
 
 use std::fmt;
 use std::time::Duration;
@@ -7,6 +10,8 @@ use std::time::Duration;
 use wasmtime::Trap;
 
 use super::capabilities::Capability;
+use super::convert::escape_text;
+use super::quarantine::QuarantineScope;
 use super::state::SandboxTrap;
 
 /// Why a plugin gave no usable answer.
@@ -30,9 +35,21 @@ pub enum Failure {
     Malformed(String),
     /// The plugin could not be instantiated (e.g. the instance pool is exhausted).
     Instantiation(String),
-    /// The plugin failed too often in a row and is out of service for a while.
+    /// The plugin called WASI `exit` instead of answering.
+    Exit { code: i32 },
+    /// The plugin made more WASI resources (handles: streams, pollables...) than one
+    /// instance may hold.
+    ResourceLimit(String),
+    /// A host import the plugin called failed in the host, for a reason that is neither a
+    /// budget nor a capability (e.g. a handle the plugin passed does not exist).
+    Host(String),
+    /// An authenticator's identity (subject or a role) is not usable as an identity: it holds
+    /// control characters or bidirectional-text controls, or is empty.
+    InvalidIdentity(String),
+    /// The plugin failed too often recently and is out of service for a while, for the
+    /// request's originator or for the whole application (see `quarantine.rs`).
     Quarantined {
-        consecutive_failures: u32,
+        scope: QuarantineScope,
         remaining: Duration,
     },
 }
@@ -49,8 +66,23 @@ impl Failure {
             Failure::Trap(_) => "trap",
             Failure::Malformed(_) => "malformed-answer",
             Failure::Instantiation(_) => "instantiation",
+            Failure::Exit { .. } => "exit",
+            Failure::ResourceLimit(_) => "resource-limit",
+            Failure::Host(_) => "host-error",
+            Failure::InvalidIdentity(_) => "invalid-identity",
             Failure::Quarantined { .. } => "quarantined",
         }
+    }
+
+    /// Whether the failure is the plugin's doing and counts towards its quarantine. Not
+    /// counted: a failed instantiation (the shared instance pool may simply be exhausted by
+    /// load), a host error (unless it burnt the plugin's time, which the caller checks), and
+    /// a refusal by the quarantine itself.
+    pub fn blames_plugin(&self) -> bool {
+        !matches!(
+            self,
+            Failure::Instantiation(_) | Failure::Host(_) | Failure::Quarantined { .. }
+        )
     }
 
     /// Reads a wasmtime error from a call. `memory_exceeded` tells whether the store's
@@ -94,9 +126,30 @@ impl Failure {
                 limit_bytes: memory_limit,
             };
         }
-        // Errors that are neither traps nor ours come from lifting the answer out of the
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return Failure::Exit { code: exit.0 };
+        }
+        // The message without the backtrace wasmtime wraps around it.
+        let cause = escape_text(&error.root_cause().to_string()).into_owned();
+        if let Some(table) = error.downcast_ref::<wasmtime::component::ResourceTableError>() {
+            return match table {
+                wasmtime::component::ResourceTableError::Full => Failure::ResourceLimit(cause),
+                _ => Failure::Host(cause),
+            };
+        }
+        // The component model's own handle table per store ("cannot allocate another
+        // handle: store handle limit exceeded"), which has no error type of its own.
+        if cause.contains("handle limit exceeded") || cause.contains("another handle") {
+            return Failure::ResourceLimit(cause);
+        }
+        if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+            // Raised while guest code was on the stack: by a host import it called.
+            tracing::debug!(error = %escape_text(&format!("{error:?}")), "host error in a plugin call");
+            return Failure::Host(cause);
+        }
+        // Errors raised with no guest code running come from lifting the answer out of the
         // guest: a bad variant discriminant, invalid UTF-8, a pointer out of bounds.
-        Failure::Malformed(format!("{error:#}"))
+        Failure::Malformed(cause)
     }
 }
 
@@ -132,14 +185,95 @@ impl fmt::Display for Failure {
             Failure::Trap(what) => write!(formatter, "trapped: {what}"),
             Failure::Malformed(what) => write!(formatter, "gave a malformed answer: {what}"),
             Failure::Instantiation(what) => write!(formatter, "could not be instantiated: {what}"),
-            Failure::Quarantined {
-                consecutive_failures,
-                remaining,
-            } => write!(
-                formatter,
-                "is quarantined after {consecutive_failures} consecutive failures ({} ms left)",
-                remaining.as_millis()
-            ),
+            Failure::Exit { code } => {
+                write!(formatter, "called exit({code}) instead of answering")
+            }
+            Failure::ResourceLimit(what) => {
+                write!(formatter, "exceeded its WASI resource limit: {what}")
+            }
+            Failure::Host(what) => write!(formatter, "hit a host error in an import: {what}"),
+            Failure::InvalidIdentity(what) => {
+                write!(formatter, "returned an invalid identity: {what}")
+            }
+            Failure::Quarantined { scope, remaining } => match scope {
+                QuarantineScope::Originator => write!(
+                    formatter,
+                    "is quarantined for this originator after repeated failures ({} ms left)",
+                    remaining.as_millis()
+                ),
+                QuarantineScope::Application => write!(
+                    formatter,
+                    "is quarantined after repeated failures across originators ({} ms left)",
+                    remaining.as_millis()
+                ),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(error: wasmtime::Error) -> Failure {
+        Failure::from_call_error(&error, false, 16 << 20, Duration::from_millis(50))
+    }
+
+    #[test]
+    fn exit_and_resource_caps_are_named_for_what_they_are() {
+        assert_eq!(
+            read(wasmtime::Error::new(wasmtime_wasi::I32Exit(2))),
+            Failure::Exit { code: 2 }
+        );
+        let full = read(wasmtime::Error::new(
+            wasmtime::component::ResourceTableError::Full,
+        ));
+        assert_eq!(full.code(), "resource-limit", "{full}");
+        let handles = read(wasmtime::format_err!(
+            "cannot allocate another handle: store handle limit exceeded"
+        ));
+        assert_eq!(handles.code(), "resource-limit", "{handles}");
+        let missing = read(wasmtime::Error::new(
+            wasmtime::component::ResourceTableError::NotPresent,
+        ));
+        assert_eq!(missing.code(), "host-error", "{missing}");
+        assert!(!missing.blames_plugin());
+    }
+
+    #[test]
+    fn only_the_root_cause_is_kept_and_it_is_escaped() {
+        let error = wasmtime::format_err!("invalid variant discriminant\n\u{1b}[2J")
+            .context("error while executing at wasm backtrace:\n    0: 0x1234 - <unknown>!f");
+        let failure = read(error);
+        assert_eq!(failure.code(), "malformed-answer");
+        let text = failure.to_string();
+        assert!(!text.contains("backtrace") && !text.contains('\n') && !text.contains('\u{1b}'));
+        assert!(
+            text.contains(r"invalid variant discriminant\n\u{1b}[2J"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_the_host_or_the_quarantine_made_are_not_held_against_the_plugin() {
+        assert!(!Failure::Instantiation("pool exhausted".into()).blames_plugin());
+        assert!(!Failure::Host("x".into()).blames_plugin());
+        assert!(!Failure::Quarantined {
+            scope: QuarantineScope::Application,
+            remaining: Duration::from_secs(1)
+        }
+        .blames_plugin());
+        for failure in [
+            Failure::TimeLimit {
+                deadline: Duration::from_millis(50),
+            },
+            Failure::Exit { code: 1 },
+            Failure::ResourceLimit("x".into()),
+            Failure::InvalidIdentity("x".into()),
+            Failure::Malformed("x".into()),
+            Failure::Trap("x".into()),
+        ] {
+            assert!(failure.blames_plugin(), "{failure}");
         }
     }
 }

@@ -33,8 +33,8 @@ pub struct SandboxLimits {
     /// Host imports one call may make (logging, key-value, crypto...); a flood traps.
     /// Default: 1,000.
     pub host_calls: u32,
-    /// Longest deny or rejection reason accepted from a plugin; a longer one is a malformed
-    /// answer. Default: 4 KiB.
+    /// Longest deny, rejection or block reason (and authenticated subject) passed on from a
+    /// plugin; a longer one is cut by the host with a marker. Default: 4 KiB.
     pub max_reason_bytes: usize,
     /// Largest body a filter may return. Default: 4 MiB.
     pub max_body_bytes: usize,
@@ -44,7 +44,10 @@ pub struct SandboxLimits {
     pub kv_max_value_bytes: usize,
     pub kv_max_entries: usize,
     pub kv_max_total_bytes: usize,
-    /// Consecutive failed calls after which a plugin is quarantined. Default: 5.
+    /// Recent failures (at least half of the calls; or 60 % of it in burnt deadlines, whatever
+    /// the successes) after which a plugin is quarantined, for the failing originator or,
+    /// counting at most a third per originator, for the application (see `quarantine.rs`).
+    /// `u32::MAX` turns quarantine off. Default: 5.
     pub quarantine_after: u32,
     /// First quarantine period; each further failure after re-admission doubles it up to
     /// `quarantine_max`. Defaults: 1 s and 5 min.

@@ -33,7 +33,7 @@ pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
 pub use plugin::{Plugin, PluginKind, PluginLabel};
 pub use prepare::PrepareError;
-pub use quarantine::PluginHealth;
+pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
 pub use wasi_io::dropped_output_bytes as plugin_output_dropped_bytes;
 
@@ -225,8 +225,9 @@ impl Sandbox {
                 compiled
             };
         let component = &compiled.component;
-        let found = PluginKind::of_component(component, self.engine.wasmtime())
-            .ok_or(LoadError::UnknownWorld)?;
+        let found =
+            PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)
+                .ok_or(LoadError::UnknownWorld)?;
         if let Some(declared) = setup.kind {
             if declared != found {
                 return Err(LoadError::WrongWorld { declared, found });
@@ -278,6 +279,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Authorizer(authorizer) => authorizer.call_authorize(store, &wit_request),
                 _ => Err(wrong_stage(plugin)),
@@ -302,6 +304,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Authenticator(authenticator) => {
                     authenticator.call_authenticate(store, &wit_request, &wit_credential)
@@ -329,6 +332,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         plugin.call(
             self,
+            &request.originator,
             |store, bound| match bound {
                 Bound::Filter(filter) => filter.call_filter(store, &wit_request, &wit_response),
                 _ => Err(wrong_stage(plugin)),

@@ -12,7 +12,7 @@ use wasmtime::Store;
 use super::bindings::{authenticator, authorizer, filter};
 use super::failure::Failure;
 use super::limits::Isolation;
-use super::quarantine::{PluginHealth, Quarantine};
+use super::quarantine::{Outcome, PluginHealth, Quarantine};
 use super::state::{HostState, PluginGrant};
 use super::Sandbox;
 
@@ -57,6 +57,26 @@ impl PluginKind {
         ]
         .into_iter()
         .find(|kind| exports.iter().any(|name| name == kind.export()))
+    }
+
+    /// Like [`PluginKind::of_component`], but a component that exports the functions of
+    /// several worlds is taken as `declared` when it exports that world's function (the
+    /// hostile test fixture does, to attack in every world with one binary).
+    pub fn of_component_declared(
+        component: &Component,
+        engine: &wasmtime::Engine,
+        declared: Option<PluginKind>,
+    ) -> Option<PluginKind> {
+        if let Some(declared) = declared {
+            let exports_it = component
+                .component_type()
+                .exports(engine)
+                .any(|(name, _)| name == declared.export());
+            if exports_it {
+                return Some(declared);
+            }
+        }
+        PluginKind::of_component(component, engine)
     }
 }
 
@@ -183,42 +203,65 @@ impl Plugin {
         }
     }
 
-    /// Runs one call: takes a warm instance (or makes one), arms the budgets, calls, checks
-    /// the answer, and returns a healthy instance to the pool. Any failure drops the instance
-    /// (a trapped instance is never reused) and counts towards quarantine.
+    /// Runs one call for a request of `originator`: takes a warm instance (or makes one),
+    /// arms the budgets, calls, checks the answer, and returns a healthy instance to the
+    /// pool. Any failure drops the instance (a trapped instance is never reused); a failure
+    /// the plugin caused counts towards quarantine, attributed to `originator` and weighed
+    /// by the time it burnt (see `quarantine.rs`).
     pub(crate) fn call<R, T>(
         &self,
         sandbox: &Sandbox,
+        originator: &str,
         invoke: impl FnOnce(&mut Store<HostState>, &Bound) -> wasmtime::Result<R>,
-        check: impl FnOnce(R) -> Result<T, String>,
+        check: impl FnOnce(R) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        // A plugin that never failed has no quarantine state to check or reset, so its calls
-        // skip a clock read and two lock round-trips.
+        // A plugin that never failed has no quarantine state to check or update, so its
+        // calls skip hashing the originator, two clock reads and two lock round-trips.
         let clean = !self.has_failed();
-        if !clean {
-            if let Err((consecutive_failures, remaining)) = self.quarantine.admit(Instant::now()) {
+        let key = (!clean).then(|| self.quarantine.key(originator));
+        if let Some(key) = key {
+            if let Err(refusal) = self.quarantine.admit(key, Instant::now()) {
                 return Err(Failure::Quarantined {
-                    consecutive_failures,
-                    remaining,
+                    scope: refusal.scope,
+                    remaining: refusal.remaining,
                 });
             }
         }
+        let started = Instant::now();
         let result = self.call_admitted(sandbox, invoke, check);
         match &result {
-            Ok(_) if clean => {}
-            Ok(_) => self.quarantine.record_success(),
+            Ok(_) => {
+                if let Some(key) = key {
+                    self.quarantine.record_success(key, Instant::now());
+                }
+            }
             Err(failure) => {
-                self.failed_once.store(true, Ordering::Relaxed);
-                if self
-                    .quarantine
-                    .record_failure(Instant::now(), &sandbox.limits)
-                {
-                    tracing::warn!(
-                        app = %self.grant.app,
-                        plugin = %self.label.name,
-                        %failure,
-                        "plugin quarantined after repeated failures"
-                    );
+                let now = Instant::now();
+                // A timeout used the whole deadline by definition (the epoch tick may end it
+                // a little early or late).
+                let burned = if matches!(failure, Failure::TimeLimit { .. }) {
+                    1.0
+                } else {
+                    now.saturating_duration_since(started).as_secs_f64()
+                        / sandbox.limits.deadline.as_secs_f64().max(1e-6)
+                };
+                // A host error counts when it came after the plugin had used half its
+                // deadline: otherwise raising one would be a way to burn time uncounted.
+                if failure.blames_plugin() || burned >= 0.5 {
+                    self.failed_once.store(true, Ordering::Relaxed);
+                    let key = key.unwrap_or_else(|| self.quarantine.key(originator));
+                    let outcome = self
+                        .quarantine
+                        .record_failure(key, burned, now, &sandbox.limits);
+                    if let Outcome::Quarantined(scope) = outcome {
+                        tracing::warn!(
+                            app = %self.grant.app,
+                            plugin = %self.label.name,
+                            scope = ?scope,
+                            %failure,
+                            "plugin quarantined after repeated failures"
+                        );
+                    }
                 }
             }
         }
@@ -229,7 +272,7 @@ impl Plugin {
         &self,
         sandbox: &Sandbox,
         invoke: impl FnOnce(&mut Store<HostState>, &Bound) -> wasmtime::Result<R>,
-        check: impl FnOnce(R) -> Result<T, String>,
+        check: impl FnOnce(R) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let warm = sandbox.isolation == Isolation::Warm;
         let pooled = if warm { self.take_idle() } else { None };
@@ -247,7 +290,7 @@ impl Plugin {
                 sandbox.limits.deadline,
             )
         })?;
-        let checked = check(answer).map_err(Failure::Malformed)?;
+        let checked = check(answer)?;
         if warm {
             self.return_idle(instance, sandbox.limits.warm_instances);
         }
@@ -271,8 +314,8 @@ impl Plugin {
         }
     }
 
-    /// Whether any call of this plugin (this version, in this application) has failed: hit
-    /// a limit, trapped, answered malformed or was quarantined. Until then there is no
+    /// Whether any call of this plugin (this version, in this application) has failed by
+    /// its own doing: hit a limit, trapped, answered malformed. Until then there is no
     /// quarantine state to check or reset on the decision path.
     pub fn has_failed(&self) -> bool {
         self.failed_once.load(Ordering::Relaxed)

@@ -149,6 +149,11 @@ fn snapshot(
         .call(&mut store, ())
         .map_err(|error| PrepareError::Failed(failure(&store, &error)))?;
 
+    // The snapshot's reads run wizer's accessors (bounded copies of memories and globals),
+    // not the plugin's code: they get a deadline of their own, and a generous one, rather
+    // than what `prepare` left of its one (on a loaded machine that was sometimes nothing,
+    // and the load failed with a panic inside wizer).
+    store.set_epoch_deadline(sandbox.deadline_ticks.saturating_mul(100));
     let mut state = SyncInstanceState {
         store: &mut store,
         instance,
@@ -159,7 +164,16 @@ fn snapshot(
         // one poll.
         super::wasi_io::poll_ready(wizer.snapshot_component(&context, &mut state), 1)
     }))
-    .map_err(|_| PrepareError::Snapshot("the snapshotter panicked".into()))?;
+    .map_err(|_| {
+        // wizer panics on the empty contents a failed read hands it; the read's error is the
+        // cause to report.
+        PrepareError::Snapshot(
+            state
+                .error
+                .take()
+                .unwrap_or_else(|| "the snapshotter panicked".into()),
+        )
+    })?;
     if let Some(error) = state.error {
         return Err(PrepareError::Snapshot(error));
     }

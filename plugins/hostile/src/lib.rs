@@ -1,8 +1,10 @@
 //! # hostile: a TEST FIXTURE, never a real plugin
 //!
-//! One authorizer component that attacks the Palisade host in the way its configuration names,
+//! One component that attacks the Palisade host in the way its configuration names,
 //! `{"attack": "<name>"}`, so that the host's sandbox tests can run every attack with one
 //! binary. See README.md beside Cargo.toml for the list and for what the host must answer.
+//! It exports the functions of all three worlds (`wit/hostile.wit`): an authorizer unless the
+//! application declares it an authenticator or a filter, whose attacks are in `answers.rs`.
 //!
 //! Most attacks are ordinary Rust inside [`Guest::authorize`]. The `garbage*` attacks corrupt
 //! the answer at the canonical-ABI level, which the SDK's export macro cannot express, so this
@@ -16,9 +18,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use abi::Guest;
 use palisade_sdk::config::Config;
+use palisade_sdk::{AuthResult, Credential, Decision, FilterResult, Request, Response};
 
+mod answers;
 mod budgets;
-use palisade_sdk::{Decision, Request};
 
 #[derive(serde::Deserialize)]
 struct Settings {
@@ -33,15 +36,16 @@ struct Settings {
 
 static SETTINGS: Config<Settings> = Config::new();
 
-/// This crate's own bindings of the `prepared-authorizer` world. The types and imports are the SDK's
+/// This crate's own bindings of the `hostile` world (`wit/hostile.wit`: `prepared-authorizer`,
+/// `authenticator` and `filter` in one, so the fixture can be loaded as any kind). The types and imports are the SDK's
 /// (`with`); what this adds is the world's export glue and, above all, the custom section that
 /// tells the componentizer this module exports `authorize`. (The SDK emits that section only
 /// inside its `export!` macro, which would also emit a second `authorize` symbol.)
 #[allow(dead_code, unused_macros, clippy::all)]
 mod abi {
     wit_bindgen::generate!({
-        world: "prepared-authorizer",
-        path: "../../wit",
+        world: "palisade:hostile/hostile",
+        path: ["../../wit", "wit"],
         with: {
             "palisade:plugin/types@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::types,
             "palisade:plugin/log@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::log,
@@ -131,6 +135,29 @@ unsafe extern "C" fn post_return_authorize(ret: *mut u8) {
     }
 }
 
+/// `authenticate: func(request, credential) -> auth-result`, as `wit-bindgen` generates it
+/// (the attacks are in `answers.rs`).
+#[unsafe(export_name = "authenticate")]
+unsafe extern "C" fn export_authenticate(args: *mut u8) -> *mut u8 {
+    unsafe { abi::_export_authenticate_cabi::<Hostile>(args) }
+}
+
+#[unsafe(export_name = "cabi_post_authenticate")]
+unsafe extern "C" fn post_return_authenticate(ret: *mut u8) {
+    unsafe { abi::__post_return_authenticate::<Hostile>(ret) }
+}
+
+/// `filter: func(request, response) -> filter-result`, as `wit-bindgen` generates it.
+#[unsafe(export_name = "filter")]
+unsafe extern "C" fn export_filter(args: *mut u8) -> *mut u8 {
+    unsafe { abi::_export_filter_cabi::<Hostile>(args) }
+}
+
+#[unsafe(export_name = "cabi_post_filter")]
+unsafe extern "C" fn post_return_filter(ret: *mut u8) {
+    unsafe { abi::__post_return_filter::<Hostile>(ret) }
+}
+
 /// `prepare: func()`, called once at load time by hosts that pre-initialise plugins.
 #[unsafe(export_name = "prepare")]
 unsafe extern "C" fn export_prepare() {
@@ -172,6 +199,9 @@ impl Guest for Hostile {
         if settings.during.as_deref() == Some("prepare") {
             return Decision::deny("hostile: this configuration attacks in prepare only");
         }
+        if let Some(decision) = answers::authorize(&settings.attack, &request) {
+            return decision;
+        }
         match settings.attack.as_str() {
             "loop" => endless_loop(),
             "memory" => exhaust_memory(),
@@ -204,6 +234,14 @@ impl Guest for Hostile {
             name if budgets::handles(name) => budgets::run(name),
             other => Decision::deny(format!("hostile: unknown attack {other:?}")),
         }
+    }
+
+    fn authenticate(request: Request, credential: Credential) -> AuthResult {
+        answers::authenticate(&request, &credential)
+    }
+
+    fn filter(request: Request, response: Response) -> FilterResult {
+        answers::filter(&request, &response)
     }
 }
 
