@@ -25,6 +25,8 @@ pub struct Gateway {
     args: Vec<String>,
     /// Everything the process printed on stdout so far (startup summary).
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// The first 64 KiB the process printed on stderr (its log).
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Gateway {
@@ -146,6 +148,7 @@ impl Gateway {
             dir,
             args: base_args,
             stdout: lines,
+            stderr: errors,
         }
     }
 

@@ -53,6 +53,9 @@ pub struct HostState {
     pub(crate) limits: Arc<SandboxLimits>,
     pub(crate) host_calls_left: u32,
     pub(crate) memory: MemoryLimiter,
+    /// The last message the plugin logged at error level: a `prepare` that traps after one
+    /// refused its configuration with that reason (`palisade_sdk::config::refuse`).
+    pub(crate) last_error_log: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -69,6 +72,7 @@ impl HostState {
                 exceeded: false,
             },
             host_calls_left: limits.host_calls,
+            last_error_log: None,
             env,
             plugin,
             limits,
