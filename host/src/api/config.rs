@@ -519,10 +519,11 @@ impl GatewayConfig {
                     "serve = [] serves nothing: list what this listener serves, or leave the key out for everything",
                 ));
             }
-            if let Some(first) = self.listeners[..index]
-                .iter()
-                .position(|other| other.address.get_ref() == listener.address.get_ref())
-            {
+            // Port 0 asks for any free port, so several such listeners do not collide.
+            let fixed_port = !listener.address.get_ref().ends_with(":0");
+            if let Some(first) = self.listeners[..index].iter().position(|other| {
+                fixed_port && other.address.get_ref() == listener.address.get_ref()
+            }) {
                 return Err(self.error_at(
                     listener.address.span(),
                     format!("listener[{index}].address"),
