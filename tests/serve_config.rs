@@ -228,6 +228,11 @@ fn limits_that_refuse_every_request_do_not_start() {
         ));
     }
     cases.push((
+        format!("[admin]\ntrust_roots = []\nadmin_keys = []\nmax_module_bytes = 0\n{APP}"),
+        "gw.toml:4: admin.max_module_bytes",
+        "0 would refuse every module",
+    ));
+    cases.push((
         format!("[rate_limit]\nper_originator = {{ per_second = 5, burst = 0 }}\n{APP}"),
         "gw.toml:2: rate_limit.per_originator",
         "burst = 0 with per_second = 5",

@@ -539,6 +539,7 @@ impl GatewayConfig {
                 return Err(self.error_at(upstream.url.span(), "upstream.url", message));
             }
         }
+        self.check_admin()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes: Vec<(String, String)> = Vec::new();
         for (index, app) in self.apps.iter().enumerate() {
@@ -621,6 +622,34 @@ impl GatewayConfig {
     }
 }
 
+impl GatewayConfig {
+    /// `[admin]` values that would refuse every module. The section's struct lives with the
+    /// admin API; its values' places are read here from the text, so the error has a line.
+    fn check_admin(&self) -> Result<(), ConfigError> {
+        #[derive(Deserialize)]
+        struct Places {
+            admin: Option<AdminPlaces>,
+        }
+        #[derive(Deserialize)]
+        struct AdminPlaces {
+            max_module_bytes: Option<Spanned<u64>>,
+        }
+        let Ok(places) = toml::from_str::<Places>(&self.text) else {
+            return Ok(());
+        };
+        if let Some(max) = places.admin.and_then(|admin| admin.max_module_bytes) {
+            if *max.get_ref() == 0 {
+                return Err(self.error_at(
+                    max.span(),
+                    "admin.max_module_bytes",
+                    "0 would refuse every module; give a positive size (or leave the key out for the default)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn toml_error(
     file: &Path,
     text: &str,
@@ -677,6 +706,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("gw.toml:8: app[1].paths[0]"), "{error}");
+    }
+
+    #[test]
+    fn app_paths_are_absolute_target_paths() {
+        for good in [
+            "/",
+            "/cse-in",
+            "/cse-in/lights/",
+            "/~/in-cse/lights",
+            "/_/sp.example.com/in-cse/lights",
+            "/cse-in/CAE-1_x.y~z:@",
+        ] {
+            assert_eq!(app_path_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "cse-in",
+            "//cse-in",
+            "/cse-in//x",
+            "/cse-in/./x",
+            "/cse-in/..",
+            "/cse-in/x;y",
+            "/cse-in/%2e",
+            "/cse-in/x?y",
+            "/cse-in/x#y",
+            "/cse-in/x\\y",
+            "/cse-in/x y",
+            "/cse-in/x\ty",
+            "/cse-in/l\u{e4}mp",
+            "/cse-in/\u{202e}x",
+        ] {
+            assert!(app_path_problem(bad).is_some(), "{bad:?}");
+        }
     }
 
     #[test]
