@@ -573,3 +573,44 @@ fn with_trust_roots_only_signed_config_plugins_run() {
         "the opt-out is logged at start: {log}"
     );
 }
+
+/// The same load-time check covers modules pushed through the admin API: a registry plugin
+/// whose `[admin.plugins]` configuration the plugin refuses is not activated, the answer names
+/// the plugin's reason, and the app keeps deciding with what it had.
+#[test]
+fn an_admin_push_whose_configuration_the_plugin_refuses_changes_nothing() {
+    let keys = common::Keys::new();
+    let root = encode_public_key(&keys.root.verifying_key());
+    let admin_key = encode_public_key(&keys.admin.verifying_key());
+    let gateway = Gateway::start(
+        &format!("[admin]\ntrust_roots = [\"root.pub\"]\nadmin_keys = [\"admin.pub\"]\n[admin.plugins.\"lights/policy\"]\nconfig = {{ policies = [ {{ pv = {{ acr = [ {{ acor = [\"all\"], acop = 64 }} ] }} }} ] }}\n{}name = \"policy\"\n{POLICY}", APP.replace("paths = [\"/cse-in/lights\"]", "paths = [\"/cse-in/lights\"]\nconsent_real_identities = true")),
+        &[("root.pub", &root), ("admin.pub", &admin_key)],
+    );
+    let module = keys.module(
+        palisade::plugins::reference("acp").unwrap(),
+        "lights",
+        "policy",
+        ModuleKind::Authorizer,
+        "1.0.0",
+    );
+    let answer = common::admin(
+        &gateway,
+        &keys.admin,
+        "PUT",
+        "/admin/v1/apps/lights/plugins/policy?activate=true",
+        &module,
+    );
+    assert!(answer.status >= 400, "{} {}", answer.status, answer.text());
+    assert!(
+        answer.text().contains("acop: 64 is not an operation mask"),
+        "{}",
+        answer.text()
+    );
+    let (decision, version) = common::decision(&gateway, "lights");
+    assert_eq!(decision, "permit");
+    assert_eq!(
+        version,
+        serde_json::Value::Null,
+        "the config plugin still decides"
+    );
+}
