@@ -182,19 +182,7 @@ fn install_app(
                 );
                 unsigned_plugins.push(plugin.name.clone().unwrap_or_else(|| plugin_name.clone()));
             } else {
-                let mut policy = VerifyPolicy::new(anchors, crate::request::now_unix());
-                policy.expected_app = Some(name.as_str());
-                policy.expected_kind = plugin.kind.map(module_kind);
-                if let Some(admin) = &config.admin {
-                    policy.max_size = admin.max_module_bytes;
-                }
-                let verified = crate::registry::verify_with(&bytes, &policy).map_err(|error| {
-                    config.error_at(
-                        plugin.plugin.span(),
-                        format!("{key}.plugin"),
-                        format!("{reference} is refused: [admin] trust_roots are configured and {error} (sign it with `palisade sign` for application {name:?}, or set allow_unsigned = true on this plugin for development)"),
-                    )
-                })?;
+                let verified = verify_module(config, &key, plugin, &name, &bytes, anchors)?;
                 bytes = Arc::from(verified.component.as_slice());
                 signed = Some(verified);
             }
@@ -328,6 +316,34 @@ fn trust_anchors(config: &GatewayConfig) -> Result<Option<TrustAnchors>, ConfigE
             key: Some("admin.trust_roots".into()),
             message: error.to_string(),
         })
+}
+
+/// Verifies a module file of the config with the registry's checks: signed by a publisher a
+/// trust root delegated, for `app` (and the declared kind, if any), within the size limit.
+fn verify_module(
+    config: &GatewayConfig,
+    key: &str,
+    plugin: &PluginConfig,
+    app: &str,
+    bytes: &[u8],
+    anchors: &TrustAnchors,
+) -> Result<VerifiedModule, ConfigError> {
+    let mut policy = VerifyPolicy::new(anchors, crate::request::now_unix());
+    policy.expected_app = Some(app);
+    policy.expected_kind = plugin.kind.map(module_kind);
+    if let Some(admin) = &config.admin {
+        policy.max_size = admin.max_module_bytes;
+    }
+    crate::registry::verify_with(bytes, &policy).map_err(|error| {
+        config.error_at(
+            plugin.plugin.span(),
+            format!("{key}.plugin"),
+            format!(
+                "{} is refused: [admin] trust_roots are configured and {error} (sign it with `palisade sign` for application {app:?}, or set allow_unsigned = true on this plugin for development)",
+                plugin.plugin.get_ref()
+            ),
+        )
+    })
 }
 
 /// What a verified module's manifest must agree with: the kind the component implements and
