@@ -340,30 +340,19 @@ fn a_prepare_hook_that_attacks_fails_the_load_with_its_cause() {
         ("kv", "`kv` capability"),
     ] {
         let config = json!({"attack": attack, "during": "prepare"});
-        let error = runtime
-            .install(hostile_app(
-                "bad",
-                config.clone(),
-                Isolation::FreshPerRequest,
-            ))
-            .expect_err("a prepare that attacks must fail the load");
-        let message = error.to_string();
-        assert!(
-            message.contains("pre-initialised") && message.contains(expected),
-            "{attack}: {message}"
-        );
-        assert!(runtime.app("bad").is_none(), "{attack}: nothing installed");
-        // Warm applications never run prepare: the same plugin loads, and only denies.
-        runtime
-            .install(hostile_app("warm", config, Isolation::Warm))
-            .unwrap();
-        let decision = runtime.is_authorized(&request("warm", "CAE1", Operation::Retrieve, "/ok"));
-        assert_eq!(decision.effect, Effect::Deny);
-        assert!(
-            decision.reason.contains("prepare only"),
-            "{}",
-            decision.reason
-        );
+        // Warm applications run `prepare` at load too (on a throw-away instance, to check
+        // the configuration, issue #11): the same attack fails their load the same way.
+        for isolation in [Isolation::FreshPerRequest, Isolation::Warm] {
+            let error = runtime
+                .install(hostile_app("bad", config.clone(), isolation))
+                .expect_err("a prepare that attacks must fail the load");
+            let message = error.to_string();
+            assert!(
+                message.contains("pre-initialised") && message.contains(expected),
+                "{attack} ({isolation:?}): {message}"
+            );
+            assert!(runtime.app("bad").is_none(), "{attack}: nothing installed");
+        }
     }
     // The gateway and its other applications are untouched.
     let decision = runtime.is_authorized(&request("good", "CAE1", Operation::Retrieve, "/ok"));

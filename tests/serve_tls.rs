@@ -206,7 +206,7 @@ config = { policies = [ { id = "p", pv = { acr = [ { acor = ["all"], acop = 2 } 
 fn tls_config_errors_name_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty.crt"), "").unwrap();
-    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncert_file = \"empty.crt\"\nkey_file = \"none.key\"\n[[app]]\nname = \"a\"\n[[app.plugin]]\nplugin = \"acp\"\n";
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncert_file = \"empty.crt\"\nkey_file = \"none.key\"\n[[app]]\nname = \"a\"\npaths = [\"/cse-in/a\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig = { policies = [ { pv = { acr = [] } } ] }\n";
     std::fs::write(dir.path().join("gw.toml"), config).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["serve", "--config"])

@@ -202,27 +202,31 @@ impl ListenerConfig {
 pub struct UpstreamConfig {
     /// `http://host:port`, optionally with a path prefix.
     pub url: Spanned<String>,
-    /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms.
-    #[serde(default = "defaults::upstream_timeout")]
+    /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms; 0 is refused.
+    #[serde(default = "defaults::upstream_timeout", deserialize_with = "positive")]
     pub timeout_ms: u64,
-    /// Default 1,000 ms: an unreachable CSE is reported quickly (SER-007).
-    #[serde(default = "defaults::connect_timeout")]
+    /// Default 1,000 ms: an unreachable CSE is reported quickly (SER-007); 0 is refused.
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "positive")]
     pub connect_timeout_ms: u64,
-    /// Largest response accepted from the CSE. Default 4 MiB.
-    #[serde(default = "defaults::max_response")]
+    /// Largest response accepted from the CSE. Default 4 MiB; 0 is refused.
+    #[serde(default = "defaults::max_response", deserialize_with = "positive")]
     pub max_response_bytes: usize,
 }
 
-/// Limits that protect the gateway itself (SER-001).
+/// Limits that protect the gateway itself (SER-001). A limit that would refuse every request
+/// (0 in-flight requests, a 0 ms header timeout...) is refused at start, never served.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerLimits {
     /// Largest request body (decide JSON or proxied oneM2M body). Default 64 KiB.
+    #[serde(deserialize_with = "positive")]
     pub max_body_bytes: usize,
     /// Requests being decided or proxied at once; beyond it, 503 at once (no queue).
     /// Default 64.
+    #[serde(deserialize_with = "positive")]
     pub max_in_flight: usize,
     /// Open connections; beyond it new connections are closed at once. Default 1,024.
+    #[serde(deserialize_with = "positive")]
     pub max_connections: usize,
     /// Open connections from one client address (IPv4-mapped addresses count as IPv4);
     /// beyond it that address's new connections are closed at once and counted in
@@ -232,8 +236,10 @@ pub struct ServerLimits {
     /// connection open. Default 128 (at least 1).
     pub max_connections_per_address: usize,
     /// Time a client has to send a request's headers (slow-loris). Default 5,000 ms.
+    #[serde(deserialize_with = "positive")]
     pub header_read_timeout_ms: u64,
     /// Time a client has to send a request's body. Default 10,000 ms.
+    #[serde(deserialize_with = "positive")]
     pub body_read_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take to finish. Default 10,000 ms.
     pub shutdown_grace_ms: u64,
@@ -282,7 +288,8 @@ impl Default for ServerLimits {
     }
 }
 
-/// A token bucket: a steady rate and a burst. `per_second = 0` disables the limit.
+/// A token bucket: a steady rate and a burst. `per_second = 0` disables the limit; a
+/// positive rate with `burst = 0` would refuse every request and is refused at start.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
@@ -296,10 +303,12 @@ pub struct Rate {
 pub struct RateLimitConfig {
     /// Per originator (`X-M2M-Origin`, or `originator` in a decide request).
     /// Default 50/s, burst 100.
+    #[serde(deserialize_with = "usable_rate")]
     pub per_originator: Rate,
     /// Per client address of the proxy, whatever originators it claims (not applied to
     /// `/v1/decide`, whose caller is usually the CSE speaking for everyone). Default 500/s,
     /// burst 1,000.
+    #[serde(deserialize_with = "usable_rate")]
     pub per_source_ip: Rate,
     /// Keys (originators, client addresses) each limit remembers: a fixed table allocated at
     /// start, about 48 bytes a key (768 KiB per limit at the default), whatever clients send.
@@ -353,7 +362,9 @@ pub struct AppConfig {
     pub mode: Mode,
     #[serde(default)]
     pub isolation: Isolation,
-    #[serde(default)]
+    /// Refused at start when one would make every call fail (no memory, no time, no host
+    /// call, no room for a reason).
+    #[serde(default, deserialize_with = "usable_sandbox_limits")]
     pub limits: SandboxLimits,
     /// SER-015: the stakeholders of this app consented to its plugins and audit seeing
     /// real originator IDs. Default false: they see a per-app pseudonym (SER-011/018/025).
@@ -390,6 +401,14 @@ pub struct PluginConfig {
     /// Or a JSON file, relative to this config file.
     #[serde(default)]
     pub config_file: Option<Spanned<String>>,
+    /// Development only. With `[admin] trust_roots` configured, a `.wasm` plugin named here
+    /// must be signed for its app and kind by a key a trust root delegated (SER-022), or the
+    /// gateway does not start; `allow_unsigned = true` runs this one plugin unverified
+    /// instead, with an error-level line at every start and `"unsigned": true` beside it in
+    /// `/health`. Default false. Embedded reference plugins (`plugin = "acp"`) are part of
+    /// the binary and need no signature.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 /// A key the application's plugins use by handle (capability `crypto`).
@@ -404,6 +423,96 @@ pub struct KeyConfig {
     /// An Ed25519 public key (64 hex digits), e.g. a token issuer's.
     #[serde(default)]
     pub ed25519_public: Option<Spanned<String>>,
+}
+
+/// A number that must not be 0: for limits and timeouts where 0 would refuse every request.
+/// Checked while deserializing, so the error carries the value's line and key.
+fn positive<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default + PartialEq,
+{
+    let value = T::deserialize(deserializer)?;
+    if value == T::default() {
+        return Err(serde::de::Error::custom(
+            "0 would refuse every request; give a positive value (or leave the key out for the default)",
+        ));
+    }
+    Ok(value)
+}
+
+/// A [`Rate`] that can let a request through: a positive rate needs a positive burst.
+fn usable_rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+    let rate = Rate::deserialize(deserializer)?;
+    if rate.per_second > 0 && rate.burst == 0 {
+        return Err(serde::de::Error::custom(format!(
+            "burst = 0 with per_second = {} refuses every request; give a burst of at least 1 (or per_second = 0 to disable the limit)",
+            rate.per_second
+        )));
+    }
+    Ok(rate)
+}
+
+/// Smallest memory cap accepted for an app: one WebAssembly page. Below it no plugin can even
+/// be instantiated.
+const MIN_PLUGIN_MEMORY_BYTES: usize = 64 << 10;
+
+/// [`SandboxLimits`] under which a plugin call can succeed at all.
+fn usable_sandbox_limits<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SandboxLimits, D::Error> {
+    let limits = SandboxLimits::deserialize(deserializer)?;
+    let problem = if limits.memory_bytes < MIN_PLUGIN_MEMORY_BYTES {
+        Some(format!(
+            "memory_bytes = {} is below one WebAssembly page ({MIN_PLUGIN_MEMORY_BYTES}): no plugin can run",
+            limits.memory_bytes
+        ))
+    } else if limits.deadline.is_zero() {
+        Some("deadline_ms = 0 stops every plugin call before it starts".into())
+    } else if limits.host_calls == 0 {
+        Some("host_calls = 0 leaves a plugin unable even to read its configuration".into())
+    } else if limits.max_reason_bytes == 0 {
+        Some("max_reason_bytes = 0 turns every deny into a plugin failure".into())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(serde::de::Error::custom(problem)),
+        None => Ok(limits),
+    }
+}
+
+/// Whether `prefix` is an app path the gateway can match: a target path in the forms oneM2M's
+/// HTTP binding uses (`/cse-in/lights`, SP-relative `/~/cse/...`, absolute `/_/sp/cse/...`),
+/// with no empty, `.` or `..` segment and nothing a request target would carry encoded or
+/// split off (`%`, `;`, `?`, `#`, `\`, spaces, control and non-ASCII characters). Such a
+/// prefix could never equal a normalised target, or would cover one an attacker spells
+/// differently. Returns what is wrong.
+fn app_path_problem(prefix: &str) -> Option<String> {
+    let Some(rest) = prefix.strip_prefix('/') else {
+        return Some("must start with '/'".into());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return None;
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Some("has an empty segment (\"//\")".into());
+        }
+        if segment == "." || segment == ".." {
+            return Some(format!("has a {segment:?} segment"));
+        }
+        if let Some(bad) = segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,=:@".contains(*c)))
+        {
+            return Some(format!(
+                "contains {bad:?}, which a target path never carries literally"
+            ));
+        }
+    }
+    None
 }
 
 mod defaults {
@@ -484,6 +593,27 @@ impl GatewayConfig {
                     ),
                 ));
             }
+            if listener.serve.as_ref().is_some_and(Vec::is_empty) {
+                return Err(self.error_at(
+                    listener.address.span(),
+                    format!("listener[{index}].serve"),
+                    "serve = [] serves nothing: list what this listener serves, or leave the key out for everything",
+                ));
+            }
+            // Port 0 asks for any free port, so several such listeners do not collide.
+            let fixed_port = !listener.address.get_ref().ends_with(":0");
+            if let Some(first) = self.listeners[..index].iter().position(|other| {
+                fixed_port && other.address.get_ref() == listener.address.get_ref()
+            }) {
+                return Err(self.error_at(
+                    listener.address.span(),
+                    format!("listener[{index}].address"),
+                    format!(
+                        "{:?} is already listener[{first}]'s address",
+                        listener.address.get_ref()
+                    ),
+                ));
+            }
         }
         for (index, listener) in self.listeners.iter().enumerate() {
             self.check_trusted_clients(index, listener)?;
@@ -493,6 +623,7 @@ impl GatewayConfig {
                 return Err(self.error_at(upstream.url.span(), "upstream.url", message));
             }
         }
+        self.check_admin()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes: Vec<(String, String)> = Vec::new();
         for (index, app) in self.apps.iter().enumerate() {
@@ -514,24 +645,34 @@ impl GatewayConfig {
             for (path_index, path) in app.paths.iter().enumerate() {
                 let key = format!("app[{index}].paths[{path_index}]");
                 let prefix = path.get_ref();
-                if !prefix.starts_with('/') || prefix.contains("//") && !prefix.starts_with("/_/") {
+                if let Some(problem) = app_path_problem(prefix) {
                     return Err(self.error_at(
                         path.span(),
                         key,
                         format!(
-                            "{prefix:?} must be an absolute target path such as \"/cse-in/lights\""
+                            "{prefix:?} {problem}: give an absolute target path such as \"/cse-in/lights\""
                         ),
                     ));
                 }
                 let normal = prefix.trim_end_matches('/').to_string();
+                // The same prefix twice is ambiguous (which app decides?); nested prefixes are
+                // not: the longest one wins, on `/` boundaries.
                 if let Some((other, _)) = prefixes.iter().find(|(_, p)| *p == normal) {
-                    return Err(self.error_at(
-                        path.span(),
-                        key,
-                        format!("{prefix:?} already belongs to application {other:?}"),
-                    ));
+                    let message = if other == name {
+                        format!("{prefix:?} is listed twice")
+                    } else {
+                        format!("{prefix:?} already belongs to application {other:?}")
+                    };
+                    return Err(self.error_at(path.span(), key, message));
                 }
                 prefixes.push((name.clone(), normal));
+            }
+            if app.paths.is_empty() {
+                return Err(self.error_at(
+                    app.name.span(),
+                    format!("app[{index}].paths"),
+                    format!("application {name:?} has no paths, so no request ever reaches it: list the target paths it owns, e.g. paths = [\"/cse-in/{name}\"]"),
+                ));
             }
             if app.plugins.is_empty() {
                 return Err(self.error_at(
@@ -616,6 +757,34 @@ impl GatewayConfig {
                     key: Some(format!("limits.{key}")),
                     message: "0 would refuse every request: give a size in bytes".into(),
                 });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    /// `[admin]` values that would refuse every module. The section's struct lives with the
+    /// admin API; its values' places are read here from the text, so the error has a line.
+    fn check_admin(&self) -> Result<(), ConfigError> {
+        #[derive(Deserialize)]
+        struct Places {
+            admin: Option<AdminPlaces>,
+        }
+        #[derive(Deserialize)]
+        struct AdminPlaces {
+            max_module_bytes: Option<Spanned<u64>>,
+        }
+        let Ok(places) = toml::from_str::<Places>(&self.text) else {
+            return Ok(());
+        };
+        if let Some(max) = places.admin.and_then(|admin| admin.max_module_bytes) {
+            if *max.get_ref() == 0 {
+                return Err(self.error_at(
+                    max.span(),
+                    "admin.max_module_bytes",
+                    "0 would refuse every module; give a positive size (or leave the key out for the default)",
+                ));
             }
         }
         Ok(())
@@ -707,6 +876,39 @@ mod tests {
         assert!(!config.listeners[0].trusted_decide_callers);
         assert!(config.listeners[1].services().contains(&Service::Decide));
         assert!(config.listeners[1].trusted_decide_callers);
+    }
+
+    #[test]
+    fn app_paths_are_absolute_target_paths() {
+        for good in [
+            "/",
+            "/cse-in",
+            "/cse-in/lights/",
+            "/~/in-cse/lights",
+            "/_/sp.example.com/in-cse/lights",
+            "/cse-in/CAE-1_x.y~z:@",
+        ] {
+            assert_eq!(app_path_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "cse-in",
+            "//cse-in",
+            "/cse-in//x",
+            "/cse-in/./x",
+            "/cse-in/..",
+            "/cse-in/x;y",
+            "/cse-in/%2e",
+            "/cse-in/x?y",
+            "/cse-in/x#y",
+            "/cse-in/x\\y",
+            "/cse-in/x y",
+            "/cse-in/x\ty",
+            "/cse-in/l\u{e4}mp",
+            "/cse-in/\u{202e}x",
+        ] {
+            assert!(app_path_problem(bad).is_some(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -330,6 +330,8 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
                 "isolation": isolation,
                 "consent_real_identities": route.consent_real_identities,
                 "plugins": plugins,
+                // SER-022 switched off by the operator for these (allow_unsigned).
+                "unsigned_plugins": route.unsigned_plugins,
             })
         })
         .collect();

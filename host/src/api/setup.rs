@@ -10,7 +10,8 @@ use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
 use crate::keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
-use crate::pipeline::{AppSpec, Mode, Runtime, SharedModules};
+use crate::pipeline::{AppSpec, InstallError, Mode, Runtime, SharedModules};
+use crate::registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
 use crate::sandbox::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
 
 /// Why the gateway could not be set up.
@@ -52,6 +53,9 @@ pub struct AppRoute {
     pub has_filters: bool,
     /// Where this app's plugin calls run (inline until one fails or is slow).
     pub placement: super::placement::Placement,
+    /// Plugins that run unverified although trust roots are configured, because the operator
+    /// set `allow_unsigned = true` on them (development only; shown in `/health`).
+    pub unsigned_plugins: Vec<String>,
 }
 
 impl AppRoute {
@@ -79,6 +83,7 @@ pub fn install_apps(
     store: &Arc<dyn KeyStore>,
 ) -> Result<Vec<Arc<AppRoute>>, SetupError> {
     let mut routes = Vec::new();
+    let anchors = trust_anchors(config)?;
     // One compilation per distinct module for the whole gateway, shared by every app that
     // uses it: compiled code is the bulk of an app's memory (~600 KiB for acp), and loading
     // it once per app made 1,000 apps cost ~650 MiB and 100 apps ~130 ms of boot.
@@ -90,6 +95,7 @@ pub fn install_apps(
             app,
             runtime,
             store,
+            anchors.as_ref(),
             &mut modules,
         )?));
     }
@@ -111,6 +117,7 @@ fn install_app(
     app: &AppConfig,
     runtime: &Runtime,
     store: &Arc<dyn KeyStore>,
+    anchors: Option<&TrustAnchors>,
     modules: &mut Modules,
 ) -> Result<AppRoute, SetupError> {
     let name = app.name.get_ref().clone();
@@ -144,11 +151,16 @@ fn install_app(
     }
     main.groups = groups;
     let mut has_filters = false;
+    let mut has_authorizer = false;
     let mut authenticators = 0;
+    let mut unsigned_plugins = Vec::new();
+    // Each plugin's name with where its configuration is written, to name the place when the
+    // plugin refuses that configuration at load.
+    let mut config_places = Vec::new();
     for (plugin_index, plugin) in app.plugins.iter().enumerate() {
         let key = format!("app[{index}].plugin[{plugin_index}]");
         let reference = plugin.plugin.get_ref();
-        let (plugin_name, bytes) = match modules.loaded.get(reference) {
+        let (plugin_name, mut bytes) = match modules.loaded.get(reference) {
             Some(loaded) => loaded.clone(),
             None => {
                 let (name, bytes) = plugin_bytes(config, &key, plugin)?;
@@ -157,6 +169,24 @@ fn install_app(
                 loaded
             }
         };
+        // SER-022: with trust roots, a module file runs only when signed for this app (its
+        // kind is checked once the component says what it implements). The chain is checked
+        // before the bytes are compiled; what runs is the component the manifest hashes.
+        let mut signed: Option<VerifiedModule> = None;
+        if let Some(anchors) = anchors.filter(|_| crate::plugins::reference(reference).is_none()) {
+            if plugin.allow_unsigned {
+                tracing::error!(
+                    app = %name,
+                    plugin = %reference,
+                    "SER-022 OFF for this plugin: running an UNSIGNED module although trust roots are configured, because allow_unsigned = true (development only; remove it in production)"
+                );
+                unsigned_plugins.push(plugin.name.clone().unwrap_or_else(|| plugin_name.clone()));
+            } else {
+                let verified = verify_module(config, &key, plugin, &name, &bytes, anchors)?;
+                bytes = Arc::from(verified.component.as_slice());
+                signed = Some(verified);
+            }
+        }
         let component = modules
             .compiled
             .get_or_compile(runtime.engine(), &bytes)
@@ -179,6 +209,10 @@ fn install_app(
                 "the component exports none of authorize, authenticate or filter",
             )
         })?;
+        if let Some(verified) = &signed {
+            check_signed(config, &key, plugin, verified, kind)?;
+        }
+        has_authorizer |= kind == PluginKind::Authorizer;
         let mut config_json = plugin_config(config, &key, plugin)?;
         let mut map = |id: &str| match &pseudonyms {
             Some(p) => p.pseudonym(id),
@@ -190,10 +224,14 @@ fn install_app(
         let setup = PluginSetup {
             name: plugin.name.clone().unwrap_or(plugin_name),
             kind: plugin.kind,
-            version: plugin.version.clone(),
+            version: match &signed {
+                Some(verified) => Some(verified.manifest.version.to_string()),
+                None => plugin.version.clone(),
+            },
             config_json: config_json.to_string(),
             capabilities: plugin.capabilities.iter().copied().collect(),
         };
+        config_places.push((setup.name.clone(), config_place(&key, plugin)));
         has_filters |= kind == PluginKind::Filter;
         // SER-011: with pseudonyms, authenticators run apart, on the real request.
         if kind == PluginKind::Authenticator && pseudonyms.is_some() {
@@ -203,8 +241,31 @@ fn install_app(
             main = main.plugin(setup, bytes);
         }
     }
-    let install_error = |error: crate::pipeline::InstallError| {
-        config.error_at(app.name.span(), format!("app[{index}]"), error.to_string())
+    if !has_authorizer {
+        return Err(config
+            .error_at(
+                app.name.span(),
+                format!("app[{index}].plugin"),
+                format!("application {name:?} has no authorizer (only authenticators or filters), so every request would be denied: add one, e.g. plugin = \"acp\""),
+            )
+            .into());
+    }
+    // A plugin that fails its load (most often: its `prepare` refused its configuration) is
+    // reported at that plugin's configuration, with the plugin's own reason.
+    let install_error = |error: InstallError| match &error {
+        InstallError::Load { plugin, source, .. } => {
+            match config_places.iter().find(|(name, _)| name == plugin) {
+                Some((_, (span, key))) => config.error_at(
+                    span.clone(),
+                    key.clone(),
+                    format!("plugin {plugin:?} of application {name:?}: {source}"),
+                ),
+                None => {
+                    config.error_at(app.name.span(), format!("app[{index}]"), error.to_string())
+                }
+            }
+        }
+        _ => config.error_at(app.name.span(), format!("app[{index}]"), error.to_string()),
     };
     let authn_app = if authenticators > 0 {
         let authn_name = authn.name.clone();
@@ -232,7 +293,120 @@ fn install_app(
         authn_app,
         has_filters,
         placement: Default::default(),
+        unsigned_plugins,
     })
+}
+
+/// The trust roots of `[admin]`, when any are configured: then every `.wasm` plugin of the
+/// config file must be signed (SER-022).
+fn trust_anchors(config: &GatewayConfig) -> Result<Option<TrustAnchors>, ConfigError> {
+    let Some(admin) = config
+        .admin
+        .as_ref()
+        .filter(|admin| !admin.trust_roots.is_empty())
+    else {
+        return Ok(None);
+    };
+    let roots: Vec<_> = admin
+        .trust_roots
+        .iter()
+        .map(|root| config.base_dir().join(root))
+        .collect();
+    TrustAnchors::from_public_key_files(&roots)
+        .map(Some)
+        .map_err(|error| ConfigError::Invalid {
+            file: config.file.clone(),
+            line: None,
+            key: Some("admin.trust_roots".into()),
+            message: error.to_string(),
+        })
+}
+
+/// Verifies a module file of the config with the registry's checks: signed by a publisher a
+/// trust root delegated, for `app` (and the declared kind, if any), within the size limit.
+fn verify_module(
+    config: &GatewayConfig,
+    key: &str,
+    plugin: &PluginConfig,
+    app: &str,
+    bytes: &[u8],
+    anchors: &TrustAnchors,
+) -> Result<VerifiedModule, ConfigError> {
+    let mut policy = VerifyPolicy::new(anchors, crate::request::now_unix());
+    policy.expected_app = Some(app);
+    policy.expected_kind = plugin.kind.map(module_kind);
+    if let Some(admin) = &config.admin {
+        policy.max_size = admin.max_module_bytes;
+    }
+    crate::registry::verify_with(bytes, &policy).map_err(|error| {
+        config.error_at(
+            plugin.plugin.span(),
+            format!("{key}.plugin"),
+            format!(
+                "{} is refused: [admin] trust_roots are configured and {error} (sign it with `palisade sign` for application {app:?}, or set allow_unsigned = true on this plugin for development)",
+                plugin.plugin.get_ref()
+            ),
+        )
+    })
+}
+
+/// What a verified module's manifest must agree with: the kind the component implements and
+/// the capabilities the operator grants (only requested ones may be granted).
+fn check_signed(
+    config: &GatewayConfig,
+    key: &str,
+    plugin: &PluginConfig,
+    verified: &VerifiedModule,
+    kind: PluginKind,
+) -> Result<(), ConfigError> {
+    let at =
+        |message: String| config.error_at(plugin.plugin.span(), format!("{key}.plugin"), message);
+    if verified.manifest.kind != module_kind(kind) {
+        let signed_kind = verified.manifest.kind.name();
+        return Err(at(format!(
+            "{} is signed as a module of kind {signed_kind} but the component is of kind {kind}",
+            plugin.plugin.get_ref()
+        )));
+    }
+    for capability in &plugin.capabilities {
+        let requested = verified
+            .manifest
+            .capabilities
+            .iter()
+            .any(|c| c.name() == capability.name());
+        if !requested {
+            return Err(config.error_at(
+                plugin.plugin.span(),
+                format!("{key}.capabilities"),
+                format!(
+                    "{} is granted `{}` but its signed manifest does not request it",
+                    plugin.plugin.get_ref(),
+                    capability.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn module_kind(kind: PluginKind) -> ModuleKind {
+    match kind {
+        PluginKind::Authorizer => ModuleKind::Authorizer,
+        PluginKind::Authenticator => ModuleKind::Authenticator,
+        PluginKind::Filter => ModuleKind::Filter,
+    }
+}
+
+/// Where a plugin's configuration is written: the inline table, the `config_file` key, or
+/// (no configuration) the plugin reference.
+fn config_place(key: &str, plugin: &PluginConfig) -> (std::ops::Range<usize>, String) {
+    if let Some(table) = &plugin.config {
+        (table.span(), format!("{key}.config"))
+    } else if let Some(file) = &plugin.config_file {
+        (file.span(), format!("{key}.config_file"))
+    } else {
+        (plugin.plugin.span(), format!("{key}.plugin"))
+    }
 }
 
 /// A plugin's name and component bytes: an embedded reference plugin, or a file relative to

@@ -61,7 +61,7 @@ pub enum LoadError {
     },
     #[error("the plugin configuration is not valid JSON: {0}")]
     Config(String),
-    #[error("the plugin could not be pre-initialised for fresh instances: {0}")]
+    #[error("the plugin's `prepare` hook failed at load (it checks the configuration, and fresh instances are pre-initialised from it): {0}")]
     Prepare(PrepareError),
 }
 
@@ -216,14 +216,16 @@ impl Sandbox {
             capabilities: setup.capabilities,
         });
         let prepared;
-        let compiled =
-            if self.isolation == Isolation::FreshPerRequest && prepare::offers_prepare(compiled) {
-                prepared = prepare::prepared(self, compiled, module_bytes, &grant)
-                    .map_err(LoadError::Prepare)?;
-                &prepared
-            } else {
-                compiled
-            };
+        let compiled = if !prepare::offers_prepare(compiled) {
+            compiled
+        } else if self.isolation == Isolation::FreshPerRequest {
+            prepared = prepare::prepared(self, compiled, module_bytes, &grant)
+                .map_err(LoadError::Prepare)?;
+            &prepared
+        } else {
+            prepare::check(self, compiled, &grant).map_err(LoadError::Prepare)?;
+            compiled
+        };
         let component = &compiled.component;
         let found =
             PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)

@@ -18,7 +18,10 @@
 //! Cost: one extra compilation per (module, configuration) pair, cached on disk under a key
 //! derived from both, and the compiled code of that component is not shared with other
 //! applications. That is why warm-instance applications (which parse once per instance
-//! anyway) are not prepared.
+//! anyway) are not snapshotted: for them [`check`] runs `prepare` once on a throw-away
+//! instance of the unchanged component, so that a configuration the plugin refuses fails the
+//! load in both isolation modes (issue #11: a policy that cannot work must not start and
+//! report healthy). That costs one instantiation and one `prepare` per plugin and load.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -48,6 +51,10 @@ pub enum PrepareError {
     Compile(EngineError),
     #[error("`prepare` failed: {0}")]
     Failed(Failure),
+    /// The plugin logged `reason` at error level and trapped in `prepare`: it refused its
+    /// configuration (`palisade_sdk::config::refuse`).
+    #[error("it refused its configuration: {reason}")]
+    Refused { reason: String },
     #[error("the prepared state could not be snapshotted: {0}")]
     Snapshot(String),
 }
@@ -86,6 +93,92 @@ pub(crate) fn prepared(
     })
 }
 
+/// Runs the plugin's `prepare` once on a throw-away instance of `compiled` (config and log
+/// only, under the sandbox's limits) and keeps nothing: the load-time check of a warm
+/// application's configuration.
+pub(crate) fn check(
+    sandbox: &Sandbox,
+    compiled: &CompiledComponent,
+    grant: &PluginGrant,
+) -> Result<(), PrepareError> {
+    // A busy machine (a gateway booting its apps, a loaded CI runner) can stall the thread past
+    // the deadline on a run that takes well under a millisecond; a second try tells that from
+    // a plugin that really loops, which fails both.
+    match check_once(sandbox, compiled, grant) {
+        Err(PrepareError::Failed(Failure::TimeLimit { .. })) => {
+            check_once(sandbox, compiled, grant)
+        }
+        other => other,
+    }
+}
+
+fn check_once(
+    sandbox: &Sandbox,
+    compiled: &CompiledComponent,
+    grant: &PluginGrant,
+) -> Result<(), PrepareError> {
+    let mut store = sandbox.new_store(prepare_grant(grant));
+    let limits = sandbox.limits.clone();
+    let instance = sandbox
+        .linker
+        .0
+        .instantiate(&mut store, &compiled.component)
+        .map_err(|error| refusal(&store, &error, &limits))?;
+    let prepare = instance
+        .get_typed_func::<(), ()>(&mut store, PREPARE_EXPORT)
+        .map_err(|error| PrepareError::Instrument(format!("{error:#}")))?;
+    prepare
+        .call(&mut store, ())
+        .map_err(|error| refusal(&store, &error, &limits))
+}
+
+/// `prepare` may read its configuration and log, nothing else: anything else read now would
+/// be frozen into every request of a snapshot.
+fn prepare_grant(grant: &PluginGrant) -> Arc<PluginGrant> {
+    Arc::new(PluginGrant {
+        app: grant.app.clone(),
+        name: grant.name.clone(),
+        config_json: grant.config_json.clone(),
+        capabilities: Capabilities::NONE,
+    })
+}
+
+/// What a failed `prepare` means: a refusal with the plugin's reason when it logged an error
+/// and trapped, otherwise the failure itself (a loop, memory, a denied import...).
+fn refusal(
+    store: &Store<HostState>,
+    error: &wasmtime::Error,
+    limits: &super::SandboxLimits,
+) -> PrepareError {
+    let failure = Failure::from_call_error(
+        error,
+        store.data().memory.exceeded,
+        limits.memory_bytes,
+        limits.deadline,
+    );
+    match (&failure, &store.data().last_error_log) {
+        (Failure::Trap(_), Some(reason)) => PrepareError::Refused {
+            reason: printable(reason),
+        },
+        _ => PrepareError::Failed(failure),
+    }
+}
+
+/// Plugin text made safe for a terminal, a log line and an HTTP answer: control characters
+/// and bidi overrides are written as `\u{..}` escapes, so a refusal reason cannot forge lines
+/// or reorder what the operator reads.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The cache key of a snapshot: what it is made from.
 fn snapshot_key(module_sha256: &[u8; 32], config_json: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
@@ -120,34 +213,19 @@ fn snapshot(
         .compile(&instrumented)
         .map_err(PrepareError::Compile)?;
 
-    // Config and log only: anything else read now would be frozen into every request.
-    let prepare_grant = Arc::new(PluginGrant {
-        app: grant.app.clone(),
-        name: grant.name.clone(),
-        config_json: grant.config_json.clone(),
-        capabilities: Capabilities::NONE,
-    });
-    let mut store = sandbox.new_store(prepare_grant);
+    let mut store = sandbox.new_store(prepare_grant(grant));
     let limits = sandbox.limits.clone();
-    let failure = |store: &Store<HostState>, error: &wasmtime::Error| {
-        Failure::from_call_error(
-            error,
-            store.data().memory.exceeded,
-            limits.memory_bytes,
-            limits.deadline,
-        )
-    };
     let instance = sandbox
         .linker
         .0
         .instantiate(&mut store, &instrumented.component)
-        .map_err(|error| PrepareError::Failed(failure(&store, &error)))?;
+        .map_err(|error| refusal(&store, &error, &limits))?;
     let prepare = instance
         .get_typed_func::<(), ()>(&mut store, PREPARE_EXPORT)
         .map_err(|error| PrepareError::Instrument(format!("{error:#}")))?;
     prepare
         .call(&mut store, ())
-        .map_err(|error| PrepareError::Failed(failure(&store, &error)))?;
+        .map_err(|error| refusal(&store, &error, &limits))?;
 
     // The snapshot's reads run wizer's accessors (bounded copies of memories and globals),
     // not the plugin's code: they get a deadline of their own, and a generous one, rather
@@ -283,5 +361,17 @@ impl ComponentInstanceState for SyncInstanceState<'_> {
         func: &str,
     ) -> impl std::future::Future<Output = u64> + Send {
         std::future::ready(self.scalar::<f64>(instance, func).to_bits())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refusal_reasons_are_printable() {
+        assert_eq!(super::printable("acop: 64 is not"), "acop: 64 is not");
+        assert_eq!(
+            super::printable("a\nFAKE LINE\r\u{1b}[31m\u{202e}x"),
+            "a\\u{a}FAKE LINE\\u{d}\\u{1b}[31m\\u{202e}x"
+        );
     }
 }

@@ -95,6 +95,9 @@ pub struct HostState {
     pub(super) random_left: usize,
     /// Bytes of stdout and stderr this call may still write before writes are dropped.
     pub(super) output_left: usize,
+    /// The last message the plugin logged at error level: a `prepare` that traps after one
+    /// refused its configuration with that reason (`palisade_sdk::config::refuse`).
+    pub(crate) last_error_log: Option<String>,
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
 }
@@ -112,6 +115,7 @@ impl HostState {
             host_calls_left: limits.host_calls,
             random_left: RANDOM_BYTES_PER_CALL,
             output_left: OUTPUT_BYTES_PER_CALL,
+            last_error_log: None,
             env,
             plugin,
             limits,

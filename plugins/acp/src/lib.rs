@@ -53,9 +53,11 @@
 //!   CREATE, whose request does not carry its parent's type. `sbpt` (Palisade extension):
 //!   target path patterns, `*` per segment, a trailing `/**` for the whole subtree.
 //!
-//! Any other key, an empty list or a malformed value makes the configuration invalid: every
-//! request is then denied with a reason naming the place (`policies[0].pv.acr[0].acop: 64 is
-//! not an operation mask in 1..=63`).
+//! Any other key, an empty list or a malformed value makes the configuration invalid, and
+//! `prepare` refuses it with a reason naming the place (`policies[0].pv.acr[0].acop: 64 is
+//! not an operation mask in 1..=63`): the host then does not load the plugin, so the gateway
+//! does not start with it. A host that never calls `prepare` gets the same reason with every
+//! deny.
 
 pub mod config;
 pub mod cron;
@@ -88,10 +90,18 @@ impl Authorizer for AccessControlPolicy {
         eval::decide(set, &request, palisade_sdk::groups::is_member)
     }
 
-    /// Parse and compile the policies before the snapshot, so a fresh instance starts with
-    /// them ready (an invalid policy is kept as its deny reason, as on first use).
+    /// Parse and compile the policies when the host loads the plugin: an invalid policy is
+    /// refused there, with the place and the problem, so the gateway does not start (or the
+    /// push is refused) rather than deny everything while reporting healthy. In fresh-instance
+    /// isolation the compiled policies are then snapshotted, so no request parses them again.
+    /// A host that never calls `prepare` still gets the problem as every deny's reason.
     fn prepare() {
-        let _ = POLICIES.get();
+        let problem = match POLICIES.get() {
+            Ok(Compiled(Ok(_))) => return,
+            Ok(Compiled(Err(problem))) => problem.as_str(),
+            Err(problem) => problem,
+        };
+        palisade_sdk::config::refuse(problem);
     }
 }
 

@@ -107,9 +107,11 @@ mod plugin {
             crate::decide(SETTINGS.get(), &request.roles, &response)
         }
 
-        /// Parse the settings before the snapshot (fresh-instance applications).
+        /// Parse the configuration when the host loads the plugin and refuse it there when
+        /// it is invalid (the gateway does not start rather than reject every request); in
+        /// fresh-instance applications the parsed form is then snapshotted.
         fn prepare() {
-            let _ = SETTINGS.get();
+            SETTINGS.require();
         }
     }
 

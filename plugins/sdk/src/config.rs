@@ -43,6 +43,26 @@ impl<T: DeserializeOwned> Config<T> {
     }
 }
 
+/// Refuses the configuration, from `prepare`: logs `reason` at error level and traps. The host
+/// calls `prepare` when it loads the plugin (warm or fresh instances), and a `prepare` that
+/// traps after logging an error fails the load with that message as the plugin's reason, so
+/// a configuration that cannot work stops `palisade serve` at start, or an admin push, instead
+/// of denying every request later.
+pub fn refuse(reason: &str) -> ! {
+    crate::log::error(reason);
+    panic!("configuration refused: {reason}")
+}
+
+impl<T: DeserializeOwned> Config<T> {
+    /// For `prepare`: parses the configuration now and [`refuse`]s it when it does not parse.
+    pub fn require(&self) -> &T {
+        match self.get() {
+            Ok(parsed) => parsed,
+            Err(reason) => refuse(reason),
+        }
+    }
+}
+
 impl<T: DeserializeOwned> Default for Config<T> {
     fn default() -> Self {
         Self::new()

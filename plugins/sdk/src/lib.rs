@@ -114,10 +114,12 @@ pub use request::OperationSet;
 pub trait Authorizer {
     fn authorize(request: Request) -> Decision;
 
-    /// Called once before any request when the application runs a fresh instance per
-    /// request; what it leaves in memory is snapshotted and every fresh instance starts from
-    /// it. Parse the configuration here (e.g. `let _ = MY_CONFIG.get();`). Only
-    /// [`config`] and [`log`] are available; the default does nothing.
+    /// Called once whenever the host loads the plugin, before any request. Parse the
+    /// configuration here and refuse one that cannot work (`MY_CONFIG.require();`, or
+    /// [`config::refuse`]): the load then fails with that reason, so the gateway does not
+    /// start with it. When the application runs a fresh instance per request, what it leaves
+    /// in memory is snapshotted and every fresh instance starts from it. Only [`config`] and
+    /// [`log`] are available; the default does nothing.
     fn prepare() {}
 }
 

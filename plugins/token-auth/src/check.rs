@@ -51,6 +51,37 @@ impl Audience {
     }
 }
 
+impl Config {
+    /// Why this configuration cannot authenticate anyone, if it cannot: checked by `prepare`
+    /// when the host loads the plugin, so such a configuration fails the load.
+    pub fn problem(&self) -> Option<String> {
+        if self.audience.names().iter().all(|name| name.is_empty()) {
+            return Some("invalid plugin configuration: audience names no CSE ID".into());
+        }
+        if self.trusted_issuers.is_empty() {
+            return Some(
+                "invalid plugin configuration: trusted_issuers is empty, so every token is from an unknown issuer"
+                    .into(),
+            );
+        }
+        if let Some((issuer, _)) = self
+            .trusted_issuers
+            .iter()
+            .find(|(_, keys)| keys.iter().all(|key| key.is_empty()))
+        {
+            return Some(format!(
+                "invalid plugin configuration: trusted_issuers.{issuer} lists no key handle"
+            ));
+        }
+        if self.max_token_length == 0 {
+            return Some(
+                "invalid plugin configuration: max_token_length = 0 refuses every token".into(),
+            );
+        }
+        None
+    }
+}
+
 fn default_max_token_length() -> usize {
     8192
 }

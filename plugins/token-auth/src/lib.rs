@@ -44,9 +44,13 @@ mod plugin {
             )
         }
 
-        /// Parse the configuration before the snapshot (fresh-instance applications).
+        /// Parse the configuration when the host loads the plugin and refuse it there when
+        /// it is invalid (the gateway does not start rather than reject every request); in
+        /// fresh-instance applications the parsed form is then snapshotted.
         fn prepare() {
-            let _ = CONFIG.get();
+            if let Some(problem) = CONFIG.require().problem() {
+                palisade_sdk::config::refuse(&problem);
+            }
         }
     }
 

@@ -106,7 +106,8 @@ pub struct Case {
     pub credential: Option<CaseCredential>,
     #[serde(default)]
     pub response: Option<CaseResponse>,
-    /// permit | deny | not-applicable | authenticated | rejected | unchanged | rewrite | block
+    /// permit | deny | not-applicable | authenticated | rejected | unchanged | rewrite | block,
+    /// or `refused`: the plugin refuses the configuration when it is loaded.
     pub expect: String,
     /// Text the reason must contain.
     #[serde(default)]

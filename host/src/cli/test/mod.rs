@@ -194,13 +194,23 @@ fn run_case(
         body: response.body.clone().into_bytes(),
     });
     let started = Instant::now();
-    let answer = harness.call(
+    let answer = match harness.call(
         plugin,
         setup,
         &request,
         credential.as_ref(),
         response.as_ref(),
-    )?;
+    ) {
+        Ok(answer) => answer,
+        // The plugin's `prepare` refused the configuration at load: the gateway would not
+        // start with it, which is what a case may expect (`expect = "refused"`).
+        Err(error) if refused_at_load(&error) => {
+            let micros = started.elapsed().as_micros() as u64;
+            let reason = Some(format!("{error:#}"));
+            return Ok(refused_report(case, reason, micros));
+        }
+        Err(error) => return Err(error),
+    };
     let micros = started.elapsed().as_micros() as u64;
 
     let got = answer.outcome();
@@ -234,11 +244,45 @@ fn run_case(
     })
 }
 
+/// Whether loading the plugin failed because its `prepare` hook refused the configuration
+/// (or otherwise failed checking it): the outcome `refused`.
+fn refused_at_load(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<crate::sandbox::LoadError>(),
+        Some(crate::sandbox::LoadError::Prepare(_))
+    )
+}
+
+/// The report of a case whose configuration the plugin refused at load.
+fn refused_report(case: &Case, reason: Option<String>, micros: u64) -> CaseReport {
+    let mut problems = Vec::new();
+    if case.expect != "refused" {
+        problems.push(format!("expected {}, got refused", case.expect));
+    }
+    if let (Some(expected), Some(actual)) = (&case.reason, &reason) {
+        if !actual.contains(expected.as_str()) {
+            problems.push(format!("reason {actual:?} does not contain {expected:?}"));
+        }
+    }
+    CaseReport {
+        name: case.name.clone(),
+        expected: case.expect.clone(),
+        got: "refused",
+        reason,
+        failure: None,
+        passed: problems.is_empty(),
+        problems,
+        micros,
+    }
+}
+
 fn check_expectation(expect: &str, kind: PluginKind) -> anyhow::Result<()> {
+    // `refused`: the plugin refuses the case's configuration when it is loaded (its
+    // `prepare` hook), so a gateway would not start with it.
     let allowed: &[&str] = match kind {
-        PluginKind::Authorizer => &["permit", "deny", "not-applicable"],
-        PluginKind::Authenticator => &["authenticated", "rejected", "not-applicable"],
-        PluginKind::Filter => &["unchanged", "rewrite", "block"],
+        PluginKind::Authorizer => &["permit", "deny", "not-applicable", "refused"],
+        PluginKind::Authenticator => &["authenticated", "rejected", "not-applicable", "refused"],
+        PluginKind::Filter => &["unchanged", "rewrite", "block", "refused"],
     };
     if !allowed.contains(&expect) {
         bail!(

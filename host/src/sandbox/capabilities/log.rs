@@ -25,6 +25,9 @@ impl Host for HostState {
             Level::Warn => tracing::warn!(app, plugin, "{message}"),
             Level::Error => tracing::error!(app, plugin, "{message}"),
         }
+        if matches!(level, Level::Error) {
+            self.last_error_log = Some(message.to_string());
+        }
         Ok(())
     }
 }

@@ -93,3 +93,35 @@ pub(super) fn rejected(result: Result<Identity, String>, needle: &str) {
         Ok(identity) => panic!("accepted {identity:?}, expected a rejection with {needle:?}"),
     }
 }
+
+/// What `prepare` refuses at load: configurations under which no token can ever pass.
+#[test]
+fn configurations_that_cannot_authenticate_anyone_are_named() {
+    assert_eq!(config().problem(), None);
+    for (document, needle) in [
+        (
+            json!({"audience": "", "trusted_issuers": {"i": ["k"]}}),
+            "audience names no CSE ID",
+        ),
+        (
+            json!({"audience": ["", ""], "trusted_issuers": {"i": ["k"]}}),
+            "audience names no CSE ID",
+        ),
+        (
+            json!({"audience": "/id-mn1", "trusted_issuers": {}}),
+            "trusted_issuers is empty",
+        ),
+        (
+            json!({"audience": "/id-mn1", "trusted_issuers": {"i": []}}),
+            "trusted_issuers.i lists no key",
+        ),
+        (
+            json!({"audience": "/id-mn1", "trusted_issuers": {"i": ["k"]}, "max_token_length": 0}),
+            "max_token_length = 0",
+        ),
+    ] {
+        let config: Config = serde_json::from_value(document.clone()).unwrap();
+        let problem = config.problem().unwrap_or_default();
+        assert!(problem.contains(needle), "{document}: {problem:?}");
+    }
+}
