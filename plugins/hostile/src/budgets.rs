@@ -11,7 +11,7 @@ use palisade_sdk::Decision;
 
 #[allow(dead_code, clippy::all)]
 mod wasi_raw {
-    wit_bindgen::generate!({ world: "budgets", path: "wit", generate_all });
+    wit_bindgen::generate!({ world: "budgets", path: "wit-budgets", generate_all });
 }
 
 use wasi_raw::wasi;
