@@ -1585,17 +1585,18 @@ fn large_inputs_to_every_import_are_bounded() {
     assert!(reason.contains("too much data is being copied"), "{reason}");
 
     // The configuration flows the other way: 20 MiB of it cannot be handed to a plugin
-    // whose memory is capped at 16 MiB, which fails on its memory limit.
+    // whose memory is capped at 16 MiB. `prepare` reads it when the plugin is loaded, so the
+    // load fails on the memory limit, before any request.
     let padding = "p".repeat(20 << 20);
-    runtime
+    let error = runtime
         .install(budget_app(
             "big-config",
             json!({"attack": "well-behaved", "padding": padding}),
             Isolation::Warm,
         ))
-        .unwrap();
-    let reason = deny_reason(&runtime, "big-config");
-    assert!(reason.contains("memory limit"), "{reason}");
+        .expect_err("a configuration larger than the memory cap cannot load");
+    let error = format!("{error} / {error:?}");
+    assert!(error.contains("MemoryLimit"), "{error}");
 }
 
 /// The gateway's growth allowed by [`wasi_budgets_and_memories_do_not_grow_a_live_gateway`]:

@@ -212,6 +212,7 @@ fn limits_that_refuse_every_request_do_not_start() {
         "header_read_timeout_ms",
         "body_read_timeout_ms",
         "max_connections",
+        "max_connections_per_address",
         "max_body_bytes",
     ] {
         cases.push((
@@ -231,6 +232,16 @@ fn limits_that_refuse_every_request_do_not_start() {
         format!("[admin]\ntrust_roots = []\nadmin_keys = []\nmax_module_bytes = 0\n{APP}"),
         "gw.toml:4: admin.max_module_bytes",
         "0 would refuse every module",
+    ));
+    cases.push((
+        format!("[rate_limit]\nmax_keys = 0\n{APP}"),
+        "gw.toml:2: rate_limit.max_keys",
+        ZERO,
+    ));
+    cases.push((
+        format!("[admin]\ntrust_roots = []\nadmin_keys = []\nmax_concurrent_requests = 0\n{APP}"),
+        "gw.toml:4: admin.max_concurrent_requests",
+        ZERO,
     ));
     cases.push((
         format!("[rate_limit]\nper_originator = {{ per_second = 5, burst = 0 }}\n{APP}"),

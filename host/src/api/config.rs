@@ -233,7 +233,8 @@ pub struct ServerLimits {
     /// `palisade_rejected_total{reason="connections-per-address"}`, while other addresses
     /// keep being served. Clients behind one NAT share it; with the defaults, eight addresses
     /// are needed to fill `max_connections`. Costs one small map entry per address with a
-    /// connection open. Default 128 (at least 1).
+    /// connection open. Default 128; 0 is refused.
+    #[serde(deserialize_with = "positive")]
     pub max_connections_per_address: usize,
     /// Time a client has to send a request's headers (slow-loris). Default 5,000 ms.
     #[serde(deserialize_with = "positive")]
@@ -317,7 +318,8 @@ pub struct RateLimitConfig {
     /// eviction never gives anyone a fresh burst ([`super::protect::RateTable`]). A bucket is
     /// full again `burst / per_second` seconds after its last use, so only keys active within
     /// that time compete for slots; a larger table only matters beyond that many active
-    /// clients. Default 16,384 (at least 8).
+    /// clients. Default 16,384; 0 is refused, and 1 to 7 count as 8 (one slot group).
+    #[serde(deserialize_with = "positive")]
     pub max_keys: usize,
 }
 
@@ -427,7 +429,7 @@ pub struct KeyConfig {
 
 /// A number that must not be 0: for limits and timeouts where 0 would refuse every request.
 /// Checked while deserializing, so the error carries the value's line and key.
-fn positive<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn positive<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default + PartialEq,

@@ -64,8 +64,11 @@ pub struct AdminConfig {
     /// `[limits] max_in_flight`; beyond it, 503 `admin-busy` at once. Each may hold a body of
     /// up to `max_module_bytes` in memory, so this times that is the admin API's memory bound.
     /// Unauthenticated requests never take a slot: they are refused from their headers.
-    /// Default 2 (at least 1).
-    #[serde(default = "default_max_concurrent")]
+    /// Default 2; 0 is refused.
+    #[serde(
+        default = "default_max_concurrent",
+        deserialize_with = "crate::api::config::positive"
+    )]
     pub max_concurrent_requests: usize,
     /// Per `"app/plugin"`: the configuration and granted capabilities of registry modules.
     #[serde(default)]
@@ -175,7 +178,7 @@ impl Admin {
             }
         }
         let store = EmbeddedStore::open(&data_dir.join("registry"), store_config)?;
-        let slots = config.max_concurrent_requests.max(1);
+        let slots = config.max_concurrent_requests;
         Ok(Admin {
             store,
             keys: AdminKeys::new(admin_keys),
