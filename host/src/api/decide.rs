@@ -131,8 +131,12 @@ async fn decide(
     })?;
     gateway.metrics.in_flight(1);
     let access = parsed.into_access_request(route.name.clone());
-    let evaluation = gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    let mut evaluation =
+        gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    // SER-016: answered only once on record.
+    let recorded = gateway.recorded(&mut evaluation).await;
     gateway.metrics.in_flight(-1);
+    recorded.map_err(ApiError::AuditUnavailable)?;
     let decision = &evaluation.decision;
     let answer = DecideAnswer {
         decision: decision.effect,

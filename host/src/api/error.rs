@@ -53,6 +53,10 @@ pub enum ApiError {
     /// 500 `internal`.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 503 `audit-unavailable`: the decision could not be recorded, so it is not answered
+    /// (SER-016), with `Retry-After`.
+    #[error("refused: {0}")]
+    AuditUnavailable(super::audit::AuditRefusal),
 }
 
 impl ApiError {
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::NotFound(_) => "not-found",
             ApiError::Internal(_) => "internal",
+            ApiError::AuditUnavailable(_) => "audit-unavailable",
         }
     }
 
@@ -85,6 +90,7 @@ impl ApiError {
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -92,7 +98,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited(refusal) => Some(refusal.retry_after_secs()),
-            ApiError::Overloaded => Some(1),
+            ApiError::Overloaded | ApiError::AuditUnavailable(_) => Some(1),
             _ => None,
         }
     }

@@ -33,6 +33,10 @@ pub enum AdminError {
     /// 503 `replay-cache-full` (SER-012: refuse rather than forget nonces).
     #[error("too many admin requests in the last minutes; retry later")]
     ReplayCacheFull,
+    /// 503 `audit-unavailable` (SER-016): the action could not be recorded, so it was not
+    /// performed.
+    #[error("not performed: {0}")]
+    AuditUnavailable(crate::api::audit::AuditRefusal),
     /// 400 `invalid-name`: an application or plugin name in the path.
     #[error(transparent)]
     Name(#[from] NameError),
@@ -81,6 +85,7 @@ impl AdminError {
             AdminError::Stale { .. } => "stale-request",
             AdminError::Replayed => "replayed-request",
             AdminError::ReplayCacheFull => "replay-cache-full",
+            AdminError::AuditUnavailable(_) => "audit-unavailable",
             AdminError::Name(_) => "invalid-name",
             AdminError::Invalid(_) => "invalid-request",
             AdminError::TooLarge { .. } => "too-large",
@@ -103,7 +108,9 @@ impl AdminError {
             | AdminError::BadSignature
             | AdminError::Stale { .. }
             | AdminError::Replayed => StatusCode::UNAUTHORIZED,
-            AdminError::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::ReplayCacheFull | AdminError::AuditUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AdminError::Name(_) | AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::WrongWorld { .. } | AdminError::Compile(_) => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
+use sha2::Digest;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 
@@ -62,6 +63,30 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
             &body,
             now_unix(),
         )?;
+        // SER-016: a change is on record before it takes effect; one that cannot be
+        // recorded is not made. The outcome is recorded after it (below).
+        if parts.method != Method::GET {
+            let mut intent = serde_json::json!({"phase": "request",
+                "admin_key": key_id.to_string(), "method": parts.method.as_str(),
+                "path": path_and_query, "body_bytes": body.len(),
+                "body_sha256": hex::encode(sha2::Sha256::digest(&body))});
+            if path_and_query.len() > crate::api::audit::FIELD_LIMIT {
+                let mut cut = path_and_query.clone();
+                let hash = hex::encode(sha2::Sha256::digest(cut.as_bytes()));
+                let mut end = crate::api::audit::FIELD_LIMIT;
+                while !cut.is_char_boundary(end) {
+                    end -= 1;
+                }
+                cut.truncate(end);
+                intent["path"] = cut.into();
+                intent["truncated"] = serde_json::json!({ "path": hash });
+            }
+            gateway
+                .audit
+                .event_recorded(crate::audit::Kind::Admin, intent)
+                .await
+                .map_err(AdminError::AuditUnavailable)?;
+        }
         let gateway = gateway.clone();
         let method = parts.method.clone();
         let path = parts.uri.path().to_string();
@@ -78,7 +103,7 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
         Ok((key_id, status, body)) => {
             // SER-016: every change made through the admin API is in the audit trail.
             if method != Method::GET {
-                let record = serde_json::json!({"admin_key": key_id.to_string(), "method": method.as_str(),
+                let record = serde_json::json!({"phase": "result", "admin_key": key_id.to_string(), "method": method.as_str(),
                     "path": path_and_query, "status": status.as_u16(), "result": body});
                 gateway.audit.event(crate::audit::Kind::Admin, record);
             }
