@@ -62,7 +62,9 @@ fn lamp(originator: &str, n: usize) -> Value {
 fn try_decide(addr: SocketAddr, body: &Value) -> Option<(u16, Value)> {
     let body = body.to_string();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let head = format!(
         "POST /v1/decide HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -150,6 +152,14 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// SIGTERM once the gateway is serving (a request answered: its signal handler is in
+/// place; a SIGTERM right after the start line can come before it), and a clean exit.
+fn stop(gateway: &mut Gateway) {
+    let _ = gateway.request("GET", "/health", &[], b"");
+    let status = gateway.terminate();
+    assert!(status.success(), "palisade serve exited with {status:?}");
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -166,9 +176,8 @@ fn can_mount(test: &str) -> bool {
         let _ = Command::new("umount").arg(probe.path()).status();
         return true;
     }
-    let message = format!(
-        "SKIPPED {test}: mounting a size-limited tmpfs needs root (run the test as root)"
-    );
+    let message =
+        format!("SKIPPED {test}: mounting a size-limited tmpfs needs root (run the test as root)");
     assert!(std::env::var_os("CI").is_none(), "{message}, and CI is set");
     eprintln!("\n*** {message} ***\n");
     false
@@ -230,10 +239,15 @@ fn oversized_fields_are_cut_with_their_hash_and_recorded() {
 
     // The finding as reported: a proxied GET with a 16,000-byte path.
     let path = format!("/cse-in/lights/{}", "b".repeat(16_000));
-    let proxied = gateway.request("GET", &path, &[("X-M2M-Origin", "CAE1"), ("X-M2M-RI", "r1")], b"");
+    let proxied = gateway.request(
+        "GET",
+        &path,
+        &[("X-M2M-Origin", "CAE1"), ("X-M2M-RI", "r1")],
+        b"",
+    );
     let proxied_id = proxied.header("x-palisade-decision-id").map(str::to_owned);
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     cse.stop();
 
     let entries = entries(&data.join("audit"));
@@ -250,15 +264,24 @@ fn oversized_fields_are_cut_with_their_hash_and_recorded() {
     assert!(long_target.starts_with(record["target"].as_str().unwrap()));
     assert_eq!(record["truncated"]["target"], sha256_hex(&long_target));
     let record = find(&denied_id);
-    assert_eq!(record["truncated"]["originator"], sha256_hex(&long_originator));
+    assert_eq!(
+        record["truncated"]["originator"],
+        sha256_hex(&long_originator)
+    );
     assert!(record["originator"].as_str().unwrap().len() <= 1024);
     // Proxied: the path is at the edge of the 16 KiB head limit; whatever the gateway
     // answered with a decision id is on record, cut and hashed.
     if let Some(id) = proxied_id {
         let record = find(&id);
-        assert_eq!(record["truncated"]["target"].as_str().map(str::len), Some(64));
+        assert_eq!(
+            record["truncated"]["target"].as_str().map(str::len),
+            Some(64)
+        );
     } else {
-        assert_ne!(proxied.status, 200, "a forwarded request names its decision");
+        assert_ne!(
+            proxied.status, 200,
+            "a forwarded request names its decision"
+        );
     }
     let (ok, report) = verify_dir(&data);
     assert!(ok, "{report}");
@@ -273,7 +296,7 @@ fn a_failing_disk_refuses_decisions_and_admin_actions_until_it_heals() {
     use common::*;
     let keys = Keys::new();
     let mut first = start(&keys, 3600, 2 << 20);
-    assert!(first.terminate().success());
+    stop(&mut first);
     let flag = first.dir.path().join("disk-fails");
     let fault = format!("eio={}", flag.display());
     let mut gateway = first.start_again_with_env(&[("PALISADE_AUDIT_FAULT", &fault)]);
@@ -303,20 +326,43 @@ fn a_failing_disk_refuses_decisions_and_admin_actions_until_it_heals() {
     assert_eq!(health.json()["status"], "audit-unavailable");
     assert_eq!(health.json()["audit"]["ok"], false);
     assert!(
-        health.json()["audit"]["reason"].as_str().unwrap().contains("Input/output error"),
+        health.json()["audit"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Input/output error"),
         "{}",
         health.text()
     );
     let metrics = gateway.metrics();
-    assert!(metric(&metrics, "palisade_audit_refusals_total") >= 1.0, "{metrics}");
-    assert!(metric(&metrics, "palisade_audit_write_failures_total") >= 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "palisade_audit_writable"), 0.0, "{metrics}");
+    assert!(
+        metric(&metrics, "palisade_audit_refusals_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "palisade_audit_write_failures_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "palisade_audit_writable"),
+        0.0,
+        "{metrics}"
+    );
 
     // An admin action that cannot be recorded is not performed.
-    let v1 = keys.module(palisade::plugins::ACP, "lights", "policy",
-                         palisade::registry::ModuleKind::Authorizer, "1.0.0");
-    let put = admin(&gateway, &keys.admin, "PUT",
-                    "/admin/v1/apps/lights/plugins/policy?activate=true", &v1);
+    let v1 = keys.module(
+        palisade::plugins::ACP,
+        "lights",
+        "policy",
+        palisade::registry::ModuleKind::Authorizer,
+        "1.0.0",
+    );
+    let put = admin(
+        &gateway,
+        &keys.admin,
+        "PUT",
+        "/admin/v1/apps/lights/plugins/policy?activate=true",
+        &v1,
+    );
     assert_refused(&put, 503, "audit-unavailable");
 
     std::fs::remove_file(&flag).unwrap();
@@ -327,17 +373,30 @@ fn a_failing_disk_refuses_decisions_and_admin_actions_until_it_heals() {
             answered.push(answer.json()["decision_id"].as_str().unwrap().to_string());
             break;
         }
-        assert!(Instant::now() < deadline, "decisions resume once the disk heals");
+        assert!(
+            Instant::now() < deadline,
+            "decisions resume once the disk heals"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(gateway.request("GET", "/health", &[], b"").status, 200);
-    assert!(listing(&gateway, &keys.admin).is_empty(), "the refused push stored nothing");
-    assert_eq!(decision(&gateway, "lights").0, "deny", "nor activated anything");
+    assert!(
+        listing(&gateway, &keys.admin).is_empty(),
+        "the refused push stored nothing"
+    );
+    assert_eq!(
+        decision(&gateway, "lights").0,
+        "deny",
+        "nor activated anything"
+    );
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     let recorded = recorded_ids(&entries(&data.join("audit")));
     for id in &answered {
-        assert!(recorded.contains(id), "answered decision {id} is in the log");
+        assert!(
+            recorded.contains(id),
+            "answered decision {id} is in the log"
+        );
     }
     let (ok, report) = verify_dir(&data);
     assert!(ok, "{report}");
@@ -353,7 +412,7 @@ fn a_full_disk_refuses_decisions_and_the_gateway_will_not_start_on_it() {
     }
     let cfg = config("min_free_bytes = 65536", None);
     let mut first = Gateway::start(&cfg, &[]);
-    assert!(first.terminate().success());
+    stop(&mut first);
     let audit = first.data_dir().join("audit");
     std::fs::remove_dir_all(&audit).unwrap();
     let tmpfs = Tmpfs::mount(&audit, "2m");
@@ -391,13 +450,19 @@ fn a_full_disk_refuses_decisions_and_the_gateway_will_not_start_on_it() {
             answered.push(answer.json()["decision_id"].as_str().unwrap().to_string());
             break;
         }
-        assert!(Instant::now() < deadline, "decisions resume once space is freed");
+        assert!(
+            Instant::now() < deadline,
+            "decisions resume once space is freed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     let recorded = recorded_ids(&entries(&audit));
     for id in &answered {
-        assert!(recorded.contains(id), "answered decision {id} is in the log");
+        assert!(
+            recorded.contains(id),
+            "answered decision {id} is in the log"
+        );
     }
     let (ok, report) = verify_dir(&gateway.data_dir());
     assert!(ok, "{report}");
@@ -459,7 +524,13 @@ fn answered_decisions_survive_kill_9() {
     let refused = Arc::new(Mutex::new(0));
     for round in 0..3 {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = load(gateway.addr, 8, stop.clone(), answered.clone(), refused.clone());
+        let threads = load(
+            gateway.addr,
+            8,
+            stop.clone(),
+            answered.clone(),
+            refused.clone(),
+        );
         // Until enough answers arrived (bounded), then kill mid-load.
         let deadline = Instant::now() + Duration::from_secs(30);
         while answered.lock().unwrap().len() < 300 * (round + 1) && Instant::now() < deadline {
@@ -473,13 +544,25 @@ fn answered_decisions_survive_kill_9() {
         gateway = gateway.start_again_with_env(&[]);
     }
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     let entries = entries(&data.join("audit"));
     let recorded = recorded_ids(&entries);
     let answered = answered.lock().unwrap();
-    assert!(answered.len() >= 300, "load ran: {} answers", answered.len());
-    let missing: Vec<_> = answered.iter().filter(|id| !recorded.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} answered decisions are not in the log: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        answered.len() >= 300,
+        "load ran: {} answers",
+        answered.len()
+    );
+    let missing: Vec<_> = answered
+        .iter()
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} answered decisions are not in the log: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert_eq!(gap_dropped(&entries), 0, "deny mode never drops into gaps");
     let (ok, report) = verify_dir(&data);
     assert!(ok, "{report}");
@@ -500,14 +583,20 @@ fn rotated_files_form_one_chain_and_verify_finds_a_missing_reordered_or_edited_f
     }
     let metrics = gateway.metrics();
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
-    assert!(metric(&metrics, "palisade_audit_rotations_total") >= 1.0, "{metrics}");
+    stop(&mut gateway);
+    assert!(
+        metric(&metrics, "palisade_audit_rotations_total") >= 1.0,
+        "{metrics}"
+    );
     let audit = data.join("audit");
     let rotated: Vec<PathBuf> = (1..)
         .map(|n| audit.join(format!("audit.log.{n:06}")))
         .take_while(|p| p.exists())
         .collect();
-    assert!(rotated.len() >= 2, "300 records of ~0.6 KiB rotate at 64 KiB: {rotated:?}");
+    assert!(
+        rotated.len() >= 2,
+        "300 records of ~0.6 KiB rotate at 64 KiB: {rotated:?}"
+    );
     for file in &rotated {
         let size = std::fs::metadata(file).unwrap().len();
         assert!(size < 65_536 + 8_192, "{} is {size} bytes", file.display());
@@ -518,12 +607,21 @@ fn rotated_files_form_one_chain_and_verify_finds_a_missing_reordered_or_edited_f
         let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
         last["hash"].clone()
     };
-    let next_files: Vec<PathBuf> = rotated[1..].iter().cloned().chain([audit.join("audit.log")]).collect();
+    let next_files: Vec<PathBuf> = rotated[1..]
+        .iter()
+        .cloned()
+        .chain([audit.join("audit.log")])
+        .collect();
     for (previous, next) in rotated.iter().zip(&next_files) {
         let text = std::fs::read_to_string(next).unwrap();
         let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["payload"]["event"], "log_rotated");
-        assert_eq!(first["prev_hash"], last_hash(previous), "{}", next.display());
+        assert_eq!(
+            first["prev_hash"],
+            last_hash(previous),
+            "{}",
+            next.display()
+        );
     }
     let recorded = recorded_ids(&entries(&audit));
     assert!(ids.iter().all(|id| recorded.contains(id)));
@@ -537,13 +635,19 @@ fn rotated_files_form_one_chain_and_verify_finds_a_missing_reordered_or_edited_f
     // Missing.
     std::fs::rename(&second, &aside).unwrap();
     let (ok, report) = verify(&audit, &key, &[]);
-    assert!(!ok && report.contains("audit.log.000002 is missing"), "{report}");
+    assert!(
+        !ok && report.contains("audit.log.000002 is missing"),
+        "{report}"
+    );
     // Reordered: the second file's contents under the first's name and vice versa.
     std::fs::rename(&rotated[0], &second).unwrap();
     std::fs::rename(&aside, &rotated[0]).unwrap();
     let (ok, report) = verify(&audit, &key, &[]);
     assert!(!ok, "{report}");
-    assert!(report.contains("FAILED") && report.contains("audit.log.000001"), "{report}");
+    assert!(
+        report.contains("FAILED") && report.contains("audit.log.000001"),
+        "{report}"
+    );
     std::fs::rename(&rotated[0], &aside).unwrap();
     std::fs::rename(&second, &rotated[0]).unwrap();
     std::fs::rename(&aside, &second).unwrap();
@@ -555,7 +659,10 @@ fn rotated_files_form_one_chain_and_verify_finds_a_missing_reordered_or_edited_f
     std::fs::write(&second, edited).unwrap();
     let (ok, report) = verify(&audit, &key, &[]);
     assert!(!ok && report.contains("edited"), "{report}");
-    assert!(report.contains("audit.log.000002"), "names the file: {report}");
+    assert!(
+        report.contains("audit.log.000002"),
+        "names the file: {report}"
+    );
 }
 
 /// Rotation by age: after `rotate_age_s`, the next write goes to a new file.
@@ -574,7 +681,7 @@ fn the_active_file_rotates_by_age() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     let (ok, report) = verify_dir(&data);
     assert!(ok, "{report}");
 }
@@ -588,20 +695,30 @@ fn a_torn_final_checkpoint_fails_verification_unless_allowed() {
         assert_eq!(gateway.decide(&lamp("CAE1", n)).status, 200);
     }
     let data = gateway.data_dir();
-    assert!(gateway.terminate().success());
+    stop(&mut gateway);
     let file = data.join("audit/audit.log");
     let key = data.join("audit/gateway.pub");
     let whole = std::fs::read(&file).unwrap();
-    let last: Value =
-        serde_json::from_slice(whole[..whole.len() - 1].rsplit(|&b| b == b'\n').next().unwrap())
-            .unwrap();
-    assert_eq!(last["kind"], "checkpoint", "the log ends with its final checkpoint");
+    let last: Value = serde_json::from_slice(
+        whole[..whole.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        last["kind"], "checkpoint",
+        "the log ends with its final checkpoint"
+    );
     assert!(verify(&data.join("audit"), &key, &[]).0);
     for cut in [1usize, 40, 200] {
         std::fs::write(&file, &whole[..whole.len() - cut]).unwrap();
         let (ok, report) = verify(&data.join("audit"), &key, &[]);
         assert!(!ok, "cut {cut}: {report}");
-        assert!(report.contains("cut short") && report.contains("--allow-torn-tail"), "{report}");
+        assert!(
+            report.contains("cut short") && report.contains("--allow-torn-tail"),
+            "{report}"
+        );
         let (ok, report) = verify(&data.join("audit"), &key, &["--allow-torn-tail"]);
         assert!(ok, "cut {cut} allowed: {report}");
         let (ok, report) = verify(&file, &key, &[]);
@@ -618,8 +735,8 @@ fn soak_answered_equals_recorded_through_random_faults() {
     let mut seed: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as u64
-        | 1;
+        .as_nanos() as u64;
+    seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     eprintln!("soak seed {seed}");
     let mut next = move || {
         seed ^= seed << 13;
@@ -634,13 +751,19 @@ fn soak_answered_equals_recorded_through_random_faults() {
     let refused = Arc::new(Mutex::new(0u64));
     let mut tmpfs = None;
     let mut faults = Vec::new();
-    for round in 0..6 {
-        let fault = match next() % if rooted { 4 } else { 3 } {
-            0 => "kill-9",
-            1 => "slow-disk",
-            2 => "failing-disk",
-            _ => "full-disk",
-        };
+    // Every fault at least once, then random ones, in a random order.
+    let mut plan = vec!["kill-9", "slow-disk", "failing-disk"];
+    if rooted {
+        plan.push("full-disk");
+    }
+    while plan.len() < 7 {
+        let kinds = plan.len().min(if rooted { 4 } else { 3 });
+        plan.push(plan[(next() % kinds as u64) as usize]);
+    }
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    for (round, fault) in plan.into_iter().enumerate() {
         faults.push(fault);
         // Each round starts a gateway for its fault on the same data folder.
         gateway.kill9();
@@ -657,7 +780,13 @@ fn soak_answered_equals_recorded_through_random_faults() {
         };
         gateway = gateway.start_again_with_env(&[("PALISADE_AUDIT_FAULT", &env_fault)]);
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = load(gateway.addr, 6, stop.clone(), answered.clone(), refused.clone());
+        let threads = load(
+            gateway.addr,
+            6,
+            stop.clone(),
+            answered.clone(),
+            refused.clone(),
+        );
         std::thread::sleep(Duration::from_millis(300 + next() % 700));
         match fault {
             "kill-9" => gateway.kill9(),
@@ -684,7 +813,7 @@ fn soak_answered_equals_recorded_through_random_faults() {
     }
     gateway.kill9();
     let mut last = gateway.start_again_with_env(&[]);
-    assert!(last.terminate().success());
+    stop(&mut last);
     // Every log set written during the soak (aside before the tmpfs, and the current one).
     let mut all = Vec::new();
     for dir in std::fs::read_dir(last.dir.path()).unwrap().flatten() {
@@ -705,7 +834,11 @@ fn soak_answered_equals_recorded_through_random_faults() {
         refused.lock().unwrap(),
         recorded.len(),
     );
-    assert!(answered.len() > 100, "the soak ran: {} answers", answered.len());
+    assert!(
+        answered.len() > 100,
+        "the soak ran: {} answers",
+        answered.len()
+    );
     // answered = recorded (∩ answered) + gap-counted, with the gap count zero in deny mode.
     assert_eq!(gaps, 0);
     assert_eq!(missing, 0, "answered decisions missing from the log");
@@ -714,4 +847,42 @@ fn soak_answered_equals_recorded_through_random_faults() {
     let (ok, report) = verify_dir(&last.data_dir());
     assert!(ok, "{report}");
     drop(tmpfs);
+}
+
+/// The `[audit]` keys are checked at load: a bad value names the file, the line and the key,
+/// and nothing starts.
+#[test]
+fn bad_audit_settings_name_the_file_line_and_key() {
+    for (setting, key, words) in [
+        ("on_failure = \"allow\"", "audit.on_failure", "deny"),
+        ("rotate_bytes = 100", "audit.rotate_bytes", "65536"),
+        ("max_wait_ms = 0", "audit.max_wait_ms", "1..=60000"),
+        ("rotate_every = 5", "audit", "rotate_every"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(&file, config(setting, None)).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!output.status.success(), "{setting}: started");
+        let line = config(setting, None)
+            .lines()
+            .position(|l| l.starts_with(setting.split(' ').next().unwrap()))
+            .unwrap()
+            + 1;
+        assert!(
+            text.contains(&format!("gateway.toml:{line}")),
+            "{setting}: {text}"
+        );
+        assert!(
+            text.contains(key) && text.contains(words),
+            "{setting}: {text}"
+        );
+    }
 }

@@ -538,7 +538,10 @@ impl AuditSink for AuditLogSink {
     fn decision(&self, record: &DecisionRecord) -> AuditTicket {
         let mut payload = record.to_canonical_json();
         if payload.as_str().len() > self.log_payload_limit() {
-            payload = record.clone().bounded(FIELD_LIMIT_ESCAPED).to_canonical_json();
+            payload = record
+                .clone()
+                .bounded(FIELD_LIMIT_ESCAPED)
+                .to_canonical_json();
         }
         let time = self.log.now_ms();
         match self.log.try_append_decision(time, payload) {
@@ -769,5 +772,42 @@ mod tests {
         for absent in ["module", "subject", "would_deny"] {
             assert!(!none.as_str().contains(absent), "{absent} omitted: {none}");
         }
+    }
+
+    #[test]
+    fn overlong_fields_are_cut_at_a_character_boundary_with_the_hash_of_the_original() {
+        let long = "é".repeat(FIELD_LIMIT); // 2 bytes each: cut inside a character
+        let mut big = full(&long);
+        big.reason = "r".repeat(FIELD_LIMIT); // exactly at the limit: kept whole
+        let cut = big.clone().bounded(FIELD_LIMIT);
+        for value in [&cut.originator, &cut.target, cut.subject.as_ref().unwrap()] {
+            assert!(
+                value.len() <= FIELD_LIMIT && value.len() > FIELD_LIMIT - 4,
+                "{}",
+                value.len()
+            );
+        }
+        let hashes = cut.truncated.clone().unwrap();
+        assert_eq!(
+            hashes.keys().copied().collect::<Vec<_>>(),
+            ["originator", "subject", "target", "would_deny"]
+        );
+        assert_eq!(
+            hashes["originator"],
+            hex::encode(Sha256::digest(big.originator.as_bytes()))
+        );
+        assert_eq!(cut.reason, big.reason);
+        // Cutting again (tighter) keeps the hash of the original, not of the first cut.
+        let tighter = cut.clone().bounded(FIELD_LIMIT_ESCAPED);
+        assert_eq!(
+            tighter.truncated.as_ref().unwrap()["originator"],
+            hashes["originator"]
+        );
+        assert!(tighter.reason.len() <= FIELD_LIMIT_ESCAPED);
+        // The typed encoding still matches the serde path, `truncated` included.
+        assert_eq!(cut.to_canonical_json().as_str(), through_value(&cut));
+        let untouched = record("short").bounded(FIELD_LIMIT);
+        assert!(untouched.truncated.is_none());
+        assert!(!untouched.to_canonical_json().as_str().contains("truncated"));
     }
 }

@@ -131,8 +131,7 @@ async fn decide(
     })?;
     gateway.metrics.in_flight(1);
     let access = parsed.into_access_request(route.name.clone());
-    let mut evaluation =
-        gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    let mut evaluation = gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
     // SER-016: answered only once on record.
     let recorded = gateway.recorded(&mut evaluation).await;
     gateway.metrics.in_flight(-1);

@@ -197,8 +197,12 @@ async fn enforce(
     // 5103 would wrongly blame the CSE).
     if let Err(refusal) = gateway.recorded(&mut evaluation).await {
         let error = ApiError::AuditUnavailable(refusal);
-        let mut response =
-            error_response(error.status(), rsc::INTERNAL_SERVER_ERROR, &error.to_string(), echo);
+        let mut response = error_response(
+            error.status(),
+            rsc::INTERNAL_SERVER_ERROR,
+            &error.to_string(),
+            echo,
+        );
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(1u64));

@@ -313,13 +313,9 @@ impl AuditLog {
         }
         let st = self.shared.lock();
         match self.admission(&st, Kind::Decision) {
-            Some(Ok(dropped)) => Ok(self.push(
-                st,
-                Kind::Decision,
-                time,
-                payload.into_string(),
-                dropped,
-            )),
+            Some(Ok(dropped)) => {
+                Ok(self.push(st, Kind::Decision, time, payload.into_string(), dropped))
+            }
             Some(Err(error)) => Err((self.refused(st, Kind::Decision, error), None)),
             None => Err((AuditError::Backlogged(Duration::ZERO), Some(payload))),
         }

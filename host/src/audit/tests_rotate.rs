@@ -31,7 +31,9 @@ fn refuse_mode_refuses_decisions_on_a_full_queue_and_takes_them_once_there_is_sp
     let log = AuditLog::open(dir.path(), cfg, gated.clone()).unwrap();
     log.checkpoint_now();
     gated.wait_entered();
-    let results: Vec<_> = (0..6).map(|i| log.append(Kind::Decision, decision(i))).collect();
+    let results: Vec<_> = (0..6)
+        .map(|i| log.append(Kind::Decision, decision(i)))
+        .collect();
     assert!(results[..4].iter().all(Result::is_ok));
     assert!(
         results[4..]
@@ -40,7 +42,11 @@ fn refuse_mode_refuses_decisions_on_a_full_queue_and_takes_them_once_there_is_sp
         "{results:?}"
     );
     let stats = log.stats();
-    assert_eq!((stats.dropped, stats.refused), (0, 2), "refused, never dropped");
+    assert_eq!(
+        (stats.dropped, stats.refused),
+        (0, 2),
+        "refused, never dropped"
+    );
     // Waiting for space (bounded) fails while the writer is stuck...
     let rt = runtime();
     let payload = CanonicalJson::from_value(&decision(9));
@@ -50,7 +56,10 @@ fn refuse_mode_refuses_decisions_on_a_full_queue_and_takes_them_once_there_is_sp
         payload.clone(),
         Duration::from_millis(50),
     ));
-    assert!(matches!(waited, Err(AuditError::Backlogged(_))), "{waited:?}");
+    assert!(
+        matches!(waited, Err(AuditError::Backlogged(_))),
+        "{waited:?}"
+    );
     // ... and succeeds, then acknowledges the write, once it moves.
     gated.release();
     let seq = rt
@@ -126,13 +135,19 @@ fn rotation_keeps_one_chain_across_files_and_resumes_after_a_crash_mid_rotation(
     log.append(Kind::Decision, decision(100)).unwrap();
     log.close().unwrap();
     let first = std::fs::read_to_string(dir.path().join(DEFAULT_FILE_NAME)).unwrap();
-    assert!(first.lines().next().unwrap().contains("\"resumed\":true"), "{first}");
+    assert!(
+        first.lines().next().unwrap().contains("\"resumed\":true"),
+        "{first}"
+    );
     verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap();
 
     // A missing middle file is named.
     std::fs::remove_file(dir.path().join("audit.log.000002")).unwrap();
     let error = verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap_err();
-    assert!(error.to_string().contains("audit.log.000002 is missing"), "{error}");
+    assert!(
+        error.to_string().contains("audit.log.000002 is missing"),
+        "{error}"
+    );
 }
 
 #[test]

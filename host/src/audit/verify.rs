@@ -112,7 +112,8 @@ pub fn verify_set(
 
 /// Lines as the walk counts them: each newline ends one, and a final unterminated one counts.
 fn count_lines(data: &[u8]) -> usize {
-    data.iter().filter(|&&b| b == b'\n').count() + usize::from(data.last().is_some_and(|&b| b != b'\n'))
+    data.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(data.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// The files of the log in `dir` with their line counts (as [`VerifyReport::files`]), to

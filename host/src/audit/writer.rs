@@ -75,7 +75,10 @@ impl Fault {
                 _ => tracing::warn!(part, "PALISADE_AUDIT_FAULT: unknown fault ignored"),
             }
         }
-        tracing::warn!(?fault, "audit fault injection is ON (PALISADE_AUDIT_FAULT): tests only");
+        tracing::warn!(
+            ?fault,
+            "audit fault injection is ON (PALISADE_AUDIT_FAULT): tests only"
+        );
         fault
     }
 
@@ -319,7 +322,9 @@ impl Writer {
         opts.read(true).write(true).create(true).truncate(true);
         let file = self.dir.open_with(&name, &opts)?.into_std();
         if file.try_lock().is_err() {
-            return Err(io::Error::other("the new audit file is locked by another writer"));
+            return Err(io::Error::other(
+                "the new audit file is locked by another writer",
+            ));
         }
         let mut file = File::from_std(file);
         let payload = canonical_json(&serde_json::json!({
@@ -327,7 +332,14 @@ impl Writer {
         }));
         let mut buf = Vec::with_capacity(512);
         let time = self.shared.config.clock.now_ms();
-        let head = encode_line(&mut buf, seq, time, Kind::System, &payload, &self.chain.head);
+        let head = encode_line(
+            &mut buf,
+            seq,
+            time,
+            Kind::System,
+            &payload,
+            &self.chain.head,
+        );
         file.write_all(&buf)?;
         if self.shared.config.fsync != FsyncPolicy::Never {
             file.sync_data()?;

@@ -83,7 +83,10 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
                 println!("audit log OK: {shown}");
                 println!("  log id       {}", report.log_id);
                 if report.files.len() > 1 {
-                    println!("  files        {} (rotated set, in order)", report.files.len());
+                    println!(
+                        "  files        {} (rotated set, in order)",
+                        report.files.len()
+                    );
                 }
                 println!(
                     "  entries      {} (seq 0..={})",

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
-use sha2::Digest;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
+use sha2::Digest;
 
 use super::{Admin, AdminError};
 use crate::api::error::{json_response, Response};
