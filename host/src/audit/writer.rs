@@ -319,13 +319,17 @@ impl Writer {
         }
         let previous = renamed.clone().unwrap_or_default();
         let mut opts = cap_std::fs::OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(true);
+        // Append mode like the first file: a failed write is rolled back with `set_len`, and
+        // the next write must land at the new end, not at the old cursor.
+        opts.read(true).append(true).create(true);
         let file = self.dir.open_with(&name, &opts)?.into_std();
         if file.try_lock().is_err() {
             return Err(io::Error::other(
                 "the new audit file is locked by another writer",
             ));
         }
+        // A retry after a failed attempt starts the new file again.
+        file.set_len(0)?;
         let mut file = File::from_std(file);
         let payload = canonical_json(&serde_json::json!({
             "event": "log_rotated", "log_id": self.log_id, "previous_file": previous,
