@@ -886,3 +886,72 @@ fn bad_audit_settings_name_the_file_line_and_key() {
         );
     }
 }
+
+/// The operator's explicit opt-out, `on_failure = "permit-with-gap"`: while the disk fails,
+/// decisions are answered as decided, each one counted, and the records they lack are
+/// covered by a signed gap entry once the disk heals; the log still verifies and says so.
+#[test]
+fn permit_with_gap_answers_through_a_failing_disk_and_records_a_signed_gap() {
+    let cfg = config("on_failure = \"permit-with-gap\"\nmax_wait_ms = 200", None);
+    let mut first = Gateway::start(&cfg, &[]);
+    stop(&mut first);
+    let flag = first.dir.path().join("disk-fails");
+    let fault = format!("eio={}", flag.display());
+    let mut gateway = first.start_again_with_env(&[("PALISADE_AUDIT_FAULT", &fault)]);
+    let mut answered = Vec::new();
+    let mut ask = |gateway: &Gateway, n: usize| {
+        let answer = gateway.decide(&lamp("CAE1", n));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answered.push(answer.json()["decision_id"].as_str().unwrap().to_string());
+    };
+    ask(&gateway, 0);
+    std::fs::write(&flag, b"").unwrap();
+    for n in 1..=20 {
+        ask(&gateway, n);
+    }
+    let metrics = gateway.metrics();
+    assert!(
+        metric(&metrics, "palisade_audit_unrecorded_answers_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "palisade_audit_refusals_total"),
+        0.0,
+        "{metrics}"
+    );
+    let health = gateway.request("GET", "/health", &[], b"");
+    assert_eq!(health.json()["audit"]["on_failure"], "permit-with-gap");
+    std::fs::remove_file(&flag).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.request("GET", "/health", &[], b"").status != 200 {
+        assert!(Instant::now() < deadline, "the writer recovers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ask(&gateway, 21);
+    let gaps = metric(&gateway.metrics(), "palisade_audit_gaps_total");
+    let data = gateway.data_dir();
+    stop(&mut gateway);
+    let entries = entries(&data.join("audit"));
+    let recorded = recorded_ids(&entries);
+    let unrecorded = answered.iter().filter(|id| !recorded.contains(*id)).count() as u64;
+    let dropped = gap_dropped(&entries);
+    assert!(
+        dropped >= 1,
+        "a gap entry stands for the records not written"
+    );
+    assert_eq!(
+        dropped as f64, gaps,
+        "the metric counts what the gap entries say"
+    );
+    // Every answered decision is in the log or counted by a gap entry.
+    assert!(
+        unrecorded <= dropped,
+        "{unrecorded} unrecorded answers, {dropped} in gaps"
+    );
+    let (ok, report) = verify_dir(&data);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("dropped"),
+        "verify reports the gap: {report}"
+    );
+}
