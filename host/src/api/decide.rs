@@ -15,7 +15,9 @@
 //!  "enforced": true, "would_deny": null, "timings": {...}, "stages": [...]}
 //! ```
 //!
-//! Errors are JSON with stable codes ([`super::error::ApiError`]).
+//! Errors are JSON with stable codes ([`super::error::ApiError`]). The answer is sent only
+//! once the decision's audit record is written (SER-016); when it cannot be, the request is
+//! refused with 503 `audit-unavailable` (see `[audit] on_failure`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //!
 //! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
-//! [`audit::audit_hook`]. The pipeline is synchronous and never waits; async handlers call it
+//! [`audit::audit_hook`]; handlers await [`Gateway::recorded`] before they answer (SER-016). The pipeline is synchronous and never waits; async handlers call it
 //! through [`Gateway::run_plugins`], inline on the worker unless the app misbehaved
 //! ([`placement`]).
 
