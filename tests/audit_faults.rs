@@ -839,9 +839,16 @@ fn soak_answered_equals_recorded_through_random_faults() {
         "the soak ran: {} answers",
         answered.len()
     );
-    // answered = recorded (∩ answered) + gap-counted, with the gap count zero in deny mode.
-    assert_eq!(gaps, 0);
-    assert_eq!(missing, 0, "answered decisions missing from the log");
+    // answered = recorded + gap-counted, exactly: every answered id is in the log (deny mode
+    // never answers without its record, so no gap stands for any of them). The log may hold
+    // a few more: written, then the gateway was killed or the answer refused in time.
+    let in_log = answered.len() - missing;
+    assert_eq!(gaps, 0, "deny mode drops nothing into gaps");
+    assert_eq!(
+        answered.len() as u64,
+        in_log as u64 + gaps,
+        "{missing} answered decisions are missing from the log"
+    );
     let unique: HashSet<&String> = answered.iter().collect();
     assert_eq!(unique.len(), answered.len(), "decision ids are unique");
     let (ok, report) = verify_dir(&last.data_dir());
