@@ -446,6 +446,8 @@ pub struct AuditLogSink {
     refusals: AtomicU64,
     /// Decisions answered without their record on file (`permit-with-gap`).
     unrecorded: AtomicU64,
+    /// The log's largest entry payload ([`AuditConfig::max_payload_bytes`]).
+    payload_limit: usize,
 }
 
 impl AuditLogSink {
@@ -477,9 +479,11 @@ impl AuditLogSink {
             admin_wait: Duration::from_millis(settings.max_wait_ms),
             ..AuditConfig::default()
         };
+        let payload_limit = config.max_payload_bytes;
         let log = AuditLog::open(dir, config, signer)?;
         Ok(AuditLogSink {
             log,
+            payload_limit,
             settings: settings.clone(),
             refusals: AtomicU64::new(0),
             unrecorded: AtomicU64::new(0),
@@ -537,7 +541,7 @@ fn check_space(dir: &Path, bytes: u64) -> Result<(), AuditSetupError> {
 impl AuditSink for AuditLogSink {
     fn decision(&self, record: &DecisionRecord) -> AuditTicket {
         let mut payload = record.to_canonical_json();
-        if payload.as_str().len() > self.log_payload_limit() {
+        if payload.as_str().len() > self.payload_limit {
             payload = record
                 .clone()
                 .bounded(FIELD_LIMIT_ESCAPED)
@@ -653,12 +657,6 @@ impl AuditSink for AuditLogSink {
             stats.rotations,
             stats.queue_len,
         )
-    }
-}
-
-impl AuditLogSink {
-    fn log_payload_limit(&self) -> usize {
-        AuditConfig::default().max_payload_bytes
     }
 }
 
