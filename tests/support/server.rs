@@ -74,6 +74,29 @@ impl Gateway {
     }
 
     fn spawn(dir: Arc<tempfile::TempDir>, base_args: Vec<String>) -> Gateway {
+        Gateway::spawn_with_env(dir, base_args, &[])
+    }
+
+    /// Starts another `palisade serve` on this one's files and data folder (after it stopped
+    /// or was killed), with `env` added to the new process's environment.
+    pub fn start_again_with_env(&self, env: &[(&str, &str)]) -> Gateway {
+        assert!(self.child.is_none(), "stop the gateway first");
+        Gateway::spawn_with_env(self.dir.clone(), self.args.clone(), env)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown at all: a crash) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn_with_env(
+        dir: Arc<tempfile::TempDir>,
+        base_args: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut args: Vec<String> = base_args
             .iter()
             .filter(|arg| *arg != "--no-listen-override")
@@ -90,6 +113,7 @@ impl Gateway {
             .args(["--log-level", "info", "serve"])
             .args(&args)
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

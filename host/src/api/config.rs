@@ -12,6 +12,7 @@
 //! [limits]                                # SER-001: bodies, concurrency, timeouts
 //! [rate_limit]                            # SER-001: per originator, per source address
 //! [diagnostics]                           # off by default: POST /v1/noop for benchmarks
+//! [audit]                                 # SER-016: on_failure, rotation
 //! [[app]]                                 # one segregated environment each (SER-024)
 //! name = "lights"
 //! paths = ["/cse-in/lights"]
@@ -77,6 +78,9 @@ pub struct GatewayConfig {
     pub admin: Option<super::admin::AdminConfig>,
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
+    /// The audit trail (SER-016): failure policy and rotation.
+    #[serde(default)]
+    pub audit: super::audit::AuditSettings,
     /// The file this came from (for error messages and relative paths).
     #[serde(skip)]
     pub file: PathBuf,

@@ -31,6 +31,9 @@
 //!   learns at once that they do not count, instead of getting a different decision than it
 //!   expects. Authenticators establish authentication and roles from a `credential`
 //!   everywhere.
+//!
+//! The answer is sent only once the decision's audit record is written (SER-016); when it
+//! cannot be, the request is refused with 503 `audit-unavailable` (see `[audit] on_failure`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -239,8 +242,11 @@ async fn decide(
     })?;
     gateway.metrics.in_flight(1);
     let access = parsed.into_access_request(route.name.clone());
-    let evaluation = gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    let mut evaluation = gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    // SER-016: answered only once on record.
+    let recorded = gateway.recorded(&mut evaluation).await;
     gateway.metrics.in_flight(-1);
+    recorded.map_err(ApiError::AuditUnavailable)?;
     let decision = &evaluation.decision;
     let answer = DecideAnswer {
         decision: decision.effect,

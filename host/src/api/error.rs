@@ -74,6 +74,10 @@ pub enum ApiError {
         target: String,
         owner: Option<String>,
     },
+    /// 503 `audit-unavailable`: the decision could not be recorded, so it is not answered
+    /// (SER-016), with `Retry-After`.
+    #[error("refused: {0}")]
+    AuditUnavailable(super::audit::AuditRefusal),
 }
 
 impl ApiError {
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::TooLong { .. } => "too-long",
             ApiError::UntrustedField(_) => "untrusted-field",
             ApiError::TargetOutsideApp { .. } => "target-outside-app",
+            ApiError::AuditUnavailable(_) => "audit-unavailable",
         }
     }
 
@@ -111,6 +116,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLong { .. } | ApiError::TargetOutsideApp { .. } => StatusCode::BAD_REQUEST,
             ApiError::UntrustedField(_) => StatusCode::FORBIDDEN,
+            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -118,7 +124,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited(refusal) => Some(refusal.retry_after_secs()),
-            ApiError::Overloaded => Some(1),
+            ApiError::Overloaded | ApiError::AuditUnavailable(_) => Some(1),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@
 //!
 //! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
-//! [`audit::audit_hook`]. The pipeline is synchronous and never waits; async handlers call it
+//! [`audit::audit_hook`]; handlers await [`Gateway::recorded`] before they answer (SER-016). The pipeline is synchronous and never waits; async handlers call it
 //! through [`Gateway::run_plugins`], inline on the worker unless the app misbehaved
 //! ([`placement`]).
 
@@ -75,6 +75,9 @@ pub struct Evaluation {
     /// The request as the app's authorizers saw it (pseudonymous originator, authentication
     /// state and roles established): filters see the same.
     pub view: AccessRequest,
+    /// Where the decision's audit record stands: await [`Gateway::recorded`] before
+    /// answering (SER-016).
+    pub audit: audit::AuditTicket,
 }
 
 /// Decision ids: a random 64-bit boot nonce and a counter, in hex. Unique across restarts
@@ -136,6 +139,7 @@ fn open_keystore(
 fn open_audit(
     data_dir: &Path,
     keystore: &Arc<dyn KeyStore>,
+    settings: &audit::AuditSettings,
 ) -> Result<Arc<dyn AuditSink>, SetupError> {
     let signer = Arc::new(
         audit::KeystoreSigner::open_or_create(keystore.clone())
@@ -144,6 +148,7 @@ fn open_audit(
     Ok(Arc::new(audit::AuditLogSink::open(
         &data_dir.join("audit"),
         signer,
+        settings,
     )?))
 }
 
@@ -170,7 +175,7 @@ impl Gateway {
             limits: config.limits.clone(),
             protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
             metrics: metrics::Metrics::default(),
-            audit: open_audit(data_dir, &keystore)?,
+            audit: open_audit(data_dir, &keystore, &config.audit)?,
             keystore,
             admin: None,
             noop_endpoint: config.diagnostics.noop_endpoint,
@@ -241,7 +246,7 @@ impl Gateway {
         }
         let decision_id = self.ids.next();
         self.metrics.decision(&decision);
-        audit_hook(
+        let audit = audit_hook(
             self.audit.as_ref(),
             &DecisionRecord::new(&decision_id, source, &view, &decision, subject),
         );
@@ -249,7 +254,15 @@ impl Gateway {
             decision,
             decision_id,
             view,
+            audit,
         }
+    }
+
+    /// Waits until `evaluation`'s record is written (SER-016: audit is a precondition of an
+    /// answer). `Err`: it cannot be recorded, and the request must be refused (503).
+    pub async fn recorded(&self, evaluation: &mut Evaluation) -> Result<(), audit::AuditRefusal> {
+        let ticket = std::mem::replace(&mut evaluation.audit, audit::AuditTicket::Done);
+        self.audit.confirm(ticket).await
     }
 
     /// SER-011/018/025: authenticators on the real request in their own sandbox, then

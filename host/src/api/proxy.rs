@@ -195,7 +195,7 @@ async fn enforce(
     access.credential = binding.credential.clone();
     access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
-    let evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
+    let mut evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {
         response
@@ -203,6 +203,23 @@ async fn enforce(
             .insert(DECISION_ID_HEADER, decision_id.clone());
         response
     };
+    // SER-016: nothing is forwarded or answered before its record is written. Refused with
+    // 503 and RSC 5000 (INTERNAL_SERVER_ERROR, TS-0004 §6.6: the receiver failed to handle
+    // the request for a reason of its own; TS-0004 has no "service unavailable" code, and
+    // 5103 would wrongly blame the CSE).
+    if let Err(refusal) = gateway.recorded(&mut evaluation).await {
+        let error = ApiError::AuditUnavailable(refusal);
+        let mut response = error_response(
+            error.status(),
+            rsc::INTERNAL_SERVER_ERROR,
+            &error.to_string(),
+            echo,
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(1u64));
+        return with_id(response);
+    }
     if !evaluation.decision.is_permit() {
         return with_id(error_response(
             StatusCode::FORBIDDEN,

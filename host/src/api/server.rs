@@ -295,6 +295,7 @@ fn metrics(gateway: &Gateway, method: &Method) -> Response {
     if let Some(admin) = &gateway.admin {
         text.push_str(&admin.metrics_text());
     }
+    text.push_str(&gateway.audit.metrics_text());
     text_response(StatusCode::OK, "text/plain; version=0.0.4", text)
 }
 
@@ -340,14 +341,23 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
         .admin
         .as_ref()
         .is_some_and(|admin| admin.has_failures());
+    // SER-016: a gateway that cannot record its decisions refuses them: not ok, 503.
+    let audit = gateway.audit.health();
+    let audit_down = audit.as_ref().is_some_and(|health| !health.ok);
     let body = serde_json::json!({
-        "status": if degraded { "degraded" } else { "ok" },
+        "status": if audit_down { "audit-unavailable" } else if degraded { "degraded" } else { "ok" },
+        "audit": audit,
         "uptime_s": gateway.uptime_secs(),
         "upstream": gateway.upstream.as_ref().map(|upstream| upstream.url.clone()),
         "apps": apps,
         "registry": gateway.admin.as_ref().map(|admin| admin.health_json()),
     });
-    json_response(StatusCode::OK, &body)
+    let status = if audit_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &body)
 }
 
 /// Reads a request body within the size and time limits (SER-001). An announced length over

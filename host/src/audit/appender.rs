@@ -4,9 +4,9 @@
 use super::canonical::CanonicalJson;
 use super::entry::{canonical_json, Kind, ZERO_HASH};
 use super::queue::{DropRange, Item, Shared, State, WriterState};
-use super::verify::{verify_bytes, Tail, VerifyError};
+use super::verify::{verify_active, Tail, VerifyError};
 use super::writer::{Chain, Writer};
-use super::{AuditConfig, AuditError, CheckpointSigner};
+use super::{AuditConfig, AuditError, CheckpointSigner, DecisionOverflow};
 use cap_std::fs::{Dir, OpenOptions};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -46,6 +46,13 @@ pub struct AuditStats {
     pub queue_len: usize,
     /// The last storage or signing error.
     pub last_error: Option<String>,
+    /// Whether the last write failed (storage is failing now).
+    pub failing: bool,
+    /// Decision entries refused ([`super::DecisionOverflow::Refuse`]): queue full or storage
+    /// failing.
+    pub refused: u64,
+    /// Files rotated away.
+    pub rotations: u64,
 }
 
 /// What [`AuditLog::open`] found.
@@ -125,18 +132,36 @@ impl AuditLog {
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
         let now = config.clock.now_ms();
 
-        let (created, log_id, tail, resumed) = match verify_bytes(&bytes, None) {
-            Ok(report) => (false, report.log_id, report.tail, report.entries),
+        // The active file starts the log (seq 0) or continues a rotated one; empty, it
+        // continues the last rotated file if there is one (a crash between renaming the
+        // full file away and starting the new one).
+        let (created, log_id, tail, resumed, continues) = match verify_active(&bytes) {
+            Ok(report) => (false, report.log_id, report.tail, report.entries, None),
             Err(VerifyError::Empty) => {
-                let id = config
-                    .log_id
-                    .clone()
-                    .unwrap_or_else(|| new_log_id(&*signer, now));
-                let tail = Tail {
-                    torn_bytes: bytes.len() as u64,
-                    ..Tail::default()
-                };
-                (true, id, tail, 0)
+                let torn_bytes = bytes.len() as u64;
+                match last_rotated(dir, &path)? {
+                    Some((name, report)) => {
+                        let tail = Tail {
+                            torn_bytes,
+                            good_len: 0,
+                            missing_newline: false,
+                            unsigned: 0,
+                            ..report.tail
+                        };
+                        (false, report.log_id, tail, 0, Some(name))
+                    }
+                    None => {
+                        let id = config
+                            .log_id
+                            .clone()
+                            .unwrap_or_else(|| new_log_id(&*signer, now));
+                        let tail = Tail {
+                            torn_bytes,
+                            ..Tail::default()
+                        };
+                        (true, id, tail, 0, None)
+                    }
+                }
             }
             Err(source) => return Err(AuditError::Corrupt { path, source }),
         };
@@ -161,6 +186,9 @@ impl AuditLog {
         let payload = if created {
             json!({"event": "log_created", "log_id": log_id, "format": 1,
                    "public_key": hex::encode(signer.public_key())})
+        } else if let Some(previous) = &continues {
+            json!({"event": "log_rotated", "log_id": log_id, "previous_file": previous,
+                   "resumed": true})
         } else {
             json!({"event": "log_opened", "resumed_entries": resumed,
                    "torn_bytes_truncated": tail.torn_bytes, "unsigned_entries": tail.unsigned})
@@ -183,6 +211,7 @@ impl AuditLog {
             writer: WriterState::Busy,
             urgent: false,
             first_queued_at: None,
+            failing: None,
             stats: AuditStats::default(),
         };
         let shared = Arc::new(Shared {
@@ -191,6 +220,7 @@ impl AuditLog {
             space: Condvar::new(),
             done: Condvar::new(),
             space_async: tokio::sync::Notify::new(),
+            written: tokio::sync::watch::Sender::new(0),
             config,
         });
         let mut writer = Writer {
@@ -199,6 +229,10 @@ impl AuditLog {
             chain,
             signer,
             log_id: log_id.clone(),
+            dir: dir.try_clone().map_err(io_err(&path))?,
+            opened: Instant::now(),
+            next_index: next_rotation_index(dir, &path),
+            fault: super::writer::Fault::from_env(),
         };
         writer.write_now(&[first]).map_err(io_err(&path))?;
         {
@@ -206,6 +240,7 @@ impl AuditLog {
             st.stats.written_upto = writer.chain.next;
             st.stats.synced_upto = writer.chain.next;
             st.stats.entries_written = 1;
+            shared.written.send_replace(writer.chain.next);
             // Sign a tail left unsigned by a crash right away.
             if !created && tail.unsigned > 0 {
                 st.push_checkpoint();
@@ -261,22 +296,69 @@ impl AuditLog {
         self.enqueue(kind, time, payload)
     }
 
+    /// A decision that never waits: `Ok(seq)` queued (or dropped into a gap in gap mode);
+    /// on a full queue in refuse mode the payload comes back with
+    /// [`AuditError::Backlogged`], for the caller to wait for space asynchronously
+    /// ([`AuditLog::append_canonical_async`]); other errors refuse it.
+    #[allow(clippy::result_large_err)]
+    pub fn try_append_decision(
+        &self,
+        time: u64,
+        payload: CanonicalJson,
+    ) -> Result<u64, (AuditError, Option<CanonicalJson>)> {
+        let limit = self.shared.config.max_payload_bytes;
+        let size = payload.as_str().len();
+        if size > limit {
+            return Err((AuditError::PayloadTooLarge { size, limit }, None));
+        }
+        let st = self.shared.lock();
+        match self.admission(&st, Kind::Decision) {
+            Some(Ok(dropped)) => {
+                Ok(self.push(st, Kind::Decision, time, payload.into_string(), dropped))
+            }
+            Some(Err(error)) => Err((self.refused(st, Kind::Decision, error), None)),
+            None => Err((AuditError::Backlogged(Duration::ZERO), Some(payload))),
+        }
+    }
+
     /// The time the log's clock gives now (unix ms), as [`AuditLog::append`] stamps entries.
     pub fn now_ms(&self) -> u64 {
         self.shared.config.clock.now_ms()
     }
 
+    /// What to do with an entry of `kind` now: `Some(Ok(drop))` take it (`drop`: as a
+    /// dropped decision, covered by a gap), `Some(Err)` refuse it, `None` wait for space.
+    fn admission(&self, st: &State, kind: Kind) -> Option<Result<bool, AuditError>> {
+        if st.closing || st.stopped {
+            return Some(Err(AuditError::Closed));
+        }
+        let full = st.queue.len() >= self.shared.config.queue_capacity;
+        if kind != Kind::Decision {
+            return (!full).then_some(Ok(false));
+        }
+        match (self.shared.config.decision_overflow, &st.failing) {
+            (DecisionOverflow::Gap, failing) => Some(Ok(full || failing.is_some())),
+            (DecisionOverflow::Refuse, Some(error)) => {
+                Some(Err(AuditError::Unavailable(error.clone())))
+            }
+            (DecisionOverflow::Refuse, None) => (!full).then_some(Ok(false)),
+        }
+    }
+
     fn enqueue(&self, kind: Kind, time: u64, payload: String) -> Result<u64, AuditError> {
-        let cap = self.shared.config.queue_capacity;
-        // Only an entry that has to wait needs a deadline; decisions never do.
+        // Only an entry that has to wait needs a deadline; a decision never waits here (a
+        // refused one is the caller's to wait for, asynchronously).
         let mut deadline = None;
         let mut st = self.shared.lock();
         loop {
-            if st.closing || st.stopped {
-                return Err(AuditError::Closed);
-            }
-            if st.queue.len() < cap || kind == Kind::Decision {
-                return Ok(self.push(st, kind, time, payload));
+            match self.admission(&st, kind) {
+                Some(Ok(dropped)) => return Ok(self.push(st, kind, time, payload, dropped)),
+                Some(Err(error)) => return Err(self.refused(st, kind, error)),
+                None if kind == Kind::Decision => {
+                    let error = AuditError::Backlogged(Duration::ZERO);
+                    return Err(self.refused(st, kind, error));
+                }
+                None => {}
             }
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(now + self.shared.config.admin_wait);
@@ -292,8 +374,16 @@ impl AuditLog {
         }
     }
 
+    /// Counts a refused decision.
+    fn refused(&self, mut st: MutexGuard<'_, State>, kind: Kind, error: AuditError) -> AuditError {
+        if kind == Kind::Decision {
+            st.stats.refused += 1;
+        }
+        error
+    }
+
     /// [`AuditLog::append_at`] for async callers: waiting for space yields instead of
-    /// blocking a runtime thread (decision entries never wait either way).
+    /// blocking a runtime thread; waits up to [`AuditConfig::admin_wait`].
     pub async fn append_async(
         &self,
         kind: Kind,
@@ -301,22 +391,77 @@ impl AuditLog {
         payload: Value,
     ) -> Result<u64, AuditError> {
         let payload = self.prepare(kind, CanonicalJson::from_value(&payload))?;
-        let wait = self.shared.config.admin_wait;
+        self.enqueue_async(kind, time, payload, self.shared.config.admin_wait)
+            .await
+    }
+
+    /// [`AuditLog::append_canonical`] for async callers, waiting up to `wait` for queue space
+    /// (a decision too: under [`DecisionOverflow::Refuse`] this is the back-pressure before
+    /// [`AuditError::Backlogged`]).
+    pub async fn append_canonical_async(
+        &self,
+        kind: Kind,
+        time: u64,
+        payload: CanonicalJson,
+        wait: Duration,
+    ) -> Result<u64, AuditError> {
+        let payload = self.prepare(kind, payload)?;
+        self.enqueue_async(kind, time, payload, wait).await
+    }
+
+    async fn enqueue_async(
+        &self,
+        kind: Kind,
+        time: u64,
+        payload: String,
+        wait: Duration,
+    ) -> Result<u64, AuditError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut notified = std::pin::pin!(self.shared.space_async.notified());
             notified.as_mut().enable();
             {
                 let st = self.shared.lock();
-                if st.closing || st.stopped {
-                    return Err(AuditError::Closed);
-                }
-                if st.queue.len() < self.shared.config.queue_capacity || kind == Kind::Decision {
-                    return Ok(self.push(st, kind, time, payload));
+                match self.admission(&st, kind) {
+                    Some(Ok(dropped)) => return Ok(self.push(st, kind, time, payload, dropped)),
+                    Some(Err(error)) => return Err(self.refused(st, kind, error)),
+                    None => {}
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(AuditError::Backlogged(wait));
+                let st = self.shared.lock();
+                return Err(self.refused(st, kind, AuditError::Backlogged(wait)));
+            }
+        }
+    }
+
+    /// Waits until the entry `seq` (and everything before it) is written to the file
+    /// (`write(2)` returned; synced per the fsync policy only), or `timeout` passes
+    /// ([`AuditError::Backlogged`], or [`AuditError::Unavailable`] while writes fail). SER-016:
+    /// the gateway answers a decision only after this.
+    pub async fn wait_written(&self, seq: u64, timeout: Duration) -> Result<(), AuditError> {
+        let mut written = self.shared.written.subscribe();
+        if *written.borrow_and_update() > seq {
+            return Ok(());
+        }
+        // While writes fail, say so at once rather than after the whole wait.
+        if let Some(error) = &self.shared.lock().failing {
+            return Err(AuditError::Unavailable(error.clone()));
+        }
+        let waited = tokio::time::timeout(timeout, written.wait_for(|upto| *upto > seq)).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                let st = self.shared.lock();
+                if st.stats.written_upto > seq {
+                    Ok(())
+                } else if st.stopped {
+                    Err(AuditError::Closed)
+                } else if let Some(error) = &st.failing {
+                    Err(AuditError::Unavailable(error.clone()))
+                } else {
+                    Err(AuditError::Backlogged(timeout))
+                }
             }
         }
     }
@@ -336,12 +481,20 @@ impl AuditLog {
         Ok(text)
     }
 
-    /// Queues the entry, or (a decision on a full queue) records it as dropped; then releases
-    /// the lock and wakes the writer only if it needs waking (SER-016: no futex syscall per
-    /// decision while the writer is awake or collecting a batch).
-    fn push(&self, mut st: MutexGuard<'_, State>, kind: Kind, time: u64, payload: String) -> u64 {
+    /// Queues the entry, or (`dropped`: a decision on a full queue or failing storage, in
+    /// gap mode) records it as dropped; then releases the lock and wakes the writer only if
+    /// it needs waking (SER-016: no futex syscall per decision while the writer is awake or
+    /// collecting a batch).
+    fn push(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        kind: Kind,
+        time: u64,
+        payload: String,
+        dropped: bool,
+    ) -> u64 {
         let seq = st.reserve();
-        if st.queue.len() >= self.shared.config.queue_capacity {
+        if dropped {
             st.stats.dropped += 1;
             match st.drops.back_mut() {
                 Some(r) if r.last_seq + 1 == seq => {
@@ -412,12 +565,19 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Whether the writer has stopped (closed, or gave up on failing storage while closing).
+    pub fn is_stopped(&self) -> bool {
+        let st = self.shared.lock();
+        st.stopped || st.closing
+    }
+
     /// Counters for metrics and health.
     pub fn stats(&self) -> AuditStats {
         let st = self.shared.lock();
         AuditStats {
             next_seq: st.next_seq,
             queue_len: st.queue.len(),
+            failing: st.failing.is_some(),
             ..st.stats.clone()
         }
     }
@@ -498,4 +658,56 @@ fn new_log_id(signer: &dyn CheckpointSigner, now: u64) -> String {
         .as_nanos();
     h.update(nanos.to_be_bytes());
     hex::encode(&h.finalize()[..16])
+}
+
+/// The name `<file_name>.NNNNNN` of rotated file number `index`.
+pub(crate) fn rotated_name(file_name: &str, index: u32) -> String {
+    format!("{file_name}.{index:06}")
+}
+
+/// The number in a rotated file's name, if `name` is one of `file_name`'s.
+pub(crate) fn rotated_index(file_name: &str, name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(file_name)?.strip_prefix('.')?;
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The rotated files of `file_name` in `dir`, in order.
+fn rotated_files(dir: &Dir, file_name: &str) -> Vec<(u32, String)> {
+    let mut found: Vec<(u32, String)> = dir
+        .entries()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            Some((rotated_index(file_name, &name)?, name))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The number the next rotated file gets.
+fn next_rotation_index(dir: &Dir, file_name: &str) -> u32 {
+    rotated_files(dir, file_name)
+        .last()
+        .map_or(1, |(index, _)| index + 1)
+}
+
+/// The last rotated file and where its chain ends, if there is one.
+fn last_rotated(
+    dir: &Dir,
+    file_name: &str,
+) -> Result<Option<(String, super::VerifyReport)>, AuditError> {
+    let Some((_, name)) = rotated_files(dir, file_name).pop() else {
+        return Ok(None);
+    };
+    let bytes = dir.read(&name).map_err(io_err(&name))?;
+    match verify_active(&bytes) {
+        Ok(report) => Ok(Some((name, report))),
+        Err(source) => Err(AuditError::Corrupt { path: name, source }),
+    }
 }

@@ -27,23 +27,46 @@
 //!   warning, and truncation back to a checkpoint can only be noticed against an external
 //!   copy of the latest checkpoint (the report gives it, to ship off the gateway).
 //!
-//! # Writing never blocks decisions: the overflow policy
+//! # Audit before answer: write-ahead and the overflow policy (SER-016)
 //!
 //! [`AuditLog::append`] reserves a seq and puts the entry on a bounded in-memory queue
 //! (a mutex held for a push, no I/O on the caller's thread)
 //! ([`AuditConfig::queue_capacity`] entries of at most [`AuditConfig::max_payload_bytes`]
-//! each, so memory is bounded); one writer thread hashes, writes and signs. When storage falls
-//! behind and the queue is full:
-//! - `decision` entries are **dropped and counted**. Their seqs stay reserved, and as soon as
-//!   the writer drains the queue it writes a `gap` entry in their place (`append` still
-//!   returns the reserved seq; [`AuditLog::stats`] counts the drops for metrics):
+//! each, so memory is bounded); one writer thread hashes, writes and signs. A caller that
+//! must not act before its entry is on file (the gateway answers no decision before its
+//! record is written) awaits [`AuditLog::wait_written`]: the writer keeps batching (group
+//! commit), and every batch acknowledges all the seqs it wrote with one `write(2)`.
+//!
+//! When storage falls behind (the queue is full) or fails (the last write failed, e.g.
+//! `ENOSPC` or `EIO`), [`AuditConfig::decision_overflow`] decides what happens to a decision:
+//! - [`DecisionOverflow::Refuse`] (what the gateway uses unless its operator chose
+//!   otherwise): the entry is not taken ([`AuditError::Backlogged`] on a full queue, after
+//!   [`AuditLog::append_canonical_async`] waited for space, or [`AuditError::Unavailable`]
+//!   while writes fail), and the caller must refuse the decision. Nothing is dropped.
+//! - [`DecisionOverflow::Gap`] (the library default, and the gateway's
+//!   `on_failure = "permit-with-gap"`): the entry is **dropped and counted**. Its seq stays
+//!   reserved, and as soon as the writer can, it writes a `gap` entry in its place
+//!   (`append` still returns the reserved seq; [`AuditLog::stats`] counts the drops):
 //!   `{"dropped":n,"first_seq":a,"last_seq":b,"first_time":t0,"last_time":t1}` (the gap entry
 //!   has seq `a`; the next entry has seq `b + 1`). The loss is recorded in the chain and
 //!   signed like everything else, never silent.
-//! - `admin`, `integrity` and `system` entries are **never dropped**: the caller waits for
-//!   space (back-pressure) up to [`AuditConfig::admin_wait`], then gets
-//!   [`AuditError::Backlogged`] and must refuse the admin action (fail closed: an action that
-//!   cannot be audited is not performed).
+//!
+//! `admin`, `integrity` and `system` entries are **never dropped**: the caller waits for
+//! space (back-pressure) up to [`AuditConfig::admin_wait`], then gets
+//! [`AuditError::Backlogged`] and must refuse the admin action (fail closed: an action that
+//! cannot be audited is not performed).
+//!
+//! # Rotation
+//!
+//! With [`AuditConfig::rotate_bytes`] or [`AuditConfig::rotate_age`] set, the writer closes
+//! the active file with a signed checkpoint once it is that large or old, renames it to
+//! `<file_name>.NNNNNN` (numbered from 000001 in order) and starts a new active file whose
+//! first entry is a `system` `{"event":"log_rotated","log_id":...,"previous_file":...}`
+//! entry: it continues the seq and its `prev_hash` is the previous file's last hash, so the
+//! chain runs through the whole set. [`verify_set`] reads the set in order and finds a
+//! missing, reordered or edited file. Old files are never deleted by the gateway (archiving
+//! them off the gateway is the operator's job; verification of what remains then starts
+//! mid-chain and says so).
 //!
 //! # Batching
 //!
@@ -73,8 +96,15 @@
 //! and the log resumes from the last good entry.
 //!
 //! One writer per log: the file is locked (advisory) while open, a second writer gets
-//! [`AuditError::InUse`]. Rotation is not implemented: the log is one growing file (a successor file starting with a
-//! checkpoint of the previous head is the planned design).
+//! [`AuditError::InUse`].
+//!
+//! # Fault injection (tests only)
+//!
+//! `PALISADE_AUDIT_FAULT` (read when a log opens; inert when unset) makes the writer slow or
+//! failing so that tests can drive the gateway through a slow or broken disk without root:
+//! `slow=MS` sleeps MS milliseconds before every batch write; `eio=PATH` fails every write
+//! with `EIO` while the file PATH exists. Both may be given, separated by commas. It is
+//! compiled in always (a test of the real binary needs it) and does nothing unless set.
 
 mod appender;
 mod canonical;
@@ -90,6 +120,8 @@ mod tests;
 #[cfg(test)]
 mod tests_batch;
 #[cfg(test)]
+mod tests_rotate;
+#[cfg(test)]
 mod tests_verify;
 
 pub use appender::{AuditLog, AuditStats, Recovery};
@@ -98,8 +130,8 @@ pub(crate) use canonical::{canonical_object, ObjectWriter};
 pub use entry::{canonical_json, checkpoint_message, entry_hash, Kind, ZERO_HASH};
 pub use signer::{CheckpointSigner, MemorySigner, SignerError};
 pub use verify::{
-    resolve_log_path, verify, verify_bytes, CheckpointInfo, Problem, VerifyError, VerifyReport,
-    VerifyWarning,
+    locate_line, log_files, resolve_log_path, set_line_counts, verify, verify_bytes, verify_set,
+    CheckpointInfo, Problem, VerifyError, VerifyReport, VerifyWarning,
 };
 
 use std::fmt;
@@ -154,6 +186,17 @@ impl fmt::Debug for Clock {
     }
 }
 
+/// What happens to a decision entry when storage cannot take it (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecisionOverflow {
+    /// Not taken: the caller gets an error and must refuse the decision (fail closed).
+    Refuse,
+    /// Dropped, counted, and covered by a signed gap entry.
+    #[default]
+    Gap,
+}
+
 /// How an [`AuditLog`] writes.
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
@@ -180,6 +223,13 @@ pub struct AuditConfig {
     /// Checkpoints, other kinds, [`AuditLog::flush`], [`AuditLog::close`] and a queue at
     /// half of [`AuditConfig::queue_capacity`] or more never wait for it.
     pub batch_delay: Duration,
+    /// What happens to a decision entry on a full queue or a failing disk.
+    pub decision_overflow: DecisionOverflow,
+    /// Rotate the active file once it holds this many bytes (0: never).
+    pub rotate_bytes: u64,
+    /// Rotate the active file once it is this old (zero: never); checked at least every
+    /// [`AuditConfig::checkpoint_interval`].
+    pub rotate_age: Duration,
     /// The log id written into a new log; `None` derives one from the key, time and process.
     pub log_id: Option<String>,
     /// Time for entries appended without one, checkpoints and gaps.
@@ -197,6 +247,9 @@ impl Default for AuditConfig {
             admin_wait: Duration::from_secs(5),
             max_payload_bytes: 16 * 1024,
             batch_delay: Duration::from_millis(2),
+            decision_overflow: DecisionOverflow::Gap,
+            rotate_bytes: 0,
+            rotate_age: Duration::ZERO,
             log_id: None,
             clock: Clock::system(),
         }
@@ -246,6 +299,10 @@ pub enum AuditError {
     /// action it records must not be performed.
     #[error("audit queue full for {0:?}: storage is not keeping up")]
     Backlogged(Duration),
+    /// Storage is failing (the last write failed): under [`DecisionOverflow::Refuse`] a
+    /// decision is not taken while it lasts.
+    #[error("the audit log cannot be written: {0}")]
+    Unavailable(String),
     /// The log is closed (or its writer stopped).
     #[error("the audit log is closed")]
     Closed,

@@ -29,6 +29,11 @@ pub(crate) enum Item {
         seq: u64,
     },
     Gap(DropRange),
+    /// Close the active file and continue the chain in a new one (always the last item of
+    /// its batch: reserved under the lock right before the writer takes the queue).
+    Rotate {
+        seq: u64,
+    },
 }
 
 /// What the writer thread is doing, so that appenders signal it only when a signal changes
@@ -60,6 +65,9 @@ pub(crate) struct State {
     /// When the oldest queued entry arrived: the batch delay counts from here, so an entry
     /// that waited while the writer was busy is not held back again.
     pub first_queued_at: Option<Instant>,
+    /// Set by the writer while its writes fail (the error), cleared by the next good write:
+    /// decisions are refused (or dropped into a gap) meanwhile instead of queued.
+    pub failing: Option<String>,
     pub stats: AuditStats,
 }
 
@@ -128,6 +136,9 @@ pub(crate) struct Shared {
     /// Wakes flush and close.
     pub done: Condvar,
     pub space_async: tokio::sync::Notify,
+    /// Every seq below the value is on file (`write(2)` done): what
+    /// [`super::AuditLog::wait_written`] awaits. Closed when the writer stops.
+    pub written: tokio::sync::watch::Sender<u64>,
     pub config: AuditConfig,
 }
 

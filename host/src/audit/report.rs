@@ -25,9 +25,34 @@ pub struct VerifyReport {
     pub dropped: u64,
     /// Things that are not tampering but limit what the log proves.
     pub warnings: Vec<VerifyWarning>,
+    /// The files read, in order, with how many lines each holds (a rotated set; one file
+    /// otherwise). Line numbers in this report and in errors count over the whole set:
+    /// [`super::locate_line`] turns one into a file and a line in it.
+    pub files: Vec<(String, usize)>,
     /// Where the writer resumes (internal).
     #[serde(skip)]
     pub(crate) tail: Tail,
+}
+
+impl VerifyReport {
+    /// [`VerifyError::TornTail`] when the log's final line is cut short: a torn line that
+    /// does not parse (ignored by the walk), or a last entry without its newline (the writer
+    /// always ends a line; a cut exactly there removed it). A verifier refuses such a log
+    /// unless it was told to accept a torn tail (a crash mid-write, before the gateway
+    /// restarted and truncated it).
+    pub fn torn_tail(&self) -> Option<VerifyError> {
+        let lines: usize = self.files.iter().map(|(_, n)| n).sum();
+        if self.tail.torn_bytes > 0 {
+            return Some(VerifyError::TornTail {
+                line: lines.max(1),
+                bytes: self.tail.torn_bytes,
+            });
+        }
+        self.tail.missing_newline.then(|| VerifyError::TornTail {
+            line: lines.max(1),
+            bytes: 0,
+        })
+    }
 }
 
 /// Resume state for the writer, from the last good entry.
@@ -183,6 +208,19 @@ pub enum VerifyError {
     /// The trusted key is not a usable Ed25519 public key (invalid or small-order).
     #[error("the trusted public key is not a valid Ed25519 key")]
     BadKey,
+    /// The files of a rotated set do not form one log (a file missing, misnamed, or the
+    /// active file absent).
+    #[error("the audit file set is broken: {0}")]
+    FileSet(String),
+    /// The final entry is cut short (a torn write, or a truncated file): refused unless the
+    /// verifier allows a torn tail (`--allow-torn-tail`).
+    #[error("the final line {line} is cut short ({bytes} bytes past the last whole entry): the log was truncated, or torn by a crash before the gateway restarted (--allow-torn-tail accepts it)")]
+    TornTail {
+        /// Its line (1-based, counted over the whole set).
+        line: usize,
+        /// The bytes of the torn line.
+        bytes: u64,
+    },
     /// The first bad entry.
     #[error("first bad entry at line {line}{}: {problem}", fmt_line(" (seq ", &.seq.map(|s| s as usize), ")"))]
     BadEntry {

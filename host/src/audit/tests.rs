@@ -61,27 +61,27 @@ fn entries(path: &Path) -> Vec<Value> {
 }
 
 /// A signer that blocks inside `sign` until released, to stall the writer on purpose.
-struct GatedSigner {
+pub(super) struct GatedSigner {
     inner: MemorySigner,
     gate: Mutex<(bool, bool)>, // (entered, released)
     cv: Condvar,
 }
 
 impl GatedSigner {
-    fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(GatedSigner {
             inner: MemorySigner::from_seed(KEY_A),
             gate: Mutex::new((false, false)),
             cv: Condvar::new(),
         })
     }
-    fn wait_entered(&self) {
+    pub(super) fn wait_entered(&self) {
         let mut g = self.gate.lock().unwrap();
         while !g.0 {
             g = self.cv.wait(g).unwrap();
         }
     }
-    fn release(&self) {
+    pub(super) fn release(&self) {
         self.gate.lock().unwrap().1 = true;
         self.cv.notify_all();
     }

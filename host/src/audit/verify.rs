@@ -20,12 +20,136 @@ pub fn resolve_log_path(path: &Path) -> PathBuf {
     }
 }
 
-/// Verifies a log file (or the `audit.log` in a directory) against the gateway's trusted
-/// Ed25519 public key.
+/// Verifies a log against the gateway's trusted Ed25519 public key: a directory is read as
+/// the whole rotated set ([`verify_set`]), a file alone.
 pub fn verify(path: &Path, trusted_public_key: &[u8; 32]) -> Result<VerifyReport, VerifyError> {
-    let file = resolve_log_path(path);
-    let bytes = std::fs::read(&file).map_err(|source| VerifyError::Io { path: file, source })?;
-    verify_bytes(&bytes, Some(trusted_public_key))
+    if path.is_dir() {
+        return verify_set(path, super::DEFAULT_FILE_NAME, trusted_public_key);
+    }
+    let bytes = std::fs::read(path).map_err(|source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut report = verify_bytes(&bytes, Some(trusted_public_key))?;
+    let lines = split_lines(&bytes).len();
+    report.files = vec![(path.display().to_string(), lines)];
+    Ok(report)
+}
+
+/// The files of the log `file_name` in `dir`, in chain order: the rotated ones
+/// (`<file_name>.000001`, ...) then the active one. Numbers must run from 1 without a hole
+/// (a missing file is an error, not skipped), and the active file must exist.
+pub fn log_files(dir: &Path, file_name: &str) -> Result<Vec<PathBuf>, VerifyError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| VerifyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut rotated: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let index = super::appender::rotated_index(file_name, &name)?;
+            Some((index, entry.path()))
+        })
+        .collect();
+    rotated.sort();
+    for (expected, (index, _)) in (1u32..).zip(&rotated) {
+        if *index != expected {
+            let missing = super::appender::rotated_name(file_name, expected);
+            return Err(VerifyError::FileSet(format!(
+                "{missing} is missing (the set jumps to number {index})"
+            )));
+        }
+    }
+    let active = dir.join(file_name);
+    if !active.exists() {
+        if rotated.is_empty() {
+            return Err(VerifyError::Io {
+                path: active,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        return Err(VerifyError::FileSet(format!(
+            "the active file {file_name} is missing after {} rotated file(s)",
+            rotated.len()
+        )));
+    }
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, path)| path).collect();
+    files.push(active);
+    Ok(files)
+}
+
+/// Verifies the whole set of a rotated log in `dir` as one chain: entry 0 in the first file,
+/// each file continuing the previous one's seq and hash, every checkpoint signed by the key.
+/// A missing, reordered, truncated or edited file breaks the chain and fails it.
+pub fn verify_set(
+    dir: &Path,
+    file_name: &str,
+    trusted_public_key: &[u8; 32],
+) -> Result<VerifyReport, VerifyError> {
+    let files = log_files(dir, file_name)?;
+    let mut bytes = Vec::new();
+    let mut counts = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let data = std::fs::read(file).map_err(|source| VerifyError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let last = i + 1 == files.len();
+        if !last && !data.ends_with(b"\n") {
+            let name = file.display();
+            return Err(VerifyError::FileSet(format!(
+                "rotated file {name} does not end with a whole line (truncated)"
+            )));
+        }
+        counts.push((file.display().to_string(), count_lines(&data)));
+        bytes.extend_from_slice(&data);
+    }
+    let mut report = verify_bytes(&bytes, Some(trusted_public_key))?;
+    report.files = counts;
+    Ok(report)
+}
+
+/// Lines as the walk counts them: each newline ends one, and a final unterminated one counts.
+fn count_lines(data: &[u8]) -> usize {
+    data.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(data.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// The files of the log in `dir` with their line counts (as [`VerifyReport::files`]), to
+/// place a set-wide line number of an error with [`locate_line`].
+pub fn set_line_counts(dir: &Path, file_name: &str) -> Vec<(String, usize)> {
+    log_files(dir, file_name)
+        .unwrap_or_default()
+        .iter()
+        .map(|file| {
+            let lines = std::fs::read(file).map(|d| count_lines(&d)).unwrap_or(0);
+            (file.display().to_string(), lines)
+        })
+        .collect()
+}
+
+/// Which file of `files` (as in [`VerifyReport::files`]) holds set-wide line `line`, and
+/// the line's number inside it.
+pub fn locate_line(files: &[(String, usize)], line: usize) -> Option<(&str, usize)> {
+    let mut before = 0;
+    for (name, count) in files {
+        if line <= before + count {
+            return Some((name.as_str(), line - before));
+        }
+        before += count;
+    }
+    None
+}
+
+/// Verifies the active file of a log without a key, as the writer does when it resumes: it
+/// starts the log (entry 0) or continues a rotated one (a `log_rotated` first entry, whose
+/// seq and `prev_hash` are taken as given; [`verify_set`] checks the link).
+pub(crate) fn verify_active(bytes: &[u8]) -> Result<VerifyReport, VerifyError> {
+    let lines = split_lines(bytes);
+    let mut walk = Walk::new(&lines, None);
+    walk.continuation = true;
+    walk.run()
 }
 
 /// Verifies a log's bytes. With no key, signatures are not checked (structure only: what the
@@ -64,6 +188,8 @@ enum Special {
     None,
     Genesis(Option<String>),
     CheckpointFailed,
+    /// The first entry of a file continuing a rotated log, with the log's id.
+    Rotated(Option<String>),
     Gap(Result<GapPayload, String>),
     Checkpoint(Result<CheckpointPayload, String>),
 }
@@ -115,6 +241,12 @@ fn parse_rec(raw: &[u8]) -> Result<Rec, String> {
                 .map(str::to_owned),
         ),
         Kind::System if event == Some("checkpoint_failed") => Special::CheckpointFailed,
+        Kind::System if event == Some("log_rotated") => Special::Rotated(
+            e.payload
+                .get("log_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+        ),
         _ => Special::None,
     };
     Ok(Rec {
@@ -135,6 +267,8 @@ struct Walk<'a> {
     expected: u64,
     head: [u8; 32],
     unsigned_from: Option<u64>,
+    /// Accept a first entry that continues a rotated log (seq > 0, `log_rotated`).
+    continuation: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -149,6 +283,7 @@ impl<'a> Walk<'a> {
             gaps: 0,
             dropped: 0,
             warnings: Vec::new(),
+            files: Vec::new(),
             tail: Tail::default(),
         };
         Walk {
@@ -158,6 +293,7 @@ impl<'a> Walk<'a> {
             expected: 0,
             head: ZERO_HASH,
             unsigned_from: None,
+            continuation: false,
         }
     }
 
@@ -215,6 +351,23 @@ impl<'a> Walk<'a> {
         let number = self.lines[i].number;
         if rec.computed != rec.stored {
             return Err(self.bad(i, Problem::Edited));
+        }
+        if i == 0 && self.continuation && rec.seq != 0 {
+            let Special::Rotated(Some(id)) = &rec.special else {
+                let reason = "a file continuing a rotated log must start with a system \
+                              log_rotated entry with a log_id"
+                    .to_owned();
+                return Err(self.bad(i, Problem::BadGenesis { reason }));
+            };
+            self.report.log_id = id.clone();
+            self.expected = rec.seq;
+            self.head = rec.prev;
+        }
+        if let Special::Rotated(id) = &rec.special {
+            if rec.seq == 0 || id.as_deref() != Some(self.report.log_id.as_str()) {
+                let reason = format!("a log_rotated entry names log {id:?}, not this log");
+                return Err(self.bad(i, Problem::BadGenesis { reason }));
+            }
         }
         if rec.seq > self.expected {
             return Err(self.bad(i, self.explain_ahead(i, rec)));

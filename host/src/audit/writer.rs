@@ -41,6 +41,56 @@ pub(crate) struct Writer {
     pub chain: Chain,
     pub signer: Arc<dyn CheckpointSigner>,
     pub log_id: String,
+    /// The audit directory (rotation renames and creates files in it).
+    pub dir: cap_std::fs::Dir,
+    /// When the active file was opened (for [`super::AuditConfig::rotate_age`]).
+    pub opened: Instant,
+    /// The number the next rotated file gets.
+    pub next_index: u32,
+    pub fault: Fault,
+}
+
+/// Test-only storage faults from `PALISADE_AUDIT_FAULT` (see the module documentation of
+/// [`crate::audit`]); inert (the default) when the variable is unset.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Fault {
+    /// Sleep this long before every batch write (a slow disk).
+    slow: Option<Duration>,
+    /// Fail every write with `EIO` while this file exists (a failing disk).
+    eio_while: Option<std::path::PathBuf>,
+}
+
+impl Fault {
+    pub fn from_env() -> Fault {
+        let Ok(spec) = std::env::var("PALISADE_AUDIT_FAULT") else {
+            return Fault::default();
+        };
+        let mut fault = Fault::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some(("slow", ms)) => {
+                    fault.slow = ms.parse().ok().map(Duration::from_millis);
+                }
+                Some(("eio", path)) => fault.eio_while = Some(path.into()),
+                _ => tracing::warn!(part, "PALISADE_AUDIT_FAULT: unknown fault ignored"),
+            }
+        }
+        tracing::warn!(
+            ?fault,
+            "audit fault injection is ON (PALISADE_AUDIT_FAULT): tests only"
+        );
+        fault
+    }
+
+    fn before_write(&self) -> io::Result<()> {
+        if let Some(delay) = self.slow {
+            std::thread::sleep(delay);
+        }
+        if self.eio_while.as_ref().is_some_and(|path| path.exists()) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        Ok(())
+    }
 }
 
 fn payload_of<T: serde::Serialize>(value: &T) -> String {
@@ -59,6 +109,7 @@ impl Writer {
     }
 
     fn try_write(&mut self, items: &[Item]) -> io::Result<Written> {
+        self.fault.before_write()?;
         let policy = self.shared.config.fsync;
         let clock = &self.shared.config.clock;
         let mut chain = self.chain.clone();
@@ -97,6 +148,8 @@ impl Writer {
                     let (kind, payload) = self.checkpoint(*seq, time, &chain.head, &mut out);
                     (*seq, time, kind, Cow::Owned(payload), *seq)
                 }
+                // Taken off the batch by `run` before it is written.
+                Item::Rotate { .. } => continue,
             };
             debug_assert_eq!(seq, chain.next, "audit queue out of seq order");
             let start = buf.len();
@@ -193,6 +246,17 @@ impl Writer {
                     continue;
                 }
             }
+            if self.rotation_due() && !st.queue.iter().any(|i| matches!(i, Item::Rotate { .. })) {
+                // The file ends with a signed checkpoint; the new one starts with the
+                // rotation entry. Both reserved now, so nothing can come between them.
+                if st.since_checkpoint > 0 {
+                    st.push_checkpoint();
+                }
+                // Counted as unsigned: the next checkpoint (in the new file) signs it.
+                let seq = st.reserve();
+                st.queue.push_back(Item::Rotate { seq });
+                st.urgent = true;
+            }
             let pending = !st.queue.is_empty() || !st.drops.is_empty();
             let (state, timeout) = if pending || st.closing || st.sync_requested {
                 let held = match st.first_queued_at {
@@ -225,11 +289,99 @@ impl Writer {
         (items, sync, st.closing)
     }
 
+    /// Whether the active file is due for rotation (by size, or by age once it holds more
+    /// than its first entry).
+    fn rotation_due(&self) -> bool {
+        let config = &self.shared.config;
+        (config.rotate_bytes > 0 && self.chain.len >= config.rotate_bytes)
+            || (!config.rotate_age.is_zero()
+                && self.opened.elapsed() >= config.rotate_age
+                && self.chain.len > 1024)
+    }
+
+    /// Closes the active file (synced), renames it to the next rotated name and starts a new
+    /// active file with the `log_rotated` entry `seq`, linked to the previous file's last
+    /// hash. Safe to retry: a rename already done is not done again.
+    fn rotate(&mut self, seq: u64, renamed: &mut Option<String>) -> io::Result<()> {
+        self.fault.before_write()?;
+        let name = self.shared.config.file_name.clone();
+        if renamed.is_none() {
+            self.file.sync_data()?;
+            let target = super::appender::rotated_name(&name, self.next_index);
+            if self.dir.exists(&target) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("rotated audit file {target} already exists"),
+                ));
+            }
+            self.dir.rename(&name, &self.dir, &target)?;
+            *renamed = Some(target);
+        }
+        let previous = renamed.clone().unwrap_or_default();
+        let mut opts = cap_std::fs::OpenOptions::new();
+        // Append mode like the first file: a failed write is rolled back with `set_len`, and
+        // the next write must land at the new end, not at the old cursor.
+        opts.read(true).append(true).create(true);
+        let file = self.dir.open_with(&name, &opts)?.into_std();
+        if file.try_lock().is_err() {
+            return Err(io::Error::other(
+                "the new audit file is locked by another writer",
+            ));
+        }
+        // A retry after a failed attempt starts the new file again.
+        file.set_len(0)?;
+        let mut file = File::from_std(file);
+        let payload = canonical_json(&serde_json::json!({
+            "event": "log_rotated", "log_id": self.log_id, "previous_file": previous,
+        }));
+        let mut buf = Vec::with_capacity(512);
+        let time = self.shared.config.clock.now_ms();
+        let head = encode_line(
+            &mut buf,
+            seq,
+            time,
+            Kind::System,
+            &payload,
+            &self.chain.head,
+        );
+        file.write_all(&buf)?;
+        if self.shared.config.fsync != FsyncPolicy::Never {
+            file.sync_data()?;
+        }
+        self.file = file;
+        self.chain = Chain {
+            next: seq + 1,
+            head,
+            len: buf.len() as u64,
+        };
+        self.next_index += 1;
+        self.opened = Instant::now();
+        *renamed = None;
+        tracing::info!(previous = %previous, seq, "audit log rotated");
+        Ok(())
+    }
+
+    /// Marks storage as failing (decisions are refused or dropped meanwhile) and counts it.
+    fn failed(&self, error: &io::Error) -> bool {
+        let mut st = self.lock();
+        st.stats.write_errors += 1;
+        st.stats.last_error = Some(error.to_string());
+        st.failing = Some(error.to_string());
+        st.closing
+    }
+
     /// The thread's body: batches until closed (or until storage fails during close).
     pub fn run(mut self) {
         let mut last_checkpoint = Instant::now();
         loop {
-            let (items, sync, closing) = self.next_batch(&mut last_checkpoint);
+            let (mut items, sync, closing) = self.next_batch(&mut last_checkpoint);
+            let rotate = match items.last() {
+                Some(Item::Rotate { seq }) => Some(*seq),
+                _ => None,
+            };
+            if rotate.is_some() {
+                items.pop();
+            }
             self.shared.notify_space();
             let mut backoff = Duration::from_millis(20);
             let mut attempts = 0u32;
@@ -239,12 +391,7 @@ impl Writer {
                     Err(error) => {
                         attempts += 1;
                         tracing::error!(%error, attempts, "audit log write failed, retrying");
-                        let closing = {
-                            let mut st = self.lock();
-                            st.stats.write_errors += 1;
-                            st.stats.last_error = Some(error.to_string());
-                            st.closing
-                        };
+                        let closing = self.failed(&error);
                         if closing && attempts >= 3 {
                             break None;
                         }
@@ -254,6 +401,31 @@ impl Writer {
                 }
             };
             let Some(mut w) = written else { break };
+            if let Some(seq) = rotate {
+                let mut renamed = None;
+                let mut backoff = Duration::from_millis(20);
+                let mut attempts = 0u32;
+                let rotated = loop {
+                    match self.rotate(seq, &mut renamed) {
+                        Ok(()) => break true,
+                        Err(error) => {
+                            attempts += 1;
+                            tracing::error!(%error, attempts, "audit log rotation failed, retrying");
+                            if self.failed(&error) && attempts >= 3 {
+                                break false;
+                            }
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                };
+                if !rotated {
+                    self.publish(&w);
+                    break;
+                }
+                self.lock().stats.rotations += 1;
+                w.synced = self.shared.config.fsync != FsyncPolicy::Never;
+            }
             if (sync || closing) && !w.synced && self.shared.config.fsync != FsyncPolicy::Never {
                 match self.file.sync_data() {
                     Ok(()) => w.synced = true,
@@ -284,10 +456,13 @@ impl Writer {
         s.checkpoints += w.checkpoints;
         s.checkpoint_failures += w.checkpoint_failures;
         s.written_upto = self.chain.next;
+        st.failing = None;
+        let s = &mut st.stats;
         if w.synced || self.shared.config.fsync == FsyncPolicy::Never {
             s.synced_upto = self.chain.next;
         }
         drop(st);
+        self.shared.written.send_replace(self.chain.next);
         self.shared.done.notify_all();
     }
 }
@@ -295,7 +470,7 @@ impl Writer {
 impl Item {
     fn seq(&self) -> u64 {
         match self {
-            Item::Entry { seq, .. } | Item::Checkpoint { seq } => *seq,
+            Item::Entry { seq, .. } | Item::Checkpoint { seq } | Item::Rotate { seq } => *seq,
             Item::Gap(DropRange { first_seq, .. }) => *first_seq,
         }
     }

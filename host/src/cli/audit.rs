@@ -3,8 +3,12 @@
 //! `palisade audit verify --log FILE_OR_DIR --key GATEWAY.pub [--json]` checks every hash,
 //! the chain, seq continuity and every checkpoint signature, and exits 1 naming the first bad
 //! entry (line and seq) and what explains it (edited, deleted, inserted, reordered, forged
-//! checkpoint). Warnings (an unsigned tail after the last checkpoint, dropped decisions, a
-//! torn final line) do not fail the check but are printed.
+//! checkpoint). A directory is read as the whole rotated set (`audit.log.000001`, ...,
+//! `audit.log`) as one chain: a missing, reordered, truncated or edited file fails it, and
+//! the bad entry is named by file and line. A final line cut short (a torn write or a
+//! truncated file) fails too, unless `--allow-torn-tail` is given (a crash mid-write, before
+//! the gateway restarted and truncated it). Warnings (an unsigned tail after the last
+//! checkpoint, dropped decisions) do not fail the check but are printed.
 //!
 //! The public key file (`--key`) holds the gateway's Ed25519 public key, either as
 //! - text: 64 hex characters (surrounding whitespace ignored), or
@@ -17,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::audit::{resolve_log_path, verify, VerifyError};
+use crate::audit::{locate_line, set_line_counts, verify, VerifyError, DEFAULT_FILE_NAME};
 
 /// Check the audit trail.
 #[derive(Debug, clap::Args)]
@@ -45,6 +49,9 @@ pub struct VerifyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Accept a final line cut short (a write torn by a crash) instead of failing.
+    #[arg(long)]
+    allow_torn_tail: bool,
 }
 
 /// Runs `palisade audit ...`; `Ok(false)` when the log does not verify (exit status 1).
@@ -56,9 +63,17 @@ pub fn run(args: AuditArgs) -> anyhow::Result<bool> {
 
 fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
     let key = read_public_key(&args.key)?;
-    let path = resolve_log_path(&args.log);
+    let path = &args.log;
     let shown = path.display().to_string();
-    match verify(&path, &key) {
+    let mut files = Vec::new();
+    let result = verify(path, &key).and_then(|report| {
+        files = report.files.clone();
+        match report.torn_tail() {
+            Some(torn) if !args.allow_torn_tail => Err(torn),
+            _ => Ok(report),
+        }
+    });
+    match result {
         Ok(report) => {
             if args.json {
                 let out = json!({"ok": true, "log": shown, "report": report,
@@ -67,6 +82,12 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
             } else {
                 println!("audit log OK: {shown}");
                 println!("  log id       {}", report.log_id);
+                if report.files.len() > 1 {
+                    println!(
+                        "  files        {} (rotated set, in order)",
+                        report.files.len()
+                    );
+                }
                 println!(
                     "  entries      {} (seq 0..={})",
                     report.entries, report.last_seq
@@ -86,11 +107,26 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Err(error @ (VerifyError::BadEntry { .. } | VerifyError::Empty)) => {
+        Err(
+            error @ (VerifyError::BadEntry { .. }
+            | VerifyError::Empty
+            | VerifyError::FileSet(_)
+            | VerifyError::TornTail { .. }),
+        ) => {
+            if files.is_empty() && path.is_dir() {
+                files = set_line_counts(path, DEFAULT_FILE_NAME);
+            }
+            let place = match &error {
+                VerifyError::BadEntry { line, .. } | VerifyError::TornTail { line, .. } => {
+                    locate_line(&files, *line)
+                }
+                _ => None,
+            };
             if args.json {
                 let first = match &error {
                     VerifyError::BadEntry { line, seq, problem } => {
-                        json!({"line": line, "seq": seq, "problem": problem})
+                        json!({"line": line, "seq": seq, "problem": problem,
+                               "file": place.map(|p| p.0), "line_in_file": place.map(|p| p.1)})
                     }
                     _ => serde_json::Value::Null,
                 };
@@ -99,6 +135,9 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 println!("audit log FAILED: {shown}\n  {error}");
+                if let Some((file, line)) = place {
+                    println!("  in file {file}, line {line}");
+                }
             }
             Ok(false)
         }
@@ -143,6 +182,7 @@ mod tests {
             log: log.to_owned(),
             key: key.to_owned(),
             json,
+            allow_torn_tail: false,
         };
         AuditArgs {
             command: AuditCommand::Verify(verify),

@@ -118,8 +118,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
                 trusted_decide_clients,
             });
         }
+        // Registered before the address is announced: a SIGTERM that follows the start line
+        // at once must get the graceful shutdown (and the audit log's final checkpoint), not
+        // the default action.
+        let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
-        server::serve(gateway, listeners, shutdown_signal()).await;
+        server::serve(gateway, listeners, shutdown_signal(terminate)).await;
         println!("palisade serve: stopped");
         Ok(true)
     })
@@ -217,9 +221,9 @@ fn print_summary(
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+async fn shutdown_signal(terminate: std::io::Result<tokio::signal::unix::Signal>) {
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match terminate {
             Ok(mut signal) => {
                 signal.recv().await;
             }

@@ -47,6 +47,10 @@ pub enum AdminError {
         /// `[admin] max_concurrent_requests`.
         limit: usize,
     },
+    /// 503 `audit-unavailable` (SER-016): the action could not be recorded, so it was not
+    /// performed.
+    #[error("not performed: {0}")]
+    AuditUnavailable(crate::api::audit::AuditRefusal),
     /// 400 `invalid-name`: an application or plugin name in the path.
     #[error(transparent)]
     Name(#[from] NameError),
@@ -98,6 +102,7 @@ impl AdminError {
             AdminError::LengthRequired => "length-required",
             AdminError::BodyMismatch(_) => "body-mismatch",
             AdminError::Busy { .. } => "admin-busy",
+            AdminError::AuditUnavailable(_) => "audit-unavailable",
             AdminError::Name(_) => "invalid-name",
             AdminError::Invalid(_) => "invalid-request",
             AdminError::TooLarge { .. } => "too-large",
@@ -121,9 +126,9 @@ impl AdminError {
             | AdminError::Stale { .. }
             | AdminError::Replayed
             | AdminError::BodyMismatch(_) => StatusCode::UNAUTHORIZED,
-            AdminError::ReplayCacheFull | AdminError::Busy { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AdminError::ReplayCacheFull
+            | AdminError::Busy { .. }
+            | AdminError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             AdminError::Name(_) | AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

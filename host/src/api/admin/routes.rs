@@ -33,6 +33,16 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    // The path as the audit records it: a client chooses it, so it is bounded like a
+    // decision's target, with the hash of the whole (SER-016).
+    let mut recorded_path = path_and_query.clone();
+    let mut path_truncated = None;
+    crate::api::audit::bound(
+        &mut recorded_path,
+        "path",
+        crate::api::audit::FIELD_LIMIT,
+        &mut path_truncated,
+    );
     let outcome = async {
         let (parts, body) = request.into_parts();
         // SER-008, SER-012: nothing is looked at, and no body read, before the request is
@@ -52,13 +62,29 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
                 limit: admin.config.max_module_bytes,
             });
         }
-        let limit = admin.config.max_concurrent_requests.max(1);
+        let limit = admin.config.max_concurrent_requests;
         let slot = admin
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| AdminError::Busy { limit })?;
         let body = read_signed_body(body, &signed.body).await?;
+        // SER-016: a change is on record before it takes effect; one that cannot be
+        // recorded is not made. The outcome is recorded after it (below).
+        if parts.method != Method::GET {
+            let mut intent = serde_json::json!({"phase": "request",
+                "admin_key": key_id.to_string(), "method": parts.method.as_str(),
+                "path": recorded_path, "body_bytes": body.len(),
+                "body_sha256": hex::encode(Sha256::digest(&body))});
+            if let Some(truncated) = &path_truncated {
+                intent["truncated"] = serde_json::json!(truncated);
+            }
+            gateway
+                .audit
+                .event_recorded(crate::audit::Kind::Admin, intent)
+                .await
+                .map_err(AdminError::AuditUnavailable)?;
+        }
         let gateway = gateway.clone();
         let method = parts.method.clone();
         let path = parts.uri.path().to_string();
@@ -77,8 +103,11 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
         Ok((key_id, status, body)) => {
             // SER-016: every change made through the admin API is in the audit trail.
             if method != Method::GET {
-                let record = serde_json::json!({"admin_key": key_id.to_string(), "method": method.as_str(),
-                    "path": path_and_query, "status": status.as_u16(), "result": body});
+                let mut record = serde_json::json!({"phase": "result", "admin_key": key_id.to_string(), "method": method.as_str(),
+                    "path": recorded_path, "status": status.as_u16(), "result": body});
+                if let Some(truncated) = &path_truncated {
+                    record["truncated"] = serde_json::json!(truncated);
+                }
                 gateway.audit.event(crate::audit::Kind::Admin, record);
             }
             json_response(status, &body)
