@@ -222,7 +222,14 @@ impl Drop for Tmpfs {
 #[test]
 fn oversized_fields_are_cut_with_their_hash_and_recorded() {
     let mut cse = StandInCse::start(|_| Answer::json(200, 2000, r#"{"m2m:cin":{}}"#));
-    let mut gateway = Gateway::start(&config("", Some(&cse.url())), &[]);
+    // At the default `[limits]` the edge refuses such paths and originators before any plugin
+    // runs (issue 11.4, `serve_proxy`/`serve_decide`). The audit's own bound must hold for an
+    // operator who raised those limits, so this gateway has.
+    let raised = config("", Some(&cse.url())).replace(
+        "max_in_flight = 256\n",
+        "max_in_flight = 256\nmax_path_bytes = 32768\nmax_originator_bytes = 8192\n",
+    );
+    let mut gateway = Gateway::start(&raised, &[]);
     let long_target = format!("/cse-in/lights/{}", "a".repeat(16_150));
     let answer = gateway.decide(&json!({
         "originator": "CAE1", "operation": "retrieve", "target": long_target

@@ -74,13 +74,13 @@ fn attacks() -> Vec<(serde_json::Value, Vec<&'static str>)> {
 #[test]
 fn every_attack_is_denied_with_its_cause_while_a_good_app_keeps_answering() {
     let runtime = Arc::new(runtime());
-    runtime
-        .install(hostile_app(
-            "good",
-            json!({"attack": "well-behaved"}),
-            Isolation::Warm,
-        ))
-        .unwrap();
+    // The good app's deadline is roomy: its calls take microseconds, but on a shared 2-core
+    // machine running the rest of this suite a thread can be off-CPU for more than the
+    // attackers' 50 ms, and the epoch deadline counts wall-clock time. What is tested is that
+    // it is never held up by an attacker, not how fast the machine is.
+    let mut good = hostile_app("good", json!({"attack": "well-behaved"}), Isolation::Warm);
+    good.limits.deadline = Duration::from_secs(2);
+    runtime.install(good).unwrap();
     for (index, (attack, _)) in attacks().iter().enumerate() {
         for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
             let name = format!("attack-{index}-{isolation:?}");
