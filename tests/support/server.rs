@@ -149,6 +149,11 @@ impl Gateway {
         }
     }
 
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
