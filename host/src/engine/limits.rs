@@ -113,7 +113,7 @@ impl Default for ModuleLimits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModuleRefusal {
     /// Not WebAssembly at all, or cut short.
-    #[error("the file is not WebAssembly: {0}")]
+    #[error("the file is not a WebAssembly component, nor WebAssembly at all: {0}")]
     NotWasm(String),
     /// A core module where a component is expected.
     #[error(
