@@ -20,9 +20,9 @@ use palisade::engine::{CompileLimits, Compiler, ModuleLimits};
 use palisade::registry::ModuleKind;
 use palisade::{Engine, EngineConfig, EngineError};
 use wasm_encoder::{
-    CodeSection, Component, ExportKind, ExportSection, Function, FunctionSection,
-    InstanceSection, MemorySection, MemoryType, Module, ModuleArg, ModuleSection, RefType,
-    StartSection, TableSection, TableType, TypeSection, ValType,
+    CodeSection, Component, ExportKind, ExportSection, Function, FunctionSection, InstanceSection,
+    MemorySection, MemoryType, Module, ModuleArg, ModuleSection, RefType, StartSection,
+    TableSection, TableType, TypeSection, ValType,
 };
 
 // ---------------------------------------------------------------------------- the bombs
@@ -250,7 +250,10 @@ fn refusal(engine: &Engine, bytes: &[u8]) -> String {
 
 fn assert_names(message: &str, texts: &[&str]) {
     for text in texts {
-        assert!(message.contains(text), "{message:?} should contain {text:?}");
+        assert!(
+            message.contains(text),
+            "{message:?} should contain {text:?}"
+        );
     }
 }
 
@@ -276,10 +279,7 @@ fn every_compile_bomb_is_refused_before_compiling_naming_its_limit() {
     });
     for (name, bytes, limit, found) in bombs() {
         let error = engine.compile(&bytes).err().expect(name);
-        assert!(
-            matches!(error, EngineError::Refused(_)),
-            "{name}: {error}"
-        );
+        assert!(matches!(error, EngineError::Refused(_)), "{name}: {error}");
         assert_names(&error.to_string(), &[limit, &found]);
     }
 }
@@ -329,7 +329,10 @@ fn non_components_are_refused_with_a_clear_message() {
     let core = many_functions(3).finish();
     assert_names(
         &refusal(&engine, &core),
-        &["core WebAssembly module, not a component", "wasm-tools component new"],
+        &[
+            "core WebAssembly module, not a component",
+            "wasm-tools component new",
+        ],
     );
     assert_names(
         &refusal(&engine, b"#!/bin/sh\necho not wasm\n"),
@@ -350,7 +353,10 @@ fn start_functions_are_refused_unless_allowed() {
     });
     assert_names(
         &refusal(&strict, &bytes),
-        &["core module declares a start function", "allow_start_functions"],
+        &[
+            "core module declares a start function",
+            "allow_start_functions",
+        ],
     );
     let lenient = engine(EngineConfig {
         compiler: helper(),
@@ -431,7 +437,8 @@ fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
             palisade::plugins::ACP,
         ))
         .expect("the helper's artifact loads");
-    let mut request = palisade::AccessRequest::new("a", "CAE1", palisade::Operation::Retrieve, "/x");
+    let mut request =
+        palisade::AccessRequest::new("a", "CAE1", palisade::Operation::Retrieve, "/x");
     request.request_time = Some(1_795_860_900);
     assert!(runtime.is_authorized(&request).is_permit());
     // The artifact went into the MAC-checked cache: a second engine loads it from there.
@@ -447,7 +454,10 @@ fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
         .expect("from the cache, without running the (missing) helper");
     assert_names(
         &refusal(&again, &component_with(&many_functions(2), 1)),
-        &["cannot run the compile helper", "/nonexistent/compile-helper"],
+        &[
+            "cannot run the compile helper",
+            "/nonexistent/compile-helper",
+        ],
     );
 }
 
@@ -569,7 +579,12 @@ fn start_gateway(keys: &common::Keys, extra: &str) -> server::Gateway {
 /// allocator slack); before the fix the first bomb alone took it from 21 MB to 2 GB.
 const RSS_BOUND_KIB: u64 = 8 << 10;
 
-fn push(gateway: &server::Gateway, keys: &common::Keys, version: &str, bytes: &[u8]) -> server::Response {
+fn push(
+    gateway: &server::Gateway,
+    keys: &common::Keys,
+    version: &str,
+    bytes: &[u8],
+) -> server::Response {
     let signed = keys.module(bytes, "lights", "policy", ModuleKind::Authorizer, version);
     common::admin(
         gateway,
@@ -593,7 +608,10 @@ fn a_live_gateway_survives_signed_bombs_and_its_memory_returns_to_baseline() {
     for (index, (name, bytes, limit, found)) in bombs().into_iter().enumerate() {
         let answer = push(&gateway, &keys, &format!("1.0.{index}"), &bytes);
         common::assert_refused(&answer, 422, "compile-failed");
-        let message = answer.json()["error"]["message"].as_str().unwrap().to_string();
+        let message = answer.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_names(&message, &[limit, &found]);
         let rss = rss_kib(gateway.pid());
         eprintln!("{name}: gateway resident {rss} KiB (baseline {baseline} KiB)");
@@ -624,7 +642,10 @@ fn a_live_gateway_stops_a_heavy_compile_at_the_helpers_cpu_limit() {
     let (bytes, _) = heavy_but_within_limits();
     let answer = push(&gateway, &keys, "1.0.0", &bytes);
     common::assert_refused(&answer, 422, "compile-failed");
-    let message = answer.json()["error"]["message"].as_str().unwrap().to_string();
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_names(&message, &["CPU-time limit of 1 s", "cpu_s"]);
     let rss = rss_kib(gateway.pid());
     assert!(

@@ -111,7 +111,11 @@ impl ArtifactCache {
     }
 
     /// Stores an already serialized artifact (one the compile helper made).
-    pub fn store_artifact(&self, artifact: &[u8], module_sha256: &[u8; 32]) -> Result<(), CacheError> {
+    pub fn store_artifact(
+        &self,
+        artifact: &[u8],
+        module_sha256: &[u8; 32],
+    ) -> Result<(), CacheError> {
         let name = artifact_name(module_sha256);
         let mut bytes = Vec::with_capacity(MAC_LEN + artifact.len());
         bytes.extend_from_slice(&self.mac(module_sha256, artifact));

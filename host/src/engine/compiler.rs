@@ -220,7 +220,9 @@ pub(super) fn compile_in_helper(
         // By pid: `Child::kill` on a child not yet waited for cannot hit another process.
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|error| HelperError::Failed(error.to_string()))?;
+    let status = child
+        .wait()
+        .map_err(|error| HelperError::Failed(error.to_string()))?;
     let _ = writer.join();
     let artifact = reader
         .join()
@@ -278,9 +280,13 @@ fn classify_failure(
     }
     // A failed mmap (code memory, a large buffer) comes back as an error, not an abort.
     let lower = message.to_ascii_lowercase();
-    if ["memory allocation", "cannot allocate memory", "out of memory"]
-        .iter()
-        .any(|text| lower.contains(text))
+    if [
+        "memory allocation",
+        "cannot allocate memory",
+        "out of memory",
+    ]
+    .iter()
+    .any(|text| lower.contains(text))
     {
         return memory();
     }

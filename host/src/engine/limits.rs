@@ -394,15 +394,11 @@ impl ModuleLimits {
             Payload::ComponentTypeSection(reader) => {
                 self.add_types(u64::from(reader.count()), reader.range().len(), totals)?;
             }
-            Payload::StartSection { .. } => {
-                if !self.allow_start_functions {
-                    return Err(ModuleRefusal::StartFunction("core module"));
-                }
+            Payload::StartSection { .. } if !self.allow_start_functions => {
+                return Err(ModuleRefusal::StartFunction("core module"));
             }
-            Payload::ComponentStartSection { .. } => {
-                if !self.allow_start_functions {
-                    return Err(ModuleRefusal::StartFunction("component"));
-                }
+            Payload::ComponentStartSection { .. } if !self.allow_start_functions => {
+                return Err(ModuleRefusal::StartFunction("component"));
             }
             _ => {}
         }
@@ -483,6 +479,11 @@ impl ModuleLimits {
                 "max_tables_per_module",
             )?;
         }
-        check(totals.tables, self.max_tables as u64, "tables", "max_tables")
+        check(
+            totals.tables,
+            self.max_tables as u64,
+            "tables",
+            "max_tables",
+        )
     }
 }

@@ -217,19 +217,17 @@ impl Engine {
     /// engine's configuration (wasmtime checks the format, version and every setting that
     /// affects compiled code before using it), then cached under the MAC like any other.
     fn load_artifact(&self, key: &[u8; 32], artifact: &[u8]) -> Result<Component, EngineError> {
-        if wasmtime::Engine::detect_precompiled(artifact)
-            != Some(wasmtime::Precompiled::Component)
+        if wasmtime::Engine::detect_precompiled(artifact) != Some(wasmtime::Precompiled::Component)
         {
-            return Err(HelperError::Failed(
-                "its output is not a precompiled component".into(),
-            )
-            .into());
+            return Err(
+                HelperError::Failed("its output is not a precompiled component".into()).into(),
+            );
         }
         // SAFETY: the artifact was just made by our own helper from these module bytes with
         // this engine's settings (checked again by wasmtime here); it never sat where anyone
         // else could change it. The helper is trusted like an in-process compile.
-        let component = unsafe { Component::deserialize(&self.inner.wasmtime, artifact) }
-            .map_err(|error| {
+        let component =
+            unsafe { Component::deserialize(&self.inner.wasmtime, artifact) }.map_err(|error| {
                 HelperError::Failed(format!("its artifact does not load: {error:#}"))
             })?;
         if let Some(cache) = &self.inner.cache {
@@ -345,7 +343,10 @@ mod tests {
             Ok(_) => panic!("accepted"),
         };
         assert!(matches!(refusal(b""), ModuleRefusal::NotWasm(_)));
-        assert!(matches!(refusal(b"not wasm at all"), ModuleRefusal::NotWasm(_)));
+        assert!(matches!(
+            refusal(b"not wasm at all"),
+            ModuleRefusal::NotWasm(_)
+        ));
         assert_eq!(refusal(b"\0asm\x01\0\0\0"), ModuleRefusal::CoreModule);
         assert!(matches!(
             refusal(&crate::plugins::ACP[..100]),
