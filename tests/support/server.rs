@@ -176,6 +176,11 @@ impl Gateway {
         }
     }
 
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -518,11 +523,6 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 impl Gateway {
-    /// The gateway's process id (for `/proc/<pid>/status`).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// The gateway's resident memory (VmRSS) in bytes.
     pub fn rss_bytes(&self) -> u64 {
         rss_kib(self.pid()) * 1024

@@ -76,6 +76,11 @@ pub struct GatewayConfig {
     /// The admin API and module registry (issue 3); absent: no admin API.
     #[serde(default)]
     pub admin: Option<super::admin::AdminConfig>,
+    /// Limits on compiling plugin modules (issue #12.1): `[compile]` memory_mib, cpu_s,
+    /// wall_s for the compile helper, `[compile.module]` for the structural bounds checked
+    /// before compiling. Documented in [`crate::engine::CompileSettings`].
+    #[serde(default)]
+    pub compile: crate::engine::CompileSettings,
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
     /// The audit trail (SER-016): failure policy and rotation.

@@ -161,10 +161,12 @@ impl Gateway {
             source,
         })?;
         let keystore = open_keystore(&config.keystore, data_dir)?;
-        let engine = Engine::new(EngineConfig {
+        let mut engine_config = EngineConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..EngineConfig::default()
-        })?;
+        };
+        config.compile.apply(&mut engine_config);
+        let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
         let upstream = config.upstream.as_ref().map(proxy::Upstream::new);

@@ -61,7 +61,40 @@ enum Command {
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
 /// test case, a deny with --fail-on-deny), 2 when the command itself could not run.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The compile helper (issue #12.1): hidden from the help, not a clap subcommand, so it
+    // starts with nothing but the engine it needs.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(crate::engine::HELPER_ARG)) {
+        let rest: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
+        return ExitCode::from(crate::engine::run_helper(&rest) as u8);
+    }
+    // Every engine this process builds compiles untrusted modules in a child process of this
+    // very program. On Linux through /proc/self/exe: the same binary even if the file was
+    // replaced by an upgrade meanwhile, so its artifacts always match this engine.
+    // PALISADE_COMPILE_IN_PROCESS=1 opts out (platforms where a child process cannot be
+    // started; measuring what the helper costs): unsafe against hostile modules, so it is
+    // said at every start.
+    if std::env::var_os("PALISADE_COMPILE_IN_PROCESS").is_some_and(|value| value == "1") {
+        eprintln!(
+            "warning: PALISADE_COMPILE_IN_PROCESS=1: modules compile in this process, without CPU or memory limits"
+        );
+        return run(Cli::parse());
+    }
+    let program = if cfg!(target_os = "linux") {
+        Ok(std::path::PathBuf::from("/proc/self/exe"))
+    } else {
+        std::env::current_exe()
+    };
+    match program {
+        Ok(program) => crate::engine::set_default_helper(program),
+        Err(error) => eprintln!(
+            "warning: cannot locate the palisade binary ({error}); modules compile in-process, without compile limits"
+        ),
+    }
+    run(Cli::parse())
+}
+
+fn run(cli: Cli) -> ExitCode {
     let default_log = match (&cli.log_level, &cli.command) {
         (Some(filter), _) => filter.as_str(),
         (None, Command::Serve(_)) => "info",

@@ -103,14 +103,23 @@ impl ArtifactCache {
     /// Stores the artifact of a freshly compiled component (temporary file, then rename, so
     /// a crash never leaves a half-written artifact under the real name).
     pub fn store(&self, component: &Component, module_sha256: &[u8; 32]) -> Result<(), CacheError> {
-        let name = artifact_name(module_sha256);
         let artifact = component.serialize().map_err(|error| CacheError::Format {
-            name: name.clone(),
+            name: artifact_name(module_sha256),
             reason: format!("{error:#}"),
         })?;
+        self.store_artifact(&artifact, module_sha256)
+    }
+
+    /// Stores an already serialized artifact (one the compile helper made).
+    pub fn store_artifact(
+        &self,
+        artifact: &[u8],
+        module_sha256: &[u8; 32],
+    ) -> Result<(), CacheError> {
+        let name = artifact_name(module_sha256);
         let mut bytes = Vec::with_capacity(MAC_LEN + artifact.len());
-        bytes.extend_from_slice(&self.mac(module_sha256, &artifact));
-        bytes.extend_from_slice(&artifact);
+        bytes.extend_from_slice(&self.mac(module_sha256, artifact));
+        bytes.extend_from_slice(artifact);
         let temporary = format!("{name}.tmp-{}", std::process::id());
         let io_error = |source| CacheError::Io {
             name: name.clone(),

@@ -44,6 +44,21 @@ pub struct EngineConfig {
     /// Cranelift optimisation. `Speed` costs compile time (tens of milliseconds per plugin,
     /// paid once thanks to the cache) and pays back on every decision. Default: `Speed`.
     pub opt_level: OptLevel,
+
+    /// Where modules are compiled: a helper process under [`EngineConfig::compile_limits`],
+    /// or in this process (unsafe against hostile modules). Default: the helper when the
+    /// program registered one ([`super::set_default_helper`]; the `palisade` binary does),
+    /// otherwise in-process.
+    pub compiler: super::Compiler,
+
+    /// CPU time, memory and wall-clock limits of one compilation in the helper.
+    /// Default: [`super::CompileLimits::default`] (1 GiB, 60 s CPU, 120 s wall).
+    pub compile_limits: super::CompileLimits,
+
+    /// Structural bounds every module must meet before it is compiled (or loaded from the
+    /// cache). The pool's per-component memory, table and core-instance counts are taken
+    /// from here too, so a module the pool cannot instantiate is refused at load.
+    pub module_limits: super::ModuleLimits,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +71,9 @@ impl Default for EngineConfig {
             cache_dir: None,
             keep_resident_bytes: 256 << 10,
             opt_level: OptLevel::Speed,
+            compiler: super::Compiler::default(),
+            compile_limits: super::CompileLimits::default(),
+            module_limits: super::ModuleLimits::default(),
         }
     }
 }
@@ -84,9 +102,11 @@ impl EngineConfig {
                 .total_memories(self.pool_instances.saturating_mul(2))
                 .total_tables(self.pool_instances.saturating_mul(4))
                 .max_memory_size(self.max_memory_bytes)
-                .max_core_instances_per_component(16)
-                .max_memories_per_component(4)
-                .max_tables_per_component(8)
+                .max_core_instances_per_component(self.module_limits.max_core_instances)
+                .max_memories_per_component(self.module_limits.max_memories)
+                .max_tables_per_component(self.module_limits.max_tables)
+                .max_memories_per_module(self.module_limits.max_memories_per_module)
+                .max_tables_per_module(self.module_limits.max_tables_per_module)
                 // When a slot is released, find the pages the instance wrote (Linux
                 // PAGEMAP_SCAN, kernel 6.7+; elsewhere the lowest addresses are assumed) and
                 // copy the original contents back into up to this many bytes of them instead

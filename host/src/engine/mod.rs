@@ -3,10 +3,15 @@
 //! One [`Engine`] compiles and runs every plugin of every application. It owns the wasmtime
 //! engine (component model, pooling allocator, epoch interruption, copy-on-write memory
 //! images), the epoch ticker thread that turns per-call deadlines into traps (SER-001), and the
-//! precompiled-artifact cache.
+//! precompiled-artifact cache. Untrusted modules reach the compiler only through
+//! [`Engine::compile`] and [`Engine::compile_keyed`], which check them against
+//! [`ModuleLimits`] first and then compile them where [`EngineConfig::compiler`] says: by
+//! default for the `palisade` binary, a helper process under [`CompileLimits`] (issue #12.1).
 
 mod cache;
+mod compiler;
 mod config;
+mod limits;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +23,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 pub use cache::{ArtifactCache, CacheError};
+pub use compiler::{
+    run_helper, set_default_helper, CompileLimits, CompileSettings, Compiler, HelperError,
+    HELPER_ARG,
+};
 pub use config::EngineConfig;
+pub use limits::{ModuleLimits, ModuleRefusal};
 
 /// Why the engine could not be built or a component could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +37,12 @@ pub enum EngineError {
     Configure(String),
     #[error("the file is not a WebAssembly component: {0}")]
     NotAComponent(String),
+    /// Refused before compilation: over a [`ModuleLimits`] bound, or not a component.
+    #[error(transparent)]
+    Refused(#[from] ModuleRefusal),
+    /// The compile helper produced no artifact (a limit, or the compiler's own refusal).
+    #[error(transparent)]
+    Helper(#[from] HelperError),
     #[error("the precompiled-artifact cache failed: {0}")]
     Cache(#[from] CacheError),
 }
@@ -167,31 +183,60 @@ impl Engine {
     /// hash. Used for components derived from a module (a pre-initialised snapshot), whose
     /// bytes are not known until they are made: the key is derived from what they are made
     /// of, so a restart finds them without making them again.
+    ///
+    /// The module is checked against [`EngineConfig::module_limits`] even when its artifact
+    /// is cached: the limits may have been lowered since it was compiled.
     pub fn compile_keyed(&self, key: &[u8; 32], bytes: &[u8]) -> Result<Component, EngineError> {
-        if !wasmparser_is_component(bytes) {
-            return Err(EngineError::NotAComponent(
-                "it does not start with the component-model header (a core module or another file?)"
-                    .into(),
-            ));
-        }
+        self.inner.config.module_limits.check_component(bytes)?;
         if let Some(component) = self.cached(key) {
             return Ok(component);
         }
-        let component = Component::new(&self.inner.wasmtime, bytes)
-            .map_err(|error| EngineError::NotAComponent(format!("{error:#}")))?;
+        let config = &self.inner.config;
+        match &config.compiler {
+            Compiler::InProcess => {
+                let component = Component::new(&self.inner.wasmtime, bytes)
+                    .map_err(|error| EngineError::NotAComponent(format!("{error:#}")))?;
+                if let Some(cache) = &self.inner.cache {
+                    // A cache that cannot be written only costs the next boot a compile.
+                    if let Err(error) = cache.store(&component, key) {
+                        tracing::warn!(%error, "could not store a precompiled artifact");
+                    }
+                }
+                Ok(component)
+            }
+            Compiler::Helper(program) => {
+                let args = compiler::helper_args(config.opt_level, config.max_wasm_stack);
+                let artifact =
+                    compiler::compile_in_helper(program, &args, bytes, &config.compile_limits)?;
+                self.load_artifact(key, &artifact)
+            }
+        }
+    }
+
+    /// Loads an artifact the compile helper made: checked to be a component artifact of this
+    /// engine's configuration (wasmtime checks the format, version and every setting that
+    /// affects compiled code before using it), then cached under the MAC like any other.
+    fn load_artifact(&self, key: &[u8; 32], artifact: &[u8]) -> Result<Component, EngineError> {
+        if wasmtime::Engine::detect_precompiled(artifact) != Some(wasmtime::Precompiled::Component)
+        {
+            return Err(
+                HelperError::Failed("its output is not a precompiled component".into()).into(),
+            );
+        }
+        // SAFETY: the artifact was just made by our own helper from these module bytes with
+        // this engine's settings (checked again by wasmtime here); it never sat where anyone
+        // else could change it. The helper is trusted like an in-process compile.
+        let component =
+            unsafe { Component::deserialize(&self.inner.wasmtime, artifact) }.map_err(|error| {
+                HelperError::Failed(format!("its artifact does not load: {error:#}"))
+            })?;
         if let Some(cache) = &self.inner.cache {
-            // A cache that cannot be written only costs the next boot a compile.
-            if let Err(error) = cache.store(&component, key) {
+            if let Err(error) = cache.store_artifact(artifact, key) {
                 tracing::warn!(%error, "could not store a precompiled artifact");
             }
         }
         Ok(component)
     }
-}
-
-/// The component-model binary header: `\0asm`, version 0x0d, layer 1.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]
 }
 
 /// The epoch ticker: advances the engine's epoch every `tick` so that a plugin stuck in a
@@ -291,17 +336,22 @@ mod tests {
             ..EngineConfig::default()
         })
         .unwrap();
-        for bytes in [
-            &b""[..],
-            b"\0asm\x01\0\0\0",
-            b"not wasm at all",
-            &crate::plugins::ACP[..100],
-        ] {
-            assert!(matches!(
-                engine.compile(bytes),
-                Err(EngineError::NotAComponent(_))
-            ));
-        }
+        // Each refused for what it is, before the compiler is reached.
+        let refusal = |bytes: &[u8]| match engine.compile(bytes) {
+            Err(EngineError::Refused(refusal)) => refusal,
+            Err(other) => panic!("refused after compiling: {other}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(matches!(refusal(b""), ModuleRefusal::NotWasm(_)));
+        assert!(matches!(
+            refusal(b"not wasm at all"),
+            ModuleRefusal::NotWasm(_)
+        ));
+        assert_eq!(refusal(b"\0asm\x01\0\0\0"), ModuleRefusal::CoreModule);
+        assert!(matches!(
+            refusal(&crate::plugins::ACP[..100]),
+            ModuleRefusal::Malformed { .. }
+        ));
     }
 
     #[test]
