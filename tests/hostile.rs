@@ -1062,7 +1062,6 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
 // declares, and every host call counted, WASI included.
 // ---------------------------------------------------------------------------------------------
 
-
 use palisade::Capability;
 
 /// Pages each memory of [`multi_memory_component`] grows by: 15 MiB, under a 16 MiB cap for
