@@ -8,6 +8,7 @@ use ed25519_dalek::SigningKey;
 use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
 use palisade::registry::{sign, Delegation, Manifest, ModuleKind, Version};
 use serde_json::{json, Value};
+use wasm_encoder::Encode;
 
 use crate::server::{Gateway, Response};
 
@@ -240,38 +241,26 @@ pub fn replace_delegation(signed: &[u8], delegation: &Delegation) -> Vec<u8> {
     let block = format!("{}{}}}", &text[..at], delegation.to_json()).into_bytes();
     let name = palisade::registry::SIGNATURE_SECTION.as_bytes();
     let mut payload = Vec::new();
-    leb128(&mut payload, name.len() as u64);
+    name.len().encode(&mut payload);
     payload.extend_from_slice(name);
     payload.extend_from_slice(&block);
     let mut out = component;
     out.push(0);
-    leb128(&mut out, payload.len() as u64);
+    payload.len().encode(&mut out);
     out.extend_from_slice(&payload);
     out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// `component` with a custom section `test-marker` holding `text`.
 pub fn with_marker(component: &[u8], text: &str) -> Vec<u8> {
     let name = b"test-marker";
     let mut payload = Vec::new();
-    leb128(&mut payload, name.len() as u64);
+    name.len().encode(&mut payload);
     payload.extend_from_slice(name);
     payload.extend_from_slice(text.as_bytes());
     let mut out = component.to_vec();
     out.push(0);
-    leb128(&mut out, payload.len() as u64);
+    payload.len().encode(&mut out);
     out.extend_from_slice(&payload);
     out
 }

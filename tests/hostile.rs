@@ -1319,17 +1319,8 @@ fn placeholder_module() -> Vec<u8> {
 /// says how many it replaced. A component is its 8-byte header and then sections of one id
 /// byte, a LEB128 size and the payload; core modules are sections of id 1.
 fn swap_core_modules(component: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
-    fn leb128(mut value: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    use wasm_encoder::Encode;
+
     let mut out = component[..8].to_vec();
     let mut swapped = 0;
     let mut at = 8;
@@ -1355,7 +1346,7 @@ fn swap_core_modules(component: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usiz
             payload
         };
         out.push(id);
-        leb128(payload.len(), &mut out);
+        payload.len().encode(&mut out);
         out.extend_from_slice(payload);
     }
     (out, swapped)

@@ -20,9 +20,9 @@ use palisade::engine::{CompileLimits, Compiler, ModuleLimits};
 use palisade::registry::ModuleKind;
 use palisade::{Engine, EngineConfig, EngineError};
 use wasm_encoder::{
-    CodeSection, Component, ExportKind, ExportSection, Function, FunctionSection, InstanceSection,
-    MemorySection, MemoryType, Module, ModuleArg, ModuleSection, RefType, StartSection,
-    TableSection, TableType, TypeSection, ValType,
+    CodeSection, Component, Encode, ExportKind, ExportSection, Function, FunctionSection,
+    InstanceSection, MemorySection, MemoryType, Module, ModuleArg, ModuleSection, RefType,
+    StartSection, TableSection, TableType, TypeSection, ValType,
 };
 
 // ---------------------------------------------------------------------------- the bombs
@@ -30,21 +30,9 @@ use wasm_encoder::{
 const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
 const COMPONENT_SECTION: u8 = 4;
 
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 fn leb_len(value: u64) -> u64 {
     let mut out = Vec::new();
-    leb128(&mut out, value);
+    value.encode(&mut out);
     out.len() as u64
 }
 
@@ -63,7 +51,7 @@ fn nested_components(depth: usize) -> Vec<u8> {
         out.extend_from_slice(&COMPONENT_HEADER);
         if level + 1 < depth {
             out.push(COMPONENT_SECTION);
-            leb128(&mut out, sizes[level + 1]);
+            sizes[level + 1].encode(&mut out);
         }
     }
     assert_eq!(out.len() as u64, sizes[0]);

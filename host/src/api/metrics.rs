@@ -254,49 +254,42 @@ impl Metrics {
             "palisade_plugin_failures_total",
             "Plugin calls that failed (fail-closed), by failure code.",
         );
-        let _ = writeln!(out, "# HELP palisade_plugin_quarantined Whether a plugin is quarantined now.\n# TYPE palisade_plugin_quarantined gauge");
-        for app in status {
-            for plugin in &app.plugins {
-                let labels = vec![
-                    ("app", app_label(&app.app)),
-                    ("plugin", plugin.label.name.clone()),
-                ];
-                let _ = writeln!(
-                    out,
-                    "palisade_plugin_quarantined{} {}",
-                    render_labels(&labels, None),
-                    u8::from(plugin.health.quarantined)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP palisade_plugin_quarantines_total Times a plugin was quarantined.\n# TYPE palisade_plugin_quarantines_total counter");
-        for app in status {
-            for plugin in &app.plugins {
-                let labels = vec![
-                    ("app", app_label(&app.app)),
-                    ("plugin", plugin.label.name.clone()),
-                ];
-                let _ = writeln!(
-                    out,
-                    "palisade_plugin_quarantines_total{} {}",
-                    render_labels(&labels, None),
-                    plugin.health.total_quarantines
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP palisade_plugin_quarantined_originators Originators a plugin is quarantined for now (each for itself only).\n# TYPE palisade_plugin_quarantined_originators gauge");
-        for app in status {
-            for plugin in &app.plugins {
-                let labels = vec![
-                    ("app", app_label(&app.app)),
-                    ("plugin", plugin.label.name.clone()),
-                ];
-                let _ = writeln!(
-                    out,
-                    "palisade_plugin_quarantined_originators{} {}",
-                    render_labels(&labels, None),
-                    plugin.health.quarantined_originators
-                );
+        type PluginValue = fn(&crate::sandbox::PluginHealth) -> u64;
+        let per_plugin: [(&str, &str, &str, PluginValue); 3] = [
+            (
+                "palisade_plugin_quarantined",
+                "Whether a plugin is quarantined now.",
+                "gauge",
+                |health| u64::from(health.quarantined),
+            ),
+            (
+                "palisade_plugin_quarantines_total",
+                "Times a plugin was quarantined.",
+                "counter",
+                |health| health.total_quarantines,
+            ),
+            (
+                "palisade_plugin_quarantined_originators",
+                "Originators a plugin is quarantined for now (each for itself only).",
+                "gauge",
+                |health| health.quarantined_originators,
+            ),
+        ];
+        for (name, help, kind, value) in per_plugin {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for app in status {
+                for plugin in &app.plugins {
+                    let labels = vec![
+                        ("app", app_label(&app.app)),
+                        ("plugin", plugin.label.name.clone()),
+                    ];
+                    let _ = writeln!(
+                        out,
+                        "{name}{} {}",
+                        render_labels(&labels, None),
+                        value(&plugin.health)
+                    );
+                }
             }
         }
         self.rate_limited.render(

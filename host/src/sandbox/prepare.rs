@@ -117,19 +117,30 @@ fn check_once(
     compiled: &CompiledComponent,
     grant: &PluginGrant,
 ) -> Result<(), PrepareError> {
+    run_prepare(sandbox, &compiled.component, grant).map(drop)
+}
+
+/// Instantiates `component` in a throw-away store that grants only config and log, and runs
+/// its `prepare` under the sandbox's limits. Returns the store and instance (for a snapshot).
+fn run_prepare(
+    sandbox: &Sandbox,
+    component: &wasmtime::component::Component,
+    grant: &PluginGrant,
+) -> Result<(Store<HostState>, Instance), PrepareError> {
     let mut store = sandbox.new_store(prepare_grant(grant));
     let limits = sandbox.limits.clone();
     let instance = sandbox
         .linker
         .0
-        .instantiate(&mut store, &compiled.component)
+        .instantiate(&mut store, component)
         .map_err(|error| refusal(&store, &error, &limits))?;
     let prepare = instance
         .get_typed_func::<(), ()>(&mut store, PREPARE_EXPORT)
         .map_err(|error| PrepareError::Instrument(format!("{error:#}")))?;
     prepare
         .call(&mut store, ())
-        .map_err(|error| refusal(&store, &error, &limits))
+        .map_err(|error| refusal(&store, &error, &limits))?;
+    Ok((store, instance))
 }
 
 /// `prepare` may read its configuration and log, nothing else: anything else read now would
@@ -213,19 +224,7 @@ fn snapshot(
         .compile(&instrumented)
         .map_err(PrepareError::Compile)?;
 
-    let mut store = sandbox.new_store(prepare_grant(grant));
-    let limits = sandbox.limits.clone();
-    let instance = sandbox
-        .linker
-        .0
-        .instantiate(&mut store, &instrumented.component)
-        .map_err(|error| refusal(&store, &error, &limits))?;
-    let prepare = instance
-        .get_typed_func::<(), ()>(&mut store, PREPARE_EXPORT)
-        .map_err(|error| PrepareError::Instrument(format!("{error:#}")))?;
-    prepare
-        .call(&mut store, ())
-        .map_err(|error| refusal(&store, &error, &limits))?;
+    let (mut store, instance) = run_prepare(sandbox, &instrumented.component, grant)?;
 
     // The snapshot's reads run wizer's accessors (bounded copies of memories and globals),
     // not the plugin's code: they get a deadline of their own, and a generous one, rather
