@@ -435,6 +435,12 @@ fn untrusted_callers_cannot_claim_authentication_roles_or_time() {
         ("authenticated", json!(true)),
         ("roles", json!(["meter-reader"])),
         ("request_time", json!(1_795_860_900u64)),
+        // `acip` and `aclr` grant on these: a caller could otherwise place itself.
+        ("source_ip", json!("10.1.2.3")),
+        (
+            "location",
+            json!({"latitude": 52.5, "longitude": 13.4, "country": "DE"}),
+        ),
     ] {
         let mut body = base.clone();
         body[field] = value;

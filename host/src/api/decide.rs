@@ -24,7 +24,8 @@
 //!   encoded separators refused (400 `invalid-request`), so `/cse-in/lights/../meters/m1`
 //!   is never decided by `lights`;
 //! - a named `app` must be the one the target belongs to (400 `target-outside-app`);
-//! - claims about the request (`authenticated: true`, `roles`, `request_time`) are believed
+//! - claims about the request (`authenticated: true`, `roles`, `request_time`, `source_ip`,
+//!   `location`) are believed
 //!   only on a listener with `trusted_decide_callers = true`, or from a client certificate
 //!   valid for a name in the TLS listener's `trusted_decide_clients`, and refused elsewhere
 //!   (403 `untrusted-field`): refused rather than ignored, so that a caller relying on them
@@ -106,6 +107,10 @@ impl DecideRequest {
                 ("authenticated", self.authenticated),
                 ("roles", !self.roles.is_empty()),
                 ("request_time", self.request_time.is_some()),
+                // Where the request came from and where the device is: `acip` and `aclr`
+                // grant on them as directly as `acaf` grants on `authenticated`.
+                ("source_ip", self.source_ip.is_some()),
+                ("location", self.location.is_some()),
             ];
             if let Some((field, _)) = claimed.into_iter().find(|(_, claimed)| *claimed) {
                 return Err(ApiError::UntrustedField(field));
