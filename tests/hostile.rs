@@ -1254,25 +1254,7 @@ fn multi_memory_component() -> Vec<u8> {
     code.function(&post_return);
     module.section(&code);
 
-    let mut core = module.finish();
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-        .expect("the palisade WIT");
-    let world = resolve
-        .select_world(&[package], Some("authorizer"))
-        .expect("the authorizer world");
-    wit_component::embed_component_metadata(
-        &mut core,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("embedding the world");
-    let mut encoder = wit_component::ComponentEncoder::default()
-        .module(&core)
-        .expect("a core module")
-        .validate(true);
+    let mut encoder = authorizer_encoder(module.finish());
     // wit-component links only adapters without memories of their own: link empty ones,
     // then swap each for the module with a memory (same exports, no imports either).
     let placeholder = placeholder_module();
@@ -1289,6 +1271,29 @@ fn multi_memory_component() -> Vec<u8> {
         "every placeholder swapped"
     );
     component
+}
+
+/// An encoder of an authorizer component around `core`, a core module exporting `memory`,
+/// `cabi_realloc`, `authorize` and `cabi_post_authorize` in the canonical ABI.
+fn authorizer_encoder(mut core: Vec<u8>) -> wit_component::ComponentEncoder {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .expect("the palisade WIT");
+    let world = resolve
+        .select_world(&[package], Some("authorizer"))
+        .expect("the authorizer world");
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embedding the world");
+    wit_component::ComponentEncoder::default()
+        .module(&core)
+        .expect("a core module")
+        .validate(true)
 }
 
 /// A module exporting a `grow` that does nothing.
@@ -1572,7 +1577,13 @@ fn large_inputs_to_every_import_are_bounded() {
     // before the host holds it.
     runtime.install(granted("eight", 8 << 20)).unwrap();
     let reason = deny_reason(&runtime, "eight");
-    assert!(reason.contains("too much data is being copied"), "{reason}");
+    assert!(
+        reason.contains("exceeded a resource limit")
+            && reason.contains("per-call copy limit")
+            && reason.contains("too much data is being copied"),
+        "{reason}"
+    );
+    assert!(!reason.contains("malformed"), "{reason}");
 
     // The configuration flows the other way: 20 MiB of it cannot be handed to a plugin
     // whose memory is capped at 16 MiB. `prepare` reads it when the plugin is loaded, so the
@@ -1701,4 +1712,196 @@ config = {config}
     assert!(gateway
         .metrics()
         .contains("palisade_plugin_output_dropped_bytes_total"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hostile `cabi_realloc` (issue #12, load/call-time attacks). To hand a plugin its request
+// the host asks the plugin's own exported allocator for room and writes there: whatever that
+// allocator answers must end in a deny naming the cause, never a host crash, a write outside
+// the plugin's memory, or a permit.
+// ---------------------------------------------------------------------------------------------
+
+/// Where [`realloc_component`]'s `authorize` writes its answer (permit) when it answers.
+const REALLOC_RETURN_AREA: i32 = 16;
+
+/// The `cabi_realloc` bodies of the attacks: (name, body, texts the deny reason must contain).
+/// The body has the allocator's four `i32` parameters and one `i32` local (index 4).
+fn realloc_attacks() -> Vec<(
+    &'static str,
+    Vec<wasm_encoder::Instruction<'static>>,
+    Vec<&'static str>,
+)> {
+    use wasm_encoder::{BlockType, Instruction};
+    vec![
+        (
+            // Far past the one page the plugin has: the host must not write there.
+            "out-of-bounds",
+            vec![Instruction::I32Const(0x7fff_0000), Instruction::End],
+            vec!["malformed answer", "realloc return: beyond end of memory"],
+        ),
+        (
+            // Past the end by less than the request's size: the end is checked, not only
+            // the start.
+            "straddling",
+            vec![Instruction::I32Const(65_536 - 8), Instruction::End],
+            vec!["malformed answer", "realloc return: beyond end of memory"],
+        ),
+        (
+            // The request record is 8-aligned; 1 is not.
+            "misaligned",
+            vec![Instruction::I32Const(1), Instruction::End],
+            vec!["malformed answer", "realloc return: result not aligned"],
+        ),
+        (
+            "trapping",
+            vec![Instruction::Unreachable, Instruction::End],
+            vec!["trapped", "unreachable"],
+        ),
+        (
+            "looping",
+            vec![
+                Instruction::Loop(BlockType::Empty),
+                Instruction::Br(0),
+                Instruction::End,
+                Instruction::Unreachable,
+                Instruction::End,
+            ],
+            vec!["time limit of 500 ms"],
+        ),
+        (
+            // The same room for every allocation: the request's strings overwrite its record
+            // (see `realloc_component`: this `authorize` answers from that very room).
+            "overlapping",
+            vec![Instruction::I32Const(64), Instruction::End],
+            vec!["malformed answer", "discriminant"],
+        ),
+    ]
+}
+
+/// An authorizer component whose `cabi_realloc` is `realloc` and whose `authorize` permits.
+/// With `answer_from_request`, `authorize` instead hands back the request's own room as its
+/// answer, as a plugin reading back data its allocator let the host overwrite would.
+fn realloc_component(
+    realloc: &[wasm_encoder::Instruction<'static>],
+    answer_from_request: bool,
+) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemArg,
+        MemorySection, Module, TypeSection, ValType,
+    };
+    let mut module = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32; 4], [ValType::I32]); // 0: cabi_realloc
+    types.ty().function([ValType::I32], [ValType::I32]); // 1: authorize (request by pointer)
+    types.ty().function([ValType::I32], []); // 2: cabi_post_authorize
+    module.section(&types);
+    let mut functions = FunctionSection::new();
+    for ty in 0..3 {
+        functions.function(ty);
+    }
+    module.section(&functions);
+    let mut memories = MemorySection::new();
+    memories.memory(wasm_encoder::MemoryType {
+        maximum: Some(1),
+        ..one_page()
+    });
+    module.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("cabi_realloc", ExportKind::Func, 0);
+    exports.export("authorize", ExportKind::Func, 1);
+    exports.export("cabi_post_authorize", ExportKind::Func, 2);
+    module.section(&exports);
+    let mut code = CodeSection::new();
+    let mut allocator = Function::new([(1, ValType::I32)]);
+    for instruction in realloc {
+        allocator.instruction(instruction);
+    }
+    code.function(&allocator);
+    let mut authorize = Function::new([]);
+    let body = if answer_from_request {
+        vec![Instruction::LocalGet(0), Instruction::End]
+    } else {
+        vec![
+            Instruction::I32Const(REALLOC_RETURN_AREA),
+            Instruction::I32Const(0),
+            Instruction::I32Store8(MemArg {
+                offset: 0,
+                align: 0,
+                memory_index: 0,
+            }),
+            Instruction::I32Const(REALLOC_RETURN_AREA),
+            Instruction::End,
+        ]
+    };
+    for instruction in &body {
+        authorize.instruction(instruction);
+    }
+    code.function(&authorize);
+    let mut post_return = Function::new([]);
+    post_return.instruction(&Instruction::End);
+    code.function(&post_return);
+    module.section(&code);
+    authorizer_encoder(module.finish())
+        .encode()
+        .expect("a component")
+}
+
+#[test]
+fn a_hostile_cabi_realloc_ends_in_a_deny_naming_its_cause() {
+    let runtime = runtime();
+    let mut good = hostile_app("good", json!({"attack": "well-behaved"}), Isolation::Warm);
+    good.limits.deadline = Duration::from_secs(2);
+    runtime.install(good).unwrap();
+    // The other side: the same component with an allocator whose room is in bounds and
+    // aligned permits, so every deny below is the allocator's doing. (It hands out the same
+    // room every time too: overlapping allocations only garble the plugin's own copy of the
+    // request, which this `authorize` never reads; the "overlapping" attack reads it.)
+    let sound = realloc_component(
+        &[
+            wasm_encoder::Instruction::I32Const(1024),
+            wasm_encoder::Instruction::End,
+        ],
+        false,
+    );
+    for (attack, realloc, expected) in realloc_attacks() {
+        let component = realloc_component(&realloc, attack == "overlapping");
+        for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+            let name = format!("realloc-{attack}-{isolation:?}");
+            let mut spec =
+                AppSpec::new(&name).plugin(PluginSetup::new("realloc", "{}"), component.clone());
+            spec.isolation = isolation;
+            spec.limits = support::tight_limits();
+            spec.limits.deadline = Duration::from_millis(500);
+            runtime.install(spec).unwrap();
+            for _ in 0..2 {
+                let reason = deny_reason(&runtime, &name);
+                for text in &expected {
+                    assert!(
+                        reason.contains(text),
+                        "{attack} {isolation:?}: {reason:?} should contain {text:?}"
+                    );
+                }
+                assert_clean(&reason);
+                let decision =
+                    runtime.is_authorized(&request("good", "CAE1", Operation::Retrieve, "/ok"));
+                assert_eq!(decision.effect, Effect::Permit, "{}", decision.reason);
+            }
+            assert_eq!(runtime.app(&name).unwrap().warm_instances(), 0, "{name}");
+        }
+    }
+    for isolation in [Isolation::Warm, Isolation::FreshPerRequest] {
+        let name = format!("realloc-sound-{isolation:?}");
+        let mut spec = AppSpec::new(&name).plugin(PluginSetup::new("realloc", "{}"), sound.clone());
+        spec.isolation = isolation;
+        spec.limits = support::tight_limits();
+        runtime.install(spec).unwrap();
+        let decision = runtime.is_authorized(&request(&name, "CAE1", Operation::Retrieve, "/ok"));
+        assert_eq!(
+            decision.effect,
+            Effect::Permit,
+            "{isolation:?}: {}",
+            decision.reason
+        );
+    }
 }

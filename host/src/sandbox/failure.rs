@@ -37,8 +37,10 @@ pub enum Failure {
     Instantiation(String),
     /// The plugin called WASI `exit` instead of answering.
     Exit { code: i32 },
-    /// The plugin made more WASI resources (handles: streams, pollables...) than one
-    /// instance may hold.
+    /// The plugin went past a limit on what one instance or crossing may hold, other than
+    /// memory: more WASI resources (handles: streams, pollables...) than one instance may
+    /// hold, the component handle table's cap, or more bytes in one crossing between plugin
+    /// and host than the per-call copy limit. The text names the limit.
     ResourceLimit(String),
     /// A host import the plugin called failed in the host, for a reason that is neither a
     /// budget nor a capability (e.g. a handle the plugin passed does not exist).
@@ -139,8 +141,16 @@ impl Failure {
         }
         // The component model's own handle table per store ("cannot allocate another
         // handle: store handle limit exceeded"), which has no error type of its own.
-        if cause.contains("handle limit exceeded") || cause.contains("another handle") {
-            return Failure::ResourceLimit(cause);
+        if cause.contains("handle limit exceeded")
+            || cause.contains("another handle")
+            || cause.contains("too many active lends")
+        {
+            return Failure::ResourceLimit(format!("component handle-table limit: {cause}"));
+        }
+        // The per-crossing copy limit the sandbox sets as wasmtime's hostcall fuel (a string
+        // or list larger than it, in either direction); its error type is private to wasmtime.
+        if cause.contains("too much data is being copied") {
+            return Failure::ResourceLimit(format!("per-call copy limit (hostcall fuel): {cause}"));
         }
         if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
             // Raised while guest code was on the stack: by a host import it called.
@@ -189,7 +199,7 @@ impl fmt::Display for Failure {
                 write!(formatter, "called exit({code}) instead of answering")
             }
             Failure::ResourceLimit(what) => {
-                write!(formatter, "exceeded its WASI resource limit: {what}")
+                write!(formatter, "exceeded a resource limit: {what}")
             }
             Failure::Host(what) => write!(formatter, "hit a host error in an import: {what}"),
             Failure::InvalidIdentity(what) => {
@@ -233,6 +243,26 @@ mod tests {
             "cannot allocate another handle: store handle limit exceeded"
         ));
         assert_eq!(handles.code(), "resource-limit", "{handles}");
+        assert!(
+            handles.to_string().contains("handle-table limit"),
+            "{handles}"
+        );
+        let lends = read(wasmtime::format_err!(
+            "cannot lend resource: too many active lends"
+        ));
+        assert_eq!(lends.code(), "resource-limit", "{lends}");
+        let copied = read(
+            wasmtime::format_err!(
+                "too much data is being copied between the host and the guest: fuel \
+                 allocated for hostcalls has been exhausted"
+            )
+            .context("error while executing at wasm backtrace:\n    0: 0x1 - <unknown>!f"),
+        );
+        assert_eq!(copied.code(), "resource-limit", "{copied}");
+        assert!(
+            copied.to_string().contains("per-call copy limit"),
+            "{copied}"
+        );
         let missing = read(wasmtime::Error::new(
             wasmtime::component::ResourceTableError::NotPresent,
         ));
