@@ -82,11 +82,7 @@ pub(crate) fn bound(
         return;
     }
     let hash = hex::encode(Sha256::digest(value.as_bytes()));
-    let mut end = limit;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    value.truncate(end);
+    value.truncate(value.floor_char_boundary(limit));
     truncated
         .get_or_insert_with(BTreeMap::new)
         .entry(key)

@@ -203,14 +203,7 @@ fn check_identifier(what: &str, text: &str) -> Result<(), Failure> {
 
 /// The longest prefix of `text` of at most `limit` bytes that ends on a character boundary.
 pub(crate) fn cut(text: &str, limit: usize) -> &str {
-    if text.len() <= limit {
-        return text;
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(limit)]
 }
 
 /// Characters that could forge or hide text where plugin text ends up (an operator's

@@ -168,26 +168,12 @@ fn refusal(
         limits.deadline,
     );
     match (&failure, &store.data().last_error_log) {
+        // Plugin text, bound for a terminal, a log line and an HTTP answer (#12.5).
         (Failure::Trap(_), Some(reason)) => PrepareError::Refused {
-            reason: printable(reason),
+            reason: super::convert::escape_text(reason).into_owned(),
         },
         _ => PrepareError::Failed(failure),
     }
-}
-
-/// Plugin text made safe for a terminal, a log line and an HTTP answer: control characters
-/// and bidi overrides are written as `\u{..}` escapes, so a refusal reason cannot forge lines
-/// or reorder what the operator reads.
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The cache key of a snapshot: what it is made from.
@@ -367,10 +353,12 @@ impl ComponentInstanceState for SyncInstanceState<'_> {
 mod tests {
     #[test]
     fn refusal_reasons_are_printable() {
-        assert_eq!(super::printable("acop: 64 is not"), "acop: 64 is not");
+        // Refusal reasons go through the one escaper of plugin text (sandbox::convert).
+        let escape = |text| super::super::convert::escape_text(text).into_owned();
+        assert_eq!(escape("acop: 64 is not"), "acop: 64 is not");
         assert_eq!(
-            super::printable("a\nFAKE LINE\r\u{1b}[31m\u{202e}x"),
-            "a\\u{a}FAKE LINE\\u{d}\\u{1b}[31m\\u{202e}x"
+            escape("a\nFAKE LINE\r\u{1b}[31m\u{202e}x"),
+            "a\\nFAKE LINE\\r\\u{1b}[31m\\u{202e}x"
         );
     }
 }
