@@ -84,6 +84,14 @@ pub struct AccessRequest {
     /// oneM2M resource type (`ty`) of a create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<u32>,
+    /// The resource type of the target itself (for a create, the parent), when known.
+    /// TS-0003 §7.1.5 matches an `acod`'s `ty`/`spty` against the target, not the new child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_resource_type: Option<u32>,
+    /// The target's specialization type (`spty`: a `<flexContainer>`'s containerDefinition,
+    /// a `<mgmtObj>`'s `mgd`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_specialization: Option<String>,
     /// Already authenticated by the caller (e.g. the CSE checked a TLS client certificate).
     /// Authenticators can establish it too; nothing can take it away.
     #[serde(default)]
@@ -120,6 +128,8 @@ impl AccessRequest {
             operation,
             target: target.into(),
             resource_type: None,
+            target_resource_type: None,
+            target_specialization: None,
             authenticated: false,
             roles: Vec::new(),
             credential: None,

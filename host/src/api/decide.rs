@@ -63,6 +63,10 @@ pub struct DecideRequest {
     #[serde(default)]
     pub resource_type: Option<u32>,
     #[serde(default)]
+    pub target_resource_type: Option<u32>,
+    #[serde(default)]
+    pub target_specialization: Option<String>,
+    #[serde(default)]
     pub authenticated: bool,
     #[serde(default)]
     pub roles: Vec<String>,
@@ -86,6 +90,8 @@ impl DecideRequest {
             operation: self.operation,
             target: self.target,
             resource_type: self.resource_type,
+            target_resource_type: self.target_resource_type,
+            target_specialization: self.target_specialization,
             authenticated: self.authenticated,
             roles: self.roles,
             credential: self.credential,

@@ -145,6 +145,10 @@ pub struct CaseRequest {
     #[serde(default)]
     pub resource_type: Option<u32>,
     #[serde(default)]
+    pub target_resource_type: Option<u32>,
+    #[serde(default)]
+    pub target_specialization: Option<String>,
+    #[serde(default)]
     pub authenticated: bool,
     #[serde(default)]
     pub roles: Vec<String>,
@@ -204,6 +208,8 @@ impl CaseRequest {
             operation: self.operation,
             target: self.target.clone(),
             resource_type: self.resource_type,
+            target_resource_type: self.target_resource_type,
+            target_specialization: self.target_specialization.clone(),
             authenticated: self.authenticated,
             roles: self.roles.clone(),
             credential: None,
