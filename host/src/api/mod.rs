@@ -56,6 +56,8 @@ pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub routes: Vec<Arc<AppRoute>>,
     pub upstream: Option<proxy::Upstream>,
+    /// Provisioned originator positions: the location of proxied requests (issue 13.7).
+    pub positions: Arc<crate::provision::PositionDirectory>,
     pub limits: config::ServerLimits,
     pub protection: protect::Protection,
     pub metrics: metrics::Metrics,
@@ -179,6 +181,7 @@ impl Gateway {
             runtime,
             routes,
             upstream,
+            positions: Arc::new(crate::provision::PositionDirectory::new()),
             limits: config.limits.clone(),
             protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
             metrics: metrics::Metrics::default(),

@@ -201,6 +201,10 @@ async fn enforce(
     access.credential = binding.credential.clone();
     access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
+    // The provisioned position of the originator (issue 13.7): `aclr` can match on the proxy.
+    // Unknown stays unknown (an `aclr` context is then unmet); only plugins granted
+    // `location` see it (SER-026, enforced by the runtime's view).
+    access.location = gateway.positions.location(&route.name, &binding.originator);
     let mut evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {

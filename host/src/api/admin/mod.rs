@@ -346,7 +346,11 @@ pub fn start(
         return Ok(None);
     };
     let mut admin = Admin::open(admin_config, &config.base_dir(), data_dir)?;
-    admin.provision = provision::ProvisionEndpoint::open(data_dir, gateway.keystore.clone())?;
+    admin.provision = provision::ProvisionEndpoint::open(
+        data_dir,
+        gateway.keystore.clone(),
+        gateway.positions.clone(),
+    )?;
     let admin = Arc::new(admin);
     boot(gateway, &admin);
     gateway.admin = Some(admin.clone());
