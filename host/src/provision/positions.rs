@@ -197,6 +197,65 @@ mod tests {
     }
 
     #[test]
+    fn bundles_carry_positions_in_one_encoding_and_old_bundles_are_unchanged() {
+        use super::super::codec::{decode_contents, encode_contents};
+        use super::super::error::DecodeError;
+        use super::super::BundleContents;
+        let mut contents = BundleContents::default();
+        contents
+            .app_groups
+            .insert("lights".into(), BTreeMap::from([("g".into(), ["CAE1".to_string()].into())]));
+        let without = encode_contents(&contents).to_vec();
+        assert_eq!(decode_contents(&without).unwrap(), contents);
+        let here = Position::from_degrees(-33.86, 151.21, Some("AU")).unwrap();
+        contents.app_positions.insert(
+            "lights".into(),
+            BTreeMap::from([("CAE1".to_string(), Some(here)), ("CAE2".to_string(), None)]),
+        );
+        let with = encode_contents(&contents).to_vec();
+        assert!(with.starts_with(&without), "the section is appended, the rest unchanged");
+        assert_eq!(decode_contents(&with).unwrap(), contents);
+        // An empty section, a bad flag, a bad country length: refused.
+        let mut empty = without.clone();
+        empty.extend_from_slice(&0u32.to_be_bytes());
+        assert!(matches!(
+            decode_contents(&empty),
+            Err(DecodeError::NotCanonical { .. })
+        ));
+        let mut section = without.clone();
+        section.extend_from_slice(&1u32.to_be_bytes());
+        section.push(6);
+        section.extend_from_slice(b"lights");
+        section.extend_from_slice(&1u32.to_be_bytes());
+        section.push(4);
+        section.extend_from_slice(b"CAE1");
+        let mut flag = section.clone();
+        flag.push(7);
+        assert!(matches!(
+            decode_contents(&flag),
+            Err(DecodeError::InvalidValue { .. })
+        ));
+        let mut country = section.clone();
+        country.push(1);
+        country.extend_from_slice(&[0; 8]);
+        country.push(3);
+        country.extend_from_slice(b"AUS");
+        assert!(matches!(
+            decode_contents(&country),
+            Err(DecodeError::InvalidValue { .. })
+        ));
+        // Decodes, but the gateway's content check refuses an out-of-range position.
+        let mut far = section;
+        far.push(1);
+        far.extend_from_slice(&i32::MAX.to_be_bytes());
+        far.extend_from_slice(&0i32.to_be_bytes());
+        far.push(0);
+        let decoded = decode_contents(&far).unwrap();
+        let error = super::super::bundle::check_contents(&decoded).unwrap_err();
+        assert!(error.to_string().contains("latitude"), "{error}");
+    }
+
+    #[test]
     fn the_directory_sets_and_removes_per_app() {
         let directory = PositionDirectory::new();
         let here = Position::from_degrees(1.0, 2.0, None).unwrap();
