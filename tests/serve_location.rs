@@ -76,7 +76,10 @@ fn retrieve(gateway: &Gateway, app: &str, originator: &str) -> (u16, Option<Stri
         &[("X-M2M-Origin", originator), ("X-M2M-RI", "loc")],
         b"",
     );
-    (answer.status, answer.header("x-m2m-rsc").map(str::to_string))
+    (
+        answer.status,
+        answer.header("x-m2m-rsc").map(str::to_string),
+    )
 }
 
 fn permitted(gateway: &Gateway, app: &str, originator: &str) -> bool {
@@ -107,15 +110,31 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
     .unwrap();
     palisade(
         &[
-            "provision", "init", "--data", &data_arg, "--gateway-id", "gw-1", "--out",
+            "provision",
+            "init",
+            "--data",
+            &data_arg,
+            "--gateway-id",
+            "gw-1",
+            "--out",
             "gw.x25519.pub",
         ],
         &dir,
     );
     palisade(
         &[
-            "provision", "trust", "--data", &data_arg, "--provider-id", "sp-1",
-            "--provider-pub", "sp.pub", "--app", "field", "--app", "blind",
+            "provision",
+            "trust",
+            "--data",
+            &data_arg,
+            "--provider-id",
+            "sp-1",
+            "--provider-pub",
+            "sp.pub",
+            "--app",
+            "field",
+            "--app",
+            "blind",
         ],
         &dir,
     );
@@ -125,9 +144,20 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
         std::fs::write(dir.join(format!("{out}.json")), positions).unwrap();
         palisade(
             &[
-                "provision", "create", "--provider-key", "sp.key", "--provider-id", "sp-1",
-                "--gateway-id", "gw-1", "--positions", &format!("{out}.json"), "--sequence",
-                sequence, "--out", out,
+                "provision",
+                "create",
+                "--provider-key",
+                "sp.key",
+                "--provider-id",
+                "sp-1",
+                "--gateway-id",
+                "gw-1",
+                "--positions",
+                &format!("{out}.json"),
+                "--sequence",
+                sequence,
+                "--out",
+                out,
             ],
             &dir,
         );
@@ -157,11 +187,26 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
     assert_eq!(report["report"]["positions"], 5, "{report}");
 
     let before = cse.received.lock().unwrap().len();
-    assert!(permitted(&gateway, "field", "Cfield-paris"), "country matches");
-    assert!(permitted(&gateway, "field", "Cfield-berlin"), "circle matches");
-    assert!(!permitted(&gateway, "field", "Cfield-rome"), "another country");
-    assert!(!permitted(&gateway, "field", "Cfield-potsdam"), "outside the circle");
-    assert!(!permitted(&gateway, "field", "Cfield-nowhere"), "unknown: fail-closed");
+    assert!(
+        permitted(&gateway, "field", "Cfield-paris"),
+        "country matches"
+    );
+    assert!(
+        permitted(&gateway, "field", "Cfield-berlin"),
+        "circle matches"
+    );
+    assert!(
+        !permitted(&gateway, "field", "Cfield-rome"),
+        "another country"
+    );
+    assert!(
+        !permitted(&gateway, "field", "Cfield-potsdam"),
+        "outside the circle"
+    );
+    assert!(
+        !permitted(&gateway, "field", "Cfield-nowhere"),
+        "unknown: fail-closed"
+    );
     // Positions are per app: Rome's position in `field` is not Berlin's in another app, and
     // an app whose plugin lacks `location` never shows it (SER-026).
     assert!(!permitted(&gateway, "blind", "Cfield-paris"));
@@ -177,9 +222,20 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
         std::fs::write(dir.join(format!("{out}.json")), positions).unwrap();
         palisade(
             &[
-                "provision", "create", "--provider-key", "sp.key", "--provider-id", "sp-1",
-                "--gateway-id", "gw-1", "--positions", &format!("{out}.json"), "--sequence",
-                sequence, "--out", out,
+                "provision",
+                "create",
+                "--provider-key",
+                "sp.key",
+                "--provider-id",
+                "sp-1",
+                "--gateway-id",
+                "gw-1",
+                "--positions",
+                &format!("{out}.json"),
+                "--sequence",
+                sequence,
+                "--out",
+                out,
             ],
             &dir,
         );
@@ -204,8 +260,19 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
     .unwrap();
     palisade(
         &[
-            "provision", "create", "--provider-key", "sp.key", "--provider-id", "sp-1",
-            "--gateway-id", "gw-1", "--positions", "other.json", "--sequence", "3", "--out",
+            "provision",
+            "create",
+            "--provider-key",
+            "sp.key",
+            "--provider-id",
+            "sp-1",
+            "--gateway-id",
+            "gw-1",
+            "--positions",
+            "other.json",
+            "--sequence",
+            "3",
+            "--out",
             "b3.bin",
         ],
         &dir,
@@ -227,8 +294,19 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args([
-            "provision", "create", "--provider-key", "sp.key", "--provider-id", "sp-1",
-            "--gateway-id", "gw-1", "--positions", "bad.json", "--sequence", "4", "--out",
+            "provision",
+            "create",
+            "--provider-key",
+            "sp.key",
+            "--provider-id",
+            "sp-1",
+            "--gateway-id",
+            "gw-1",
+            "--positions",
+            "bad.json",
+            "--sequence",
+            "4",
+            "--out",
             "b4.bin",
         ])
         .current_dir(&dir)

@@ -241,8 +241,14 @@ fn the_proxy_reaches_an_https_cse_verified_against_its_configured_ca() {
     assert_eq!(answer.json()["m2m:cin"]["con"], "tls");
     let seen = cse.seen();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].request_line.starts_with("GET /cse-in/lights/lamp "), "{seen:?}");
-    assert!(seen[0].client.is_none(), "no client certificate was configured");
+    assert!(
+        seen[0].request_line.starts_with("GET /cse-in/lights/lamp "),
+        "{seen:?}"
+    );
+    assert!(
+        seen[0].client.is_none(),
+        "no client certificate was configured"
+    );
     // /health says the link is encrypted.
     let health = gateway.request("GET", "/health", &[], b"").json();
     assert_eq!(health["upstream_encrypted"], true, "{health}");
@@ -266,7 +272,10 @@ fn a_cse_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         "{}",
         answer.text()
     );
-    assert!(cse.seen().is_empty(), "a request crossed an unverified link");
+    assert!(
+        cse.seen().is_empty(),
+        "a request crossed an unverified link"
+    );
 
     // A certificate for another name, from the right CA, is refused too.
     let (wrong_name, wrong_key) = pki.leaf(&["cse.example"], false);
@@ -277,7 +286,12 @@ fn a_cse_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         &[("cse-ca.crt", &pki.ca.pem())],
     );
     let answer = retrieve(&gateway, "tls-3");
-    assert_eq!(answer.header("x-m2m-rsc"), Some("5103"), "{}", answer.text());
+    assert_eq!(
+        answer.header("x-m2m-rsc"),
+        Some("5103"),
+        "{}",
+        answer.text()
+    );
     assert!(misnamed.seen().is_empty());
 }
 
@@ -310,7 +324,12 @@ fn the_client_certificate_is_presented_when_configured_and_required_without_it()
         &[("cse-ca.crt", &pki.ca.pem())],
     );
     let answer = retrieve(&without, "tls-5");
-    assert_eq!(answer.header("x-m2m-rsc"), Some("5103"), "{}", answer.text());
+    assert_eq!(
+        answer.header("x-m2m-rsc"),
+        Some("5103"),
+        "{}",
+        answer.text()
+    );
     assert_eq!(cse.seen().len(), 1);
 }
 
@@ -455,16 +474,94 @@ admin_keys = ["admin.pub"]
 fn https_address(gateway: &Gateway) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found = gateway
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|line| line.split("listening on https://").nth(1).map(str::to_string));
+        let found = gateway.stdout.lock().unwrap().iter().find_map(|line| {
+            line.split("listening on https://")
+                .nth(1)
+                .map(str::to_string)
+        });
         if let Some(rest) = found {
             return rest.split_whitespace().next().unwrap().parse().unwrap();
         }
         assert!(Instant::now() < deadline, "no https listener printed");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The group-authentication agent's client (`palisade group agent --server https://...`)
+/// uses the same TLS builder: it reaches a TLS server verified against its CA, presents its
+/// client certificate, and sends nothing to a server from another CA.
+#[test]
+fn the_group_agent_client_speaks_tls_with_the_same_builder() {
+    use palisade::group::http::{HttpError, ServerClient};
+    use palisade::group::Mode;
+    use palisade::tls_client::{client_config, ClientTlsFiles};
+
+    let pki = Pki::new("Group server CA");
+    let (server_cert, server_key) = pki.leaf(&["127.0.0.1"], false);
+    let gateways = Pki::new("Gateways CA");
+    let (gateway_cert, gateway_key) = gateways.leaf(&["gw-1"], true);
+    let server = TlsCse::start(&server_cert, &server_key, Some(&gateways.ca), true);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let files = ClientTlsFiles {
+        ca_file: Some(write("ca.crt", pki.ca.pem())),
+        cert_file: Some(write("gw.crt", gateway_cert.pem())),
+        key_file: Some(write("gw.key", gateway_key.serialize_pem())),
+    };
+    let signer = Arc::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let client = ServerClient::with_tls(
+        &server.url(),
+        "gw-1",
+        signer.clone(),
+        Some(client_config(&files).unwrap()),
+    )
+    .unwrap();
+    // The stand-in answers with a body that is not a challenge: the exchange happened over
+    // TLS (the server saw the request and the client certificate), the decoding fails.
+    let outcome = runtime.block_on(client.challenge("grp-1", Mode::Represented, 1_700_000_000));
+    assert!(outcome.is_err());
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{outcome:?}");
+    assert!(seen[0]
+        .request_line
+        .starts_with("POST /group/v1/challenge "));
+    assert_eq!(seen[0].client.as_deref(), Some(gateway_cert.der().as_ref()));
+
+    // Another CA: refused before anything is sent.
+    let other = ClientTlsFiles {
+        ca_file: Some(write("other.crt", Pki::new("Other").ca.pem())),
+        ..ClientTlsFiles::default()
+    };
+    let client = ServerClient::with_tls(
+        &server.url(),
+        "gw-1",
+        signer.clone(),
+        Some(client_config(&other).unwrap()),
+    )
+    .unwrap();
+    let outcome = runtime.block_on(client.challenge("grp-1", Mode::Represented, 1_700_000_000));
+    assert!(
+        matches!(outcome, Err(HttpError::ServerUnavailable(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(server.seen().len(), 1);
+
+    // https without TLS settings, and TLS settings for http://, are refused.
+    assert!(ServerClient::new(&server.url(), "gw-1", signer.clone()).is_err());
+    assert!(ServerClient::with_tls(
+        "http://127.0.0.1:9",
+        "gw-1",
+        signer,
+        Some(client_config(&files).unwrap())
+    )
+    .is_err());
 }

@@ -591,7 +591,9 @@ impl GatewayConfig {
     /// The client TLS configuration for an `https://` upstream (None for `http://` or no
     /// upstream), built by the one client builder ([`crate::tls_client::client_config`]).
     /// TLS files given for an `http://` upstream are refused rather than ignored.
-    pub fn upstream_tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+    pub fn upstream_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
         let Some(upstream) = &self.upstream else {
             return Ok(None);
         };
@@ -612,37 +614,46 @@ impl GatewayConfig {
             return Ok(None);
         }
         let path = |file: &Option<Spanned<String>>| {
-            file.as_ref().map(|file| self.base_dir().join(file.get_ref()))
+            file.as_ref()
+                .map(|file| self.base_dir().join(file.get_ref()))
         };
         let tls = crate::tls_client::ClientTlsFiles {
             ca_file: path(&upstream.ca_file),
             cert_file: path(&upstream.cert_file),
             key_file: path(&upstream.key_file),
         };
-        crate::tls_client::client_config(&tls).map(Some).map_err(|error| {
-            let (key, span) = match &error {
-                crate::tls_client::ClientTlsError::NoCa => {
-                    ("upstream.ca_file", upstream.url.span())
-                }
-                crate::tls_client::ClientTlsError::Certificates { path, .. }
-                | crate::tls_client::ClientTlsError::Empty { path }
-                | crate::tls_client::ClientTlsError::Ca { path, .. }
-                    if Some(path) == tls.ca_file.as_ref() =>
-                {
-                    let file = upstream.ca_file.as_ref().expect("read from it");
-                    ("upstream.ca_file", file.span())
-                }
-                crate::tls_client::ClientTlsError::Key { .. } => {
-                    let file = upstream.key_file.as_ref().expect("read from it");
-                    ("upstream.key_file", file.span())
-                }
-                _ => match &upstream.cert_file {
-                    Some(file) => ("upstream.cert_file", file.span()),
-                    None => ("upstream.key_file", upstream.key_file.as_ref().map_or(upstream.url.span(), Spanned::span)),
-                },
-            };
-            self.error_at(span, key, error.to_string())
-        })
+        crate::tls_client::client_config(&tls)
+            .map(Some)
+            .map_err(|error| {
+                let (key, span) = match &error {
+                    crate::tls_client::ClientTlsError::NoCa => {
+                        ("upstream.ca_file", upstream.url.span())
+                    }
+                    crate::tls_client::ClientTlsError::Certificates { path, .. }
+                    | crate::tls_client::ClientTlsError::Empty { path }
+                    | crate::tls_client::ClientTlsError::Ca { path, .. }
+                        if Some(path) == tls.ca_file.as_ref() =>
+                    {
+                        let file = upstream.ca_file.as_ref().expect("read from it");
+                        ("upstream.ca_file", file.span())
+                    }
+                    crate::tls_client::ClientTlsError::Key { .. } => {
+                        let file = upstream.key_file.as_ref().expect("read from it");
+                        ("upstream.key_file", file.span())
+                    }
+                    _ => match &upstream.cert_file {
+                        Some(file) => ("upstream.cert_file", file.span()),
+                        None => (
+                            "upstream.key_file",
+                            upstream
+                                .key_file
+                                .as_ref()
+                                .map_or(upstream.url.span(), Spanned::span),
+                        ),
+                    },
+                };
+                self.error_at(span, key, error.to_string())
+            })
     }
 
     /// An error about `key`, located at `span` in this file.

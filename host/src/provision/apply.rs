@@ -240,7 +240,12 @@ impl Provisioner {
                 .iter()
                 .flat_map(|(a, gs)| gs.keys().map(move |g| format!("{a}/{g}")))
                 .collect(),
-            positions: staged.update.app_positions.values().map(BTreeMap::len).sum(),
+            positions: staged
+                .update
+                .app_positions
+                .values()
+                .map(BTreeMap::len)
+                .sum(),
             keys: Vec::new(),
             superseded_keys: 0,
             cleanup_pending: 0,

@@ -77,7 +77,10 @@ impl Position {
             return Err(format!("latitude {} is not within ±90°", self.latitude()));
         }
         if self.longitude_e7.unsigned_abs() > 1_800_000_000 {
-            return Err(format!("longitude {} is not within ±180°", self.longitude()));
+            return Err(format!(
+                "longitude {} is not within ±180°",
+                self.longitude()
+            ));
         }
         if let Some(code) = self.country {
             if !code.iter().all(u8::is_ascii_uppercase) {
@@ -170,7 +173,10 @@ mod tests {
     #[test]
     fn positions_are_checked_and_fixed_point() {
         let paris = Position::from_degrees(48.856_613, 2.352_222, Some("FR")).unwrap();
-        assert_eq!((paris.latitude_e7, paris.longitude_e7), (488_566_130, 23_522_220));
+        assert_eq!(
+            (paris.latitude_e7, paris.longitude_e7),
+            (488_566_130, 23_522_220)
+        );
         assert_eq!(paris.location().country.as_deref(), Some("FR"));
         assert!((paris.location().latitude - 48.856_613).abs() < 1e-9);
         for (latitude, longitude, country) in [
@@ -202,9 +208,10 @@ mod tests {
         use super::super::error::DecodeError;
         use super::super::BundleContents;
         let mut contents = BundleContents::default();
-        contents
-            .app_groups
-            .insert("lights".into(), BTreeMap::from([("g".into(), ["CAE1".to_string()].into())]));
+        contents.app_groups.insert(
+            "lights".into(),
+            BTreeMap::from([("g".into(), ["CAE1".to_string()].into())]),
+        );
         let without = encode_contents(&contents).to_vec();
         assert_eq!(decode_contents(&without).unwrap(), contents);
         let here = Position::from_degrees(-33.86, 151.21, Some("AU")).unwrap();
@@ -213,7 +220,10 @@ mod tests {
             BTreeMap::from([("CAE1".to_string(), Some(here)), ("CAE2".to_string(), None)]),
         );
         let with = encode_contents(&contents).to_vec();
-        assert!(with.starts_with(&without), "the section is appended, the rest unchanged");
+        assert!(
+            with.starts_with(&without),
+            "the section is appended, the rest unchanged"
+        );
         assert_eq!(decode_contents(&with).unwrap(), contents);
         // An empty section, a bad flag, a bad country length: refused.
         let mut empty = without.clone();
