@@ -436,3 +436,52 @@ fn man_pages_document_every_subcommand() {
         "{names:?}"
     );
 }
+
+#[test]
+fn gateway_config_schema_in_docs_is_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = palisade(&["check", "--schema"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let generated = stdout(&output);
+    let path = repo().join("docs/gateway-config.schema.json");
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == generated,
+        "{} is stale (the config types changed): regenerate it with\n    cargo run -- check --schema > docs/gateway-config.schema.json",
+        path.display()
+    );
+    // The schema describes the file operators write: every table of the example is in it,
+    // and unknown keys are refused as the parser refuses them.
+    let schema: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    let example: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo().join("examples/gateway.toml")).unwrap())
+            .unwrap();
+    for key in example.keys() {
+        assert!(
+            schema["properties"].get(key).is_some(),
+            "examples/gateway.toml's {key} is not in the schema"
+        );
+    }
+    for table in [
+        "AppConfig",
+        "PluginConfig",
+        "ListenerConfig",
+        "SandboxLimits",
+    ] {
+        assert!(
+            schema["$defs"].get(table).is_some(),
+            "no {table} in the schema"
+        );
+    }
+    let plugin = &schema["$defs"]["PluginConfig"]["properties"];
+    assert_eq!(
+        plugin["plugin"]["type"], "string",
+        "Spanned<String> is a string"
+    );
+    let limits = &schema["$defs"]["SandboxLimits"]["properties"];
+    assert_eq!(
+        limits["deadline_ms"]["type"], "integer",
+        "durations are milliseconds"
+    );
+}

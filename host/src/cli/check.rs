@@ -12,7 +12,7 @@
 //! opened. The real keystore is only opened, to show it is readable with this configuration
 //! (for the software keystore, only when it exists already: `serve` would create it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,8 +27,12 @@ use crate::pipeline::Runtime;
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The gateway configuration (TOML; see examples/gateway.toml).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "schema")]
+    config: Option<PathBuf>,
+    /// Print the JSON Schema of the gateway configuration instead (for editors and linters;
+    /// docs/gateway-config.schema.json is this output).
+    #[arg(long, conflicts_with_all = ["config", "data"])]
+    schema: bool,
     /// The data folder `serve` would use (its keystore is opened, never written). Default:
     /// the config's `data_dir`, else ./palisade-data, as for `serve`.
     #[arg(long, value_name = "DIR")]
@@ -38,9 +42,13 @@ pub struct CheckArgs {
 /// Returns false (exit 1) when the configuration would not start a gateway, after printing
 /// why; errors of the check itself (no scratch folder) are exit 2.
 pub fn run(args: CheckArgs) -> anyhow::Result<bool> {
-    match check(&args)? {
+    let Some(config) = &args.config else {
+        print!("{}", schema());
+        return Ok(true);
+    };
+    match check(config, &args)? {
         Ok(summary) => {
-            println!("{}: OK: {summary}", args.config.display());
+            println!("{}: OK: {summary}", config.display());
             Ok(true)
         }
         Err(problem) => {
@@ -52,8 +60,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<bool> {
 
 /// The outer error is the check failing to run; the inner one, what is wrong with the
 /// configuration.
-fn check(args: &CheckArgs) -> anyhow::Result<Result<String, String>> {
-    let config = match GatewayConfig::load(&args.config) {
+fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>> {
+    let config = match GatewayConfig::load(file) {
         Ok(config) => config,
         Err(error) => return Ok(Err(error.to_string())),
     };
@@ -75,7 +83,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<Result<String, String>> {
         ),
         keystore => match crate::api::open_keystore(keystore, &data_dir) {
             Ok(_) => "keystore readable".to_owned(),
-            Err(error) => return Ok(Err(format!("{}: keystore: {error}", args.config.display()))),
+            Err(error) => return Ok(Err(format!("{}: keystore: {error}", file.display()))),
         },
     };
 
@@ -100,4 +108,15 @@ fn check(args: &CheckArgs) -> anyhow::Result<Result<String, String>> {
         "{} application(s), {plugins} plugin(s) compiled, type-checked and prepared; {keystore_note}",
         routes.len()
     )))
+}
+
+/// The JSON Schema (draft 2020-12) of the gateway configuration, derived from the types
+/// `serve` deserializes, so a field added to them is in the schema without another edit.
+/// What serde cannot express (addresses that parse, unique names, paths on `/` boundaries,
+/// positive limits) is checked by `check` and `serve` only.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(GatewayConfig);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
 }
