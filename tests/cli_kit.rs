@@ -485,3 +485,16 @@ fn gateway_config_schema_in_docs_is_current() {
         "durations are milliseconds"
     );
 }
+
+#[test]
+fn inspect_names_the_older_contract_a_legacy_module_was_built_against() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = json(&palisade(
+        &["inspect", palisade::plugins::LEGACY_CONTRACT_PATH, "--json"],
+        dir.path(),
+    ));
+    assert_eq!(report["contract_versions"], serde_json::json!(["0.1.0"]));
+    assert_ne!(contract_version(), "0.1.0", "the fixture is older than the contract");
+    let imports = report["world"]["imports"].to_string();
+    assert!(imports.contains("palisade:plugin/log@0.1.0"), "{imports}");
+}
