@@ -498,3 +498,25 @@ fn inspect_names_the_older_contract_a_legacy_module_was_built_against() {
     let imports = report["world"]["imports"].to_string();
     assert!(imports.contains("palisade:plugin/log@0.1.0"), "{imports}");
 }
+
+/// The compatibility rule the SDK states (its README and crate docs): `palisade-sdk` 0.N.x
+/// builds components of `palisade:plugin@0.N.0`. A contract change without the SDK's version
+/// following it (or the reverse) fails here.
+#[test]
+fn sdk_version_follows_the_contract_version() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo().join("plugins/sdk/Cargo.toml")).unwrap())
+            .unwrap();
+    let sdk = manifest["package"]["version"].as_str().unwrap().to_owned();
+    let contract = contract_version();
+    let minor = |version: &str| {
+        let parts: Vec<&str> = version.split('.').collect();
+        assert_eq!(parts.len(), 3, "{version}");
+        (parts[0].to_owned(), parts[1].to_owned())
+    };
+    assert_eq!(
+        minor(&sdk),
+        minor(&contract),
+        "palisade-sdk {sdk} must build palisade:plugin@{contract}: give the SDK version 0.N.x of contract 0.N.0"
+    );
+}
