@@ -494,7 +494,11 @@ fn inspect_names_the_older_contract_a_legacy_module_was_built_against() {
         dir.path(),
     ));
     assert_eq!(report["contract_versions"], serde_json::json!(["0.1.0"]));
-    assert_ne!(contract_version(), "0.1.0", "the fixture is older than the contract");
+    assert_ne!(
+        contract_version(),
+        "0.1.0",
+        "the fixture is older than the contract"
+    );
     let imports = report["world"]["imports"].to_string();
     assert!(imports.contains("palisade:plugin/log@0.1.0"), "{imports}");
 }
