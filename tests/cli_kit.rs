@@ -524,3 +524,24 @@ fn sdk_version_follows_the_contract_version() {
         "palisade-sdk {sdk} must build palisade:plugin@{contract}: give the SDK version 0.N.x of contract 0.N.0"
     );
 }
+
+#[test]
+fn inspect_refuses_a_component_over_the_structural_limits_before_decoding_it() {
+    use wasm_encoder::{Component, NestedComponentSection};
+    // 40 components nested in each other: the gateway's default limit is 16 levels.
+    let mut component = Component::new();
+    for _ in 0..40 {
+        let mut outer = Component::new();
+        outer.section(&NestedComponentSection(&component));
+        component = outer;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deep.wasm"), component.finish()).unwrap();
+    let output = palisade(&["inspect", "deep.wasm"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let error = stderr(&output);
+    assert!(
+        error.contains("deep.wasm is refused") && error.contains("max_nesting_depth"),
+        "{error}"
+    );
+}
