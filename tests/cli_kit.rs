@@ -545,3 +545,35 @@ fn inspect_refuses_a_component_over_the_structural_limits_before_decoding_it() {
         "{error}"
     );
 }
+
+#[test]
+fn check_reads_the_admin_api_s_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path();
+    let base = "[[app]]\nname = \"lights\"\npaths = [\"/cse-in/lights\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig = { policies = [{ pv = { acr = [{ acor = [\"CAE1\"], acop = 2 }] } }] }\n";
+    for key in ["admin", "root"] {
+        let output = palisade(&["keygen", "--out", key], at);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let admin = "[admin]\ntrust_roots = [\"root.pub\"]\n";
+    write(
+        at,
+        "good.toml",
+        &format!("{base}{admin}admin_keys = [\"admin.pub\"]\n"),
+    );
+    let good = palisade(&["check", "--config", "good.toml", "--data", "data"], at);
+    assert!(good.status.success(), "{}", stderr(&good));
+    write(
+        at,
+        "bad.toml",
+        &format!("{base}{admin}admin_keys = [\"nobody.pub\"]\n"),
+    );
+    let bad = palisade(&["check", "--config", "bad.toml", "--data", "data"], at);
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(
+        stderr(&bad).contains("bad.toml: [admin]") && stderr(&bad).contains("nobody.pub"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!at.join("data").exists(), "check wrote a data folder");
+}
