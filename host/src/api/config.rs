@@ -211,24 +211,23 @@ impl ListenerConfig {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-<<<<<<< HEAD
     /// `http://host:port` or `https://host:port`, optionally with a path prefix. Plain
     /// `http://` is allowed, warned about at start and shown in `/health` as unencrypted.
-=======
-    /// `http://host:port`, optionally with a path prefix.
     #[schemars(with = "String")]
->>>>>>> wt-kit
     pub url: Spanned<String>,
     /// For `https://`: PEM CA certificates the CSE's certificate must chain to (required;
     /// no system store is trusted). Relative to this file.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub ca_file: Option<Spanned<String>>,
     /// For `https://`: a PEM client certificate chain presented to the CSE (SER-009), with
     /// `key_file`. Optional.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub cert_file: Option<Spanned<String>>,
     /// The PEM private key of `cert_file`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub key_file: Option<Spanned<String>>,
     /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms; 0 is refused.
     #[serde(default = "defaults::upstream_timeout", deserialize_with = "positive")]
