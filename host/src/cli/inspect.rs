@@ -81,8 +81,8 @@ struct Signature {
 pub fn run(args: InspectArgs) -> anyhow::Result<bool> {
     let bytes = match crate::plugins::reference(&args.module) {
         Some(bytes) => bytes.to_vec(),
-        None => read_file(std::path::Path::new(&args.module), DEFAULT_MAX_MODULE_SIZE)
-            .with_context(|| format!("cannot read {}", args.module))?,
+        // The read error already names the file.
+        None => read_file(std::path::Path::new(&args.module), DEFAULT_MAX_MODULE_SIZE)?,
     };
     let report = inspect(&args.module, &bytes)?;
     if args.json {
