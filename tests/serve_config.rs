@@ -188,7 +188,10 @@ fn the_demo_gateway_starts_ready_and_keeps_its_keys() {
     assert_eq!(gateway.decide(&request).json()["decision"], "permit");
     let replay = gateway.decide(&request);
     assert_eq!(replay.status, 403, "{}", replay.text());
-    assert_eq!(replay.json()["error"]["code"], "originator-not-authenticated");
+    assert_eq!(
+        replay.json()["error"]["code"],
+        "originator-not-authenticated"
+    );
     let health = gateway.request("GET", "/health", &[], b"").json();
     let meters = health["apps"]
         .as_array()

@@ -227,7 +227,11 @@ impl Originators {
                 .map(|o| o.get_ref().clone())
                 .collect();
             if let Some(empty) = identity.originators.iter().find(|o| o.get_ref().is_empty()) {
-                return Err(config.error_at(empty.span(), key("originators"), "an empty originator"));
+                return Err(config.error_at(
+                    empty.span(),
+                    key("originators"),
+                    "an empty originator",
+                ));
             }
             match (&identity.sha256, &identity.subject) {
                 (Some(sha256), None) => {
@@ -239,7 +243,10 @@ impl Originators {
                             "not 64 hex digits (the SHA-256 of the certificate's DER, e.g. `openssl x509 -noout -fingerprint -sha256`, colons removed)",
                         )
                     })?;
-                    by_fingerprint.entry(digest).or_default().extend(originators);
+                    by_fingerprint
+                        .entry(digest)
+                        .or_default()
+                        .extend(originators);
                 }
                 (None, Some(subject)) if !subject.get_ref().trim().is_empty() => {
                     by_subject
@@ -318,7 +325,12 @@ impl Originators {
 
     /// The check before any plugin runs. `Ok`: how the originator is established (pass it to
     /// [`Self::after_plugins`]); `Err`: refuse the request (counted here).
-    pub fn check(&self, claim: &Claim<'_>, caller: Caller<'_>, now: u64) -> Result<Established, Refusal> {
+    pub fn check(
+        &self,
+        claim: &Claim<'_>,
+        caller: Caller<'_>,
+        now: u64,
+    ) -> Result<Established, Refusal> {
         let outcome = self.check_inner(claim, caller, now);
         if let Err(refusal) = &outcome {
             self.count(refusal);
@@ -326,7 +338,12 @@ impl Originators {
         outcome
     }
 
-    fn check_inner(&self, claim: &Claim<'_>, caller: Caller<'_>, now: u64) -> Result<Established, Refusal> {
+    fn check_inner(
+        &self,
+        claim: &Claim<'_>,
+        caller: Caller<'_>,
+        now: u64,
+    ) -> Result<Established, Refusal> {
         let mode = self.mode(claim.app);
         if mode == Mode::Claimed {
             return Ok(Established::claimed());
@@ -341,12 +358,20 @@ impl Originators {
             });
         }
         let tls = match mode {
-            Mode::Tls | Mode::TlsOrToken | Mode::TlsAndToken => Some(self.tls(claim.originator, caller)),
+            Mode::Tls | Mode::TlsOrToken | Mode::TlsAndToken => {
+                Some(self.tls(claim.originator, caller))
+            }
             _ => None,
         };
         match (mode, tls) {
-            (Mode::Tls, Some(tls)) => tls.map(|how| Established { how, tokens: Vec::new() }),
-            (Mode::TlsOrToken, Some(Ok(how))) => Ok(Established { how, tokens: Vec::new() }),
+            (Mode::Tls, Some(tls)) => tls.map(|how| Established {
+                how,
+                tokens: Vec::new(),
+            }),
+            (Mode::TlsOrToken, Some(Ok(how))) => Ok(Established {
+                how,
+                tokens: Vec::new(),
+            }),
             (Mode::TlsOrToken, Some(Err(tls_refusal))) => {
                 let tokens = self.tokens(claim, now).map_err(|token_refusal| {
                     refuse(
@@ -357,13 +382,20 @@ impl Originators {
                         format!("{tls_refusal}; and {token_refusal}"),
                     )
                 })?;
-                Ok(Established { how: "token", tokens })
+                Ok(Established {
+                    how: "token",
+                    tokens,
+                })
             }
             (Mode::TlsAndToken, Some(tls)) => {
                 let how = tls?;
                 let tokens = self.tokens(claim, now)?;
                 Ok(Established {
-                    how: if how == "vouched" { "vouched+token" } else { "tls+token" },
+                    how: if how == "vouched" {
+                        "vouched+token"
+                    } else {
+                        "tls+token"
+                    },
                     tokens,
                 })
             }
@@ -415,14 +447,18 @@ impl Originators {
         if texts.len() > MAX_TOKENS {
             return Err(refuse(
                 "token-malformed",
-                format!("{} tokens, more than the {MAX_TOKENS} a request may carry", texts.len()),
+                format!(
+                    "{} tokens, more than the {MAX_TOKENS} a request may carry",
+                    texts.len()
+                ),
             ));
         }
         let mut ids = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
             let number = index + 1;
-            let claims = read_claims(text)
-                .map_err(|problem| refuse("token-malformed", format!("token {number}: {problem}")))?;
+            let claims = read_claims(text).map_err(|problem| {
+                refuse("token-malformed", format!("token {number}: {problem}"))
+            })?;
             if claims.tkhd != claim.originator {
                 return Err(refuse(
                     "holder-mismatch",
@@ -435,11 +471,16 @@ impl Originators {
             let Some(tkid) = claims.tkid.filter(|id| !id.is_empty()) else {
                 return Err(refuse(
                     "token-malformed",
-                    format!("token {number}: no token ID (tkid), so it cannot be checked for replay"),
+                    format!(
+                        "token {number}: no token ID (tkid), so it cannot be checked for replay"
+                    ),
                 ));
             };
             if claims.tkna <= now {
-                return Err(refuse("token-expired", format!("token {number}: expired (tkna {})", claims.tkna)));
+                return Err(refuse(
+                    "token-expired",
+                    format!("token {number}: expired (tkna {})", claims.tkna),
+                ));
             }
             ids.push(TokenId::new(&claims.tkis, &tkid, claims.tkna));
         }
@@ -514,7 +555,12 @@ impl Originators {
             "# HELP palisade_originator_refused_total Requests refused before their plugins because the originator was not authenticated (4106), by reason.\n\
              # TYPE palisade_originator_refused_total counter\n",
         );
-        for (reason, count) in self.refused.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (reason, count) in self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             out.push_str(&format!(
                 "palisade_originator_refused_total{{reason=\"{reason}\"}} {count}\n"
             ));
@@ -542,12 +588,15 @@ fn read_claims(text: &str) -> Result<HostClaims, String> {
     let (Some(_), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("not a JWS compact serialization (three base64url parts separated by '.')".into());
+        return Err(
+            "not a JWS compact serialization (three base64url parts separated by '.')".into(),
+        );
     };
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|error| format!("its claims are not base64url: {error}"))?;
-    serde_json::from_slice(&bytes).map_err(|error| format!("its claims are not a oneM2M token: {error}"))
+    serde_json::from_slice(&bytes)
+        .map_err(|error| format!("its claims are not a oneM2M token: {error}"))
 }
 
 #[cfg(test)]
@@ -568,7 +617,8 @@ mod tests {
         let good = jws(serde_json::json!({"tkid": "t", "tkhd": "CAE1", "tkis": "i", "tkna": 5}));
         assert_eq!(read_claims(&good).unwrap().tkhd, "CAE1");
         // A second holder cannot be smuggled past the host.
-        let payload = URL_SAFE_NO_PAD.encode(r#"{"tkhd":"CAE1","tkhd":"CAE2","tkis":"i","tkna":5}"#);
+        let payload =
+            URL_SAFE_NO_PAD.encode(r#"{"tkhd":"CAE1","tkhd":"CAE2","tkis":"i","tkna":5}"#);
         let twice = format!("a.{payload}.c");
         assert!(read_claims(&twice).unwrap_err().contains("duplicate field"));
         assert!(read_claims("a.b").is_err());

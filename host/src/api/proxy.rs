@@ -24,7 +24,9 @@ use hyper_util::rt::TokioExecutor;
 use super::config::UpstreamConfig;
 use super::error::{ApiError, Response};
 use super::onem2m::{self, error_response, rsc, Echo, X_M2M_RSC};
-use super::originator::{Caller, Claim, PeerCertificate, Refusal, RSC_ORIGINATOR_NOT_AUTHENTICATED};
+use super::originator::{
+    Caller, Claim, PeerCertificate, Refusal, RSC_ORIGINATOR_NOT_AUTHENTICATED,
+};
 use super::server::read_body;
 use super::Gateway;
 use crate::pipeline::FilteredResponse;

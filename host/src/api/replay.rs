@@ -223,7 +223,9 @@ impl TokenReplayCache {
                     state.lines = lines;
                 }
                 // The old log is still whole and appended to: nothing is lost, only space.
-                Err(error) => tracing::warn!(path = %self.path.display(), %error, "token replay log not compacted"),
+                Err(error) => {
+                    tracing::warn!(path = %self.path.display(), %error, "token replay log not compacted")
+                }
             }
         }
         Ok(())
@@ -328,7 +330,10 @@ mod tests {
         ));
         drop(replays);
         let reopened = cache(dir.path(), 8, now + 2);
-        assert_eq!(reopened.used(std::slice::from_ref(&first), now + 2), Some(0));
+        assert_eq!(
+            reopened.used(std::slice::from_ref(&first), now + 2),
+            Some(0)
+        );
         // Another issuer's token with the same tkid is another token.
         let other = TokenId::new("/id-in/other", "t-1", now + 60);
         reopened.accept(&[other], now + 2).unwrap();
@@ -400,6 +405,9 @@ mod tests {
             .count();
         assert!(lines <= 2 * 4 + 1024 + 1, "{lines} lines");
         let reopened = cache(dir.path(), 4, now + 50_000);
-        assert_eq!(reopened.used(std::slice::from_ref(&kept), now + 50_000), Some(0));
+        assert_eq!(
+            reopened.used(std::slice::from_ref(&kept), now + 50_000),
+            Some(0)
+        );
     }
 }
