@@ -43,8 +43,8 @@ pub struct DecisionRecord {
     pub originator: String,
     /// How the originator was established ([`super::originator`]): `claimed` (believed as
     /// sent), `tls`, `vouched` (by a trusted decide caller), `token`, `tls+token`,
-    /// `vouched+token`, `registration` (an AE registration, nothing to prove yet), or, on a
-    /// refusal before the plugins, the app's required mode (`tls`, `token`, ...).
+    /// `vouched+token`, or, on a refusal before the plugins, the app's required mode (`tls`,
+    /// `token`, ...).
     pub originator_auth: &'static str,
     pub operation: &'static str,
     pub target: String,

@@ -263,8 +263,6 @@ async fn decide(
     let claim = Claim {
         app: &route.name,
         originator: &access.originator,
-        operation: access.operation,
-        resource_type: access.resource_type,
         credential: access.credential.as_ref(),
     };
     let caller = Caller::Decide {

@@ -27,9 +27,12 @@
 //! are never vouched for: in `token` modes the decide request carries them as its
 //! `credential`, from any caller.
 //!
-//! An AE registration (a CREATE of `<AE>`, `ty=2`, whose originator is empty, `C` or `S`: the
-//! originator asks its CSE for an AE-ID, TS-0001 §10.2.2.2) has no identity to prove yet; it
-//! is left to the app's registration policy and its plugins.
+//! An AE registration without an originator (TS-0001 §10.2.2.2, the app's
+//! `[app.registration]` policy) has nothing to bind a certificate or token to: in `tls` and
+//! `token` apps it is refused 4106 like any originator its credential does not name (the
+//! AE-ID the CSE would assign is unknown in advance, so every later request of the new AE
+//! would be refused anyway). Devices of such apps register under the AE-ID their credential
+//! names. In `claimed` apps the registration policy alone decides.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -44,7 +47,7 @@ use toml::Spanned;
 use super::config::{ConfigError, GatewayConfig};
 use super::replay::{ReplayError, TokenId, TokenReplayCache};
 use crate::pipeline::{Decision, Effect};
-use crate::request::{Credential, Operation};
+use crate::request::Credential;
 
 /// `X-M2M-RSC` of a refusal: ORIGINATOR_NOT_AUTHENTICATED (TS-0004 §6.6.3), HTTP 403 in the
 /// TS-0009 mapping.
@@ -145,16 +148,14 @@ pub enum Caller<'a> {
 pub struct Claim<'a> {
     pub app: &'a str,
     pub originator: &'a str,
-    pub operation: Operation,
-    pub resource_type: Option<u32>,
     pub credential: Option<&'a Credential>,
 }
 
 /// How a request's originator was established, for the rest of its decision.
 #[derive(Clone, Debug)]
 pub struct Established {
-    /// `claimed`, `tls`, `vouched`, `token`, `tls+token`, `vouched+token` or `registration`:
-    /// the audit record's `originator_auth`.
+    /// `claimed`, `tls`, `vouched`, `token`, `tls+token` or `vouched+token`: the audit
+    /// record's `originator_auth`.
     pub how: &'static str,
     /// Tokens that must be verified by an authenticator and are then used up.
     tokens: Vec<TokenId>,
@@ -347,15 +348,6 @@ impl Originators {
         let mode = self.mode(claim.app);
         if mode == Mode::Claimed {
             return Ok(Established::claimed());
-        }
-        if claim.operation == Operation::Create
-            && claim.resource_type == Some(2)
-            && matches!(claim.originator, "" | "C" | "S")
-        {
-            return Ok(Established {
-                how: "registration",
-                tokens: Vec::new(),
-            });
         }
         let tls = match mode {
             Mode::Tls | Mode::TlsOrToken | Mode::TlsAndToken => {

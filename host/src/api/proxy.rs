@@ -219,8 +219,6 @@ async fn enforce(
     let claim = Claim {
         app: &route.name,
         originator: &binding.originator,
-        operation: binding.operation,
-        resource_type: binding.resource_type,
         credential: binding.credential.as_ref(),
     };
     let mut evaluation =
