@@ -478,3 +478,337 @@ fn the_harness_starts_a_cse_that_answers_and_keeps_state() {
     );
     assert!(cse.state(&format!("{}/absent", cse.base())).is_none());
 }
+
+/// What an attacker's request left behind at the CSE: the resource at `path` as the admin
+/// sees it (after the attempt), to compare with before.
+fn snapshot(cse: &AcmeCse, paths: &[&str]) -> Vec<Option<Value>> {
+    paths.iter().map(|path| cse.state(path)).collect()
+}
+
+/// Every AE registered at `cse`, by structured path (admin discovery).
+fn registered_aes(cse: &AcmeCse) -> Vec<Value> {
+    let found = cse.request("GET", "/cse-in?fu=1&ty=2", Some("CAdmin"), &[], b"");
+    assert_eq!(found.header("x-m2m-rsc"), Some("2000"), "{}", found.text());
+    found.json()["m2m:uril"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A refusal made by the gateway: 403, `X-M2M-RSC: 4103`, the gateway's `m2m:dbg` body.
+fn assert_refused_by_gateway(response: &Response, what: &str) {
+    assert_eq!(
+        (response.status, response.header("x-m2m-rsc")),
+        (403, Some("4103")),
+        "{what}: {}",
+        response.text()
+    );
+    assert!(
+        response.json()["m2m:dbg"].is_string(),
+        "{what}: the gateway's own answer, not the CSE's: {}",
+        response.text()
+    );
+}
+
+#[test]
+fn denials_come_from_the_gateway_and_never_reach_the_cse() {
+    let Some(cse) = AcmeCse::start("denials_come_from_the_gateway_and_never_reach_the_cse") else {
+        return;
+    };
+    // The CSE's own access control is off: whatever reaches it is carried out, so an
+    // unchanged CSE proves the gateway stopped the request.
+    let direct = Via::Direct(&cse);
+    let ae = |rn: &str| json!({"m2m:ae": {"rn": rn, "api": "Nmeter", "rr": true, "srv": ["3"]}});
+    let setup = [
+        direct.send(
+            "POST",
+            "/cse-in",
+            Some("Cmeter"),
+            Some(2),
+            Some(&ae("meter")),
+        ),
+        direct.send(
+            "POST",
+            "/cse-in/meter",
+            Some("Cmeter"),
+            Some(3),
+            Some(&json!({"m2m:cnt": {"rn": "cnt", "lbl": ["a"]}})),
+        ),
+        direct.send(
+            "POST",
+            "/cse-in/meter/cnt",
+            Some("Cmeter"),
+            Some(4),
+            Some(&json!({"m2m:cin": {"rn": "c1", "con": "21"}})),
+        ),
+    ];
+    for response in &setup {
+        assert_eq!(
+            response.header("x-m2m-rsc"),
+            Some("2001"),
+            "{}",
+            response.text()
+        );
+    }
+    // Cmeter may do anything; Cgood-* may register but not touch the meter; anyone may
+    // retrieve. Registration: Cmeter and Cgood-*, never without an originator.
+    let config = format!(
+        r#"
+[upstream]
+url = "{}"
+
+[[app]]
+name = "guarded"
+paths = ["/cse-in"]
+consent_real_identities = true
+[app.registration]
+originators = ["Cmeter", "Cgood-*"]
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [{{ id = "guarded", pv = {{ acr = [
+  {{ acor = ["Cmeter"], acop = 63 }},
+  {{ acor = ["Cgood-*"], acop = 1, acod = [{{ chty = [2] }}] }},
+  {{ acor = ["all"], acop = 2 }},
+] }} }}] }}
+"#,
+        cse.url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    let via = Via::Gateway(&gateway);
+    let watched = [
+        "/cse-in/meter",
+        "/cse-in/meter/cnt",
+        "/cse-in/meter/cnt/c1",
+        "/cse-in/meter/evil",
+        "/cse-in/meter/cnt/c2",
+        "/cse-in/evil",
+        "/cse-in/anon",
+    ];
+    let before = snapshot(&cse, &watched);
+    let aes_before = registered_aes(&cse);
+
+    let attempts = [
+        (
+            "create a container under someone else's AE",
+            via.send(
+                "POST",
+                "/cse-in/meter",
+                Some("Cevil"),
+                Some(3),
+                Some(&json!({"m2m:cnt": {"rn": "evil"}})),
+            ),
+        ),
+        (
+            "add a contentInstance",
+            via.send(
+                "POST",
+                "/cse-in/meter/cnt",
+                Some("Cevil"),
+                Some(4),
+                Some(&json!({"m2m:cin": {"rn": "c2", "con": "99"}})),
+            ),
+        ),
+        (
+            "update the container",
+            via.send(
+                "PUT",
+                "/cse-in/meter/cnt",
+                Some("Cevil"),
+                None,
+                Some(&json!({"m2m:cnt": {"lbl": ["owned"]}})),
+            ),
+        ),
+        (
+            "delete the contentInstance",
+            via.send("DELETE", "/cse-in/meter/cnt/c1", Some("Cevil"), None, None),
+        ),
+        (
+            "delete the AE",
+            via.send("DELETE", "/cse-in/meter", Some("Cevil"), None, None),
+        ),
+        (
+            "a registered-to-be originator creates a container (not an AE)",
+            via.send(
+                "POST",
+                "/cse-in/meter",
+                Some("Cgood-1"),
+                Some(3),
+                Some(&json!({"m2m:cnt": {"rn": "evil"}})),
+            ),
+        ),
+        (
+            "register an originator the policy does not list",
+            via.send("POST", "/cse-in", Some("Cevil"), Some(2), Some(&ae("evil"))),
+        ),
+        (
+            "register without an originator",
+            via.send("POST", "/cse-in", None, Some(2), Some(&ae("anon"))),
+        ),
+        (
+            "register with an empty originator",
+            via.send("POST", "/cse-in", Some(""), Some(2), Some(&ae("anon"))),
+        ),
+    ];
+    for (what, response) in &attempts {
+        assert_refused_by_gateway(response, what);
+    }
+    // The registration refusals name the policy (they are made before any plugin).
+    assert!(attempts[6].1.text().contains("[app.registration]"));
+    assert!(attempts[7].1.text().contains("without an originator"));
+
+    // The CSE saw none of it.
+    assert_eq!(snapshot(&cse, &watched), before, "the CSE's state changed");
+    assert_eq!(registered_aes(&cse), aes_before);
+
+    // The same gateway forwards what the policies allow, so the refusals were decisions.
+    let read = via.send("GET", "/cse-in/meter/cnt", Some("Cevil"), None, None);
+    assert_eq!(read.header("x-m2m-rsc"), Some("2000"), "{}", read.text());
+    let registered = via.send(
+        "POST",
+        "/cse-in",
+        Some("Cgood-1"),
+        Some(2),
+        Some(&ae("good")),
+    );
+    assert_eq!(
+        registered.header("x-m2m-rsc"),
+        Some("2001"),
+        "{}",
+        registered.text()
+    );
+    assert_eq!(
+        cse.state("/cse-in/good").unwrap()["m2m:ae"]["aei"],
+        json!("Cgood-1")
+    );
+    let created = via.send(
+        "POST",
+        "/cse-in/meter",
+        Some("Cmeter"),
+        Some(3),
+        Some(&json!({"m2m:cnt": {"rn": "ok"}})),
+    );
+    assert_eq!(
+        created.header("x-m2m-rsc"),
+        Some("2001"),
+        "{}",
+        created.text()
+    );
+    assert!(cse.state("/cse-in/meter/ok").is_some());
+}
+
+#[test]
+fn registration_without_an_originator_is_refused_by_default_and_never_authenticated() {
+    let test = "registration_without_an_originator_is_refused_by_default_and_never_authenticated";
+    let Some(cse) = AcmeCse::start(test) else {
+        return;
+    };
+    let ae = |rn: &str| json!({"m2m:ae": {"rn": rn, "api": "Nmeter", "rr": true, "srv": ["3"]}});
+    let gateway_with = |registration: &str, rule: &str| {
+        let config = format!(
+            r#"
+[upstream]
+url = "{}"
+
+[[app]]
+name = "edge"
+paths = ["/cse-in"]
+{registration}
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [{{ id = "edge", pv = {{ acr = [{rule}] }} }}] }}
+"#,
+            cse.url()
+        );
+        Gateway::start(&config, &[])
+    };
+    let aes_before = registered_aes(&cse);
+
+    // No [app.registration]: any originator may register (the plugins decide), none
+    // without one.
+    let default = gateway_with("", r#"{ acor = ["all"], acop = 63 }"#);
+    let via = Via::Gateway(&default);
+    for origin in [None, Some("")] {
+        let refused = via.send("POST", "/cse-in", origin, Some(2), Some(&ae("anon")));
+        assert_refused_by_gateway(&refused, "anonymous registration under the default");
+    }
+    // Other requests still need an originator: 4000, as before.
+    let missing = via.send("GET", "/cse-in", None, None, None);
+    assert_eq!(
+        (missing.status, missing.header("x-m2m-rsc")),
+        (400, Some("4000")),
+        "{}",
+        missing.text()
+    );
+    assert_eq!(registered_aes(&cse), aes_before);
+    let named = via.send(
+        "POST",
+        "/cse-in",
+        Some("Cnamed"),
+        Some(2),
+        Some(&ae("named")),
+    );
+    assert_eq!(named.header("x-m2m-rsc"), Some("2001"), "{}", named.text());
+    drop(default);
+
+    // Allowed by the registration policy, but an `acaf` rule needs an authenticated
+    // request: a registration with no originator is never one, so the plugin refuses it.
+    let authenticated_only = gateway_with(
+        "[app.registration]\noriginators = [\"\"]",
+        r#"{ acor = ["all"], acop = 63, acaf = true }"#,
+    );
+    let refused =
+        Via::Gateway(&authenticated_only).send("POST", "/cse-in", None, Some(2), Some(&ae("anon")));
+    assert_refused_by_gateway(&refused, "anonymous registration under acaf");
+    assert!(
+        refused.header("x-palisade-decision-id").is_some(),
+        "decided (and audited) by the plugins"
+    );
+    assert!(cse.state("/cse-in/anon").is_none());
+    drop(authenticated_only);
+
+    // Listed and not required to authenticate: it registers, and the CSE-assigned AE-ID
+    // works for the requests that follow.
+    let open = gateway_with(
+        "[app.registration]\noriginators = [\"\"]",
+        r#"{ acor = ["all"], acop = 63 }"#,
+    );
+    let via = Via::Gateway(&open);
+    let registered = via.send("POST", "/cse-in", None, Some(2), Some(&ae("anon")));
+    assert_eq!(
+        registered.header("x-m2m-rsc"),
+        Some("2001"),
+        "{}",
+        registered.text()
+    );
+    let aei = registered.json()["m2m:ae"]["aei"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        cse.state("/cse-in/anon").unwrap()["m2m:ae"]["aei"],
+        json!(aei)
+    );
+    let container = via.send(
+        "POST",
+        "/cse-in/anon",
+        Some(&aei),
+        Some(3),
+        Some(&json!({"m2m:cnt": {"rn": "data"}})),
+    );
+    assert_eq!(
+        container.header("x-m2m-rsc"),
+        Some("2001"),
+        "{}",
+        container.text()
+    );
+    // `[""]` lists the anonymous form only: a named originator may not register here.
+    let named = via.send(
+        "POST",
+        "/cse-in",
+        Some("Cother"),
+        Some(2),
+        Some(&ae("other")),
+    );
+    assert_refused_by_gateway(&named, "a named registration under [\"\"]");
+    assert!(cse.state("/cse-in/other").is_none());
+}
