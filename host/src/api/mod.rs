@@ -32,6 +32,7 @@ pub mod proxy;
 pub mod registration;
 pub mod server;
 pub mod setup;
+pub mod status;
 pub mod tls;
 
 use std::path::Path;
@@ -170,7 +171,11 @@ impl Gateway {
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
-        let upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        let upstream_tls = config.upstream_tls()?;
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
         Ok(Gateway {
             runtime,
             routes,
