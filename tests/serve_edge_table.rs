@@ -221,7 +221,8 @@ fn every_gateway_answer_has_the_http_status_of_its_rsc() {
         "[rate_limit]\nper_originator = { per_second = 1, burst = 3 }\n[limits]\nmax_body_bytes = 1024",
     );
     let headers = |origin: &'static str| vec![("X-M2M-Origin", origin), ("X-M2M-RI", "r")];
-    let get = |origin: &'static str, path: &str| gateway.request("GET", path, &headers(origin), b"");
+    let get =
+        |origin: &'static str, path: &str| gateway.request("GET", path, &headers(origin), b"");
 
     // 4000: malformed, oversized part, oversized body.
     assert_mapped("malformed", &get("CAE1", "/cse-in/ops/../x"), 4000);

@@ -241,8 +241,14 @@ fn the_proxy_reaches_an_https_cse_verified_against_its_configured_ca() {
     assert_eq!(answer.json()["m2m:cin"]["con"], "tls");
     let seen = cse.seen();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].request_line.starts_with("GET /cse-in/lights/lamp "), "{seen:?}");
-    assert!(seen[0].client.is_none(), "no client certificate was configured");
+    assert!(
+        seen[0].request_line.starts_with("GET /cse-in/lights/lamp "),
+        "{seen:?}"
+    );
+    assert!(
+        seen[0].client.is_none(),
+        "no client certificate was configured"
+    );
     // /health says the link is encrypted.
     let health = gateway.request("GET", "/health", &[], b"").json();
     assert_eq!(health["upstream_encrypted"], true, "{health}");
@@ -266,7 +272,10 @@ fn a_cse_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         "{}",
         answer.text()
     );
-    assert!(cse.seen().is_empty(), "a request crossed an unverified link");
+    assert!(
+        cse.seen().is_empty(),
+        "a request crossed an unverified link"
+    );
 
     // A certificate for another name, from the right CA, is refused too.
     let (wrong_name, wrong_key) = pki.leaf(&["cse.example"], false);
@@ -277,7 +286,12 @@ fn a_cse_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         &[("cse-ca.crt", &pki.ca.pem())],
     );
     let answer = retrieve(&gateway, "tls-3");
-    assert_eq!(answer.header("x-m2m-rsc"), Some("5103"), "{}", answer.text());
+    assert_eq!(
+        answer.header("x-m2m-rsc"),
+        Some("5103"),
+        "{}",
+        answer.text()
+    );
     assert!(misnamed.seen().is_empty());
 }
 
@@ -310,7 +324,12 @@ fn the_client_certificate_is_presented_when_configured_and_required_without_it()
         &[("cse-ca.crt", &pki.ca.pem())],
     );
     let answer = retrieve(&without, "tls-5");
-    assert_eq!(answer.header("x-m2m-rsc"), Some("5103"), "{}", answer.text());
+    assert_eq!(
+        answer.header("x-m2m-rsc"),
+        Some("5103"),
+        "{}",
+        answer.text()
+    );
     assert_eq!(cse.seen().len(), 1);
 }
 
@@ -455,12 +474,11 @@ admin_keys = ["admin.pub"]
 fn https_address(gateway: &Gateway) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found = gateway
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|line| line.split("listening on https://").nth(1).map(str::to_string));
+        let found = gateway.stdout.lock().unwrap().iter().find_map(|line| {
+            line.split("listening on https://")
+                .nth(1)
+                .map(str::to_string)
+        });
         if let Some(rest) = found {
             return rest.split_whitespace().next().unwrap().parse().unwrap();
         }

@@ -42,7 +42,9 @@ pub struct ClientTlsFiles {
 /// Why a client TLS configuration cannot be built. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientTlsError {
-    #[error("an https:// link needs a CA file to verify the server (no system CA store is trusted)")]
+    #[error(
+        "an https:// link needs a CA file to verify the server (no system CA store is trusted)"
+    )]
     NoCa,
     #[error("a client certificate needs its key file too (and a key its certificate)")]
     HalfIdentity,
@@ -59,7 +61,10 @@ pub enum ClientTlsError {
         source: rustls::pki_types::pem::Error,
     },
     #[error("{} is not a usable CA certificate: {source}", path.display())]
-    Ca { path: PathBuf, source: rustls::Error },
+    Ca {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("the client key does not fit the client certificate: {0}")]
     Identity(rustls::Error),
     #[error("TLS setup: {0}")]

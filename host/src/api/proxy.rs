@@ -167,7 +167,11 @@ pub async fn handle(
         if let Err(refusal) = route.registration.check(&binding.originator) {
             gateway.metrics.rejected("registration");
             tracing::info!(app = %route.name, %refusal, "AE registration refused");
-            return gateway_answer(rsc::ORIGINATOR_HAS_NO_PRIVILEGE, &refusal.to_string(), &echo);
+            return gateway_answer(
+                rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
+                &refusal.to_string(),
+                &echo,
+            );
         }
     }
     let (parts, body) = request.into_parts();

@@ -88,7 +88,10 @@ mod tests {
             let row = lookup(code).unwrap_or_else(|| panic!("{code} is not in TS-0009's table"));
             assert_eq!(http_status(code).as_u16(), row.http);
         }
-        assert_eq!(http_status(rsc::TARGET_NOT_REACHABLE), StatusCode::NOT_FOUND);
+        assert_eq!(
+            http_status(rsc::TARGET_NOT_REACHABLE),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(
             http_status(rsc::ORIGINATOR_HAS_NO_PRIVILEGE),
             StatusCode::FORBIDDEN
@@ -97,14 +100,22 @@ mod tests {
             http_status(rsc::ORIGINATOR_NOT_AUTHENTICATED),
             StatusCode::FORBIDDEN
         );
-        assert_eq!(http_status(rsc::REQUEST_TIMEOUT), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            http_status(rsc::REQUEST_TIMEOUT),
+            StatusCode::REQUEST_TIMEOUT
+        );
         assert_eq!(http_status(9999), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]
     fn the_table_is_ordered_once_per_code_and_valid_http() {
         for pair in TABLE.windows(2) {
-            assert!(pair[0].rsc < pair[1].rsc, "{:?} before {:?}", pair[0], pair[1]);
+            assert!(
+                pair[0].rsc < pair[1].rsc,
+                "{:?} before {:?}",
+                pair[0],
+                pair[1]
+            );
         }
         for row in TABLE {
             assert!(StatusCode::from_u16(row.http).is_ok(), "{row:?}");
@@ -135,7 +146,10 @@ mod tests {
                 };
                 let rsc = code.parse().ok()?;
                 let http = http.split_whitespace().next()?.parse().ok()?;
-                let name = TABLE.iter().find(|row| row.name == name).map(|row| row.name);
+                let name = TABLE
+                    .iter()
+                    .find(|row| row.name == name)
+                    .map(|row| row.name);
                 Some(Mapping {
                     rsc,
                     name: name.unwrap_or("(a name not in the code table)"),

@@ -358,7 +358,9 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
         )?)
     } else {
         if a.server_ca.is_some() || a.client_cert.is_some() || a.client_key.is_some() {
-            anyhow::bail!("--server-ca, --client-cert and --client-key apply to an https:// --server only");
+            anyhow::bail!(
+                "--server-ca, --client-cert and --client-key apply to an https:// --server only"
+            );
         }
         None
     };

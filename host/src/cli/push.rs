@@ -306,7 +306,8 @@ fn send(
         Ok(_) => {}
         // A TLS peer that closes without close_notify after a whole `Connection: close`
         // answer: the answer is complete (its head and body are checked below).
-        Err(error) if https && error.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(error)
+            if https && error.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(error) => return Err(error).context("reading the gateway's answer"),
     }
     let text = String::from_utf8_lossy(&raw);

@@ -75,7 +75,9 @@ impl ServerClient {
                     "server URL {base_url:?} is plain http://: TLS files apply to https:// only"
                 )))
             }
-            (false, false) => tracing::warn!(server = %base, "the group-authentication server is reached over plain http://"),
+            (false, false) => {
+                tracing::warn!(server = %base, "the group-authentication server is reached over plain http://")
+            }
             (true, true) => {}
         }
         super::super::check_id(gateway)?;
