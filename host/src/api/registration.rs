@@ -11,9 +11,11 @@
 //! returns is an ordinary originator for the requests that follow.
 //!
 //! A registration with no originator cannot be authenticated by its originator (there is
-//! none to compare with a certificate or a token holder): it reaches the plugins with an
-//! empty originator and `authenticated = false`, so an `acaf` rule never permits it. It is
-//! allowed only where the operator listed `""`; the default refuses it (SER-008).
+//! none to compare with a certificate or a token holder): in an app whose originators are
+//! `claimed`, it reaches the plugins with an empty originator and `authenticated = false`,
+//! so an `acaf` rule never permits it; in a `tls`/`token` app the originator check refuses
+//! it (4106), as the empty originator matches no credential. It is allowed only where the
+//! operator listed `""`; the default refuses it (SER-008). docs/proxy.md has the reasons.
 
 use serde::Deserialize;
 use toml::Spanned;
