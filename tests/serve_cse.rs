@@ -759,11 +759,16 @@ config = {{ policies = [{{ id = "edge", pv = {{ acr = [{rule}] }} }}] }}
     let refused =
         Via::Gateway(&authenticated_only).send("POST", "/cse-in", None, Some(2), Some(&ae("anon")));
     assert_refused_by_gateway(&refused, "anonymous registration under acaf");
-    assert!(
-        refused.header("x-palisade-decision-id").is_some(),
-        "decided (and audited) by the plugins"
-    );
+    let decision = refused
+        .header("x-palisade-decision-id")
+        .expect("decided by the plugins")
+        .to_string();
     assert!(cse.state("/cse-in/anon").is_none());
+    // Audited as a registration without an originator: the empty originator, not a
+    // pseudonym (this app has no consent, so any real originator would be one).
+    let record = audit_record(&authenticated_only, &decision);
+    assert_eq!(record["originator"], json!(""), "{record}");
+    assert_eq!(record["operation"], json!("create"), "{record}");
     drop(authenticated_only);
 
     // Listed and not required to authenticate: it registers, and the CSE-assigned AE-ID
@@ -811,4 +816,29 @@ config = {{ policies = [{{ id = "edge", pv = {{ acr = [{rule}] }} }}] }}
     );
     assert_refused_by_gateway(&named, "a named registration under [\"\"]");
     assert!(cse.state("/cse-in/other").is_none());
+}
+
+/// The audit record of `decision_id` in `gateway`'s log (written before the answer, SER-016).
+fn audit_record(gateway: &Gateway, decision_id: &str) -> Value {
+    let audit = gateway.data_dir().join("audit");
+    for entry in std::fs::read_dir(&audit).expect("the audit folder") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines().filter(|line| line.contains(decision_id)) {
+            let value: Value = serde_json::from_str(line).expect("a JSON audit line");
+            if let Some(record) = find_record(&value, decision_id) {
+                return record;
+            }
+        }
+    }
+    panic!("decision {decision_id} is not in {}", audit.display());
+}
+
+/// The object holding `"decision_id": id`, wherever the log nests it.
+fn find_record(value: &Value, id: &str) -> Option<Value> {
+    match value {
+        Value::Object(map) if map.get("decision_id") == Some(&json!(id)) => Some(value.clone()),
+        Value::Object(map) => map.values().find_map(|v| find_record(v, id)),
+        Value::Array(items) => items.iter().find_map(|v| find_record(v, id)),
+        _ => None,
+    }
 }
