@@ -30,9 +30,11 @@ pub mod placement;
 pub mod privacy;
 pub mod protect;
 pub mod proxy;
+pub mod registration;
 pub mod replay;
 pub mod server;
 pub mod setup;
+pub mod status;
 pub mod tls;
 
 use std::path::Path;
@@ -113,7 +115,7 @@ impl DecisionIds {
 }
 
 /// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
-fn open_keystore(
+pub(crate) fn open_keystore(
     config: &config::KeystoreConfig,
     data_dir: &Path,
 ) -> Result<Arc<dyn KeyStore>, SetupError> {
@@ -176,7 +178,11 @@ impl Gateway {
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
-        let upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        let upstream_tls = config.upstream_tls()?;
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
         let originators = originator::Originators::new(config, data_dir)?;
         Ok(Gateway {
             runtime,
@@ -289,7 +295,12 @@ impl Gateway {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
         request.credential = None;
-        if let Some(pseudonyms) = &route.pseudonyms {
+        // An originator-less AE registration stays empty, as in `evaluate_private`.
+        if let Some(pseudonyms) = route
+            .pseudonyms
+            .as_ref()
+            .filter(|_| !request.originator.is_empty())
+        {
             request.originator = pseudonyms
                 .pseudonym(&request.originator)
                 .unwrap_or_else(|_| "anon-unavailable".into());
@@ -344,6 +355,9 @@ impl Gateway {
         let mut view = request.clone();
         view.credential = None;
         view.originator = match pseudonyms.pseudonym(&request.originator) {
+            // An AE registration without an originator (api::registration): there is no
+            // identity to hide, and plugins must be able to tell it from a real one.
+            _ if request.originator.is_empty() => String::new(),
             Ok(pseudonym) => pseudonym,
             Err(error) => {
                 // Fail closed: never fall back to the real ID.

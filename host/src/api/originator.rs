@@ -49,15 +49,13 @@ use super::replay::{ReplayError, TokenId, TokenReplayCache};
 use crate::pipeline::{Decision, Effect};
 use crate::request::Credential;
 
-/// `X-M2M-RSC` of a refusal: ORIGINATOR_NOT_AUTHENTICATED (TS-0004 §6.6.3), HTTP 403 in the
-/// TS-0009 mapping.
-pub const RSC_ORIGINATOR_NOT_AUTHENTICATED: u32 = 4106;
-
 /// Most tokens one request may carry; more are refused before any is parsed.
 pub const MAX_TOKENS: usize = 16;
 
 /// How an app's originators are established (`originators = ...`, see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     #[default]
@@ -83,17 +81,20 @@ impl Mode {
 
 /// One `[[client_identity]]`: the originators a client certificate, named by its SHA-256 or
 /// its subject, may speak as (besides the URIs in its subjectAltName).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientIdentityConfig {
     /// SHA-256 of the certificate (DER), 64 hex digits: this one certificate.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub sha256: Option<Spanned<String>>,
     /// The subject as the gateway prints it in a refusal's audit reason (e.g.
     /// `CN=meter-7, O=Example`): every certificate the client CAs issue to that subject.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub subject: Option<Spanned<String>>,
     /// AE-IDs or CSE-IDs, exactly as the client sends them in `X-M2M-Origin`.
+    #[schemars(with = "Vec<String>")]
     pub originators: Vec<Spanned<String>>,
 }
 
@@ -180,8 +181,8 @@ pub enum Refusal {
         reason: &'static str,
         detail: String,
     },
-    /// The token replay check cannot take the token (full, or its log not writable): 503,
-    /// fail closed.
+    /// The token replay check cannot take the token (full, or its log not writable): fail
+    /// closed (the proxy answers 5000, HTTP 500, `Retry-After`; decide 503).
     #[error("{0}")]
     ReplayUnavailable(ReplayError),
 }

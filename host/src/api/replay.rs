@@ -34,12 +34,12 @@ use crate::group::{GroupError, ReplayCache};
 pub const LOG_FILE: &str = "token-replay.log";
 
 /// `[token_replay]`: the `tkid` replay cache.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenReplayConfig {
     /// Token IDs remembered at once, each until its token's `tkna` (about 100 bytes of memory
     /// and 90 bytes of log each; 6.4 MiB and 5.8 MiB at the default). When it is full of
-    /// unexpired IDs, new tokens are refused (503) until some expire: size it for the
+    /// unexpired IDs, new tokens are refused (5000 / HTTP 500, decide 503) until some expire: size it for the
     /// tokens accepted within the longest token lifetime your issuers grant. Default 65,536;
     /// 0 is refused.
     pub max_entries: usize,
