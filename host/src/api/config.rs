@@ -338,7 +338,9 @@ pub struct Rate {
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Per originator (`X-M2M-Origin`, or `originator` in a decide request).
+    /// Per originator (`X-M2M-Origin`, or `originator` in a decide request); a client with a
+    /// verified TLS certificate is counted as that certificate instead, whatever originators
+    /// it claims (an untrusted decide caller too).
     /// Default 50/s, burst 100.
     #[serde(deserialize_with = "usable_rate")]
     pub per_originator: Rate,

@@ -273,6 +273,19 @@ impl Originators {
                 }
             }
         }
+        // An app that needs certificates where no listener asks for one refuses every proxy
+        // request: worth saying at start.
+        let certificates_asked = config.listeners.iter().any(|listener| {
+            listener
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca_file.is_some())
+        });
+        for app in &config.apps {
+            if matches!(app.originators, Mode::Tls | Mode::TlsAndToken) && !certificates_asked {
+                tracing::warn!(app = %app.name.get_ref(), originators = app.originators.name(), "no listener asks for client certificates (listener.tls.client_ca_file): every proxy request of this app will be refused 4106");
+            }
+        }
         if config.token_replay.max_entries == 0 {
             return Err(ConfigError::Invalid {
                 file: config.file.clone(),
@@ -603,6 +616,230 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims.to_string()),
             URL_SAFE_NO_PAD.encode([0u8; 64])
         )
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn originators(dir: &Path) -> Originators {
+        let text = r#"
+[[client_identity]]
+subject = "CN=meter-7"
+originators = ["CAE-meter-7"]
+
+[[app]]
+name = "either"
+paths = ["/cse-in/either"]
+plugin = [{ plugin = "acp" }]
+originators = "tls-or-token"
+[[app]]
+name = "both"
+paths = ["/cse-in/both"]
+plugin = [{ plugin = "acp" }]
+originators = "tls-and-token"
+[[app]]
+name = "open"
+paths = ["/cse-in/open"]
+plugin = [{ plugin = "acp" }]
+"#;
+        let config = GatewayConfig::parse(&dir.join("gw.toml"), text.to_string()).unwrap();
+        Originators::new(&config, dir).unwrap()
+    }
+
+    fn certificate(subject: &str, uris: &[&str]) -> PeerCertificate {
+        PeerCertificate {
+            sha256: [7; 32],
+            subject: subject.into(),
+            uris: uris.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    fn bearer(tokens: &[String]) -> Credential {
+        Credential {
+            scheme: "bearer".into(),
+            value: tokens.join("+"),
+        }
+    }
+
+    fn held(holder: &str, tkid: &str, tkna: u64) -> String {
+        jws(serde_json::json!({"tkid": tkid, "tkhd": holder, "tkis": "i", "tkna": tkna}))
+    }
+
+    fn outcome(
+        checks: &Originators,
+        app: &str,
+        credential: Option<&Credential>,
+        caller: Caller<'_>,
+    ) -> Result<&'static str, &'static str> {
+        let claim = Claim {
+            app,
+            originator: "CAE-meter-7",
+            credential,
+        };
+        checks
+            .check(&claim, caller, NOW)
+            .map(|established| established.how)
+            .map_err(|refusal| match refusal {
+                Refusal::NotAuthenticated { reason, .. } => reason,
+                Refusal::ReplayUnavailable(_) => "replay-unavailable",
+            })
+    }
+
+    /// "Either" and "both", each side of each: a certificate mapped by subject, tokens held
+    /// by the originator, a trusted decide caller vouching.
+    #[test]
+    fn combinations_mean_either_and_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = originators(dir.path());
+        let mapped = certificate("CN=meter-7", &[]);
+        let other = certificate("CN=other", &["CAE-other"]);
+        let token = bearer(&[held("CAE-meter-7", "t1", NOW + 60)]);
+        let proxy = |c| Caller::Proxy(c);
+
+        assert_eq!(
+            outcome(&checks, "either", None, proxy(Some(&mapped))),
+            Ok("tls")
+        );
+        assert_eq!(
+            outcome(&checks, "either", Some(&token), proxy(Some(&other))),
+            Ok("token")
+        );
+        assert_eq!(
+            outcome(&checks, "either", Some(&token), proxy(None)),
+            Ok("token")
+        );
+        assert_eq!(
+            outcome(&checks, "either", None, proxy(Some(&other))),
+            Err("no-token")
+        );
+
+        assert_eq!(
+            outcome(&checks, "both", Some(&token), proxy(Some(&mapped))),
+            Ok("tls+token")
+        );
+        assert_eq!(
+            outcome(&checks, "both", None, proxy(Some(&mapped))),
+            Err("no-token")
+        );
+        assert_eq!(
+            outcome(&checks, "both", Some(&token), proxy(None)),
+            Err("no-certificate")
+        );
+        assert_eq!(
+            outcome(&checks, "both", Some(&token), proxy(Some(&other))),
+            Err("certificate-mismatch")
+        );
+        let vouching = Caller::Decide {
+            trusted: true,
+            certificate: None,
+        };
+        assert_eq!(
+            outcome(&checks, "both", Some(&token), vouching),
+            Ok("vouched+token")
+        );
+        assert_eq!(outcome(&checks, "both", None, vouching), Err("no-token"));
+        let untrusted = Caller::Decide {
+            trusted: false,
+            certificate: Some(&mapped),
+        };
+        assert_eq!(
+            outcome(&checks, "both", Some(&token), untrusted),
+            Ok("tls+token")
+        );
+
+        assert_eq!(outcome(&checks, "open", None, proxy(None)), Ok("claimed"));
+        assert!(checks.metrics_text().contains("reason=\"no-token\"} 3"));
+    }
+
+    /// Token bounds on the host: expiry, a missing ID, too many, a scheme that is not bearer.
+    #[test]
+    fn tokens_are_bounded_and_must_be_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = originators(dir.path());
+        let check = |credential: &Credential| {
+            outcome(&checks, "either", Some(credential), Caller::Proxy(None))
+        };
+        assert_eq!(
+            check(&bearer(&[held("CAE-meter-7", "t", NOW)])),
+            Err("token-expired")
+        );
+        let no_id = jws(serde_json::json!({"tkhd": "CAE-meter-7", "tkis": "i", "tkna": NOW + 5}));
+        assert_eq!(check(&bearer(&[no_id])), Err("token-malformed"));
+        let many: Vec<String> = (0..17)
+            .map(|i| held("CAE-meter-7", &format!("t{i}"), NOW + 5))
+            .collect();
+        assert_eq!(check(&bearer(&many)), Err("token-malformed"));
+        assert_eq!(check(&bearer(&many[..16])), Ok("token"));
+        let basic = Credential {
+            scheme: "basic".into(),
+            value: "x".into(),
+        };
+        assert_eq!(check(&basic), Err("no-token"));
+    }
+
+    /// After the plugins: no identity, or another subject, refuses; a verified one uses the
+    /// token up.
+    #[test]
+    fn tokens_are_used_up_only_when_verified_for_the_originator() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = originators(dir.path());
+        let token = bearer(&[held("CAE-meter-7", "t1", NOW + 60)]);
+        let claim = Claim {
+            app: "either",
+            originator: "CAE-meter-7",
+            credential: Some(&token),
+        };
+        let established = checks.check(&claim, Caller::Proxy(None), NOW).unwrap();
+        let mut decision = Decision {
+            effect: Effect::Permit,
+            reason: "permitted".into(),
+            app: "either".into(),
+            decided_by: None,
+            enforced: false,
+            would_deny: Some("monitor".into()),
+            identity: None,
+            stages: Vec::new(),
+            timings: Default::default(),
+        };
+        let refused = checks.after_plugins(&established, "CAE-meter-7", &mut decision.clone(), NOW);
+        assert!(matches!(
+            refused,
+            Some(Refusal::NotAuthenticated {
+                reason: "token-unverified",
+                ..
+            })
+        ));
+        decision.identity = Some(crate::pipeline::Identity {
+            subject: "CAE-someone".into(),
+            roles: Vec::new(),
+            expires_at: None,
+            authenticator: "token-auth".into(),
+        });
+        let mut denied = decision.clone();
+        let refused = checks.after_plugins(&established, "CAE-meter-7", &mut denied, NOW);
+        assert!(matches!(
+            refused,
+            Some(Refusal::NotAuthenticated {
+                reason: "holder-mismatch",
+                ..
+            })
+        ));
+        assert_eq!(
+            (denied.effect, denied.enforced),
+            (Effect::Deny, true),
+            "enforced in monitor mode too"
+        );
+        decision.identity.as_mut().unwrap().subject = "CAE-meter-7".into();
+        assert!(checks
+            .after_plugins(&established, "CAE-meter-7", &mut decision.clone(), NOW)
+            .is_none());
+        // Used: the next request with it is refused before its plugins.
+        assert!(matches!(
+            checks.check(&claim, Caller::Proxy(None), NOW),
+            Err(Refusal::NotAuthenticated {
+                reason: "token-replayed",
+                ..
+            })
+        ));
     }
 
     #[test]

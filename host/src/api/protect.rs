@@ -384,6 +384,28 @@ mod tests {
         Rate { per_second, burst }
     }
 
+    /// A client with a certificate has one bucket whatever originators it claims; without
+    /// one, each originator has its own; a certificate's key never equals an originator's.
+    #[test]
+    fn a_certificate_has_one_bucket_whatever_it_claims() {
+        let config = RateLimitConfig {
+            per_originator: rate(1, 2),
+            ..RateLimitConfig::default()
+        };
+        let protection = Protection::new(&config, 8);
+        let digest = [3u8; 32];
+        assert!(protection.check_client(Some(&digest), "CAE1").is_ok());
+        assert!(protection.check_client(Some(&digest), "CAE2").is_ok());
+        assert!(protection.check_client(Some(&digest), "CAE3").is_err());
+        // The originators themselves, without the certificate, still have full buckets.
+        for originator in ["CAE1", "CAE2", "CAE3"] {
+            assert!(protection.check_client(None, originator).is_ok());
+        }
+        let mut as_bytes = vec![0xfd];
+        as_bytes.extend_from_slice(&digest);
+        assert!(TableKey::new(&as_bytes) != TableKey::of_certificate(&digest));
+    }
+
     #[test]
     fn a_bucket_grants_its_burst_then_its_rate() {
         let table = RateTable::new(rate(10, 3), 64);
