@@ -9,7 +9,8 @@
 //! - `plugin_quarantined_originators{app,plugin}` — originators quarantined for themselves;
 //! - `rate_limited_total{key}` — `originator` or `source_ip` (SER-001);
 //! - `rejected_total{reason}` — `body-too-large`, `body-timeout`, `overloaded`,
-//!   `connections`, `connections-per-address`, `malformed` (SER-001);
+//!   `connections`, `connections-per-address`, `malformed` (SER-001), `registration` (an
+//!   AE registration its app's `[app.registration]` does not allow, issue 13.6);
 //! - `rate_limit_keys{key}`, `rate_limit_capacity{key}` — the rate tables' occupancy and
 //!   fixed size (rendered by [`super::protect::Protection::metrics_text`]);
 //! - `filter_blocked_total{app}`, `upstream_requests_total{outcome}`,
