@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! python3 -m venv ~/.cache/palisade/acmecse-2026.5.3
-//! ~/.cache/palisade/acmecse-2026.5.3/bin/pip install acmecse==2026.5.3
+//! ~/.cache/palisade/acmecse-2026.5.3/bin/pip install -r .ci/acmecse-requirements.txt
 //! ```
 //!
 //! Use it beside `support/server.rs`, which the test must also include as `mod server`
@@ -114,8 +114,8 @@ fn interpreter() -> Result<PathBuf, String> {
     }
     Err(format!(
         "the ACME CSE is not installed: set {ENV_VAR} to the python3 of a venv with \
-         `pip install acmecse=={ACMECSE_VERSION}` (or run .ci/run once, which makes one \
-         under ~/.cache/palisade/)"
+         `pip install -r .ci/acmecse-requirements.txt` (acmecse {ACMECSE_VERSION}), or run \
+         .ci/run once, which makes one under ~/.cache/palisade/"
     ))
 }
 
