@@ -33,6 +33,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,7 +172,20 @@ impl AcmeCse {
         let port = free_port();
         std::fs::write(dir.path().join("acme.ini"), ini(options, port)).expect("acme.ini");
         let log = std::fs::File::create(dir.path().join("acme.log")).expect("acme.log");
-        let child = Command::new(python)
+        let mut command = Command::new(python);
+        // A test process killed outright (SIGKILL, a memory limit) never runs `Drop`: the
+        // kernel then kills the CSE with the thread that started it, so none is left behind.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = command
             .args(["-m", "acmecse", "--headless", "--config", "acme.ini"])
             .arg("--base-directory")
             .arg(dir.path())
