@@ -86,6 +86,15 @@ pub struct GatewayConfig {
     /// The audit trail (SER-016): failure policy and rotation.
     #[serde(default)]
     pub audit: super::audit::AuditSettings,
+    /// Client certificates mapped to the originators they may speak as, for apps with
+    /// `originators = "tls"` (besides the URIs in a certificate's subjectAltName);
+    /// [`super::originator::ClientIdentityConfig`].
+    #[serde(default, rename = "client_identity")]
+    pub client_identities: Vec<super::originator::ClientIdentityConfig>,
+    /// The `tkid` replay cache of apps with `originators = "token"` (SER-012);
+    /// [`super::replay::TokenReplayConfig`].
+    #[serde(default)]
+    pub token_replay: super::replay::TokenReplayConfig,
     /// The file this came from (for error messages and relative paths).
     #[serde(skip)]
     pub file: PathBuf,
@@ -401,6 +410,14 @@ pub struct AppConfig {
     /// real originator IDs. Default false: they see a per-app pseudonym (SER-011/018/025).
     #[serde(default)]
     pub consent_real_identities: bool,
+    /// How this app's originators are established before its plugins run: `claimed`
+    /// (default: `X-M2M-Origin` as sent), `tls` (the client certificate), `token` (oneM2M
+    /// tokens held by the originator, each used once), `tls-or-token` (either), or
+    /// `tls-and-token` (both). A request that fails is answered 4106 and audited
+    /// ([`super::originator`]). Costs: `tls` a look-up per request; `token` a JSON read per
+    /// token and one synced log append per request ([`super::replay`]).
+    #[serde(default)]
+    pub originators: super::originator::Mode,
     /// Group ID → member originator IDs (for `<group>` ACP entries).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,

@@ -4,7 +4,8 @@
 //! create, POST without is notify; GET is retrieve, or discovery with `fu=1`; PUT update;
 //! DELETE delete); `X-M2M-Origin` the originator; `X-M2M-RI` the request id, echoed in every
 //! answer; `X-M2M-RVI` the release version, echoed too; `Authorization: <scheme> <value>` a
-//! credential for the app's authenticators.
+//! credential for the app's authenticators, and `Authorization: <jws>+<jws>` (oneM2M tokens
+//! with no scheme word, TS-0009 §6.4.19) the credential `bearer <jws>+<jws>`.
 //!
 //! One identity from decision to CSE (issue 11.7): everything the decision reads is read
 //! once, strictly, and the request forwarded to the CSE is rebuilt from what was read
@@ -284,6 +285,12 @@ pub fn parse(
     };
     let authorization = headers.get(AUTHORIZATION).cloned();
     let credential = match header_text(headers, AUTHORIZATION.as_str())? {
+        // TS-0009 §6.4.19: oneM2M tokens without a scheme word, compact JWS joined by `+`;
+        // read as the `bearer` credential the `Bearer <jws>` form gives.
+        Some(value) if !value.contains(' ') && value.contains('.') => Some(Credential {
+            scheme: "bearer".into(),
+            value,
+        }),
         Some(value) => {
             let (scheme, rest) = value.split_once(' ').unwrap_or((value.as_str(), ""));
             Some(Credential {

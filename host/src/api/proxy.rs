@@ -24,10 +24,11 @@ use hyper_util::rt::TokioExecutor;
 use super::config::UpstreamConfig;
 use super::error::{ApiError, Response};
 use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
+use super::originator::{Caller, Claim, PeerCertificate, Refusal};
 use super::server::read_body;
 use super::Gateway;
 use crate::pipeline::FilteredResponse;
-use crate::request::{AccessRequest, ResponseBody};
+use crate::request::{now_unix, AccessRequest, ResponseBody};
 
 /// The header naming the decision behind a proxied answer (for audit look-ups).
 pub const DECISION_ID_HEADER: &str = "x-palisade-decision-id";
@@ -149,7 +150,12 @@ pub async fn handle(
             return gateway_answer(error.rsc, &error.message, &echo);
         }
     };
-    if let Err(refusal) = gateway.protection.check_originator(&binding.originator) {
+    // Keyed on the verified client certificate where there is one.
+    let certificate = request.extensions().get::<Arc<PeerCertificate>>().cloned();
+    if let Err(refusal) = gateway
+        .protection
+        .check_client(certificate.as_ref().map(|c| &c.sha256), &binding.originator)
+    {
         gateway.metrics.rate_limited(refusal.key());
         return refused(ApiError::RateLimited(refusal), rsc::INTERNAL_SERVER_ERROR);
     }
@@ -190,11 +196,22 @@ pub async fn handle(
         return refused(ApiError::Overloaded, rsc::INTERNAL_SERVER_ERROR);
     };
     gateway.metrics.in_flight(1);
-    let response = enforce(gateway, &route, binding, parts, body, peer, &echo).await;
+    let response = enforce(
+        gateway,
+        &route,
+        binding,
+        parts,
+        body,
+        peer,
+        certificate.as_deref(),
+        &echo,
+    )
+    .await;
     gateway.metrics.in_flight(-1);
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn enforce(
     gateway: &Arc<Gateway>,
     route: &Arc<super::AppRoute>,
@@ -202,6 +219,7 @@ async fn enforce(
     parts: hyper::http::request::Parts,
     body: Bytes,
     peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
     echo: &Echo,
 ) -> Response {
     let mut access = AccessRequest::new(
@@ -214,7 +232,22 @@ async fn enforce(
     access.credential = binding.credential.clone();
     access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
-    let mut evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
+    // The originator is established before any plugin runs (4106 otherwise).
+    let claim = Claim {
+        app: &route.name,
+        originator: &binding.originator,
+        credential: binding.credential.as_ref(),
+    };
+    let mut evaluation =
+        match gateway
+            .originators
+            .check(&claim, Caller::Proxy(certificate), now_unix())
+        {
+            Ok(established) => gateway.run_plugins(route, || {
+                gateway.evaluate_established(route, access, "proxy", established)
+            }),
+            Err(refusal) => gateway.refuse(route, access, "proxy", refusal),
+        };
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {
         response
@@ -233,6 +266,9 @@ async fn enforce(
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(1u64));
         return with_id(response);
+    }
+    if let Some(refusal) = &evaluation.refused {
+        return with_id(originator_refused(refusal, &evaluation.decision_id, echo));
     }
     if !evaluation.decision.is_permit() {
         return with_id(gateway_answer(
@@ -308,6 +344,30 @@ async fn enforce(
     *response.headers_mut() = headers;
     echo.apply(response.headers_mut());
     with_id(response)
+}
+
+/// The answer to a request whose originator was not established: 4106 (HTTP 403), or 5000
+/// (HTTP 500 per TS-0009, `Retry-After`) when the token replay check could not take its token. Like a
+/// deny, it names the decision, not the reason (the audit has it).
+fn originator_refused(refusal: &Refusal, decision_id: &str, echo: &Echo) -> Response {
+    match refusal {
+        Refusal::NotAuthenticated { .. } => gateway_answer(
+            rsc::ORIGINATOR_NOT_AUTHENTICATED,
+            &format!("originator not authenticated (decision {decision_id})"),
+            echo,
+        ),
+        Refusal::ReplayUnavailable(_) => {
+            let mut response = gateway_answer(
+                rsc::INTERNAL_SERVER_ERROR,
+                &format!("the token replay check is unavailable (decision {decision_id})"),
+                echo,
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(1u64));
+            response
+        }
+    }
 }
 
 /// One exchange with the CSE, bounded in time and size. The request is rebuilt from what
