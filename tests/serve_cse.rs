@@ -842,3 +842,118 @@ fn find_record(value: &Value, id: &str) -> Option<Value> {
         _ => None,
     }
 }
+
+/// In an app whose originators must be established by a token (`originators = "token"`),
+/// requests without one are answered 4106 by the gateway before any plugin runs and never
+/// reach the CSE; a registration without an originator is one of them, whatever
+/// `[app.registration]` lists: the empty originator is no token's holder (docs/proxy.md).
+#[test]
+fn unauthenticated_originators_get_4106_and_never_reach_the_cse() {
+    let test = "unauthenticated_originators_get_4106_and_never_reach_the_cse";
+    let Some(cse) = AcmeCse::start(test) else {
+        return;
+    };
+    let ae = |rn: &str| json!({"m2m:ae": {"rn": rn, "api": "Nmeter", "rr": true, "srv": ["3"]}});
+    let created = Via::Direct(&cse).send(
+        "POST",
+        "/cse-in",
+        Some("Cmeter"),
+        Some(2),
+        Some(&ae("meter")),
+    );
+    assert_eq!(
+        created.header("x-m2m-rsc"),
+        Some("2001"),
+        "{}",
+        created.text()
+    );
+    // Any Ed25519 issuer key: no request here carries a token.
+    let issuer = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let config = format!(
+        r#"
+[upstream]
+url = "{}"
+
+[[app]]
+name = "tokens"
+paths = ["/cse-in"]
+originators = "token"
+[app.registration]
+originators = ["C*", ""]
+[[app.key]]
+handle = "issuer-1"
+ed25519_public = "{issuer}"
+[[app.plugin]]
+plugin = "token-auth"
+capabilities = ["crypto"]
+config = {{ audience = "/id-in", trusted_issuers = {{ "/id-in/das" = ["issuer-1"] }} }}
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [{{ id = "all", pv = {{ acr = [{{ acor = ["all"], acop = 63 }}] }} }}] }}
+"#,
+        cse.url()
+    );
+    let gateway = Gateway::start(&config, &[]);
+    let via = Via::Gateway(&gateway);
+    let watched = [
+        "/cse-in/meter",
+        "/cse-in/meter/cnt",
+        "/cse-in/anon",
+        "/cse-in/claimed",
+    ];
+    let before = snapshot(&cse, &watched);
+    let aes_before = registered_aes(&cse);
+    let attempts = [
+        (
+            "register without an originator",
+            via.send("POST", "/cse-in", None, Some(2), Some(&ae("anon"))),
+        ),
+        (
+            "register with an empty originator",
+            via.send("POST", "/cse-in", Some(""), Some(2), Some(&ae("anon"))),
+        ),
+        (
+            "register a claimed originator without a token",
+            via.send(
+                "POST",
+                "/cse-in",
+                Some("Cclaimed"),
+                Some(2),
+                Some(&ae("claimed")),
+            ),
+        ),
+        (
+            "create a container as an existing AE without a token",
+            via.send(
+                "POST",
+                "/cse-in/meter",
+                Some("Cmeter"),
+                Some(3),
+                Some(&json!({"m2m:cnt": {"rn": "cnt"}})),
+            ),
+        ),
+        (
+            "delete an AE without a token",
+            via.send("DELETE", "/cse-in/meter", Some("Cmeter"), None, None),
+        ),
+    ];
+    for (what, response) in &attempts {
+        assert_eq!(
+            (response.status, response.header("x-m2m-rsc")),
+            (403, Some("4106")),
+            "{what}: {}",
+            response.text()
+        );
+        assert!(
+            response.json()["m2m:dbg"].is_string(),
+            "{what}: the gateway's own answer: {}",
+            response.text()
+        );
+    }
+    assert_eq!(snapshot(&cse, &watched), before, "the CSE's state changed");
+    assert_eq!(registered_aes(&cse), aes_before);
+}

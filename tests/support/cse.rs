@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! python3 -m venv ~/.cache/palisade/acmecse-2026.5.3
-//! ~/.cache/palisade/acmecse-2026.5.3/bin/pip install acmecse==2026.5.3
+//! ~/.cache/palisade/acmecse-2026.5.3/bin/pip install -r .ci/acmecse-requirements.txt
 //! ```
 //!
 //! Use it beside `support/server.rs`, which the test must also include as `mod server`
@@ -33,6 +33,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,8 +115,8 @@ fn interpreter() -> Result<PathBuf, String> {
     }
     Err(format!(
         "the ACME CSE is not installed: set {ENV_VAR} to the python3 of a venv with \
-         `pip install acmecse=={ACMECSE_VERSION}` (or run .ci/run once, which makes one \
-         under ~/.cache/palisade/)"
+         `pip install -r .ci/acmecse-requirements.txt` (acmecse {ACMECSE_VERSION}), or run \
+         .ci/run once, which makes one under ~/.cache/palisade/"
     ))
 }
 
@@ -171,7 +172,20 @@ impl AcmeCse {
         let port = free_port();
         std::fs::write(dir.path().join("acme.ini"), ini(options, port)).expect("acme.ini");
         let log = std::fs::File::create(dir.path().join("acme.log")).expect("acme.log");
-        let child = Command::new(python)
+        let mut command = Command::new(python);
+        // A test process killed outright (SIGKILL, a memory limit) never runs `Drop`: the
+        // kernel then kills the CSE with the thread that started it, so none is left behind.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = command
             .args(["-m", "acmecse", "--headless", "--config", "acme.ini"])
             .arg("--base-directory")
             .arg(dir.path())
