@@ -254,9 +254,19 @@ struct AgentArgs {
     /// The gateway id, if not the one in DIR/provision/trust.json.
     #[arg(long)]
     gateway_id: Option<String>,
-    /// How long a round collects answers before forwarding what it has, in seconds.
+    /// How long a round collects answers before forwarding what it has, in seconds (it
+    /// forwards earlier only when every member has a verified answer in). Callers cannot
+    /// change it: a longer round holds the group, a shorter one shuts members out.
     #[arg(long, default_value_t = 20)]
     round_deadline: u64,
+    /// Per client address: requests per second that cost the agent work (starting a round,
+    /// posting an answer, each answer costing one signature check). 0 is treated as 1.
+    #[arg(long, default_value_t = crate::group::http::DEFAULT_SOURCE_RATE.per_second)]
+    per_source_rate: u32,
+    /// Per client address: the burst above `--per-source-rate` (how many devices behind one
+    /// address can answer at once).
+    #[arg(long, default_value_t = crate::group::http::DEFAULT_SOURCE_RATE.burst)]
+    per_source_burst: u32,
 }
 
 /// The data folder's group identity key (generated inside the keystore on first use; it is
@@ -340,7 +350,11 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
         std::sync::Arc::new(identity(&a.data)?);
     let public = hex::encode(signer.public_key());
     let mut state = AgentState::new(&gateway, signer, &server_key, &a.server)?
-        .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)));
+        .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)))
+        .with_source_rate(crate::api::config::Rate {
+            per_second: a.per_source_rate,
+            burst: a.per_source_burst,
+        });
     // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
     // hold it; the file is replaced atomically, so a read sees one whole state.
     let provisioned = a.data.join("provision").join("state.json");
@@ -378,10 +392,14 @@ fn listen(
         println!("{hello}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
+        // With each client's address: the agent limits work per address (SER-001).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")
     })
 }
 

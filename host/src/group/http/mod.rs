@@ -27,7 +27,7 @@ mod request;
 mod round;
 mod server;
 
-pub use agent::{agent_router, AgentState};
+pub use agent::{agent_router, AgentState, DEFAULT_SOURCE_RATE};
 pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
 pub use registry::{GatewayEntry, RegistryFile};
