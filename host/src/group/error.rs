@@ -73,6 +73,16 @@ pub enum WireError {
     /// Bytes remain after the last field.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// A field is not the CBOR item the protocol puts there (or the COSE_Sign1 envelope is
+    /// not the one it defines).
+    #[error("field {field} is not the expected CBOR item")]
+    Malformed {
+        /// The field.
+        field: &'static str,
+    },
+    /// The message decodes but is not in its one canonical (deterministic) encoding.
+    #[error("the message is not in deterministic CBOR encoding")]
+    NotCanonical,
 }
 
 /// Why one member of a group was not authenticated. Sent on the wire as one byte.

@@ -16,7 +16,8 @@
 //! verifies them as a batch, bisects to name bad members, derives one key per device and
 //! returns per-device confirmations that the gateway relays but cannot read or forge.
 //!
-//! Every message has a bounded binary encoding ([`wire`]); after the association, traffic is
+//! Every message has one bounded encoding, deterministic CBOR with COSE_Sign1 signatures
+//! ([`wire`], specified in `docs/group-auth-protocol.md`); after the association, traffic is
 //! protected with [`SecureChannel`].
 
 mod channel;
@@ -152,19 +153,19 @@ impl GroupSigner for StoreSigner {
     }
 }
 
-/// Signs the encoding of a message whose last 64 bytes are its signature field, and returns
+/// Signs the encoding of a signed message (its signature field is not covered), and returns
 /// the signature.
 fn sign_encoded(signer: &dyn GroupSigner, encoded: &[u8]) -> Result<[u8; 64], GroupError> {
     signer.sign(&wire::signed_part(encoded))
 }
 
-/// Verifies the signature at the end of an encoded message.
+/// Verifies the signature of an encoded signed message.
 fn verify_encoded(
     key: &ed25519_dalek::VerifyingKey,
     encoded: &[u8],
     who: &'static str,
 ) -> Result<(), GroupError> {
-    let sig: [u8; 64] = encoded[encoded.len() - 64..].try_into().expect("64 bytes");
+    let sig = wire::signature_of(encoded).ok_or(GroupError::BadSignature(who))?;
     key.verify_strict(
         &wire::signed_part(encoded),
         &ed25519_dalek::Signature::from_bytes(&sig),

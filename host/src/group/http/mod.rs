@@ -5,7 +5,7 @@
 //! - [`agent_router`]: the gateway agent (`/agent/v1/...`), called by devices; it calls the
 //!   server with a [`ServerClient`].
 //!
-//! Protocol bodies are the library's versioned binary encoding ([`super::wire`]) with the
+//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`super::wire`]) with the
 //! media type [`CONTENT_TYPE`]; every body is size-bounded by axum's body limit before it is
 //! decoded (SER-001). Refusals are JSON, `{"error": {"code": "...", "message": "..."}}`, with
 //! a stable code and a matching HTTP status ([`HttpError`]). Per-member rejections are not
@@ -42,7 +42,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 /// Media type of every binary group-authentication body.
-pub const CONTENT_TYPE: &str = "application/vnd.palisade.group";
+pub const CONTENT_TYPE: &str = "application/vnd.palisade.group+cbor";
 
 /// Where the HTTP layer reads the time (Unix seconds).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
