@@ -108,7 +108,7 @@ impl Device {
         if !self.answered.insert(digest, ch.expires_at, now)? {
             return Err(GroupError::ChallengeReplayed);
         }
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
         let shared = crypto::agree(&eph, &server_eph)?;
         let answer = self.sign_answer(digest, Some(x25519_dalek::PublicKey::from(&eph).to_bytes()));
         // The ephemeral secret is dropped (zeroized) here: only the derived keys remain.

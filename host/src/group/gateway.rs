@@ -200,7 +200,7 @@ impl GatewayAgent {
     ) -> Result<MemberChallenge, GroupError> {
         let s = self.session(nonce, Mode::Represented, now)?;
         let mut local = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut local);
+        crate::group::Rng.fill_bytes(&mut local);
         let mut mc = MemberChallenge {
             group: s.challenge.group.clone(),
             gateway: s.challenge.gateway.clone(),
@@ -234,7 +234,7 @@ impl GatewayAgent {
             .get(&group)
             .ok_or_else(|| GroupError::UnknownGroup(group.clone()))?;
         let checked = check_answers(answers, &local, &group, members, false, &self.issued, how);
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
         let s = self.sessions.get_mut(nonce).expect("checked above");
         let mut a = GroupAssertion {
             group,

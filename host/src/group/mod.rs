@@ -60,6 +60,66 @@ pub fn generate_identity_key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
+/// The roles' randomness (nonces, ephemeral keys, group keys, association ids): the
+/// operating system's. In this crate's own tests it can be handed fixed values instead
+/// ([`fixed_random`]), so that the published test vectors come from the real code paths.
+pub(crate) struct Rng;
+
+impl rand::RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        rand::rngs::OsRng.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::rngs::OsRng.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        #[cfg(test)]
+        if fixed_random::take(dest) {
+            return;
+        }
+        rand::rngs::OsRng.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand::CryptoRng for Rng {}
+
+/// Fixed "random" values for the test vectors: each draw of [`Rng`] on this thread takes the
+/// next queued value, which must have the drawn length.
+#[cfg(test)]
+pub(crate) mod fixed_random {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    thread_local! {
+        static QUEUE: RefCell<VecDeque<Vec<u8>>> = const { RefCell::new(VecDeque::new()) };
+    }
+
+    /// Queues the value of the next draw.
+    pub fn push(v: &[u8]) {
+        QUEUE.with(|q| q.borrow_mut().push_back(v.to_vec()));
+    }
+
+    /// Values queued and not drawn.
+    pub fn left() -> usize {
+        QUEUE.with(|q| q.borrow().len())
+    }
+
+    pub(super) fn take(dest: &mut [u8]) -> bool {
+        QUEUE.with(|q| match q.borrow_mut().pop_front() {
+            Some(v) => {
+                assert_eq!(v.len(), dest.len(), "a fixed value of the drawn length");
+                dest.copy_from_slice(&v);
+                true
+            }
+            None => false,
+        })
+    }
+}
+
 /// Which of the two group-authentication modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,5 +253,7 @@ fn check_window(issued_at: u64, expires_at: u64, now: u64) -> Result<(), GroupEr
 mod independence_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
 #[cfg(test)]
 mod wire_tests;

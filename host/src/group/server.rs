@@ -239,9 +239,9 @@ impl Server {
             return Err(GroupError::ReplayCacheFull);
         }
         let mut nonce = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        crate::group::Rng.fill_bytes(&mut nonce);
         let ephemeral = (mode == Mode::Independent)
-            .then(|| x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng));
+            .then(|| x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng));
         let mut ch = GroupChallenge {
             mode,
             group: group.to_owned(),
@@ -437,12 +437,12 @@ impl Server {
                 accepted.push(d.clone());
             }
         }
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
         let shared = crypto::agree(&eph, &a.gateway_ephemeral)?;
         let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut *key);
+        crate::group::Rng.fill_bytes(&mut *key);
         let mut association = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut association);
+        crate::group::Rng.fill_bytes(&mut association);
         let assertion_digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&encoded).into();
         let mut out = GroupAssociation {
             group: p.group.clone(),

@@ -72,7 +72,7 @@ impl ChallengeRequest {
         check_id(gateway)?;
         check_id(group)?;
         let mut nonce = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        crate::group::Rng.fill_bytes(&mut nonce);
         let mut r = ChallengeRequest {
             mode,
             group: group.to_owned(),
