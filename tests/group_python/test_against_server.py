@@ -1,0 +1,117 @@
+"""The independent Python device side and gateway relay against the real
+`palisade group server` on 127.0.0.1, in both modes (SER-027, SER-028)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+import pytest
+
+import palisade_group as pg
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("PALISADE_BIN", str(ROOT / "target/debug/palisade"))
+GROUP = "grp-py"
+
+
+def read_line(proc, timeout=60):
+    out = []
+    t = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    if not out or not out[0]:
+        raise RuntimeError("the server printed no listening line")
+    return json.loads(out[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    if not os.path.exists(BIN):
+        pytest.fail(f"{BIN} not built (cargo build first, or set PALISADE_BIN)")
+    data = tmp_path_factory.mktemp("server")
+    out = subprocess.run(
+        [BIN, "group", "init", "--data", str(data), "--out", str(data / "server.pub")],
+        check=True, capture_output=True, text=True,
+    )
+    server_public = bytes.fromhex(out.stdout.strip())
+    gateway_seed, outsider_seed = os.urandom(32), os.urandom(32)
+    gateway_public = pg.Ed25519PrivateKey.from_private_bytes(gateway_seed).public_key().public_bytes_raw()
+    outsider_public = pg.Ed25519PrivateKey.from_private_bytes(outsider_seed).public_key().public_bytes_raw()
+    devices, registered = [], {}
+    for i in range(5):
+        seed = os.urandom(32)
+        dev = pg.Device(f"py-{i}", seed, server_public, {"gw-py": gateway_public})
+        # py-4 is forged: registered with one key, answering with another.
+        registered[dev.id] = (dev.public if i != 4 else pg.Ed25519PrivateKey.from_private_bytes(os.urandom(32)).public_key().public_bytes_raw())
+        devices.append(dev)
+    registry = {
+        "server_id": "srv-py",
+        "devices": {d: k.hex() for d, k in registered.items()},
+        "groups": {GROUP: list(registered)},
+        "gateways": {
+            "gw-py": {"public_key": gateway_public.hex(), "represents": [GROUP]},
+            "gw-outsider": {"public_key": outsider_public.hex(), "represents": []},
+        },
+    }
+    (data / "group-registry.json").write_text(json.dumps(registry))
+    proc = subprocess.Popen(
+        [BIN, "group", "server", "--listen", "127.0.0.1:0", "--data", str(data)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        hello = read_line(proc)
+        assert hello["public_key"] == server_public.hex()
+        url = f"http://{hello['listening']}"
+        members = dict(registered)
+        yield {
+            "gateway": pg.Gateway("gw-py", gateway_seed, server_public, url, members),
+            "outsider": pg.Gateway("gw-outsider", outsider_seed, server_public, url, members),
+            "devices": devices,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def now():
+    return int(time.time())
+
+
+def test_independent_mode(world):
+    gw, devices = world["gateway"], world["devices"]
+    challenge, nonce = gw.challenge(GROUP, pg.INDEPENDENT, now())
+    answers = [d.answer_independent(challenge, now()) for d in devices]
+    confirmations, rejected = gw.relay_independent(GROUP, nonce, answers)
+    assert sorted(confirmations) == ["py-0", "py-1", "py-2", "py-3"]
+    assert rejected == {"py-4": 2}  # bad signature, found by the server
+    for d in devices[:4]:
+        channel = d.confirm(confirmations[d.id], now())
+        assert pg.decode(channel.seal(b"hello"), pg.SEALED)[2] == 0
+    # The server serves a challenge once (SER-012).
+    with pytest.raises(pg.HttpError) as e:
+        gw.relay_independent(GROUP, nonce, answers)
+    assert (e.value.status, e.value.body["error"]["code"]) == (409, "challenge-already-used")
+
+
+def test_represented_mode(world):
+    gw, devices = world["gateway"], world["devices"]
+    challenge, nonce = gw.challenge(GROUP, pg.REPRESENTED, now())
+    mc = gw.member_challenge(GROUP, challenge)
+    answers = [d.answer_represented(mc, now()) for d in devices]
+    out = gw.assert_members(GROUP, challenge, nonce, mc, answers)
+    assert out["accepted"] == 4
+    assert sorted(out["asserted"]) == ["py-0", "py-1", "py-2", "py-3"]
+    assert out["rejected"] == [["py-4", 2]]  # refused by the gateway itself
+    assert out["expires_at"] > now()
+    assert pg.decode(out["channel"].seal(b"group report"), pg.SEALED)[0] == out["channel"].session
+
+
+def test_a_gateway_without_the_right_cannot_represent_the_group(world):
+    with pytest.raises(pg.HttpError) as e:
+        world["outsider"].challenge(GROUP, pg.REPRESENTED, now())
+    assert (e.value.status, e.value.body["error"]["code"]) == (403, "gateway-not-authorized")
+    # Independent mode needs no such right (SER-028).
+    world["outsider"].challenge(GROUP, pg.INDEPENDENT, now())
