@@ -33,7 +33,7 @@ MEDIA_TYPE = "application/vnd.palisade.group+cbor"
 CHALLENGE, MEMBER_CHALLENGE, ANSWER, ANSWERS = 1, 2, 3, 4
 ASSERTION, ASSOCIATION, CONFIRMATIONS, CONFIRMATION, SEALED = 5, 6, 7, 8, 9
 REQUEST = 32
-FIELDS = {1: 8, 2: 5, 3: 3, 4: 4, 5: 7, 6: 9, 7: 5, 8: 3, 9: 4, 32: 5}
+FIELDS = {1: 8, 2: 5, 3: 3, 4: 4, 5: 9, 6: 9, 7: 5, 8: 3, 9: 4, 32: 5}
 REPRESENTED, INDEPENDENT = 1, 2
 TO_SERVER, TO_DEVICE = 1, 2
 
@@ -287,8 +287,9 @@ def post(url, body):
 class Gateway:
     """A gateway relay speaking to the server role over HTTP (docs/group-auth.md)."""
 
-    def __init__(self, gateway_id, seed, server_public, server_url, members):
+    def __init__(self, gateway_id, seed, server_public, server_url, members, evidence=False):
         self.id = gateway_id
+        self.evidence = evidence  # represented mode with evidence (§6)
         self.key = Ed25519PrivateKey.from_private_bytes(seed)
         self.public = self.key.public_key().public_bytes_raw()
         self.server_public = server_public
@@ -328,7 +329,7 @@ class Gateway:
 
     def assert_members(self, group, server_challenge, nonce, member_challenge, answers):
         want = digest(member_challenge)
-        good, rejected, seen = [], [], set()
+        good, rejected, seen, evidence = [], [], set(), []
         for a in answers:
             try:
                 payload = strict_loads(strict_loads(a).value[2])
@@ -353,10 +354,21 @@ class Gateway:
                 rejected.append([device, 7])
             else:
                 good.append(device)
+                evidence.append(a)
         eph_secret = os.urandom(32)
         assertion = encode(
             ASSERTION,
-            [group, self.id, nonce, digest(server_challenge), good, rejected, x25519_public(eph_secret)],
+            [
+                group,
+                self.id,
+                nonce,
+                digest(server_challenge),
+                good,
+                rejected,
+                x25519_public(eph_secret),
+                member_challenge if self.evidence else None,
+                evidence if self.evidence else [],
+            ],
             self.key,
         )
         out = post(f"{self.url}/group/v1/represented", assertion)

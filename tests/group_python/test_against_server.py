@@ -27,8 +27,7 @@ def read_line(proc, timeout=60):
     return json.loads(out[0])
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def start(tmp_path_factory, *server_args):
     if not os.path.exists(BIN):
         pytest.fail(f"{BIN} not built (cargo build first, or set PALISADE_BIN)")
     data = tmp_path_factory.mktemp("server")
@@ -58,19 +57,40 @@ def world(tmp_path_factory):
     }
     (data / "group-registry.json").write_text(json.dumps(registry))
     proc = subprocess.Popen(
-        [BIN, "group", "server", "--listen", "127.0.0.1:0", "--data", str(data)],
+        [BIN, "group", "server", "--listen", "127.0.0.1:0", "--data", str(data), *server_args],
         stdout=subprocess.PIPE, text=True,
     )
     try:
         hello = read_line(proc)
-        assert hello["public_key"] == server_public.hex()
-        url = f"http://{hello['listening']}"
-        members = dict(registered)
-        yield {
-            "gateway": pg.Gateway("gw-py", gateway_seed, server_public, url, members),
-            "outsider": pg.Gateway("gw-outsider", outsider_seed, server_public, url, members),
-            "devices": devices,
-        }
+    except Exception:
+        proc.kill()
+        raise
+    assert hello["public_key"] == server_public.hex()
+    url = f"http://{hello['listening']}"
+    members = dict(registered)
+    return proc, {
+        "gateway": pg.Gateway("gw-py", gateway_seed, server_public, url, members),
+        "evidence": pg.Gateway("gw-py", gateway_seed, server_public, url, members, evidence=True),
+        "outsider": pg.Gateway("gw-outsider", outsider_seed, server_public, url, members),
+        "devices": devices,
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    proc, w = start(tmp_path_factory)
+    try:
+        yield w
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def strict_world(tmp_path_factory):
+    proc, w = start(tmp_path_factory, "--require-evidence")
+    try:
+        yield w
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -115,3 +135,23 @@ def test_a_gateway_without_the_right_cannot_represent_the_group(world):
     assert (e.value.status, e.value.body["error"]["code"]) == (403, "gateway-not-authorized")
     # Independent mode needs no such right (SER-028).
     world["outsider"].challenge(GROUP, pg.INDEPENDENT, now())
+
+
+def test_represented_mode_with_evidence_against_a_server_that_requires_it(strict_world):
+    w = strict_world
+    devices = w["devices"]
+    # Without evidence the assertion is refused whole.
+    challenge, nonce = w["gateway"].challenge(GROUP, pg.REPRESENTED, now())
+    mc = w["gateway"].member_challenge(GROUP, challenge)
+    answers = [d.answer_represented(mc, now()) for d in devices]
+    with pytest.raises(pg.HttpError) as e:
+        w["gateway"].assert_members(GROUP, challenge, nonce, mc, answers)
+    assert (e.value.status, e.value.body["error"]["code"]) == (422, "evidence-required")
+    # With the members' answers as evidence the server verifies them itself.
+    gw = w["evidence"]
+    challenge, nonce = gw.challenge(GROUP, pg.REPRESENTED, now())
+    mc = gw.member_challenge(GROUP, challenge)
+    answers = [d.answer_represented(mc, now()) for d in devices]
+    out = gw.assert_members(GROUP, challenge, nonce, mc, answers)
+    assert out["accepted"] == 4
+    assert out["rejected"] == [["py-4", 2]]

@@ -103,6 +103,7 @@ def test_represented_exchange():
 
     a = pg.decode(msg["group_assertion"], pg.ASSERTION, pub("gateway"))
     assert a[4] == [ident("device")["id"]] and a[5] == []
+    assert (a[7], a[8]) == (None, [])  # plain represented mode: no evidence
     assert a[6] == pg.x25519_public(rnd["gateway_ephemeral_secret"])
     assert pg.encode(pg.ASSERTION, a, seed_key("gateway")) == msg["group_assertion"]
     assert pg.digest(msg["group_assertion"]) == mid["assertion_digest"]

@@ -233,6 +233,12 @@ struct ServerArgs {
     /// Lifetime of a challenge in seconds (SER-012).
     #[arg(long, default_value_t = 60)]
     challenge_ttl: u64,
+    /// Represented mode only with evidence (#16.5): refuse assertions that do not carry the
+    /// members' signed answers, and accept only the members whose answers verify. Costs one
+    /// batch verification of the members at the server. Without it the server trusts an
+    /// authorised gateway's list (SER-027).
+    #[arg(long)]
+    require_evidence: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -267,6 +273,10 @@ struct AgentArgs {
     /// address can answer at once).
     #[arg(long, default_value_t = crate::group::http::DEFAULT_SOURCE_RATE.burst)]
     per_source_burst: u32,
+    /// Represented mode with evidence (#16.5): assertions carry the members' signed answers
+    /// for the server to verify (larger assertions, about 200 bytes a member).
+    #[arg(long)]
+    evidence: bool,
 }
 
 /// The data folder's group identity key (generated inside the keystore on first use; it is
@@ -322,6 +332,7 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
     let public = hex::encode(signer.public_key());
     let config = ServerConfig {
         challenge_ttl: a.challenge_ttl.max(1),
+        require_evidence: a.require_evidence,
         ..ServerConfig::default()
     };
     let server = Server::new(&registry.server_id, Box::new(signer), config)?;
@@ -354,7 +365,8 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .with_source_rate(crate::api::config::Rate {
             per_second: a.per_source_rate,
             burst: a.per_source_burst,
-        });
+        })
+        .with_evidence(a.evidence);
     // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
     // hold it; the file is replaced atomically, so a read sees one whole state.
     let provisioned = a.data.join("provision").join("state.json");

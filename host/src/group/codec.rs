@@ -148,7 +148,7 @@ impl WireMessage for GroupAnswers {
 
 impl WireMessage for GroupAssertion {
     const TYPE: u8 = 5;
-    const FIELDS: u64 = 7;
+    const FIELDS: u64 = 9;
     fn encode_fields(&self, w: &mut Writer) {
         w.id(&self.group);
         w.id(&self.gateway);
@@ -160,6 +160,14 @@ impl WireMessage for GroupAssertion {
         }
         put_rejected(w, &self.rejected);
         w.raw(&self.gateway_ephemeral);
+        match &self.member_challenge {
+            Some(mc) => w.bytes(mc),
+            None => w.null(),
+        }
+        w.list(self.evidence.len());
+        for a in &self.evidence {
+            w.bytes(&a.to_bytes());
+        }
         w.signature(&self.signature);
     }
     fn decode_fields(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -180,6 +188,15 @@ impl WireMessage for GroupAssertion {
             authenticated,
             rejected: get_rejected(r)?,
             gateway_ephemeral: r.arr("gateway_ephemeral")?,
+            member_challenge: r.opt_bytes("member_challenge", ANSWER_MAX)?,
+            evidence: {
+                let n = r.list("evidence", MAX_MEMBERS, 100)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(DeviceAnswer::from_bytes(&r.bytes("evidence", ANSWER_MAX)?)?);
+                }
+                v
+            },
             signature: r.signature()?,
         })
     }

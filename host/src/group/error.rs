@@ -107,6 +107,9 @@ pub enum Rejection {
     EphemeralKeyMismatch = 7,
     /// The device's ephemeral X25519 key is a low-order point (no shared secret).
     LowOrderEphemeral = 8,
+    /// Evidence mode (#16.5): the gateway asserted the member without a valid signed answer
+    /// of it to the gateway's member challenge.
+    NoEvidence = 9,
 }
 
 impl Rejection {
@@ -121,6 +124,7 @@ impl Rejection {
             6 => AnswerForUnknownChallenge,
             7 => EphemeralKeyMismatch,
             8 => LowOrderEphemeral,
+            9 => NoEvidence,
             _ => return None,
         })
     }
@@ -137,6 +141,7 @@ impl fmt::Display for Rejection {
             Rejection::AnswerForUnknownChallenge => "answer for a challenge never issued",
             Rejection::EphemeralKeyMismatch => "ephemeral key missing or unexpected",
             Rejection::LowOrderEphemeral => "ephemeral key is a low-order point",
+            Rejection::NoEvidence => "asserted without a valid answer of the member",
         })
     }
 }
@@ -237,6 +242,10 @@ pub enum GroupError {
     /// The shared secret is all-zero because a peer key is low-order.
     #[error("peer ephemeral key is a low-order point")]
     LowOrderKey,
+    /// The server requires evidence in represented mode and the assertion carries none, or
+    /// its member challenge is not the gateway's for this very challenge (#16.5).
+    #[error("the assertion carries no valid evidence: {0}")]
+    EvidenceRequired(&'static str),
     /// The wrapped group key did not decrypt (tampered association).
     #[error("wrapped group key failed to open")]
     UnwrapFailed,

@@ -100,6 +100,12 @@ pub struct GroupAssertion {
     pub rejected: Vec<(String, Rejection)>,
     /// The gateway's ephemeral X25519 key, to which the group key is wrapped.
     pub gateway_ephemeral: [u8; 32],
+    /// Evidence mode (#16.5): the encoding of the [`MemberChallenge`] the members answered;
+    /// `None` in plain represented mode, where the server trusts the gateway's list.
+    pub member_challenge: Option<Vec<u8>>,
+    /// Evidence mode: the authenticated members' answers as they signed them, which the
+    /// server verifies itself (batch) against their registered keys.
+    pub evidence: Vec<DeviceAnswer>,
     /// The gateway's signature.
     pub signature: [u8; 64],
 }

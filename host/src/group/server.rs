@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub association_ttl: u64,
     /// How member signatures are checked.
     pub verification: Verification,
+    /// Represented mode only with evidence (#16.5): refuse assertions that do not carry the
+    /// members' signed answers. Off by default: plain SER-027, where the server trusts an
+    /// authorised gateway's list (a compromised one can assert absent members).
+    pub require_evidence: bool,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
             challenge_ttl: 60,
             association_ttl: 3600,
             verification: Verification::Batch,
+            require_evidence: false,
         }
     }
 }
@@ -422,9 +427,43 @@ impl Server {
             });
         }
         let encoded = a.to_bytes();
-        verify_encoded(&self.gateway_key(&a.gateway)?, &encoded, "gateway")?;
+        let gateway_key = self.gateway_key(&a.gateway)?;
+        verify_encoded(&gateway_key, &encoded, "gateway")?;
+        // Evidence mode: the member challenge must be this gateway's, for this challenge.
+        let local = match &a.member_challenge {
+            None if self.config.require_evidence => {
+                return Err(GroupError::EvidenceRequired("no member challenge"))
+            }
+            None => None,
+            Some(b) => {
+                let mc = super::MemberChallenge::from_bytes(b)?;
+                verify_encoded(&gateway_key, b, "gateway")?;
+                if mc.session != digest || mc.group != a.group || mc.gateway != a.gateway {
+                    return Err(GroupError::EvidenceRequired(
+                        "the member challenge is not for this challenge",
+                    ));
+                }
+                Some(mc.digest())
+            }
+        };
         let p = self.consume(&a.nonce, now)?;
         let members = &self.registry.groups[&p.group].members;
+        let evidenced: Option<HashSet<&str>> = local.map(|local| {
+            let checked = check_answers(
+                &a.evidence,
+                &local,
+                &p.group,
+                members,
+                false,
+                &self.issued,
+                self.config.verification,
+            );
+            checked
+                .good
+                .iter()
+                .map(|&i| a.evidence[i].device.as_str())
+                .collect()
+        });
         let mut rejected = a.rejected.clone();
         let mut accepted = Vec::with_capacity(a.authenticated.len());
         let mut seen = HashSet::with_capacity(a.authenticated.len());
@@ -433,6 +472,8 @@ impl Server {
                 rejected.push((d.clone(), Rejection::DuplicateAnswer));
             } else if !members.contains_key(d) {
                 rejected.push((d.clone(), Rejection::NotMember));
+            } else if evidenced.as_ref().is_some_and(|e| !e.contains(d.as_str())) {
+                rejected.push((d.clone(), Rejection::NoEvidence));
             } else {
                 accepted.push(d.clone());
             }

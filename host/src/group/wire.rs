@@ -100,6 +100,10 @@ impl Writer {
             None => ok(self.e.null()),
         };
     }
+    /// `null` (an absent optional value).
+    pub fn null(&mut self) {
+        ok(self.e.null());
+    }
     /// The header of a list of `n` entries (each entry one item).
     pub fn list(&mut self, n: usize) {
         ok(self.e.array(n as u64));
@@ -268,6 +272,18 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         Ok(Some(self.arr(field)?))
+    }
+    /// An optional byte string of at most `max` bytes: `null` or a byte string.
+    pub fn opt_bytes(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, WireError> {
+        if self.d.datatype().map_err(cbor(field))? == Type::Null {
+            self.d.null().map_err(cbor(field))?;
+            return Ok(None);
+        }
+        Ok(Some(self.bytes(field, max)?))
     }
     /// A list's count, capped by `max` and by what the remaining bytes could hold at
     /// `min_entry` bytes per entry (so the caller may allocate `count` entries safely).

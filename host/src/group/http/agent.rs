@@ -110,6 +110,12 @@ impl AgentState {
         })
     }
 
+    /// Represented mode with evidence (#16.5): see [`GatewayAgent::set_evidence`].
+    pub fn with_evidence(self, on: bool) -> Self {
+        lock(&self.agent).set_evidence(on);
+        self
+    }
+
     /// Replaces the per-client-address limit ([`DEFAULT_SOURCE_RATE`]).
     pub fn with_source_rate(mut self, rate: Rate) -> Self {
         self.sources = RateTable::new(rate, SOURCE_TABLE);

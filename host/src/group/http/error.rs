@@ -142,6 +142,7 @@ fn group_status(e: &GroupError) -> (StatusCode, &'static str) {
         G::BadConfirmation => (S::UNPROCESSABLE_ENTITY, "bad-confirmation"),
         G::LowOrderKey => (S::UNPROCESSABLE_ENTITY, "low-order-key"),
         G::UnwrapFailed => (S::UNPROCESSABLE_ENTITY, "unwrap-failed"),
+        G::EvidenceRequired(_) => (S::UNPROCESSABLE_ENTITY, "evidence-required"),
         G::ReplayCacheFull => (S::SERVICE_UNAVAILABLE, "busy"),
         G::WeakMemberKey(_) | G::Key(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         G::ChannelReplay { .. }
