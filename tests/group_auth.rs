@@ -311,3 +311,71 @@ fn evidence_from_another_round_does_not_count() {
         Err(GroupError::EvidenceRequired(_))
     ));
 }
+
+/// #16.7: a device without a real-time clock (its callers pass 0 as the time) authenticates
+/// in both modes; its time is the newest server-signed `issued_at` it verified, so a
+/// challenge held back until a later one was issued is refused as expired, and replays are
+/// refused as for any device.
+#[test]
+fn a_device_without_a_clock_authenticates_and_refuses_stale_challenges() {
+    let (sk, gk, dk) = (key(), key(), key());
+    let spub = sk.verifying_key().to_bytes();
+    let gpub = gk.verifying_key().to_bytes();
+    let dpub = dk.verifying_key().to_bytes();
+    let mut server = Server::new("srv", Box::new(sk), ServerConfig::default()).unwrap();
+    server.registry_mut().add_gateway("gw", &gpub).unwrap();
+    server.registry_mut().add_member("G", "d0", &dpub).unwrap();
+    server
+        .registry_mut()
+        .allow_representation("G", "gw")
+        .unwrap();
+    let mut gw = GatewayAgent::new("gw", Box::new(gk), &spub).unwrap();
+    gw.add_member("G", "d0", &dpub).unwrap();
+    let mut d = Device::new("d0", dk, &spub).unwrap().without_clock();
+    d.trust_gateway("gw", &gpub).unwrap();
+    const NO_CLOCK: u64 = 0;
+
+    // A challenge issued now is held back by an attacker; a later one is answered.
+    let held = server.challenge("G", "gw", Mode::Independent, NOW).unwrap();
+    let later = NOW + 120;
+    let ch = server
+        .challenge("G", "gw", Mode::Independent, later)
+        .unwrap();
+    gw.accept_challenge(&ch, later).unwrap();
+    let a = d.answer_independent(&ch, NO_CLOCK).unwrap();
+    let batch = gw.relay_answers(&ch.nonce, vec![a], later).unwrap();
+    let out = server.complete_independent(&batch, later + 1).unwrap();
+    let confs = gw
+        .relay_confirmations(&out.confirmations, later + 1)
+        .unwrap();
+    let mut end = d.confirm(&confs[0], NO_CLOCK).unwrap();
+    let mut server_end = out.channel("d0").unwrap();
+    assert_eq!(
+        server_end.open(&end.seal(b"no clock").unwrap()).unwrap(),
+        b"no clock"
+    );
+    assert!(matches!(
+        d.confirm(&confs[0], NO_CLOCK),
+        Err(GroupError::ConfirmationReplayed)
+    ));
+    // The held-back challenge expired (NOW + 60) before the one the device saw was issued.
+    assert!(matches!(
+        d.answer_independent(&held, NO_CLOCK),
+        Err(GroupError::ChallengeExpired { .. })
+    ));
+    // The same challenge again is a replay.
+    assert!(matches!(
+        d.answer_independent(&ch, NO_CLOCK),
+        Err(GroupError::ChallengeReplayed)
+    ));
+    // Represented mode needs no clock either.
+    let chr = server
+        .challenge("G", "gw", Mode::Represented, later)
+        .unwrap();
+    gw.accept_challenge(&chr, later).unwrap();
+    let mc = gw.member_challenge(&chr.nonce, later).unwrap();
+    let ra = d.answer_represented(&mc, NO_CLOCK).unwrap();
+    let assertion = gw.assert_members(&chr.nonce, &[ra], later).unwrap();
+    let rep = server.complete_represented(&assertion, later + 1).unwrap();
+    assert_eq!(rep.members, ["d0"]);
+}
