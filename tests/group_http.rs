@@ -15,8 +15,8 @@ use palisade::group::http::{
 };
 use palisade::group::{
     generate_identity_key, Device, GatewayAgent, GroupChallenge, GroupError, GroupSigner,
-    KeyConfirmation, MemberChallenge, Mode, Rejection, Server, ServerConfig, SigningKey,
-    WireMessage,
+    KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage, Server, ServerConfig,
+    SigningKey, WireMessage,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -594,4 +594,70 @@ async fn the_cli_server_and_agent_authenticate_a_group() {
         assert_eq!(names(&v["authenticated"]), ["d0", "d1", "d3"], "{v}");
         assert_eq!(names(&v["rejected"]), ["d2"]);
     }
+}
+
+/// #16.6: the keys are used. Each device of an independent round sends a sealed message
+/// through the gateway agent; the server opens it under the association it kept, its
+/// application answers knowing the authenticated device, and the answer comes back sealed.
+/// A recording proxy between agent and server shows the agent relayed exactly the device's
+/// bytes, in which the plaintext does not appear; a replay and an unknown session are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_messages_flow_end_to_end_through_an_agent_that_cannot_read_them() {
+    let mut w = world(1, &[]).await;
+    let seen: Recorded = Arc::default();
+    let proxy = spawn(recording_proxy(w.server.clone(), seen.clone())).await;
+    let mut a = AgentState::new("gw-1", Arc::new(w.gw1.clone()), &w.server_pub, &proxy)
+        .unwrap()
+        .with_round_deadline(ROUND_DEADLINE);
+    for d in &w.small {
+        a.add_member(SMALL, d.id(), &d.public_key()).unwrap();
+    }
+    let agent = spawn(agent_router(a)).await;
+    start(&w.http, &agent, SMALL, "mode=independent").await;
+    let small = std::mem::take(&mut w.small);
+    let (mut devices, _, _) = answer_all(&w.http, &agent, SMALL, small).await;
+    assert_eq!(finished(&w.http, &agent, SMALL).await["state"], "done");
+    let relay = format!("{agent}/agent/v1/sealed");
+    for (i, d) in devices.iter_mut().enumerate() {
+        let url = format!("{agent}/agent/v1/groups/{SMALL}/confirmations/{}", d.id());
+        let c = KeyConfirmation::from_bytes(&w.http.get(&url).await.body).unwrap();
+        let mut channel = d.confirm(&c, now()).unwrap();
+        let secret = format!("reading {i}: 21.{i} C");
+        let sealed = channel.seal(secret.as_bytes()).unwrap().to_bytes();
+        let r = w.http.post(&relay, sealed.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let reply = channel
+            .open(&SealedMessage::from_bytes(&r.body).unwrap())
+            .unwrap();
+        assert_eq!(reply, format!("{}@{SMALL}: {secret}", d.id()).into_bytes());
+        {
+            let seen = seen.lock().unwrap();
+            let (path, relayed, answered) = seen.last().unwrap();
+            assert_eq!(path, "/group/v1/sealed");
+            assert_eq!(relayed, &sealed, "relayed unchanged");
+            assert_eq!(answered, &r.body.to_vec());
+            let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+            assert!(!has(relayed, secret.as_bytes()) && !has(answered, &reply[..8]));
+        }
+        // SER-012: the same message again is refused by the server's channel.
+        let r = w.http.post(&relay, sealed).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "channel-error")
+        );
+    }
+    let first = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _, _)| p == "/group/v1/sealed")
+        .map(|(_, b, _)| b.clone())
+        .unwrap();
+    let mut forged = SealedMessage::from_bytes(&first).unwrap();
+    forged.session = [0x55; 16];
+    let r = w.http.post(&relay, forged.to_bytes()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "unknown-session")
+    );
 }

@@ -95,6 +95,34 @@ pub async fn spawn(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// A proxy in front of the server that records every exchange (path, request body, answer
+/// body): what an agent pointed at it relays.
+pub type Recorded = Arc<Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>;
+
+pub fn recording_proxy(server: String, seen: Recorded) -> axum::Router {
+    let http = Http::new();
+    axum::Router::new().fallback(
+        move |method: Method, uri: axum::http::Uri, headers: axum::http::HeaderMap, body: Bytes| {
+            let (http, server, seen) = (http.clone(), server.clone(), seen.clone());
+            async move {
+                let ct = headers
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let url = format!("{server}{}", uri.path());
+                let r = http.send(method, &url, ct.as_deref(), body.to_vec()).await;
+                seen.lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), body.to_vec(), r.body.to_vec()));
+                (
+                    r.status,
+                    [("content-type", r.content_type.clone())],
+                    r.body.to_vec(),
+                )
+            }
+        },
+    )
+}
+
 /// How long the world's agents collect answers: long enough for every device of a test to
 /// answer on a loaded machine; rounds with members that never get a verified answer in
 /// (forged, absent) last this long.
@@ -134,7 +162,18 @@ pub async fn world_with(
     let server = Server::new("srv-1", Box::new(server_key), ServerConfig::default()).unwrap();
     let established = Arc::new(Mutex::new(Vec::new()));
     let sink = established.clone();
-    let mut st = ServerState::new(server).on_established(move |e| sink.lock().unwrap().push(e));
+    // The server application answers a sealed message with who sent what, as it knows them.
+    let mut st = ServerState::new(server)
+        .on_established(move |e| sink.lock().unwrap().push(e))
+        .on_message(|peer, plaintext| {
+            format!(
+                "{}@{}: {}",
+                peer.id,
+                peer.group,
+                String::from_utf8_lossy(plaintext)
+            )
+            .into_bytes()
+        });
     st.add_gateway("gw-1", &gw1.public_key()).unwrap();
     st.add_gateway("gw-2", &gw2.public_key()).unwrap();
     let names = (0..n)

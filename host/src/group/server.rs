@@ -212,6 +212,11 @@ impl Server {
         &mut self.registry
     }
 
+    /// Lifetime of an association in seconds ([`ServerConfig::association_ttl`]).
+    pub fn association_ttl(&self) -> u64 {
+        self.config.association_ttl
+    }
+
     /// Changes how member signatures are checked.
     pub fn set_verification(&mut self, how: Verification) {
         self.config.verification = how;

@@ -31,7 +31,7 @@
 //!   a round open longer or close it early; it closes early only when every member has a
 //!   verified answer in.
 
-use super::super::messages::DeviceAnswer;
+use super::super::messages::{DeviceAnswer, SealedMessage};
 use super::super::wire::{signed_part, WireMessage};
 use super::super::{
     check_id, GatewayAgent, GroupError, GroupSigner, Mode, Rejection, SecureChannel, WireError,
@@ -58,6 +58,8 @@ use std::time::Duration;
 
 /// Largest device answer body (an answer is under 300 bytes; SER-001).
 const ANSWER_LIMIT: usize = 1024;
+/// Largest sealed message relayed (the channel's payload limit and its framing).
+const SEALED_LIMIT: usize = 64 * 1024 + 256;
 
 /// Default per-client-address limit on the requests that cost the agent work (starting a
 /// round, posting an answer): a device posts one answer per round, so 20/s with a burst of
@@ -217,6 +219,10 @@ pub fn agent_router(state: impl Into<Arc<AgentState>>) -> Router {
             get(confirmation),
         )
         .route("/agent/v1/groups/{group}/result", get(result))
+        .route(
+            "/agent/v1/sealed",
+            post(relay_sealed).layer(DefaultBodyLimit::max(SEALED_LIMIT)),
+        )
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
         .with_state(state)
@@ -501,6 +507,22 @@ async fn answer(
     }
     let body = serde_json::json!({"received": r.answered.len(), "expected": expected.len()});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// #16.6: relays a device's sealed message to the server and the sealed answer back, as
+/// bytes: the agent checks only that it is a well-formed sealed message of bounded size, and
+/// charges the client address like any request that costs work (SER-001).
+async fn relay_sealed(
+    State(st): State<Arc<AgentState>>,
+    source: Source,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    charge(&st, &source)?;
+    let body = binary_body(&headers, body, SEALED_LIMIT)?;
+    SealedMessage::from_bytes(&body).map_err(|e: WireError| GroupError::from(e))?;
+    let answer = st.client.sealed(body.to_vec()).await?;
+    Ok(binary(answer.to_vec()))
 }
 
 async fn confirmation(

@@ -76,6 +76,9 @@ pub enum HttpError {
         /// Why.
         reason: Rejection,
     },
+    /// 410 `association-expired`: the association of this sealed message expired (#16.6).
+    #[error("the association expired at {0}")]
+    AssociationExpired(u64),
     /// 429 `too-many-requests`: this client address's bucket is empty (SER-001).
     #[error("too many requests from this address; retry in {retry_after_secs} s")]
     RateLimited {
@@ -180,6 +183,7 @@ impl HttpError {
             } => S::UNAUTHORIZED,
             H::AnswerRefused { .. } => S::UNPROCESSABLE_ENTITY,
             H::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+            H::AssociationExpired(_) => S::GONE,
             H::ServerUnavailable(_) => S::BAD_GATEWAY,
             H::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -214,6 +218,7 @@ impl HttpError {
             } => "bad-signature",
             H::AnswerRefused { .. } => "ephemeral-key-mismatch",
             H::RateLimited { .. } => "too-many-requests",
+            H::AssociationExpired(_) => "association-expired",
             H::ServerUnavailable(_) => "server-unavailable",
             H::Internal(_) => "internal",
         }

@@ -25,6 +25,7 @@ mod error;
 mod registry;
 mod request;
 mod round;
+mod sealed;
 mod server;
 
 pub use agent::{agent_router, AgentState, DEFAULT_SOURCE_RATE};
@@ -32,6 +33,7 @@ pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
 pub use registry::{GatewayEntry, RegistryFile};
 pub use request::ChallengeRequest;
+pub use sealed::{Peer, MAX_ASSOCIATIONS};
 pub use server::{server_router, Established, ServerLimits, ServerState};
 
 use super::GroupSigner;
