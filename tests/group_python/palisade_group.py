@@ -316,6 +316,11 @@ class Gateway:
         by_device = {decode(c, CONFIRMATION)[0]: c for c in confirmations}
         return by_device, {d: r for d, r in rejected}
 
+    def relay_sealed(self, sealed):
+        """Relays a device's SealedMessage to the server and the sealed answer back (§4),
+        as bytes this gateway has no key to read."""
+        return post(f"{self.url}/group/v1/sealed", sealed)
+
     # Represented mode: the gateway's own challenge, local verification, the assertion.
     def member_challenge(self, group, server_challenge):
         fields = decode(server_challenge, CHALLENGE, self.server_public)

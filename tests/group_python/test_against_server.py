@@ -109,7 +109,13 @@ def test_independent_mode(world):
     assert rejected == {"py-4": 2}  # bad signature, found by the server
     for d in devices[:4]:
         channel = d.confirm(confirmations[d.id], now())
-        assert pg.decode(channel.seal(b"hello"), pg.SEALED)[2] == 0
+        # The keys are used: a sealed message through the relay, a sealed answer back (the
+        # CLI server's application answers with an empty acknowledgement).
+        sealed = channel.seal(b"hello " + d.id.encode())
+        assert channel.open(gw.relay_sealed(sealed)) == b""
+        with pytest.raises(pg.HttpError) as e:
+            gw.relay_sealed(sealed)
+        assert (e.value.status, e.value.body["error"]["code"]) == (422, "channel-error")
     # The server serves a challenge once (SER-012).
     with pytest.raises(pg.HttpError) as e:
         gw.relay_independent(GROUP, nonce, answers)
