@@ -29,7 +29,11 @@ fn every_message_round_trips_through_the_wire() {
     let ra: Vec<_> = (0..2)
         .map(|i| f.devices[i].answer_represented(&mc, NOW).unwrap())
         .collect();
+    // With evidence, so that the optional member challenge and the evidence list round-trip
+    // (the plain form is in the test vectors).
+    f.gw1.set_evidence(true);
     let assertion = f.gw1.assert_members(&chr.nonce, &ra, NOW).unwrap();
+    assert_eq!(assertion.evidence.len(), 2);
     let rep = f.server.complete_represented(&assertion, NOW).unwrap();
     let sealed = out.channel("a0").unwrap().seal(b"x").unwrap();
     let all = [
