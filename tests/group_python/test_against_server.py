@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -161,3 +163,76 @@ def test_represented_mode_with_evidence_against_a_server_that_requires_it(strict
     out = gw.assert_members(GROUP, challenge, nonce, mc, answers)
     assert out["accepted"] == 4
     assert out["rejected"] == [["py-4", 2]]
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_python_devices_through_the_real_agent(tmp_path):
+    """The Python devices alone, through the real `palisade group agent` (the Rust gateway)
+    to the real server, in both modes; then a sealed message relayed by the agent."""
+    s, g = tmp_path / "s", tmp_path / "g"
+    server_public = bytes.fromhex(subprocess.run(
+        [BIN, "group", "init", "--data", str(s), "--out", str(s / "server.pub")],
+        check=True, capture_output=True, text=True).stdout.strip())
+    gateway_public = bytes.fromhex(subprocess.run(
+        [BIN, "group", "init", "--data", str(g)], check=True, capture_output=True, text=True).stdout.strip())
+    devices = [pg.Device(f"ag-{i}", os.urandom(32), server_public, {"gw-agent": gateway_public}) for i in range(3)]
+    keys = {d.id: d.public.hex() for d in devices}
+    (s / "group-registry.json").write_text(json.dumps({
+        "server_id": "srv-agent", "devices": keys, "groups": {GROUP: list(keys)},
+        "gateways": {"gw-agent": {"public_key": gateway_public.hex(), "represents": [GROUP]}},
+    }))
+    (g / "provision").mkdir()
+    (g / "provision/trust.json").write_text(json.dumps({"gateway_id": "gw-agent"}))
+    (g / "provision/state.json").write_text(json.dumps({
+        "v": 1, "providers": {}, "seen": {}, "app_groups": {}, "app_keys": {},
+        "devices": {d: {"key": k, "provider": "sp"} for d, k in keys.items()},
+        "gateway_groups": {GROUP: {"provider": "sp", "members": sorted(keys)}},
+    }))
+    procs = []
+    try:
+        procs.append(subprocess.Popen([BIN, "group", "server", "--listen", "127.0.0.1:0", "--data", str(s)],
+                                      stdout=subprocess.PIPE, text=True))
+        server_url = "http://" + read_line(procs[0])["listening"]
+        procs.append(subprocess.Popen([BIN, "group", "agent", "--listen", "127.0.0.1:0", "--data", str(g),
+                                       "--server", server_url, "--server-key", str(s / "server.pub"),
+                                       "--round-deadline", "20"], stdout=subprocess.PIPE, text=True))
+        agent = "http://" + read_line(procs[1])["listening"] + f"/agent/v1/groups/{GROUP}"
+        channels = {}
+        for mode in ("independent", "represented"):
+            started = json.loads(pg.post(f"{agent}/authenticate?mode={mode}", b""))
+            assert started["expected"] == 3
+            status, challenge = get(f"{agent}/challenge?mode={mode}")
+            assert status == 200
+            for d in devices:
+                if mode == "independent":
+                    answer = d.answer_independent(challenge, now())
+                else:
+                    answer = d.answer_represented(challenge, now())
+                assert json.loads(pg.post(f"{agent}/answers", answer))["expected"] == 3
+            for _ in range(400):
+                result = json.loads(get(f"{agent}/result?mode={mode}")[1])
+                if result["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.05)
+            assert result["state"] == "done", result
+            assert sorted(result["authenticated"]) == sorted(keys)
+            if mode == "independent":
+                for d in devices:
+                    status, conf = get(f"{agent}/confirmations/{d.id}")
+                    assert status == 200
+                    channels[d.id] = d.confirm(conf, now())
+        relay = agent.split("/agent/v1/")[0] + "/agent/v1/sealed"
+        for d in devices:
+            c = channels[d.id]
+            assert c.open(pg.post(relay, c.seal(b"through the Rust agent"))) == b""
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
