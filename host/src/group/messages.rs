@@ -1,7 +1,8 @@
 //! The messages of group authentication (SER-027/028) and their encodings (see `wire`).
 //!
-//! Signed messages end with a 64-byte Ed25519 signature over `wire::signed_part` of their
-//! encoding. `digest()` of a challenge is SHA-256 of its whole encoding, signature included:
+//! Signed messages travel in a COSE_Sign1 whose Ed25519 signature covers `wire::signed_part`
+//! of their encoding (docs/group-auth-protocol.md §2.3); the `signature` fields hold it.
+//! `digest()` of a challenge is SHA-256 of its whole encoding, signature included:
 //! answers and confirmations name the challenge they belong to by this digest, which binds
 //! group, nonce, expiry, gateway and (independent mode) the server's ephemeral key.
 
