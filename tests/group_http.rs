@@ -14,9 +14,9 @@ use palisade::group::http::{
     ServerClient, ServerState, CONTENT_TYPE,
 };
 use palisade::group::{
-    generate_identity_key, Device, GatewayAgent, GroupChallenge, GroupError, GroupSigner,
-    KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage, Server, ServerConfig,
-    SigningKey, WireMessage,
+    generate_identity_key, Device, DeviceAnswer, GatewayAgent, GroupChallenge, GroupError,
+    GroupSigner, KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage, Server,
+    ServerConfig, SigningKey, WireMessage,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -295,6 +295,22 @@ async fn a_retried_answer_is_taken_again_and_one_from_another_key_is_refused() {
     assert_eq!(
         (v["received"].clone(), v["refused"].clone()),
         (1.into(), serde_json::json!([]))
+    );
+    // An answer of the other mode's form (no ephemeral key in an independent round) is
+    // refused before its signature is even looked at.
+    let wrong_form = DeviceAnswer {
+        device: "small-1".into(),
+        challenge: ch.digest(),
+        ephemeral: None,
+        signature: [0; 64],
+    };
+    let r = w
+        .http
+        .post(&format!("{base}/answers"), wrong_form.to_bytes())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "ephemeral-key-mismatch")
     );
 }
 
