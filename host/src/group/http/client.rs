@@ -120,6 +120,12 @@ impl ServerClient {
         decode(&b)
     }
 
+    /// #16.6: relays a sealed message's bytes to the server and returns the sealed answer's
+    /// bytes, both unread (the agent holds no key of an independent-mode association).
+    pub async fn sealed(&self, body: Vec<u8>) -> Result<Bytes, HttpError> {
+        self.post("/group/v1/sealed", body).await
+    }
+
     /// One POST. A refusal by the server keeps its status and code (the caller's request was
     /// refused for that reason); anything else wrong with the exchange is `server-unavailable`.
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<Bytes, HttpError> {
