@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod cse_lookup;
 pub mod decide;
 pub mod demo;
 pub mod error;
@@ -169,7 +170,10 @@ impl Gateway {
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
-        let upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        let mut upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        if let Some(upstream) = &mut upstream {
+            upstream.attach_groups(config, &runtime);
+        }
         Ok(Gateway {
             runtime,
             routes,

@@ -21,12 +21,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::config::UpstreamConfig;
+use std::collections::HashMap;
+
+use super::config::{GatewayConfig, UpstreamConfig};
+use super::cse_lookup::{self, CseGroups, CseView};
 use super::error::{ApiError, Response};
 use super::onem2m::{self, error_response, rsc, Echo, X_M2M_RSC};
 use super::server::read_body;
 use super::Gateway;
-use crate::pipeline::FilteredResponse;
+use crate::pipeline::{FilteredResponse, Runtime};
 use crate::request::{AccessRequest, ResponseBody};
 
 /// The header naming the decision behind a proxied answer (for audit look-ups).
@@ -55,6 +58,10 @@ pub struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// The gateway's own look-ups (`[upstream.lookup]`), when configured.
+    view: Option<Arc<CseView>>,
+    /// Each app's `cse_groups`, by app name.
+    groups: HashMap<String, Arc<CseGroups>>,
 }
 
 impl Upstream {
@@ -89,7 +96,59 @@ impl Upstream {
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             max_response_bytes: config.max_response_bytes,
+            view: config.lookup.as_ref().map(|lookup| Arc::new(CseView::new(lookup))),
+            groups: HashMap::new(),
         }
+    }
+
+    /// Gives each app with `cse_groups` its view of them, read by its plugins' `groups`
+    /// capability beside the app's own directory.
+    pub fn attach_groups(&mut self, config: &GatewayConfig, runtime: &Runtime) {
+        let Some(view) = &self.view else { return };
+        for app in config.apps.iter().filter(|app| !app.cse_groups.is_empty()) {
+            let ids: Vec<String> = app.cse_groups.iter().map(|id| id.get_ref().clone()).collect();
+            let groups = Arc::new(CseGroups::new(view, &ids));
+            if let Some(installed) = runtime.app(app.name.get_ref()) {
+                installed.sandbox().environment().groups.attach(groups.clone());
+            }
+            self.groups.insert(app.name.get_ref().clone(), groups);
+        }
+    }
+
+    /// The look-ups, when `[upstream.lookup]` is configured.
+    pub fn view(&self) -> Option<&CseView> {
+        self.view.as_deref()
+    }
+
+    /// `app`'s `cse_groups`, if it has any.
+    pub fn groups(&self, app: &str) -> Option<&CseGroups> {
+        self.groups.get(app).map(Arc::as_ref)
+    }
+
+    /// A GET of the gateway's own ([`super::cse_lookup`]) through the same client as
+    /// forwarded requests: `path_and_query` under the upstream URL, the answer's body cut at
+    /// `max_bytes`. The caller bounds the time.
+    pub(crate) async fn lookup(
+        &self,
+        path_and_query: &str,
+        headers: HeaderMap,
+        max_bytes: usize,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let mut request = hyper::Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = self.target(path_and_query)?;
+        *request.headers_mut() = headers;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, max_bytes)
+            .collect()
+            .await
+            .map_err(|error| error.to_string())?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
     }
 
     fn target(&self, path_and_query: &str) -> Result<Uri, String> {
@@ -195,7 +254,22 @@ async fn enforce(
     access.credential = binding.credential.clone();
     access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
+    // What the decision needs from the CSE itself (the target's type, the app's CSE groups),
+    // asked as the gateway, bounded in time; unknown stays unknown.
+    let prepared = match &gateway.upstream {
+        Some(upstream) => {
+            cse_lookup::prepare(upstream, &gateway.metrics, route, &mut access, &binding.path)
+                .await
+        }
+        None => cse_lookup::Prepared::default(),
+    };
     let mut evaluation = gateway.run_plugins(route, || gateway.evaluate(route, access, "proxy"));
+    if let Some(error) = &prepared.type_unknown {
+        tracing::warn!(app = %route.name, decision_id = %evaluation.decision_id, target = %binding.target, %error, "the target's resource type is unknown to this decision: the CSE look-up failed");
+    }
+    for (group, error) in &prepared.groups_unknown {
+        tracing::warn!(app = %route.name, decision_id = %evaluation.decision_id, %group, %error, "the CSE group's members are unknown to this decision: the look-up failed");
+    }
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {
         response
@@ -241,7 +315,14 @@ async fn enforce(
     };
     let (status, mut headers, body) = match forward(gateway, upstream, &binding, parts, body).await
     {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            if answer.0.is_success() {
+                if let Some(view) = upstream.view() {
+                    view.after(binding.operation, &binding.path);
+                }
+            }
+            answer
+        }
         Err((status, message)) => {
             return with_id(error_response(
                 status,
