@@ -399,6 +399,10 @@ pub struct AppConfig {
     pub plugins: Vec<PluginConfig>,
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyConfig>,
+    /// `[app.registration]`: which originators may register an `<AE>` through this app
+    /// (issue 13.6). Default: any originator, none without one.
+    #[serde(default)]
+    pub registration: super::registration::RegistrationConfig,
 }
 
 /// One plugin of an application.

@@ -30,6 +30,7 @@ pub mod placement;
 pub mod privacy;
 pub mod protect;
 pub mod proxy;
+pub mod registration;
 pub mod server;
 pub mod setup;
 pub mod tls;
@@ -284,6 +285,9 @@ impl Gateway {
         let mut view = request.clone();
         view.credential = None;
         view.originator = match pseudonyms.pseudonym(&request.originator) {
+            // An AE registration without an originator (api::registration): there is no
+            // identity to hide, and plugins must be able to tell it from a real one.
+            _ if request.originator.is_empty() => String::new(),
             Ok(pseudonym) => pseudonym,
             Err(error) => {
                 // Fail closed: never fall back to the real ID.

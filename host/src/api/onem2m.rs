@@ -103,7 +103,10 @@ impl BindingRequest {
     pub fn forwarded_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(4 + self.passed.len());
         let value = |text: &str| HeaderValue::from_str(text).expect("read from a header value");
-        headers.insert(X_M2M_ORIGIN, value(&self.originator));
+        // Empty only for an AE registration without one: the CSE gets none either.
+        if !self.originator.is_empty() {
+            headers.insert(X_M2M_ORIGIN, value(&self.originator));
+        }
         headers.insert(X_M2M_RI, value(&self.request_id));
         if let Some(content_type) = &self.content_type {
             headers.insert(CONTENT_TYPE, content_type.clone());
@@ -214,9 +217,7 @@ pub fn parse(
     }
     check_headers(headers, limits)?;
 
-    let originator = header_text(headers, X_M2M_ORIGIN)?
-        .filter(|origin| !origin.is_empty())
-        .ok_or_else(|| bad("X-M2M-Origin is required"))?;
+    let originator = header_text(headers, X_M2M_ORIGIN)?.unwrap_or_default();
     let request_id = header_text(headers, X_M2M_RI)?
         .filter(|ri| !ri.is_empty())
         .ok_or_else(|| bad("X-M2M-RI is required"))?;
@@ -233,6 +234,15 @@ pub fn parse(
         return Err(bad(format!(
             "ty in Content-Type names the type of a resource to create: only a POST (create) may carry it, not {method}"
         )));
+    }
+    // TS-0001 §10.2.2.2: an AE may register without an originator and take the AE-ID the
+    // CSE assigns; every other request names its originator. Whether a registration
+    // without one may pass is the application's registration policy (api::registration).
+    if originator.is_empty()
+        && !(*method == Method::POST
+            && resource_type == Some(super::registration::AE_RESOURCE_TYPE))
+    {
+        return Err(bad("X-M2M-Origin is required"));
     }
     let fu = attributes
         .iter()

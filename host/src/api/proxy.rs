@@ -214,6 +214,20 @@ pub async fn handle(
             &echo,
         );
     };
+    // Issue 13.6: an AE registration passes only in the forms its app allows; the plugins
+    // then decide it like any create.
+    if super::registration::is_registration(&binding) {
+        if let Err(refusal) = route.registration.check(&binding.originator) {
+            gateway.metrics.rejected("registration");
+            tracing::info!(app = %route.name, %refusal, "AE registration refused");
+            return error_response(
+                StatusCode::FORBIDDEN,
+                rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
+                &refusal.to_string(),
+                &echo,
+            );
+        }
+    }
     let (parts, body) = request.into_parts();
     let body = match read_body(gateway, &parts.headers, body).await {
         Ok(body) => body,
