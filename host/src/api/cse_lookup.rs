@@ -546,7 +546,10 @@ impl CseView {
         id: &str,
     ) -> Result<(Arc<Resolved>, Instant), LookupError> {
         let key = self.spelling.reduce(id).to_string();
-        if let Some(hit) = self.lock_groups().get(&key, Instant::now()) {
+        // A group about to expire is asked again now, so that what a decision reads right
+        // after this is still valid when the plugin asks.
+        let margin = (self.timeout() + Duration::from_secs(1)).min(self.ttl() / 2);
+        if let Some(hit) = self.lock_groups().get(&key, Instant::now() + margin) {
             metrics.cse_lookup("group", "cached");
             return Ok(hit);
         }
@@ -723,8 +726,17 @@ pub struct CseGroups {
     /// The configured group IDs, each with its reduced key.
     ids: Vec<(String, String)>,
     spelling: Spelling,
-    /// Reduced group key → (members as the app sees them, valid until).
-    resolved: RwLock<HashMap<String, (Arc<HashSet<String>>, Instant)>>,
+    /// Reduced group key → the group as the app sees it.
+    resolved: RwLock<HashMap<String, AppGroup>>,
+}
+
+/// One group's members as an app's authorizers see them.
+#[derive(Debug)]
+struct AppGroup {
+    /// The view's resolution they were made from (the same one: nothing to redo).
+    from: Arc<Resolved>,
+    members: HashSet<String>,
+    until: Instant,
 }
 
 impl CseGroups {
@@ -739,8 +751,9 @@ impl CseGroups {
         }
     }
 
-    /// Brings every group that expires within `margin` (the time a decision may still need
-    /// it) up to date. A group that cannot be learned is dropped: unknown, no members.
+    /// Brings every group up to date before a decision: what the view holds (the same
+    /// resolution is reused as it is), else a look-up. A group that cannot be learned is
+    /// dropped: unknown, no members.
     pub async fn refresh(
         &self,
         view: &CseView,
@@ -748,18 +761,17 @@ impl CseGroups {
         metrics: &Metrics,
         route: &AppRoute,
     ) -> Vec<(String, LookupError)> {
-        let soon = Instant::now() + view.timeout() + Duration::from_secs(1);
-        let stale: Vec<&(String, String)> = {
-            let resolved = self.read();
-            self.ids
-                .iter()
-                .filter(|(_, key)| resolved.get(key).is_none_or(|(_, until)| *until <= soon))
-                .collect()
-        };
         let mut failures = Vec::new();
-        for (id, key) in stale {
+        for (id, key) in &self.ids {
             match view.group(upstream, metrics, id).await {
                 Ok((resolved, until)) => {
+                    let current = self
+                        .read()
+                        .get(key)
+                        .is_some_and(|entry| Arc::ptr_eq(&entry.from, &resolved));
+                    if current {
+                        continue;
+                    }
                     let members = match &route.pseudonyms {
                         None => resolved.members.clone(),
                         // Members are compared as the authorizers see originators.
@@ -769,7 +781,14 @@ impl CseGroups {
                             .filter_map(|member| pseudonyms.pseudonym(member).ok())
                             .collect(),
                     };
-                    self.write().insert(key.clone(), (Arc::new(members), until));
+                    self.write().insert(
+                        key.clone(),
+                        AppGroup {
+                            from: resolved,
+                            members,
+                            until,
+                        },
+                    );
                 }
                 Err(error) => {
                     self.write().remove(key);
@@ -780,17 +799,13 @@ impl CseGroups {
         failures
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, (Arc<HashSet<String>>, Instant)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, AppGroup>> {
         self.resolved
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, (Arc<HashSet<String>>, Instant)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, AppGroup>> {
         self.resolved
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -802,7 +817,7 @@ impl MembershipSource for CseGroups {
         let key = self.spelling.reduce(group);
         self.read()
             .get(key)
-            .is_some_and(|(members, until)| *until > Instant::now() && members.contains(member))
+            .is_some_and(|group| group.until > Instant::now() && group.members.contains(member))
     }
 }
 
