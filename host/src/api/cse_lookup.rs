@@ -56,7 +56,7 @@ const MT_MIXED: u32 = 24;
 
 /// `[upstream.lookup]`: how the gateway asks the CSE about resources. Absent: it never does
 /// (target types stay unknown, `cse_groups` are refused).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupConfig {
     /// The gateway's own originator for its look-ups (`X-M2M-Origin`), e.g. its CSE-ID

@@ -32,7 +32,7 @@ pub const MAX_PATTERNS: usize = 64;
 pub const MAX_PATTERN_BYTES: usize = 256;
 
 /// `[app.registration]`: who may register an `<AE>` through this application.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationConfig {
     /// The originators that may register, each an exact originator (`Cmeter-1`), a prefix
@@ -40,6 +40,7 @@ pub struct RegistrationConfig {
     /// or `""` for a registration with an absent or empty `X-M2M-Origin` (the CSE assigns
     /// the AE-ID). Default `["*"]`: any originator, none without one.
     #[serde(default = "any_originator", deserialize_with = "patterns")]
+    #[schemars(with = "Vec<String>")]
     pub originators: Vec<Spanned<String>>,
 }
 

@@ -18,7 +18,7 @@ use super::state::{HostState, PluginGrant};
 use super::Sandbox;
 
 /// The three kinds of plugin, one per WIT world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Authorizer,
