@@ -447,3 +447,144 @@ fn lookup_settings_are_refused_with_their_place() {
     let error = start(&format!("{base}[upstream.lookup]\noriginator = \"x\"\ncse_id = \"id-in\"\n"));
     assert!(error.contains("upstream.lookup") && error.contains("cse_id"), "{error}");
 }
+
+// ---------------------------------------------------------------- against the real ACME CSE
+
+fn created(response: &server::Response) {
+    assert_eq!(
+        response.header("x-m2m-rsc"),
+        Some("2001"),
+        "{} {}",
+        response.status,
+        response.text()
+    );
+}
+
+fn register(cse: &cse::AcmeCse, origin: &str, rn: &str) {
+    created(&cse.create(
+        &cse.base(),
+        Some(origin),
+        2,
+        &json!({"m2m:ae": {"rn": rn, "api": format!("N{rn}"), "rr": false, "srv": ["3"]}}),
+    ));
+}
+
+#[test]
+fn real_cse_a_child_create_is_allowed_by_the_parents_type_and_a_delete_drops_it() {
+    let Some(cse) = cse::AcmeCse::start("real_cse_acod_target_type") else {
+        return;
+    };
+    let base = cse.base();
+    register(&cse, "Cowner", "owner");
+    let owner = format!("{base}/owner");
+    let cnt = |rn: &str| json!({"m2m:cnt": {"rn": rn}});
+    created(&cse.create(&owner, Some("Cowner"), 3, &cnt("box")));
+    // Creating a contentInstance is allowed where the parent is a container (acod ty 3);
+    // everything but create is allowed to everyone.
+    let policy = r#"{"policies":[{"id":"box","pv":{"acr":[
+      {"acor":["all"],"acop":1,"acod":[{"chty":[4],"ty":3}]},
+      {"acor":["all"],"acop":62}
+    ]}}]}"#;
+    let app = format!(
+        "[[app]]\nname = \"boxes\"\npaths = [\"{base}\"]\nconsent_real_identities = true\n[[app.plugin]]\nplugin = \"acp\"\nconfig_file = \"policy.json\"\n"
+    );
+    let gateway = gateway_for(&cse, "originator = \"CAdmin\"", &app, policy);
+    let post = |parent: &str, ty: &str, body: serde_json::Value| {
+        gateway.request(
+            "POST",
+            parent,
+            &create_headers("Cowner", "c", ty),
+            body.to_string().as_bytes(),
+        )
+    };
+    let cin = |rn: &str| json!({"m2m:cin": {"rn": rn, "con": "on"}});
+    let box_path = format!("{owner}/box");
+    created(&post(&box_path, "application/json;ty=4", cin("c1")));
+    assert!(cse.state(&format!("{box_path}/c1")).is_some());
+    // Another child type, or the same child under another parent type: the gateway denies.
+    let refused = post(&box_path, "application/json;ty=3", cnt("inner"));
+    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
+    assert!(cse.state(&format!("{box_path}/inner")).is_none());
+    let refused = post(&owner, "application/json;ty=4", cin("c2"));
+    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
+    assert!(cse.state(&format!("{owner}/c2")).is_none());
+    assert_eq!(lookup_count(&gateway, "type", "ok"), 2, "box and owner, once each");
+    // The box is deleted through the gateway and comes back as a <group>: the type learned
+    // before the delete is not used.
+    let deleted = gateway.request("DELETE", &box_path, &onem2m("Cowner", "d"), b"");
+    assert_eq!(deleted.header("x-m2m-rsc"), Some("2002"), "{}", deleted.text());
+    let ae_ri = cse.state(&owner).unwrap()["m2m:ae"]["ri"].clone();
+    created(&cse.create(
+        &owner,
+        Some("Cowner"),
+        9,
+        &json!({"m2m:grp": {"rn": "box", "mt": 2, "mnm": 5, "mid": [ae_ri]}}),
+    ));
+    let refused = post(&box_path, "application/json;ty=4", cin("c3"));
+    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
+    assert_eq!(lookup_count(&gateway, "type", "ok"), 3, "asked again after the delete");
+}
+
+fn gateway_for(cse: &cse::AcmeCse, lookup: &str, app: &str, policy: &str) -> Gateway {
+    let config = format!(
+        "[upstream]\nurl = \"{}\"\ntimeout_ms = 5000\n[upstream.lookup]\n{lookup}\ntimeout_ms = 3000\n\n{app}",
+        cse.url()
+    );
+    Gateway::start(&config, &[("policy.json", policy)])
+}
+
+#[test]
+fn real_cse_group_members_and_nested_group_members_are_granted() {
+    let Some(cse) = cse::AcmeCse::start("real_cse_groups") else {
+        return;
+    };
+    let base = cse.base();
+    for (origin, rn) in [("Cmember", "member"), ("Cnested", "nested"), ("Cother", "other")] {
+        register(&cse, origin, rn);
+    }
+    let ri = |path: &str| {
+        let state = cse.state(path).unwrap();
+        let resource = state.as_object().unwrap().values().next().unwrap().clone();
+        resource["ri"].clone()
+    };
+    let group = |rn: &str, mt: u32, mid: Vec<serde_json::Value>| {
+        created(&cse.create(
+            &base,
+            Some("CAdmin"),
+            9,
+            &json!({"m2m:grp": {"rn": rn, "mt": mt, "mnm": 10, "mid": mid}}),
+        ));
+    };
+    group("grp1", 2, vec![ri(&format!("{base}/member"))]);
+    group("grp3", 2, vec![ri(&format!("{base}/nested"))]);
+    group("grp2", 9, vec![ri(&format!("{base}/grp3"))]);
+    created(&cse.create(&base, Some("CAdmin"), 3, &json!({"m2m:cnt": {"rn": "data"}})));
+    let (grp1, grp2) = (
+        format!("{}{base}/grp1", cse.cse_id()),
+        format!("{}{base}/grp2", cse.cse_id()),
+    );
+    let policy = format!(
+        r#"{{"policies":[{{"id":"data","pv":{{"acr":[{{"acor":["{grp1}","{grp2}"],"acop":2}}]}}}}]}}"#
+    );
+    // Pseudonymous app (the default): the CSE's members are compared as pseudonyms.
+    let app = format!(
+        "[[app]]\nname = \"data\"\npaths = [\"{base}/data\"]\ncse_groups = [\"{grp1}\", \"{grp2}\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig_file = \"policy.json\"\ncapabilities = [\"groups\"]\n"
+    );
+    let gateway = gateway_for(
+        &cse,
+        &format!("originator = \"CAdmin\"\ncse_id = \"{}\"", cse.cse_id()),
+        &app,
+        &policy,
+    );
+    let get = |origin: &str| {
+        let response = gateway.request("GET", &format!("{base}/data"), &onem2m(origin, "g"), b"");
+        (response.header("x-m2m-rsc").map(str::to_string), response.text())
+    };
+    let (rsc, text) = get("Cmember");
+    assert_eq!(rsc.as_deref(), Some("2000"), "{text}");
+    let (rsc, text) = get("Cnested");
+    assert_eq!(rsc.as_deref(), Some("2000"), "nested: {text}");
+    let (rsc, text) = get("Cother");
+    assert_eq!(rsc.as_deref(), Some("4103"), "{text}");
+    assert_eq!(lookup_count(&gateway, "group", "ok"), 2, "{}", gateway.metrics());
+}
