@@ -252,7 +252,11 @@ fn what_the_cse_does_not_say_stays_unknown_and_is_counted() {
             Answer::json(200, 2000, r#"{"m2m:cnt":{"ty":"three"}}"#)
         } else if request.path.starts_with("/cse-in/lights/huge") {
             let big = "x".repeat(8 << 10);
-            Answer::json(200, 2000, &format!(r#"{{"m2m:cnt":{{"ty":3,"lbl":["{big}"]}}}}"#))
+            Answer::json(
+                200,
+                2000,
+                &format!(r#"{{"m2m:cnt":{{"ty":3,"lbl":["{big}"]}}}}"#),
+            )
         } else {
             let mut answer = Answer::json(200, 2000, r#"{"m2m:cnt":{"ty":3}}"#);
             answer.delay = Duration::from_secs(3);
@@ -290,8 +294,7 @@ fn what_the_cse_does_not_say_stays_unknown_and_is_counted() {
     );
     assert_eq!(again.status, 201);
     assert_eq!(lookup_count(&gateway, "type", "not-found"), 2);
-    let log = gateway.stderr.lock().unwrap().clone()
-        + &gateway.stdout.lock().unwrap().join("\n");
+    let log = gateway.stderr.lock().unwrap().clone() + &gateway.stdout.lock().unwrap().join("\n");
     assert!(
         log.contains("the target's resource type is unknown to this decision"),
         "{log}"
@@ -310,7 +313,9 @@ fn group_cse(groups: Arc<Mutex<serde_json::Value>>) -> StandInCse {
                     .or_else(|| path.strip_prefix('/'))
                     .unwrap_or(path);
                 match groups.lock().unwrap().get(id) {
-                    Some(group) => Answer::json(200, 2000, &json!({ "m2m:grp": group }).to_string()),
+                    Some(group) => {
+                        Answer::json(200, 2000, &json!({ "m2m:grp": group }).to_string())
+                    }
                     None => Answer::json(404, 4004, "{}"),
                 }
             }
@@ -340,7 +345,9 @@ capabilities = ["groups"]
     );
     gateway_with(
         cse,
-        &format!("originator = \"CAdmin\"\ncse_id = \"/id-in\"\nsp_id = \"//acme.example\"\n{extra}"),
+        &format!(
+            "originator = \"CAdmin\"\ncse_id = \"/id-in\"\nsp_id = \"//acme.example\"\n{extra}"
+        ),
         &app,
         &[("policy.json", policy)],
     )
@@ -437,15 +444,25 @@ fn lookup_settings_are_refused_with_their_place() {
     let error = start(&format!(
         "{base}{app}cse_groups = [\"/id-in/grp1\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig_file = \"policy.json\"\n"
     ));
-    assert!(error.contains("app[0].cse_groups[0]") && error.contains("[upstream.lookup]"), "{error}");
+    assert!(
+        error.contains("app[0].cse_groups[0]") && error.contains("[upstream.lookup]"),
+        "{error}"
+    );
     let error = start(&format!(
         "{base}[upstream.lookup]\noriginator = \"/id-gw\"\n{app}cse_groups = [\"/id-in/../x\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig_file = \"policy.json\"\n"
     ));
     assert!(error.contains("is not a group resource ID"), "{error}");
-    let error = start(&format!("{base}[upstream.lookup]\noriginator = \"has space\"\n"));
+    let error = start(&format!(
+        "{base}[upstream.lookup]\noriginator = \"has space\"\n"
+    ));
     assert!(error.contains("upstream.lookup.originator"), "{error}");
-    let error = start(&format!("{base}[upstream.lookup]\noriginator = \"x\"\ncse_id = \"id-in\"\n"));
-    assert!(error.contains("upstream.lookup") && error.contains("cse_id"), "{error}");
+    let error = start(&format!(
+        "{base}[upstream.lookup]\noriginator = \"x\"\ncse_id = \"id-in\"\n"
+    ));
+    assert!(
+        error.contains("upstream.lookup") && error.contains("cse_id"),
+        "{error}"
+    );
 }
 
 // ---------------------------------------------------------------- against the real ACME CSE
@@ -503,16 +520,35 @@ fn real_cse_a_child_create_is_allowed_by_the_parents_type_and_a_delete_drops_it(
     assert!(cse.state(&format!("{box_path}/c1")).is_some());
     // Another child type, or the same child under another parent type: the gateway denies.
     let refused = post(&box_path, "application/json;ty=3", cnt("inner"));
-    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
+    assert_eq!(
+        refused.header("x-m2m-rsc"),
+        Some("4103"),
+        "{}",
+        refused.text()
+    );
     assert!(cse.state(&format!("{box_path}/inner")).is_none());
     let refused = post(&owner, "application/json;ty=4", cin("c2"));
-    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
+    assert_eq!(
+        refused.header("x-m2m-rsc"),
+        Some("4103"),
+        "{}",
+        refused.text()
+    );
     assert!(cse.state(&format!("{owner}/c2")).is_none());
-    assert_eq!(lookup_count(&gateway, "type", "ok"), 2, "box and owner, once each");
+    assert_eq!(
+        lookup_count(&gateway, "type", "ok"),
+        2,
+        "box and owner, once each"
+    );
     // The box is deleted through the gateway and comes back as a <group>: the type learned
     // before the delete is not used.
     let deleted = gateway.request("DELETE", &box_path, &onem2m("Cowner", "d"), b"");
-    assert_eq!(deleted.header("x-m2m-rsc"), Some("2002"), "{}", deleted.text());
+    assert_eq!(
+        deleted.header("x-m2m-rsc"),
+        Some("2002"),
+        "{}",
+        deleted.text()
+    );
     let ae_ri = cse.state(&owner).unwrap()["m2m:ae"]["ri"].clone();
     created(&cse.create(
         &owner,
@@ -521,8 +557,17 @@ fn real_cse_a_child_create_is_allowed_by_the_parents_type_and_a_delete_drops_it(
         &json!({"m2m:grp": {"rn": "box", "mt": 2, "mnm": 5, "mid": [ae_ri]}}),
     ));
     let refused = post(&box_path, "application/json;ty=4", cin("c3"));
-    assert_eq!(refused.header("x-m2m-rsc"), Some("4103"), "{}", refused.text());
-    assert_eq!(lookup_count(&gateway, "type", "ok"), 3, "asked again after the delete");
+    assert_eq!(
+        refused.header("x-m2m-rsc"),
+        Some("4103"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        lookup_count(&gateway, "type", "ok"),
+        3,
+        "asked again after the delete"
+    );
 }
 
 fn gateway_for(cse: &cse::AcmeCse, lookup: &str, app: &str, policy: &str) -> Gateway {
@@ -539,7 +584,11 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
         return;
     };
     let base = cse.base();
-    for (origin, rn) in [("Cmember", "member"), ("Cnested", "nested"), ("Cother", "other")] {
+    for (origin, rn) in [
+        ("Cmember", "member"),
+        ("Cnested", "nested"),
+        ("Cother", "other"),
+    ] {
         register(&cse, origin, rn);
     }
     let ri = |path: &str| {
@@ -558,7 +607,12 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
     group("grp1", 2, vec![ri(&format!("{base}/member"))]);
     group("grp3", 2, vec![ri(&format!("{base}/nested"))]);
     group("grp2", 9, vec![ri(&format!("{base}/grp3"))]);
-    created(&cse.create(&base, Some("CAdmin"), 3, &json!({"m2m:cnt": {"rn": "data"}})));
+    created(&cse.create(
+        &base,
+        Some("CAdmin"),
+        3,
+        &json!({"m2m:cnt": {"rn": "data"}}),
+    ));
     let (grp1, grp2) = (
         format!("{}{base}/grp1", cse.cse_id()),
         format!("{}{base}/grp2", cse.cse_id()),
@@ -578,7 +632,10 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
     );
     let get = |origin: &str| {
         let response = gateway.request("GET", &format!("{base}/data"), &onem2m(origin, "g"), b"");
-        (response.header("x-m2m-rsc").map(str::to_string), response.text())
+        (
+            response.header("x-m2m-rsc").map(str::to_string),
+            response.text(),
+        )
     };
     let (rsc, text) = get("Cmember");
     assert_eq!(rsc.as_deref(), Some("2000"), "{text}");
@@ -586,5 +643,10 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
     assert_eq!(rsc.as_deref(), Some("2000"), "nested: {text}");
     let (rsc, text) = get("Cother");
     assert_eq!(rsc.as_deref(), Some("4103"), "{text}");
-    assert_eq!(lookup_count(&gateway, "group", "ok"), 2, "{}", gateway.metrics());
+    assert_eq!(
+        lookup_count(&gateway, "group", "ok"),
+        2,
+        "{}",
+        gateway.metrics()
+    );
 }

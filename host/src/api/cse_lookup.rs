@@ -75,7 +75,10 @@ pub struct LookupConfig {
     /// How long a learned type or group is used before it is asked again. Default 60 s; 0
     /// is refused. Longer: fewer look-ups; a group member removed at the CSE (or a resource
     /// deleted past the gateway) keeps its old standing that much longer.
-    #[serde(default = "defaults::ttl_s", deserialize_with = "super::config::positive")]
+    #[serde(
+        default = "defaults::ttl_s",
+        deserialize_with = "super::config::positive"
+    )]
     pub ttl_s: u64,
     /// Entries each cache (types, groups) holds at most; when full, an expired entry or the
     /// one nearest to expiry makes room. About 200 bytes a type entry, a group's members
@@ -240,8 +243,8 @@ pub struct Resource {
 /// Reads a RETRIEVE answer: one `m2m:<shortname>` member holding the resource's attributes.
 pub fn parse_resource(body: &[u8]) -> Result<Resource, LookupError> {
     let bad = |why: &str| LookupError::Unparseable(why.to_string());
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| LookupError::Unparseable(error.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| LookupError::Unparseable(error.to_string()))?;
     let object = value.as_object().ok_or_else(|| bad("not a JSON object"))?;
     let mut members = object.iter();
     let (name, attributes) = match (members.next(), members.next()) {
@@ -527,11 +530,18 @@ impl CseView {
                 let outcome = tokio::time::timeout(self.timeout(), self.retrieve(upstream, path))
                     .await
                     .unwrap_or(Err(LookupError::Timeout(self.config.timeout_ms)));
-                metrics.cse_lookup("type", outcome.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
+                metrics.cse_lookup(
+                    "type",
+                    outcome.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
+                );
                 let resource = Arc::new(outcome?);
                 let mut types = self.lock_types();
                 if self.generation.load(Ordering::SeqCst) == generation {
-                    types.insert(path.to_string(), resource.clone(), Instant::now() + self.ttl());
+                    types.insert(
+                        path.to_string(),
+                        resource.clone(),
+                        Instant::now() + self.ttl(),
+                    );
                 }
                 Ok(resource)
             })
@@ -559,7 +569,10 @@ impl CseView {
                 let outcome = tokio::time::timeout(self.timeout(), self.resolve(upstream, id))
                     .await
                     .unwrap_or(Err(LookupError::Timeout(self.config.timeout_ms)));
-                metrics.cse_lookup("group", outcome.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
+                metrics.cse_lookup(
+                    "group",
+                    outcome.as_ref().map_or_else(|e| e.outcome(), |_| "ok"),
+                );
                 let resolved = Arc::new(outcome?);
                 let expires = Instant::now() + self.ttl();
                 let mut groups = self.lock_groups();
@@ -858,14 +871,18 @@ mod tests {
         let container = parse_resource(br#"{"m2m:cnt":{"ty":3,"ri":"cnt1","rn":"lamp"}}"#).unwrap();
         assert_eq!((container.ty, container.rn.as_deref()), (3, Some("lamp")));
         assert_eq!(container.specialization, None);
-        let flex = parse_resource(br#"{"m2m:fcnt":{"ty":28,"cnd":"org.onem2m.home.moduleclass.binarySwitch"}}"#).unwrap();
+        let flex = parse_resource(
+            br#"{"m2m:fcnt":{"ty":28,"cnd":"org.onem2m.home.moduleclass.binarySwitch"}}"#,
+        )
+        .unwrap();
         assert_eq!(
             flex.specialization.as_deref(),
             Some("org.onem2m.home.moduleclass.binarySwitch")
         );
         let mgmt = parse_resource(br#"{"m2m:fwr":{"ty":13,"mgd":1001}}"#).unwrap();
         assert_eq!(mgmt.specialization.as_deref(), Some("1001"));
-        let group = parse_resource(br#"{"m2m:grp":{"ty":9,"mt":2,"mid":["CAE1","CAE2"]}}"#).unwrap();
+        let group =
+            parse_resource(br#"{"m2m:grp":{"ty":9,"mt":2,"mid":["CAE1","CAE2"]}}"#).unwrap();
         assert_eq!((group.mt, group.mid.len()), (Some(2), 2));
         for bad in [
             &b"[]"[..],
@@ -956,7 +973,10 @@ mod tests {
     fn lookup_settings_are_checked() {
         let config = |text: &str| toml::from_str::<LookupConfig>(text);
         let good = config("originator = \"/id-mn\"").unwrap();
-        assert_eq!((good.timeout_ms, good.ttl_s, good.group_depth), (1000, 60, 3));
+        assert_eq!(
+            (good.timeout_ms, good.ttl_s, good.group_depth),
+            (1000, 60, 3)
+        );
         assert!(good.problem().is_none());
         assert!(config("originator = \"a b\"").is_err());
         assert!(config("originator = \"\"").is_err());
@@ -968,6 +988,8 @@ mod tests {
         assert!(problem("originator = \"x\"\ncse_id = \"/id-in/x\"").is_some());
         assert!(problem("originator = \"x\"\nsp_id = \"//sp\"").is_some());
         assert!(problem("originator = \"x\"\ncse_id = \"/id-in\"\nsp_id = \"sp\"").is_some());
-        assert!(problem("originator = \"x\"\ncse_id = \"/id-in\"\nsp_id = \"//sp.example\"").is_none());
+        assert!(
+            problem("originator = \"x\"\ncse_id = \"/id-in\"\nsp_id = \"//sp.example\"").is_none()
+        );
     }
 }

@@ -96,7 +96,10 @@ impl Upstream {
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             max_response_bytes: config.max_response_bytes,
-            view: config.lookup.as_ref().map(|lookup| Arc::new(CseView::new(lookup))),
+            view: config
+                .lookup
+                .as_ref()
+                .map(|lookup| Arc::new(CseView::new(lookup))),
             groups: HashMap::new(),
         }
     }
@@ -106,10 +109,18 @@ impl Upstream {
     pub fn attach_groups(&mut self, config: &GatewayConfig, runtime: &Runtime) {
         let Some(view) = &self.view else { return };
         for app in config.apps.iter().filter(|app| !app.cse_groups.is_empty()) {
-            let ids: Vec<String> = app.cse_groups.iter().map(|id| id.get_ref().clone()).collect();
+            let ids: Vec<String> = app
+                .cse_groups
+                .iter()
+                .map(|id| id.get_ref().clone())
+                .collect();
             let groups = Arc::new(CseGroups::new(view, &ids));
             if let Some(installed) = runtime.app(app.name.get_ref()) {
-                installed.sandbox().environment().groups.attach(groups.clone());
+                installed
+                    .sandbox()
+                    .environment()
+                    .groups
+                    .attach(groups.clone());
             }
             self.groups.insert(app.name.get_ref().clone(), groups);
         }
@@ -272,8 +283,14 @@ async fn enforce(
     // asked as the gateway, bounded in time; unknown stays unknown.
     let prepared = match &gateway.upstream {
         Some(upstream) => {
-            cse_lookup::prepare(upstream, &gateway.metrics, route, &mut access, &binding.path)
-                .await
+            cse_lookup::prepare(
+                upstream,
+                &gateway.metrics,
+                route,
+                &mut access,
+                &binding.path,
+            )
+            .await
         }
         None => cse_lookup::Prepared::default(),
     };

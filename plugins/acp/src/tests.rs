@@ -383,10 +383,22 @@ fn resource_ids_in_acor_are_groups_as_well_as_ids() {
             || (group == "//sp.example/id-in/grp2" && member == "CAE2")
     };
     let get = |originator| request(originator, Operation::Retrieve, "/cse-in/a");
-    assert!(matches!(decide(&s, &get("CAE1"), &mut members), Decision::Permit));
-    assert!(matches!(decide(&s, &get("CAE2"), &mut members), Decision::Permit));
-    assert!(matches!(decide(&s, &get("CAE3"), &mut members), Decision::Deny(_)));
-    assert!(matches!(decide(&s, &get("/id-in/grp1"), &mut members), Decision::Permit));
+    assert!(matches!(
+        decide(&s, &get("CAE1"), &mut members),
+        Decision::Permit
+    ));
+    assert!(matches!(
+        decide(&s, &get("CAE2"), &mut members),
+        Decision::Permit
+    ));
+    assert!(matches!(
+        decide(&s, &get("CAE3"), &mut members),
+        Decision::Deny(_)
+    ));
+    assert!(matches!(
+        decide(&s, &get("/id-in/grp1"), &mut members),
+        Decision::Permit
+    ));
     assert_eq!(
         asked,
         [
