@@ -8,6 +8,8 @@
 //! request the test reads), then against the real ACME CSE (`support/cse.rs`; skipped with
 //! a message when it is not installed, failed when `CI` is set).
 
+#[path = "admin_common.rs"]
+mod admin_common;
 #[path = "support/cse.rs"]
 mod cse;
 #[path = "support/server.rs"]
@@ -649,4 +651,142 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
         "{}",
         gateway.metrics()
     );
+}
+
+// ---------------------------------------------------------------- the provisioned directory
+
+fn palisade(args: &[&str], dir: &std::path::Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "palisade {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Group members from provision bundles (SER-019..021) answer the `groups` capability, for
+/// standard group IDs and the `<name>` alias, pseudonymized like the app's originators, and
+/// survive a restart; a bundle's empty member list takes them away.
+#[test]
+fn provisioned_group_members_are_granted_and_withdrawn() {
+    let keys = admin_common::Keys::new();
+    let config = r#"
+[admin]
+trust_roots = ["root.pub"]
+admin_keys = ["admin.pub"]
+
+[[app]]
+name = "lights"
+paths = ["/cse-in/lights"]
+[[app.plugin]]
+name = "policy"
+plugin = "acp"
+capabilities = ["groups"]
+config = { policies = [ { id = "p", pv = { acr = [ { acor = ["/id-in/grp-field", "<grp-ops>"], acop = 2 } ] } } ] }
+"#;
+    let gateway = admin_common::start_with(&keys, config);
+    let dir = gateway.dir.path().to_path_buf();
+    let data = gateway.data_dir().display().to_string();
+    let provider = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    std::fs::write(dir.join("sp.key"), hex::encode(provider.to_bytes())).unwrap();
+    std::fs::write(
+        dir.join("sp.pub"),
+        hex::encode(provider.verifying_key().to_bytes()),
+    )
+    .unwrap();
+    palisade(
+        &[
+            "provision",
+            "init",
+            "--data",
+            &data,
+            "--gateway-id",
+            "gw-1",
+            "--out",
+            "gw.pub",
+        ],
+        &dir,
+    );
+    palisade(
+        &[
+            "provision",
+            "trust",
+            "--data",
+            &data,
+            "--provider-id",
+            "sp-1",
+            "--provider-pub",
+            "sp.pub",
+            "--app",
+            "lights",
+        ],
+        &dir,
+    );
+    let gateway = gateway.restart();
+    let bundle = |sequence: &str, groups: serde_json::Value| {
+        std::fs::write(dir.join("groups.json"), groups.to_string()).unwrap();
+        let out = format!("b{sequence}.bin");
+        palisade(
+            &[
+                "provision",
+                "create",
+                "--provider-key",
+                "sp.key",
+                "--provider-id",
+                "sp-1",
+                "--gateway-id",
+                "gw-1",
+                "--gateway-x25519",
+                "gw.pub",
+                "--groups",
+                "groups.json",
+                "--sequence",
+                sequence,
+                "--out",
+                &out,
+            ],
+            &dir,
+        );
+        std::fs::read(dir.join(out)).unwrap()
+    };
+    let apply = |gateway: &Gateway, bundle: &[u8]| {
+        let applied =
+            admin_common::admin(gateway, &keys.admin, "POST", "/admin/v1/provision", bundle);
+        assert_eq!(applied.status, 200, "{}", applied.text());
+    };
+    // Permitted requests find no upstream (5103); denied ones are 4103.
+    let rsc = |gateway: &Gateway, origin: &str| {
+        gateway
+            .request("GET", "/cse-in/lights/lamp", &onem2m(origin, "p"), b"")
+            .header("x-m2m-rsc")
+            .map(str::to_string)
+    };
+    assert_eq!(rsc(&gateway, "Cfield").as_deref(), Some("4103"));
+    apply(
+        &gateway,
+        &bundle(
+            "1",
+            json!({"apps": {"lights": {"/id-in/grp-field": ["Cfield"], "grp-ops": ["Cops"]}}}),
+        ),
+    );
+    assert_eq!(rsc(&gateway, "Cfield").as_deref(), Some("5103"));
+    assert_eq!(rsc(&gateway, "Cops").as_deref(), Some("5103"));
+    assert_eq!(rsc(&gateway, "Cnobody").as_deref(), Some("4103"));
+    let gateway = gateway.restart();
+    assert_eq!(
+        rsc(&gateway, "Cfield").as_deref(),
+        Some("5103"),
+        "kept across a restart"
+    );
+    apply(
+        &gateway,
+        &bundle("2", json!({"apps": {"lights": {"/id-in/grp-field": []}}})),
+    );
+    assert_eq!(rsc(&gateway, "Cfield").as_deref(), Some("4103"));
+    assert_eq!(rsc(&gateway, "Cops").as_deref(), Some("5103"));
 }

@@ -17,6 +17,7 @@
 //! ([`placement`]).
 
 pub mod admin;
+pub mod app_groups;
 pub mod audit;
 pub mod config;
 pub mod cse_lookup;

@@ -348,6 +348,10 @@ pub fn start(
     };
     let mut admin = Admin::open(admin_config, &config.base_dir(), data_dir)?;
     admin.provision = provision::ProvisionEndpoint::open(data_dir, gateway.keystore.clone())?;
+    if let Some(endpoint) = &admin.provision {
+        // Provisioned app groups answer the apps' `groups` capability.
+        endpoint.add_directory(Arc::new(super::app_groups::ProvisionedGroups::new(gateway)));
+    }
     let admin = Arc::new(admin);
     boot(gateway, &admin);
     gateway.admin = Some(admin.clone());
