@@ -275,7 +275,7 @@ fn what_the_cse_does_not_say_stays_unknown_and_is_counted() {
         ("missing", "not-found"),
         ("forbidden", "refused"),
         ("odd", "unparseable"),
-        ("huge", "unreachable"),
+        ("huge", "too-large"),
         ("slow", "timeout"),
     ] {
         let response = gateway.request(

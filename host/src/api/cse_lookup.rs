@@ -206,6 +206,8 @@ pub enum LookupError {
     Unreachable(String),
     #[error("the answer is not a oneM2M resource: {0}")]
     Unparseable(String),
+    #[error("the answer is longer than max_response_bytes = {0}")]
+    TooLarge(usize),
     #[error("{0:?} is not a resource ID the gateway can retrieve")]
     BadId(String),
     #[error("group resolution over its bound: {0}")]
@@ -221,6 +223,7 @@ impl LookupError {
             LookupError::Timeout(_) => "timeout",
             LookupError::Unreachable(_) => "unreachable",
             LookupError::Unparseable(_) => "unparseable",
+            LookupError::TooLarge(_) => "too-large",
             LookupError::BadId(_) => "bad-id",
             LookupError::OverBound(_) => "over-bound",
         }
@@ -672,8 +675,7 @@ impl CseView {
                 headers,
                 self.config.max_response_bytes,
             )
-            .await
-            .map_err(LookupError::Unreachable)?;
+            .await?;
         let rsc = answer_headers
             .get(X_M2M_RSC)
             .and_then(|value| value.to_str().ok()?.parse().ok());

@@ -144,20 +144,29 @@ impl Upstream {
         path_and_query: &str,
         headers: HeaderMap,
         max_bytes: usize,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+    ) -> Result<(StatusCode, HeaderMap, Bytes), cse_lookup::LookupError> {
+        use cse_lookup::LookupError;
         let mut request = hyper::Request::new(Full::new(Bytes::new()));
-        *request.uri_mut() = self.target(path_and_query)?;
+        *request.uri_mut() = self
+            .target(path_and_query)
+            .map_err(|_| LookupError::BadId(path_and_query.to_string()))?;
         *request.headers_mut() = headers;
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| LookupError::Unreachable(error.to_string()))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, max_bytes)
             .collect()
             .await
-            .map_err(|error| error.to_string())?
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    LookupError::TooLarge(max_bytes)
+                } else {
+                    LookupError::Unreachable(error.to_string())
+                }
+            })?
             .to_bytes();
         Ok((parts.status, parts.headers, body))
     }

@@ -73,3 +73,33 @@ impl Host for HostState {
         Ok(self.env.groups.is_member(&group, &member))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(&'static str, &'static str);
+
+    impl MembershipSource for Fixed {
+        fn is_member(&self, group: &str, member: &str) -> bool {
+            (group, member) == (self.0, self.1)
+        }
+    }
+
+    #[test]
+    fn the_directory_and_an_attached_source_both_answer_and_the_first_source_stays() {
+        let directory = GroupDirectory::new(HashMap::from([(
+            "grp-a".to_string(),
+            HashSet::from(["CAE1".to_string()]),
+        )]));
+        assert!(directory.is_member("grp-a", "CAE1"));
+        assert!(!directory.is_member("/id-in/grp1", "CAE2"));
+        assert!(directory.attach(Arc::new(Fixed("/id-in/grp1", "CAE2"))));
+        assert!(directory.is_member("/id-in/grp1", "CAE2"));
+        assert!(directory.is_member("grp-a", "CAE1"));
+        assert!(!directory.is_member("/id-in/grp1", "CAE1"));
+        assert!(!directory.attach(Arc::new(Fixed("/id-in/grp1", "CAE9"))));
+        assert!(!directory.is_member("/id-in/grp1", "CAE9"));
+    }
+}
