@@ -333,8 +333,7 @@ fn group_gateway(cse: &StandInCse, extra: &str) -> Gateway {
       {"acor":["originator:CAdmin"],"acop":63}
     ]}}]}"#;
     // Pseudonymous (the default): the members from the CSE are compared as pseudonyms.
-    let app = format!(
-        r#"
+    let app = r#"
 [[app]]
 name = "lights"
 paths = ["/cse-in/lights", "/~/id-in"]
@@ -343,14 +342,13 @@ cse_groups = ["/id-in/grp1", "//acme.example/id-in/grp2"]
 plugin = "acp"
 config_file = "policy.json"
 capabilities = ["groups"]
-"#
-    );
+"#;
     gateway_with(
         cse,
         &format!(
             "originator = \"CAdmin\"\ncse_id = \"/id-in\"\nsp_id = \"//acme.example\"\n{extra}"
         ),
-        &app,
+        app,
         &[("policy.json", policy)],
     )
 }
