@@ -39,6 +39,7 @@ pub mod provision;
 pub mod registry;
 pub mod request;
 pub mod sandbox;
+pub mod tls_client;
 
 /// The plugins built from `plugins/` by the build script. The reference plugins are embedded
 /// in the binary; test fixtures are available by path.

@@ -211,9 +211,24 @@ impl ListenerConfig {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `http://host:port`, optionally with a path prefix.
+    /// `http://host:port` or `https://host:port`, optionally with a path prefix. Plain
+    /// `http://` is allowed, warned about at start and shown in `/health` as unencrypted.
     #[schemars(with = "String")]
     pub url: Spanned<String>,
+    /// For `https://`: PEM CA certificates the CSE's certificate must chain to (required;
+    /// no system store is trusted). Relative to this file.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// For `https://`: a PEM client certificate chain presented to the CSE (SER-009), with
+    /// `key_file`. Optional.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cert_file: Option<Spanned<String>>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<Spanned<String>>,
     /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms; 0 is refused.
     #[serde(default = "defaults::upstream_timeout", deserialize_with = "positive")]
     pub timeout_ms: u64,
@@ -603,6 +618,74 @@ impl GatewayConfig {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// The client TLS configuration for an `https://` upstream (None for `http://` or no
+    /// upstream), built by the one client builder ([`crate::tls_client::client_config`]).
+    /// TLS files given for an `http://` upstream are refused rather than ignored.
+    pub fn upstream_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(None);
+        };
+        let https = upstream.url.get_ref().starts_with("https://");
+        let files = [
+            ("upstream.ca_file", &upstream.ca_file),
+            ("upstream.cert_file", &upstream.cert_file),
+            ("upstream.key_file", &upstream.key_file),
+        ];
+        if !https {
+            if let Some((key, Some(file))) = files.iter().find(|(_, file)| file.is_some()) {
+                return Err(self.error_at(
+                    file.span(),
+                    *key,
+                    "TLS files are for an https:// upstream; this one is http:// (plain text)",
+                ));
+            }
+            return Ok(None);
+        }
+        let path = |file: &Option<Spanned<String>>| {
+            file.as_ref()
+                .map(|file| self.base_dir().join(file.get_ref()))
+        };
+        let tls = crate::tls_client::ClientTlsFiles {
+            ca_file: path(&upstream.ca_file),
+            cert_file: path(&upstream.cert_file),
+            key_file: path(&upstream.key_file),
+        };
+        crate::tls_client::client_config(&tls)
+            .map(Some)
+            .map_err(|error| {
+                let (key, span) = match &error {
+                    crate::tls_client::ClientTlsError::NoCa => {
+                        ("upstream.ca_file", upstream.url.span())
+                    }
+                    crate::tls_client::ClientTlsError::Certificates { path, .. }
+                    | crate::tls_client::ClientTlsError::Empty { path }
+                    | crate::tls_client::ClientTlsError::Ca { path, .. }
+                        if Some(path) == tls.ca_file.as_ref() =>
+                    {
+                        let file = upstream.ca_file.as_ref().expect("read from it");
+                        ("upstream.ca_file", file.span())
+                    }
+                    crate::tls_client::ClientTlsError::Key { .. } => {
+                        let file = upstream.key_file.as_ref().expect("read from it");
+                        ("upstream.key_file", file.span())
+                    }
+                    _ => match &upstream.cert_file {
+                        Some(file) => ("upstream.cert_file", file.span()),
+                        None => (
+                            "upstream.key_file",
+                            upstream
+                                .key_file
+                                .as_ref()
+                                .map_or(upstream.url.span(), Spanned::span),
+                        ),
+                    },
+                };
+                self.error_at(span, key, error.to_string())
+            })
+    }
+
     /// An error about `key`, located at `span` in this file.
     pub fn error_at(
         &self,
@@ -663,6 +746,7 @@ impl GatewayConfig {
             if let Some(problem) = upstream.lookup.as_ref().and_then(|l| l.problem()) {
                 return Err(self.error_at(upstream.url.span(), "upstream.lookup", problem));
             }
+            self.upstream_tls()?;
         }
         self.check_cse_groups()?;
         self.check_admin()?;

@@ -34,6 +34,7 @@ pub mod proxy;
 pub mod registration;
 pub mod server;
 pub mod setup;
+pub mod status;
 pub mod tls;
 
 use std::path::Path;
@@ -58,6 +59,8 @@ pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub routes: Vec<Arc<AppRoute>>,
     pub upstream: Option<proxy::Upstream>,
+    /// Provisioned originator positions: the location of proxied requests (issue 13.7).
+    pub positions: Arc<crate::provision::PositionDirectory>,
     pub limits: config::ServerLimits,
     pub protection: protect::Protection,
     pub metrics: metrics::Metrics,
@@ -172,7 +175,11 @@ impl Gateway {
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
-        let mut upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        let upstream_tls = config.upstream_tls()?;
+        let mut upstream = config
+            .upstream
+            .as_ref()
+            .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
         if let Some(upstream) = &mut upstream {
             upstream.attach_groups(config, &runtime);
         }
@@ -180,6 +187,7 @@ impl Gateway {
             runtime,
             routes,
             upstream,
+            positions: Arc::new(crate::provision::PositionDirectory::new()),
             limits: config.limits.clone(),
             protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
             metrics: metrics::Metrics::default(),

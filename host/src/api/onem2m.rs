@@ -22,21 +22,34 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, StatusCode, Uri};
+use hyper::{Method, Uri};
 
 use super::config::ServerLimits;
 use super::error::Response;
 use crate::request::{Credential, Operation};
 
-/// Response status codes (TS-0004 §6.6.3) the gateway itself uses.
+/// Response status codes (TS-0004 §6.6.3) the gateway itself uses. Their HTTP statuses
+/// come from [`super::status`], never from the code that answers.
 pub mod rsc {
     pub const OK: u32 = 2000;
     pub const BAD_REQUEST: u32 = 4000;
     pub const OPERATION_NOT_ALLOWED: u32 = 4005;
     pub const REQUEST_TIMEOUT: u32 = 4008;
     pub const ORIGINATOR_HAS_NO_PRIVILEGE: u32 = 4103;
+    pub const ORIGINATOR_NOT_AUTHENTICATED: u32 = 4106;
     pub const INTERNAL_SERVER_ERROR: u32 = 5000;
     pub const TARGET_NOT_REACHABLE: u32 = 5103;
+    /// Every code above (the status tests walk it).
+    pub const ALL: [u32; 8] = [
+        OK,
+        BAD_REQUEST,
+        OPERATION_NOT_ALLOWED,
+        REQUEST_TIMEOUT,
+        ORIGINATOR_HAS_NO_PRIVILEGE,
+        ORIGINATOR_NOT_AUTHENTICATED,
+        INTERNAL_SERVER_ERROR,
+        TARGET_NOT_REACHABLE,
+    ];
 }
 
 pub const X_M2M_ORIGIN: &str = "x-m2m-origin";
@@ -156,34 +169,31 @@ impl Echo {
     }
 }
 
-/// Why a request cannot be read as oneM2M: answered with this status and RSC.
+/// Why a request cannot be read as oneM2M: answered with this RSC (and the HTTP status
+/// [`super::status`] maps it to).
 #[derive(Debug)]
 pub struct BindingError {
-    pub status: StatusCode,
     pub rsc: u32,
     pub message: String,
+    /// A part over its `[limits]` bound (counted apart in the metrics).
+    pub too_long: bool,
 }
 
 fn bad(message: impl Into<String>) -> BindingError {
     BindingError {
-        status: StatusCode::BAD_REQUEST,
         rsc: rsc::BAD_REQUEST,
         message: message.into(),
+        too_long: false,
     }
 }
 
-/// A part over its `[limits]` bound: `status` is 414 for the URI, 431 for a header.
-fn too_long(
-    status: StatusCode,
-    what: &str,
-    length: usize,
-    limit: usize,
-    key: &str,
-) -> BindingError {
+/// A part over its `[limits]` bound. TS-0009 maps 4000 to HTTP 400, so an oversized URI or
+/// header is 400 too (not 414/431); `m2m:dbg` names the limit.
+fn too_long(what: &str, length: usize, limit: usize, key: &str) -> BindingError {
     BindingError {
-        status,
         rsc: rsc::BAD_REQUEST,
         message: format!("{what} is {length} bytes, over the limit of {limit} ([limits] {key})"),
+        too_long: true,
     }
 }
 
@@ -198,7 +208,6 @@ pub fn parse(
     let raw_path = uri.path();
     if raw_path.len() > limits.max_path_bytes {
         return Err(too_long(
-            StatusCode::URI_TOO_LONG,
             "the path",
             raw_path.len(),
             limits.max_path_bytes,
@@ -208,7 +217,6 @@ pub fn parse(
     let raw_query = uri.query().unwrap_or("");
     if raw_query.len() > limits.max_query_bytes {
         return Err(too_long(
-            StatusCode::URI_TOO_LONG,
             "the query",
             raw_query.len(),
             limits.max_query_bytes,
@@ -266,11 +274,11 @@ pub fn parse(
         Method::DELETE => Operation::Delete,
         _ => {
             return Err(BindingError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
                 rsc: rsc::OPERATION_NOT_ALLOWED,
                 message: format!(
                     "{method} is not a oneM2M operation (use POST, GET, PUT or DELETE)"
                 ),
+                too_long: false,
             })
         }
     };
@@ -372,7 +380,6 @@ fn check_headers(headers: &HeaderMap, limits: &ServerLimits) -> Result<(), Bindi
         if let Some(value) = headers.get(name) {
             if value.len() > limit {
                 return Err(too_long(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     &format!("the {name} header"),
                     value.len(),
                     limit,
@@ -610,11 +617,13 @@ fn encode_query_part(out: &mut String, text: &str) {
     }
 }
 
-/// An answer made by the gateway: `X-M2M-RSC`, the echoed headers and `{"m2m:dbg": ...}`.
-pub fn error_response(status: StatusCode, rsc: u32, dbg: &str, echo: &Echo) -> Response {
+/// An answer made by the gateway: `X-M2M-RSC`, the HTTP status TS-0009 maps it to
+/// ([`super::status::http_status`]: the one table), the echoed headers and
+/// `{"m2m:dbg": ...}`. The only constructor of gateway-made oneM2M answers.
+pub fn gateway_answer(rsc: u32, dbg: &str, echo: &Echo) -> Response {
     let body = serde_json::json!({ "m2m:dbg": dbg }).to_string();
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    *response.status_mut() = super::status::http_status(rsc);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(X_M2M_RSC, HeaderValue::from(rsc));
@@ -807,20 +816,14 @@ mod tests {
             &[(X_M2M_ORIGIN, "CAE1")],
         )
         .unwrap_err();
-        assert_eq!(error.status, StatusCode::URI_TOO_LONG);
+        assert!(error.too_long);
         assert!(
             error.message.contains("max_path_bytes"),
             "{}",
             error.message
         );
         let error = request(Method::GET, "/cse-in/a", &[(X_M2M_ORIGIN, &long)]).unwrap_err();
-        assert_eq!(
-            (error.status, error.rsc),
-            (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                rsc::BAD_REQUEST
-            )
-        );
+        assert_eq!((error.too_long, error.rsc), (true, rsc::BAD_REQUEST));
         assert!(
             error.message.contains("max_originator_bytes"),
             "{}",

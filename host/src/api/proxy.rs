@@ -4,8 +4,9 @@
 //! `X-M2M-RSC: 4103`. Deny answers carry the decision id, not the reason: reasons name policy
 //! details an attacker should not learn; operators find them in the audit trail.
 //!
-//! An unreachable or silent CSE is answered with `X-M2M-RSC: 5103` (target not reachable),
-//! HTTP 502 or 504, within the configured timeouts: never a hang (SER-007). Decisions do not
+//! An unreachable or silent CSE is answered with `X-M2M-RSC: 5103` (target not reachable,
+//! HTTP 404 by TS-0009's table, [`super::status`]) within the configured timeouts: never a
+//! hang (SER-007). Decisions do not
 //! depend on the CSE, so `/v1/decide` keeps working while it is away.
 
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use super::config::{GatewayConfig, UpstreamConfig};
 use super::cse_lookup::{self, CseGroups, CseView};
 use super::error::{ApiError, Response};
-use super::onem2m::{self, error_response, rsc, Echo, X_M2M_RSC};
+use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
 use super::server::read_body;
 use super::Gateway;
 use crate::pipeline::{FilteredResponse, Runtime};
@@ -51,11 +51,13 @@ const HOP_BY_HOP: [&str; 10] = [
     "host",
 ];
 
-/// The upstream CSE and the client that reaches it.
+/// The upstream CSE and the client that reaches it (plain or TLS, [`crate::tls_client`]).
 pub struct Upstream {
     pub url: String,
+    /// Whether the link to the CSE is TLS (`https://`); `/health` reports it.
+    pub encrypted: bool,
     base: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls_client::Connector, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
     /// The gateway's own look-ups (`[upstream.lookup]`), when configured.
@@ -65,15 +67,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Checks an upstream URL: `http://host:port[/prefix]`.
+    /// Checks an upstream URL: `http://host:port[/prefix]` or `https://...`.
     pub fn check_url(url: &str) -> Result<(), String> {
         let uri: Uri = url
             .parse()
             .map_err(|error| format!("{url:?} is not a URL: {error}"))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(format!(
-                "{url:?}: use an http://host:port URL (TLS to the CSE is not supported yet)"
-            ));
+        crate::tls_client::is_https(&uri)?;
+        if uri.authority().is_none() {
+            return Err(format!("{url:?}: use an http(s)://host:port URL"));
         }
         if uri.query().is_some() {
             return Err(format!("{url:?}: no query allowed in the upstream URL"));
@@ -81,16 +82,23 @@ impl Upstream {
         Ok(())
     }
 
-    /// The client for a checked configuration.
-    pub fn new(config: &UpstreamConfig) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        connector.set_nodelay(true);
+    /// The client for a checked configuration; `tls` from
+    /// [`super::config::GatewayConfig::upstream_tls`] (None: plain `http://`).
+    pub fn new(config: &UpstreamConfig, tls: Option<Arc<rustls::ClientConfig>>) -> Upstream {
+        let encrypted = tls.is_some();
+        let connector = crate::tls_client::Connector::new(
+            Duration::from_millis(config.connect_timeout_ms),
+            tls,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         let url = config.url.get_ref().trim_end_matches('/').to_string();
+        if !encrypted {
+            tracing::warn!(upstream = %url, "the link to the upstream CSE is plain http://: requests, answers and credentials cross it unencrypted (configure https:// with upstream.ca_file)");
+        }
         Upstream {
+            encrypted,
             base: url.parse().expect("checked by the config"),
             url,
             client,
@@ -174,7 +182,7 @@ impl Upstream {
     fn target(&self, path_and_query: &str) -> Result<Uri, String> {
         let prefix = self.base.path().trim_end_matches('/');
         Uri::builder()
-            .scheme("http")
+            .scheme(self.base.scheme_str().unwrap_or("http"))
             .authority(self.base.authority().expect("checked").clone())
             .path_and_query(format!("{prefix}{path_and_query}"))
             .build()
@@ -190,7 +198,7 @@ pub async fn handle(
 ) -> Response {
     let echo = Echo::from_headers(request.headers(), &gateway.limits);
     let refused = |error: ApiError, rsc: u32| {
-        let mut response = error_response(error.status(), rsc, &error.to_string(), &echo);
+        let mut response = gateway_answer(rsc, &error.to_string(), &echo);
         if let Some(seconds) = error.retry_after() {
             response
                 .headers_mut()
@@ -211,14 +219,13 @@ pub async fn handle(
     ) {
         Ok(binding) => binding,
         Err(error) => {
-            let reason = match error.status {
-                StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
-                    "too-long"
-                }
-                _ => "malformed",
+            let reason = if error.too_long {
+                "too-long"
+            } else {
+                "malformed"
             };
             gateway.metrics.rejected(reason);
-            return error_response(error.status, error.rsc, &error.message, &echo);
+            return gateway_answer(error.rsc, &error.message, &echo);
         }
     };
     if let Err(refusal) = gateway.protection.check_originator(&binding.originator) {
@@ -227,8 +234,7 @@ pub async fn handle(
     }
     // Default deny (SER-008): a path no application covers is not forwarded.
     let Some(route) = gateway.resolve(&binding.target).cloned() else {
-        return error_response(
-            StatusCode::FORBIDDEN,
+        return gateway_answer(
             rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
             "access denied: no application covers this target",
             &echo,
@@ -240,8 +246,7 @@ pub async fn handle(
         if let Err(refusal) = route.registration.check(&binding.originator) {
             gateway.metrics.rejected("registration");
             tracing::info!(app = %route.name, %refusal, "AE registration refused");
-            return error_response(
-                StatusCode::FORBIDDEN,
+            return gateway_answer(
                 rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
                 &refusal.to_string(),
                 &echo,
@@ -288,6 +293,10 @@ async fn enforce(
     access.credential = binding.credential.clone();
     access.attributes = binding.attributes.clone();
     access.source_ip = Some(peer.ip().to_string());
+    // The provisioned position of the originator (issue 13.7): `aclr` can match on the proxy.
+    // Unknown stays unknown (an `aclr` context is then unmet); only plugins granted
+    // `location` see it (SER-026, enforced by the runtime's view).
+    access.location = gateway.positions.location(&route.name, &binding.originator);
     // What the decision needs from the CSE itself (the target's type, the app's CSE groups),
     // asked as the gateway, bounded in time; unknown stays unknown.
     let prepared = match &gateway.upstream {
@@ -318,25 +327,19 @@ async fn enforce(
         response
     };
     // SER-016: nothing is forwarded or answered before its record is written. Refused with
-    // 503 and RSC 5000 (INTERNAL_SERVER_ERROR, TS-0004 §6.6: the receiver failed to handle
-    // the request for a reason of its own; TS-0004 has no "service unavailable" code, and
-    // 5103 would wrongly blame the CSE).
+    // RSC 5000 (INTERNAL_SERVER_ERROR, TS-0004 §6.6: the receiver failed to handle the
+    // request for a reason of its own; TS-0004 has no "service unavailable" code, and 5103
+    // would wrongly blame the CSE), so HTTP 500 by TS-0009's table, with `Retry-After`.
     if let Err(refusal) = gateway.recorded(&mut evaluation).await {
         let error = ApiError::AuditUnavailable(refusal);
-        let mut response = error_response(
-            error.status(),
-            rsc::INTERNAL_SERVER_ERROR,
-            &error.to_string(),
-            echo,
-        );
+        let mut response = gateway_answer(rsc::INTERNAL_SERVER_ERROR, &error.to_string(), echo);
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(1u64));
         return with_id(response);
     }
     if !evaluation.decision.is_permit() {
-        return with_id(error_response(
-            StatusCode::FORBIDDEN,
+        return with_id(gateway_answer(
             rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
             &format!(
                 "access denied by application {} (decision {})",
@@ -346,8 +349,7 @@ async fn enforce(
         ));
     }
     let Some(upstream) = &gateway.upstream else {
-        return with_id(error_response(
-            StatusCode::BAD_GATEWAY,
+        return with_id(gateway_answer(
             rsc::TARGET_NOT_REACHABLE,
             "no upstream CSE is configured",
             echo,
@@ -363,14 +365,7 @@ async fn enforce(
             }
             answer
         }
-        Err((status, message)) => {
-            return with_id(error_response(
-                status,
-                rsc::TARGET_NOT_REACHABLE,
-                &message,
-                echo,
-            ))
-        }
+        Err((code, message)) => return with_id(gateway_answer(code, &message, echo)),
     };
     let body = if route.has_filters {
         let rsc_value = headers
@@ -404,8 +399,7 @@ async fn enforce(
                     );
                 }
                 tracing::info!(app = %route.name, decision_id = %evaluation.decision_id, %reason, "response withheld by a filter");
-                return with_id(error_response(
-                    StatusCode::FORBIDDEN,
+                return with_id(gateway_answer(
                     rsc::ORIGINATOR_HAS_NO_PRIVILEGE,
                     &format!(
                         "response withheld by application {} (decision {})",
@@ -436,10 +430,10 @@ async fn forward(
     binding: &onem2m::BindingRequest,
     parts: hyper::http::request::Parts,
     body: Bytes,
-) -> Result<(StatusCode, HeaderMap, Bytes), (StatusCode, String)> {
+) -> Result<(StatusCode, HeaderMap, Bytes), (u32, String)> {
     let uri = upstream
         .target(&binding.path_and_query())
-        .map_err(|error| (StatusCode::BAD_REQUEST, error))?;
+        .map_err(|error| (rsc::BAD_REQUEST, error))?;
     let mut outgoing = hyper::Request::new(Full::new(body));
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = uri;
@@ -471,14 +465,14 @@ async fn forward(
             gateway.metrics.upstream("unreachable", started.elapsed());
             tracing::warn!(upstream = %upstream.url, kind, %error, "upstream CSE exchange failed");
             Err((
-                StatusCode::BAD_GATEWAY,
+                rsc::TARGET_NOT_REACHABLE,
                 format!("target not reachable: the upstream CSE failed ({kind})"),
             ))
         }
         Err(_) => {
             gateway.metrics.upstream("timeout", started.elapsed());
             Err((
-                StatusCode::GATEWAY_TIMEOUT,
+                rsc::TARGET_NOT_REACHABLE,
                 format!(
                     "target not reachable: the upstream CSE did not answer within {} ms",
                     upstream.timeout.as_millis()

@@ -349,6 +349,8 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
         "audit": audit,
         "uptime_s": gateway.uptime_secs(),
         "upstream": gateway.upstream.as_ref().map(|upstream| upstream.url.clone()),
+        // SER-002/003: whether the CSE link is TLS; plain http:// is shown, not hidden.
+        "upstream_encrypted": gateway.upstream.as_ref().map(|upstream| upstream.encrypted),
         "apps": apps,
         "registry": gateway.admin.as_ref().map(|admin| admin.health_json()),
     });

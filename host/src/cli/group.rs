@@ -240,9 +240,18 @@ struct AgentArgs {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8481")]
     listen: std::net::SocketAddr,
-    /// The server role's base URL, e.g. http://m2m.example:8480.
+    /// The server role's base URL, e.g. https://m2m.example:8480 (http:// works, warned).
     #[arg(long)]
     server: String,
+    /// For an https:// server: PEM CA certificates its certificate must chain to.
+    #[arg(long, value_name = "CA.pem")]
+    server_ca: Option<std::path::PathBuf>,
+    /// For an https:// server: a PEM client certificate to present (with --client-key).
+    #[arg(long, value_name = "CERT.pem")]
+    client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(long, value_name = "KEY.pem")]
+    client_key: Option<std::path::PathBuf>,
     /// The server's public key (64 hex digits, as printed by its `group init`).
     #[arg(long)]
     server_key: std::path::PathBuf,
@@ -339,7 +348,23 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let signer: std::sync::Arc<dyn crate::group::GroupSigner> =
         std::sync::Arc::new(identity(&a.data)?);
     let public = hex::encode(signer.public_key());
-    let mut state = AgentState::new(&gateway, signer, &server_key, &a.server)?
+    let tls = if a.server.starts_with("https://") {
+        Some(crate::tls_client::client_config(
+            &crate::tls_client::ClientTlsFiles {
+                ca_file: a.server_ca.clone(),
+                cert_file: a.client_cert.clone(),
+                key_file: a.client_key.clone(),
+            },
+        )?)
+    } else {
+        if a.server_ca.is_some() || a.client_cert.is_some() || a.client_key.is_some() {
+            anyhow::bail!(
+                "--server-ca, --client-cert and --client-key apply to an https:// --server only"
+            );
+        }
+        None
+    };
+    let mut state = AgentState::with_tls(&gateway, signer, &server_key, &a.server, tls)?
         .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)));
     // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
     // hold it; the file is replaced atomically, so a read sees one whole state.

@@ -347,7 +347,11 @@ pub fn start(
         return Ok(None);
     };
     let mut admin = Admin::open(admin_config, &config.base_dir(), data_dir)?;
-    admin.provision = provision::ProvisionEndpoint::open(data_dir, gateway.keystore.clone())?;
+    admin.provision = provision::ProvisionEndpoint::open(
+        data_dir,
+        gateway.keystore.clone(),
+        gateway.positions.clone(),
+    )?;
     if let Some(endpoint) = &admin.provision {
         // Provisioned app groups answer the apps' `groups` capability.
         endpoint.add_directory(Arc::new(super::app_groups::ProvisionedGroups::new(gateway)));

@@ -38,9 +38,12 @@ pub enum ProvisionSetupError {
 
 impl ProvisionEndpoint {
     /// Opens `<data>/provision` if it was prepared; `None` otherwise (no endpoint).
+    /// `positions` is kept up to date with every applied bundle (and loaded from the state
+    /// now): the proxy's location source.
     pub fn open(
         data_dir: &Path,
         keystore: Arc<dyn KeyStore>,
+        positions: Arc<crate::provision::PositionDirectory>,
     ) -> Result<Option<ProvisionEndpoint>, ProvisionSetupError> {
         let trust_file = data_dir.join("provision").join("trust.json");
         if !trust_file.exists() {
@@ -66,6 +69,7 @@ impl ProvisionEndpoint {
         for (id, provider) in providers {
             provisioner.trust(id, provider);
         }
+        provisioner.add_directory(positions);
         Ok(Some(ProvisionEndpoint {
             provisioner: Mutex::new(provisioner),
         }))

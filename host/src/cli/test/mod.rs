@@ -200,7 +200,25 @@ fn run_case(
         groups: groups.map(cases::groups).unwrap_or_default(),
         keys: host_keys.clone(),
     };
-    let request = case.request.to_request(time);
+    let mut request = case.request.to_request(time);
+    if request.location.is_none() {
+        if let Some(position) = file
+            .state
+            .positions
+            .as_ref()
+            .and_then(|positions| positions.get(&request.originator))
+        {
+            let position = crate::provision::Position::from_degrees(
+                position.latitude,
+                position.longitude,
+                position.country.as_deref(),
+            )
+            .map_err(|reason| {
+                anyhow::anyhow!("[state] positions.{}: {reason}", request.originator)
+            })?;
+            request.location = Some(position.location());
+        }
+    }
     let credential = case
         .credential
         .as_ref()

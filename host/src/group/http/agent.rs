@@ -59,6 +59,18 @@ impl AgentState {
         server_key: &[u8; 32],
         server_url: &str,
     ) -> Result<Self, HttpError> {
+        Self::with_tls(gateway, signer, server_key, server_url, None)
+    }
+
+    /// Like [`AgentState::new`], reaching an `https://` server with `tls`
+    /// ([`crate::tls_client::client_config`]).
+    pub fn with_tls(
+        gateway: &str,
+        signer: Arc<dyn GroupSigner>,
+        server_key: &[u8; 32],
+        server_url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, HttpError> {
         let agent = GatewayAgent::new(
             gateway,
             Box::new(super::SharedSigner(signer.clone())),
@@ -67,7 +79,7 @@ impl AgentState {
         Ok(AgentState {
             id: gateway.to_owned(),
             agent: Mutex::new(agent),
-            client: ServerClient::new(server_url, gateway, signer)?,
+            client: ServerClient::with_tls(server_url, gateway, signer, tls)?,
             members: BTreeMap::new(),
             rounds: Mutex::new(Rounds::default()),
             clock: super::system_clock(),
