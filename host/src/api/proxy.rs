@@ -8,7 +8,12 @@
 //! HTTP 404 by TS-0009's table, [`super::status`]) within the configured timeouts: never a
 //! hang (SER-007). Decisions do not
 //! depend on the CSE, so `/v1/decide` keeps working while it is away.
+//!
+//! With `[upstream.lookup]`, what a proxied decision needs from the CSE itself (a CREATE's
+//! target type, the app's `cse_groups`) is asked first, as the gateway ([`super::cse_lookup`]);
+//! a successful DELETE or UPDATE then drops what it may have made stale.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +25,6 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTE
 use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-
-use std::collections::HashMap;
 
 use super::config::{GatewayConfig, UpstreamConfig};
 use super::cse_lookup::{self, CseGroups, CseView};
