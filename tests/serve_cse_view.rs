@@ -788,3 +788,29 @@ config = { policies = [ { id = "p", pv = { acr = [ { acor = ["/id-in/grp-field",
     assert_eq!(rsc(&gateway, "Cfield").as_deref(), Some("4103"));
     assert_eq!(rsc(&gateway, "Cops").as_deref(), Some("5103"));
 }
+
+#[test]
+fn nesting_is_followed_to_group_depth_and_within_group_max_lookups() {
+    // grp1 → grpA → grpB → CAE3: CAE3 is two nesting levels below grp1.
+    let groups = Arc::new(Mutex::new(json!({
+        "grp1": {"ty": 9, "ri": "grp1", "mt": 9, "mid": ["grpA"]},
+        "grpA": {"ty": 9, "ri": "grpA", "mt": 9, "mid": ["grpB"]},
+        "grpB": {"ty": 9, "ri": "grpB", "mt": 2, "mid": ["CAE3"]},
+    })));
+    let cse = group_cse(groups);
+    let status = |extra: &str| {
+        let gateway = group_gateway(&cse, extra);
+        let status = gateway
+            .request("GET", "/cse-in/lights/lamp", &onem2m("CAE3", "n"), b"")
+            .status;
+        (status, lookup_count(&gateway, "group", "over-bound"))
+    };
+    // Not found answers for grp2 (the app's other group) change nothing below.
+    assert_eq!(status(""), (200, 0), "depth 2 is within the default 3");
+    assert_eq!(status("group_depth = 1"), (403, 0), "grpB is below depth 1");
+    assert_eq!(
+        status("group_max_lookups = 2"),
+        (403, 1),
+        "three retrievals needed"
+    );
+}
