@@ -494,7 +494,86 @@ fn inspect_names_the_older_contract_a_legacy_module_was_built_against() {
         dir.path(),
     ));
     assert_eq!(report["contract_versions"], serde_json::json!(["0.1.0"]));
-    assert_ne!(contract_version(), "0.1.0", "the fixture is older than the contract");
+    assert_ne!(
+        contract_version(),
+        "0.1.0",
+        "the fixture is older than the contract"
+    );
     let imports = report["world"]["imports"].to_string();
     assert!(imports.contains("palisade:plugin/log@0.1.0"), "{imports}");
+}
+
+/// The compatibility rule the SDK states (its README and crate docs): `palisade-sdk` 0.N.x
+/// builds components of `palisade:plugin@0.N.0`. A contract change without the SDK's version
+/// following it (or the reverse) fails here.
+#[test]
+fn sdk_version_follows_the_contract_version() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo().join("plugins/sdk/Cargo.toml")).unwrap())
+            .unwrap();
+    let sdk = manifest["package"]["version"].as_str().unwrap().to_owned();
+    let contract = contract_version();
+    let minor = |version: &str| {
+        let parts: Vec<&str> = version.split('.').collect();
+        assert_eq!(parts.len(), 3, "{version}");
+        (parts[0].to_owned(), parts[1].to_owned())
+    };
+    assert_eq!(
+        minor(&sdk),
+        minor(&contract),
+        "palisade-sdk {sdk} must build palisade:plugin@{contract}: give the SDK version 0.N.x of contract 0.N.0"
+    );
+}
+
+#[test]
+fn inspect_refuses_a_component_over_the_structural_limits_before_decoding_it() {
+    use wasm_encoder::{Component, NestedComponentSection};
+    // 40 components nested in each other: the gateway's default limit is 16 levels.
+    let mut component = Component::new();
+    for _ in 0..40 {
+        let mut outer = Component::new();
+        outer.section(&NestedComponentSection(&component));
+        component = outer;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("deep.wasm"), component.finish()).unwrap();
+    let output = palisade(&["inspect", "deep.wasm"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let error = stderr(&output);
+    assert!(
+        error.contains("deep.wasm is refused") && error.contains("max_nesting_depth"),
+        "{error}"
+    );
+}
+
+#[test]
+fn check_reads_the_admin_api_s_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path();
+    let base = "[[app]]\nname = \"lights\"\npaths = [\"/cse-in/lights\"]\n[[app.plugin]]\nplugin = \"acp\"\nconfig = { policies = [{ pv = { acr = [{ acor = [\"CAE1\"], acop = 2 }] } }] }\n";
+    for key in ["admin", "root"] {
+        let output = palisade(&["keygen", "--out", key], at);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let admin = "[admin]\ntrust_roots = [\"root.pub\"]\n";
+    write(
+        at,
+        "good.toml",
+        &format!("{base}{admin}admin_keys = [\"admin.pub\"]\n"),
+    );
+    let good = palisade(&["check", "--config", "good.toml", "--data", "data"], at);
+    assert!(good.status.success(), "{}", stderr(&good));
+    write(
+        at,
+        "bad.toml",
+        &format!("{base}{admin}admin_keys = [\"nobody.pub\"]\n"),
+    );
+    let bad = palisade(&["check", "--config", "bad.toml", "--data", "data"], at);
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(
+        stderr(&bad).contains("bad.toml: [admin]") && stderr(&bad).contains("nobody.pub"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!at.join("data").exists(), "check wrote a data folder");
 }

@@ -10,7 +10,9 @@
 //! (`[[app.key]] generate`) and pseudonym secrets are made in a scratch keystore that is
 //! thrown away, compiled plugins are not written to the artifact cache, and no audit log is
 //! opened. The real keystore is only opened, to show it is readable with this configuration
-//! (for the software keystore, only when it exists already: `serve` would create it).
+//! (for the software keystore, only when it exists already: `serve` would create it). The
+//! admin API's keys and registry plugin configurations are read; the registry's stored
+//! modules are not (`serve` verifies them at boot).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,6 +105,16 @@ fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>
         Ok(routes) => routes,
         Err(error) => return Ok(Err(error.to_string())),
     };
+    // The admin API's trust roots, admin keys and registry plugin configurations, read as
+    // `serve` reads them; its module store is opened in the scratch folder (the real one is
+    // verified by `serve` at boot, SER-013).
+    if let Some(admin) = &config.admin {
+        if let Err(error) =
+            crate::api::admin::Admin::open(admin, &config.base_dir(), &scratch.path().join("data"))
+        {
+            return Ok(Err(format!("{}: [admin]: {error}", file.display())));
+        }
+    }
     let plugins: usize = config.apps.iter().map(|app| app.plugins.len()).sum();
     Ok(Ok(format!(
         "{} application(s), {plugins} plugin(s) compiled, type-checked and prepared; {keystore_note}",

@@ -4,7 +4,8 @@
 //! (`unverified`): only `palisade verify` with a trust root says whether they hold (SER-022).
 //!
 //! Nothing here compiles or instantiates the module; the WIT is decoded with wit-parser, the
-//! same decoder wasmtime's tooling uses, and the file is bounded in size before it is read.
+//! same decoder wasmtime's tooling uses, after the file is bounded in size before it is read
+//! and in structure (the default `[compile.module]` limits) before it is decoded.
 
 use anyhow::Context;
 use clap::Args;
@@ -80,8 +81,8 @@ struct Signature {
 pub fn run(args: InspectArgs) -> anyhow::Result<bool> {
     let bytes = match crate::plugins::reference(&args.module) {
         Some(bytes) => bytes.to_vec(),
-        None => read_file(std::path::Path::new(&args.module), DEFAULT_MAX_MODULE_SIZE)
-            .with_context(|| format!("cannot read {}", args.module))?,
+        // The read error already names the file.
+        None => read_file(std::path::Path::new(&args.module), DEFAULT_MAX_MODULE_SIZE)?,
     };
     let report = inspect(&args.module, &bytes)?;
     if args.json {
@@ -98,6 +99,11 @@ fn inspect(module: &str, bytes: &[u8]) -> anyhow::Result<Report> {
     let signature = read_unverified(bytes)
         .with_context(|| format!("{module}: the signature section cannot be read"))?
         .map(signature_report);
+    // The structural bounds the gateway checks before compiling (their defaults): a module
+    // built to exhaust a decoder is refused here as it would be there.
+    crate::engine::ModuleLimits::default()
+        .check_component(&component)
+        .with_context(|| format!("{module} is refused"))?;
     let decoded = wit_parser::decoding::decode(&component)
         .map_err(|error| anyhow::anyhow!("{module}: cannot decode its WIT world: {error:#}"))?;
     let DecodedWasm::Component(resolve, world_id) = decoded else {

@@ -108,6 +108,28 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ExitCode {
+    // A report piped into `head` ends quietly, as other Unix tools do, instead of panicking in
+    // `println!` on the closed pipe. Only for commands whose one output is stdout: the services
+    // and network clients keep Rust's ignored SIGPIPE, so a peer closing a socket is an error on
+    // that socket, never a silent end of the process.
+    #[cfg(unix)]
+    if matches!(
+        cli.command,
+        Command::Inspect(_)
+            | Command::Test(_)
+            | Command::Eval(_)
+            | Command::Audit(_)
+            | Command::Verify(_)
+            | Command::Check(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+    ) {
+        // SAFETY: called before any thread is started; restoring the default disposition of
+        // one signal has no other effect on this process.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_log = match (&cli.log_level, &cli.command) {
         (Some(filter), _) => filter.as_str(),
         (None, Command::Serve(_)) => "info",

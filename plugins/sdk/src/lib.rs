@@ -64,14 +64,14 @@ pub mod bindings {
     pub mod imports {
         wit_bindgen::generate!({
             world: "imports",
-            path: "../../wit",
+            path: "wit",
             generate_all,
         });
     }
     pub mod authorizer {
         wit_bindgen::generate!({
             world: "prepared-authorizer",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
@@ -88,7 +88,7 @@ pub mod bindings {
     pub mod authenticator {
         wit_bindgen::generate!({
             world: "prepared-authenticator",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
@@ -105,7 +105,7 @@ pub mod bindings {
     pub mod filter {
         wit_bindgen::generate!({
             world: "prepared-filter",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
