@@ -247,6 +247,10 @@ pub struct UpstreamConfig {
     /// Largest response accepted from the CSE. Default 4 MiB; 0 is refused.
     #[serde(default = "defaults::max_response", deserialize_with = "positive")]
     pub max_response_bytes: usize,
+    /// `[upstream.lookup]`: the gateway's own look-ups of target types and `<group>`
+    /// resources at the CSE ([`super::cse_lookup::LookupConfig`]). Absent: none.
+    #[serde(default)]
+    pub lookup: Option<super::cse_lookup::LookupConfig>,
 }
 
 /// Limits that protect the gateway itself (SER-001). A limit that would refuse every request
@@ -423,6 +427,14 @@ pub struct AppConfig {
     /// Group ID → member originator IDs (for `<group>` ACP entries).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// `<group>` resources of the upstream CSE whose members (`mid`, nested groups) count as
+    /// this app's group members, by resource ID: SP-relative `"/id-in/grp1"` or absolute
+    /// `"//sp.example/id-in/grp1"`, as `acor` names them. Needs `[upstream.lookup]`; each is
+    /// retrieved before the app's proxied decisions when its `ttl_s` has run out (one
+    /// look-up per group, nested ones besides). Default: none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cse_groups: Vec<Spanned<String>>,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginConfig>,
     #[serde(default, rename = "key")]
@@ -750,8 +762,12 @@ impl GatewayConfig {
             if let Err(message) = super::proxy::Upstream::check_url(upstream.url.get_ref()) {
                 return Err(self.error_at(upstream.url.span(), "upstream.url", message));
             }
+            if let Some(problem) = upstream.lookup.as_ref().and_then(|l| l.problem()) {
+                return Err(self.error_at(upstream.url.span(), "upstream.lookup", problem));
+            }
             self.upstream_tls()?;
         }
+        self.check_cse_groups()?;
         self.check_admin()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes: Vec<(String, String)> = Vec::new();
@@ -832,6 +848,36 @@ impl GatewayConfig {
             }
         }
         self.check_request_bounds()
+    }
+
+    /// `cse_groups` are retrieved by the gateway: they need `[upstream.lookup]`, and each must
+    /// be a group resource ID that names one resource path.
+    fn check_cse_groups(&self) -> Result<(), ConfigError> {
+        let lookups = self
+            .upstream
+            .as_ref()
+            .is_some_and(|upstream| upstream.lookup.is_some());
+        for (index, app) in self.apps.iter().enumerate() {
+            for (group_index, id) in app.cse_groups.iter().enumerate() {
+                let key = format!("app[{index}].cse_groups[{group_index}]");
+                if !lookups {
+                    return Err(self.error_at(
+                        id.span(),
+                        key,
+                        "needs [upstream.lookup] (the originator the gateway retrieves groups as)",
+                    ));
+                }
+                let text = id.get_ref();
+                if !text.starts_with('/') || super::cse_lookup::id_path(text).is_err() {
+                    return Err(self.error_at(
+                        id.span(),
+                        key,
+                        format!("{text:?} is not a group resource ID: give an SP-relative \"/id-in/grp1\" or absolute \"//sp.example/id-in/grp1\" ID"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `trusted_decide_clients` names certificate holders: only a listener that verifies

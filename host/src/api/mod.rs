@@ -17,8 +17,10 @@
 //! ([`placement`]).
 
 pub mod admin;
+pub mod app_groups;
 pub mod audit;
 pub mod config;
+pub mod cse_lookup;
 pub mod decide;
 pub mod demo;
 pub mod error;
@@ -181,11 +183,14 @@ impl Gateway {
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
         let upstream_tls = config.upstream_tls()?;
-        let upstream = config
+        let mut upstream = config
             .upstream
             .as_ref()
             .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
         let originators = originator::Originators::new(config, data_dir)?;
+        if let Some(upstream) = &mut upstream {
+            upstream.attach_groups(config, &runtime);
+        }
         Ok(Gateway {
             runtime,
             routes,

@@ -8,7 +8,12 @@
 //! HTTP 404 by TS-0009's table, [`super::status`]) within the configured timeouts: never a
 //! hang (SER-007). Decisions do not
 //! depend on the CSE, so `/v1/decide` keeps working while it is away.
+//!
+//! With `[upstream.lookup]`, what a proxied decision needs from the CSE itself (a CREATE's
+//! target type, the app's `cse_groups`) is asked first, as the gateway ([`super::cse_lookup`]);
+//! a successful DELETE or UPDATE then drops what it may have made stale.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,13 +26,14 @@ use hyper::{StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::config::UpstreamConfig;
+use super::config::{GatewayConfig, UpstreamConfig};
+use super::cse_lookup::{self, CseGroups, CseView};
 use super::error::{ApiError, Response};
 use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
 use super::originator::{Caller, Claim, PeerCertificate, Refusal};
 use super::server::read_body;
 use super::Gateway;
-use crate::pipeline::FilteredResponse;
+use crate::pipeline::{FilteredResponse, Runtime};
 use crate::request::{now_unix, AccessRequest, ResponseBody};
 
 /// The header naming the decision behind a proxied answer (for audit look-ups).
@@ -58,6 +64,10 @@ pub struct Upstream {
     client: Client<crate::tls_client::Connector, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// The gateway's own look-ups (`[upstream.lookup]`), when configured.
+    view: Option<Arc<CseView>>,
+    /// Each app's `cse_groups`, by app name.
+    groups: HashMap<String, Arc<CseGroups>>,
 }
 
 impl Upstream {
@@ -98,7 +108,79 @@ impl Upstream {
             client,
             timeout: Duration::from_millis(config.timeout_ms),
             max_response_bytes: config.max_response_bytes,
+            view: config
+                .lookup
+                .as_ref()
+                .map(|lookup| Arc::new(CseView::new(lookup))),
+            groups: HashMap::new(),
         }
+    }
+
+    /// Gives each app with `cse_groups` its view of them, read by its plugins' `groups`
+    /// capability beside the app's own directory.
+    pub fn attach_groups(&mut self, config: &GatewayConfig, runtime: &Runtime) {
+        let Some(view) = &self.view else { return };
+        for app in config.apps.iter().filter(|app| !app.cse_groups.is_empty()) {
+            let ids: Vec<String> = app
+                .cse_groups
+                .iter()
+                .map(|id| id.get_ref().clone())
+                .collect();
+            let groups = Arc::new(CseGroups::new(view, &ids));
+            if let Some(installed) = runtime.app(app.name.get_ref()) {
+                installed
+                    .sandbox()
+                    .environment()
+                    .groups
+                    .attach(groups.clone());
+            }
+            self.groups.insert(app.name.get_ref().clone(), groups);
+        }
+    }
+
+    /// The look-ups, when `[upstream.lookup]` is configured.
+    pub fn view(&self) -> Option<&CseView> {
+        self.view.as_deref()
+    }
+
+    /// `app`'s `cse_groups`, if it has any.
+    pub fn groups(&self, app: &str) -> Option<&CseGroups> {
+        self.groups.get(app).map(Arc::as_ref)
+    }
+
+    /// A GET of the gateway's own ([`super::cse_lookup`]) through the same client as
+    /// forwarded requests: `path_and_query` under the upstream URL, the answer's body cut at
+    /// `max_bytes`. The caller bounds the time.
+    pub(crate) async fn lookup(
+        &self,
+        path_and_query: &str,
+        headers: HeaderMap,
+        max_bytes: usize,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), cse_lookup::LookupError> {
+        use cse_lookup::LookupError;
+        let mut request = hyper::Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = self
+            .target(path_and_query)
+            .map_err(|_| LookupError::BadId(path_and_query.to_string()))?;
+        *request.headers_mut() = headers;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| LookupError::Unreachable(error.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, max_bytes)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    LookupError::TooLarge(max_bytes)
+                } else {
+                    LookupError::Unreachable(error.to_string())
+                }
+            })?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
     }
 
     fn target(&self, path_and_query: &str) -> Result<Uri, String> {
@@ -236,22 +318,44 @@ async fn enforce(
     // Unknown stays unknown (an `aclr` context is then unmet); only plugins granted
     // `location` see it (SER-026, enforced by the runtime's view).
     access.location = gateway.positions.location(&route.name, &binding.originator);
-    // The originator is established before any plugin runs (4106 otherwise).
+    // The originator is established before any plugin runs (4106 otherwise), and before the
+    // gateway asks the CSE anything for this request: an unauthenticated client cannot make
+    // the gateway query the CSE.
     let claim = Claim {
         app: &route.name,
         originator: &binding.originator,
         credential: binding.credential.as_ref(),
     };
-    let mut evaluation =
-        match gateway
-            .originators
-            .check(&claim, Caller::Proxy(certificate), now_unix())
-        {
-            Ok(established) => gateway.run_plugins(route, || {
+    let established = gateway
+        .originators
+        .check(&claim, Caller::Proxy(certificate), now_unix());
+    let mut prepared = cse_lookup::Prepared::default();
+    let mut evaluation = match established {
+        Ok(established) => {
+            // What the decision needs from the CSE itself (the target's type, the app's CSE
+            // groups), asked as the gateway, bounded in time; unknown stays unknown.
+            if let Some(upstream) = &gateway.upstream {
+                prepared = cse_lookup::prepare(
+                    upstream,
+                    &gateway.metrics,
+                    route,
+                    &mut access,
+                    &binding.path,
+                )
+                .await;
+            }
+            gateway.run_plugins(route, || {
                 gateway.evaluate_established(route, access, "proxy", established)
-            }),
-            Err(refusal) => gateway.refuse(route, access, "proxy", refusal),
-        };
+            })
+        }
+        Err(refusal) => gateway.refuse(route, access, "proxy", refusal),
+    };
+    if let Some(error) = &prepared.type_unknown {
+        tracing::warn!(app = %route.name, decision_id = %evaluation.decision_id, target = %binding.target, %error, "the target's resource type is unknown to this decision: the CSE look-up failed");
+    }
+    for (group, error) in &prepared.groups_unknown {
+        tracing::warn!(app = %route.name, decision_id = %evaluation.decision_id, %group, %error, "the CSE group's members are unknown to this decision: the look-up failed");
+    }
     let decision_id = HeaderValue::from_str(&evaluation.decision_id).expect("hex");
     let with_id = |mut response: Response| {
         response
@@ -293,7 +397,14 @@ async fn enforce(
     };
     let (status, mut headers, body) = match forward(gateway, upstream, &binding, parts, body).await
     {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            if answer.0.is_success() {
+                if let Some(view) = upstream.view() {
+                    view.after(binding.operation, &binding.path);
+                }
+            }
+            answer
+        }
         Err((code, message)) => return with_id(gateway_answer(code, &message, echo)),
     };
     let body = if route.has_filters {

@@ -15,7 +15,7 @@
 //!     "scope": ["/cse-in/app1"],        // optional Palisade extension: target path prefixes
 //!     "pv": { "acr": [ {
 //!         "acor": ["CAE1", "C*", "<grp-lights>", "role:operator", "all"],
-//!         "acop": 3,
+//!         "acop": 1,
 //!         "acco": [ { "actw": ["* 0-30 8-17 * * 1-5 *"],
 //!                     "acip": { "ipv4": ["192.168.1.0/24"], "ipv6": ["2001:db8::/32"] },
 //!                     "aclr": { "accc": ["DE", "FR"], "accr": [[48.85, 2.35, 5000]] } } ],
@@ -34,7 +34,11 @@
 //! - `acor` (required): `all` = any originator; `<group-id>` = a member of that group per
 //!   the host's group look-up (grant the `groups` capability); `role:<role-id>` = the request
 //!   holds that role; an ID containing `*` = wildcard where `*` matches any run of characters
-//!   except `/`; anything else = exact, literal ID (regex metacharacters mean themselves).
+//!   except `/`; anything else = exact, literal ID (regex metacharacters mean themselves). An
+//!   SP-relative or absolute ID (`/id-in/grp1`, `//sp/id-in/grp1`) is also a group resource
+//!   ID (TS-0003 §7.1.2): when it is not the originator itself, the host's group look-up is
+//!   asked whether the originator is a member, as for `<group-id>` (grant `groups`).
+//!   `<group-id>` stays as Palisade's name for a group of the app's own directory.
 //! - `acop` (required): bitmask CREATE 1, RETRIEVE 2, UPDATE 4, DELETE 8, NOTIFY 16,
 //!   DISCOVERY 32; 1..=63.
 //! - `acco` (optional, non-empty list): ANY context holding suffices; within a context every
@@ -46,12 +50,16 @@
 //!   `[lat, lon, radius-m]` or a list of them, haversine); the location must lie in ANY of
 //!   them (no location: does not hold).
 //! - `acaf` (optional bool): the request must be authenticated.
-//! - `acod` (optional, non-empty list): ANY entry holding suffices; within one, every present
-//!   element must hold. `chty`: a CREATE must create one of these types (`resource_type`;
-//!   unknown: does not hold); other operations are not restricted by it. `ty`: the target's
-//!   resource type, compared with `resource_type` for non-CREATE operations; never holds for a
-//!   CREATE, whose request does not carry its parent's type. `sbpt` (Palisade extension):
-//!   target path patterns, `*` per segment, a trailing `/**` for the whole subtree.
+//! - `acod` (optional, non-empty list): object details, applied to a CREATE only (TS-0003
+//!   §7.1.5; a rule's other operations ignore them). ANY entry holding suffices; within one,
+//!   every present element must hold. `chty` (mandatory): the types the create may make
+//!   (`resource_type`; unknown: does not hold). `ty` / `spty`: the type / specialization of the
+//!   *target*, the parent the create is addressed to (`target_resource_type`,
+//!   `target_specialization`; unknown: does not hold); a `ty` of 13 or 28 needs its `spty`.
+//!   `sbpt` (Palisade extension): target path patterns, `*` per segment, a trailing `/**` for
+//!   the whole subtree. Policies of this plugin's earlier reading (`ty` on other operations,
+//!   `chty` optional) are refused at load, naming the rule: `acod` on a rule without create,
+//!   `ty`/`spty`/`sbpt` on a rule that also grants other operations, an entry without `chty`.
 //!
 //! Any other key, an empty list or a malformed value makes the configuration invalid, and
 //! `prepare` refuses it with a reason naming the place (`policies[0].pv.acr[0].acop: 64 is

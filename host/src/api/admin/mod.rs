@@ -352,6 +352,10 @@ pub fn start(
         gateway.keystore.clone(),
         gateway.positions.clone(),
     )?;
+    if let Some(endpoint) = &admin.provision {
+        // Provisioned app groups answer the apps' `groups` capability.
+        endpoint.add_directory(Arc::new(super::app_groups::ProvisionedGroups::new(gateway)));
+    }
     let admin = Arc::new(admin);
     boot(gateway, &admin);
     gateway.admin = Some(admin.clone());

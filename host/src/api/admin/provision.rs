@@ -75,6 +75,15 @@ impl ProvisionEndpoint {
         }))
     }
 
+    /// Sends every committed bundle's group and device changes (and what is provisioned
+    /// already, at once) to `directory`.
+    pub fn add_directory(&self, directory: Arc<dyn crate::provision::MemberDirectory>) {
+        self.provisioner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .add_directory(directory);
+    }
+
     /// Applies one bundle; the answer is the report, or the refusal with its stable code.
     pub fn apply(&self, bundle: &[u8], now: u64) -> (StatusCode, serde_json::Value) {
         let mut provisioner = self

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use crypto::{AppKeys, KeyUseError, StaticKeys};
-pub use groups::GroupDirectory;
+pub use groups::{GroupDirectory, MembershipSource};
 pub use kv::KvNamespace;
 
 use super::state::{HostState, SandboxTrap};
