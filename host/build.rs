@@ -17,7 +17,7 @@ const TARGET: &str = "wasm32-wasip2";
 /// Plugins embedded in the `palisade` binary (the demo gateway and `plugin = "acp"` in case
 /// files use them). Test fixtures are exposed by path only.
 const REFERENCE_PLUGINS: &[&str] = &["acp", "token-auth", "geo-privacy"];
-const TEST_PLUGINS: &[&str] = &["hostile"];
+const TEST_PLUGINS: &[&str] = &["hostile", "legacy-contract"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{CompiledComponent, Engine, EngineError};
 use crate::sandbox::{
-    AppEnvironment, AppKeys, GroupDirectory, Isolation, KvNamespace, LoadError, Plugin,
+    AppEnvironment, AppKeys, Contract, GroupDirectory, Isolation, KvNamespace, LoadError, Plugin,
     PluginHealth, PluginKind, PluginLabel, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
     StaticKeys,
 };
@@ -115,6 +115,8 @@ pub struct App {
 pub struct PluginStatus {
     #[serde(flatten)]
     pub label: Arc<PluginLabel>,
+    /// The plugin contract the module was built against, e.g. `palisade:plugin@0.1.0`.
+    pub contract: Contract,
     #[serde(flatten)]
     pub health: PluginHealth,
 }
@@ -257,6 +259,7 @@ impl App {
                 .plugins()
                 .map(|plugin| PluginStatus {
                     label: plugin.label().clone(),
+                    contract: plugin.contract().clone(),
                     health: plugin.health(),
                 })
                 .collect(),

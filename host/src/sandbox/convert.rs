@@ -31,6 +31,8 @@ pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) ->
         },
         target: request.target.clone(),
         resource_type: request.resource_type,
+        target_resource_type: request.target_resource_type,
+        target_specialization: request.target_specialization.clone(),
         authenticated: request.authenticated,
         roles: request.roles.clone(),
         source_ip: request.source_ip.clone(),

@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod capabilities;
 mod convert;
 mod failure;
+mod legacy;
 mod limits;
 mod plugin;
 mod prepare;
@@ -31,7 +32,7 @@ pub use capabilities::{
 pub use convert::{AuthOutcome, FilterOutcome, Verdict};
 pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
-pub use plugin::{Plugin, PluginKind, PluginLabel};
+pub use plugin::{Contract, ContractError, ContractLine, Plugin, PluginKind, PluginLabel};
 pub use prepare::PrepareError;
 pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
@@ -51,12 +52,17 @@ pub enum LoadError {
         declared: PluginKind,
         found: PluginKind,
     },
-    #[error("the component's imports cannot be satisfied (it asks for something Palisade does not offer): {0}")]
-    Imports(String),
-    #[error("the component's `{export}` export does not match the {kind} world of palisade:plugin@0.1: {reason}")]
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    #[error("the component ({contract}) has imports that cannot be satisfied (it asks for something Palisade does not offer): {reason}")]
+    Imports { contract: Contract, reason: String },
+    #[error(
+        "the component's `{export}` export does not match the {kind} world of {contract}: {reason}"
+    )]
     ExportType {
         kind: PluginKind,
         export: &'static str,
+        contract: Contract,
         reason: String,
     },
     #[error("the plugin configuration is not valid JSON: {0}")]
@@ -78,6 +84,11 @@ impl SharedLinker {
         // ...except that nothing may wait: a plugin call never blocks its thread.
         wasi_io::shadow_blocking_bindings(&mut linker)?;
         bindings::imports::Imports::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        // The same imports under their 0.1.0 names, for modules built against that contract.
+        legacy::bindings::imports::Imports::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |state| state,
         )?;
@@ -235,11 +246,15 @@ impl Sandbox {
                 return Err(LoadError::WrongWorld { declared, found });
             }
         }
-        let instance_pre = self
-            .linker
-            .0
-            .instantiate_pre(component)
-            .map_err(|error| LoadError::Imports(format!("{error:#}")))?;
+        let contract = Contract::of_component(component, self.engine.wasmtime())?;
+        let instance_pre =
+            self.linker
+                .0
+                .instantiate_pre(component)
+                .map_err(|error| LoadError::Imports {
+                    contract: contract.clone(),
+                    reason: format!("{error:#}"),
+                })?;
         let export_error = |error: wasmtime::Error| LoadError::ExportType {
             kind: found,
             export: match found {
@@ -247,9 +262,22 @@ impl Sandbox {
                 PluginKind::Authenticator => "authenticate",
                 PluginKind::Filter => "filter",
             },
+            contract: contract.clone(),
             reason: format!("{error:#}"),
         };
+        let v0_1 = contract.line == ContractLine::V0_1;
         let pre = match found {
+            PluginKind::Authorizer if v0_1 => KindPre::AuthorizerV0_1(
+                legacy::bindings::authorizer::AuthorizerPre::new(instance_pre)
+                    .map_err(export_error)?,
+            ),
+            PluginKind::Authenticator if v0_1 => KindPre::AuthenticatorV0_1(
+                legacy::bindings::authenticator::AuthenticatorPre::new(instance_pre)
+                    .map_err(export_error)?,
+            ),
+            PluginKind::Filter if v0_1 => KindPre::FilterV0_1(
+                legacy::bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?,
+            ),
             PluginKind::Authorizer => KindPre::Authorizer(
                 bindings::authorizer::AuthorizerPre::new(instance_pre).map_err(export_error)?,
             ),
@@ -267,7 +295,7 @@ impl Sandbox {
             version: setup.version,
             sha256: hex::encode(compiled.sha256),
         };
-        Ok(Plugin::new(grant, label, pre))
+        Ok(Plugin::new(grant, label, contract, pre))
     }
 
     /// Asks an authorizer about a request whose authentication state is already settled.
@@ -277,13 +305,18 @@ impl Sandbox {
         request: &AccessRequest,
         now: u64,
     ) -> Result<Verdict, Failure> {
-        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let grant = plugin.grant.capabilities;
         let limits = self.limits.clone();
         plugin.call(
             self,
             &request.originator,
             |store, bound| match bound {
-                Bound::Authorizer(authorizer) => authorizer.call_authorize(store, &wit_request),
+                Bound::Authorizer(authorizer) => {
+                    authorizer.call_authorize(store, &convert::request(request, now, grant))
+                }
+                Bound::AuthorizerV0_1(authorizer) => authorizer
+                    .call_authorize(store, &legacy::request(request, now, grant))
+                    .map(legacy::decision),
                 _ => Err(wrong_stage(plugin)),
             },
             |decision| convert::verdict(decision, &limits),
@@ -298,7 +331,7 @@ impl Sandbox {
         credential: &Credential,
         now: u64,
     ) -> Result<AuthOutcome, Failure> {
-        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let grant = plugin.grant.capabilities;
         let wit_credential = bindings::wit::Credential {
             scheme: credential.scheme.clone(),
             value: credential.value.clone(),
@@ -308,9 +341,18 @@ impl Sandbox {
             self,
             &request.originator,
             |store, bound| match bound {
-                Bound::Authenticator(authenticator) => {
-                    authenticator.call_authenticate(store, &wit_request, &wit_credential)
-                }
+                Bound::Authenticator(authenticator) => authenticator.call_authenticate(
+                    store,
+                    &convert::request(request, now, grant),
+                    &wit_credential,
+                ),
+                Bound::AuthenticatorV0_1(authenticator) => authenticator
+                    .call_authenticate(
+                        store,
+                        &legacy::request(request, now, grant),
+                        &legacy::credential(&wit_credential),
+                    )
+                    .map(legacy::auth_result),
                 _ => Err(wrong_stage(plugin)),
             },
             |result| convert::auth_outcome(result, &limits),
@@ -325,7 +367,7 @@ impl Sandbox {
         response: &ResponseBody,
         now: u64,
     ) -> Result<FilterOutcome, Failure> {
-        let wit_request = convert::request(request, now, plugin.grant.capabilities);
+        let grant = plugin.grant.capabilities;
         let wit_response = bindings::wit::Response {
             status: response.status,
             content_type: response.content_type.clone(),
@@ -336,7 +378,16 @@ impl Sandbox {
             self,
             &request.originator,
             |store, bound| match bound {
-                Bound::Filter(filter) => filter.call_filter(store, &wit_request, &wit_response),
+                Bound::Filter(filter) => {
+                    filter.call_filter(store, &convert::request(request, now, grant), &wit_response)
+                }
+                Bound::FilterV0_1(filter) => filter
+                    .call_filter(
+                        store,
+                        &legacy::request(request, now, grant),
+                        &legacy::response(&wit_response),
+                    )
+                    .map(legacy::filter_result),
                 _ => Err(wrong_stage(plugin)),
             },
             |result| convert::filter_outcome(result, &limits),

@@ -11,6 +11,7 @@ use wasmtime::Store;
 
 use super::bindings::{authenticator, authorizer, filter};
 use super::failure::Failure;
+use super::legacy::bindings as v0_1;
 use super::limits::Isolation;
 use super::quarantine::{Outcome, PluginHealth, Quarantine};
 use super::state::{HostState, PluginGrant};
@@ -101,6 +102,88 @@ impl std::str::FromStr for PluginKind {
     }
 }
 
+/// A line of the plugin contract (`palisade:plugin`) this host loads. Components of every
+/// listed line run side by side, each seeing the records of its own version (see the
+/// versioning note in `wit/palisade.wit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContractLine {
+    /// 0.1.x: the request carries no target type. Kept for deployed modules (`legacy.rs`).
+    V0_1,
+    /// 0.2.x, the current contract.
+    V0_2,
+}
+
+/// The contract a component was built against, as read from its `palisade:plugin` imports,
+/// e.g. `palisade:plugin@0.1.0`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Contract {
+    pub line: ContractLine,
+    /// The exact version the component imports (`0.1.0`).
+    pub version: Box<str>,
+}
+
+/// Why a component's contract version is not one this host loads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    #[error("the component was built against palisade:plugin@{0}; this host loads palisade:plugin 0.1.x and 0.2.x")]
+    Unsupported(String),
+    #[error("the component imports several versions of palisade:plugin ({0}); a plugin is built against one")]
+    Mixed(String),
+}
+
+impl Contract {
+    /// The contract this host's own plugins and the SDK are built against.
+    pub const CURRENT_VERSION: &'static str = "0.2.0";
+
+    /// The contract `component` was built against, judged by the versions of the
+    /// `palisade:plugin` interfaces it imports. A component importing none of them (it uses
+    /// no import, and its types are its own) is taken as the current contract, whose type check
+    /// at load then decides.
+    pub fn of_component(
+        component: &Component,
+        engine: &wasmtime::Engine,
+    ) -> Result<Contract, ContractError> {
+        let mut versions: Vec<String> = Vec::new();
+        for (name, _) in component.component_type().imports(engine) {
+            let Some(rest) = name.strip_prefix("palisade:plugin/") else {
+                continue;
+            };
+            let version = rest.split_once('@').map_or("", |(_, version)| version);
+            if !versions.iter().any(|seen| seen == version) {
+                versions.push(version.to_string());
+            }
+        }
+        let version = match versions.as_slice() {
+            [] => Contract::CURRENT_VERSION.to_string(),
+            [one] => one.clone(),
+            several => return Err(ContractError::Mixed(several.join(", "))),
+        };
+        let line = if version.starts_with("0.1.") {
+            ContractLine::V0_1
+        } else if version.starts_with("0.2.") {
+            ContractLine::V0_2
+        } else {
+            return Err(ContractError::Unsupported(version));
+        };
+        Ok(Contract {
+            line,
+            version: version.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "palisade:plugin@{}", self.version)
+    }
+}
+
+impl Serialize for Contract {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Which module made a decision: reported with every decision and in audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginLabel {
@@ -115,10 +198,14 @@ pub struct PluginLabel {
 
 /// The typed pre-instantiation of a plugin: imports resolved and exports type-checked once,
 /// at load time, so each instantiation is only the allocation and initialisation.
+/// `…V0_1` are components of contract 0.1 (see `legacy.rs`).
 pub(crate) enum KindPre {
     Authorizer(authorizer::AuthorizerPre<HostState>),
     Authenticator(authenticator::AuthenticatorPre<HostState>),
     Filter(filter::FilterPre<HostState>),
+    AuthorizerV0_1(v0_1::authorizer::AuthorizerPre<HostState>),
+    AuthenticatorV0_1(v0_1::authenticator::AuthenticatorPre<HostState>),
+    FilterV0_1(v0_1::filter::FilterPre<HostState>),
 }
 
 /// An instantiated plugin's typed exports.
@@ -126,6 +213,9 @@ pub(crate) enum Bound {
     Authorizer(authorizer::Authorizer),
     Authenticator(authenticator::Authenticator),
     Filter(filter::Filter),
+    AuthorizerV0_1(v0_1::authorizer::Authorizer),
+    AuthenticatorV0_1(v0_1::authenticator::Authenticator),
+    FilterV0_1(v0_1::filter::Filter),
 }
 
 pub(crate) struct Instance {
@@ -137,6 +227,7 @@ pub(crate) struct Instance {
 pub struct Plugin {
     pub(crate) grant: Arc<PluginGrant>,
     label: Arc<PluginLabel>,
+    contract: Contract,
     /// "permitted by <name>", made once rather than formatted on every permit.
     permit_reason: Box<str>,
     pre: KindPre,
@@ -147,9 +238,15 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    pub(crate) fn new(grant: Arc<PluginGrant>, label: PluginLabel, pre: KindPre) -> Plugin {
+    pub(crate) fn new(
+        grant: Arc<PluginGrant>,
+        label: PluginLabel,
+        contract: Contract,
+        pre: KindPre,
+    ) -> Plugin {
         Plugin {
             grant,
+            contract,
             permit_reason: format!("permitted by {}", label.name).into(),
             label: Arc::new(label),
             pre,
@@ -169,6 +266,11 @@ impl Plugin {
         &self.permit_reason
     }
 
+    /// The contract the module was built against.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
     pub fn kind(&self) -> PluginKind {
         self.label.kind
     }
@@ -183,6 +285,11 @@ impl Plugin {
             KindPre::Authorizer(pre) => pre.instantiate(&mut store).map(Bound::Authorizer),
             KindPre::Authenticator(pre) => pre.instantiate(&mut store).map(Bound::Authenticator),
             KindPre::Filter(pre) => pre.instantiate(&mut store).map(Bound::Filter),
+            KindPre::AuthorizerV0_1(pre) => pre.instantiate(&mut store).map(Bound::AuthorizerV0_1),
+            KindPre::AuthenticatorV0_1(pre) => {
+                pre.instantiate(&mut store).map(Bound::AuthenticatorV0_1)
+            }
+            KindPre::FilterV0_1(pre) => pre.instantiate(&mut store).map(Bound::FilterV0_1),
         };
         match bound {
             Ok(bound) => Ok(Instance { store, bound }),

@@ -13,16 +13,8 @@ const SAT: u64 = 1_795_860_900;
 
 fn request(originator: &str, operation: Operation, target: &str) -> Request {
     Request {
-        originator: originator.into(),
-        operation,
-        target: target.into(),
-        resource_type: None,
-        authenticated: false,
-        roles: Vec::new(),
-        source_ip: None,
-        location: None,
         request_time: SAT,
-        attributes: Vec::new(),
+        ..Request::new(originator, operation, target)
     }
 }
 

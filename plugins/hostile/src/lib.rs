@@ -47,12 +47,12 @@ mod abi {
         world: "palisade:hostile/hostile",
         path: ["../../wit", "wit"],
         with: {
-            "palisade:plugin/types@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::types,
-            "palisade:plugin/log@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::log,
-            "palisade:plugin/config@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::config,
-            "palisade:plugin/kv@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::kv,
-            "palisade:plugin/groups@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::groups,
-            "palisade:plugin/crypto@0.1.0": palisade_sdk::bindings::imports::palisade::plugin::crypto,
+            "palisade:plugin/types@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::types,
+            "palisade:plugin/log@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::log,
+            "palisade:plugin/config@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::config,
+            "palisade:plugin/kv@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::kv,
+            "palisade:plugin/groups@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::groups,
+            "palisade:plugin/crypto@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::crypto,
         },
     });
 }

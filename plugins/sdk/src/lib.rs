@@ -24,6 +24,12 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and try it with
 //! `palisade eval` or `palisade test`.
 //!
+//! The [`Request`] is the contract's `request` record of `palisade:plugin@0.2.0`, which added
+//! the target's own type ([`Request::target_resource_type`], [`Request::target_specialization`])
+//! to 0.1.0. A plugin built with this SDK is a 0.2 component; gateways of 0.2 also keep running
+//! modules built against 0.1.x, which simply never see a target type. Build requests in tests
+//! with [`Request::new`], so that fields a later contract adds need no change in your code.
+//!
 //! What the host offers is in the modules [`log`], [`config`], [`kv`], [`groups`] and
 //! [`crypto`]; everything is scoped to the application the plugin is serving. The plugin has
 //! no filesystem, network, environment or clock: [`Request::request_time`] is its time.
@@ -53,12 +59,12 @@ pub mod bindings {
             world: "prepared-authorizer",
             path: "../../wit",
             with: {
-                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
-                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
-                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
-                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
-                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
-                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+                "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.2.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.2.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.2.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.2.0": crate::bindings::imports::palisade::plugin::crypto,
             },
             default_bindings_module: "palisade_sdk::bindings::authorizer",
             pub_export_macro: true,
@@ -70,12 +76,12 @@ pub mod bindings {
             world: "prepared-authenticator",
             path: "../../wit",
             with: {
-                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
-                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
-                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
-                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
-                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
-                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+                "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.2.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.2.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.2.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.2.0": crate::bindings::imports::palisade::plugin::crypto,
             },
             default_bindings_module: "palisade_sdk::bindings::authenticator",
             pub_export_macro: true,
@@ -87,12 +93,12 @@ pub mod bindings {
             world: "prepared-filter",
             path: "../../wit",
             with: {
-                "palisade:plugin/types@0.1.0": crate::bindings::imports::palisade::plugin::types,
-                "palisade:plugin/log@0.1.0": crate::bindings::imports::palisade::plugin::log,
-                "palisade:plugin/config@0.1.0": crate::bindings::imports::palisade::plugin::config,
-                "palisade:plugin/kv@0.1.0": crate::bindings::imports::palisade::plugin::kv,
-                "palisade:plugin/groups@0.1.0": crate::bindings::imports::palisade::plugin::groups,
-                "palisade:plugin/crypto@0.1.0": crate::bindings::imports::palisade::plugin::crypto,
+                "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
+                "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
+                "palisade:plugin/config@0.2.0": crate::bindings::imports::palisade::plugin::config,
+                "palisade:plugin/kv@0.2.0": crate::bindings::imports::palisade::plugin::kv,
+                "palisade:plugin/groups@0.2.0": crate::bindings::imports::palisade::plugin::groups,
+                "palisade:plugin/crypto@0.2.0": crate::bindings::imports::palisade::plugin::crypto,
             },
             default_bindings_module: "palisade_sdk::bindings::filter",
             pub_export_macro: true,

@@ -49,6 +49,32 @@ impl OperationSet {
 }
 
 impl Request {
+    /// A request with only the three things every request has; every other field empty (no
+    /// type, no roles, no source, no location, time 0). For tests of a plugin's own logic: a
+    /// later contract version that adds a field to the request then changes nothing for code
+    /// that builds requests this way (fill the rest in with struct update syntax,
+    /// `Request { resource_type: Some(4), ..Request::new(…) }`).
+    pub fn new(
+        originator: impl Into<String>,
+        operation: Operation,
+        target: impl Into<String>,
+    ) -> Request {
+        Request {
+            originator: originator.into(),
+            operation,
+            target: target.into(),
+            resource_type: None,
+            target_resource_type: None,
+            target_specialization: None,
+            authenticated: false,
+            roles: Vec::new(),
+            source_ip: None,
+            location: None,
+            request_time: 0,
+            attributes: Vec::new(),
+        }
+    }
+
     /// The value of a request attribute, if present (first one wins).
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes
