@@ -6,7 +6,7 @@
 // `{"opens": 8, "closes": 18}` (those are the defaults); a configuration that does not make
 // sense denies every request it would have to decide (fail-closed).
 
-import { get as configJson } from "palisade:plugin/config@0.1.0";
+import { get as configJson } from "palisade:plugin/config@0.2.0";
 
 const READS = new Set(["retrieve", "discovery"]);
 

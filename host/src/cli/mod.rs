@@ -5,6 +5,7 @@ mod bench;
 mod eval;
 pub mod group;
 mod harness;
+mod new;
 pub mod provision;
 mod push;
 mod serve;
@@ -56,6 +57,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Upload a signed module to a running gateway and manage its versions (admin API).
     Push(push::PushArgs),
+    /// Create a plugin project (Rust, Python or JavaScript) with a passing case file.
+    New(new::NewArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => trust::run_verify(args),
         Command::Serve(args) => serve::run(args),
         Command::Push(args) => push::run(args),
+        Command::New(args) => new::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
