@@ -988,7 +988,11 @@ mod tests {
         );
         assert!(error.contains("[engine] max_memory_bytes"), "{error}");
         // Raising the ceiling admits it.
-        let raised = format!("[engine]\nmax_memory_bytes = {}\n{}", 256 << 20, app(128 << 20));
+        let raised = format!(
+            "[engine]\nmax_memory_bytes = {}\n{}",
+            256 << 20,
+            app(128 << 20)
+        );
         let config = parse(&raised).unwrap();
         assert_eq!(config.engine.max_memory_bytes, 256 << 20);
         let mut engine = crate::engine::EngineConfig::default();
@@ -996,7 +1000,10 @@ mod tests {
         assert_eq!(engine.max_memory_bytes, 256 << 20);
         // A ceiling no plugin fits under, or one past what 32-bit memories address, is refused
         // at the [engine] table.
-        for (value, words) in [(1024_usize, "below one WebAssembly page"), (8 << 30, "above 4294967296")] {
+        for (value, words) in [
+            (1024_usize, "below one WebAssembly page"),
+            (8 << 30, "above 4294967296"),
+        ] {
             let error = parse(&format!("[engine]\nmax_memory_bytes = {value}\n"))
                 .unwrap_err()
                 .to_string();

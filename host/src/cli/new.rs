@@ -134,9 +134,9 @@ pub fn build_command(lang: Lang) -> &'static str {
 fn check_name(name: &str) -> anyhow::Result<()> {
     const KEYWORDS: &[&str] = &[
         "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
-        "extern", "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod",
-        "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
-        "true", "type", "unsafe", "use", "where", "while", "test", "core", "std",
+        "extern", "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move",
+        "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
+        "type", "unsafe", "use", "where", "while", "test", "core", "std",
     ];
     let valid = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -205,9 +205,9 @@ fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Re
             let plugin = format!("target/wasm32-wasip2/release/{module}");
             let patch = match sdk {
                 Some(path) => {
-                    let path = path
-                        .to_str()
-                        .context("the --sdk path is not valid UTF-8, which Cargo.toml cannot hold")?;
+                    let path = path.to_str().context(
+                        "the --sdk path is not valid UTF-8, which Cargo.toml cannot hold",
+                    )?;
                     format!(
                         "\n# Built against a palisade-sdk source folder instead of the registry's crate\n# (palisade new --sdk).\n[patch.crates-io]\npalisade-sdk = {{ path = {} }}\n",
                         toml::Value::String(path.to_string())
@@ -279,23 +279,15 @@ fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Re
                 text: fill(source, &module, ""),
                 executable: false,
             });
-            let package = serde_json::json!({
-                "name": name,
-                "private": true,
-                "type": "module",
-                "description": format!("A Palisade {world} plugin"),
-                "scripts": {
-                    // Palisade offers no HTTP: leaving wasi:http out lets the component link.
-                    "build": format!("componentize-js app.js --wit wit --world-name {world} --disable http fetch-event -o {module}"),
-                },
-                "devDependencies": {
-                    "@bytecodealliance/componentize-js": COMPONENTIZE_JS,
-                    "@bytecodealliance/preview2-shim": PREVIEW2_SHIM,
-                },
-            });
+            // Written by hand to keep npm's usual key order; every value is a checked name
+            // or a constant, so nothing needs escaping. Palisade offers no HTTP: leaving
+            // wasi:http out of the build lets the component link.
+            let package = format!(
+                "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"description\": \"A Palisade {world} plugin\",\n  \"scripts\": {{\n    \"build\": \"componentize-js app.js --wit wit --world-name {world} --disable http fetch-event -o {module}\"\n  }},\n  \"devDependencies\": {{\n    \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\",\n    \"@bytecodealliance/preview2-shim\": \"{PREVIEW2_SHIM}\"\n  }}\n}}\n"
+            );
             files.push(File {
                 path: "package.json",
-                text: serde_json::to_string_pretty(&package)? + "\n",
+                text: package,
                 executable: false,
             });
             files.push(File {
@@ -382,7 +374,19 @@ mod tests {
             check_name(good).unwrap();
         }
         for bad in [
-            "", "1st", "-a", "a-", "a--b", "Caps", "a_b", "a.b", "../x", "a/b", "é", "fn", "test",
+            "",
+            "1st",
+            "-a",
+            "a-",
+            "a--b",
+            "Caps",
+            "a_b",
+            "a.b",
+            "../x",
+            "a/b",
+            "é",
+            "fn",
+            "test",
             &"x".repeat(65),
         ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
@@ -401,7 +405,13 @@ mod tests {
         let target = dir.path().join("p");
         let files = project("p", Kind::Filter, Lang::Python, None).unwrap();
         write_project(&target, &files).unwrap();
-        for path in ["app.py", "build.sh", "cases.toml", "wit/palisade.wit", "README.md"] {
+        for path in [
+            "app.py",
+            "build.sh",
+            "cases.toml",
+            "wit/palisade.wit",
+            "README.md",
+        ] {
             assert!(target.join(path).is_file(), "{path} missing");
         }
         assert_eq!(
@@ -412,13 +422,49 @@ mod tests {
         std::fs::write(target.join("app.py"), "mine").unwrap();
         let error = write_project(&target, &files).unwrap_err().to_string();
         assert!(error.contains("already exists"), "{error}");
-        assert_eq!(std::fs::read_to_string(target.join("app.py")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(target.join("app.py")).unwrap(),
+            "mine"
+        );
         // No staging folder is left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("p")]);
+    }
+
+    #[test]
+    fn generated_manifests_parse() {
+        for kind in [Kind::Authorizer, Kind::Authenticator, Kind::Filter] {
+            let files = project("my-plugin", kind, Lang::Js, None).unwrap();
+            let package = files
+                .iter()
+                .find(|file| file.path == "package.json")
+                .unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&package.text).unwrap();
+            assert_eq!(parsed["name"], "my-plugin");
+            assert!(parsed["scripts"]["build"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("--world-name {} ", kind.name())));
+            for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+                let files = project("my-plugin", kind, lang, None).unwrap();
+                let cases = files.iter().find(|file| file.path == "cases.toml").unwrap();
+                let parsed: toml::Table = toml::from_str(&cases.text).unwrap();
+                assert!(parsed["case"]
+                    .as_array()
+                    .is_some_and(|cases| !cases.is_empty()));
+            }
+        }
+        let files = project("my-plugin", Kind::Filter, Lang::Rust, None).unwrap();
+        let manifest = files.iter().find(|file| file.path == "Cargo.toml").unwrap();
+        let parsed: toml::Table = toml::from_str(&manifest.text).unwrap();
+        assert_eq!(
+            parsed["dependencies"]["palisade-sdk"].as_str(),
+            Some(sdk_version())
+        );
+        assert!(parsed.get("patch").is_none());
     }
 
     #[test]
