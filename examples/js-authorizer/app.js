@@ -5,6 +5,14 @@
 // hours, UTC, of the request time (the only clock a plugin has). The configuration is
 // `{"opens": 8, "closes": 18}` (those are the defaults); a configuration that does not make
 // sense denies every request it would have to decide (fail-closed).
+//
+// Build (componentize-js 0.23.0, which .ci/run installs; Palisade offers no HTTP, so the
+// build leaves wasi:http out), then test it warm and fresh:
+//
+//   componentize-js app.js --wit ../../wit --world-name authorizer \
+//       --disable http fetch-event -o business_hours.wasm
+//   palisade test --isolation warm cases.toml
+//   palisade test --isolation fresh-per-request cases.toml
 
 import { get as configJson } from "palisade:plugin/config@0.2.0";
 

@@ -5,6 +5,12 @@ Reads (retrieve, discovery) are always allowed; anything else only between the c
 hours, UTC, of the request time (the only clock a plugin has). The configuration is
 `{"opens": 8, "closes": 18}` (those are the defaults); a configuration that does not make
 sense denies every request it would have to decide (fail-closed).
+
+Build (componentize-py 0.25.1, which .ci/run installs), then test it warm and fresh:
+
+    componentize-py -d ../../wit -w authorizer componentize app -o business_hours.wasm
+    palisade test --isolation warm cases.toml
+    palisade test --isolation fresh-per-request cases.toml
 """
 
 import json
