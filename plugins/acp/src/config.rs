@@ -119,7 +119,9 @@ fn compile_rule(value: &Value, at: &str) -> Result<Rule, String> {
                 .iter()
                 .enumerate()
                 .map(|(i, o)| compile_object(o, &format!("{at}.acod[{i}]")));
-            Some(compiled.collect::<Result<_, _>>()?)
+            let compiled: Vec<ObjectDetails> = compiled.collect::<Result<_, _>>()?;
+            check_object_rule(&compiled, operations, at)?;
+            Some(compiled)
         }
     };
     Ok(Rule {
@@ -274,25 +276,50 @@ fn circle(value: &Value, at: &str) -> Result<Circle, String> {
     }
 }
 
+/// Object details as TS-0003 §7.1.5 defines them. Earlier versions of this plugin read them
+/// differently (`ty` as a type the request itself carries, applied to every operation; `chty`
+/// optional), and a policy written for that reading would mean something else now: such a
+/// policy is refused, with the rule and what to change, never silently reinterpreted.
 fn compile_object(value: &Value, at: &str) -> Result<ObjectDetails, String> {
-    let fields = object(value, at, &["ty", "chty", "sbpt"])?;
-    if fields.is_empty() {
-        return Err(format!(
-            "{at}: object details need at least one of ty, chty, sbpt"
-        ));
-    }
+    let fields = object(value, at, &["ty", "spty", "chty", "sbpt"])?;
     let mut details = ObjectDetails::default();
     if let Some(ty) = fields.get("ty") {
-        details.resource_type = Some(resource_type(ty, &format!("{at}.ty"))?);
+        details.target_type = Some(resource_type(ty, &format!("{at}.ty"))?);
     }
-    if let Some(list) = fields.get("chty") {
-        let at = format!("{at}.chty");
-        let list = non_empty_array(list, &at)?;
-        let types = list
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| resource_type(ty, &format!("{at}[{i}]")));
-        details.child_types = Some(types.collect::<Result<_, _>>()?);
+    if let Some(spty) = fields.get("spty") {
+        let here = format!("{at}.spty");
+        let text = string(spty, &here)?;
+        if text.is_empty() {
+            return Err(format!("{here}: a specialization must not be empty"));
+        }
+        details.target_specialization = Some(text.into());
+    }
+    let Some(list) = fields.get("chty") else {
+        let hint = if details.target_type.is_some() {
+            " `ty` is the type of the target the create is addressed to, not of the resource \
+             it makes (earlier versions of this plugin read it otherwise):"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{at}: `chty` is missing; it is mandatory in object details (TS-0003 §7.1.5).{hint} \
+             list the resource types the create may make in `chty`"
+        ));
+    };
+    let chty_at = format!("{at}.chty");
+    let list = non_empty_array(list, &chty_at)?;
+    let types = list
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| resource_type(ty, &format!("{chty_at}[{i}]")));
+    details.child_types = types.collect::<Result<_, _>>()?;
+    // "If the value of the resourceType element is 13 (<mgmtObj>) or 28 (<flexContainer>),
+    // the optional specializationType element shall also be included."
+    if let (Some(ty @ (13 | 28)), None) = (details.target_type, &details.target_specialization) {
+        return Err(format!(
+            "{at}: `ty` {ty} is a specializable type, so `spty` must name the specialization \
+             (TS-0003 §7.1.5)"
+        ));
     }
     if let Some(list) = fields.get("sbpt") {
         details.paths = Some(strings(list, &format!("{at}.sbpt"), |text, at| {
@@ -300,6 +327,43 @@ fn compile_object(value: &Value, at: &str) -> Result<ObjectDetails, String> {
         })?);
     }
     Ok(details)
+}
+
+/// The rule-level refusals of the earlier `acod` reading: object details on a rule that
+/// grants no create (they would never apply), and `ty`/`spty`/`sbpt` on a rule that also
+/// grants other operations (they used to restrict those; now they restrict only its create).
+/// A `chty`-only entry means the same under both readings and is accepted anywhere.
+fn check_object_rule(objects: &[ObjectDetails], operations: u32, at: &str) -> Result<(), String> {
+    const CREATE: u32 = 1;
+    if operations & CREATE == 0 {
+        return Err(format!(
+            "{at}.acod: object details apply to CREATE only (TS-0003 §7.1.5), and this rule \
+             grants only {}, so they would never apply (earlier versions of this plugin applied \
+             them to every operation): remove `acod`, or move it to a rule with acop 1",
+            crate::eval::operations(operations)
+        ));
+    }
+    let others = operations & !CREATE;
+    if others == 0 {
+        return Ok(());
+    }
+    for (index, details) in objects.iter().enumerate() {
+        let restricting = [
+            ("ty", details.target_type.is_some()),
+            ("spty", details.target_specialization.is_some()),
+            ("sbpt", details.paths.is_some()),
+        ];
+        if let Some((name, _)) = restricting.iter().find(|(_, present)| *present) {
+            return Err(format!(
+                "{at}.acod[{index}].{name}: object details restrict only the CREATE of a rule \
+                 (TS-0003 §7.1.5), and this rule also grants {}, which earlier versions of this \
+                 plugin restricted by `{name}` too: give create (acop 1) and its `acod` a rule of \
+                 their own",
+                crate::eval::operations(others)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn resource_type(value: &Value, at: &str) -> Result<u32, String> {
@@ -321,7 +385,6 @@ fn object<'v>(
     if let Some(key) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
         let hint = match key.as_str() {
             "pvs" => " (selfPrivileges are managed by the CSE, not by this plugin)",
-            "spty" => " (specializationID is not supported)",
             _ => "",
         };
         return Err(format!(

@@ -123,7 +123,8 @@ impl<'r, 'p, G: FnMut(&str, &str) -> bool> Facts<'r, 'p, G> {
             return Some(Unmet::Authentication);
         }
         if let Some(objects) = &rule.objects {
-            if !objects.iter().any(|details| self.object_holds(details)) {
+            let create = matches!(self.request.operation, Operation::Create);
+            if create && !objects.iter().any(|details| self.object_holds(details)) {
                 return Some(Unmet::Object);
             }
         }
@@ -149,21 +150,30 @@ impl<'r, 'p, G: FnMut(&str, &str) -> bool> Facts<'r, 'p, G> {
         known
     }
 
-    /// `acod` (TS-0004 `m2m:accessControlObjectDetails`). `chty` restricts what a CREATE may
-    /// make; `ty` is the type of the target, which a CREATE request does not carry (its
-    /// `resource_type` is the new child's), so `ty` never holds for a CREATE — unknown is deny.
+    /// `res_objdetails` of TS-0003 §7.1.5 for a CREATE (the only operation object details
+    /// apply to; the caller skips them for the others): `ty` and `spty` are matched against
+    /// the target — the resource the create is addressed to — and an unknown target type or
+    /// specialization does not match; `chty` against the type of the resource created.
+    /// (§7.1.5 matches `spty` against the create's content while §7.1.3 says "the targeted
+    /// resource"; the target's is what a gateway can know without parsing the content, and
+    /// what the request carries.)
     fn object_holds(&self, details: &ObjectDetails) -> bool {
         let request = self.request;
-        let create = matches!(request.operation, Operation::Create);
-        if let Some(ty) = details.resource_type {
-            if create || request.resource_type != Some(ty) {
+        if let Some(ty) = details.target_type {
+            if request.target_resource_type != Some(ty) {
                 return false;
             }
         }
-        if let Some(types) = &details.child_types {
-            if create && !request.resource_type.is_some_and(|ty| types.contains(&ty)) {
+        if let Some(spty) = &details.target_specialization {
+            if request.target_specialization.as_deref() != Some(&**spty) {
                 return false;
             }
+        }
+        if !request
+            .resource_type
+            .is_some_and(|ty| details.child_types.contains(&ty))
+        {
+            return false;
         }
         if let Some(paths) = &details.paths {
             if !paths.iter().any(|path| path.matches(&request.target)) {
@@ -285,12 +295,21 @@ fn explain<G: FnMut(&str, &str) -> bool>(set: &PolicySet, facts: &mut Facts<'_, 
         }
         Some(Unmet::Authentication) => reason.push_str(" requires an authenticated request (acaf)"),
         Some(Unmet::Object) => {
-            reason.push_str(" does not cover resource type ");
+            reason.push_str(" does not allow creating resource type ");
             match request.resource_type {
                 Some(ty) => reason.push_str(&ty.to_string()),
                 None => reason.push_str("unknown"),
             }
-            reason.push_str(" at this target (acod)");
+            reason.push_str(" under this target (type ");
+            match request.target_resource_type {
+                Some(ty) => reason.push_str(&ty.to_string()),
+                None => reason.push_str("unknown"),
+            }
+            if let Some(spty) = &request.target_specialization {
+                reason.push_str(", specialization ");
+                reason.push_str(spty);
+            }
+            reason.push_str(") (acod)");
         }
         Some(Unmet::Context(element, 1)) => {
             reason.push_str(" has a context that does not hold: ");

@@ -15,7 +15,7 @@
 //!     "scope": ["/cse-in/app1"],        // optional Palisade extension: target path prefixes
 //!     "pv": { "acr": [ {
 //!         "acor": ["CAE1", "C*", "<grp-lights>", "role:operator", "all"],
-//!         "acop": 3,
+//!         "acop": 1,
 //!         "acco": [ { "actw": ["* 0-30 8-17 * * 1-5 *"],
 //!                     "acip": { "ipv4": ["192.168.1.0/24"], "ipv6": ["2001:db8::/32"] },
 //!                     "aclr": { "accc": ["DE", "FR"], "accr": [[48.85, 2.35, 5000]] } } ],
@@ -46,12 +46,16 @@
 //!   `[lat, lon, radius-m]` or a list of them, haversine); the location must lie in ANY of
 //!   them (no location: does not hold).
 //! - `acaf` (optional bool): the request must be authenticated.
-//! - `acod` (optional, non-empty list): ANY entry holding suffices; within one, every present
-//!   element must hold. `chty`: a CREATE must create one of these types (`resource_type`;
-//!   unknown: does not hold); other operations are not restricted by it. `ty`: the target's
-//!   resource type, compared with `resource_type` for non-CREATE operations; never holds for a
-//!   CREATE, whose request does not carry its parent's type. `sbpt` (Palisade extension):
-//!   target path patterns, `*` per segment, a trailing `/**` for the whole subtree.
+//! - `acod` (optional, non-empty list): object details, applied to a CREATE only (TS-0003
+//!   §7.1.5; a rule's other operations ignore them). ANY entry holding suffices; within one,
+//!   every present element must hold. `chty` (mandatory): the types the create may make
+//!   (`resource_type`; unknown: does not hold). `ty` / `spty`: the type / specialization of the
+//!   *target*, the parent the create is addressed to (`target_resource_type`,
+//!   `target_specialization`; unknown: does not hold); a `ty` of 13 or 28 needs its `spty`.
+//!   `sbpt` (Palisade extension): target path patterns, `*` per segment, a trailing `/**` for
+//!   the whole subtree. Policies of this plugin's earlier reading (`ty` on other operations,
+//!   `chty` optional) are refused at load, naming the rule: `acod` on a rule without create,
+//!   `ty`/`spty`/`sbpt` on a rule that also grants other operations, an entry without `chty`.
 //!
 //! Any other key, an empty list or a malformed value makes the configuration invalid, and
 //! `prepare` refuses it with a reason naming the place (`policies[0].pv.acr[0].acop: 64 is

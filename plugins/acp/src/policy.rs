@@ -37,7 +37,7 @@ pub struct Rule {
     pub authenticated: bool,
     /// `acco`: `None` = no context restriction; otherwise ANY context must hold.
     pub contexts: Option<Vec<Context>>,
-    /// `acod`: `None` = every object; otherwise ANY entry must hold.
+    /// `acod`: `None` = every object; otherwise, for a CREATE, ANY entry must hold.
     pub objects: Option<Vec<ObjectDetails>>,
 }
 
@@ -83,13 +83,17 @@ pub struct Context {
     pub regions: Option<Regions>,
 }
 
-/// One `accessControlObjectDetails` entry: every present element must hold.
+/// One `accessControlObjectDetails` entry (TS-0003 §7.1.3 table 7.1.3-4, evaluated as
+/// `res_objdetails` of §7.1.5): every present element must hold. Object details apply to a
+/// CREATE only; the request's other operations ignore them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectDetails {
-    /// `ty`: the resource type the rule applies to (non-CREATE operations).
-    pub resource_type: Option<u32>,
-    /// `chty`: the child resource types a CREATE may make.
-    pub child_types: Option<Vec<u32>>,
-    /// `sbpt`: target path patterns.
+    /// `ty` (resourceType): the type of the *target*, the parent the create is addressed to.
+    pub target_type: Option<u32>,
+    /// `spty` (specializationType): the target's `containerDefinition` or `mgmtDefinition`.
+    pub target_specialization: Option<Box<str>>,
+    /// `chty` (childResourceType, mandatory): the types the create may make.
+    pub child_types: Vec<u32>,
+    /// `sbpt` (Palisade extension): target path patterns.
     pub paths: Option<Vec<Pattern>>,
 }

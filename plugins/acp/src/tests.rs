@@ -185,21 +185,115 @@ fn contexts() {
 
 #[test]
 fn authentication_and_object_details() {
-    let s = rules(json!([{ "acor": ["CAE1"], "acop": 3, "acaf": true,
-        "acod": [{ "chty": [4], "sbpt": ["/cse-in/app1/**"] }, { "ty": 3 }] }]));
+    let s = rules(json!([{ "acor": ["CAE1"], "acop": 1, "acaf": true,
+        "acod": [{ "chty": [4], "sbpt": ["/cse-in/app1/**"] }, { "ty": 2, "chty": [3] }] }]));
     let mut r = request("CAE1", Operation::Create, "/cse-in/app1/c1");
     r.resource_type = Some(4);
     assert!(reason(&s, &r).contains("acaf"));
     r.authenticated = true;
     assert!(permits(&s, &r));
     r.resource_type = Some(23);
-    assert!(reason(&s, &r).contains("does not cover resource type 23"));
-    r.operation = Operation::Retrieve;
+    let why = reason(&s, &r);
+    assert!(
+        why.contains(
+            "does not allow creating resource type 23 under this target (type unknown) (acod)"
+        ),
+        "{why}"
+    );
+    // `ty` is the target's type: a container (3) may be created under an AE (2) anywhere...
     r.target = "/cse-in/other".into();
     r.resource_type = Some(3);
-    assert!(permits(&s, &r), "the second entry allows any container");
-    r.resource_type = None;
+    r.target_resource_type = Some(2);
+    assert!(
+        permits(&s, &r),
+        "the second entry allows a container under an AE"
+    );
+    // ...but not under a target of another type, nor under one whose type is unknown.
+    r.target_resource_type = Some(3);
     assert!(!permits(&s, &r));
+    r.target_resource_type = None;
+    assert!(!permits(&s, &r));
+}
+
+#[test]
+fn object_details_apply_to_create_only_and_spty_matches_the_target() {
+    let s = rules(json!([
+        { "acor": ["CAE1"], "acop": 1, "acod": [{ "ty": 28, "spty": "org.example.lamp", "chty": [4] }] },
+        { "acor": ["CAE1"], "acop": 7, "acod": [{ "chty": [3] }] }
+    ]));
+    let mut r = request("CAE1", Operation::Create, "/cse-in/lamp1");
+    r.resource_type = Some(4);
+    r.target_resource_type = Some(28);
+    r.target_specialization = Some("org.example.lamp".into());
+    assert!(permits(&s, &r));
+    r.target_specialization = Some("org.example.fan".into());
+    assert!(!permits(&s, &r), "another specialization");
+    r.target_specialization = None;
+    assert!(!permits(&s, &r), "unknown specialization");
+    // The second rule's `chty` restricts only its create; its retrieve and update ignore it,
+    // whatever the request says about types.
+    r.resource_type = Some(3);
+    assert!(
+        permits(&s, &r),
+        "a container may be created by the second rule"
+    );
+    for operation in [Operation::Retrieve, Operation::Update] {
+        let mut other = request("CAE1", operation, "/cse-in/lamp1");
+        other.target_resource_type = Some(99);
+        assert!(permits(&s, &other), "{operation:?} ignores acod");
+    }
+    assert!(!permits(
+        &s,
+        &request("CAE1", Operation::Delete, "/cse-in/lamp1")
+    ));
+}
+
+#[test]
+fn policies_of_the_earlier_acod_reading_are_refused_naming_the_rule() {
+    let refused = |acr: serde_json::Value| {
+        compile(&json!({ "policies": [ { "pv": { "acr": acr } } ] })).unwrap_err()
+    };
+    // `ty` meant as the created type, without `chty`.
+    let why = refused(json!([{ "acor": ["a"], "acop": 1, "acod": [{ "ty": 4 }] }]));
+    assert!(why.contains("acr[0].acod[0]: `chty` is missing"), "{why}");
+    assert!(why.contains("not of the resource it makes"), "{why}");
+    // Object details on a rule without create.
+    let why = refused(json!([{ "acor": ["a"], "acop": 12, "acod": [{ "ty": 3, "chty": [4] }] }]));
+    assert!(
+        why.contains("acr[0].acod: object details apply to CREATE only"),
+        "{why}"
+    );
+    assert!(why.contains("grants only update, delete"), "{why}");
+    // `ty`/`spty`/`sbpt` on a rule that also grants other operations.
+    for (entry, name) in [
+        (json!({ "ty": 2, "chty": [3] }), "ty"),
+        (json!({ "ty": 28, "spty": "x", "chty": [4] }), "ty"),
+        (json!({ "spty": "x", "chty": [4] }), "spty"),
+        (json!({ "chty": [4], "sbpt": ["/a/**"] }), "sbpt"),
+    ] {
+        let why = refused(json!([{ "acor": ["a"], "acop": 3, "acod": [entry] }]));
+        assert!(
+            why.contains(&format!(
+                "acr[0].acod[0].{name}: object details restrict only the CREATE"
+            )),
+            "{why}"
+        );
+        assert!(why.contains("also grants retrieve"), "{why}");
+    }
+    // A specializable type without its specialization; an empty specialization.
+    let why = refused(json!([{ "acor": ["a"], "acop": 1, "acod": [{ "ty": 13, "chty": [4] }] }]));
+    assert!(why.contains("`ty` 13 is a specializable type"), "{why}");
+    let why = refused(json!([{ "acor": ["a"], "acop": 1, "acod": [{ "spty": "", "chty": [4] }] }]));
+    assert!(
+        why.contains("acod[0].spty: a specialization must not be empty"),
+        "{why}"
+    );
+    // What means the same under both readings is accepted.
+    compile(&json!({ "policies": [ { "pv": { "acr": [
+        { "acor": ["a"], "acop": 63, "acod": [{ "chty": [4] }] },
+        { "acor": ["a"], "acop": 1, "acod": [{ "ty": 2, "chty": [3], "sbpt": ["/a/**"] }] }
+    ] } } ] }))
+    .unwrap();
 }
 
 #[test]
@@ -247,8 +341,8 @@ fn malformed_configurations_name_the_problem() {
             "has 3 fields",
         ),
         (
-            json!({ "policies": [{ "pv": { "acr": [{ "acor": ["a"], "acop": 1, "acod": [{ "spty": "x" }] }] } }] }),
-            "specializationID is not supported",
+            json!({ "policies": [{ "pv": { "acr": [{ "acor": ["a"], "acop": 1, "acod": [{ "spty": 7, "chty": [4] }] }] } }] }),
+            "acod[0].spty: 7 is not a string",
         ),
         (
             json!({ "policies": [{ "pv": { "acr": [{ "acor": ["a"], "acop": 1, "acaf": "yes" }] } }] }),
