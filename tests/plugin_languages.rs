@@ -162,7 +162,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
     );
     passes_both_ways(&rust.join("cases.toml"));
 
-    let wit = repo().join("wit");
+    let wit = repo().join("plugins/sdk/wit");
     if let Some(tool) = Tool::ComponentizePy.require() {
         run(
             Command::new(&tool)
@@ -261,7 +261,7 @@ fn new_python_projects_of_every_kind_build_and_pass() {
         // The contract comes from the binary: nothing of the checkout is needed.
         assert_eq!(
             std::fs::read_to_string(project.join("wit/palisade.wit")).unwrap(),
-            std::fs::read_to_string(repo().join("wit/palisade.wit")).unwrap()
+            std::fs::read_to_string(repo().join("plugins/sdk/wit/palisade.wit")).unwrap()
         );
         run(
             Command::new("sh")
@@ -339,7 +339,7 @@ fn a_python_guest_finds_no_files_environment_network_or_clock() {
     run(
         Command::new(&tool)
             .arg("-d")
-            .arg(repo().join("wit"))
+            .arg(repo().join("plugins/sdk/wit"))
             .args([
                 "-w",
                 "authorizer",

@@ -9,7 +9,7 @@
 // Build (componentize-js 0.23.0, which .ci/run installs; Palisade offers no HTTP, so the
 // build leaves wasi:http out), then test it warm and fresh:
 //
-//   componentize-js app.js --wit ../../wit --world-name authorizer \
+//   componentize-js app.js --wit ../../plugins/sdk/wit --world-name authorizer \
 //       --disable http fetch-event -o business_hours.wasm
 //   palisade test --isolation warm cases.toml
 //   palisade test --isolation fresh-per-request cases.toml

@@ -8,7 +8,7 @@ sense denies every request it would have to decide (fail-closed).
 
 Build (componentize-py 0.25.1, which .ci/run installs), then test it warm and fresh:
 
-    componentize-py -d ../../wit -w authorizer componentize app -o business_hours.wasm
+    componentize-py -d ../../plugins/sdk/wit -w authorizer componentize app -o business_hours.wasm
     palisade test --isolation warm cases.toml
     palisade test --isolation fresh-per-request cases.toml
 """

@@ -321,7 +321,9 @@ pub fn audit_hook(sink: &dyn AuditSink, record: &DecisionRecord) -> AuditTicket 
 
 /// What the gateway does with a decision whose record cannot be written (`[audit]
 /// on_failure`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
     /// Refuse the request: 503 (the default; SER-016, fail closed).
@@ -333,7 +335,7 @@ pub enum OnFailure {
 }
 
 /// The `[audit]` section of the gateway config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// `"deny"` (default) or `"permit-with-gap"`: see [`OnFailure`].

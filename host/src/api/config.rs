@@ -53,7 +53,7 @@ pub enum ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Where the gateway keeps its state; relative to the config file. `--data` overrides.
@@ -99,7 +99,7 @@ pub struct GatewayConfig {
 }
 
 /// Where the gateway's keys live (SER-010, SER-023).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
 pub enum KeystoreConfig {
     /// Encrypted files under the data folder's `keys/` (the default).
@@ -126,7 +126,7 @@ fn default_pin_env() -> String {
 }
 
 /// What a listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     /// `POST /v1/decide`.
@@ -175,9 +175,10 @@ impl Service {
 }
 
 /// One listening socket.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
+    #[schemars(with = "String")]
     pub address: Spanned<String>,
     /// Default: [`Service::DEFAULT`], everything but `decide`, which must be listed.
     #[serde(default)]
@@ -197,6 +198,7 @@ pub struct ListenerConfig {
     /// certificate is valid for one of them (as a server certificate is checked for its
     /// name), and of no one else unless `trusted_decide_callers` is set. Default: none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub trusted_decide_clients: Vec<Spanned<String>>,
 }
 
@@ -211,10 +213,11 @@ impl ListenerConfig {
 }
 
 /// The CSE behind the enforcement proxy.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `http://host:port`, optionally with a path prefix.
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms; 0 is refused.
     #[serde(default = "defaults::upstream_timeout", deserialize_with = "positive")]
@@ -229,7 +232,7 @@ pub struct UpstreamConfig {
 
 /// Limits that protect the gateway itself (SER-001). A limit that would refuse every request
 /// (0 in-flight requests, a 0 ms header timeout...) is refused at start, never served.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerLimits {
     /// Largest request body (decide JSON or proxied oneM2M body). Default 64 KiB.
@@ -305,7 +308,7 @@ impl Default for ServerLimits {
 
 /// A token bucket: a steady rate and a burst. `per_second = 0` disables the limit; a
 /// positive rate with `burst = 0` would refuse every request and is refused at start.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     pub per_second: u32,
@@ -313,7 +316,7 @@ pub struct Rate {
 }
 
 /// Rate limits (SER-001), each keyed so that one flooding party cannot starve the others.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per originator (`X-M2M-Origin`, or `originator` in a decide request).
@@ -355,7 +358,7 @@ impl Default for RateLimitConfig {
 
 /// Endpoints that measure the gateway rather than serve devices. Off by default: a production
 /// gateway exposes nothing it does not need.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiagnosticsConfig {
     /// `POST /v1/noop` on every listener that serves `decide`: the same connection handling,
@@ -367,12 +370,14 @@ pub struct DiagnosticsConfig {
 }
 
 /// One application.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Target path prefixes that belong to this app (on `/` boundaries).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub paths: Vec<Spanned<String>>,
     #[serde(default)]
     pub mode: Mode,
@@ -396,13 +401,14 @@ pub struct AppConfig {
 }
 
 /// One plugin of an application.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Name within the app; default: the plugin reference or file stem.
     #[serde(default)]
     pub name: Option<String>,
     /// `acp`, `token-auth`, `geo-privacy`, or a path to a .wasm component.
+    #[schemars(with = "String")]
     pub plugin: Spanned<String>,
     /// Checked against what the component implements, when given.
     #[serde(default)]
@@ -413,9 +419,11 @@ pub struct PluginConfig {
     pub capabilities: Vec<Capability>,
     /// Inline configuration (becomes JSON for the plugin).
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<Spanned<toml::Table>>,
     /// Or a JSON file, relative to this config file.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub config_file: Option<Spanned<String>>,
     /// Development only. With `[admin] trust_roots` configured, a `.wasm` plugin named here
     /// must be signed for its app and kind by a key a trust root delegated (SER-022), or the
@@ -428,16 +436,19 @@ pub struct PluginConfig {
 }
 
 /// A key the application's plugins use by handle (capability `crypto`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
+    #[schemars(with = "String")]
     pub handle: Spanned<String>,
     /// `ed25519` or `hmac`: generated in the gateway's keystore on first start and kept
     /// there (never exported, SER-010).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub generate: Option<Spanned<String>>,
     /// An Ed25519 public key (64 hex digits), e.g. a token issuer's.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub ed25519_public: Option<Spanned<String>>,
 }
 

@@ -106,7 +106,7 @@ impl DecisionIds {
 }
 
 /// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
-fn open_keystore(
+pub(crate) fn open_keystore(
     config: &config::KeystoreConfig,
     data_dir: &Path,
 ) -> Result<Arc<dyn KeyStore>, SetupError> {

@@ -2,9 +2,12 @@
 
 pub mod audit;
 mod bench;
+mod check;
+mod completions;
 mod eval;
 pub mod group;
 mod harness;
+mod inspect;
 mod new;
 pub mod provision;
 mod push;
@@ -57,6 +60,16 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Upload a signed module to a running gateway and manage its versions (admin API).
     Push(push::PushArgs),
+    /// Show what a plugin module is: world, imports, exports, WIT version, embedded
+    /// signature (unverified).
+    Inspect(inspect::InspectArgs),
+    /// Load a gateway configuration as `serve` would (plugins compiled, `prepare` run), without
+    /// binding a port; exit 1 with file:line:key errors.
+    Check(check::CheckArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages.
+    Man(completions::ManArgs),
     /// Create a plugin project (Rust, Python or JavaScript) with a passing case file.
     New(new::NewArgs),
 }
@@ -117,6 +130,10 @@ fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => trust::run_verify(args),
         Command::Serve(args) => serve::run(args),
         Command::Push(args) => push::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man(args) => completions::run_man(args),
         Command::New(args) => new::run(args),
     };
     match outcome {

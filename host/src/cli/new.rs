@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 /// The contract, as this binary runs it: written into Python and JavaScript projects.
-const WIT: &str = include_str!("../../../wit/palisade.wit");
+const WIT: &str = include_str!("../../../plugins/sdk/wit/palisade.wit");
 /// The SDK's manifest, read for its version.
 const SDK_MANIFEST: &str = include_str!("../../../plugins/sdk/Cargo.toml");
 

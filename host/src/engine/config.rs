@@ -88,7 +88,7 @@ pub const MIN_MEMORY_CEILING: usize = 64 << 10;
 /// [engine]
 /// max_memory_bytes = 134217728   # 128 MiB: room for apps whose plugins are in Python
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
     /// [`EngineConfig::max_memory_bytes`]: the ceiling of every app's `limits.memory_bytes`.

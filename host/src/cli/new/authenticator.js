@@ -8,9 +8,13 @@ export function authenticate(request, credential) {
     return { tag: "not-applicable" };
   }
   if (credential.value === "let-me-in") {
+    // The request's strings arrive as one UTF-8 text cut at byte offsets (`ends`); the
+    // first piece is the originator.
+    const bytes = new TextEncoder().encode(request.text);
+    const originator = new TextDecoder().decode(bytes.subarray(0, request.ends[0]));
     return {
       tag: "authenticated",
-      val: { subject: request.originator, roles: ["user"], expiresAt: undefined },
+      val: { subject: originator, roles: ["user"], expiresAt: undefined },
     };
   }
   return { tag: "rejected", val: "unknown demo key" };

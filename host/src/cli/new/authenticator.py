@@ -12,7 +12,10 @@ class WitWorld(wit_world.WitWorld):
         if credential.scheme != "demo":
             return types.AuthResult_NotApplicable()
         if credential.value == "let-me-in":
+            # The request's strings arrive as one UTF-8 text cut at byte offsets (`ends`);
+            # the first piece is the originator.
+            originator = request.text.encode()[: request.ends[0]].decode()
             return types.AuthResult_Authenticated(
-                types.Identity(subject=request.originator, roles=["user"], expires_at=None)
+                types.Identity(subject=originator, roles=["user"], expires_at=None)
             )
         return types.AuthResult_Rejected("unknown demo key")
