@@ -31,6 +31,21 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// Held while componentize-py or componentize-js runs: the tests run in parallel, and each
+/// build takes a core and ~350 MiB for tens of seconds. Two at once beside the other tests'
+/// `palisade test` runs once pushed an interpreter's first call past the default 50 ms
+/// deadline (the case tables now give interpreters 1 s); one build at a time keeps the
+/// load down.
+static LANGUAGE_TOOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs a Python or JavaScript build, one at a time (see [`LANGUAGE_TOOL`]).
+fn build(command: &mut Command, what: &str) -> String {
+    let _one_at_a_time = LANGUAGE_TOOL
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    run(command, what)
+}
+
 /// Runs `command`, failing the test with its output unless it succeeds.
 fn run(command: &mut Command, what: &str) -> String {
     let output = command
@@ -164,7 +179,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
 
     let wit = repo().join("plugins/sdk/wit");
     if let Some(tool) = Tool::ComponentizePy.require() {
-        run(
+        build(
             Command::new(&tool)
                 .arg("-d")
                 .arg(&wit)
@@ -182,7 +197,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
         passes_both_ways(&python.join("cases.toml"));
     }
     if let Some(tool) = Tool::ComponentizeJs.require() {
-        run(
+        build(
             Command::new(&tool)
                 .arg("app.js")
                 .arg("--wit")
@@ -263,7 +278,7 @@ fn new_python_projects_of_every_kind_build_and_pass() {
             std::fs::read_to_string(project.join("wit/palisade.wit")).unwrap(),
             std::fs::read_to_string(repo().join("plugins/sdk/wit/palisade.wit")).unwrap()
         );
-        run(
+        build(
             Command::new("sh")
                 .arg("build.sh")
                 .env("PATH", path_with(&tool))
@@ -285,7 +300,7 @@ fn new_js_projects_of_every_kind_build_and_pass() {
         let project = scaffold(dir.path(), &name, kind, "js", &[]);
         // `npm run build` with componentize-js from the cache instead of `npm install`,
         // which would need the network.
-        run(
+        build(
             Command::new("npm")
                 .args(["run", "--silent", "build"])
                 .env("PATH", path_with(&tool))
@@ -336,7 +351,7 @@ fn a_python_guest_finds_no_files_environment_network_or_clock() {
     };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.py"), PROBE).unwrap();
-    run(
+    build(
         Command::new(&tool)
             .arg("-d")
             .arg(repo().join("plugins/sdk/wit"))
@@ -358,6 +373,7 @@ fn a_python_guest_finds_no_files_environment_network_or_clock() {
         r#"plugin = "probe.wasm"
 [limits]
 memory_bytes = 33554432
+deadline_ms = 1000
 [[case]]
 name = "the sandbox shows nothing"
 request = { originator = "CAE1", operation = "retrieve", target = "/cse-in/app1" }

@@ -190,7 +190,7 @@ fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Re
         Kind::Filter => include_str!("new/filter.toml"),
     };
     // An interpreter inside takes 12-16 MiB idle: the whole of the 16 MiB default.
-    let interpreter_limits = "\n# An interpreter inside takes 12-16 MiB idle, the whole of the default;\n# give the plugin room (a gateway app needs the same in its [app.limits]).\n[limits]\nmemory_bytes = 33554432\n";
+    let interpreter_limits = "\n# An interpreter inside takes 12-16 MiB idle, the whole of the default, and a\n# fresh instance of it tens of ms before its first answer on a busy machine: give it room\n# and time (a gateway app needs the same in its [app.limits]).\n[limits]\nmemory_bytes = 33554432\ndeadline_ms = 1000\n";
     let mut files = vec![File {
         path: ".gitignore",
         text: match lang {
