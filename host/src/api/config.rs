@@ -81,6 +81,11 @@ pub struct GatewayConfig {
     /// before compiling. Documented in [`crate::engine::CompileSettings`].
     #[serde(default)]
     pub compile: crate::engine::CompileSettings,
+    /// The process-wide engine: `[engine] max_memory_bytes`, the ceiling of every app's
+    /// `limits.memory_bytes` (64 MiB by default; documented in
+    /// [`crate::engine::EngineSettings`]).
+    #[serde(default, deserialize_with = "usable_engine_settings")]
+    pub engine: crate::engine::EngineSettings,
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
     /// The audit trail (SER-016): failure policy and rotation.
@@ -554,6 +559,17 @@ fn usable_sandbox_limits<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// [`crate::engine::EngineSettings`] a plugin can run under.
+fn usable_engine_settings<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::engine::EngineSettings, D::Error> {
+    let settings = crate::engine::EngineSettings::deserialize(deserializer)?;
+    match settings.problem() {
+        Some(problem) => Err(serde::de::Error::custom(problem)),
+        None => Ok(settings),
+    }
+}
+
 /// Whether `prefix` is an app path the gateway can match: a target path in the forms oneM2M's
 /// HTTP binding uses (`/cse-in/lights`, SP-relative `/~/cse/...`, absolute `/_/sp/cse/...`),
 /// with no empty, `.` or `..` segment and nothing a request target would carry encoded or
@@ -826,6 +842,7 @@ impl GatewayConfig {
                     format!("application {name:?} has no plugin: add an [[app.plugin]] (with no authorizer every request is denied)"),
                 ));
             }
+            self.check_memory_ceiling(index, app)?;
             for (plugin_index, plugin) in app.plugins.iter().enumerate() {
                 if plugin.config.is_some() && plugin.config_file.is_some() {
                     return Err(self.error_at(
@@ -878,6 +895,32 @@ impl GatewayConfig {
             }
         }
         Ok(())
+    }
+
+    /// An app's memory cap above the engine's ceiling would be lowered without a word: an
+    /// operator who gave a Python plugin 128 MiB must learn that it gets 64 unless the ceiling
+    /// moves too (SER-001 bounds stay the operator's own choice, and a visible one).
+    fn check_memory_ceiling(&self, index: usize, app: &AppConfig) -> Result<(), ConfigError> {
+        let ceiling = self.engine.max_memory_bytes;
+        if app.limits.memory_bytes <= ceiling {
+            return Ok(());
+        }
+        // The app's own `memory_bytes` line: the first one after its name, before the next app.
+        let start = app.name.span().start.min(self.text.len());
+        let rest = &self.text[start..];
+        let end = rest.find("[[app]]").unwrap_or(rest.len());
+        let span = match rest[..end].find("memory_bytes") {
+            Some(offset) => start + offset..start + offset,
+            None => app.name.span(),
+        };
+        Err(self.error_at(
+            span,
+            format!("app[{index}].limits.memory_bytes"),
+            format!(
+                "{} is above the engine's ceiling of {ceiling} bytes: lower it, or raise [engine] max_memory_bytes (at most 4 GiB)",
+                app.limits.memory_bytes
+            ),
+        ))
     }
 
     /// `trusted_decide_clients` names certificate holders: only a listener that verifies
@@ -1092,5 +1135,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("gw.toml:2"), "{error}");
+    }
+    #[test]
+    fn the_engine_memory_ceiling_is_a_validated_knob() {
+        let app = |memory: usize| {
+            format!("[[app]]\nname = \"py\"\npaths = [\"/x\"]\n[app.limits]\nmemory_bytes = {memory}\n[[app.plugin]]\nplugin = \"acp\"\n")
+        };
+        // The default ceiling (64 MiB) admits the default cap and a 64 MiB one...
+        let config = parse(&app(64 << 20)).unwrap();
+        assert_eq!(config.engine.max_memory_bytes, 64 << 20);
+        // ...and refuses more, naming the line, the key and the way out, instead of lowering it.
+        let error = parse(&app(128 << 20)).unwrap_err().to_string();
+        assert!(
+            error.starts_with("gw.toml:5: app[0].limits.memory_bytes: 134217728 is above the engine's ceiling of 67108864 bytes"),
+            "{error}"
+        );
+        assert!(error.contains("[engine] max_memory_bytes"), "{error}");
+        // Raising the ceiling admits it.
+        let raised = format!(
+            "[engine]\nmax_memory_bytes = {}\n{}",
+            256 << 20,
+            app(128 << 20)
+        );
+        let config = parse(&raised).unwrap();
+        assert_eq!(config.engine.max_memory_bytes, 256 << 20);
+        let mut engine = crate::engine::EngineConfig::default();
+        config.engine.apply(&mut engine);
+        assert_eq!(engine.max_memory_bytes, 256 << 20);
+        // A ceiling no plugin fits under, or one past what 32-bit memories address, is refused
+        // at the [engine] table.
+        for (value, words) in [
+            (1024_usize, "below one WebAssembly page"),
+            (8 << 30, "above 4294967296"),
+        ] {
+            let error = parse(&format!("[engine]\nmax_memory_bytes = {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("gw.toml:1: engine"), "{error}");
+            assert!(error.contains(words), "{error}");
+        }
+        // Exactly 4 GiB is the highest accepted.
+        parse(&format!("[engine]\nmax_memory_bytes = {}\n", 4_u64 << 30)).unwrap();
     }
 }

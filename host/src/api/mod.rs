@@ -179,6 +179,7 @@ impl Gateway {
             ..EngineConfig::default()
         };
         config.compile.apply(&mut engine_config);
+        config.engine.apply(&mut engine_config);
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;

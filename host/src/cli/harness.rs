@@ -78,6 +78,9 @@ impl Harness {
         let engine = Engine::new(EngineConfig {
             // Local runs load one or two plugins; no need to reserve a big pool.
             pool_instances: 16,
+            // A case file or `eval` asks for the memory cap it means to test with; a local
+            // run has no gateway-wide budget to protect, so it is not lowered.
+            max_memory_bytes: crate::engine::MAX_MEMORY_CEILING,
             cache_dir: Some(scratch.path().to_path_buf()),
             ..EngineConfig::default()
         })?;

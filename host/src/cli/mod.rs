@@ -8,6 +8,7 @@ mod eval;
 pub mod group;
 mod harness;
 mod inspect;
+mod new;
 pub mod provision;
 mod push;
 mod serve;
@@ -69,6 +70,8 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Write the manual pages.
     Man(completions::ManArgs),
+    /// Create a plugin project (Rust, Python or JavaScript) with a passing case file.
+    New(new::NewArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Completions(args) => completions::run_completions(args),
         Command::Man(args) => completions::run_man(args),
+        Command::New(args) => new::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

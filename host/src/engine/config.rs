@@ -21,8 +21,20 @@ pub struct EngineConfig {
     /// (fail-closed). Default: 2,000.
     pub pool_instances: u32,
 
-    /// The largest linear memory any plugin may grow to. Sandboxes may set a lower cap per
-    /// application; they cannot exceed this. Default: 64 MiB.
+    /// The ceiling of every application's memory cap ([`crate::sandbox::SandboxLimits`]'s
+    /// `memory_bytes`): the most memory one plugin instance can ever hold, whatever an
+    /// application asks for. The gateway refuses to start with an app configured above it
+    /// (`[engine] max_memory_bytes`, [`EngineSettings`]); an embedder's larger cap is
+    /// lowered to it, with a warning. Plugins that carry an interpreter (Python through
+    /// `componentize-py`, JavaScript through `componentize-js`) need 12–16 MiB idle and
+    /// more with every library they import, so the default leaves them room.
+    ///
+    /// Cost: none in address space up to 4 GiB (the pooling allocator reserves 4 GiB plus
+    /// guard pages per slot for any 32-bit memory anyway); the ceiling is what bounds the
+    /// resident memory the gateway may need, up to `pool_instances` × this in the worst case
+    /// (every live instance at its cap). Must be between 64 KiB (one WebAssembly page) and
+    /// [`MAX_MEMORY_CEILING`] (4 GiB, the most a 32-bit linear memory addresses).
+    /// Default: 64 MiB.
     pub max_memory_bytes: usize,
 
     /// The most native stack a plugin may use before a stack-overflow trap (deep recursion
@@ -59,6 +71,61 @@ pub struct EngineConfig {
     /// cache). The pool's per-component memory, table and core-instance counts are taken
     /// from here too, so a module the pool cannot instantiate is refused at load.
     pub module_limits: super::ModuleLimits,
+}
+
+/// The highest [`EngineConfig::max_memory_bytes`]: 4 GiB, the most a 32-bit WebAssembly
+/// linear memory can address. A ceiling above it could never be reached by a plugin.
+pub const MAX_MEMORY_CEILING: usize = 4 << 30;
+
+/// The lowest [`EngineConfig::max_memory_bytes`]: one WebAssembly page, below which no plugin
+/// can be instantiated at all.
+pub const MIN_MEMORY_CEILING: usize = 64 << 10;
+
+/// The gateway config's `[engine]` table: the knobs of the process-wide engine an operator
+/// may need to change.
+///
+/// ```toml
+/// [engine]
+/// max_memory_bytes = 134217728   # 128 MiB: room for apps whose plugins are in Python
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// [`EngineConfig::max_memory_bytes`]: the ceiling of every app's `limits.memory_bytes`.
+    /// From 64 KiB to 4 GiB. Default: 64 MiB.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_memory_bytes: EngineConfig::default().max_memory_bytes,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Why these settings cannot be used, if they cannot: a ceiling no plugin fits under,
+    /// or one above what a 32-bit memory can address.
+    pub fn problem(&self) -> Option<String> {
+        let ceiling = self.max_memory_bytes;
+        if ceiling < MIN_MEMORY_CEILING {
+            Some(format!(
+                "max_memory_bytes = {ceiling} is below one WebAssembly page ({MIN_MEMORY_CEILING}): no plugin could run"
+            ))
+        } else if ceiling > MAX_MEMORY_CEILING {
+            Some(format!(
+                "max_memory_bytes = {ceiling} is above {MAX_MEMORY_CEILING} (4 GiB), the most a 32-bit WebAssembly memory can address"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Writes these settings into an engine configuration.
+    pub fn apply(&self, config: &mut EngineConfig) {
+        config.max_memory_bytes = self.max_memory_bytes;
+    }
 }
 
 impl Default for EngineConfig {

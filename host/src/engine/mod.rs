@@ -27,7 +27,7 @@ pub use compiler::{
     run_helper, set_default_helper, CompileLimits, CompileSettings, Compiler, HelperError,
     HELPER_ARG,
 };
-pub use config::EngineConfig;
+pub use config::{EngineConfig, EngineSettings, MAX_MEMORY_CEILING, MIN_MEMORY_CEILING};
 pub use limits::{ModuleLimits, ModuleRefusal};
 
 /// Why the engine could not be built or a component could not be compiled.

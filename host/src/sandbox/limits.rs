@@ -27,7 +27,11 @@ pub enum Isolation {
 pub struct SandboxLimits {
     /// Most memory one plugin instance may hold: all its linear memories and tables together
     /// (a table element counts 8 bytes), however many core memories the component declares.
-    /// Bounded by [`crate::engine::EngineConfig::max_memory_bytes`]. Default: 16 MiB.
+    /// At most [`crate::engine::EngineConfig::max_memory_bytes`] (the gateway's `[engine]`
+    /// ceiling, 64 MiB by default): a gateway config asking for more does not start. A Rust
+    /// plugin needs well under 1 MiB; a Python or JavaScript one (an interpreter inside)
+    /// 12–16 MiB idle, more with each library it imports. Cost: up to this much resident
+    /// memory per live instance (warm instances plus calls in flight). Default: 16 MiB.
     pub memory_bytes: usize,
     /// Wall-clock time one call may run before it traps (epoch deadline). Default: 50 ms.
     #[schemars(with = "u64")]

@@ -150,7 +150,8 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox for `env` with these limits. The memory cap is clamped to the engine's.
+    /// A sandbox for `env` with these limits. A memory cap above the engine's ceiling is
+    /// lowered to it, with a warning.
     pub fn new(
         engine: Engine,
         linker: Arc<SharedLinker>,
@@ -158,7 +159,17 @@ impl Sandbox {
         mut limits: SandboxLimits,
         isolation: Isolation,
     ) -> Sandbox {
-        limits.memory_bytes = limits.memory_bytes.min(engine.config().max_memory_bytes);
+        let ceiling = engine.config().max_memory_bytes;
+        if limits.memory_bytes > ceiling {
+            // The gateway refuses such a config at start; an embedder gets the ceiling.
+            tracing::warn!(
+                app = %env.name,
+                asked = limits.memory_bytes,
+                ceiling,
+                "the application's memory cap is above the engine's ceiling (EngineConfig::max_memory_bytes); lowered to it"
+            );
+            limits.memory_bytes = ceiling;
+        }
         let deadline_ticks = engine.deadline_ticks(limits.deadline);
         Sandbox {
             engine,
