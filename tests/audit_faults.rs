@@ -328,15 +328,17 @@ fn a_failing_disk_refuses_decisions_and_admin_actions_until_it_heals() {
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"]["code"], "audit-unavailable");
     assert!(refused.header("retry-after").is_some());
-    // The proxy refuses too, in oneM2M terms: 503 with RSC 5000 (INTERNAL_SERVER_ERROR).
+    // The proxy refuses too, in oneM2M terms: RSC 5000 (INTERNAL_SERVER_ERROR), so HTTP 500
+    // by TS-0009's table, with Retry-After.
     let proxied = gateway.request(
         "GET",
         "/cse-in/lights/lamp1",
         &[("X-M2M-Origin", "CAE1"), ("X-M2M-RI", "r1")],
         b"",
     );
-    assert_eq!(proxied.status, 503, "{}", proxied.text());
+    assert_eq!(proxied.status, 500, "{}", proxied.text());
     assert_eq!(proxied.header("x-m2m-rsc"), Some("5000"), "{:?}", proxied);
+    assert!(proxied.header("retry-after").is_some());
     let health = gateway.request("GET", "/health", &[], b"");
     assert_eq!(health.status, 503, "{}", health.text());
     assert_eq!(health.json()["status"], "audit-unavailable");

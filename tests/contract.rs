@@ -274,12 +274,15 @@ fn component_of_contract(version: &str) -> Vec<u8> {
         CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection,
         ImportSection, Instruction, MemorySection, MemoryType, Module, TypeSection, ValType,
     };
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/palisade.wit"))
-        .unwrap()
-        .replace(
-            "palisade:plugin@0.2.0",
-            &format!("palisade:plugin@{version}"),
-        );
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/sdk/wit/palisade.wit"
+    ))
+    .unwrap()
+    .replace(
+        "palisade:plugin@0.2.0",
+        &format!("palisade:plugin@{version}"),
+    );
     let mut resolve = wit_parser::Resolve::default();
     let package = resolve.push_str("palisade.wit", &text).expect("the WIT");
     let world = resolve

@@ -14,9 +14,9 @@ use palisade::group::http::{
     ServerClient, ServerState, CONTENT_TYPE,
 };
 use palisade::group::{
-    generate_identity_key, Device, GatewayAgent, GroupChallenge, GroupError, GroupSigner,
-    KeyConfirmation, MemberChallenge, Mode, Rejection, Server, ServerConfig, SigningKey,
-    WireMessage,
+    generate_identity_key, Device, DeviceAnswer, GatewayAgent, GroupChallenge, GroupError,
+    GroupSigner, KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage, Server,
+    ServerConfig, SigningKey, WireMessage,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,9 @@ async fn independent_mode_fifty_devices_two_forged() {
     let r = start(&w.http, &w.agent, GROUP, "mode=independent").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.json()["expected"], 50);
-    let (mut devices, _) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    // #16: a forged answer is refused on arrival and takes no member's slot.
+    let (mut devices, _, refused) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    assert_eq!(refused, w.forged);
     let v = finished(&w.http, &w.agent, GROUP).await;
     assert_eq!(v["state"], "done", "{v}");
     assert_eq!(v["authenticated"].as_array().unwrap().len(), 48);
@@ -86,7 +88,8 @@ async fn represented_mode_fifty_devices_two_forged() {
     let w = world(50, &[0, 49]).await;
     let r = start(&w.http, &w.agent, GROUP, "mode=represented").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let (devices, answers) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    let (devices, answers, refused) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    assert_eq!(refused, w.forged);
     let v = finished(&w.http, &w.agent, GROUP).await;
     assert_eq!(v["state"], "done", "{v}");
     assert_eq!(v["authenticated"].as_array().unwrap().len(), 48);
@@ -105,8 +108,9 @@ async fn represented_mode_fifty_devices_two_forged() {
     assert_eq!(server_end.open(&sealed).unwrap(), b"group report");
 
     // SER-012: an answer from the last round is refused in the next one.
-    let r = start(&w.http, &w.agent, GROUP, "mode=represented&deadline_ms=200").await;
+    let r = start(&w.http, &w.agent, GROUP, "mode=represented").await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["joined"], false);
     let base = format!("{}/agent/v1/groups/{GROUP}", w.agent);
     let r = w
         .http
@@ -116,17 +120,198 @@ async fn represented_mode_fifty_devices_two_forged() {
         (r.status, r.code().as_str()),
         (StatusCode::CONFLICT, "answer-for-other-challenge")
     );
-    // A second round cannot start while one runs; the deadline closes it with nobody in.
+    // #16: starting again joins the running round (nobody can lock devices out by starting
+    // one), a round of the other mode runs beside it, and nobody sets the deadline but the
+    // operator; the deadline closes the round with nobody in.
+    let again = start(&w.http, &w.agent, GROUP, "mode=represented").await;
+    assert_eq!(again.json()["joined"], true);
+    let other = start(&w.http, &w.agent, GROUP, "mode=independent").await;
+    assert_eq!(other.json()["joined"], false);
+    let r = start(&w.http, &w.agent, GROUP, "mode=represented&deadline_ms=1").await;
     assert_eq!(
-        start(&w.http, &w.agent, GROUP, "mode=independent")
-            .await
-            .code(),
-        "round-in-progress"
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "invalid-request")
     );
-    let v = finished(&w.http, &w.agent, GROUP).await;
+    let v = finished_query(&w.http, &w.agent, GROUP, "mode=represented").await;
     assert_eq!(v["association"]["accepted"], 0);
     assert_eq!(v["missing"].as_array().unwrap().len(), 50);
     drop(devices);
+}
+
+/// #16 (SER-001, SER-012): an attacker on the gateway's LAN, at another client address,
+/// starts rounds of both modes and posts, for every member of both rounds, an answer of the
+/// previous round (replay), an answer to the current challenge signed with its own key
+/// (forgery), and garbage; then it floods forgeries. None of it takes a member's slot or
+/// closes a round early: the real devices join the attacker's rounds and every one of them
+/// authenticates in both modes, and only the attacker's address runs into its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_forgeries_and_replays_for_every_device_does_not_jam_the_agent() {
+    use palisade::api::config::Rate;
+    let tune = |a: AgentState| {
+        // Rounds close early when every member is in, so a long deadline costs nothing here
+        // and keeps a slow machine from closing a round before the devices answered.
+        a.with_round_deadline(Duration::from_secs(40))
+            .with_source_rate(Rate {
+                per_second: 1,
+                burst: 150,
+            })
+    };
+    let w = world_with(20, &[], tune).await;
+    let attacker = Http::from("127.0.0.2".parse().unwrap());
+    let base = format!("{}/agent/v1/groups/{GROUP}", w.agent);
+
+    // A first, undisturbed round gives the attacker real answers to replay.
+    start(&w.http, &w.agent, GROUP, "mode=independent").await;
+    let (devices, old, _) = answer_all(&w.http, &w.agent, GROUP, w.devices).await;
+    assert_eq!(finished(&w.http, &w.agent, GROUP).await["state"], "done");
+
+    let mut sent = 0;
+    for mode in ["independent", "represented"] {
+        let r = start(&attacker, &w.agent, GROUP, &format!("mode={mode}")).await;
+        assert_eq!(
+            (r.status, r.json()["joined"].clone()),
+            (StatusCode::OK, false.into())
+        );
+        let ch = attacker
+            .get(&format!("{base}/challenge?mode={mode}"))
+            .await
+            .body;
+        for (d, old) in devices.iter().zip(&old) {
+            let r = attacker.post(&format!("{base}/answers"), old.clone()).await;
+            assert_eq!(r.code(), "answer-for-other-challenge");
+            let mut fake = Device::new(d.id(), generate_identity_key(), &w.server_pub).unwrap();
+            fake.trust_gateway("gw-1", &w.gw1.public_key()).unwrap();
+            let forged = match mode {
+                "independent" => {
+                    fake.answer_independent(&GroupChallenge::from_bytes(&ch).unwrap(), now())
+                }
+                _ => fake.answer_represented(&MemberChallenge::from_bytes(&ch).unwrap(), now()),
+            };
+            let r = attacker
+                .post(&format!("{base}/answers"), forged.unwrap().to_bytes())
+                .await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (StatusCode::UNAUTHORIZED, "bad-signature")
+            );
+            let r = attacker
+                .post(&format!("{base}/answers"), vec![0xa5; 200])
+                .await;
+            assert_eq!(r.code(), "malformed-message");
+            sent += 3;
+        }
+        let v = attacker
+            .get(&format!("{base}/result?mode={mode}"))
+            .await
+            .json();
+        assert_eq!(
+            v["state"], "collecting",
+            "nothing of the attacker's closed the round"
+        );
+        assert_eq!(v["received"], 0);
+        assert_eq!(v["refused"].as_array().unwrap().len(), 20);
+    }
+    // The flood goes on until the attacker's address is out of tokens (bounded).
+    let ch = attacker
+        .get(&format!("{base}/challenge?mode=independent"))
+        .await
+        .body;
+    let mut fake = Device::new("dev-000", generate_identity_key(), &w.server_pub).unwrap();
+    let forged = fake
+        .answer_independent(&GroupChallenge::from_bytes(&ch).unwrap(), now())
+        .unwrap()
+        .to_bytes();
+    let limited = loop {
+        let r = attacker
+            .post(&format!("{base}/answers"), forged.clone())
+            .await;
+        sent += 1;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            break r;
+        }
+        assert_eq!(r.code(), "bad-signature");
+        assert!(sent < 400, "the attacker was never limited");
+    };
+    assert_eq!(limited.code(), "too-many-requests");
+    let r = start(&attacker, &w.agent, GROUP, "mode=independent").await;
+    assert_eq!(r.code(), "too-many-requests");
+
+    // The devices, at their own address, join the attacker's rounds and all get in.
+    let mut devices = devices;
+    for mode in ["independent", "represented"] {
+        let r = start(&w.http, &w.agent, GROUP, &format!("mode={mode}")).await;
+        assert_eq!(r.json()["joined"], true);
+        let q = format!("mode={mode}");
+        let (back, _, refused) = answer_round(&w.http, &w.agent, GROUP, &q, devices).await;
+        devices = back;
+        assert!(refused.is_empty());
+        let v = finished_query(&w.http, &w.agent, GROUP, &q).await;
+        assert_eq!(v["state"], "done", "{v}");
+        assert_eq!(v["authenticated"].as_array().unwrap().len(), 20, "{v}");
+        assert!(v["rejected"].as_array().unwrap().is_empty(), "{v}");
+        assert!(v["missing"].as_array().unwrap().is_empty(), "{v}");
+    }
+    // The keys of the independent round work: every device confirms its server.
+    for d in &mut devices {
+        let url = format!("{base}/confirmations/{}", d.id());
+        let c = KeyConfirmation::from_bytes(&w.http.get(&url).await.body).unwrap();
+        d.confirm(&c, now()).unwrap();
+    }
+}
+
+/// The agent takes the identical answer twice (a device retrying after a lost reply); an
+/// answer in the same member's name from another key neither replaces it nor is recorded
+/// against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_answer_is_taken_again_and_one_from_another_key_is_refused() {
+    let mut w = world(1, &[]).await;
+    start(&w.http, &w.agent, SMALL, "mode=independent").await;
+    let base = format!("{}/agent/v1/groups/{SMALL}", w.agent);
+    let ch =
+        GroupChallenge::from_bytes(&w.http.get(&format!("{base}/challenge")).await.body).unwrap();
+    let d = &mut w.small[0];
+    let a = d.answer_independent(&ch, now()).unwrap().to_bytes();
+    for _ in 0..2 {
+        let r = w.http.post(&format!("{base}/answers"), a.clone()).await;
+        assert_eq!(
+            (r.status, r.json()["received"].clone()),
+            (StatusCode::ACCEPTED, 1.into())
+        );
+    }
+    // The library's device answers a challenge once; a second answer in its name comes from
+    // another key and changes nothing.
+    assert!(matches!(
+        d.answer_independent(&ch, now()),
+        Err(GroupError::ChallengeReplayed)
+    ));
+    let mut fake = Device::new(d.id(), generate_identity_key(), &w.server_pub).unwrap();
+    let other = fake.answer_independent(&ch, now()).unwrap().to_bytes();
+    let r = w.http.post(&format!("{base}/answers"), other).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "bad-signature")
+    );
+    let v = w.http.get(&format!("{base}/result")).await.json();
+    assert_eq!(
+        (v["received"].clone(), v["refused"].clone()),
+        (1.into(), serde_json::json!([]))
+    );
+    // An answer of the other mode's form (no ephemeral key in an independent round) is
+    // refused before its signature is even looked at.
+    let wrong_form = DeviceAnswer {
+        device: "small-1".into(),
+        challenge: ch.digest(),
+        ephemeral: None,
+        signature: [0; 64],
+    };
+    let r = w
+        .http
+        .post(&format!("{base}/answers"), wrong_form.to_bytes())
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "ephemeral-key-mismatch")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -139,13 +324,7 @@ async fn unauthorized_gateway_is_refused_in_represented_mode() {
         (StatusCode::FORBIDDEN, "gateway-not-authorized")
     );
     // SER-028 needs no such right: the same gateway may relay an independent round.
-    let r = start(
-        &w.http,
-        &w.agent2,
-        GROUP,
-        "mode=independent&deadline_ms=100",
-    )
-    .await;
+    let r = start(&w.http, &w.agent2, GROUP, "mode=independent").await;
     assert_eq!(r.status, StatusCode::OK);
 
     let refused = |e: HttpError| (e.status(), e.code().to_owned());
@@ -305,7 +484,7 @@ async fn garbage_and_oversize_bodies_get_json_errors() {
     assert_eq!(h.get(&format!("{base}/challenge")).await.code(), "no-round");
 
     // Both still serve real requests afterwards.
-    let r = start(h, &w.agent, GROUP, "mode=independent&deadline_ms=100").await;
+    let r = start(h, &w.agent, GROUP, "mode=independent").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(finished(h, &w.agent, GROUP).await["state"], "done");
 }
@@ -313,7 +492,7 @@ async fn garbage_and_oversize_bodies_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_round_forwards_at_the_deadline_without_the_missing_members() {
     let mut w = world(1, &[]).await;
-    let r = start(&w.http, &w.agent, SMALL, "mode=independent&deadline_ms=300").await;
+    let r = start(&w.http, &w.agent, SMALL, "mode=independent").await;
     assert_eq!(r.json()["expected"], 5);
     let late = w.small.split_off(3);
     answer_all(&w.http, &w.agent, SMALL, std::mem::take(&mut w.small)).await;
@@ -411,6 +590,8 @@ async fn the_cli_server_and_agent_authenticate_a_group() {
         &url,
         "--server-key",
         server_pub_file.to_str().unwrap(),
+        "--round-deadline",
+        "5",
     ]);
     assert_eq!(
         (hello["id"].as_str(), hello["members"].as_u64()),
@@ -422,9 +603,77 @@ async fn the_cli_server_and_agent_authenticate_a_group() {
     for mode in ["independent", "represented"] {
         let r = start(&http, &agent, GROUP, &format!("mode={mode}")).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        devices = answer_all(&http, &agent, GROUP, devices).await.0;
+        let (back, _, refused) = answer_all(&http, &agent, GROUP, devices).await;
+        devices = back;
+        assert_eq!(refused, ["d2"]);
         let v = finished(&http, &agent, GROUP).await;
         assert_eq!(names(&v["authenticated"]), ["d0", "d1", "d3"], "{v}");
         assert_eq!(names(&v["rejected"]), ["d2"]);
     }
+}
+
+/// #16.6: the keys are used. Each device of an independent round sends a sealed message
+/// through the gateway agent; the server opens it under the association it kept, its
+/// application answers knowing the authenticated device, and the answer comes back sealed.
+/// A recording proxy between agent and server shows the agent relayed exactly the device's
+/// bytes, in which the plaintext does not appear; a replay and an unknown session are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sealed_messages_flow_end_to_end_through_an_agent_that_cannot_read_them() {
+    let mut w = world(1, &[]).await;
+    let seen: Recorded = Arc::default();
+    let proxy = spawn(recording_proxy(w.server.clone(), seen.clone())).await;
+    let mut a = AgentState::new("gw-1", Arc::new(w.gw1.clone()), &w.server_pub, &proxy)
+        .unwrap()
+        .with_round_deadline(ROUND_DEADLINE);
+    for d in &w.small {
+        a.add_member(SMALL, d.id(), &d.public_key()).unwrap();
+    }
+    let agent = spawn(agent_router(a)).await;
+    start(&w.http, &agent, SMALL, "mode=independent").await;
+    let small = std::mem::take(&mut w.small);
+    let (mut devices, _, _) = answer_all(&w.http, &agent, SMALL, small).await;
+    assert_eq!(finished(&w.http, &agent, SMALL).await["state"], "done");
+    let relay = format!("{agent}/agent/v1/sealed");
+    for (i, d) in devices.iter_mut().enumerate() {
+        let url = format!("{agent}/agent/v1/groups/{SMALL}/confirmations/{}", d.id());
+        let c = KeyConfirmation::from_bytes(&w.http.get(&url).await.body).unwrap();
+        let mut channel = d.confirm(&c, now()).unwrap();
+        let secret = format!("reading {i}: 21.{i} C");
+        let sealed = channel.seal(secret.as_bytes()).unwrap().to_bytes();
+        let r = w.http.post(&relay, sealed.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let reply = channel
+            .open(&SealedMessage::from_bytes(&r.body).unwrap())
+            .unwrap();
+        assert_eq!(reply, format!("{}@{SMALL}: {secret}", d.id()).into_bytes());
+        {
+            let seen = seen.lock().unwrap();
+            let (path, relayed, answered) = seen.last().unwrap();
+            assert_eq!(path, "/group/v1/sealed");
+            assert_eq!(relayed, &sealed, "relayed unchanged");
+            assert_eq!(answered, &r.body.to_vec());
+            let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+            assert!(!has(relayed, secret.as_bytes()) && !has(answered, &reply[..8]));
+        }
+        // SER-012: the same message again is refused by the server's channel.
+        let r = w.http.post(&relay, sealed).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "channel-error")
+        );
+    }
+    let first = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _, _)| p == "/group/v1/sealed")
+        .map(|(_, b, _)| b.clone())
+        .unwrap();
+    let mut forged = SealedMessage::from_bytes(&first).unwrap();
+    forged.session = [0x55; 16];
+    let r = w.http.post(&relay, forged.to_bytes()).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "unknown-session")
+    );
 }

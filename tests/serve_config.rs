@@ -166,9 +166,10 @@ fn the_demo_gateway_starts_ready_and_keeps_its_keys() {
         .split("-d '")
         .nth(1)
         .unwrap()
-        .trim_end_matches('\'');
+        .split('\'')
+        .next()
+        .unwrap();
     let request: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(gateway.decide(&request).json()["decision"], "permit");
     let reader = gateway.decide(
         &json!({"originator": "CAE2", "operation": "retrieve", "target": "/cse-in/lights/lamp1"}),
     );
@@ -179,10 +180,27 @@ fn the_demo_gateway_starts_ready_and_keeps_its_keys() {
     );
     let pseudonym_of_cae9 = gateway.decide(&json!({"originator": "CAE9", "operation": "retrieve", "target": "/cse-in/lights/lamp1"})).json()["reason"].clone();
 
-    // A restart keeps the generated issuer key (the old token still verifies) and the
-    // pseudonym secrets (the same originator gets the same pseudonym).
+    // A restart keeps the generated issuer key (the token minted before it verifies after
+    // it) and the pseudonym secrets (the same originator gets the same pseudonym). The meters
+    // app authenticates its originators by single-use tokens: the token works once, and a
+    // second use is refused before any plugin runs (4106), across a restart too.
     let gateway = gateway.restart();
     assert_eq!(gateway.decide(&request).json()["decision"], "permit");
+    let replay = gateway.decide(&request);
+    assert_eq!(replay.status, 403, "{}", replay.text());
+    assert_eq!(
+        replay.json()["error"]["code"],
+        "originator-not-authenticated"
+    );
+    let health = gateway.request("GET", "/health", &[], b"").json();
+    let meters = health["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|app| app["app"] == "meters")
+        .unwrap()
+        .clone();
+    assert_eq!(meters["originators"], "token");
     let again = gateway.decide(&json!({"originator": "CAE9", "operation": "retrieve", "target": "/cse-in/lights/lamp1"})).json()["reason"].clone();
     assert_eq!(pseudonym_of_cae9, again);
 }

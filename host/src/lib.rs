@@ -2,7 +2,7 @@
 //!
 //! A security runtime for M2M/IoT gateways. Each application's authentication and
 //! authorization decisions are made by sandboxed WebAssembly plugins (the WIT contract in
-//! `wit/palisade.wit`), one segregated security environment per application (SER-024), while
+//! `plugins/sdk/wit/palisade.wit`), one segregated security environment per application (SER-024), while
 //! native code keeps what must not be left to plugins: keys, group authentication, module
 //! signatures, audit and denial-of-service protection.
 //!
@@ -39,6 +39,7 @@ pub mod provision;
 pub mod registry;
 pub mod request;
 pub mod sandbox;
+pub mod tls_client;
 
 /// The plugins built from `plugins/` by the build script. The reference plugins are embedded
 /// in the binary; test fixtures are available by path.

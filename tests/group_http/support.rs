@@ -45,6 +45,13 @@ impl Http {
     pub fn new() -> Self {
         Http(Client::builder(TokioExecutor::new()).build_http())
     }
+    /// A client whose connections come from `ip` (any of 127.0.0.0/8 on loopback): another
+    /// client address as the agent's per-source limit sees it.
+    pub fn from(ip: std::net::IpAddr) -> Self {
+        let mut c = HttpConnector::new();
+        c.set_local_address(Some(ip));
+        Http(Client::builder(TokioExecutor::new()).build(c))
+    }
     pub async fn send(&self, method: Method, url: &str, ct: Option<&str>, body: Vec<u8>) -> Reply {
         let mut req = Request::builder().method(method).uri(url);
         if let Some(ct) = ct {
@@ -76,13 +83,50 @@ impl Http {
     }
 }
 
-/// Serves `router` on a free port of 127.0.0.1 until the test's runtime ends.
+/// Serves `router` on a free port of 127.0.0.1 until the test's runtime ends, with each
+/// client's address (as the CLI serves it).
 pub async fn spawn(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).await.unwrap()
+    });
     format!("http://{addr}")
 }
+
+/// A proxy in front of the server that records every exchange (path, request body, answer
+/// body): what an agent pointed at it relays.
+pub type Recorded = Arc<Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>>;
+
+pub fn recording_proxy(server: String, seen: Recorded) -> axum::Router {
+    let http = Http::new();
+    axum::Router::new().fallback(
+        move |method: Method, uri: axum::http::Uri, headers: axum::http::HeaderMap, body: Bytes| {
+            let (http, server, seen) = (http.clone(), server.clone(), seen.clone());
+            async move {
+                let ct = headers
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let url = format!("{server}{}", uri.path());
+                let r = http.send(method, &url, ct.as_deref(), body.to_vec()).await;
+                seen.lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), body.to_vec(), r.body.to_vec()));
+                (
+                    r.status,
+                    [("content-type", r.content_type.clone())],
+                    r.body.to_vec(),
+                )
+            }
+        },
+    )
+}
+
+/// How long the world's agents collect answers: long enough for every device of a test to
+/// answer on a loaded machine; rounds with members that never get a verified answer in
+/// (forged, absent) last this long.
+pub const ROUND_DEADLINE: Duration = Duration::from_secs(6);
 
 /// The server, gateway `gw-1` (may represent both groups) and `gw-2` (registered, may
 /// represent nothing) with their agents; devices `dev-NNN` in grp-a, the `forged` ones
@@ -103,13 +147,33 @@ pub struct World {
 }
 
 pub async fn world(n: usize, forged: &[usize]) -> World {
+    world_with(n, forged, |a| a).await
+}
+
+/// A world whose agents are adjusted by `tune` (limits) before they serve.
+pub async fn world_with(
+    n: usize,
+    forged: &[usize],
+    tune: impl Fn(AgentState) -> AgentState,
+) -> World {
     let server_key = generate_identity_key();
     let server_pub = server_key.verifying_key().to_bytes();
     let (gw1, gw2) = (generate_identity_key(), generate_identity_key());
     let server = Server::new("srv-1", Box::new(server_key), ServerConfig::default()).unwrap();
     let established = Arc::new(Mutex::new(Vec::new()));
     let sink = established.clone();
-    let mut st = ServerState::new(server).on_established(move |e| sink.lock().unwrap().push(e));
+    // The server application answers a sealed message with who sent what, as it knows them.
+    let mut st = ServerState::new(server)
+        .on_established(move |e| sink.lock().unwrap().push(e))
+        .on_message(|peer, plaintext| {
+            format!(
+                "{}@{}: {}",
+                peer.id,
+                peer.group,
+                String::from_utf8_lossy(plaintext)
+            )
+            .into_bytes()
+        });
     st.add_gateway("gw-1", &gw1.public_key()).unwrap();
     st.add_gateway("gw-2", &gw2.public_key()).unwrap();
     let names = (0..n)
@@ -143,11 +207,13 @@ pub async fn world(n: usize, forged: &[usize]) -> World {
     }
     let server = spawn(server_router(st)).await;
     let agent_for = |key: &SigningKey, id: &str| {
-        let mut a = AgentState::new(id, Arc::new(key.clone()), &server_pub, &server).unwrap();
+        let mut a = AgentState::new(id, Arc::new(key.clone()), &server_pub, &server)
+            .unwrap()
+            .with_round_deadline(ROUND_DEADLINE);
         for (g, d, k) in &members {
             a.add_member(g, d, k).unwrap();
         }
-        a
+        tune(a)
     };
     let agent_state = Arc::new(agent_for(&gw1, "gw-1"));
     let agent2 = spawn(agent_router(agent_for(&gw2, "gw-2"))).await;
@@ -173,20 +239,33 @@ pub async fn start(http: &Http, agent: &str, group: &str, query: &str) -> Reply 
     http.send(Method::POST, &url, None, vec![]).await
 }
 
-/// Each device fetches the challenge and answers, concurrently; returns the devices and
-/// their answers' encodings.
+/// Each device fetches the challenge and answers, concurrently; returns the devices, their
+/// answers' encodings, and the devices whose answer the agent refused (`401 bad-signature`:
+/// not signed by the member's provisioned key). Every other answer must be taken (202).
 pub async fn answer_all(
     http: &Http,
     agent: &str,
     group: &str,
     devices: Vec<Device>,
-) -> (Vec<Device>, Vec<Vec<u8>>) {
+) -> (Vec<Device>, Vec<Vec<u8>>, Vec<String>) {
+    answer_round(http, agent, group, "", devices).await
+}
+
+/// [`answer_all`] for the round that `challenge?{query}` names (e.g. `mode=represented`).
+pub async fn answer_round(
+    http: &Http,
+    agent: &str,
+    group: &str,
+    query: &str,
+    devices: Vec<Device>,
+) -> (Vec<Device>, Vec<Vec<u8>>, Vec<String>) {
     let tasks: Vec<_> = devices
         .into_iter()
         .map(|mut d| {
             let (http, base) = (http.clone(), format!("{agent}/agent/v1/groups/{group}"));
+            let query = query.to_owned();
             tokio::spawn(async move {
-                let ch = http.get(&format!("{base}/challenge")).await;
+                let ch = http.get(&format!("{base}/challenge?{query}")).await;
                 assert_eq!(ch.status, StatusCode::OK);
                 assert_eq!(ch.content_type, CONTENT_TYPE);
                 let a = match GroupChallenge::from_bytes(&ch.body) {
@@ -197,25 +276,39 @@ pub async fn answer_all(
                     }
                 };
                 let r = http.post(&format!("{base}/answers"), a.to_bytes()).await;
-                assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-                (d, a.to_bytes())
+                let refused = r.status == StatusCode::UNAUTHORIZED;
+                if refused {
+                    assert_eq!(r.code(), "bad-signature");
+                } else {
+                    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+                }
+                (d, a.to_bytes(), refused)
             })
         })
         .collect();
-    let mut out = (Vec::new(), Vec::new());
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
     for t in tasks {
-        let (d, a) = t.await.unwrap();
+        let (d, a, refused) = t.await.unwrap();
+        if refused {
+            out.2.push(d.id().to_owned());
+        }
         out.0.push(d);
         out.1.push(a);
     }
+    out.2.sort();
     out
 }
 
-/// Polls the round's result until it is done or failed (bounded: 20 s).
+/// Polls the group's latest round's result until it is done or failed (bounded: 30 s).
 pub async fn finished(http: &Http, agent: &str, group: &str) -> Value {
-    for _ in 0..400 {
+    finished_query(http, agent, group, "").await
+}
+
+/// Polls `result?{query}` until the round is done or failed (bounded: 30 s).
+pub async fn finished_query(http: &Http, agent: &str, group: &str, query: &str) -> Value {
+    for _ in 0..600 {
         let r = http
-            .get(&format!("{agent}/agent/v1/groups/{group}/result"))
+            .get(&format!("{agent}/agent/v1/groups/{group}/result?{query}"))
             .await;
         let v = r.json();
         if v["state"] == "done" || v["state"] == "failed" {

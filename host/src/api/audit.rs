@@ -41,6 +41,11 @@ pub struct DecisionRecord {
     pub app: String,
     /// The originator as the app's plugins saw it (a pseudonym unless consent).
     pub originator: String,
+    /// How the originator was established ([`super::originator`]): `claimed` (believed as
+    /// sent), `tls`, `vouched` (by a trusted decide caller), `token`, `tls+token`,
+    /// `vouched+token`, or, on a refusal before the plugins, the app's required mode (`tls`,
+    /// `token`, ...).
+    pub originator_auth: &'static str,
     pub operation: &'static str,
     pub target: String,
     pub effect: Effect,
@@ -103,6 +108,7 @@ impl DecisionRecord {
             source,
             app: decision.app.clone(),
             originator: view.originator.clone(),
+            originator_auth: "claimed",
             operation: view.operation.name(),
             target: view.target.clone(),
             effect: decision.effect,
@@ -145,6 +151,7 @@ impl DecisionRecord {
             source,
             app,
             originator,
+            originator_auth,
             operation,
             target,
             effect,
@@ -166,6 +173,7 @@ impl DecisionRecord {
             }
             o.str("operation", operation);
             o.str("originator", originator);
+            o.str("originator_auth", originator_auth);
             o.str("reason", reason);
             o.u64("request_time", *request_time);
             o.str("source", source);
@@ -321,7 +329,9 @@ pub fn audit_hook(sink: &dyn AuditSink, record: &DecisionRecord) -> AuditTicket 
 
 /// What the gateway does with a decision whose record cannot be written (`[audit]
 /// on_failure`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
     /// Refuse the request: 503 (the default; SER-016, fail closed).
@@ -333,7 +343,7 @@ pub enum OnFailure {
 }
 
 /// The `[audit]` section of the gateway config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// `"deny"` (default) or `"permit-with-gap"`: see [`OnFailure`].
@@ -691,6 +701,7 @@ mod tests {
             source: "decide",
             app: format!("app{text}"),
             originator: format!("CAE{text}"),
+            originator_auth: "claimed",
             operation: "retrieve",
             target: format!("/cse-in/{text}"),
             effect: Effect::Deny,

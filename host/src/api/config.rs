@@ -53,7 +53,7 @@ pub enum ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Where the gateway keeps its state; relative to the config file. `--data` overrides.
@@ -86,6 +86,15 @@ pub struct GatewayConfig {
     /// The audit trail (SER-016): failure policy and rotation.
     #[serde(default)]
     pub audit: super::audit::AuditSettings,
+    /// Client certificates mapped to the originators they may speak as, for apps with
+    /// `originators = "tls"` (besides the URIs in a certificate's subjectAltName);
+    /// [`super::originator::ClientIdentityConfig`].
+    #[serde(default, rename = "client_identity")]
+    pub client_identities: Vec<super::originator::ClientIdentityConfig>,
+    /// The `tkid` replay cache of apps with `originators = "token"` (SER-012);
+    /// [`super::replay::TokenReplayConfig`].
+    #[serde(default)]
+    pub token_replay: super::replay::TokenReplayConfig,
     /// The file this came from (for error messages and relative paths).
     #[serde(skip)]
     pub file: PathBuf,
@@ -94,7 +103,7 @@ pub struct GatewayConfig {
 }
 
 /// Where the gateway's keys live (SER-010, SER-023).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
 pub enum KeystoreConfig {
     /// Encrypted files under the data folder's `keys/` (the default).
@@ -121,7 +130,7 @@ fn default_pin_env() -> String {
 }
 
 /// What a listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     /// `POST /v1/decide`.
@@ -170,9 +179,10 @@ impl Service {
 }
 
 /// One listening socket.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
+    #[schemars(with = "String")]
     pub address: Spanned<String>,
     /// Default: [`Service::DEFAULT`], everything but `decide`, which must be listed.
     #[serde(default)]
@@ -192,6 +202,7 @@ pub struct ListenerConfig {
     /// certificate is valid for one of them (as a server certificate is checked for its
     /// name), and of no one else unless `trusted_decide_callers` is set. Default: none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub trusted_decide_clients: Vec<Spanned<String>>,
 }
 
@@ -206,11 +217,27 @@ impl ListenerConfig {
 }
 
 /// The CSE behind the enforcement proxy.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `http://host:port`, optionally with a path prefix.
+    /// `http://host:port` or `https://host:port`, optionally with a path prefix. Plain
+    /// `http://` is allowed, warned about at start and shown in `/health` as unencrypted.
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
+    /// For `https://`: PEM CA certificates the CSE's certificate must chain to (required;
+    /// no system store is trusted). Relative to this file.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// For `https://`: a PEM client certificate chain presented to the CSE (SER-009), with
+    /// `key_file`. Optional.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cert_file: Option<Spanned<String>>,
+    /// The PEM private key of `cert_file`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<Spanned<String>>,
     /// Whole exchange with the CSE, connect to last byte. Default 5,000 ms; 0 is refused.
     #[serde(default = "defaults::upstream_timeout", deserialize_with = "positive")]
     pub timeout_ms: u64,
@@ -220,11 +247,15 @@ pub struct UpstreamConfig {
     /// Largest response accepted from the CSE. Default 4 MiB; 0 is refused.
     #[serde(default = "defaults::max_response", deserialize_with = "positive")]
     pub max_response_bytes: usize,
+    /// `[upstream.lookup]`: the gateway's own look-ups of target types and `<group>`
+    /// resources at the CSE ([`super::cse_lookup::LookupConfig`]). Absent: none.
+    #[serde(default)]
+    pub lookup: Option<super::cse_lookup::LookupConfig>,
 }
 
 /// Limits that protect the gateway itself (SER-001). A limit that would refuse every request
 /// (0 in-flight requests, a 0 ms header timeout...) is refused at start, never served.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerLimits {
     /// Largest request body (decide JSON or proxied oneM2M body). Default 64 KiB.
@@ -300,7 +331,7 @@ impl Default for ServerLimits {
 
 /// A token bucket: a steady rate and a burst. `per_second = 0` disables the limit; a
 /// positive rate with `burst = 0` would refuse every request and is refused at start.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     pub per_second: u32,
@@ -308,10 +339,12 @@ pub struct Rate {
 }
 
 /// Rate limits (SER-001), each keyed so that one flooding party cannot starve the others.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Per originator (`X-M2M-Origin`, or `originator` in a decide request).
+    /// Per originator (`X-M2M-Origin`, or `originator` in a decide request); a client with a
+    /// verified TLS certificate is counted as that certificate instead, whatever originators
+    /// it claims (an untrusted decide caller too).
     /// Default 50/s, burst 100.
     #[serde(deserialize_with = "usable_rate")]
     pub per_originator: Rate,
@@ -350,7 +383,7 @@ impl Default for RateLimitConfig {
 
 /// Endpoints that measure the gateway rather than serve devices. Off by default: a production
 /// gateway exposes nothing it does not need.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiagnosticsConfig {
     /// `POST /v1/noop` on every listener that serves `decide`: the same connection handling,
@@ -362,12 +395,14 @@ pub struct DiagnosticsConfig {
 }
 
 /// One application.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Target path prefixes that belong to this app (on `/` boundaries).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub paths: Vec<Spanned<String>>,
     #[serde(default)]
     pub mode: Mode,
@@ -381,23 +416,44 @@ pub struct AppConfig {
     /// real originator IDs. Default false: they see a per-app pseudonym (SER-011/018/025).
     #[serde(default)]
     pub consent_real_identities: bool,
+    /// How this app's originators are established before its plugins run: `claimed`
+    /// (default: `X-M2M-Origin` as sent), `tls` (the client certificate), `token` (oneM2M
+    /// tokens held by the originator, each used once), `tls-or-token` (either), or
+    /// `tls-and-token` (both). A request that fails is answered 4106 and audited
+    /// ([`super::originator`]). Costs: `tls` a look-up per request; `token` a JSON read per
+    /// token and one synced log append per request ([`super::replay`]).
+    #[serde(default)]
+    pub originators: super::originator::Mode,
     /// Group ID → member originator IDs (for `<group>` ACP entries).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// `<group>` resources of the upstream CSE whose members (`mid`, nested groups) count as
+    /// this app's group members, by resource ID: SP-relative `"/id-in/grp1"` or absolute
+    /// `"//sp.example/id-in/grp1"`, as `acor` names them. Needs `[upstream.lookup]`; each is
+    /// retrieved before the app's proxied decisions when its `ttl_s` has run out (one
+    /// look-up per group, nested ones besides). Default: none.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub cse_groups: Vec<Spanned<String>>,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<PluginConfig>,
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyConfig>,
+    /// `[app.registration]`: which originators may register an `<AE>` through this app
+    /// (issue 13.6). Default: any originator, none without one.
+    #[serde(default)]
+    pub registration: super::registration::RegistrationConfig,
 }
 
 /// One plugin of an application.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Name within the app; default: the plugin reference or file stem.
     #[serde(default)]
     pub name: Option<String>,
     /// `acp`, `token-auth`, `geo-privacy`, or a path to a .wasm component.
+    #[schemars(with = "String")]
     pub plugin: Spanned<String>,
     /// Checked against what the component implements, when given.
     #[serde(default)]
@@ -408,9 +464,11 @@ pub struct PluginConfig {
     pub capabilities: Vec<Capability>,
     /// Inline configuration (becomes JSON for the plugin).
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<Spanned<toml::Table>>,
     /// Or a JSON file, relative to this config file.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub config_file: Option<Spanned<String>>,
     /// Development only. With `[admin] trust_roots` configured, a `.wasm` plugin named here
     /// must be signed for its app and kind by a key a trust root delegated (SER-022), or the
@@ -423,16 +481,19 @@ pub struct PluginConfig {
 }
 
 /// A key the application's plugins use by handle (capability `crypto`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
+    #[schemars(with = "String")]
     pub handle: Spanned<String>,
     /// `ed25519` or `hmac`: generated in the gateway's keystore on first start and kept
     /// there (never exported, SER-010).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub generate: Option<Spanned<String>>,
     /// An Ed25519 public key (64 hex digits), e.g. a token issuer's.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub ed25519_public: Option<Spanned<String>>,
 }
 
@@ -576,6 +637,74 @@ impl GatewayConfig {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// The client TLS configuration for an `https://` upstream (None for `http://` or no
+    /// upstream), built by the one client builder ([`crate::tls_client::client_config`]).
+    /// TLS files given for an `http://` upstream are refused rather than ignored.
+    pub fn upstream_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(None);
+        };
+        let https = upstream.url.get_ref().starts_with("https://");
+        let files = [
+            ("upstream.ca_file", &upstream.ca_file),
+            ("upstream.cert_file", &upstream.cert_file),
+            ("upstream.key_file", &upstream.key_file),
+        ];
+        if !https {
+            if let Some((key, Some(file))) = files.iter().find(|(_, file)| file.is_some()) {
+                return Err(self.error_at(
+                    file.span(),
+                    *key,
+                    "TLS files are for an https:// upstream; this one is http:// (plain text)",
+                ));
+            }
+            return Ok(None);
+        }
+        let path = |file: &Option<Spanned<String>>| {
+            file.as_ref()
+                .map(|file| self.base_dir().join(file.get_ref()))
+        };
+        let tls = crate::tls_client::ClientTlsFiles {
+            ca_file: path(&upstream.ca_file),
+            cert_file: path(&upstream.cert_file),
+            key_file: path(&upstream.key_file),
+        };
+        crate::tls_client::client_config(&tls)
+            .map(Some)
+            .map_err(|error| {
+                let (key, span) = match &error {
+                    crate::tls_client::ClientTlsError::NoCa => {
+                        ("upstream.ca_file", upstream.url.span())
+                    }
+                    crate::tls_client::ClientTlsError::Certificates { path, .. }
+                    | crate::tls_client::ClientTlsError::Empty { path }
+                    | crate::tls_client::ClientTlsError::Ca { path, .. }
+                        if Some(path) == tls.ca_file.as_ref() =>
+                    {
+                        let file = upstream.ca_file.as_ref().expect("read from it");
+                        ("upstream.ca_file", file.span())
+                    }
+                    crate::tls_client::ClientTlsError::Key { .. } => {
+                        let file = upstream.key_file.as_ref().expect("read from it");
+                        ("upstream.key_file", file.span())
+                    }
+                    _ => match &upstream.cert_file {
+                        Some(file) => ("upstream.cert_file", file.span()),
+                        None => (
+                            "upstream.key_file",
+                            upstream
+                                .key_file
+                                .as_ref()
+                                .map_or(upstream.url.span(), Spanned::span),
+                        ),
+                    },
+                };
+                self.error_at(span, key, error.to_string())
+            })
+    }
+
     /// An error about `key`, located at `span` in this file.
     pub fn error_at(
         &self,
@@ -633,7 +762,12 @@ impl GatewayConfig {
             if let Err(message) = super::proxy::Upstream::check_url(upstream.url.get_ref()) {
                 return Err(self.error_at(upstream.url.span(), "upstream.url", message));
             }
+            if let Some(problem) = upstream.lookup.as_ref().and_then(|l| l.problem()) {
+                return Err(self.error_at(upstream.url.span(), "upstream.lookup", problem));
+            }
+            self.upstream_tls()?;
         }
+        self.check_cse_groups()?;
         self.check_admin()?;
         let mut names = std::collections::HashSet::new();
         let mut prefixes: Vec<(String, String)> = Vec::new();
@@ -714,6 +848,36 @@ impl GatewayConfig {
             }
         }
         self.check_request_bounds()
+    }
+
+    /// `cse_groups` are retrieved by the gateway: they need `[upstream.lookup]`, and each must
+    /// be a group resource ID that names one resource path.
+    fn check_cse_groups(&self) -> Result<(), ConfigError> {
+        let lookups = self
+            .upstream
+            .as_ref()
+            .is_some_and(|upstream| upstream.lookup.is_some());
+        for (index, app) in self.apps.iter().enumerate() {
+            for (group_index, id) in app.cse_groups.iter().enumerate() {
+                let key = format!("app[{index}].cse_groups[{group_index}]");
+                if !lookups {
+                    return Err(self.error_at(
+                        id.span(),
+                        key,
+                        "needs [upstream.lookup] (the originator the gateway retrieves groups as)",
+                    ));
+                }
+                let text = id.get_ref();
+                if !text.starts_with('/') || super::cse_lookup::id_path(text).is_err() {
+                    return Err(self.error_at(
+                        id.span(),
+                        key,
+                        format!("{text:?} is not a group resource ID: give an SP-relative \"/id-in/grp1\" or absolute \"//sp.example/id-in/grp1\" ID"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `trusted_decide_clients` names certificate holders: only a listener that verifies

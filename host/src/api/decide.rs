@@ -45,10 +45,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{json_response, ApiError, Response};
 use super::onem2m;
+use super::originator::{Caller, Claim, PeerCertificate};
 use super::server::read_body;
 use super::Gateway;
 use crate::pipeline::{Effect, Identity, StageReport, Timings};
-use crate::request::{AccessRequest, Credential, Location, Operation};
+use crate::request::{now_unix, AccessRequest, Credential, Location, Operation};
 use crate::sandbox::PluginKind;
 
 /// The decide request: [`AccessRequest`] with `app` optional.
@@ -211,6 +212,7 @@ async fn decide(
     // originators: only the per-originator limit applies here (SER-001), checked before any
     // plugin runs.
     let (parts, body) = request.into_parts();
+    let certificate = parts.extensions.get::<Arc<PeerCertificate>>().cloned();
     let body = read_body(gateway, &parts.headers, body).await?;
     let mut parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {
         gateway.metrics.rejected("malformed");
@@ -220,9 +222,12 @@ async fn decide(
         }
     })?;
     parsed.check(gateway, trusted)?;
+    // An untrusted caller with a client certificate is limited as that certificate, whatever
+    // originators it asks about; a trusted one speaks for many originators, each its own.
+    let limited_as = certificate.as_ref().filter(|_| !trusted).map(|c| &c.sha256);
     gateway
         .protection
-        .check_originator(&parsed.originator)
+        .check_client(limited_as, &parsed.originator)
         .map_err(|refusal| {
             gateway.metrics.rate_limited(refusal.key());
             ApiError::RateLimited(refusal)
@@ -253,11 +258,30 @@ async fn decide(
     })?;
     gateway.metrics.in_flight(1);
     let access = parsed.into_access_request(route.name.clone());
-    let mut evaluation = gateway.run_plugins(&route, || gateway.evaluate(&route, access, "decide"));
+    // The originator is established before any plugin runs (see `super::originator` for what
+    // `tls` means for a decide caller).
+    let claim = Claim {
+        app: &route.name,
+        originator: &access.originator,
+        credential: access.credential.as_ref(),
+    };
+    let caller = Caller::Decide {
+        trusted,
+        certificate: certificate.as_deref(),
+    };
+    let mut evaluation = match gateway.originators.check(&claim, caller, now_unix()) {
+        Ok(established) => gateway.run_plugins(&route, || {
+            gateway.evaluate_established(&route, access, "decide", established)
+        }),
+        Err(refusal) => gateway.refuse(&route, access, "decide", refusal),
+    };
     // SER-016: answered only once on record.
     let recorded = gateway.recorded(&mut evaluation).await;
     gateway.metrics.in_flight(-1);
     recorded.map_err(ApiError::AuditUnavailable)?;
+    if let Some(refusal) = evaluation.refused.take() {
+        return Err(ApiError::Originator(refusal, evaluation.decision_id));
+    }
     let decision = &evaluation.decision;
     let answer = DecideAnswer {
         decision: decision.effect,

@@ -9,7 +9,10 @@
 //!   `das-1` that the gateway generates in its keystore on first start (a stand-in for a
 //!   oneM2M dynamic-authorization server), and `acp` granting retrieve to the role
 //!   `meter-reader` on authenticated requests. [`mint_demo_token`] signs a token with that key
-//!   through the keystore: the private key never leaves it (SER-010).
+//!   through the keystore: the private key never leaves it (SER-010). Its originators are
+//!   authenticated (`originators = "token"`, [`super::originator`]): a request whose
+//!   originator is not the holder of a valid, unused token is refused with 4106 before any
+//!   plugin runs, and each token is accepted once.
 //!
 //! Both apps run without consent to real identities, so their policies name originators with
 //! the `originator:` marker and plugins see pseudonyms (SER-011, see [`super::privacy`]).
@@ -63,6 +66,10 @@ config = { mode = "coarsen", decimals = 2, precise_role = "precise-location", no
 [[app]]
 name = "meters"
 paths = ["/cse-in/meters"]
+# Originators must hold a oneM2M token (Authorization: <jws>+<jws>, or Bearer <jws>), each
+# token used once; anything else is answered 4106 before any plugin runs. "claimed" (the
+# default) believes X-M2M-Origin as sent; "tls" needs a client certificate naming it.
+originators = "token"
 
 [[app.key]]
 handle = "das-1"
@@ -136,7 +143,8 @@ pub fn mint_demo_token(gateway: &Gateway) -> Result<Option<String>, KeyError> {
     let header = serde_json::json!({"alg": "EdDSA", "kid": "das-1"});
     let claims = serde_json::json!({
         "version": "1",
-        "tkid": format!("demo-{now}"),
+        // Tokens are single-use in a `token` app: each mint gets its own ID.
+        "tkid": format!("demo-{now}-{:016x}", rand::random::<u64>()),
         "tkhd": DEMO_TOKEN_HOLDER,
         "tkis": "/id-in/das",
         "tknb": now.saturating_sub(60),

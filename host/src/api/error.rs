@@ -78,6 +78,12 @@ pub enum ApiError {
     /// (SER-016), with `Retry-After`.
     #[error("refused: {0}")]
     AuditUnavailable(super::audit::AuditRefusal),
+    /// 403 `originator-not-authenticated` (oneM2M 4106): the app establishes its originators
+    /// by TLS or tokens and this request did not ([`super::originator`]); before any plugin.
+    /// 503 `token-replay-unavailable` when the token replay check could not take the token
+    /// (full or not writable: fail closed), with `Retry-After`.
+    #[error("{0} (decision {1})")]
+    Originator(super::originator::Refusal, String),
 }
 
 impl ApiError {
@@ -99,6 +105,12 @@ impl ApiError {
             ApiError::UntrustedField(_) => "untrusted-field",
             ApiError::TargetOutsideApp { .. } => "target-outside-app",
             ApiError::AuditUnavailable(_) => "audit-unavailable",
+            ApiError::Originator(super::originator::Refusal::NotAuthenticated { .. }, _) => {
+                "originator-not-authenticated"
+            }
+            ApiError::Originator(super::originator::Refusal::ReplayUnavailable(_), _) => {
+                "token-replay-unavailable"
+            }
         }
     }
 
@@ -117,6 +129,12 @@ impl ApiError {
             ApiError::TooLong { .. } | ApiError::TargetOutsideApp { .. } => StatusCode::BAD_REQUEST,
             ApiError::UntrustedField(_) => StatusCode::FORBIDDEN,
             ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Originator(super::originator::Refusal::NotAuthenticated { .. }, _) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::Originator(super::originator::Refusal::ReplayUnavailable(_), _) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -125,6 +143,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited(refusal) => Some(refusal.retry_after_secs()),
             ApiError::Overloaded | ApiError::AuditUnavailable(_) => Some(1),
+            ApiError::Originator(super::originator::Refusal::ReplayUnavailable(_), _) => Some(1),
             _ => None,
         }
     }

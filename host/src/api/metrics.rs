@@ -9,13 +9,17 @@
 //! - `plugin_quarantined_originators{app,plugin}` — originators quarantined for themselves;
 //! - `rate_limited_total{key}` — `originator` or `source_ip` (SER-001);
 //! - `rejected_total{reason}` — `body-too-large`, `body-timeout`, `overloaded`,
-//!   `connections`, `connections-per-address`, `malformed` (SER-001);
+//!   `connections`, `connections-per-address`, `malformed` (SER-001), `registration` (an
+//!   AE registration its app's `[app.registration]` does not allow, issue 13.6);
 //! - `rate_limit_keys{key}`, `rate_limit_capacity{key}` — the rate tables' occupancy and
 //!   fixed size (rendered by [`super::protect::Protection::metrics_text`]);
 //! - `filter_blocked_total{app}`, `upstream_requests_total{outcome}`,
 //!   `upstream_duration_seconds`, `http_requests_total{route,status}`, `in_flight`;
 //! - `plugin_output_dropped_bytes_total` — stdout/stderr bytes plugins wrote past their
-//!   per-call bound, dropped (SER-001).
+//!   per-call bound, dropped (SER-001);
+//! - `cse_lookups_total{kind,outcome}` — the gateway's own look-ups at the CSE
+//!   ([`super::cse_lookup`]): kind `type` or `group`; outcome `ok`, `cached`, or why the
+//!   answer stayed unknown (`timeout`, `unreachable`, `not-found`, `refused`...).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -164,6 +168,7 @@ pub struct Metrics {
     upstream_seconds: Histogram,
     http: Counter,
     in_flight: AtomicI64,
+    cse_lookups: Counter,
 }
 
 impl Metrics {
@@ -234,6 +239,12 @@ impl Metrics {
     /// Requests being processed, for the `in_flight` gauge.
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One look-up of the gateway's own at the CSE ([`super::cse_lookup`]).
+    pub fn cse_lookup(&self, kind: &'static str, outcome: &'static str) {
+        self.cse_lookups
+            .add(vec![("kind", kind.into()), ("outcome", outcome.into())], 1);
     }
 
     /// The exposition text, with quarantine state read from the runtime's health.
@@ -321,6 +332,11 @@ impl Metrics {
             &mut out,
             "palisade_http_requests_total",
             "HTTP answers by route and status.",
+        );
+        self.cse_lookups.render(
+            &mut out,
+            "palisade_cse_lookups_total",
+            "The gateway's own look-ups at the upstream CSE (target types, groups) by outcome.",
         );
         let _ = writeln!(out, "# HELP palisade_in_flight Requests being decided or proxied.\n# TYPE palisade_in_flight gauge\npalisade_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP palisade_plugin_output_dropped_bytes_total Bytes of stdout and stderr plugins wrote past their per-call bound, dropped.\n# TYPE palisade_plugin_output_dropped_bytes_total counter\npalisade_plugin_output_dropped_bytes_total {}", crate::sandbox::plugin_output_dropped_bytes());

@@ -17,20 +17,26 @@
 //! ([`placement`]).
 
 pub mod admin;
+pub mod app_groups;
 pub mod audit;
 pub mod config;
+pub mod cse_lookup;
 pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod noop;
 pub mod onem2m;
+pub mod originator;
 pub mod placement;
 pub mod privacy;
 pub mod protect;
 pub mod proxy;
+pub mod registration;
+pub mod replay;
 pub mod server;
 pub mod setup;
+pub mod status;
 pub mod tls;
 
 use std::path::Path;
@@ -55,6 +61,8 @@ pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub routes: Vec<Arc<AppRoute>>,
     pub upstream: Option<proxy::Upstream>,
+    /// Provisioned originator positions: the location of proxied requests (issue 13.7).
+    pub positions: Arc<crate::provision::PositionDirectory>,
     pub limits: config::ServerLimits,
     pub protection: protect::Protection,
     pub metrics: metrics::Metrics,
@@ -64,6 +72,8 @@ pub struct Gateway {
     pub admin: Option<Arc<admin::Admin>>,
     /// Whether `POST /v1/noop` is served (`[diagnostics] noop_endpoint`).
     pub noop_endpoint: bool,
+    /// How each app's originators are established, and the `tkid` replay cache.
+    pub originators: originator::Originators,
     ids: DecisionIds,
     started: Instant,
 }
@@ -78,6 +88,9 @@ pub struct Evaluation {
     /// Where the decision's audit record stands: await [`Gateway::recorded`] before
     /// answering (SER-016).
     pub audit: audit::AuditTicket,
+    /// Set when the originator was not authenticated: answer this refusal (4106, or 503 when
+    /// the token replay check is unavailable) instead of the deny.
+    pub refused: Option<originator::Refusal>,
 }
 
 /// Decision ids: a random 64-bit boot nonce and a counter, in hex. Unique across restarts
@@ -106,7 +119,7 @@ impl DecisionIds {
 }
 
 /// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
-fn open_keystore(
+pub(crate) fn open_keystore(
     config: &config::KeystoreConfig,
     data_dir: &Path,
 ) -> Result<Arc<dyn KeyStore>, SetupError> {
@@ -169,11 +182,20 @@ impl Gateway {
         let engine = Engine::new(engine_config)?;
         let runtime = Arc::new(Runtime::new(engine)?);
         let routes = setup::install_apps(config, &runtime, &keystore)?;
-        let upstream = config.upstream.as_ref().map(proxy::Upstream::new);
+        let upstream_tls = config.upstream_tls()?;
+        let mut upstream = config
+            .upstream
+            .as_ref()
+            .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
+        let originators = originator::Originators::new(config, data_dir)?;
+        if let Some(upstream) = &mut upstream {
+            upstream.attach_groups(config, &runtime);
+        }
         Ok(Gateway {
             runtime,
             routes,
             upstream,
+            positions: Arc::new(crate::provision::PositionDirectory::new()),
             limits: config.limits.clone(),
             protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
             metrics: metrics::Metrics::default(),
@@ -181,6 +203,7 @@ impl Gateway {
             keystore,
             admin: None,
             noop_endpoint: config.diagnostics.noop_endpoint,
+            originators,
             ids: DecisionIds::new(),
             started: Instant::now(),
         })
@@ -224,12 +247,26 @@ impl Gateway {
     pub fn evaluate(
         &self,
         route: &AppRoute,
+        request: AccessRequest,
+        source: &'static str,
+    ) -> Evaluation {
+        self.evaluate_established(route, request, source, originator::Established::claimed())
+    }
+
+    /// [`Gateway::evaluate`] for a request whose originator passed
+    /// [`originator::Originators::check`]: after the plugins, its tokens must have been
+    /// verified for the originator and are used up, or the decision becomes a refusal.
+    pub fn evaluate_established(
+        &self,
+        route: &AppRoute,
         mut request: AccessRequest,
         source: &'static str,
+        established: originator::Established,
     ) -> Evaluation {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
-        let (decision, view, subject) = match &route.pseudonyms {
+        let originator = request.originator.clone();
+        let (mut decision, view, subject) = match &route.pseudonyms {
             None => {
                 let decision = self.runtime.is_authorized(&request);
                 let mut view = request;
@@ -246,17 +283,63 @@ impl Gateway {
         if decision.stages.iter().any(|stage| stage.failure.is_some()) {
             route.placement.demote();
         }
+        let refused =
+            self.originators
+                .after_plugins(&established, &originator, &mut decision, now_unix());
+        self.finish(decision, view, subject, source, established.how, refused)
+    }
+
+    /// The gateway's refusal of `request` for `route` before any plugin ran (the originator
+    /// is not authenticated): audited like every decision, the originator pseudonymous
+    /// unless the app has consent.
+    pub fn refuse(
+        &self,
+        route: &AppRoute,
+        mut request: AccessRequest,
+        source: &'static str,
+        refusal: originator::Refusal,
+    ) -> Evaluation {
+        let started = Instant::now();
+        request.app = route.name.clone();
+        request.request_time.get_or_insert_with(now_unix);
+        request.credential = None;
+        // An originator-less AE registration stays empty, as in `evaluate_private`.
+        if let Some(pseudonyms) = route
+            .pseudonyms
+            .as_ref()
+            .filter(|_| !request.originator.is_empty())
+        {
+            request.originator = pseudonyms
+                .pseudonym(&request.originator)
+                .unwrap_or_else(|_| "anon-unavailable".into());
+        }
+        let mut decision = gateway_deny(route, "", started);
+        originator::deny(&mut decision, &refusal);
+        let how = self.originators.mode(&route.name).name();
+        self.finish(decision, request, None, source, how, Some(refusal))
+    }
+
+    /// Counts and audits a decision (SER-016).
+    fn finish(
+        &self,
+        decision: Decision,
+        view: AccessRequest,
+        subject: Option<String>,
+        source: &'static str,
+        originator_auth: &'static str,
+        refused: Option<originator::Refusal>,
+    ) -> Evaluation {
         let decision_id = self.ids.next();
         self.metrics.decision(&decision);
-        let audit = audit_hook(
-            self.audit.as_ref(),
-            &DecisionRecord::new(&decision_id, source, &view, &decision, subject),
-        );
+        let mut record = DecisionRecord::new(&decision_id, source, &view, &decision, subject);
+        record.originator_auth = originator_auth;
+        let audit = audit_hook(self.audit.as_ref(), &record);
         Evaluation {
             decision,
             decision_id,
             view,
             audit,
+            refused,
         }
     }
 
@@ -280,6 +363,9 @@ impl Gateway {
         let mut view = request.clone();
         view.credential = None;
         view.originator = match pseudonyms.pseudonym(&request.originator) {
+            // An AE registration without an originator (api::registration): there is no
+            // identity to hide, and plugins must be able to tell it from a real one.
+            _ if request.originator.is_empty() => String::new(),
             Ok(pseudonym) => pseudonym,
             Err(error) => {
                 // Fail closed: never fall back to the real ID.

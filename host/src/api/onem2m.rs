@@ -4,7 +4,8 @@
 //! create, POST without is notify; GET is retrieve, or discovery with `fu=1`; PUT update;
 //! DELETE delete); `X-M2M-Origin` the originator; `X-M2M-RI` the request id, echoed in every
 //! answer; `X-M2M-RVI` the release version, echoed too; `Authorization: <scheme> <value>` a
-//! credential for the app's authenticators.
+//! credential for the app's authenticators, and `Authorization: <jws>+<jws>` (oneM2M tokens
+//! with no scheme word, TS-0009 §6.4.19) the credential `bearer <jws>+<jws>`.
 //!
 //! One identity from decision to CSE (issue 11.7): everything the decision reads is read
 //! once, strictly, and the request forwarded to the CSE is rebuilt from what was read
@@ -22,21 +23,34 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, StatusCode, Uri};
+use hyper::{Method, Uri};
 
 use super::config::ServerLimits;
 use super::error::Response;
 use crate::request::{Credential, Operation};
 
-/// Response status codes (TS-0004 §6.6.3) the gateway itself uses.
+/// Response status codes (TS-0004 §6.6.3) the gateway itself uses. Their HTTP statuses
+/// come from [`super::status`], never from the code that answers.
 pub mod rsc {
     pub const OK: u32 = 2000;
     pub const BAD_REQUEST: u32 = 4000;
     pub const OPERATION_NOT_ALLOWED: u32 = 4005;
     pub const REQUEST_TIMEOUT: u32 = 4008;
     pub const ORIGINATOR_HAS_NO_PRIVILEGE: u32 = 4103;
+    pub const ORIGINATOR_NOT_AUTHENTICATED: u32 = 4106;
     pub const INTERNAL_SERVER_ERROR: u32 = 5000;
     pub const TARGET_NOT_REACHABLE: u32 = 5103;
+    /// Every code above (the status tests walk it).
+    pub const ALL: [u32; 8] = [
+        OK,
+        BAD_REQUEST,
+        OPERATION_NOT_ALLOWED,
+        REQUEST_TIMEOUT,
+        ORIGINATOR_HAS_NO_PRIVILEGE,
+        ORIGINATOR_NOT_AUTHENTICATED,
+        INTERNAL_SERVER_ERROR,
+        TARGET_NOT_REACHABLE,
+    ];
 }
 
 pub const X_M2M_ORIGIN: &str = "x-m2m-origin";
@@ -103,7 +117,10 @@ impl BindingRequest {
     pub fn forwarded_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(4 + self.passed.len());
         let value = |text: &str| HeaderValue::from_str(text).expect("read from a header value");
-        headers.insert(X_M2M_ORIGIN, value(&self.originator));
+        // Empty only for an AE registration without one: the CSE gets none either.
+        if !self.originator.is_empty() {
+            headers.insert(X_M2M_ORIGIN, value(&self.originator));
+        }
         headers.insert(X_M2M_RI, value(&self.request_id));
         if let Some(content_type) = &self.content_type {
             headers.insert(CONTENT_TYPE, content_type.clone());
@@ -153,34 +170,31 @@ impl Echo {
     }
 }
 
-/// Why a request cannot be read as oneM2M: answered with this status and RSC.
+/// Why a request cannot be read as oneM2M: answered with this RSC (and the HTTP status
+/// [`super::status`] maps it to).
 #[derive(Debug)]
 pub struct BindingError {
-    pub status: StatusCode,
     pub rsc: u32,
     pub message: String,
+    /// A part over its `[limits]` bound (counted apart in the metrics).
+    pub too_long: bool,
 }
 
 fn bad(message: impl Into<String>) -> BindingError {
     BindingError {
-        status: StatusCode::BAD_REQUEST,
         rsc: rsc::BAD_REQUEST,
         message: message.into(),
+        too_long: false,
     }
 }
 
-/// A part over its `[limits]` bound: `status` is 414 for the URI, 431 for a header.
-fn too_long(
-    status: StatusCode,
-    what: &str,
-    length: usize,
-    limit: usize,
-    key: &str,
-) -> BindingError {
+/// A part over its `[limits]` bound. TS-0009 maps 4000 to HTTP 400, so an oversized URI or
+/// header is 400 too (not 414/431); `m2m:dbg` names the limit.
+fn too_long(what: &str, length: usize, limit: usize, key: &str) -> BindingError {
     BindingError {
-        status,
         rsc: rsc::BAD_REQUEST,
         message: format!("{what} is {length} bytes, over the limit of {limit} ([limits] {key})"),
+        too_long: true,
     }
 }
 
@@ -195,7 +209,6 @@ pub fn parse(
     let raw_path = uri.path();
     if raw_path.len() > limits.max_path_bytes {
         return Err(too_long(
-            StatusCode::URI_TOO_LONG,
             "the path",
             raw_path.len(),
             limits.max_path_bytes,
@@ -205,7 +218,6 @@ pub fn parse(
     let raw_query = uri.query().unwrap_or("");
     if raw_query.len() > limits.max_query_bytes {
         return Err(too_long(
-            StatusCode::URI_TOO_LONG,
             "the query",
             raw_query.len(),
             limits.max_query_bytes,
@@ -214,9 +226,7 @@ pub fn parse(
     }
     check_headers(headers, limits)?;
 
-    let originator = header_text(headers, X_M2M_ORIGIN)?
-        .filter(|origin| !origin.is_empty())
-        .ok_or_else(|| bad("X-M2M-Origin is required"))?;
+    let originator = header_text(headers, X_M2M_ORIGIN)?.unwrap_or_default();
     let request_id = header_text(headers, X_M2M_RI)?
         .filter(|ri| !ri.is_empty())
         .ok_or_else(|| bad("X-M2M-RI is required"))?;
@@ -233,6 +243,15 @@ pub fn parse(
         return Err(bad(format!(
             "ty in Content-Type names the type of a resource to create: only a POST (create) may carry it, not {method}"
         )));
+    }
+    // TS-0001 §10.2.2.2: an AE may register without an originator and take the AE-ID the
+    // CSE assigns; every other request names its originator. Whether a registration
+    // without one may pass is the application's registration policy (api::registration).
+    if originator.is_empty()
+        && !(*method == Method::POST
+            && resource_type == Some(super::registration::AE_RESOURCE_TYPE))
+    {
+        return Err(bad("X-M2M-Origin is required"));
     }
     let fu = attributes
         .iter()
@@ -256,16 +275,22 @@ pub fn parse(
         Method::DELETE => Operation::Delete,
         _ => {
             return Err(BindingError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
                 rsc: rsc::OPERATION_NOT_ALLOWED,
                 message: format!(
                     "{method} is not a oneM2M operation (use POST, GET, PUT or DELETE)"
                 ),
+                too_long: false,
             })
         }
     };
     let authorization = headers.get(AUTHORIZATION).cloned();
     let credential = match header_text(headers, AUTHORIZATION.as_str())? {
+        // TS-0009 §6.4.19: oneM2M tokens without a scheme word, compact JWS joined by `+`;
+        // read as the `bearer` credential the `Bearer <jws>` form gives.
+        Some(value) if !value.contains(' ') && value.contains('.') => Some(Credential {
+            scheme: "bearer".into(),
+            value,
+        }),
         Some(value) => {
             let (scheme, rest) = value.split_once(' ').unwrap_or((value.as_str(), ""));
             Some(Credential {
@@ -362,7 +387,6 @@ fn check_headers(headers: &HeaderMap, limits: &ServerLimits) -> Result<(), Bindi
         if let Some(value) = headers.get(name) {
             if value.len() > limit {
                 return Err(too_long(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     &format!("the {name} header"),
                     value.len(),
                     limit,
@@ -600,11 +624,13 @@ fn encode_query_part(out: &mut String, text: &str) {
     }
 }
 
-/// An answer made by the gateway: `X-M2M-RSC`, the echoed headers and `{"m2m:dbg": ...}`.
-pub fn error_response(status: StatusCode, rsc: u32, dbg: &str, echo: &Echo) -> Response {
+/// An answer made by the gateway: `X-M2M-RSC`, the HTTP status TS-0009 maps it to
+/// ([`super::status::http_status`]: the one table), the echoed headers and
+/// `{"m2m:dbg": ...}`. The only constructor of gateway-made oneM2M answers.
+pub fn gateway_answer(rsc: u32, dbg: &str, echo: &Echo) -> Response {
     let body = serde_json::json!({ "m2m:dbg": dbg }).to_string();
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    *response.status_mut() = super::status::http_status(rsc);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(X_M2M_RSC, HeaderValue::from(rsc));
@@ -797,20 +823,14 @@ mod tests {
             &[(X_M2M_ORIGIN, "CAE1")],
         )
         .unwrap_err();
-        assert_eq!(error.status, StatusCode::URI_TOO_LONG);
+        assert!(error.too_long);
         assert!(
             error.message.contains("max_path_bytes"),
             "{}",
             error.message
         );
         let error = request(Method::GET, "/cse-in/a", &[(X_M2M_ORIGIN, &long)]).unwrap_err();
-        assert_eq!(
-            (error.status, error.rsc),
-            (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                rsc::BAD_REQUEST
-            )
-        );
+        assert_eq!((error.too_long, error.rsc), (true, rsc::BAD_REQUEST));
         assert!(
             error.message.contains("max_originator_bytes"),
             "{}",

@@ -61,6 +61,8 @@ pub struct TableKey([u8; 33]);
 const DIGEST_TAG: u8 = 0xff;
 /// Tag of a slot that was never used.
 const EMPTY_TAG: u8 = 0xfe;
+/// Tag of a client certificate's key.
+const CERTIFICATE_TAG: u8 = 0xfd;
 
 impl TableKey {
     /// The key of `bytes`.
@@ -83,6 +85,15 @@ impl TableKey {
             IpAddr::V4(v4) => TableKey::new(&v4.octets()),
             IpAddr::V6(v6) => TableKey::new(&v6.octets()),
         }
+    }
+
+    /// The key of a client certificate (by its SHA-256). Its own tag: no originator's key is
+    /// ever equal to it, whatever bytes the originator holds.
+    pub fn of_certificate(digest: &[u8; 32]) -> TableKey {
+        let mut key = [0u8; 33];
+        key[0] = CERTIFICATE_TAG;
+        key[1..].copy_from_slice(digest);
+        TableKey(key)
     }
 
     const EMPTY: TableKey = {
@@ -309,6 +320,24 @@ impl Protection {
         }
     }
 
+    /// Checks the bucket of the client's authenticated identity where there is one: the
+    /// verified TLS client certificate (its SHA-256) rather than the originator it claims,
+    /// so a client cannot get a fresh bucket per made-up originator; without a certificate,
+    /// the originator ([`Self::check_originator`]). Same table and limit (`per_originator`).
+    pub fn check_client(
+        &self,
+        certificate: Option<&[u8; 32]>,
+        originator: &str,
+    ) -> Result<(), Refusal> {
+        match (certificate, &self.per_originator) {
+            (Some(digest), Some(table)) => table
+                .check(&TableKey::of_certificate(digest))
+                .map_err(Refusal::Originator),
+            (None, _) => self.check_originator(originator),
+            (_, None) => Ok(()),
+        }
+    }
+
     /// A slot for one request in flight, or `None` when the gateway is at its limit (the
     /// caller answers 503 at once: back-pressure, never an unbounded queue).
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
@@ -353,6 +382,28 @@ mod tests {
 
     fn rate(per_second: u32, burst: u32) -> Rate {
         Rate { per_second, burst }
+    }
+
+    /// A client with a certificate has one bucket whatever originators it claims; without
+    /// one, each originator has its own; a certificate's key never equals an originator's.
+    #[test]
+    fn a_certificate_has_one_bucket_whatever_it_claims() {
+        let config = RateLimitConfig {
+            per_originator: rate(1, 2),
+            ..RateLimitConfig::default()
+        };
+        let protection = Protection::new(&config, 8);
+        let digest = [3u8; 32];
+        assert!(protection.check_client(Some(&digest), "CAE1").is_ok());
+        assert!(protection.check_client(Some(&digest), "CAE2").is_ok());
+        assert!(protection.check_client(Some(&digest), "CAE3").is_err());
+        // The originators themselves, without the certificate, still have full buckets.
+        for originator in ["CAE1", "CAE2", "CAE3"] {
+            assert!(protection.check_client(None, originator).is_ok());
+        }
+        let mut as_bytes = vec![0xfd];
+        as_bytes.extend_from_slice(&digest);
+        assert!(TableKey::new(&as_bytes) != TableKey::of_certificate(&digest));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tokio::sync::{watch, Semaphore};
 
 use super::config::Service;
 use super::error::{json_response, text_response, ApiError, Response};
+use super::originator::PeerCertificate;
 use super::protect::ConnectionTable;
 use super::{decide, noop, proxy, Gateway};
 
@@ -186,21 +187,32 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    run_connection(stream, peer, header_timeout, gateway, services, graceful).await
+                    run_connection(
+                        stream,
+                        peer,
+                        header_timeout,
+                        gateway,
+                        services,
+                        None,
+                        graceful,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     // The handshake gets the header timeout too: a client that stalls it is
                     // a slow-loris like any other (SER-001).
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let services =
-                                services.for_client(stream.get_ref().1.peer_certificates());
+                            let certificates = stream.get_ref().1.peer_certificates();
+                            let services = services.for_client(certificates);
+                            let certificate = client_certificate(certificates, peer);
                             run_connection(
                                 stream,
                                 peer,
                                 header_timeout,
                                 gateway,
                                 services,
+                                certificate,
                                 graceful,
                             )
                             .await
@@ -219,20 +231,42 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection (plain or TLS) until it ends or shutdown closes it.
+/// The verified client certificate of a TLS connection, read once for all its requests
+/// (authenticated originators, [`super::originator`]). The handshake verified it against the
+/// listener's `client_ca_file`; one x509-parser cannot read is treated as absent.
+fn client_certificate(
+    certificates: Option<&[CertificateDer<'_>]>,
+    peer: SocketAddr,
+) -> Option<Arc<PeerCertificate>> {
+    let leaf = certificates?.first()?;
+    match PeerCertificate::from_der(leaf) {
+        Ok(certificate) => Some(Arc::new(certificate)),
+        Err(error) => {
+            tracing::warn!(%peer, %error, "verified client certificate not readable: treated as none");
+            None
+        }
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends or shutdown closes it. Each request
+/// carries the connection's verified client certificate, if any, in its extensions.
 async fn run_connection<I>(
     io: I,
     peer: SocketAddr,
     header_timeout: Duration,
     gateway: Arc<Gateway>,
     services: Arc<Offer>,
+    certificate: Option<Arc<PeerCertificate>>,
     graceful: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let gateway = gateway.clone();
         let services = services.clone();
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -292,6 +326,7 @@ fn metrics(gateway: &Gateway, method: &Method) -> Response {
     }
     let mut text = gateway.metrics.render(&gateway.runtime.status());
     text.push_str(&gateway.protection.metrics_text());
+    text.push_str(&gateway.originators.metrics_text());
     if let Some(admin) = &gateway.admin {
         text.push_str(&admin.metrics_text());
     }
@@ -330,6 +365,8 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
                 "mode": route.mode,
                 "isolation": isolation,
                 "consent_real_identities": route.consent_real_identities,
+                // How the app's originators are established (`claimed`: as sent).
+                "originators": gateway.originators.mode(&route.name).name(),
                 "plugins": plugins,
                 // SER-022 switched off by the operator for these (allow_unsigned).
                 "unsigned_plugins": route.unsigned_plugins,
@@ -349,6 +386,8 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
         "audit": audit,
         "uptime_s": gateway.uptime_secs(),
         "upstream": gateway.upstream.as_ref().map(|upstream| upstream.url.clone()),
+        // SER-002/003: whether the CSE link is TLS; plain http:// is shown, not hidden.
+        "upstream_encrypted": gateway.upstream.as_ref().map(|upstream| upstream.encrypted),
         "apps": apps,
         "registry": gateway.admin.as_ref().map(|admin| admin.health_json()),
     });

@@ -56,6 +56,8 @@ pub struct AppRoute {
     /// Plugins that run unverified although trust roots are configured, because the operator
     /// set `allow_unsigned = true` on them (development only; shown in `/health`).
     pub unsigned_plugins: Vec<String>,
+    /// Who may register an `<AE>` through this app (`[app.registration]`).
+    pub registration: super::registration::RegistrationPolicy,
 }
 
 impl AppRoute {
@@ -294,6 +296,10 @@ fn install_app(
         has_filters,
         placement: Default::default(),
         unsigned_plugins,
+        registration: super::registration::RegistrationPolicy::new(
+            app.name.get_ref(),
+            &app.registration,
+        ),
     })
 }
 

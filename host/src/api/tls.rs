@@ -26,12 +26,15 @@ use toml::Spanned;
 use super::config::{ConfigError, GatewayConfig};
 
 /// A listener's `[listener.tls]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    #[schemars(with = "String")]
     pub cert_file: Spanned<String>,
+    #[schemars(with = "String")]
     pub key_file: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub client_ca_file: Option<Spanned<String>>,
 }
 

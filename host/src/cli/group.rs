@@ -233,6 +233,12 @@ struct ServerArgs {
     /// Lifetime of a challenge in seconds (SER-012).
     #[arg(long, default_value_t = 60)]
     challenge_ttl: u64,
+    /// Represented mode only with evidence (#16.5): refuse assertions that do not carry the
+    /// members' signed answers, and accept only the members whose answers verify. Costs one
+    /// batch verification of the members at the server. Without it the server trusts an
+    /// authorised gateway's list (SER-027).
+    #[arg(long)]
+    require_evidence: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -240,9 +246,18 @@ struct AgentArgs {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8481")]
     listen: std::net::SocketAddr,
-    /// The server role's base URL, e.g. http://m2m.example:8480.
+    /// The server role's base URL, e.g. https://m2m.example:8480 (http:// works, warned).
     #[arg(long)]
     server: String,
+    /// For an https:// server: PEM CA certificates its certificate must chain to.
+    #[arg(long, value_name = "CA.pem")]
+    server_ca: Option<std::path::PathBuf>,
+    /// For an https:// server: a PEM client certificate to present (with --client-key).
+    #[arg(long, value_name = "CERT.pem")]
+    client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(long, value_name = "KEY.pem")]
+    client_key: Option<std::path::PathBuf>,
     /// The server's public key (64 hex digits, as printed by its `group init`).
     #[arg(long)]
     server_key: std::path::PathBuf,
@@ -254,9 +269,23 @@ struct AgentArgs {
     /// The gateway id, if not the one in DIR/provision/trust.json.
     #[arg(long)]
     gateway_id: Option<String>,
-    /// How long a round collects answers before forwarding what it has, in seconds.
+    /// How long a round collects answers before forwarding what it has, in seconds (it
+    /// forwards earlier only when every member has a verified answer in). Callers cannot
+    /// change it: a longer round holds the group, a shorter one shuts members out.
     #[arg(long, default_value_t = 20)]
     round_deadline: u64,
+    /// Per client address: requests per second that cost the agent work (starting a round,
+    /// posting an answer, each answer costing one signature check). 0 is treated as 1.
+    #[arg(long, default_value_t = crate::group::http::DEFAULT_SOURCE_RATE.per_second)]
+    per_source_rate: u32,
+    /// Per client address: the burst above `--per-source-rate` (how many devices behind one
+    /// address can answer at once).
+    #[arg(long, default_value_t = crate::group::http::DEFAULT_SOURCE_RATE.burst)]
+    per_source_burst: u32,
+    /// Represented mode with evidence (#16.5): assertions carry the members' signed answers
+    /// for the server to verify (larger assertions, about 200 bytes a member).
+    #[arg(long)]
+    evidence: bool,
 }
 
 /// The data folder's group identity key (generated inside the keystore on first use; it is
@@ -312,6 +341,7 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
     let public = hex::encode(signer.public_key());
     let config = ServerConfig {
         challenge_ttl: a.challenge_ttl.max(1),
+        require_evidence: a.require_evidence,
         ..ServerConfig::default()
     };
     let server = Server::new(&registry.server_id, Box::new(signer), config)?;
@@ -339,8 +369,29 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let signer: std::sync::Arc<dyn crate::group::GroupSigner> =
         std::sync::Arc::new(identity(&a.data)?);
     let public = hex::encode(signer.public_key());
-    let mut state = AgentState::new(&gateway, signer, &server_key, &a.server)?
-        .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)));
+    let tls = if a.server.starts_with("https://") {
+        Some(crate::tls_client::client_config(
+            &crate::tls_client::ClientTlsFiles {
+                ca_file: a.server_ca.clone(),
+                cert_file: a.client_cert.clone(),
+                key_file: a.client_key.clone(),
+            },
+        )?)
+    } else {
+        if a.server_ca.is_some() || a.client_cert.is_some() || a.client_key.is_some() {
+            anyhow::bail!(
+                "--server-ca, --client-cert and --client-key apply to an https:// --server only"
+            );
+        }
+        None
+    };
+    let mut state = AgentState::with_tls(&gateway, signer, &server_key, &a.server, tls)?
+        .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)))
+        .with_source_rate(crate::api::config::Rate {
+            per_second: a.per_source_rate,
+            burst: a.per_source_burst,
+        })
+        .with_evidence(a.evidence);
     // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
     // hold it; the file is replaced atomically, so a read sees one whole state.
     let provisioned = a.data.join("provision").join("state.json");
@@ -378,10 +429,14 @@ fn listen(
         println!("{hello}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
+        // With each client's address: the agent limits work per address (SER-001).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving")
     })
 }
 

@@ -2,9 +2,12 @@
 
 pub mod audit;
 mod bench;
+mod check;
+mod completions;
 mod eval;
 pub mod group;
 mod harness;
+mod inspect;
 pub mod provision;
 mod push;
 mod serve;
@@ -56,6 +59,16 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Upload a signed module to a running gateway and manage its versions (admin API).
     Push(push::PushArgs),
+    /// Show what a plugin module is: world, imports, exports, WIT version, embedded
+    /// signature (unverified).
+    Inspect(inspect::InspectArgs),
+    /// Load a gateway configuration as `serve` would (plugins compiled, `prepare` run), without
+    /// binding a port; exit 1 with file:line:key errors.
+    Check(check::CheckArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages.
+    Man(completions::ManArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 when a check failed (a failing
@@ -95,6 +108,28 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ExitCode {
+    // A report piped into `head` ends quietly, as other Unix tools do, instead of panicking in
+    // `println!` on the closed pipe. Only for commands whose one output is stdout: the services
+    // and network clients keep Rust's ignored SIGPIPE, so a peer closing a socket is an error on
+    // that socket, never a silent end of the process.
+    #[cfg(unix)]
+    if matches!(
+        cli.command,
+        Command::Inspect(_)
+            | Command::Test(_)
+            | Command::Eval(_)
+            | Command::Audit(_)
+            | Command::Verify(_)
+            | Command::Check(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+    ) {
+        // SAFETY: called before any thread is started; restoring the default disposition of
+        // one signal has no other effect on this process.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_log = match (&cli.log_level, &cli.command) {
         (Some(filter), _) => filter.as_str(),
         (None, Command::Serve(_)) => "info",
@@ -114,6 +149,10 @@ fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => trust::run_verify(args),
         Command::Serve(args) => serve::run(args),
         Command::Push(args) => push::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man(args) => completions::run_man(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -66,6 +66,11 @@ pub struct CreateArgs {
     /// An empty member list removes the group.
     #[arg(long)]
     groups: Option<PathBuf>,
+    /// Originator positions per application, the proxy's location source for `aclr`:
+    /// {"app": {"originator": {"latitude": 48.85, "longitude": 2.35, "country": "FR"}}};
+    /// null removes a position.
+    #[arg(long)]
+    positions: Option<PathBuf>,
     /// Application secrets: {"app": {"key-name": "SECRET-HEX (16..64 bytes)"}}; needs --gateway-x25519.
     #[arg(long)]
     secrets: Option<PathBuf>,
@@ -209,6 +214,9 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     let mut c = BundleContents::default();
     if let Some(p) = &a.devices {
         c.add_devices_json(&read_json(p)?)?;
+    }
+    if let Some(p) = &a.positions {
+        c.add_positions_json(&read_json(p)?)?;
     }
     if let Some(p) = &a.groups {
         c.add_groups_json(read_json(p)?);

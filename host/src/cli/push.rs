@@ -40,9 +40,20 @@ pub struct PushArgs {
 /// Options every push subcommand takes.
 #[derive(Debug, Args)]
 struct Common {
-    /// The gateway, e.g. http://127.0.0.1:8080.
+    /// The gateway's admin listener, e.g. https://gw.example:8443 (http:// works, warned:
+    /// the signed request is safe from tampering but not from reading).
     #[arg(long, global = true, value_name = "URL")]
     gateway: Option<String>,
+    /// For an https:// gateway: PEM CA certificates its certificate must chain to.
+    #[arg(long, global = true, value_name = "CA.pem")]
+    ca_file: Option<PathBuf>,
+    /// For an https:// gateway: a PEM client certificate to present (with --client-key),
+    /// for an admin listener that requires one.
+    #[arg(long, global = true, value_name = "CERT.pem")]
+    client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(long, global = true, value_name = "KEY.pem")]
+    client_key: Option<PathBuf>,
     /// The admin private key (`palisade keygen`).
     #[arg(long, global = true, value_name = "ADMIN.key")]
     admin_key: Option<PathBuf>,
@@ -164,7 +175,22 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
         .context("--admin-key ADMIN.key is required")?;
     let key = read_private_key(key_path)?;
     let headers = sign_request(&key, method, &path, &body, now_unix());
-    let (status, answer) = send(gateway, method, &path, &headers, &body)?;
+    let tls = if gateway.starts_with("https://") {
+        Some(crate::tls_client::client_config(
+            &crate::tls_client::ClientTlsFiles {
+                ca_file: common.ca_file.clone(),
+                cert_file: common.client_cert.clone(),
+                key_file: common.client_key.clone(),
+            },
+        )?)
+    } else {
+        if common.ca_file.is_some() || common.client_cert.is_some() || common.client_key.is_some() {
+            bail!("--ca-file, --client-cert and --client-key apply to an https:// --gateway only");
+        }
+        eprintln!("warning: {gateway} is plain http://: the request and the gateway's answer cross the network unencrypted");
+        None
+    };
+    let (status, answer) = send(gateway, tls, method, &path, &headers, &body)?;
     let json: serde_json::Value = serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null);
     let ok = (200..300).contains(&status);
     if common.json {
@@ -195,24 +221,42 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
 /// proxy in front of the gateway may not pass the interim answer on).
 const CONTINUE_WAIT: Duration = Duration::from_secs(5);
 
-/// One HTTP/1.1 request over plain TCP (the admin API listens on loopback or behind a
-/// TLS-terminating proxy); returns status and body. A request with a body asks for
+/// The connection to the gateway: plain TCP or TLS ([`crate::tls_client`]).
+trait Connection: Read + Write {}
+impl<T: Read + Write> Connection for T {}
+
+/// One HTTP/1.1 request over TCP, or TLS for an `https://` gateway (`tls` from the one
+/// client TLS builder); returns status and body. A request with a body asks for
 /// `100 Continue` first: the gateway authenticates the request from its headers, so a
 /// refused request (stale clock, unknown key, too large) is answered with its reason before
 /// the module is sent, rather than by a reset in the middle of the upload.
 fn send(
     gateway: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     method: &str,
     path: &str,
     headers: &[(&'static str, String)],
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
-    let host = gateway
-        .strip_prefix("http://")
-        .context("--gateway must be an http:// URL")?
-        .trim_end_matches('/');
-    let mut stream =
-        TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
+    let uri: hyper::Uri = gateway
+        .parse()
+        .with_context(|| format!("--gateway {gateway:?} is not a URL"))?;
+    let https = crate::tls_client::is_https(&uri).map_err(anyhow::Error::msg)?;
+    let authority = uri
+        .authority()
+        .context("--gateway must be http(s)://HOST:PORT")?;
+    let host = authority.as_str();
+    let tcp = TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
+    // Timeouts are set on the socket through this second handle, whatever wraps the first.
+    let socket = tcp.try_clone()?;
+    let mut stream: Box<dyn Connection> = match (https, tls) {
+        (true, Some(tls)) => Box::new(
+            crate::tls_client::blocking(tls, authority.host(), tcp)
+                .map_err(|error| anyhow::anyhow!("TLS to {host}: {error}"))?,
+        ),
+        (true, None) => bail!("--gateway is https://: give --ca-file"),
+        (false, _) => Box::new(tcp),
+    };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -228,7 +272,7 @@ fn send(
     stream.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
     if expect {
-        stream.set_read_timeout(Some(CONTINUE_WAIT))?;
+        socket.set_read_timeout(Some(CONTINUE_WAIT))?;
         let mut chunk = [0u8; 4096];
         let send_body = loop {
             if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -257,8 +301,15 @@ fn send(
             stream.write_all(body)?;
         }
     }
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    stream.read_to_end(&mut raw)?;
+    socket.set_read_timeout(Some(Duration::from_secs(120)))?;
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify after a whole `Connection: close`
+        // answer: the answer is complete (its head and body are checked below).
+        Err(error)
+            if https && error.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(error) => return Err(error).context("reading the gateway's answer"),
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

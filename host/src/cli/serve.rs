@@ -207,7 +207,7 @@ fn print_summary(
         );
         match demo::mint_demo_token(gateway) {
             Ok(Some(token)) => println!(
-                "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"{}\",\"operation\":\"retrieve\",\"target\":\"/cse-in/meters/m1\",\"credential\":{{\"scheme\":\"bearer\",\"value\":\"{token}\"}}}}'",
+                "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"{}\",\"operation\":\"retrieve\",\"target\":\"/cse-in/meters/m1\",\"credential\":{{\"scheme\":\"bearer\",\"value\":\"{token}\"}}}}'   # once: a token is single-use (4106 the second time)",
                 demo::DEMO_TOKEN_HOLDER
             ),
             Ok(None) => {}

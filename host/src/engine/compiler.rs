@@ -87,7 +87,7 @@ impl Default for CompileLimits {
 
 /// The gateway config's `[compile]` table: the compile limits, and `[compile.module]` for
 /// the structural limits ([`super::ModuleLimits`]).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompileSettings {
     /// [`CompileLimits::memory_bytes`] in MiB. Default: 1024.

@@ -20,7 +20,7 @@ use wasmparser::{Encoding, Imports, Instance, Parser, Payload};
 
 /// Bounds on a module's structure. Counts are over the whole file, nested modules and
 /// components included, except where a field says "per module".
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModuleLimits {
     /// Size of the file. Cost of a higher value: parse time, and the compile limits must

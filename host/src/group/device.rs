@@ -29,6 +29,10 @@ pub struct Device {
     answered: ReplayCache,
     confirmed: ReplayCache,
     pending: HashMap<[u8; 32], PendingExchange>,
+    /// `None`: the device has a real-time clock and the callers' `now` is used. `Some(t)`:
+    /// a device without one (#16.7); `t` is the latest `issued_at` of a server challenge it
+    /// verified, and stands in for the time in every check.
+    learned: Option<u64>,
 }
 
 impl Device {
@@ -44,7 +48,26 @@ impl Device {
             answered: ReplayCache::new(1024),
             confirmed: ReplayCache::new(1024),
             pending: HashMap::new(),
+            learned: None,
         })
+    }
+
+    /// A device without a real-time clock (#16.7): the `now` its callers pass is ignored.
+    /// Its time is the latest `issued_at` of a server-signed challenge it verified, a value
+    /// that only moves forward and that only the server can move. So a challenge that expired
+    /// before a later one was issued is refused as expired, a challenge is still answered
+    /// once and a confirmation accepted once, and (independent mode) the confirmation MAC is
+    /// over the device's fresh ephemeral key: a server that confirms is live now, whatever
+    /// the time. What such a device cannot tell is how old the newest challenge it saw is:
+    /// the server's expiry and single-use nonces bound that at the server.
+    pub fn without_clock(mut self) -> Self {
+        self.learned = Some(0);
+        self
+    }
+
+    /// The time the checks use: the caller's, or the learned one.
+    fn time(&self, now: u64) -> u64 {
+        self.learned.unwrap_or(now)
     }
 
     /// Trusts a gateway to run represented-mode rounds (SER-009: the device authenticates the
@@ -94,6 +117,11 @@ impl Device {
         }
         let encoded = ch.to_bytes();
         verify_encoded(&self.server_key, &encoded, "server")?;
+        if let Some(t) = &mut self.learned {
+            // Only after the signature verified: nobody else can move this time.
+            *t = (*t).max(ch.issued_at);
+        }
+        let now = self.time(now);
         check_window(ch.issued_at, ch.expires_at, now)?;
         let server_eph = ch.server_ephemeral.ok_or(GroupError::WrongMode {
             expected: Mode::Independent,
@@ -108,7 +136,7 @@ impl Device {
         if !self.answered.insert(digest, ch.expires_at, now)? {
             return Err(GroupError::ChallengeReplayed);
         }
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
         let shared = crypto::agree(&eph, &server_eph)?;
         let answer = self.sign_answer(digest, Some(x25519_dalek::PublicKey::from(&eph).to_bytes()));
         // The ephemeral secret is dropped (zeroized) here: only the derived keys remain.
@@ -139,6 +167,7 @@ impl Device {
             .ok_or_else(|| GroupError::UnknownGateway(mc.gateway.clone()))?;
         let encoded = mc.to_bytes();
         verify_encoded(gw, &encoded, "gateway")?;
+        let now = self.time(now);
         if now >= mc.expires_at {
             return Err(GroupError::ChallengeExpired {
                 expired_at: mc.expires_at,
@@ -157,6 +186,7 @@ impl Device {
     /// MAC is refused; a wrong MAC leaves the exchange pending so that a gateway cannot cancel
     /// it with garbage.
     pub fn confirm(&mut self, c: &KeyConfirmation, now: u64) -> Result<SecureChannel, GroupError> {
+        let now = self.time(now);
         if self.confirmed.contains(&c.challenge, now) {
             return Err(GroupError::ConfirmationReplayed);
         }

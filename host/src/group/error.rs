@@ -73,6 +73,16 @@ pub enum WireError {
     /// Bytes remain after the last field.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// A field is not the CBOR item the protocol puts there (or the COSE_Sign1 envelope is
+    /// not the one it defines).
+    #[error("field {field} is not the expected CBOR item")]
+    Malformed {
+        /// The field.
+        field: &'static str,
+    },
+    /// The message decodes but is not in its one canonical (deterministic) encoding.
+    #[error("the message is not in deterministic CBOR encoding")]
+    NotCanonical,
 }
 
 /// Why one member of a group was not authenticated. Sent on the wire as one byte.
@@ -97,6 +107,9 @@ pub enum Rejection {
     EphemeralKeyMismatch = 7,
     /// The device's ephemeral X25519 key is a low-order point (no shared secret).
     LowOrderEphemeral = 8,
+    /// Evidence mode (#16.5): the gateway asserted the member without a valid signed answer
+    /// of it to the gateway's member challenge.
+    NoEvidence = 9,
 }
 
 impl Rejection {
@@ -111,6 +124,7 @@ impl Rejection {
             6 => AnswerForUnknownChallenge,
             7 => EphemeralKeyMismatch,
             8 => LowOrderEphemeral,
+            9 => NoEvidence,
             _ => return None,
         })
     }
@@ -127,6 +141,7 @@ impl fmt::Display for Rejection {
             Rejection::AnswerForUnknownChallenge => "answer for a challenge never issued",
             Rejection::EphemeralKeyMismatch => "ephemeral key missing or unexpected",
             Rejection::LowOrderEphemeral => "ephemeral key is a low-order point",
+            Rejection::NoEvidence => "asserted without a valid answer of the member",
         })
     }
 }
@@ -227,6 +242,10 @@ pub enum GroupError {
     /// The shared secret is all-zero because a peer key is low-order.
     #[error("peer ephemeral key is a low-order point")]
     LowOrderKey,
+    /// The server requires evidence in represented mode and the assertion carries none, or
+    /// its member challenge is not the gateway's for this very challenge (#16.5).
+    #[error("the assertion carries no valid evidence: {0}")]
+    EvidenceRequired(&'static str),
     /// The wrapped group key did not decrypt (tampered association).
     #[error("wrapped group key failed to open")]
     UnwrapFailed,

@@ -29,6 +29,8 @@ struct Session {
     challenge: GroupChallenge,
     digest: [u8; 32],
     local: Option<[u8; 32]>,
+    /// The member challenge's encoding, for evidence mode.
+    local_bytes: Option<Vec<u8>>,
     ephemeral: Option<x25519_dalek::StaticSecret>,
     assertion: Option<[u8; 32]>,
 }
@@ -69,6 +71,7 @@ pub struct GatewayAgent {
     issued: IssuedLog,
     sessions: HashMap<[u8; 32], Session>,
     verification: Verification,
+    evidence: bool,
 }
 
 impl GatewayAgent {
@@ -89,12 +92,20 @@ impl GatewayAgent {
             issued: IssuedLog::new(4 * MAX_SESSIONS),
             sessions: HashMap::new(),
             verification: Verification::Batch,
+            evidence: false,
         })
     }
 
     /// How member signatures are checked in represented mode (batch by default).
     pub fn set_verification(&mut self, how: Verification) {
         self.verification = how;
+    }
+
+    /// Evidence mode of represented mode (#16.5): assertions carry the member challenge and
+    /// the authenticated members' signed answers, so the server verifies the members itself
+    /// instead of trusting this gateway's list. Off by default (plain SER-027).
+    pub fn set_evidence(&mut self, on: bool) {
+        self.evidence = on;
     }
 
     /// The gateway id.
@@ -156,6 +167,7 @@ impl GatewayAgent {
                 challenge: ch.clone(),
                 digest,
                 local: None,
+                local_bytes: None,
                 ephemeral: None,
                 assertion: None,
             },
@@ -200,7 +212,7 @@ impl GatewayAgent {
     ) -> Result<MemberChallenge, GroupError> {
         let s = self.session(nonce, Mode::Represented, now)?;
         let mut local = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut local);
+        crate::group::Rng.fill_bytes(&mut local);
         let mut mc = MemberChallenge {
             group: s.challenge.group.clone(),
             gateway: s.challenge.gateway.clone(),
@@ -213,6 +225,7 @@ impl GatewayAgent {
         let d = mc.digest();
         let s = self.sessions.get_mut(nonce).expect("checked above");
         s.local = Some(d);
+        s.local_bytes = Some(mc.to_bytes());
         self.issued.record(d, &mc.group, now);
         Ok(mc)
     }
@@ -234,7 +247,8 @@ impl GatewayAgent {
             .get(&group)
             .ok_or_else(|| GroupError::UnknownGroup(group.clone()))?;
         let checked = check_answers(answers, &local, &group, members, false, &self.issued, how);
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
+        let evidence = self.evidence;
         let s = self.sessions.get_mut(nonce).expect("checked above");
         let mut a = GroupAssertion {
             group,
@@ -248,6 +262,12 @@ impl GatewayAgent {
                 .collect(),
             rejected: checked.rejected,
             gateway_ephemeral: x25519_dalek::PublicKey::from(&eph).to_bytes(),
+            member_challenge: evidence.then(|| s.local_bytes.clone()).flatten(),
+            evidence: if evidence {
+                checked.good.iter().map(|&i| answers[i].clone()).collect()
+            } else {
+                Vec::new()
+            },
             signature: [0; 64],
         };
         a.signature = sign_encoded(&*self.signer, &a.to_bytes())?;

@@ -1,7 +1,8 @@
 //! The messages of group authentication (SER-027/028) and their encodings (see `wire`).
 //!
-//! Signed messages end with a 64-byte Ed25519 signature over `wire::signed_part` of their
-//! encoding. `digest()` of a challenge is SHA-256 of its whole encoding, signature included:
+//! Signed messages travel in a COSE_Sign1 whose Ed25519 signature covers `wire::signed_part`
+//! of their encoding (docs/group-auth-protocol.md §2.3); the `signature` fields hold it.
+//! `digest()` of a challenge is SHA-256 of its whole encoding, signature included:
 //! answers and confirmations name the challenge they belong to by this digest, which binds
 //! group, nonce, expiry, gateway and (independent mode) the server's ephemeral key.
 
@@ -100,6 +101,12 @@ pub struct GroupAssertion {
     pub rejected: Vec<(String, Rejection)>,
     /// The gateway's ephemeral X25519 key, to which the group key is wrapped.
     pub gateway_ephemeral: [u8; 32],
+    /// Evidence mode (#16.5): the encoding of the [`MemberChallenge`] the members answered;
+    /// `None` in plain represented mode, where the server trusts the gateway's list.
+    pub member_challenge: Option<Vec<u8>>,
+    /// Evidence mode: the authenticated members' answers as they signed them, which the
+    /// server verifies itself (batch) against their registered keys.
+    pub evidence: Vec<DeviceAnswer>,
     /// The gateway's signature.
     pub signature: [u8; 64],
 }

@@ -16,7 +16,8 @@
 //! verifies them as a batch, bisects to name bad members, derives one key per device and
 //! returns per-device confirmations that the gateway relays but cannot read or forge.
 //!
-//! Every message has a bounded binary encoding ([`wire`]); after the association, traffic is
+//! Every message has one bounded encoding, deterministic CBOR with COSE_Sign1 signatures
+//! ([`wire`], specified in `docs/group-auth-protocol.md`); after the association, traffic is
 //! protected with [`SecureChannel`].
 
 mod channel;
@@ -57,6 +58,66 @@ pub use ed25519_dalek::SigningKey;
 /// identity belongs in the keystore, see [`StoreSigner`]).
 pub fn generate_identity_key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// The roles' randomness (nonces, ephemeral keys, group keys, association ids): the
+/// operating system's. In this crate's own tests it can be handed fixed values instead
+/// ([`fixed_random`]), so that the published test vectors come from the real code paths.
+pub(crate) struct Rng;
+
+impl rand::RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        rand::rngs::OsRng.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::rngs::OsRng.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        #[cfg(test)]
+        if fixed_random::take(dest) {
+            return;
+        }
+        rand::rngs::OsRng.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand::CryptoRng for Rng {}
+
+/// Fixed "random" values for the test vectors: each draw of [`Rng`] on this thread takes the
+/// next queued value, which must have the drawn length.
+#[cfg(test)]
+pub(crate) mod fixed_random {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    thread_local! {
+        static QUEUE: RefCell<VecDeque<Vec<u8>>> = const { RefCell::new(VecDeque::new()) };
+    }
+
+    /// Queues the value of the next draw.
+    pub fn push(v: &[u8]) {
+        QUEUE.with(|q| q.borrow_mut().push_back(v.to_vec()));
+    }
+
+    /// Values queued and not drawn.
+    pub fn left() -> usize {
+        QUEUE.with(|q| q.borrow().len())
+    }
+
+    pub(super) fn take(dest: &mut [u8]) -> bool {
+        QUEUE.with(|q| match q.borrow_mut().pop_front() {
+            Some(v) => {
+                assert_eq!(v.len(), dest.len(), "a fixed value of the drawn length");
+                dest.copy_from_slice(&v);
+                true
+            }
+            None => false,
+        })
+    }
 }
 
 /// Which of the two group-authentication modes.
@@ -152,19 +213,19 @@ impl GroupSigner for StoreSigner {
     }
 }
 
-/// Signs the encoding of a message whose last 64 bytes are its signature field, and returns
+/// Signs the encoding of a signed message (its signature field is not covered), and returns
 /// the signature.
 fn sign_encoded(signer: &dyn GroupSigner, encoded: &[u8]) -> Result<[u8; 64], GroupError> {
     signer.sign(&wire::signed_part(encoded))
 }
 
-/// Verifies the signature at the end of an encoded message.
+/// Verifies the signature of an encoded signed message.
 fn verify_encoded(
     key: &ed25519_dalek::VerifyingKey,
     encoded: &[u8],
     who: &'static str,
 ) -> Result<(), GroupError> {
-    let sig: [u8; 64] = encoded[encoded.len() - 64..].try_into().expect("64 bytes");
+    let sig = wire::signature_of(encoded).ok_or(GroupError::BadSignature(who))?;
     key.verify_strict(
         &wire::signed_part(encoded),
         &ed25519_dalek::Signature::from_bytes(&sig),
@@ -192,5 +253,7 @@ fn check_window(issued_at: u64, expires_at: u64, now: u64) -> Result<(), GroupEr
 mod independence_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
 #[cfg(test)]
 mod wire_tests;

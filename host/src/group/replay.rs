@@ -76,6 +76,20 @@ impl ReplayCache {
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
+
+    /// The entries still valid at `now`, each with its expiry (for caches persisted to disk,
+    /// [`crate::api::replay`]).
+    pub fn entries(&self, now: u64) -> impl Iterator<Item = (&[u8; 32], u64)> + '_ {
+        self.seen
+            .iter()
+            .filter(move |(_, &expiry)| expiry > now)
+            .map(|(id, &expiry)| (id, expiry))
+    }
+
+    /// The most entries it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 }
 
 /// A log of recently issued challenges (digest → group), kept past their expiry, used only to

@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub association_ttl: u64,
     /// How member signatures are checked.
     pub verification: Verification,
+    /// Represented mode only with evidence (#16.5): refuse assertions that do not carry the
+    /// members' signed answers. Off by default: plain SER-027, where the server trusts an
+    /// authorised gateway's list (a compromised one can assert absent members).
+    pub require_evidence: bool,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
             challenge_ttl: 60,
             association_ttl: 3600,
             verification: Verification::Batch,
+            require_evidence: false,
         }
     }
 }
@@ -207,6 +212,11 @@ impl Server {
         &mut self.registry
     }
 
+    /// Lifetime of an association in seconds ([`ServerConfig::association_ttl`]).
+    pub fn association_ttl(&self) -> u64 {
+        self.config.association_ttl
+    }
+
     /// Changes how member signatures are checked.
     pub fn set_verification(&mut self, how: Verification) {
         self.config.verification = how;
@@ -239,9 +249,9 @@ impl Server {
             return Err(GroupError::ReplayCacheFull);
         }
         let mut nonce = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        crate::group::Rng.fill_bytes(&mut nonce);
         let ephemeral = (mode == Mode::Independent)
-            .then(|| x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng));
+            .then(|| x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng));
         let mut ch = GroupChallenge {
             mode,
             group: group.to_owned(),
@@ -422,9 +432,43 @@ impl Server {
             });
         }
         let encoded = a.to_bytes();
-        verify_encoded(&self.gateway_key(&a.gateway)?, &encoded, "gateway")?;
+        let gateway_key = self.gateway_key(&a.gateway)?;
+        verify_encoded(&gateway_key, &encoded, "gateway")?;
+        // Evidence mode: the member challenge must be this gateway's, for this challenge.
+        let local = match &a.member_challenge {
+            None if self.config.require_evidence => {
+                return Err(GroupError::EvidenceRequired("no member challenge"))
+            }
+            None => None,
+            Some(b) => {
+                let mc = super::MemberChallenge::from_bytes(b)?;
+                verify_encoded(&gateway_key, b, "gateway")?;
+                if mc.session != digest || mc.group != a.group || mc.gateway != a.gateway {
+                    return Err(GroupError::EvidenceRequired(
+                        "the member challenge is not for this challenge",
+                    ));
+                }
+                Some(mc.digest())
+            }
+        };
         let p = self.consume(&a.nonce, now)?;
         let members = &self.registry.groups[&p.group].members;
+        let evidenced: Option<HashSet<&str>> = local.map(|local| {
+            let checked = check_answers(
+                &a.evidence,
+                &local,
+                &p.group,
+                members,
+                false,
+                &self.issued,
+                self.config.verification,
+            );
+            checked
+                .good
+                .iter()
+                .map(|&i| a.evidence[i].device.as_str())
+                .collect()
+        });
         let mut rejected = a.rejected.clone();
         let mut accepted = Vec::with_capacity(a.authenticated.len());
         let mut seen = HashSet::with_capacity(a.authenticated.len());
@@ -433,16 +477,18 @@ impl Server {
                 rejected.push((d.clone(), Rejection::DuplicateAnswer));
             } else if !members.contains_key(d) {
                 rejected.push((d.clone(), Rejection::NotMember));
+            } else if evidenced.as_ref().is_some_and(|e| !e.contains(d.as_str())) {
+                rejected.push((d.clone(), Rejection::NoEvidence));
             } else {
                 accepted.push(d.clone());
             }
         }
-        let eph = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let eph = x25519_dalek::StaticSecret::random_from_rng(crate::group::Rng);
         let shared = crypto::agree(&eph, &a.gateway_ephemeral)?;
         let mut key = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut *key);
+        crate::group::Rng.fill_bytes(&mut *key);
         let mut association = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut association);
+        crate::group::Rng.fill_bytes(&mut association);
         let assertion_digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&encoded).into();
         let mut out = GroupAssociation {
             group: p.group.clone(),

@@ -6,12 +6,20 @@
 //! never fails a good member and costs about one extra chunk's worth of work per bad one.
 //! Weak (small-order) public keys are refused at registration, before any batch: with them a
 //! batch could accept a signature nobody made.
+//!
+//! **Strictness (#16).** Every single check is `verify_strict`, as for every other signature
+//! in Palisade. A batch equation cannot be made exactly as strict (no batch check agrees with
+//! cofactorless single verification on every input), so each signature is screened first for
+//! what `verify_strict` refuses and a batch would not: an `R` that is not the canonical
+//! encoding of a curve point, or is of small order. What remains is an `R` with a torsion
+//! component, which only the holder of the member's key can produce, for its own message: it
+//! forges nothing, and [`Verification::OneByOne`] refuses it too.
 
 use super::error::Rejection;
 use super::messages::DeviceAnswer;
 use super::replay::IssuedLog;
 use super::wire::{signed_part, WireMessage};
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -53,7 +61,7 @@ pub(crate) fn find_bad(items: &[Item], how: Verification) -> Vec<usize> {
     let mut bad = Vec::new();
     let one_by_one = |items: &[Item], offset: usize, bad: &mut Vec<usize>| {
         for (i, it) in items.iter().enumerate() {
-            if it.key.verify(&it.msg, &it.sig).is_err() {
+            if !strict_ok(it) {
                 bad.push(offset + i);
             }
         }
@@ -61,19 +69,55 @@ pub(crate) fn find_bad(items: &[Item], how: Verification) -> Vec<usize> {
     match how {
         Verification::OneByOne => one_by_one(items, 0, &mut bad),
         Verification::Batch => {
-            for (c, chunk) in items.chunks(CHUNK).enumerate() {
-                if chunk.len() < MIN_BATCH {
-                    one_by_one(chunk, c * CHUNK, &mut bad);
-                } else if !batch_ok(chunk) {
-                    bisect_failed(chunk, c * CHUNK, &mut bad);
+            // Screened out before batching (see the module's notes on strictness); their
+            // indices are merged back in order.
+            let mut screened = Vec::new();
+            let mut kept = Vec::with_capacity(items.len());
+            let mut index = Vec::with_capacity(items.len());
+            for (i, it) in items.iter().enumerate() {
+                if r_acceptable(&it.sig) {
+                    kept.push(it);
+                    index.push(i);
+                } else {
+                    screened.push(i);
                 }
             }
+            for (c, chunk) in kept.chunks(CHUNK).enumerate() {
+                let mut found = Vec::new();
+                if chunk.len() < MIN_BATCH {
+                    for (i, it) in chunk.iter().enumerate() {
+                        if !strict_ok(it) {
+                            found.push(i);
+                        }
+                    }
+                } else if !batch_ok(chunk) {
+                    bisect_failed(chunk, 0, &mut found);
+                }
+                bad.extend(found.into_iter().map(|k| index[c * CHUNK + k]));
+            }
+            bad.extend(screened);
+            bad.sort_unstable();
         }
     }
     bad
 }
 
-fn batch_ok(items: &[Item]) -> bool {
+/// `verify_strict`: what every other signature check of Palisade uses.
+fn strict_ok(it: &Item) -> bool {
+    it.key.verify_strict(&it.msg, &it.sig).is_ok()
+}
+
+/// What `verify_strict` requires of a signature's `R` and a batch equation does not check:
+/// the canonical encoding of a curve point that is not of small order.
+fn r_acceptable(sig: &Signature) -> bool {
+    let r = curve25519_dalek::edwards::CompressedEdwardsY(sig.r_bytes().to_owned());
+    match r.decompress() {
+        Some(p) => p.compress() == r && !p.is_small_order(),
+        None => false,
+    }
+}
+
+fn batch_ok(items: &[&Item]) -> bool {
     let msgs: Vec<&[u8]> = items.iter().map(|i| i.msg.as_slice()).collect();
     let sigs: Vec<Signature> = items.iter().map(|i| i.sig).collect();
     let keys: Vec<VerifyingKey> = items.iter().map(|i| i.key).collect();
@@ -82,10 +126,10 @@ fn batch_ok(items: &[Item]) -> bool {
 
 /// Finds the bad items of a range already known to fail: only the left half is verified; if
 /// it passes, the right half must hold the failure and is split without being verified again.
-fn bisect_failed(items: &[Item], offset: usize, bad: &mut Vec<usize>) {
+fn bisect_failed(items: &[&Item], offset: usize, bad: &mut Vec<usize>) {
     if items.len() <= LEAF {
         for (i, it) in items.iter().enumerate() {
-            if it.key.verify(&it.msg, &it.sig).is_err() {
+            if !strict_ok(it) {
                 bad.push(offset + i);
             }
         }
@@ -213,5 +257,44 @@ mod tests {
             );
         }
         assert!(find_bad(&[], Verification::Batch).is_empty());
+    }
+
+    /// Signatures whose `R` is of small order or not canonically encoded are what
+    /// `verify_strict` refuses outright; screened out before batching, they are named bad at
+    /// their own index whatever the chunk size and position, and never hide a good neighbour.
+    #[test]
+    fn signatures_verify_strict_refuses_are_bad_in_a_batch_too() {
+        let mut identity_r = [0u8; 64];
+        identity_r[0] = 1; // R = (0, 1), the identity: small order, canonical.
+        let mut non_canonical = [0u8; 64];
+        // y = p + 1 ≡ 1: an encoding of the identity that is not canonical.
+        non_canonical[..32].copy_from_slice(&{
+            let mut y = [0xffu8; 32];
+            y[0] = 0xee;
+            y[31] = 0x7f;
+            y
+        });
+        for n in [1, 3, 8, 64, 65, 130] {
+            let mut it = items(n, &[]);
+            let odd = [0, n / 2, n - 1];
+            for (k, &i) in odd.iter().enumerate() {
+                it[i].sig = Signature::from_bytes(if k % 2 == 0 {
+                    &identity_r
+                } else {
+                    &non_canonical
+                });
+            }
+            let mut want: Vec<usize> = odd.to_vec();
+            want.dedup();
+            assert_eq!(find_bad(&it, Verification::Batch), want, "batch n={n}");
+            assert_eq!(find_bad(&it, Verification::OneByOne), want, "single n={n}");
+        }
+    }
+
+    #[test]
+    fn the_screen_accepts_every_honest_signature() {
+        for it in items(32, &[]) {
+            assert!(r_acceptable(&it.sig));
+        }
     }
 }

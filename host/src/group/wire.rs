@@ -1,16 +1,30 @@
-//! The binary encoding of group-authentication messages, written by hand so that every size is
-//! bounded before anything is allocated (SER-001: a hostile peer cannot make us allocate).
+//! The encoding of group-authentication messages: deterministic CBOR (RFC 8949 §4.2), signed
+//! messages in COSE_Sign1 (RFC 9052). The normative description, with the reasons for this
+//! choice, is `docs/group-auth-protocol.md`; this module and `codec` implement it.
 //!
-//! Layout: `version (1 byte) | type (1 byte) | fields...`. Fixed-size fields (nonces, keys,
-//! signatures) are raw bytes; identifiers are `u8 length | ASCII`; payloads are
-//! `u32 length | bytes`; lists are `u32 count | entries`; optional keys are a `0|1` flag then
-//! the key; integers are big-endian. Every length and count is checked against its cap and
-//! against the bytes remaining, and trailing bytes are an error, so a message has exactly one
-//! encoding — which is what signatures are computed over.
+//! - A message's **payload** is one CBOR array: `[version, type, fields...]`. Fixed-size
+//!   values (nonces, keys, digests, MACs) are byte strings of exactly their size; identifiers
+//!   are text strings; integers are unsigned; an absent optional key is `null`; lists are
+//!   arrays.
+//! - A **signed** message is `COSE_Sign1_Tagged` = tag 18 over `[protected, unprotected,
+//!   payload, signature]` with `protected` = the bytes `A1 01 27` (`{1: -8}`, alg EdDSA),
+//!   `unprotected` = `{}` and a 64-byte Ed25519 signature over the COSE `Sig_structure`
+//!   `["Signature1", protected, external_aad, payload]`, where `external_aad` is
+//!   [`SIGNING_CONTEXT`].
+//! - Unsigned messages (key confirmations, sealed channel messages) are their payload alone.
+//!
+//! Every message has exactly one encoding: a decoded message is encoded again and compared
+//! with what arrived, so any other form (longer integer or length headers, indefinite
+//! lengths, another header, trailing bytes) is refused. Signatures and digests are therefore
+//! over the one canonical form. Sizes are checked before anything is allocated (SER-001):
+//! the decoder borrows from the input and every list's count is checked against its cap and
+//! against what the remaining bytes could hold.
 
 use super::error::WireError;
+use minicbor::data::{Tag, Type};
+use minicbor::{Decoder, Encoder};
 
-/// The only version this build speaks.
+/// The protocol version carried first in every payload.
 pub const WIRE_VERSION: u8 = 1;
 /// No message may be larger (16,384 members of ~260 bytes fit).
 pub const MAX_MESSAGE_LEN: usize = 8 << 20;
@@ -21,154 +35,270 @@ pub const MAX_MEMBERS: usize = 16_384;
 /// Largest channel payload.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
-/// Appends fields to a message buffer.
+/// The CBOR tag of `COSE_Sign1_Tagged`.
+pub const COSE_SIGN1_TAG: u64 = 18;
+/// The protected header of every signed message: the map `{1: -8}` (alg: EdDSA), encoded.
+pub const PROTECTED_HEADER: [u8; 3] = [0xa1, 0x01, 0x27];
+
+/// Context of everything signed in group authentication (the COSE `external_aad`), so that
+/// a signature made here can never be taken for one made by the same key elsewhere.
+pub const SIGNING_CONTEXT: &[u8] = b"palisade/group-auth/v1\0";
+
+fn enc() -> Encoder<Vec<u8>> {
+    Encoder::new(Vec::with_capacity(128))
+}
+
+/// Writes to a `Vec` cannot fail (its write error is `Infallible`), nor can the encoder's
+/// own checks, which only concern values it is never given here.
+fn ok<T>(r: Result<T, minicbor::encode::Error<std::convert::Infallible>>) -> T {
+    r.expect("encoding into a Vec cannot fail")
+}
+
+/// Appends the fields of a message's payload.
 pub struct Writer {
-    buf: Vec<u8>,
+    e: Encoder<Vec<u8>>,
+    signature: Option<[u8; 64]>,
 }
 
 impl Writer {
-    /// Starts a message of type `ty`.
-    pub fn new(ty: u8) -> Self {
-        let mut buf = Vec::with_capacity(128);
-        buf.push(WIRE_VERSION);
-        buf.push(ty);
-        Writer { buf }
+    /// Starts the payload of a message of type `ty` with `fields` fields after the type.
+    pub fn new(ty: u8, fields: u64) -> Self {
+        let mut e = enc();
+        ok(e.array(fields + 2));
+        ok(e.u8(WIRE_VERSION));
+        ok(e.u8(ty));
+        Writer { e, signature: None }
     }
-    /// A raw fixed-size field.
+    /// A fixed-size value (nonce, key, digest, MAC): a byte string.
     pub fn raw(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
+        ok(self.e.bytes(b));
     }
-    /// One byte.
+    /// An unsigned integer.
     pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        ok(self.e.u8(v));
     }
-    /// A big-endian u32.
+    /// An unsigned integer.
     pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        ok(self.e.u32(v));
     }
-    /// A big-endian u64.
+    /// An unsigned integer.
     pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        ok(self.e.u64(v));
     }
-    /// An identifier; callers validate identifiers at construction, so this cannot overflow
-    /// the `u8` prefix (asserted).
+    /// An identifier (callers validate identifiers at construction): a text string.
     pub fn id(&mut self, s: &str) {
-        assert!(
-            s.len() <= MAX_ID_LEN,
-            "identifiers are validated before encoding"
-        );
-        self.buf.push(s.len() as u8);
-        self.buf.extend_from_slice(s.as_bytes());
+        ok(self.e.str(s));
     }
-    /// A u32-length-prefixed payload.
+    /// A variable-length payload: a byte string.
     pub fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.buf.extend_from_slice(b);
+        ok(self.e.bytes(b));
     }
-    /// An optional 32-byte key.
+    /// An optional 32-byte key: a byte string, or `null`.
     pub fn opt32(&mut self, k: &Option<[u8; 32]>) {
         match k {
-            Some(k) => {
-                self.buf.push(1);
-                self.buf.extend_from_slice(k);
-            }
-            None => self.buf.push(0),
-        }
+            Some(k) => ok(self.e.bytes(k)),
+            None => ok(self.e.null()),
+        };
     }
-    /// A list count.
-    pub fn count(&mut self, n: usize) {
-        self.u32(n as u32);
+    /// `null` (an absent optional value).
+    pub fn null(&mut self) {
+        ok(self.e.null());
+    }
+    /// The header of a list of `n` entries (each entry one item).
+    pub fn list(&mut self, n: usize) {
+        ok(self.e.array(n as u64));
+    }
+    /// The header of an entry of `n` items (an array).
+    pub fn tuple(&mut self, n: u64) {
+        ok(self.e.array(n));
+    }
+    /// The message's signature: it is sent as a COSE_Sign1.
+    pub fn signature(&mut self, sig: &[u8; 64]) {
+        self.signature = Some(*sig);
     }
     /// The finished message.
     pub fn finish(self) -> Vec<u8> {
-        self.buf
+        let payload = self.e.into_writer();
+        let Some(sig) = self.signature else {
+            return payload;
+        };
+        let mut e = Encoder::new(Vec::with_capacity(payload.len() + 80));
+        ok(e.tag(Tag::new(COSE_SIGN1_TAG)));
+        ok(e.array(4));
+        ok(e.bytes(&PROTECTED_HEADER));
+        ok(e.map(0));
+        ok(e.bytes(&payload));
+        ok(e.bytes(&sig));
+        e.into_writer()
     }
 }
 
-/// Reads fields from a message, never past its end.
+/// A message split into its payload and, for a signed one, its signature.
+struct Envelope<'a> {
+    payload: &'a [u8],
+    signature: Option<[u8; 64]>,
+}
+
+fn cbor(field: &'static str) -> impl Fn(minicbor::decode::Error) -> WireError {
+    move |_| WireError::Malformed { field }
+}
+
+/// Splits a message: a COSE_Sign1_Tagged, or a bare payload.
+fn open(buf: &[u8]) -> Result<Envelope<'_>, WireError> {
+    if buf.len() > MAX_MESSAGE_LEN {
+        return Err(WireError::MessageTooLarge {
+            len: buf.len(),
+            max: MAX_MESSAGE_LEN,
+        });
+    }
+    let mut d = Decoder::new(buf);
+    if d.datatype().map_err(cbor("message"))? != Type::Tag {
+        return Ok(Envelope {
+            payload: buf,
+            signature: None,
+        });
+    }
+    let f = cbor("COSE_Sign1");
+    if d.tag().map_err(&f)?.as_u64() != COSE_SIGN1_TAG || d.array().map_err(&f)? != Some(4) {
+        return Err(WireError::Malformed {
+            field: "COSE_Sign1",
+        });
+    }
+    if d.bytes().map_err(cbor("protected"))? != PROTECTED_HEADER {
+        return Err(WireError::Malformed { field: "protected" });
+    }
+    if d.map().map_err(cbor("unprotected"))? != Some(0) {
+        return Err(WireError::Malformed {
+            field: "unprotected",
+        });
+    }
+    let payload = d.bytes().map_err(cbor("payload"))?;
+    let signature = d
+        .bytes()
+        .map_err(cbor("signature"))?
+        .try_into()
+        .map_err(|_| WireError::Malformed { field: "signature" })?;
+    if d.position() != buf.len() {
+        return Err(WireError::TrailingBytes(buf.len() - d.position()));
+    }
+    Ok(Envelope {
+        payload,
+        signature: Some(signature),
+    })
+}
+
+/// Reads the fields of a message's payload, never past its end.
 pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    d: Decoder<'a>,
+    end: usize,
+    signature: Option<[u8; 64]>,
 }
 
 impl<'a> Reader<'a> {
-    /// Checks size, version and type, and positions after the header.
-    pub fn new(buf: &'a [u8], ty: u8) -> Result<Self, WireError> {
-        let got = peek_type(buf)?;
-        if got != ty {
-            return Err(WireError::WrongType { expected: ty, got });
+    /// Checks size, envelope, version, type and field count, and positions at the first
+    /// field.
+    pub fn new(buf: &'a [u8], ty: u8, fields: u64) -> Result<Self, WireError> {
+        let env = open(buf)?;
+        let mut d = Decoder::new(env.payload);
+        let got = header(&mut d)?;
+        if got.1 != ty {
+            return Err(WireError::WrongType {
+                expected: ty,
+                got: got.1,
+            });
         }
-        Ok(Reader { buf, pos: 2 })
+        if got.0 != fields {
+            return Err(WireError::Malformed { field: "fields" });
+        }
+        Ok(Reader {
+            d,
+            end: env.payload.len(),
+            signature: env.signature,
+        })
     }
 
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
-        if self.buf.len() - self.pos < n {
-            return Err(WireError::Truncated { field });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    /// A fixed-size field.
+    /// A fixed-size value: a byte string of exactly `N` bytes.
     pub fn arr<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
-        Ok(self
-            .take(N, field)?
-            .try_into()
-            .expect("take returned N bytes"))
+        let b = self.d.bytes().map_err(cbor(field))?;
+        b.try_into().map_err(|_| WireError::FieldTooLong {
+            field,
+            len: b.len(),
+            max: N,
+        })
     }
-    /// One byte.
+    /// An unsigned integer that fits a `u8`.
     pub fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(1, field)?[0])
+        self.d.u8().map_err(cbor(field))
     }
-    /// A big-endian u32.
+    /// An unsigned integer that fits a `u32`.
     pub fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.arr(field)?))
+        self.d.u32().map_err(cbor(field))
     }
-    /// A big-endian u64.
+    /// An unsigned integer.
     pub fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.arr(field)?))
+        self.d.u64().map_err(cbor(field))
     }
-    /// An identifier: 1..=128 bytes of printable ASCII without spaces.
+    /// An identifier: a text string of 1..=128 printable ASCII bytes without spaces.
     pub fn id(&mut self, field: &'static str) -> Result<String, WireError> {
-        let n = self.u8(field)? as usize;
-        if n > MAX_ID_LEN {
+        let s = self.d.str().map_err(cbor(field))?;
+        if s.len() > MAX_ID_LEN {
             return Err(WireError::FieldTooLong {
                 field,
-                len: n,
+                len: s.len(),
                 max: MAX_ID_LEN,
             });
         }
-        let b = self.take(n, field)?;
-        if !valid_id_bytes(b) {
+        if !valid_id_bytes(s.as_bytes()) {
             return Err(WireError::InvalidIdentifier { field });
         }
-        Ok(String::from_utf8(b.to_vec()).expect("ASCII is UTF-8"))
+        Ok(s.to_owned())
     }
-    /// A u32-length-prefixed payload of at most `max` bytes.
+    /// A byte string of at most `max` bytes.
     pub fn bytes(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, WireError> {
-        let n = self.u32(field)? as usize;
-        if n > max {
-            return Err(WireError::FieldTooLong { field, len: n, max });
+        let b = self.d.bytes().map_err(cbor(field))?;
+        if b.len() > max {
+            return Err(WireError::FieldTooLong {
+                field,
+                len: b.len(),
+                max,
+            });
         }
-        Ok(self.take(n, field)?.to_vec())
+        Ok(b.to_vec())
     }
-    /// An optional 32-byte key.
+    /// An optional 32-byte key: `null` or a byte string of 32 bytes.
     pub fn opt32(&mut self, field: &'static str) -> Result<Option<[u8; 32]>, WireError> {
-        match self.u8(field)? {
-            0 => Ok(None),
-            1 => Ok(Some(self.arr(field)?)),
-            v => Err(WireError::InvalidValue { field, value: v }),
+        if self.d.datatype().map_err(cbor(field))? == Type::Null {
+            self.d.null().map_err(cbor(field))?;
+            return Ok(None);
         }
+        Ok(Some(self.arr(field)?))
     }
-    /// A list count, capped by `max` and by what the remaining bytes could hold at
+    /// An optional byte string of at most `max` bytes: `null` or a byte string.
+    pub fn opt_bytes(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, WireError> {
+        if self.d.datatype().map_err(cbor(field))? == Type::Null {
+            self.d.null().map_err(cbor(field))?;
+            return Ok(None);
+        }
+        Ok(Some(self.bytes(field, max)?))
+    }
+    /// A list's count, capped by `max` and by what the remaining bytes could hold at
     /// `min_entry` bytes per entry (so the caller may allocate `count` entries safely).
-    pub fn count(
+    pub fn list(
         &mut self,
         field: &'static str,
         max: usize,
         min_entry: usize,
     ) -> Result<usize, WireError> {
-        let n = self.u32(field)? as usize;
+        let n = self
+            .d
+            .array()
+            .map_err(cbor(field))?
+            .ok_or(WireError::Malformed { field })?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
         if n > max {
             return Err(WireError::TooMany {
                 field,
@@ -176,39 +306,53 @@ impl<'a> Reader<'a> {
                 max,
             });
         }
-        let room = (self.buf.len() - self.pos) / min_entry.max(1);
+        let room = (self.end - self.d.position()) / min_entry.max(1);
         if n > room {
             return Err(WireError::Truncated { field });
         }
         Ok(n)
     }
-    /// Fails if bytes remain.
+    /// An entry of exactly `n` items.
+    pub fn tuple(&mut self, field: &'static str, n: u64) -> Result<(), WireError> {
+        match self.d.array().map_err(cbor(field))? {
+            Some(k) if k == n => Ok(()),
+            _ => Err(WireError::Malformed { field }),
+        }
+    }
+    /// The signature of a signed message.
+    pub fn signature(&mut self) -> Result<[u8; 64], WireError> {
+        self.signature
+            .ok_or(WireError::Malformed { field: "signature" })
+    }
+    /// Fails if bytes remain in the payload.
     pub fn end(self) -> Result<(), WireError> {
-        match self.buf.len() - self.pos {
+        match self.end - self.d.position() {
             0 => Ok(()),
             n => Err(WireError::TrailingBytes(n)),
         }
     }
 }
 
-/// Checks the size and version of a message and returns its type byte.
+/// Reads the payload's header: (fields after the type, type).
+fn header(d: &mut Decoder<'_>) -> Result<(u64, u8), WireError> {
+    let n = d
+        .array()
+        .map_err(cbor("payload"))?
+        .ok_or(WireError::Malformed { field: "payload" })?;
+    if n < 2 {
+        return Err(WireError::Truncated { field: "type" });
+    }
+    let v = d.u8().map_err(cbor("version"))?;
+    if v != WIRE_VERSION {
+        return Err(WireError::UnsupportedVersion(v));
+    }
+    Ok((n - 2, d.u8().map_err(cbor("type"))?))
+}
+
+/// Checks the size, envelope and version of a message and returns its type.
 pub fn peek_type(buf: &[u8]) -> Result<u8, WireError> {
-    if buf.len() > MAX_MESSAGE_LEN {
-        return Err(WireError::MessageTooLarge {
-            len: buf.len(),
-            max: MAX_MESSAGE_LEN,
-        });
-    }
-    if buf.is_empty() {
-        return Err(WireError::Truncated { field: "version" });
-    }
-    if buf[0] != WIRE_VERSION {
-        return Err(WireError::UnsupportedVersion(buf[0]));
-    }
-    match buf.get(1) {
-        Some(t) => Ok(*t),
-        None => Err(WireError::Truncated { field: "type" }),
-    }
+    let env = open(buf)?;
+    Ok(header(&mut Decoder::new(env.payload))?.1)
 }
 
 /// Identifier rule shared by the encoder's callers and the decoder.
@@ -218,38 +362,55 @@ pub fn valid_id_bytes(b: &[u8]) -> bool {
 
 /// A message with a wire encoding.
 pub trait WireMessage: Sized {
-    /// The type byte.
+    /// The type code.
     const TYPE: u8;
-    /// Writes the fields after the header.
+    /// How many fields follow the type in the payload.
+    const FIELDS: u64;
+    /// Writes the fields after the header (and the signature, for a signed message).
     fn encode_fields(&self, w: &mut Writer);
     /// Reads the fields after the header.
     fn decode_fields(r: &mut Reader<'_>) -> Result<Self, WireError>;
 
     /// The full encoding.
     fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::new(Self::TYPE);
+        let mut w = Writer::new(Self::TYPE, Self::FIELDS);
         self.encode_fields(&mut w);
         w.finish()
     }
-    /// Decodes exactly one message of this type.
+    /// Decodes exactly one message of this type, in its one canonical encoding.
     fn from_bytes(b: &[u8]) -> Result<Self, WireError> {
-        let mut r = Reader::new(b, Self::TYPE)?;
+        let mut r = Reader::new(b, Self::TYPE, Self::FIELDS)?;
         let m = Self::decode_fields(&mut r)?;
         r.end()?;
+        if m.to_bytes() != b {
+            return Err(WireError::NotCanonical);
+        }
         Ok(m)
     }
 }
 
-/// Context prefix of everything signed in group authentication, so that a signature made
-/// here can never be taken for one made by the same key elsewhere (audit, registry).
-pub const SIGNING_CONTEXT: &[u8] = b"palisade/group-auth/v1\0";
-
-/// The bytes a signed message's signature covers: the context, then its encoding without the
-/// trailing 64-byte signature (signed messages end with their signature).
+/// The bytes a signed message's signature covers: the COSE `Sig_structure`
+/// `["Signature1", protected, external_aad, payload]` with [`SIGNING_CONTEXT`] as the
+/// external data. An encoding that is not a signed message gives a structure over an empty
+/// payload, which no signature of a real message matches.
 pub fn signed_part(encoded: &[u8]) -> Vec<u8> {
-    let body = &encoded[..encoded.len().saturating_sub(64)];
-    let mut v = Vec::with_capacity(SIGNING_CONTEXT.len() + body.len());
-    v.extend_from_slice(SIGNING_CONTEXT);
-    v.extend_from_slice(body);
-    v
+    let payload = match open(encoded) {
+        Ok(Envelope {
+            payload,
+            signature: Some(_),
+        }) => payload,
+        _ => &[],
+    };
+    let mut e = Encoder::new(Vec::with_capacity(payload.len() + 48));
+    ok(e.array(4));
+    ok(e.str("Signature1"));
+    ok(e.bytes(&PROTECTED_HEADER));
+    ok(e.bytes(SIGNING_CONTEXT));
+    ok(e.bytes(payload));
+    e.into_writer()
+}
+
+/// The signature of an encoded signed message.
+pub fn signature_of(encoded: &[u8]) -> Option<[u8; 64]> {
+    open(encoded).ok()?.signature
 }

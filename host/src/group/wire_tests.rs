@@ -29,7 +29,11 @@ fn every_message_round_trips_through_the_wire() {
     let ra: Vec<_> = (0..2)
         .map(|i| f.devices[i].answer_represented(&mc, NOW).unwrap())
         .collect();
+    // With evidence, so that the optional member challenge and the evidence list round-trip
+    // (the plain form is in the test vectors).
+    f.gw1.set_evidence(true);
     let assertion = f.gw1.assert_members(&chr.nonce, &ra, NOW).unwrap();
+    assert_eq!(assertion.evidence.len(), 2);
     let rep = f.server.complete_represented(&assertion, NOW).unwrap();
     let sealed = out.channel("a0").unwrap().seal(b"x").unwrap();
     let all = [
@@ -54,11 +58,30 @@ fn every_message_round_trips_through_the_wire() {
         longer.push(0);
         assert_eq!(Message::decode(&longer), Err(WireError::TrailingBytes(1)));
     }
+    // Payloads [2, 1] and [1, 99].
     assert_eq!(
-        Message::decode(&[2, 1]),
+        Message::decode(&[0x82, 2, 1]),
         Err(WireError::UnsupportedVersion(2))
     );
-    assert_eq!(Message::decode(&[1, 99]), Err(WireError::UnknownType(99)));
+    assert_eq!(
+        Message::decode(&[0x82, 1, 0x18, 99]),
+        Err(WireError::UnknownType(99))
+    );
+    // One encoding per message (deterministic CBOR, RFC 8949 §4.2): the same confirmation
+    // with its array header in a longer form than needed is refused.
+    let conf = all[5].to_bytes();
+    assert_eq!(conf[0], 0x85);
+    let longer = [&[0x98, 5][..], &conf[1..]].concat();
+    assert_eq!(Message::decode(&longer), Err(WireError::NotCanonical));
+    // A signed message without its envelope, or with another protected header, is refused.
+    let answer = all[2].to_bytes();
+    let mut other_alg = answer.clone();
+    assert_eq!(&other_alg[2..6], &[0x43, 0xa1, 0x01, 0x27]);
+    other_alg[5] = 0x26; // alg -7 (ES256)
+    assert_eq!(
+        Message::decode(&other_alg),
+        Err(WireError::Malformed { field: "protected" })
+    );
     assert!(matches!(
         GroupChallenge::from_bytes(&all[2].to_bytes()),
         Err(WireError::WrongType { .. })
@@ -95,9 +118,10 @@ fn garbage_and_mutations_never_panic_the_decoder() {
             // Pure garbage, with a valid header half of the time so the fields get exercised.
             let len = (rnd() % 600) as usize;
             let mut v: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
-            if v.len() >= 2 && i % 2 == 0 {
-                v[0] = wire::WIRE_VERSION;
-                v[1] = 1 + (rnd() % 9) as u8;
+            if v.len() >= 3 && i % 2 == 0 {
+                v[0] = 0x80 | (2 + (rnd() % 8) as u8);
+                v[1] = wire::WIRE_VERSION;
+                v[2] = 1 + (rnd() % 9) as u8;
             }
             v
         } else {
@@ -129,16 +153,21 @@ fn garbage_and_mutations_never_panic_the_decoder() {
     // Some mutations (e.g. inside a nonce) still decode; signatures catch those.
     assert!(decoded > 0);
     // A count claiming more entries than the bytes could hold is refused before allocating.
-    let mut huge = batch.to_bytes();
-    let at = 2 + 1 + 1 + 1 + 3 + 32; // version, type, "A", "gw1", nonce
-    huge[at..at + 4].copy_from_slice(&(wire::MAX_MEMBERS as u32).to_be_bytes());
+    let claiming = |n: usize| {
+        let mut w = wire::Writer::new(GroupAnswers::TYPE, GroupAnswers::FIELDS);
+        w.id("A");
+        w.id("gw1");
+        w.raw(&[0; 32]);
+        w.list(n);
+        w.signature(&[0; 64]);
+        w.finish()
+    };
     assert!(matches!(
-        Message::decode(&huge),
+        Message::decode(&claiming(wire::MAX_MEMBERS)),
         Err(WireError::Truncated { field: "answers" })
     ));
-    huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(matches!(
-        Message::decode(&huge),
+        Message::decode(&claiming(u32::MAX as usize)),
         Err(WireError::TooMany { .. })
     ));
     let too_big = vec![1u8; wire::MAX_MESSAGE_LEN + 1];

@@ -60,6 +60,8 @@ pub struct ProvisionReport {
     pub gateway_groups: Vec<String>,
     /// Application groups set or removed, as `app/group`.
     pub app_groups: Vec<String>,
+    /// Originator positions set or removed (issue 13.7), all applications together.
+    pub positions: usize,
     /// Keys imported.
     pub keys: Vec<ProvisionedKey>,
     /// Older keys these replaced (deleted from the keystore).
@@ -168,6 +170,14 @@ impl Provisioner {
             devices,
             gateway_groups,
             app_groups: s.app_groups.clone(),
+            app_positions: s
+                .app_positions
+                .iter()
+                .map(|(app, positions)| {
+                    let positions = positions.iter().map(|(o, p)| (o.clone(), Some(*p)));
+                    (app.clone(), positions.collect())
+                })
+                .collect(),
         }
     }
 
@@ -230,6 +240,12 @@ impl Provisioner {
                 .iter()
                 .flat_map(|(a, gs)| gs.keys().map(move |g| format!("{a}/{g}")))
                 .collect(),
+            positions: staged
+                .update
+                .app_positions
+                .values()
+                .map(BTreeMap::len)
+                .sum(),
             keys: Vec::new(),
             superseded_keys: 0,
             cleanup_pending: 0,

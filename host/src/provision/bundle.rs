@@ -98,6 +98,31 @@ pub(crate) fn check_contents(c: &BundleContents) -> Result<(), ProvisionError> {
         }
     }
     many("applications", c.apps().len(), MAX_ENTRIES)?;
+    for (app, positions) in &c.app_positions {
+        id("application", app)?;
+        many(
+            &format!("positions of app {app:?}"),
+            positions.len(),
+            MAX_DEVICES,
+        )?;
+        if positions.is_empty() {
+            return Err(ProvisionError::invalid(
+                format!("positions of app {app:?}"),
+                "empty: leave the app out",
+            ));
+        }
+        for (originator, position) in positions {
+            id("originator", originator)?;
+            if let Some(position) = position {
+                position.check().map_err(|reason| {
+                    ProvisionError::invalid(
+                        format!("position of {originator:?} in app {app:?}"),
+                        reason,
+                    )
+                })?;
+            }
+        }
+    }
     for (app, keys) in &c.app_secrets {
         id("application", app)?;
         many(&format!("secrets of app {app:?}"), keys.len(), MAX_ENTRIES)?;

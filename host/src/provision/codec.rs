@@ -12,7 +12,12 @@
 //!           app_groups:      count | (app id | count | (group id | count | member id*)*)*
 //!           app_secrets:     count | (app id | count | (name | u8 len | secret)*)*
 //!           app_public_keys: count | (app id | count | (name | key [32])*)*
+//!           [app_positions:  count >= 1 | (app id | count >= 1 | (originator id
+//!                            | 0 (remove) | 1 lat i32 lon i32 (1e-7 degree)
+//!                              (0 | 2 country [2]))*)*]
 //! ```
+//! The `app_positions` section is present only when it holds something, so bundles
+//! without positions encode exactly as before it existed.
 //! Identifiers are `u8 length | printable ASCII` (1..=128), names are `u8 length |
 //! [A-Za-z0-9._:-]` (1..=64, the keystore's label rule, since they become labels), integers
 //! big-endian, counts u32. Map keys and set members must be strictly ascending; trailing bytes
@@ -20,8 +25,8 @@
 
 use super::error::DecodeError;
 use super::{
-    BundleContents, BundleHeader, Encryption, SecretBytes, FORMAT_VERSION, MAX_BUNDLE_LEN,
-    MAX_DEVICES, MAX_ENTRIES, MAX_MEMBERS,
+    BundleContents, BundleHeader, Encryption, Position, SecretBytes, FORMAT_VERSION,
+    MAX_BUNDLE_LEN, MAX_DEVICES, MAX_ENTRIES, MAX_MEMBERS,
 };
 use crate::keys::HMAC_SECRET_LEN;
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +172,9 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    pub fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
     pub fn end(&self) -> Result<(), DecodeError> {
         match self.buf.len() - self.pos {
             0 => Ok(()),
@@ -249,6 +257,36 @@ fn get_set(r: &mut Reader<'_>, field: &'static str) -> Result<BTreeSet<String>, 
     Ok(out)
 }
 
+/// One provisioned position, or `None` (remove).
+fn get_position(r: &mut Reader<'_>) -> Result<Option<Position>, DecodeError> {
+    match r.u8("app_positions.set")? {
+        0 => Ok(None),
+        1 => {
+            let latitude_e7 = i32::from_be_bytes(r.arr("app_positions.latitude")?);
+            let longitude_e7 = i32::from_be_bytes(r.arr("app_positions.longitude")?);
+            let country = match r.u8("app_positions.country")? {
+                0 => None,
+                2 => Some(r.arr("app_positions.country")?),
+                value => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "app_positions.country",
+                        value,
+                    })
+                }
+            };
+            Ok(Some(Position {
+                latitude_e7,
+                longitude_e7,
+                country,
+            }))
+        }
+        value => Err(DecodeError::InvalidValue {
+            field: "app_positions.set",
+            value,
+        }),
+    }
+}
+
 /// Reads a strictly ascending map: `key` reads a key, `val` a value.
 fn get_map<K: Ord, V>(
     r: &mut Reader<'_>,
@@ -310,6 +348,31 @@ pub(crate) fn encode_contents(c: &BundleContents) -> Zeroizing<Vec<u8>> {
             w.raw(key);
         }
     }
+    if !c.app_positions.is_empty() {
+        w.u32(c.app_positions.len());
+        for (app, positions) in &c.app_positions {
+            w.short(app.as_bytes());
+            w.u32(positions.len());
+            for (originator, position) in positions {
+                w.short(originator.as_bytes());
+                match position {
+                    None => w.u8(0),
+                    Some(p) => {
+                        w.u8(1);
+                        w.raw(&p.latitude_e7.to_be_bytes());
+                        w.raw(&p.longitude_e7.to_be_bytes());
+                        match p.country {
+                            None => w.u8(0),
+                            Some(code) => {
+                                w.u8(2);
+                                w.raw(&code);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
     w.buf
 }
 
@@ -351,6 +414,29 @@ pub(crate) fn decode_contents(b: &[u8]) -> Result<BundleContents, DecodeError> {
         })?;
         Ok((app, keys))
     })?;
+    let app_positions = if r.at_end() {
+        BTreeMap::new()
+    } else {
+        let apps = get_map(&mut r, "app_positions", MAX_ENTRIES, 6, |r| {
+            let app = r.id("app_positions.app")?;
+            let positions = get_map(r, "app_positions.positions", MAX_DEVICES, 3, |r| {
+                Ok((r.id("app_positions.originator")?, get_position(r)?))
+            })?;
+            if positions.is_empty() {
+                return Err(DecodeError::NotCanonical {
+                    field: "app_positions.positions",
+                });
+            }
+            Ok((app, positions))
+        })?;
+        // Present only when it holds something: one encoding per bundle.
+        if apps.is_empty() {
+            return Err(DecodeError::NotCanonical {
+                field: "app_positions",
+            });
+        }
+        apps
+    };
     r.end()?;
     Ok(BundleContents {
         devices,
@@ -358,5 +444,6 @@ pub(crate) fn decode_contents(b: &[u8]) -> Result<BundleContents, DecodeError> {
         app_groups,
         app_secrets,
         app_public_keys,
+        app_positions,
     })
 }

@@ -20,12 +20,17 @@ pub struct DirectoryUpdate {
     pub gateway_groups: BTreeMap<String, BTreeMap<String, [u8; 32]>>,
     /// App → group → members; an empty set removes the group.
     pub app_groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// App → originator → position; `None` removes it ([`super::PositionDirectory`]).
+    pub app_positions: BTreeMap<String, BTreeMap<String, Option<super::Position>>>,
 }
 
 impl DirectoryUpdate {
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty() && self.gateway_groups.is_empty() && self.app_groups.is_empty()
+        self.devices.is_empty()
+            && self.gateway_groups.is_empty()
+            && self.app_groups.is_empty()
+            && self.app_positions.is_empty()
     }
 }
 

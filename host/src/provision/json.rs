@@ -9,6 +9,23 @@ use std::collections::{BTreeMap, BTreeSet};
 /// App → key name → hex string.
 pub type PerAppHex = BTreeMap<String, BTreeMap<String, String>>;
 
+/// One position in a positions file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionJson {
+    /// Degrees, WGS-84, within ±90.
+    pub latitude: f64,
+    /// Degrees, WGS-84, within ±180.
+    pub longitude: f64,
+    /// ISO 3166-1 alpha-2, e.g. "FR".
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// The positions file: `{"app": {"originator": {"latitude": 48.85, "longitude": 2.35,
+/// "country": "FR"}, "other-originator": null}}`; `null` removes a position.
+pub type PositionsJson = BTreeMap<String, BTreeMap<String, Option<PositionJson>>>;
+
 /// The groups file: `{"gateway": {"group": ["device", ...]}, "apps": {"app": {"group":
 /// ["member", ...]}}}`; both parts optional, an empty list removes the group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +96,31 @@ impl BundleContents {
         Ok(())
     }
 
+    /// Adds originator positions from a [`PositionsJson`] (issue 13.7).
+    pub fn add_positions_json(&mut self, positions: &PositionsJson) -> Result<(), ProvisionError> {
+        for (app, entries) in positions {
+            for (originator, position) in entries {
+                let position = position
+                    .as_ref()
+                    .map(|p| {
+                        super::Position::from_degrees(p.latitude, p.longitude, p.country.as_deref())
+                    })
+                    .transpose()
+                    .map_err(|reason| {
+                        ProvisionError::invalid(
+                            format!("position of {originator:?} in app {app:?}"),
+                            reason,
+                        )
+                    })?;
+                self.app_positions
+                    .entry(app.clone())
+                    .or_default()
+                    .insert(originator.clone(), position);
+            }
+        }
+        Ok(())
+    }
+
     /// Everything but the secrets, as JSON (secrets are listed by name only).
     pub fn public_view(&self) -> serde_json::Value {
         let hexmap = |m: &BTreeMap<String, [u8; 32]>| -> BTreeMap<String, String> {
@@ -100,6 +142,7 @@ impl BundleContents {
             "app_groups": self.app_groups,
             "app_public_keys": public_keys,
             "app_secret_names": secrets,
+            "app_positions": self.app_positions,
         })
     }
 }

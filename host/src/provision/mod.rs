@@ -25,6 +25,7 @@ mod directory;
 mod error;
 mod json;
 mod plan;
+mod positions;
 mod seal;
 mod state;
 mod trust;
@@ -37,7 +38,8 @@ pub use apply::{ProvisionReport, ProvisionedKey, Provisioner};
 pub use bundle::{create_bundle, BundleSpec, SignedBundle};
 pub use directory::{DirectoryUpdate, MemberDirectory, MemoryDirectory};
 pub use error::{DecodeError, ProvisionError};
-pub use json::{GroupsJson, PerAppHex};
+pub use json::{GroupsJson, PerAppHex, PositionJson, PositionsJson};
+pub use positions::{Position, PositionDirectory};
 pub use seal::GatewayKey;
 pub use state::{
     AppKeyRecord, DeviceRecord, GroupRecord, ProviderProgress, ProvisionState, StateFile, StrayKey,
@@ -140,6 +142,9 @@ pub struct BundleContents {
     pub app_secrets: BTreeMap<String, BTreeMap<String, SecretBytes>>,
     /// Application public keys: app → key name → Ed25519 public key.
     pub app_public_keys: BTreeMap<String, BTreeMap<String, [u8; 32]>>,
+    /// Device positions per application, the location source of proxied requests (`aclr`,
+    /// issue 13.7): app → originator → position; `None` removes the originator's position.
+    pub app_positions: BTreeMap<String, BTreeMap<String, Option<Position>>>,
 }
 
 impl BundleContents {
@@ -154,6 +159,7 @@ impl BundleContents {
             .keys()
             .chain(self.app_secrets.keys())
             .chain(self.app_public_keys.keys())
+            .chain(self.app_positions.keys())
             .map(String::as_str)
             .collect()
     }

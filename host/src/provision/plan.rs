@@ -148,6 +148,34 @@ pub(crate) fn plan(
         }
     }
 
+    for (app, positions) in &contents.app_positions {
+        let entry = next.app_positions.entry(app.clone()).or_default();
+        for (originator, position) in positions {
+            match position {
+                Some(position) => {
+                    entry.insert(originator.clone(), *position);
+                }
+                None => {
+                    entry.remove(originator);
+                }
+            }
+        }
+        // The directory stays bounded across bundles, not only within one (SER-001).
+        if entry.len() > super::MAX_DEVICES {
+            return Err(ProvisionError::invalid(
+                format!("positions of app {app:?}"),
+                format!(
+                    "{} after this bundle, the limit is {}",
+                    entry.len(),
+                    super::MAX_DEVICES
+                ),
+            ));
+        }
+        if entry.is_empty() {
+            next.app_positions.remove(app);
+        }
+    }
+
     // What the directories learn: the bundle's groups, and every group whose member was
     // re-keyed (its members' keys changed).
     let keys_of = |g: &str| -> BTreeMap<String, [u8; 32]> {
@@ -174,6 +202,7 @@ pub(crate) fn plan(
         devices: contents.devices.clone(),
         gateway_groups,
         app_groups: contents.app_groups.clone(),
+        app_positions: contents.app_positions.clone(),
     };
     for d in directories {
         d.check(&update).map_err(ProvisionError::Directory)?;

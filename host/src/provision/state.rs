@@ -87,6 +87,9 @@ pub struct ProvisionState {
     pub gateway_groups: BTreeMap<String, GroupRecord>,
     /// App → group → members.
     pub app_groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// App → originator → position (issue 13.7). Absent in states written before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub app_positions: BTreeMap<String, BTreeMap<String, super::Position>>,
     /// App → key name → keystore key. Plugins' key names resolve through this index.
     pub app_keys: BTreeMap<String, BTreeMap<String, AppKeyRecord>>,
     /// Keystore keys to delete (see [`StrayKey`]).
@@ -103,6 +106,7 @@ impl Default for ProvisionState {
             devices: BTreeMap::new(),
             gateway_groups: BTreeMap::new(),
             app_groups: BTreeMap::new(),
+            app_positions: BTreeMap::new(),
             app_keys: BTreeMap::new(),
             strays: Vec::new(),
         }

@@ -367,3 +367,36 @@ pub(crate) fn sign_raw(
     );
     out
 }
+
+/// A module's signature section as read without a trust root, for `palisade inspect`: what the
+/// section claims, none of it verified. Never a reason to trust the module; [`verify_with`] is.
+#[derive(Clone, Debug)]
+pub struct UnverifiedSignature {
+    /// The manifest as written in the section.
+    pub manifest: Manifest,
+    /// The key the section says signed the manifest.
+    pub publisher_key: VerifyingKey,
+    /// The delegation the section carries (its root signature not checked).
+    pub delegation: Delegation,
+    /// Whether the manifest's hash and size match the component: the one part of the chain
+    /// that needs no trust root.
+    pub hash_matches: bool,
+}
+
+/// Reads the signature section of `bytes`, if there is one, checking its form only (the same
+/// parser as [`verify_with`], so a section this refuses, verification refuses too).
+pub fn read_unverified(bytes: &[u8]) -> Result<Option<UnverifiedSignature>, VerifyError> {
+    let split = section::split(bytes)?;
+    let Some(block) = split.signature else {
+        return Ok(None);
+    };
+    let (manifest, publisher_key, _, delegation) = parse_block(block)?;
+    let hash_matches = ModuleHash::of(&split.component) == manifest.module_sha256
+        && split.component.len() as u64 == manifest.size;
+    Ok(Some(UnverifiedSignature {
+        manifest,
+        publisher_key,
+        delegation,
+        hash_matches,
+    }))
+}

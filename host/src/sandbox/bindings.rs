@@ -1,4 +1,4 @@
-//! Host-side bindings of the WIT contract (`wit/palisade.wit`).
+//! Host-side bindings of the WIT contract (`plugins/sdk/wit/palisade.wit`, inside the SDK crate).
 //!
 //! The `imports` world is generated once; the three plugin worlds reuse its interfaces with
 //! `with`, so there is one Rust type per WIT type and one `Host` trait per import.
@@ -7,7 +7,7 @@
 
 pub mod imports {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../plugins/sdk/wit",
         world: "imports",
         imports: { default: trappable },
     });
@@ -15,7 +15,7 @@ pub mod imports {
 
 pub mod authorizer {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../plugins/sdk/wit",
         world: "authorizer",
         imports: { default: trappable },
         with: { "palisade:plugin": super::imports::palisade::plugin },
@@ -24,7 +24,7 @@ pub mod authorizer {
 
 pub mod authenticator {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../plugins/sdk/wit",
         world: "authenticator",
         imports: { default: trappable },
         with: { "palisade:plugin": super::imports::palisade::plugin },
@@ -33,7 +33,7 @@ pub mod authenticator {
 
 pub mod filter {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../plugins/sdk/wit",
         world: "filter",
         imports: { default: trappable },
         with: { "palisade:plugin": super::imports::palisade::plugin },

@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// How instances of an application's plugins are reused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
     /// Keep instances warm and reuse them for later requests of the same application
@@ -20,7 +22,7 @@ pub enum Isolation {
 }
 
 /// Limits applied to every call into one application's plugins.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxLimits {
     /// Most memory one plugin instance may hold: all its linear memories and tables together
@@ -28,6 +30,7 @@ pub struct SandboxLimits {
     /// Bounded by [`crate::engine::EngineConfig::max_memory_bytes`]. Default: 16 MiB.
     pub memory_bytes: usize,
     /// Wall-clock time one call may run before it traps (epoch deadline). Default: 50 ms.
+    #[schemars(with = "u64")]
     #[serde(with = "duration_ms", rename = "deadline_ms")]
     pub deadline: Duration,
     /// Host imports one call may make (logging, key-value, crypto...); a flood traps.
@@ -51,8 +54,10 @@ pub struct SandboxLimits {
     pub quarantine_after: u32,
     /// First quarantine period; each further failure after re-admission doubles it up to
     /// `quarantine_max`. Defaults: 1 s and 5 min.
+    #[schemars(with = "u64")]
     #[serde(with = "duration_ms", rename = "quarantine_base_ms")]
     pub quarantine_base: Duration,
+    #[schemars(with = "u64")]
     #[serde(with = "duration_ms", rename = "quarantine_max_ms")]
     pub quarantine_max: Duration,
     /// Idle warm instances kept per plugin (in `warm` isolation). Default: 8.

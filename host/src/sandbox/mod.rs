@@ -27,7 +27,8 @@ use crate::engine::{CompiledComponent, Engine};
 use crate::request::{AccessRequest, Credential, ResponseBody};
 
 pub use capabilities::{
-    AppKeys, Capabilities, Capability, GroupDirectory, KeyUseError, KvNamespace, StaticKeys,
+    AppKeys, Capabilities, Capability, GroupDirectory, KeyUseError, KvNamespace, MembershipSource,
+    StaticKeys,
 };
 pub use convert::{AuthOutcome, FilterOutcome, Verdict};
 pub use failure::Failure;

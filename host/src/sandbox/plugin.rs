@@ -18,7 +18,7 @@ use super::state::{HostState, PluginGrant};
 use super::Sandbox;
 
 /// The three kinds of plugin, one per WIT world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Authorizer,
@@ -104,7 +104,7 @@ impl std::str::FromStr for PluginKind {
 
 /// A line of the plugin contract (`palisade:plugin`) this host loads. Components of every
 /// listed line run side by side, each seeing the records of its own version (see the
-/// versioning note in `wit/palisade.wit`).
+/// versioning note in `plugins/sdk/wit/palisade.wit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ContractLine {
     /// 0.1.x: the request carries no target type. Kept for deployed modules (`legacy.rs`).

@@ -134,7 +134,8 @@ fn compile_rule(value: &Value, at: &str) -> Result<Rule, String> {
 }
 
 /// `acor` entries: `all`; `<group-id>` (membership via the host's group look-up); `role:<id>`
-/// (one of the request's roles); an ID with `*` wildcards; otherwise an exact ID.
+/// (one of the request's roles); an ID with `*` wildcards; otherwise an exact ID, which when
+/// it is a resource ID (`/...`) may also name a `<group>`.
 fn compile_originators(value: &Value, at: &str) -> Result<Originators, String> {
     let mut originators = Originators::default();
     let list = non_empty_array(value, at)?;
@@ -162,6 +163,13 @@ fn compile_originators(value: &Value, at: &str) -> Result<Originators, String> {
         } else if Pattern::has_wildcard(text) {
             originators.wildcards.push(Pattern::originator(text));
         } else {
+            // TS-0003 §7.1.2: an acor entry may be a <group>'s resource ID, which grants its
+            // members. An SP-relative (`/cse-id/grp1`) or absolute (`//sp/cse-id/grp1`) ID
+            // may name a group or an originator alike, so it is both: an exact ID, and a
+            // group the host is asked about (when nothing else grants).
+            if text.starts_with('/') {
+                originators.groups.push(text.into());
+            }
             originators.exact.push(text.into());
         }
     }

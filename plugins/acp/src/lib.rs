@@ -34,7 +34,11 @@
 //! - `acor` (required): `all` = any originator; `<group-id>` = a member of that group per
 //!   the host's group look-up (grant the `groups` capability); `role:<role-id>` = the request
 //!   holds that role; an ID containing `*` = wildcard where `*` matches any run of characters
-//!   except `/`; anything else = exact, literal ID (regex metacharacters mean themselves).
+//!   except `/`; anything else = exact, literal ID (regex metacharacters mean themselves). An
+//!   SP-relative or absolute ID (`/id-in/grp1`, `//sp/id-in/grp1`) is also a group resource
+//!   ID (TS-0003 §7.1.2): when it is not the originator itself, the host's group look-up is
+//!   asked whether the originator is a member, as for `<group-id>` (grant `groups`).
+//!   `<group-id>` stays as Palisade's name for a group of the app's own directory.
 //! - `acop` (required): bitmask CREATE 1, RETRIEVE 2, UPDATE 4, DELETE 8, NOTIFY 16,
 //!   DISCOVERY 32; 1..=63.
 //! - `acco` (optional, non-empty list): ANY context holding suffices; within a context every

@@ -370,3 +370,49 @@ fn malformed_configurations_name_the_problem() {
         );
     }
 }
+
+/// TS-0003 §7.1.2: a `<group>` resource ID in `acor` grants its members (the host's
+/// look-up); the same entry still matches an originator spelled that way, without asking.
+#[test]
+fn resource_ids_in_acor_are_groups_as_well_as_ids() {
+    let s = rules(json!([{ "acor": ["/id-in/grp1", "//sp.example/id-in/grp2"], "acop": 2 }]));
+    let mut asked = Vec::new();
+    let mut members = |group: &str, member: &str| {
+        asked.push(format!("{group} {member}"));
+        (group == "/id-in/grp1" && member == "CAE1")
+            || (group == "//sp.example/id-in/grp2" && member == "CAE2")
+    };
+    let get = |originator| request(originator, Operation::Retrieve, "/cse-in/a");
+    assert!(matches!(
+        decide(&s, &get("CAE1"), &mut members),
+        Decision::Permit
+    ));
+    assert!(matches!(
+        decide(&s, &get("CAE2"), &mut members),
+        Decision::Permit
+    ));
+    assert!(matches!(
+        decide(&s, &get("CAE3"), &mut members),
+        Decision::Deny(_)
+    ));
+    assert!(matches!(
+        decide(&s, &get("/id-in/grp1"), &mut members),
+        Decision::Permit
+    ));
+    assert_eq!(
+        asked,
+        [
+            "/id-in/grp1 CAE1",
+            "/id-in/grp1 CAE2",
+            "//sp.example/id-in/grp2 CAE2",
+            "/id-in/grp1 CAE3",
+            "//sp.example/id-in/grp2 CAE3",
+        ]
+    );
+    // Wildcards over resource IDs stay wildcards, never group look-ups.
+    let w = rules(json!([{ "acor": ["/id-in/*"], "acop": 2 }]));
+    assert!(matches!(
+        decide(&w, &get("CAE1"), |_: &str, _: &str| panic!("no look-up")),
+        Decision::Deny(_)
+    ));
+}

@@ -45,7 +45,7 @@ static SETTINGS: Config<Settings> = Config::new();
 mod abi {
     wit_bindgen::generate!({
         world: "palisade:hostile/hostile",
-        path: ["../../wit", "wit"],
+        path: ["../sdk/wit", "wit"],
         with: {
             "palisade:plugin/types@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::types,
             "palisade:plugin/log@0.2.0": palisade_sdk::bindings::imports::palisade::plugin::log,

@@ -70,6 +70,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 /// Parses one JSON document with unique member names at every depth.
+///
+/// ```
+/// use palisade_sdk::json::{parse, DUPLICATE};
+///
+/// assert_eq!(parse(br#"{"sub":"CAE1"}"#).unwrap()["sub"], "CAE1");
+/// let error = parse(br#"{"sub":"CAE1","sub":"admin"}"#).unwrap_err();
+/// assert!(error.starts_with(DUPLICATE));
+/// ```
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
     serde_json::from_slice::<Strict>(bytes)
         .map(|Strict(value)| value)

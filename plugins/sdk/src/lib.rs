@@ -3,7 +3,7 @@
 //! A plugin makes one kind of security decision for an application. Implement one trait —
 //! [`Authorizer`], [`Authenticator`] or [`Filter`] — and export it with the matching macro:
 //!
-//! ```ignore
+//! ```no_run
 //! use palisade_sdk::{Authorizer, Decision, Request};
 //!
 //! struct OnlyReads;
@@ -19,6 +19,7 @@
 //! }
 //!
 //! palisade_sdk::export_authorizer!(OnlyReads);
+//! # fn main() {}
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` and try it with
@@ -33,6 +34,19 @@
 //! What the host offers is in the modules [`log`], [`config`], [`kv`], [`groups`] and
 //! [`crypto`]; everything is scoped to the application the plugin is serving. The plugin has
 //! no filesystem, network, environment or clock: [`Request::request_time`] is its time.
+//!
+//! ## Compatibility between SDK and gateway versions
+//!
+//! The SDK's version follows the contract it builds against, the WIT package
+//! `palisade:plugin` in this crate's `wit/` folder: **`palisade-sdk` 0.N.x builds components
+//! of `palisade:plugin@0.N.0`**, and a patch release (0.N.x → 0.N.y) never changes the
+//! contract, only the Rust side. A gateway runs components of its own contract version and
+//! of every earlier 0.x version it still lists (a gateway of contract 0.2 runs 0.1 and 0.2
+//! components), so a plugin built with `palisade-sdk` 0.N runs on every gateway whose
+//! contract is 0.N or later, and is refused at load, naming the version it imports, by an
+//! older one. `palisade inspect MODULE` shows which contract a module was built against.
+//! Within 0.x a new contract version only ever adds (fields, functions); a plugin is rebuilt
+//! with the newer SDK to see them.
 
 mod request;
 
@@ -50,14 +64,14 @@ pub mod bindings {
     pub mod imports {
         wit_bindgen::generate!({
             world: "imports",
-            path: "../../wit",
+            path: "wit",
             generate_all,
         });
     }
     pub mod authorizer {
         wit_bindgen::generate!({
             world: "prepared-authorizer",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
@@ -74,7 +88,7 @@ pub mod bindings {
     pub mod authenticator {
         wit_bindgen::generate!({
             world: "prepared-authenticator",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,
@@ -91,7 +105,7 @@ pub mod bindings {
     pub mod filter {
         wit_bindgen::generate!({
             world: "prepared-filter",
-            path: "../../wit",
+            path: "wit",
             with: {
                 "palisade:plugin/types@0.2.0": crate::bindings::imports::palisade::plugin::types,
                 "palisade:plugin/log@0.2.0": crate::bindings::imports::palisade::plugin::log,

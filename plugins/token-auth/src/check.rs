@@ -86,14 +86,23 @@ fn default_max_token_length() -> usize {
     8192
 }
 
+/// Most tokens one credential may carry (TS-0009 §6.4.19 joins several with `+`).
+pub const MAX_TOKENS: usize = 16;
+
 /// The whole decision for one credential. `config` is the parsed configuration or the reason
 /// it does not parse; `verify` checks an Ed25519 signature with a host-held key.
+///
+/// The credential holds one token or several joined by `+` (TS-0009 §6.4.19: `Authorization:
+/// <jws>+<jws>`, which the host passes as a `bearer` credential; base64url has no `+`, so
+/// the split is unambiguous). Every token must pass every check: one bad token rejects the
+/// request, rather than being skipped. The identity's roles are the union of the tokens'
+/// roles and it expires with the first of them to expire.
 pub fn decide(
     config: Result<&Config, &str>,
     credential: &Credential,
     originator: &str,
     request_time: u64,
-    verify: impl FnOnce(&str, &[u8], &[u8]) -> Result<bool, CryptoError>,
+    verify: impl Fn(&str, &[u8], &[u8]) -> Result<bool, CryptoError>,
 ) -> AuthResult {
     // Only bearer tokens are ours (RFC 6750 §2.1: the scheme is case-insensitive); another
     // authenticator of the application may handle other schemes.
@@ -104,15 +113,47 @@ pub fn decide(
         Ok(config) => config,
         Err(reason) => return AuthResult::Rejected(reason.to_string()),
     };
-    match check(
-        config,
-        credential.value.trim(),
-        originator,
-        request_time,
-        verify,
-    ) {
-        Ok(identity) => AuthResult::Authenticated(identity),
-        Err(reason) => AuthResult::Rejected(reason),
+    let value = credential.value.trim();
+    if value.len() > config.max_token_length {
+        return AuthResult::Rejected(format!(
+            "token is {} bytes, more than the {} allowed",
+            value.len(),
+            config.max_token_length
+        ));
+    }
+    let tokens: Vec<&str> = value.split('+').collect();
+    if tokens.len() > MAX_TOKENS {
+        return AuthResult::Rejected(format!(
+            "{} tokens, more than the {MAX_TOKENS} a credential may carry",
+            tokens.len()
+        ));
+    }
+    let mut merged: Option<Identity> = None;
+    for (index, token) in tokens.iter().enumerate() {
+        let identity = match check(config, token, originator, request_time, &verify) {
+            Ok(identity) => identity,
+            Err(reason) if tokens.len() == 1 => return AuthResult::Rejected(reason),
+            Err(reason) => return AuthResult::Rejected(format!("token {}: {reason}", index + 1)),
+        };
+        merged = Some(match merged {
+            None => identity,
+            Some(mut so_far) => {
+                for role in identity.roles {
+                    if !so_far.roles.contains(&role) {
+                        so_far.roles.push(role);
+                    }
+                }
+                so_far.expires_at = match (so_far.expires_at, identity.expires_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                so_far
+            }
+        });
+    }
+    match merged {
+        Some(identity) => AuthResult::Authenticated(identity),
+        None => AuthResult::Rejected("empty bearer token".into()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! # token-auth: oneM2M dynamic-authorization tokens as Ed25519-signed JWS
 //!
-//! A Palisade reference authenticator. An originator presents `Authorization: Bearer <token>`
-//! where the token is a JWS compact serialization (RFC 7515) with `alg` `EdDSA` (RFC 8037)
+//! A Palisade reference authenticator. An originator presents `Authorization: Bearer <token>`,
+//! or tokens as TS-0009 §6.4.19 carries them (`Authorization: <jws>+<jws>`, no scheme word;
+//! every token must verify), where each token is a JWS compact serialization (RFC 7515) with `alg` `EdDSA` (RFC 8037)
 //! carrying oneM2M token claims (TS-0003 §7.3: `tkid`, `tkhd`, `tkis`, `tknb`, `tkna`, `tknm`,
 //! `tkau`, `tkps`). The plugin checks the token and turns it into an identity: subject = the
 //! holder, roles = the role IDs of its permissions, expiry = `tkna`.

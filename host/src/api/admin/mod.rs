@@ -47,7 +47,7 @@ pub use error::AdminError;
 pub use routes::handle;
 
 /// The `[admin]` section of the gateway config.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Public key files of the operator roots modules must chain to (SER-022).
@@ -76,11 +76,12 @@ pub struct AdminConfig {
 }
 
 /// What the operator grants one registry plugin.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryPluginConfig {
     /// The plugin's configuration (SER-014), given to it as JSON.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<toml::Table>,
     /// Or: a JSON file with the configuration, relative to the gateway config.
     #[serde(default)]
@@ -346,7 +347,15 @@ pub fn start(
         return Ok(None);
     };
     let mut admin = Admin::open(admin_config, &config.base_dir(), data_dir)?;
-    admin.provision = provision::ProvisionEndpoint::open(data_dir, gateway.keystore.clone())?;
+    admin.provision = provision::ProvisionEndpoint::open(
+        data_dir,
+        gateway.keystore.clone(),
+        gateway.positions.clone(),
+    )?;
+    if let Some(endpoint) = &admin.provision {
+        // Provisioned app groups answer the apps' `groups` capability.
+        endpoint.add_directory(Arc::new(super::app_groups::ProvisionedGroups::new(gateway)));
+    }
     let admin = Arc::new(admin);
     boot(gateway, &admin);
     gateway.admin = Some(admin.clone());

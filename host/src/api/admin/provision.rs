@@ -38,9 +38,12 @@ pub enum ProvisionSetupError {
 
 impl ProvisionEndpoint {
     /// Opens `<data>/provision` if it was prepared; `None` otherwise (no endpoint).
+    /// `positions` is kept up to date with every applied bundle (and loaded from the state
+    /// now): the proxy's location source.
     pub fn open(
         data_dir: &Path,
         keystore: Arc<dyn KeyStore>,
+        positions: Arc<crate::provision::PositionDirectory>,
     ) -> Result<Option<ProvisionEndpoint>, ProvisionSetupError> {
         let trust_file = data_dir.join("provision").join("trust.json");
         if !trust_file.exists() {
@@ -66,9 +69,19 @@ impl ProvisionEndpoint {
         for (id, provider) in providers {
             provisioner.trust(id, provider);
         }
+        provisioner.add_directory(positions);
         Ok(Some(ProvisionEndpoint {
             provisioner: Mutex::new(provisioner),
         }))
+    }
+
+    /// Sends every committed bundle's group and device changes (and what is provisioned
+    /// already, at once) to `directory`.
+    pub fn add_directory(&self, directory: Arc<dyn crate::provision::MemberDirectory>) {
+        self.provisioner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .add_directory(directory);
     }
 
     /// Applies one bundle; the answer is the report, or the refusal with its stable code.

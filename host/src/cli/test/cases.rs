@@ -8,6 +8,9 @@
 //! [state]                        # host state every case sees unless it overrides it
 //! time = 2026-11-28T10:15:00Z    # request time: TOML datetime (UTC) or seconds since the epoch
 //! groups = { "grp1" = ["CAE1"] }
+//! positions = { "CAE1" = { latitude = 48.85, longitude = 2.35, country = "FR" } }
+//!                                # provisioned positions: what the proxy gives a request
+//!                                # that carries no location of its own (issue 13.7)
 //! kv = { "k" = "v" }
 //! [[state.keys]]
 //! handle = "issuer-1"
@@ -56,6 +59,11 @@ pub struct State {
     pub time: Option<TimeValue>,
     #[serde(default)]
     pub groups: Option<HashMap<String, Vec<String>>>,
+    /// Originator → provisioned position, as `palisade provision create --positions`
+    /// carries them; a request without `location` from such an originator gets it, through
+    /// the same fixed-point form the proxy uses.
+    #[serde(default)]
+    pub positions: Option<BTreeMap<String, crate::provision::PositionJson>>,
     #[serde(default)]
     pub kv: Option<BTreeMap<String, String>>,
     #[serde(default)]

@@ -16,38 +16,74 @@
 //!
 //! In independent mode the agent relays bytes it cannot use: the confirmations are MACs under
 //! keys only the device and the server hold (SER-028).
+//!
+//! **Jamming (#16, SER-001).** Everything a device sends arrives over a LAN anyone can post
+//! to, so nothing unauthenticated may take a member's place or hold a round:
+//! - an answer is verified against the member's provisioned key (`verify_strict`) before it
+//!   takes the member's slot, so garbage or an answer signed by anyone else never blocks the
+//!   real one; the identical answer sent again is accepted again (a device retrying), any
+//!   other second answer is refused;
+//! - each client address has a token bucket for the requests that cost work (starting a
+//!   round, posting an answer), in a fixed-size table ([`crate::api::protect::RateTable`]);
+//! - rounds run per group *and mode*, and a start while a round of that group and mode is
+//!   collecting joins it instead of being refused, so starting a round cannot lock devices
+//!   out; the collection deadline is the operator's, never the caller's, so nobody can hold
+//!   a round open longer or close it early; it closes early only when every member has a
+//!   verified answer in.
 
-use super::super::messages::DeviceAnswer;
-use super::super::wire::WireMessage;
+use super::super::messages::{DeviceAnswer, SealedMessage};
+use super::super::wire::{signed_part, WireMessage};
 use super::super::{
-    check_id, GatewayAgent, GroupError, GroupSigner, Mode, SecureChannel, WireError,
+    check_id, GatewayAgent, GroupError, GroupSigner, Mode, Rejection, SecureChannel, WireError,
 };
 use super::round::{self, Phase, Round, Rounds};
 use super::{binary, binary_body, lock, Clock, HttpError, RegistryError, ServerClient};
+use crate::api::config::Rate;
+use crate::api::protect::{RateTable, TableKey};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest device answer body (an answer is under 300 bytes; SER-001).
 const ANSWER_LIMIT: usize = 1024;
+/// Largest sealed message relayed (the channel's payload limit and its framing).
+const SEALED_LIMIT: usize = 64 * 1024 + 256;
+
+/// Default per-client-address limit on the requests that cost the agent work (starting a
+/// round, posting an answer): a device posts one answer per round, so 20/s with a burst of
+/// 200 leaves room for a few hundred devices behind one address while a flooding address
+/// gets at most that many signature checks (about 50 µs each).
+pub const DEFAULT_SOURCE_RATE: Rate = Rate {
+    per_second: 20,
+    burst: 200,
+};
+
+/// Client addresses the per-source table remembers (fixed memory, about 48 bytes each).
+const SOURCE_TABLE: usize = 4096;
 
 /// What the agent endpoints share.
 pub struct AgentState {
     id: String,
     pub(super) agent: Mutex<GatewayAgent>,
     pub(super) client: ServerClient,
-    members: BTreeMap<String, BTreeSet<String>>,
+    /// group → member → provisioned key: who may answer, checked on arrival.
+    members: BTreeMap<String, BTreeMap<String, VerifyingKey>>,
     pub(super) rounds: Mutex<Rounds>,
     pub(super) clock: Clock,
     round_deadline: Duration,
+    sources: RateTable,
 }
 
 impl AgentState {
@@ -59,6 +95,18 @@ impl AgentState {
         server_key: &[u8; 32],
         server_url: &str,
     ) -> Result<Self, HttpError> {
+        Self::with_tls(gateway, signer, server_key, server_url, None)
+    }
+
+    /// Like [`AgentState::new`], reaching an `https://` server with `tls`
+    /// ([`crate::tls_client::client_config`]).
+    pub fn with_tls(
+        gateway: &str,
+        signer: Arc<dyn GroupSigner>,
+        server_key: &[u8; 32],
+        server_url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, HttpError> {
         let agent = GatewayAgent::new(
             gateway,
             Box::new(super::SharedSigner(signer.clone())),
@@ -67,12 +115,25 @@ impl AgentState {
         Ok(AgentState {
             id: gateway.to_owned(),
             agent: Mutex::new(agent),
-            client: ServerClient::new(server_url, gateway, signer)?,
+            client: ServerClient::with_tls(server_url, gateway, signer, tls)?,
             members: BTreeMap::new(),
             rounds: Mutex::new(Rounds::default()),
             clock: super::system_clock(),
             round_deadline: Duration::from_secs(20),
+            sources: RateTable::new(DEFAULT_SOURCE_RATE, SOURCE_TABLE),
         })
+    }
+
+    /// Represented mode with evidence (#16.5): see [`GatewayAgent::set_evidence`].
+    pub fn with_evidence(self, on: bool) -> Self {
+        lock(&self.agent).set_evidence(on);
+        self
+    }
+
+    /// Replaces the per-client-address limit ([`DEFAULT_SOURCE_RATE`]).
+    pub fn with_source_rate(mut self, rate: Rate) -> Self {
+        self.sources = RateTable::new(rate, SOURCE_TABLE);
+        self
     }
 
     /// The gateway id.
@@ -89,10 +150,13 @@ impl AgentState {
         key: &[u8; 32],
     ) -> Result<(), GroupError> {
         lock(&self.agent).add_member(group, device, key)?;
+        // The library refused weak and malformed keys above.
+        let key = VerifyingKey::from_bytes(key)
+            .map_err(|_| GroupError::WeakMemberKey(device.to_owned()))?;
         self.members
             .entry(group.to_owned())
             .or_default()
-            .insert(device.to_owned());
+            .insert(device.to_owned(), key);
         Ok(())
     }
 
@@ -123,7 +187,8 @@ impl AgentState {
         Ok(n)
     }
 
-    /// How long a round collects answers by default (cut short by the challenge's expiry).
+    /// How long a round collects answers unless every member answered first (cut short by the
+    /// challenge's expiry). Callers cannot change it.
     pub fn with_round_deadline(mut self, d: Duration) -> Self {
         self.round_deadline = d;
         self
@@ -139,7 +204,11 @@ impl AgentState {
     /// `group`, if it succeeded (SER-027).
     pub fn group_channel(&self, group: &str) -> Option<SecureChannel> {
         let rounds = lock(&self.rounds);
-        match &rounds.open.get(group)?.phase {
+        match &rounds
+            .open
+            .get(&(group.to_owned(), Mode::Represented))?
+            .phase
+        {
             Phase::Done(o) => o.association.as_ref().map(|a| a.channel()),
             _ => None,
         }
@@ -162,16 +231,55 @@ pub fn agent_router(state: impl Into<Arc<AgentState>>) -> Router {
             get(confirmation),
         )
         .route("/agent/v1/groups/{group}/result", get(result))
+        .route(
+            "/agent/v1/sealed",
+            post(relay_sealed).layer(DefaultBodyLimit::max(SEALED_LIMIT)),
+        )
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
         .with_state(state)
 }
 
-/// Query of `authenticate`.
+/// Query of `authenticate`. Unknown parameters are refused: the collection deadline used to
+/// be a parameter, and a caller must not believe it still sets one.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuthenticateQuery {
     mode: Mode,
-    deadline_ms: Option<u64>,
+}
+
+/// Query of `challenge` and `result`: which of the group's rounds (by default the one
+/// started last).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoundQuery {
+    mode: Option<Mode>,
+}
+
+/// The client's address, when the server was started with connect info
+/// (`into_make_service_with_connect_info::<SocketAddr>`); without it every client shares one
+/// bucket, which limits the whole agent rather than no one.
+struct Source(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// Takes one token of the client's bucket (SER-001).
+fn charge(st: &AgentState, source: &Source) -> Result<(), HttpError> {
+    st.sources
+        .check(&TableKey::of_ip(source.0))
+        .map_err(|wait| HttpError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        })
 }
 
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, HttpError> {
@@ -179,26 +287,46 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, HttpError> {
         .map_err(|e| HttpError::InvalidRequest(e.body_text()))
 }
 
-/// The expected members of a group the agent knows.
-fn expected<'a>(st: &'a AgentState, group: &str) -> Result<&'a BTreeSet<String>, HttpError> {
+/// The expected members of a group the agent knows, with their keys.
+fn expected<'a>(
+    st: &'a AgentState,
+    group: &str,
+) -> Result<&'a BTreeMap<String, VerifyingKey>, HttpError> {
     check_id(group)?;
     st.members
         .get(group)
         .ok_or_else(|| GroupError::UnknownGroup(group.to_owned()).into())
 }
 
-/// Clears the "starting" mark of a group however the start ends, a dropped request included,
-/// so that a client hanging up cannot lock the group.
-struct Starting<'a>(&'a AgentState, &'a str);
+/// Clears the "starting" mark of a group and mode however the start ends, a dropped request
+/// included, so that a client hanging up cannot lock the group.
+struct Starting<'a>(&'a AgentState, (String, Mode));
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
-        lock(&self.0.rounds).starting.remove(self.1);
+        lock(&self.0.rounds).starting.remove(&self.1);
     }
+}
+
+/// The JSON answer of `authenticate`.
+fn started(group: &str, r: &Round, expected: usize, joined: bool) -> Response {
+    let deadline = r
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    let body = serde_json::json!({
+        "group": group,
+        "mode": r.mode,
+        "expected": expected,
+        "challenge_expires_at": r.expires_at,
+        "deadline_ms": deadline.as_millis() as u64,
+        "joined": joined,
+    });
+    Json(body).into_response()
 }
 
 async fn authenticate(
     State(st): State<Arc<AgentState>>,
+    source: Source,
     group: Result<Path<String>, PathRejection>,
     query: Result<Query<AuthenticateQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
@@ -207,14 +335,20 @@ async fn authenticate(
         .map_err(|e| HttpError::InvalidRequest(e.body_text()))?
         .0;
     let expected = expected(&st, &group)?.len();
+    charge(&st, &source)?;
+    let key = (group.clone(), q.mode);
     {
         let mut rounds = lock(&st.rounds);
-        if rounds.starting.contains(&group) || rounds.open.get(&group).is_some_and(Round::active) {
+        if let Some(r) = rounds.open.get(&key).filter(|r| r.collecting()) {
+            return Ok(started(&group, r, expected, true));
+        }
+        // A round being started, or forwarding its answers: a moment's wait.
+        if rounds.starting.contains(&key) || rounds.open.get(&key).is_some_and(Round::active) {
             return Err(HttpError::RoundInProgress(group));
         }
-        rounds.starting.insert(group.clone());
+        rounds.starting.insert(key.clone());
     }
-    let _starting = Starting(&st, &group);
+    let _starting = Starting(&st, key.clone());
     let ch = st.client.challenge(&group, q.mode, (st.clock)()).await?;
     if ch.group != group || ch.mode != q.mode {
         return Err(HttpError::ServerUnavailable(
@@ -237,100 +371,170 @@ async fn authenticate(
     // for the server call.
     let remaining = ch.expires_at.saturating_sub(now);
     let latest = Duration::from_secs(remaining.saturating_sub((remaining / 4).min(5)));
-    let wait = q
-        .deadline_ms
-        .map(Duration::from_millis)
-        .unwrap_or(st.round_deadline)
-        .min(latest);
+    let wait = st.round_deadline.min(latest);
+    let deadline = tokio::time::Instant::now() + wait;
     let notify = Arc::new(tokio::sync::Notify::new());
+    let mut rounds = lock(&st.rounds);
+    rounds.started += 1;
     let round = Round {
         mode: q.mode,
         nonce: ch.nonce,
         challenge: Bytes::from(challenge),
         digest,
         expires_at: ch.expires_at,
+        deadline,
+        sequence: rounds.started,
         answers: Vec::new(),
-        answered: HashSet::new(),
+        answered: HashMap::new(),
+        refused: BTreeMap::new(),
         phase: Phase::Collecting,
         notify: notify.clone(),
     };
-    lock(&st.rounds).open.insert(group.clone(), round);
+    let reply = started(&group, &round, expected, false);
+    rounds.open.insert(key, round);
+    drop(rounds);
     tokio::spawn(round::run(
         st.clone(),
         group.clone(),
+        q.mode,
         ch.nonce,
         notify,
-        tokio::time::Instant::now() + wait,
+        deadline,
     ));
     tracing::info!(%group, mode = ?q.mode, expected, wait_ms = wait.as_millis() as u64, "group round started");
-    let body = serde_json::json!({
-        "group": group,
-        "mode": q.mode,
-        "expected": expected,
-        "challenge_expires_at": ch.expires_at,
-        "deadline_ms": wait.as_millis() as u64,
-    });
-    Ok(Json(body).into_response())
+    Ok(reply)
+}
+
+/// The group's round a `challenge` or `result` request means: the given mode's, or the one
+/// started last.
+fn chosen<'a>(rounds: &'a Rounds, group: &str, mode: Option<Mode>) -> Result<&'a Round, HttpError> {
+    let found = match mode {
+        Some(m) => rounds.open.get(&(group.to_owned(), m)),
+        None => [Mode::Independent, Mode::Represented]
+            .iter()
+            .filter_map(|m| rounds.open.get(&(group.to_owned(), *m)))
+            .max_by_key(|r| r.sequence),
+    };
+    found.ok_or_else(|| HttpError::NoRound(group.to_owned()))
 }
 
 async fn challenge(
     State(st): State<Arc<AgentState>>,
     group: Result<Path<String>, PathRejection>,
+    query: Result<Query<RoundQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let group = path(group)?;
+    let q = query
+        .map_err(|e| HttpError::InvalidRequest(e.body_text()))?
+        .0;
     expected(&st, &group)?;
     let rounds = lock(&st.rounds);
-    let r = rounds
-        .open
-        .get(&group)
-        .ok_or_else(|| HttpError::NoRound(group.clone()))?;
-    if !matches!(r.phase, Phase::Collecting) {
+    let r = chosen(&rounds, &group, q.mode)?;
+    if !r.collecting() {
         return Err(HttpError::RoundClosed);
     }
     Ok(binary(r.challenge.to_vec()))
 }
 
-/// One device's answer. Checked here only as far as the agent can without the device keys
-/// of independent mode: an expected member, once, for this round's challenge (an answer
-/// replayed from another round is refused at once so it cannot take the device's place,
-/// SER-012); the signatures are verified by the server (independent) or by the gateway in
-/// one batch at the end (represented).
+/// One device's answer (SER-027/028, SER-012, SER-001). It takes the member's slot in the
+/// round whose challenge it names only once its signature verifies under the member's
+/// provisioned key (`verify_strict`), so nobody else's bytes can stand in for it; an answer
+/// of an earlier round is refused at once. The signatures are verified again where the
+/// protocol needs them: by the server (independent) or in the gateway's batch (represented).
 async fn answer(
     State(st): State<Arc<AgentState>>,
+    source: Source,
     group: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let group = path(group)?;
     let expected = expected(&st, &group)?;
+    charge(&st, &source)?;
     let body = binary_body(&headers, body, ANSWER_LIMIT)?;
     let a = DeviceAnswer::from_bytes(&body).map_err(|e: WireError| GroupError::from(e))?;
-    let mut rounds = lock(&st.rounds);
-    let r = rounds
-        .open
-        .get_mut(&group)
-        .ok_or_else(|| HttpError::NoRound(group.clone()))?;
-    if !matches!(r.phase, Phase::Collecting) {
-        return Err(HttpError::RoundClosed);
-    }
-    if !expected.contains(&a.device) {
+    let Some(key) = expected.get(&a.device) else {
         return Err(HttpError::UnexpectedDevice {
             group,
             device: a.device,
         });
+    };
+    // The round this answer is for: the one whose challenge it names.
+    let (mode, nonce) = {
+        let rounds = lock(&st.rounds);
+        let ours = [Mode::Independent, Mode::Represented]
+            .iter()
+            .filter_map(|m| rounds.open.get(&(group.clone(), *m)))
+            .collect::<Vec<_>>();
+        if ours.is_empty() {
+            return Err(HttpError::NoRound(group));
+        }
+        match ours.iter().find(|r| r.digest == a.challenge) {
+            Some(r) if r.collecting() => (r.mode, r.nonce),
+            Some(_) => return Err(HttpError::RoundClosed),
+            None if ours.iter().any(|r| r.collecting()) => {
+                return Err(HttpError::AnswerForOtherChallenge)
+            }
+            None => return Err(HttpError::RoundClosed),
+        }
+    };
+    let refusal = if a.ephemeral.is_some() != (mode == Mode::Independent) {
+        Some(Rejection::EphemeralKeyMismatch)
+    } else if key
+        .verify_strict(&signed_part(&body), &Signature::from_bytes(&a.signature))
+        .is_err()
+    {
+        Some(Rejection::BadSignature)
+    } else {
+        None
+    };
+    let mut rounds = lock(&st.rounds);
+    let r = rounds
+        .open
+        .get_mut(&(group.clone(), mode))
+        .filter(|r| r.nonce == nonce && r.collecting())
+        .ok_or(HttpError::RoundClosed)?;
+    if let Some(reason) = refusal {
+        // Kept for the result (bounded: one entry per member) unless the real answer is in.
+        if !r.answered.contains_key(&a.device) {
+            r.refused.insert(a.device.clone(), reason);
+        }
+        return Err(HttpError::AnswerRefused {
+            device: a.device,
+            reason,
+        });
     }
-    if a.challenge != r.digest {
-        return Err(HttpError::AnswerForOtherChallenge);
-    }
-    if !r.answered.insert(a.device.clone()) {
-        return Err(HttpError::AlreadyAnswered(a.device));
-    }
-    r.answers.push(a);
-    if r.answered.len() == expected.len() {
-        r.notify.notify_one();
+    if let Some(&i) = r.answered.get(&a.device) {
+        // The same answer again is a device retrying; another one is not.
+        if r.answers.get(i) != Some(&a) {
+            return Err(HttpError::AlreadyAnswered(a.device));
+        }
+    } else {
+        r.refused.remove(&a.device);
+        r.answered.insert(a.device.clone(), r.answers.len());
+        r.answers.push(a);
+        if r.answered.len() == expected.len() {
+            r.notify.notify_one();
+        }
     }
     let body = serde_json::json!({"received": r.answered.len(), "expected": expected.len()});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// #16.6: relays a device's sealed message to the server and the sealed answer back, as
+/// bytes: the agent checks only that it is a well-formed sealed message of bounded size, and
+/// charges the client address like any request that costs work (SER-001).
+async fn relay_sealed(
+    State(st): State<Arc<AgentState>>,
+    source: Source,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    charge(&st, &source)?;
+    let body = binary_body(&headers, body, SEALED_LIMIT)?;
+    SealedMessage::from_bytes(&body).map_err(|e: WireError| GroupError::from(e))?;
+    let answer = st.client.sealed(body.to_vec()).await?;
+    Ok(binary(answer.to_vec()))
 }
 
 async fn confirmation(
@@ -341,13 +545,12 @@ async fn confirmation(
     expected(&st, &group)?;
     check_id(&device)?;
     let rounds = lock(&st.rounds);
-    let r = rounds
-        .open
-        .get(&group)
-        .ok_or_else(|| HttpError::NoRound(group.clone()))?;
-    if r.mode != Mode::Independent {
-        return Err(HttpError::WrongMode(r.mode));
-    }
+    let r = chosen(&rounds, &group, Some(Mode::Independent)).map_err(|e| {
+        match rounds.open.get(&(group.clone(), Mode::Represented)) {
+            Some(_) => HttpError::WrongMode(Mode::Represented),
+            None => e,
+        }
+    })?;
     match &r.phase {
         Phase::Collecting | Phase::Forwarding => {
             let body = serde_json::json!({"state": "pending"});
@@ -358,11 +561,14 @@ async fn confirmation(
             if let Some(c) = o.confirmations.get(&device) {
                 return Ok(binary(c.to_bytes()));
             }
-            match o.rejected.iter().find(|(d, _)| *d == device) {
-                Some((_, why)) => Err(HttpError::DeviceRejected {
-                    device,
-                    reason: *why,
-                }),
+            let refused = o
+                .rejected
+                .iter()
+                .find(|(d, _)| *d == device)
+                .map(|(_, why)| *why)
+                .or_else(|| r.refused.get(&device).copied());
+            match refused {
+                Some(reason) => Err(HttpError::DeviceRejected { device, reason }),
                 None => Err(HttpError::NoConfirmation(device)),
             }
         }
@@ -372,13 +578,15 @@ async fn confirmation(
 async fn result(
     State(st): State<Arc<AgentState>>,
     group: Result<Path<String>, PathRejection>,
+    query: Result<Query<RoundQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let group = path(group)?;
+    let q = query
+        .map_err(|e| HttpError::InvalidRequest(e.body_text()))?
+        .0;
     let expected = expected(&st, &group)?;
     let rounds = lock(&st.rounds);
-    let r = rounds
-        .open
-        .get(&group)
-        .ok_or_else(|| HttpError::NoRound(group.clone()))?;
-    Ok(Json(r.view(&group, expected)).into_response())
+    let r = chosen(&rounds, &group, q.mode)?;
+    let names: BTreeSet<&String> = expected.keys().collect();
+    Ok(Json(r.view(&group, &names)).into_response())
 }

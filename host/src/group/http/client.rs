@@ -1,6 +1,8 @@
-//! The gateway's HTTP client for the server role. Plain HTTP: every protocol message is signed
-//! end to end (and independent-mode keys never cross the wire), so transport security is a
-//! deployment choice (TLS in front, SER-002), not a protocol need.
+//! The gateway's HTTP client for the server role, over `http://` or `https://`
+//! ([`crate::tls_client`], the one client TLS builder: the server verified against a
+//! configured CA, an optional client certificate). Every protocol message is signed end to
+//! end (and independent-mode keys never cross the wire), so TLS adds confidentiality of the
+//! group membership traffic (SER-002/003), not authenticity.
 
 use super::super::messages::{
     GroupAnswers, GroupAssertion, GroupAssociation, GroupChallenge, GroupConfirmations,
@@ -12,7 +14,6 @@ use super::{HttpError, CONTENT_TYPE};
 use axum::http::{header, Method, Request, StatusCode, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub struct ServerClient {
     base: String,
     gateway: String,
     signer: Arc<dyn GroupSigner>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls_client::Connector, Full<Bytes>>,
 }
 
 impl ServerClient {
@@ -40,18 +41,47 @@ impl ServerClient {
         gateway: &str,
         signer: Arc<dyn GroupSigner>,
     ) -> Result<Self, HttpError> {
+        Self::with_tls(base_url, gateway, signer, None)
+    }
+
+    /// Like [`ServerClient::new`], for an `https://` server too: `tls` from
+    /// [`crate::tls_client::client_config`]. An `https://` URL without `tls` and `tls` with
+    /// an `http://` URL are refused (no silent plain text, no ignored CA).
+    pub fn with_tls(
+        base_url: &str,
+        gateway: &str,
+        signer: Arc<dyn GroupSigner>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, HttpError> {
         let base = base_url.trim_end_matches('/').to_owned();
         let uri: Uri = base
             .parse()
             .map_err(|e| HttpError::InvalidRequest(format!("server URL {base_url:?}: {e}")))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        let https = crate::tls_client::is_https(&uri)
+            .map_err(|e| HttpError::InvalidRequest(format!("server URL: {e}")))?;
+        if uri.authority().is_none() {
             return Err(HttpError::InvalidRequest(format!(
-                "server URL {base_url:?}: expected http://HOST:PORT (put TLS in front of both ends)"
+                "server URL {base_url:?}: expected http(s)://HOST:PORT"
             )));
         }
+        match (https, tls.is_some()) {
+            (true, false) => {
+                return Err(HttpError::InvalidRequest(format!(
+                    "server URL {base_url:?} is https://: give the server's CA file"
+                )))
+            }
+            (false, true) => {
+                return Err(HttpError::InvalidRequest(format!(
+                    "server URL {base_url:?} is plain http://: TLS files apply to https:// only"
+                )))
+            }
+            (false, false) => {
+                tracing::warn!(server = %base, "the group-authentication server is reached over plain http://")
+            }
+            (true, true) => {}
+        }
         super::super::check_id(gateway)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = crate::tls_client::Connector::new(Duration::from_secs(10), tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(ServerClient {
             base,
@@ -88,6 +118,12 @@ impl ServerClient {
     pub async fn independent(&self, m: &GroupAnswers) -> Result<GroupConfirmations, HttpError> {
         let b = self.post("/group/v1/independent", m.to_bytes()).await?;
         decode(&b)
+    }
+
+    /// #16.6: relays a sealed message's bytes to the server and returns the sealed answer's
+    /// bytes, both unread (the agent holds no key of an independent-mode association).
+    pub async fn sealed(&self, body: Vec<u8>) -> Result<Bytes, HttpError> {
+        self.post("/group/v1/sealed", body).await
     }
 
     /// One POST. A refusal by the server keeps its status and code (the caller's request was

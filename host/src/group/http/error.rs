@@ -66,6 +66,25 @@ pub enum HttpError {
     /// 409 `already-answered`: one answer per device and round.
     #[error("device {0} already answered in this round")]
     AlreadyAnswered(String),
+    /// The agent refused a device's answer before it could take the member's slot: 401
+    /// `bad-signature` (not signed by the member's provisioned key), 422 `ephemeral-key-mismatch`
+    /// (made for the other mode).
+    #[error("the answer of {device} was refused: {reason}")]
+    AnswerRefused {
+        /// The device it claims to be from.
+        device: String,
+        /// Why.
+        reason: Rejection,
+    },
+    /// 410 `association-expired`: the association of this sealed message expired (#16.6).
+    #[error("the association expired at {0}")]
+    AssociationExpired(u64),
+    /// 429 `too-many-requests`: this client address's bucket is empty (SER-001).
+    #[error("too many requests from this address; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// When to retry.
+        retry_after_secs: u64,
+    },
     /// 409 `answer-for-other-challenge`: the answer names another challenge than the round's
     /// (replayed from an earlier round, or made for another group; SER-012).
     #[error("the answer was made for another challenge than this round's")]
@@ -126,6 +145,7 @@ fn group_status(e: &GroupError) -> (StatusCode, &'static str) {
         G::BadConfirmation => (S::UNPROCESSABLE_ENTITY, "bad-confirmation"),
         G::LowOrderKey => (S::UNPROCESSABLE_ENTITY, "low-order-key"),
         G::UnwrapFailed => (S::UNPROCESSABLE_ENTITY, "unwrap-failed"),
+        G::EvidenceRequired(_) => (S::UNPROCESSABLE_ENTITY, "evidence-required"),
         G::ReplayCacheFull => (S::SERVICE_UNAVAILABLE, "busy"),
         G::WeakMemberKey(_) | G::Key(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         G::ChannelReplay { .. }
@@ -157,6 +177,13 @@ impl HttpError {
             | H::AnswerForOtherChallenge => S::CONFLICT,
             H::UnexpectedDevice { .. } | H::DeviceRejected { .. } => S::FORBIDDEN,
             H::Failed { status, .. } => *status,
+            H::AnswerRefused {
+                reason: Rejection::BadSignature,
+                ..
+            } => S::UNAUTHORIZED,
+            H::AnswerRefused { .. } => S::UNPROCESSABLE_ENTITY,
+            H::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+            H::AssociationExpired(_) => S::GONE,
             H::ServerUnavailable(_) => S::BAD_GATEWAY,
             H::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -185,6 +212,13 @@ impl HttpError {
             H::DeviceRejected { .. } => "device-rejected",
             H::NoConfirmation(_) => "no-confirmation",
             H::Failed { code, .. } => code,
+            H::AnswerRefused {
+                reason: Rejection::BadSignature,
+                ..
+            } => "bad-signature",
+            H::AnswerRefused { .. } => "ephemeral-key-mismatch",
+            H::RateLimited { .. } => "too-many-requests",
+            H::AssociationExpired(_) => "association-expired",
             H::ServerUnavailable(_) => "server-unavailable",
             H::Internal(_) => "internal",
         }
@@ -210,8 +244,15 @@ impl IntoResponse for HttpError {
             tracing::debug!(code = self.code(), error = %self, "group request refused");
         }
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let retry = match &self {
+            HttpError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let mut r = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             // The only 503 is a full replay cache or pending table: it drains as challenges
             // expire (SER-001, SER-012).
             r.headers_mut()

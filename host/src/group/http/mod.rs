@@ -5,7 +5,7 @@
 //! - [`agent_router`]: the gateway agent (`/agent/v1/...`), called by devices; it calls the
 //!   server with a [`ServerClient`].
 //!
-//! Protocol bodies are the library's versioned binary encoding ([`super::wire`]) with the
+//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`super::wire`]) with the
 //! media type [`CONTENT_TYPE`]; every body is size-bounded by axum's body limit before it is
 //! decoded (SER-001). Refusals are JSON, `{"error": {"code": "...", "message": "..."}}`, with
 //! a stable code and a matching HTTP status ([`HttpError`]). Per-member rejections are not
@@ -25,13 +25,15 @@ mod error;
 mod registry;
 mod request;
 mod round;
+mod sealed;
 mod server;
 
-pub use agent::{agent_router, AgentState};
+pub use agent::{agent_router, AgentState, DEFAULT_SOURCE_RATE};
 pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
 pub use registry::{GatewayEntry, RegistryFile};
 pub use request::ChallengeRequest;
+pub use sealed::{Peer, MAX_ASSOCIATIONS};
 pub use server::{server_router, Established, ServerLimits, ServerState};
 
 use super::GroupSigner;
@@ -42,7 +44,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 /// Media type of every binary group-authentication body.
-pub const CONTENT_TYPE: &str = "application/vnd.palisade.group";
+pub const CONTENT_TYPE: &str = "application/vnd.palisade.group+cbor";
 
 /// Where the HTTP layer reads the time (Unix seconds).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;

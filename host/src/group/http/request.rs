@@ -13,8 +13,8 @@ use ed25519_dalek::VerifyingKey;
 use rand::RngCore;
 
 /// Gateway → server: "challenge me for this group in this mode". Encoded like the library's
-/// messages (`version | type 0x20 | fields`), ending with the gateway's Ed25519 signature
-/// over the same signing context. The type byte keeps it from being taken for any other
+/// signed messages (a COSE_Sign1 over `[version, 0x20, fields...]`) and signed by the
+/// gateway under the same signing context; the type keeps it from being taken for any other
 /// signed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeRequest {
@@ -35,13 +35,14 @@ pub struct ChallengeRequest {
 impl WireMessage for ChallengeRequest {
     /// Outside the library's range (1..=9) on purpose, so both can grow.
     const TYPE: u8 = 0x20;
+    const FIELDS: u64 = 5;
     fn encode_fields(&self, w: &mut Writer) {
         w.u8(self.mode as u8);
         w.id(&self.group);
         w.id(&self.gateway);
         w.u64(self.issued_at);
         w.raw(&self.nonce);
-        w.raw(&self.signature);
+        w.signature(&self.signature);
     }
     fn decode_fields(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let m = r.u8("mode")?;
@@ -54,7 +55,7 @@ impl WireMessage for ChallengeRequest {
             gateway: r.id("gateway")?,
             issued_at: r.u64("issued_at")?,
             nonce: r.arr("nonce")?,
-            signature: r.arr("signature")?,
+            signature: r.signature()?,
         })
     }
 }
@@ -71,7 +72,7 @@ impl ChallengeRequest {
         check_id(gateway)?;
         check_id(group)?;
         let mut nonce = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        crate::group::Rng.fill_bytes(&mut nonce);
         let mut r = ChallengeRequest {
             mode,
             group: group.to_owned(),

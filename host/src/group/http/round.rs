@@ -7,17 +7,19 @@ use super::super::{GroupSecurityAssociation, Mode, Rejection};
 use super::agent::AgentState;
 use super::{blocking, lock, HttpError};
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// The rounds of all groups: at most one per group the agent knows, so memory is bounded by
-/// the provisioned groups (SER-001).
+/// The rounds of all groups: at most one per group and mode the agent knows, so memory is
+/// bounded by the provisioned groups (SER-001).
 #[derive(Default)]
 pub(super) struct Rounds {
-    pub open: HashMap<String, Round>,
-    /// Groups whose round is being started (the server call is in flight).
-    pub starting: HashSet<String>,
+    pub open: HashMap<(String, Mode), Round>,
+    /// Groups and modes whose round is being started (the server call is in flight).
+    pub starting: HashSet<(String, Mode)>,
+    /// Rounds started so far: orders a group's rounds of the two modes.
+    pub started: u64,
 }
 
 /// Where a round is.
@@ -53,8 +55,17 @@ pub(super) struct Round {
     /// The digest a device's answer must name.
     pub digest: [u8; 32],
     pub expires_at: u64,
+    /// When the round forwards whatever it has (the operator's deadline).
+    pub deadline: tokio::time::Instant,
+    /// Its place among the rounds started (the latest is a group's default round).
+    pub sequence: u64,
+    /// Verified answers, in arrival order.
     pub answers: Vec<DeviceAnswer>,
-    pub answered: HashSet<String>,
+    /// Member → index of its answer in `answers`.
+    pub answered: HashMap<String, usize>,
+    /// Members for whom only refused answers arrived, with the last refusal: shown in the
+    /// result, never forwarded; at most one entry per member.
+    pub refused: BTreeMap<String, Rejection>,
     pub phase: Phase,
     /// Wakes the round's task when every expected member has answered.
     pub notify: Arc<Notify>,
@@ -66,8 +77,13 @@ impl Round {
         matches!(self.phase, Phase::Collecting | Phase::Forwarding)
     }
 
+    /// Still taking answers.
+    pub fn collecting(&self) -> bool {
+        matches!(self.phase, Phase::Collecting)
+    }
+
     /// The round as JSON, for `GET .../result`.
-    pub fn view(&self, group: &str, expected: &BTreeSet<String>) -> serde_json::Value {
+    pub fn view(&self, group: &str, expected: &BTreeSet<&String>) -> serde_json::Value {
         let state = match &self.phase {
             Phase::Collecting => "collecting",
             Phase::Forwarding => "forwarding",
@@ -76,8 +92,14 @@ impl Round {
         };
         let missing: Vec<&String> = expected
             .iter()
-            .filter(|d| !self.answered.contains(*d))
+            .copied()
+            .filter(|d| !self.answered.contains_key(*d) && !self.refused.contains_key(*d))
             .collect();
+        // Refused at the agent: listed with the outcome's refusals once the round is done.
+        let refused = self
+            .refused
+            .iter()
+            .map(|(d, r)| serde_json::json!({"device": d, "reason": r, "message": r.to_string()}));
         let mut v = serde_json::json!({
             "group": group,
             "mode": self.mode,
@@ -94,6 +116,7 @@ impl Round {
                     .rejected
                     .iter()
                     .map(|(d, r)| serde_json::json!({"device": d, "reason": r, "message": r.to_string()}))
+                    .chain(refused)
                     .collect();
                 if let Some(a) = &o.association {
                     v["association"] = serde_json::json!({
@@ -105,8 +128,9 @@ impl Round {
             }
             Phase::Failed(e) => {
                 v["error"] = serde_json::json!({"code": e.code(), "message": e.to_string()});
+                v["rejected"] = refused.collect();
             }
-            _ => {}
+            _ => v["refused"] = refused.collect(),
         }
         v
     }
@@ -117,6 +141,7 @@ impl Round {
 pub(super) async fn run(
     st: Arc<AgentState>,
     group: String,
+    mode: Mode,
     nonce: [u8; 32],
     notify: Arc<Notify>,
     deadline: tokio::time::Instant,
@@ -127,15 +152,15 @@ pub(super) async fn run(
     }
     let taken = {
         let mut rounds = lock(&st.rounds);
-        match rounds.open.get_mut(&group) {
-            Some(r) if r.nonce == nonce && matches!(r.phase, Phase::Collecting) => {
+        match rounds.open.get_mut(&(group.clone(), mode)) {
+            Some(r) if r.nonce == nonce && r.collecting() => {
                 r.phase = Phase::Forwarding;
-                Some((r.mode, std::mem::take(&mut r.answers)))
+                Some(std::mem::take(&mut r.answers))
             }
             _ => None,
         }
     };
-    let Some((mode, answers)) = taken else {
+    let Some(answers) = taken else {
         return;
     };
     let count = answers.len();
@@ -150,7 +175,11 @@ pub(super) async fn run(
         Err(e) => tracing::warn!(%group, ?mode, code = e.code(), error = %e, "group round failed"),
     }
     let mut rounds = lock(&st.rounds);
-    if let Some(r) = rounds.open.get_mut(&group).filter(|r| r.nonce == nonce) {
+    if let Some(r) = rounds
+        .open
+        .get_mut(&(group.clone(), mode))
+        .filter(|r| r.nonce == nonce)
+    {
         r.phase = match result {
             Ok(o) => Phase::Done(o),
             Err(e) => Phase::Failed(e.recorded()),

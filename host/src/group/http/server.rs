@@ -5,17 +5,20 @@
 //!   key wrapped for the gateway, refused members listed inside);
 //! - `POST /group/v1/independent`: a [`GroupAnswers`] batch → [`GroupConfirmations`] (one
 //!   confirmation per authenticated device, refused devices listed inside).
+//! - `POST /group/v1/sealed`: a device's (or, represented, the gateway's) [`SealedMessage`]
+//!   under a kept association → the application's answer, sealed (#16.6).
 //!
 //! The library [`Server`] does the checks; this layer bounds and decodes bodies,
 //! authenticates challenge requests, reads the clock, and maps refusals to JSON errors.
 
-use super::super::messages::{GroupAnswers, GroupAssertion};
+use super::super::messages::{GroupAnswers, GroupAssertion, SealedMessage};
 use super::super::replay::ReplayCache;
 use super::super::wire::{WireMessage, MAX_MESSAGE_LEN};
 use super::super::{
     check_id, GroupError, IndependentOutcome, RepresentedOutcome, Server, WireError,
 };
 use super::request::ChallengeRequest;
+use super::sealed::{Associations, Peer, SealedRefusal};
 use super::{binary, binary_body, blocking, lock, Clock, HttpError};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -66,6 +69,10 @@ pub enum Established {
 }
 
 type Hook = Arc<dyn Fn(Established) + Send + Sync>;
+type MessageHandler = Arc<dyn Fn(&Peer, &[u8]) -> Vec<u8> + Send + Sync>;
+
+/// Largest sealed message body (the channel's payload limit and its framing).
+const SEALED_BODY: usize = 64 * 1024 + 256;
 
 /// What the server endpoints share.
 pub struct ServerState {
@@ -75,6 +82,8 @@ pub struct ServerState {
     clock: Clock,
     limits: ServerLimits,
     hook: Option<Hook>,
+    associations: Mutex<Associations>,
+    handler: Option<MessageHandler>,
 }
 
 impl ServerState {
@@ -88,6 +97,8 @@ impl ServerState {
             clock: super::system_clock(),
             limits: ServerLimits::default(),
             hook: None,
+            associations: Mutex::new(Associations::default()),
+            handler: None,
         }
     }
 
@@ -122,9 +133,25 @@ impl ServerState {
         self
     }
 
+    /// The server application's handler of sealed messages (`POST /group/v1/sealed`): given
+    /// the authenticated peer and the opened plaintext, it returns the answer, which goes
+    /// back sealed. Without one the answer is empty: a sealed acknowledgement.
+    pub fn on_message(
+        mut self,
+        f: impl Fn(&Peer, &[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        self.handler = Some(Arc::new(f));
+        self
+    }
+
+    /// Associations held (each kept until it expires).
+    pub fn associations(&self) -> usize {
+        lock(&self.associations).len()
+    }
+
     /// Called with every completed round, after its answer is made: where the server
-    /// application takes the session keys for the end-to-end channels. Without a hook the
-    /// keys are dropped (zeroized) once the answer is sent.
+    /// application also gets the session keys. The server keeps its own end of every
+    /// association for `POST /group/v1/sealed` in any case.
     pub fn on_established(mut self, f: impl Fn(Established) + Send + Sync + 'static) -> Self {
         self.hook = Some(Arc::new(f));
         self
@@ -148,6 +175,10 @@ pub fn server_router(state: impl Into<Arc<ServerState>>) -> Router {
         .route(
             "/group/v1/independent",
             post(independent).layer(DefaultBodyLimit::max(limits.message_body)),
+        )
+        .route(
+            "/group/v1/sealed",
+            post(sealed).layer(DefaultBodyLimit::max(SEALED_BODY)),
         )
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
@@ -208,6 +239,17 @@ async fn represented(
     .await?;
     let bytes = out.association.to_bytes();
     tracing::info!(group = %out.association.group, accepted = out.members.len(), rejected = out.rejected.len(), "represented group authenticated");
+    let channel = out.channel();
+    lock(&st.associations).insert(
+        channel.session(),
+        Peer {
+            group: out.association.group.clone(),
+            id: out.association.gateway.clone(),
+            expires_at: out.association.expires_at,
+        },
+        channel,
+        now,
+    );
     if let Some(h) = &st.hook {
         h(Established::Represented(out));
     }
@@ -231,8 +273,53 @@ async fn independent(
     .await?;
     let bytes = out.confirmations.to_bytes();
     tracing::info!(group = %out.confirmations.group, authenticated = out.sessions.len(), rejected = out.rejected.len(), "independent group authenticated");
+    {
+        let expires_at = now.saturating_add(lock(&st.server).association_ttl());
+        let mut table = lock(&st.associations);
+        for (device, _) in &out.sessions {
+            let channel = out.channel(device).expect("a session of this outcome");
+            let peer = Peer {
+                group: out.confirmations.group.clone(),
+                id: device.clone(),
+                expires_at,
+            };
+            table.insert(channel.session(), peer, channel, now);
+        }
+    }
     if let Some(h) = &st.hook {
         h(Established::Independent(out));
     }
     Ok(binary(bytes))
+}
+
+/// #16.6: a sealed message under a kept association → the application's answer, sealed. The
+/// channel refuses replayed, reordered and modified messages (422 `channel-error`) without
+/// moving its counter; an expired association is removed (410 `association-expired`).
+async fn sealed(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let body = binary_body(&headers, body, SEALED_BODY)?;
+    let m: SealedMessage = decode(&body)?;
+    let now = (st.clock)();
+    let (peer, plaintext) = {
+        let mut table = lock(&st.associations);
+        let (peer, channel) = table.live(&m, now).map_err(|r| match r {
+            SealedRefusal::Unknown => HttpError::Group(GroupError::UnknownSession),
+            SealedRefusal::Expired(at) => HttpError::AssociationExpired(at),
+        })?;
+        (peer.clone(), channel.open(&m)?)
+    };
+    let answer = match &st.handler {
+        Some(h) => h(&peer, &plaintext),
+        None => Vec::new(),
+    };
+    let mut table = lock(&st.associations);
+    let (_, channel) = table
+        .live(&m, now)
+        .map_err(|_| HttpError::Group(GroupError::UnknownSession))?;
+    let reply = channel.seal(&answer)?;
+    tracing::debug!(group = %peer.group, peer = %peer.id, "sealed message answered");
+    Ok(binary(reply.to_bytes()))
 }

@@ -16,13 +16,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use crypto::{AppKeys, KeyUseError, StaticKeys};
-pub use groups::GroupDirectory;
+pub use groups::{GroupDirectory, MembershipSource};
 pub use kv::KvNamespace;
 
 use super::state::{HostState, SandboxTrap};
 
 /// A capability an operator may grant to one plugin of one application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// The application's bounded key-value store.

@@ -213,3 +213,53 @@ fn timestamps_are_rfc3339() {
     assert_eq!(timestamp(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(timestamp(4_102_444_799), "2099-12-31T23:59:59Z");
 }
+
+/// TS-0009 §6.4.19: several tokens joined by `+`; every one must pass, roles are their union
+/// and the identity expires with the first.
+#[test]
+fn every_token_of_a_joined_credential_must_pass() {
+    let cfg = config();
+    let mut second = claims();
+    second["tkid"] = json!("tok-2");
+    second["tkna"] = json!(NA - 10);
+    second["tkps"] = json!([{"rids": ["auditor"]}]);
+    let joined = Credential {
+        scheme: "bearer".into(),
+        value: format!("{}+{}", mint(&claims()), mint(&second)),
+    };
+    match decide(Ok(&cfg), &joined, "CAE1", NOW, verifier) {
+        AuthResult::Authenticated(identity) => {
+            assert_eq!(identity.roles, ["reader", "writer", "auditor"]);
+            assert_eq!(identity.expires_at, Some(NA - 10));
+        }
+        other => panic!("{other:?}"),
+    }
+    // One token held by someone else rejects the whole credential.
+    let mut foreign = claims();
+    foreign["tkhd"] = json!("CAE2");
+    let mixed = Credential {
+        scheme: "bearer".into(),
+        value: format!("{}+{}", mint(&claims()), mint(&foreign)),
+    };
+    match decide(Ok(&cfg), &mixed, "CAE1", NOW, verifier) {
+        AuthResult::Rejected(reason) => assert!(reason.starts_with("token 2: holder"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // An empty part (`a++b`) and too many tokens are refused.
+    let empty_part = Credential {
+        scheme: "bearer".into(),
+        value: format!("{}++{}", mint(&claims()), mint(&claims())),
+    };
+    assert!(matches!(
+        decide(Ok(&cfg), &empty_part, "CAE1", NOW, verifier),
+        AuthResult::Rejected(reason) if reason.starts_with("token 2: empty")
+    ));
+    let many = Credential {
+        scheme: "bearer".into(),
+        value: vec!["x"; 17].join("+"),
+    };
+    assert!(matches!(
+        decide(Ok(&cfg), &many, "CAE1", NOW, verifier),
+        AuthResult::Rejected(reason) if reason.contains("17 tokens")
+    ));
+}
