@@ -36,6 +36,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
     );
     assert_eq!(answer.status, 201, "{}", answer.text());
     assert_eq!(answer.json()["status"], "stored");
+    assert_eq!(answer.json()["contract"], "palisade:plugin@0.2.0");
     assert_eq!(
         decision(&gateway, "lights"),
         ("permit".into(), json!("1.0.0"))

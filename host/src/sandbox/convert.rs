@@ -18,67 +18,9 @@ use super::limits::SandboxLimits;
 use crate::request::{AccessRequest, Operation};
 
 /// The WIT request a plugin sees. Location goes only to plugins granted it (SER-026).
-///
-/// Its strings go into one `text` with their `ends` (issue #18): lowering a record costs one
-/// entry into the plugin (`cabi_realloc`) per string and list, and those entries, not the
-/// bytes, were most of a warm decision's crossing. The layout is the one `wit/palisade.wit`
-/// states for `request`; `palisade_sdk::Request` undoes it.
 pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) -> wit::Request {
-    let location = request
-        .location
-        .as_ref()
-        .filter(|_| grant.allows(Capability::Location));
-    let optional = [
-        request.target_specialization.as_deref(),
-        request.source_ip.as_deref(),
-        location.and_then(|at| at.country.as_deref()),
-    ];
-    let mut length = request.originator.len() + request.target.len();
-    let mut count = 2 + request.roles.len() + 2 * request.attributes.len();
-    for piece in optional.iter().flatten() {
-        length += piece.len();
-        count += 1;
-    }
-    length += request.roles.iter().map(String::len).sum::<usize>();
-    for (name, value) in &request.attributes {
-        length += name.len() + value.len();
-    }
-    let mut text = String::with_capacity(length);
-    let mut ends = Vec::with_capacity(count);
-    let mut push = |piece: &str| {
-        text.push_str(piece);
-        // Lowering refuses a string over 2^31 bytes before the plugin runs, so an offset
-        // that no longer fits (over 4 GiB) never reaches one.
-        ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-    };
-    push(&request.originator);
-    push(&request.target);
-    for piece in optional.iter().flatten() {
-        push(piece);
-    }
-    for role in &request.roles {
-        push(role);
-    }
-    for (name, value) in &request.attributes {
-        push(name);
-        push(value);
-    }
-    let mut present = wit::Present::empty();
-    for (flag, piece) in [
-        wit::Present::TARGET_SPECIALIZATION,
-        wit::Present::SOURCE_IP,
-        wit::Present::COUNTRY,
-    ]
-    .into_iter()
-    .zip(optional)
-    {
-        if piece.is_some() {
-            present |= flag;
-        }
-    }
     wit::Request {
-        text,
-        ends,
+        originator: request.originator.clone(),
         operation: match request.operation {
             Operation::Create => wit::Operation::Create,
             Operation::Retrieve => wit::Operation::Retrieve,
@@ -87,17 +29,24 @@ pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) ->
             Operation::Notify => wit::Operation::Notify,
             Operation::Discovery => wit::Operation::Discovery,
         },
+        target: request.target.clone(),
         resource_type: request.resource_type,
         target_resource_type: request.target_resource_type,
+        target_specialization: request.target_specialization.clone(),
         authenticated: request.authenticated,
-        present,
-        role_count: u32::try_from(request.roles.len()).unwrap_or(u32::MAX),
-        attribute_count: u32::try_from(request.attributes.len()).unwrap_or(u32::MAX),
-        position: location.map(|at| wit::Position {
-            latitude: at.latitude,
-            longitude: at.longitude,
-        }),
+        roles: request.roles.clone(),
+        source_ip: request.source_ip.clone(),
+        location: if grant.allows(Capability::Location) {
+            request.location.as_ref().map(|location| wit::Location {
+                latitude: location.latitude,
+                longitude: location.longitude,
+                country: location.country.clone(),
+            })
+        } else {
+            None
+        },
         request_time: request.request_time.unwrap_or(now),
+        attributes: request.attributes.clone(),
     }
 }
 
@@ -302,36 +251,6 @@ pub(crate) fn escape_text(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_request_crosses_as_one_text_split_at_its_ends() {
-        let mut access = AccessRequest::new("app", "CAE1", Operation::Create, "/cse-in/ä");
-        access.target_specialization = Some("org.example.lamp".into());
-        access.roles = vec!["r1".into(), "".into()];
-        access.attributes = vec![("fu".into(), "1".into())];
-        access.location = Some(crate::request::Location {
-            latitude: 1.5,
-            longitude: -2.0,
-            country: Some("FR".into()),
-        });
-        let crossed = request(&access, 7, Capabilities::NONE);
-        // No `location` grant: neither the position nor its country (SER-026).
-        assert_eq!(crossed.text, "CAE1/cse-in/äorg.example.lampr1fu1");
-        assert_eq!(crossed.ends, [4, 14, 30, 32, 32, 34, 35]);
-        assert_eq!(crossed.present, wit::Present::TARGET_SPECIALIZATION);
-        assert_eq!((crossed.role_count, crossed.attribute_count), (2, 1));
-        assert!(crossed.position.is_none());
-        assert_eq!(crossed.request_time, 7);
-
-        let mut grant = Capabilities::NONE;
-        grant.grant(Capability::Location);
-        access.source_ip = Some("::1".into());
-        let crossed = request(&access, 7, grant);
-        assert_eq!(crossed.text, "CAE1/cse-in/äorg.example.lamp::1FRr1fu1");
-        assert_eq!(crossed.ends, [4, 14, 30, 33, 35, 37, 37, 39, 40]);
-        assert_eq!(crossed.present, wit::Present::all());
-        assert_eq!(crossed.position.map(|at| at.latitude), Some(1.5));
-    }
 
     #[test]
     fn control_and_bidi_characters_are_escaped_and_other_text_kept() {

@@ -10,9 +10,9 @@
 //! so one set of checks (`convert.rs`) covers every version.
 
 use super::bindings::wit;
-use super::capabilities::{Capabilities, Capability};
+use super::capabilities::Capabilities;
 use super::state::HostState;
-use crate::request::{AccessRequest, Operation};
+use crate::request::AccessRequest;
 
 /// Host bindings of the 0.1.0 worlds, generated from the frozen WIT text.
 pub mod bindings {
@@ -58,35 +58,44 @@ use crate::sandbox::bindings::imports::palisade::plugin as current;
 use bindings::imports::palisade::plugin as old;
 use bindings::wit as v01;
 
-/// The request a 0.1 plugin sees: the current one without the target's type, in the 0.1
-/// record (a string or list per field). Location goes only to plugins granted it (SER-026).
+/// The request a 0.1 plugin sees: the current one without the target's type.
 pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) -> v01::Request {
+    let wit::Request {
+        originator,
+        operation,
+        target,
+        resource_type,
+        target_resource_type: _,
+        target_specialization: _,
+        authenticated,
+        roles,
+        source_ip,
+        location,
+        request_time,
+        attributes,
+    } = super::convert::request(request, now, grant);
     v01::Request {
-        originator: request.originator.clone(),
-        operation: match request.operation {
-            Operation::Create => v01::Operation::Create,
-            Operation::Retrieve => v01::Operation::Retrieve,
-            Operation::Update => v01::Operation::Update,
-            Operation::Delete => v01::Operation::Delete,
-            Operation::Notify => v01::Operation::Notify,
-            Operation::Discovery => v01::Operation::Discovery,
+        originator,
+        operation: match operation {
+            wit::Operation::Create => v01::Operation::Create,
+            wit::Operation::Retrieve => v01::Operation::Retrieve,
+            wit::Operation::Update => v01::Operation::Update,
+            wit::Operation::Delete => v01::Operation::Delete,
+            wit::Operation::Notify => v01::Operation::Notify,
+            wit::Operation::Discovery => v01::Operation::Discovery,
         },
-        target: request.target.clone(),
-        resource_type: request.resource_type,
-        authenticated: request.authenticated,
-        roles: request.roles.clone(),
-        source_ip: request.source_ip.clone(),
-        location: if grant.allows(Capability::Location) {
-            request.location.as_ref().map(|at| v01::Location {
-                latitude: at.latitude,
-                longitude: at.longitude,
-                country: at.country.clone(),
-            })
-        } else {
-            None
-        },
-        request_time: request.request_time.unwrap_or(now),
-        attributes: request.attributes.clone(),
+        target,
+        resource_type,
+        authenticated,
+        roles,
+        source_ip,
+        location: location.map(|at| v01::Location {
+            latitude: at.latitude,
+            longitude: at.longitude,
+            country: at.country,
+        }),
+        request_time,
+        attributes,
     }
 }
 

@@ -17,7 +17,6 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use abi::Guest;
-use palisade_sdk::bindings::WireRequest;
 use palisade_sdk::config::Config;
 use palisade_sdk::{AuthResult, Credential, Decision, FilterResult, Request, Response};
 
@@ -192,8 +191,7 @@ impl Guest for Hostile {
         }
     }
 
-    fn authorize(request: WireRequest) -> Decision {
-        let request = Request::from(request);
+    fn authorize(request: Request) -> Decision {
         let settings = match SETTINGS.get() {
             Ok(settings) => settings,
             Err(reason) => return Decision::deny(format!("hostile: {reason}")),
@@ -238,12 +236,12 @@ impl Guest for Hostile {
         }
     }
 
-    fn authenticate(request: WireRequest, credential: Credential) -> AuthResult {
-        answers::authenticate(&request.into(), &credential)
+    fn authenticate(request: Request, credential: Credential) -> AuthResult {
+        answers::authenticate(&request, &credential)
     }
 
-    fn filter(request: WireRequest, response: Response) -> FilterResult {
-        answers::filter(&request.into(), &response)
+    fn filter(request: Request, response: Response) -> FilterResult {
+        answers::filter(&request, &response)
     }
 }
 

@@ -25,12 +25,10 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and try it with
 //! `palisade eval` or `palisade test`.
 //!
-//! The [`Request`] is the contract's `request` of `palisade:plugin@0.2.0` with ordinary fields:
-//! 0.2 added the target's own type ([`Request::target_resource_type`],
-//! [`Request::target_specialization`]) and carries the request's strings as one text split at
-//! offsets (one allocation in the plugin instead of one per string); the SDK splits it before
-//! your code runs. A plugin built with this SDK is a 0.2 component; gateways of 0.2 also keep
-//! running modules built against 0.1.x, which never see a target type. Build requests in tests
+//! The [`Request`] is the contract's `request` record of `palisade:plugin@0.2.0`, which added
+//! the target's own type ([`Request::target_resource_type`], [`Request::target_specialization`])
+//! to 0.1.0. A plugin built with this SDK is a 0.2 component; gateways of 0.2 also keep running
+//! modules built against 0.1.x, which simply never see a target type. Build requests in tests
 //! with [`Request::new`], so that fields a later contract adds need no change in your code.
 //!
 //! What the host offers is in the modules [`log`], [`config`], [`kv`], [`groups`] and
@@ -121,16 +119,13 @@ pub mod bindings {
             export_macro_name: "export",
         });
     }
-
-    /// The request as the contract carries it (one text split at offsets); plugins get
-    /// [`crate::Request`], made from it.
-    pub use imports::palisade::plugin::types::Request as WireRequest;
 }
 
 pub use bindings::imports::palisade::plugin::types::{
-    AuthResult, Credential, Decision, FilterResult, Identity, Operation, Response,
+    AuthResult, Credential, Decision, FilterResult, Identity, Location, Operation, Request,
+    Response,
 };
-pub use request::{Location, OperationSet, Request};
+pub use request::OperationSet;
 
 /// An authorizer decides whether a request may proceed.
 ///
@@ -171,8 +166,8 @@ macro_rules! export_authorizer {
         const _: () = {
             struct __PalisadeExport;
             impl $crate::bindings::authorizer::Guest for __PalisadeExport {
-                fn authorize(request: $crate::bindings::WireRequest) -> $crate::Decision {
-                    <$plugin as $crate::Authorizer>::authorize(request.into())
+                fn authorize(request: $crate::Request) -> $crate::Decision {
+                    <$plugin as $crate::Authorizer>::authorize(request)
                 }
                 fn prepare() {
                     <$plugin as $crate::Authorizer>::prepare()
@@ -191,10 +186,10 @@ macro_rules! export_authenticator {
             struct __PalisadeExport;
             impl $crate::bindings::authenticator::Guest for __PalisadeExport {
                 fn authenticate(
-                    request: $crate::bindings::WireRequest,
+                    request: $crate::Request,
                     credential: $crate::Credential,
                 ) -> $crate::AuthResult {
-                    <$plugin as $crate::Authenticator>::authenticate(request.into(), credential)
+                    <$plugin as $crate::Authenticator>::authenticate(request, credential)
                 }
                 fn prepare() {
                     <$plugin as $crate::Authenticator>::prepare()
@@ -213,10 +208,10 @@ macro_rules! export_filter {
             struct __PalisadeExport;
             impl $crate::bindings::filter::Guest for __PalisadeExport {
                 fn filter(
-                    request: $crate::bindings::WireRequest,
+                    request: $crate::Request,
                     response: $crate::Response,
                 ) -> $crate::FilterResult {
-                    <$plugin as $crate::Filter>::filter(request.into(), response)
+                    <$plugin as $crate::Filter>::filter(request, response)
                 }
                 fn prepare() {
                     <$plugin as $crate::Filter>::prepare()

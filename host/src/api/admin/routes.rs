@@ -310,6 +310,11 @@ fn upload(
             }),
         });
     }
+    // Reported with the upload; a version this gateway does not load is reported as null, and
+    // loading it (on activation) fails naming the version.
+    let contract = crate::sandbox::Contract::of_component(&compiled.component, engine.wasmtime())
+        .ok()
+        .map(|contract| contract.to_string());
     let _change = admin.changes.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = admin.store.put(&Upload {
         bytes,
@@ -337,6 +342,7 @@ fn upload(
         serde_json::json!({
             "status": outcome.status,
             "module": outcome.record,
+            "contract": contract,
             "replaced": outcome.replaced,
             "active": active.map(|r| r.version),
         }),
