@@ -155,10 +155,10 @@ fn table_without_plugin(path: &Path) -> String {
 
 #[test]
 fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
-    let examples = repo().join("examples");
-    let rust = examples.join("rust-authorizer");
-    let python = examples.join("python-authorizer");
-    let js = examples.join("js-authorizer");
+    let examples = repo().join("examples").join("business-hours");
+    let rust = examples.join("rust");
+    let python = examples.join("python");
+    let js = examples.join("js");
     // One policy, one table: the three case files differ only in where the module is.
     let table = table_without_plugin(&rust.join("cases.toml"));
     assert!(table.contains("[[case]]"));
@@ -173,7 +173,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
 
     run(
         cargo(&rust).args(["build", "--release", "--locked"]),
-        "cargo build (rust-authorizer)",
+        "cargo build (business-hours/rust)",
     );
     passes_both_ways(&rust.join("cases.toml"));
 
@@ -192,7 +192,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
                     "business_hours.wasm",
                 ])
                 .current_dir(&python),
-            "componentize-py (python-authorizer)",
+            "componentize-py (business-hours/python)",
         );
         passes_both_ways(&python.join("cases.toml"));
     }
@@ -211,7 +211,7 @@ fn business_hours_passes_one_table_in_three_languages_warm_and_fresh() {
                 ])
                 .args(["-o", "business_hours.wasm"])
                 .current_dir(&js),
-            "componentize-js (js-authorizer)",
+            "componentize-js (business-hours/js)",
         );
         passes_both_ways(&js.join("cases.toml"));
     }

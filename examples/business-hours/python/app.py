@@ -1,5 +1,5 @@
-"""Business hours, in Python: the same policy as examples/rust-authorizer and
-examples/js-authorizer, so that the three can be compared (BENCHMARKS.md).
+"""Business hours, in Python: the same policy as examples/business-hours/rust and
+examples/business-hours/js, so that the three can be compared (BENCHMARKS.md).
 
 Reads (retrieve, discovery) are always allowed; anything else only between the configured
 hours, UTC, of the request time (the only clock a plugin has). The configuration is
@@ -8,7 +8,7 @@ sense denies every request it would have to decide (fail-closed).
 
 Build (componentize-py 0.25.1, which .ci/run installs), then test it warm and fresh:
 
-    componentize-py -d ../../plugins/sdk/wit -w authorizer componentize app -o business_hours.wasm
+    componentize-py -d ../../../plugins/sdk/wit -w authorizer componentize app -o business_hours.wasm
     palisade test --isolation warm cases.toml
     palisade test --isolation fresh-per-request cases.toml
 """

@@ -1,5 +1,5 @@
-// Business hours, in JavaScript: the same policy as examples/rust-authorizer and
-// examples/python-authorizer, so that the three can be compared (BENCHMARKS.md).
+// Business hours, in JavaScript: the same policy as examples/business-hours/rust and
+// examples/business-hours/python, so that the three can be compared (BENCHMARKS.md).
 //
 // Reads (retrieve, discovery) are always allowed; anything else only between the configured
 // hours, UTC, of the request time (the only clock a plugin has). The configuration is
@@ -9,7 +9,7 @@
 // Build (componentize-js 0.23.0, which .ci/run installs; Palisade offers no HTTP, so the
 // build leaves wasi:http out), then test it warm and fresh:
 //
-//   componentize-js app.js --wit ../../plugins/sdk/wit --world-name authorizer \
+//   componentize-js app.js --wit ../../../plugins/sdk/wit --world-name authorizer \
 //       --disable http fetch-event -o business_hours.wasm
 //   palisade test --isolation warm cases.toml
 //   palisade test --isolation fresh-per-request cases.toml

@@ -1,5 +1,5 @@
-//! Business hours, in Rust: the same policy as examples/python-authorizer and
-//! examples/js-authorizer, so that the three can be compared (BENCHMARKS.md).
+//! Business hours, in Rust: the same policy as examples/business-hours/python and
+//! examples/business-hours/js, so that the three can be compared (BENCHMARKS.md).
 //!
 //! Reads (retrieve, discovery) are always allowed; anything else only between the configured
 //! hours, UTC, of the request time (the only clock a plugin has). The configuration is
