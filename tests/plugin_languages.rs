@@ -237,8 +237,9 @@ fn scaffold(dir: &Path, name: &str, kind: &str, lang: &str, extra: &[&OsString])
 #[test]
 fn new_rust_projects_of_every_kind_build_and_pass() {
     let dir = tempfile::tempdir().unwrap();
-    // Until palisade-sdk is on a registry, the project names it by version and the test
-    // points a [patch] at this checkout's SDK (what `--sdk` is for).
+    // As a stranger builds it: the project carries the SDK (vendor/palisade-sdk, from the
+    // binary), and needs no checkout. The filter is built against this checkout's SDK
+    // instead, as someone working on the SDK would (`--sdk`).
     let sdk: OsString = repo().join("plugins/sdk").into();
     let flag: OsString = "--sdk".into();
     // One target folder for the three, so the SDK and wit-bindgen compile once; each
@@ -246,9 +247,21 @@ fn new_rust_projects_of_every_kind_build_and_pass() {
     let shared_target = dir.path().join("shared-target");
     for kind in KINDS {
         let name = format!("my-{kind}");
-        let project = scaffold(dir.path(), &name, kind, "rust", &[&flag, &sdk]);
+        let against_checkout = kind == "filter";
+        let extra: &[&OsString] = if against_checkout {
+            &[&flag, &sdk]
+        } else {
+            &[]
+        };
+        let project = scaffold(dir.path(), &name, kind, "rust", extra);
         let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains("palisade-sdk = \""), "{manifest}");
+        assert!(manifest.contains("palisade-sdk = "), "{manifest}");
+        assert_eq!(
+            project
+                .join("vendor/palisade-sdk/wit/palisade.wit")
+                .exists(),
+            !against_checkout
+        );
         run(
             cargo(&project)
                 .args(["build", "--release"])

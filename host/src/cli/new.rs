@@ -1,9 +1,12 @@
 //! `palisade new`: a plugin project outside any Palisade checkout, in Rust, Python or
 //! JavaScript, that builds with one command and comes with a case file that passes.
 //!
-//! - Rust depends on `palisade-sdk` by version (the SDK this binary was built with). Until
-//!   that crate is on a registry, `--sdk PATH` adds a `[patch.crates-io]` entry pointing at
-//!   an SDK source folder (a checkout's `plugins/sdk`, or an unpacked `cargo package`).
+//! - Rust depends on `palisade-sdk` by version (the SDK this binary was built with) and, so
+//!   that a stranger builds with no checkout and before that crate is on a registry, on a
+//!   copy of it written into the project (`vendor/palisade-sdk`, embedded in this binary:
+//!   `version` + `path`, so the project also publishes against the registry's crate).
+//!   `--sdk PATH` builds against another SDK source folder instead (a checkout's
+//!   `plugins/sdk`, when working on the SDK itself).
 //! - Python (componentize-py) and JavaScript (componentize-js) projects get the contract's
 //!   WIT, embedded in this binary, written into `wit/`: nothing else from Palisade is needed.
 //!
@@ -18,6 +21,52 @@ use anyhow::{bail, Context};
 const WIT: &str = include_str!("../../../plugins/sdk/wit/palisade.wit");
 /// The SDK's manifest, read for its version.
 const SDK_MANIFEST: &str = include_str!("../../../plugins/sdk/Cargo.toml");
+/// The guest workspace's manifest: the values the SDK's manifest inherits from it.
+const SDK_WORKSPACE_MANIFEST: &str = include_str!("../../../plugins/Cargo.toml");
+/// The SDK's sources, written into a Rust project under `vendor/palisade-sdk/` (the WIT is
+/// [`WIT`]). `sdk_sources_are_all_embedded` fails when a file is added to the SDK and not here.
+const SDK_SOURCES: [(&str, &str); 10] = [
+    (
+        "vendor/palisade-sdk/build.rs",
+        include_str!("../../../plugins/sdk/build.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/README.md",
+        include_str!("../../../plugins/sdk/README.md"),
+    ),
+    (
+        "vendor/palisade-sdk/src/lib.rs",
+        include_str!("../../../plugins/sdk/src/lib.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/config.rs",
+        include_str!("../../../plugins/sdk/src/config.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/crypto.rs",
+        include_str!("../../../plugins/sdk/src/crypto.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/groups.rs",
+        include_str!("../../../plugins/sdk/src/groups.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/json.rs",
+        include_str!("../../../plugins/sdk/src/json.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/kv.rs",
+        include_str!("../../../plugins/sdk/src/kv.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/log.rs",
+        include_str!("../../../plugins/sdk/src/log.rs"),
+    ),
+    (
+        "vendor/palisade-sdk/src/request.rs",
+        include_str!("../../../plugins/sdk/src/request.rs"),
+    ),
+];
 
 /// The version of componentize-py and componentize-js the templates are tested with (the
 /// ones `.ci/run` installs).
@@ -173,6 +222,47 @@ fn sdk_version() -> &'static str {
         .expect("plugins/sdk/Cargo.toml has a version")
 }
 
+/// The SDK's manifest as a crate of its own: what it inherits from the guest workspace
+/// (`edition.workspace = true`, `wit-bindgen.workspace = true`) written out, as `cargo package`
+/// does, so the copy builds outside that workspace.
+fn vendored_sdk_manifest() -> anyhow::Result<String> {
+    let mut manifest: toml::Table =
+        toml::from_str(SDK_MANIFEST).context("the embedded SDK manifest does not parse")?;
+    let workspace: toml::Table = toml::from_str(SDK_WORKSPACE_MANIFEST)
+        .context("the embedded guest workspace manifest does not parse")?;
+    let inherited = |section: &str| {
+        workspace
+            .get("workspace")
+            .and_then(|value| value.get(section))
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let is_inherited =
+        |value: &toml::Value| value.get("workspace").and_then(toml::Value::as_bool) == Some(true);
+    for (section, from) in [("package", "package"), ("dependencies", "dependencies")] {
+        let values = inherited(from);
+        let Some(table) = manifest
+            .get_mut(section)
+            .and_then(toml::Value::as_table_mut)
+        else {
+            continue;
+        };
+        for (key, value) in table.iter_mut() {
+            if is_inherited(value) {
+                *value = values.get(key).cloned().with_context(|| {
+                    format!("the SDK's {section}.{key} is inherited but the guest workspace does not set it")
+                })?;
+            }
+        }
+    }
+    Ok(format!(
+        "# palisade-sdk {version}, as the palisade binary that created this project carries it.\n{}",
+        toml::to_string(&manifest).context("cannot write the SDK manifest")?,
+        version = sdk_version()
+    ))
+}
+
 /// Every file of the project.
 fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<Vec<File>> {
     let module = format!("{}.wasm", name.replace('-', "_"));
@@ -218,11 +308,36 @@ fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Re
             files.push(File {
                 path: "Cargo.toml",
                 text: format!(
-                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\npalisade-sdk = \"{sdk}\"\n{patch}\n# A project of its own, even when created inside another Cargo workspace.\n[workspace]\n\n# Small, fast plugins: the gateway compiles them once and runs them millions of times.\n[profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = \"debuginfo\"\n",
-                    sdk = sdk_version(),
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n{dependency}\n{patch}\n# A project of its own, even when created inside another Cargo workspace.\n[workspace]\n\n# Small, fast plugins: the gateway compiles them once and runs them millions of times.\n[profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = \"debuginfo\"\n",
+                    dependency = match sdk {
+                        Some(_) => format!("palisade-sdk = \"{}\"", sdk_version()),
+                        None => format!(
+                            "# The SDK as this palisade binary carries it: builds with no checkout and\n# before the crate is on a registry; `cargo publish` uses the version.\npalisade-sdk = {{ version = \"{}\", path = \"vendor/palisade-sdk\" }}",
+                            sdk_version()
+                        ),
+                    },
                 ),
                 executable: false,
             });
+            if sdk.is_none() {
+                files.push(File {
+                    path: "vendor/palisade-sdk/Cargo.toml",
+                    text: vendored_sdk_manifest()?,
+                    executable: false,
+                });
+                files.push(File {
+                    path: "vendor/palisade-sdk/wit/palisade.wit",
+                    text: WIT.into(),
+                    executable: false,
+                });
+                for (path, text) in SDK_SOURCES {
+                    files.push(File {
+                        path,
+                        text: text.into(),
+                        executable: false,
+                    });
+                }
+            }
             files.push(File {
                 path: ".cargo/config.toml",
                 text: "# Plugins are WebAssembly components: `cargo build --release` builds one\n# (`rustup target add wasm32-wasip2` once).\n[build]\ntarget = \"wasm32-wasip2\"\n".into(),
@@ -315,7 +430,7 @@ fn project(name: &str, kind: Kind, lang: Lang, sdk: Option<&Path>) -> anyhow::Re
 fn readme(name: &str, kind: Kind, lang: Lang, patched: bool) -> String {
     let setup = match lang {
         Lang::Rust if patched => "Needs Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`). The SDK comes from the folder named in Cargo.toml's `[patch.crates-io]`.".to_string(),
-        Lang::Rust => format!("Needs Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`) and the `palisade-sdk` crate {} from the registry; until it is published there, create the project with `palisade new --sdk PATH` (a checkout's `plugins/sdk`).", sdk_version()),
+        Lang::Rust => format!("Needs Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`). The SDK, `palisade-sdk` {}, is in `vendor/palisade-sdk` (the contract in its `wit/`); the other dependencies come from crates.io.", sdk_version()),
         Lang::Python => format!("Needs `componentize-py` {COMPONENTIZE_PY} (`pip install componentize-py=={COMPONENTIZE_PY}`). The contract is in `wit/` (palisade:plugin@{}).", wit_version()),
         Lang::Js => format!("Needs Node.js and `npm install` once (componentize-js {COMPONENTIZE_JS}). The contract is in `wit/` (palisade:plugin@{}).", wit_version()),
     };
@@ -435,6 +550,49 @@ mod tests {
     }
 
     #[test]
+    fn sdk_sources_are_all_embedded() {
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+        let mut on_disk = vec!["build.rs".to_string(), "README.md".to_string()];
+        for entry in std::fs::read_dir(sdk.join("src")).unwrap() {
+            on_disk.push(format!(
+                "src/{}",
+                entry.unwrap().file_name().to_string_lossy()
+            ));
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_SOURCES
+            .iter()
+            .map(|(path, _)| {
+                path.strip_prefix("vendor/palisade-sdk/")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "add the SDK's new files to SDK_SOURCES");
+        for (path, text) in SDK_SOURCES {
+            let relative = path.strip_prefix("vendor/palisade-sdk/").unwrap();
+            assert_eq!(
+                text,
+                std::fs::read_to_string(sdk.join(relative)).unwrap(),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_vendored_sdk_manifest_stands_alone() {
+        let text = vendored_sdk_manifest().unwrap();
+        assert!(!text.contains("workspace"), "{text}");
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["package"]["version"].as_str(), Some(sdk_version()));
+        assert_eq!(parsed["package"]["edition"].as_str(), Some("2021"));
+        assert!(parsed["dependencies"]["wit-bindgen"]["version"]
+            .as_str()
+            .is_some());
+    }
+
+    #[test]
     fn generated_manifests_parse() {
         for kind in [Kind::Authorizer, Kind::Authenticator, Kind::Filter] {
             let files = project("my-plugin", kind, Lang::Js, None).unwrap();
@@ -460,11 +618,16 @@ mod tests {
         let files = project("my-plugin", Kind::Filter, Lang::Rust, None).unwrap();
         let manifest = files.iter().find(|file| file.path == "Cargo.toml").unwrap();
         let parsed: toml::Table = toml::from_str(&manifest.text).unwrap();
-        assert_eq!(
-            parsed["dependencies"]["palisade-sdk"].as_str(),
-            Some(sdk_version())
-        );
+        let dependency = &parsed["dependencies"]["palisade-sdk"];
+        assert_eq!(dependency["version"].as_str(), Some(sdk_version()));
+        assert_eq!(dependency["path"].as_str(), Some("vendor/palisade-sdk"));
         assert!(parsed.get("patch").is_none());
+        for path in [
+            "vendor/palisade-sdk/Cargo.toml",
+            "vendor/palisade-sdk/wit/palisade.wit",
+        ] {
+            assert!(files.iter().any(|file| file.path == path), "{path}");
+        }
     }
 
     #[test]
