@@ -264,3 +264,61 @@ pub fn with_marker(component: &[u8], text: &str) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// Runs the real `palisade` binary in `dir`; panics with its output when it fails.
+pub fn palisade(args: &[&str], dir: &std::path::Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "palisade {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Prepares provisioning as an operator does, in the gateway's folder: a service provider
+/// key (`sp.key`, `sp.pub`), `provision init` as gateway `gw-1` (its X25519 key in
+/// `gw.x25519.pub`) and `provision trust` of provider `sp-1` for `apps`. The endpoint
+/// exists after the gateway restarts.
+pub fn prepare_provisioning(gateway: &Gateway, apps: &[&str]) {
+    let dir = gateway.dir.path();
+    let data = gateway.data_dir().display().to_string();
+    let provider = SigningKey::from_bytes(&[42; 32]);
+    std::fs::write(dir.join("sp.key"), hex::encode(provider.to_bytes())).unwrap();
+    std::fs::write(
+        dir.join("sp.pub"),
+        hex::encode(provider.verifying_key().to_bytes()),
+    )
+    .unwrap();
+    palisade(
+        &[
+            "provision",
+            "init",
+            "--data",
+            &data,
+            "--gateway-id",
+            "gw-1",
+            "--out",
+            "gw.x25519.pub",
+        ],
+        dir,
+    );
+    let mut trust = vec![
+        "provision",
+        "trust",
+        "--data",
+        &data,
+        "--provider-id",
+        "sp-1",
+        "--provider-pub",
+        "sp.pub",
+    ];
+    for app in apps {
+        trust.extend(["--app", app]);
+    }
+    palisade(&trust, dir);
+}

@@ -7,33 +7,14 @@ mod admin_common;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::Path;
-use std::process::Command;
-
-use admin_common::{admin, Keys};
+use admin_common::{admin, palisade, Keys};
 use ed25519_dalek::SigningKey;
-
-fn palisade(args: &[&str], dir: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "palisade {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 #[test]
 fn bundles_are_applied_through_the_admin_api_and_refused_when_replayed() {
     let keys = Keys::new();
     let gateway = admin_common::start(&keys, 3600, 4 << 20);
     let dir = gateway.dir.path().to_path_buf();
-    let data = gateway.data_dir();
-    let data_arg = data.display().to_string();
 
     // Before the data folder is prepared there is no provisioning endpoint.
     let absent = admin(
@@ -46,41 +27,7 @@ fn bundles_are_applied_through_the_admin_api_and_refused_when_replayed() {
     assert_eq!(absent.status, 404, "{}", absent.text());
 
     // The operator prepares provisioning (gateway X25519 key, trusted provider), then restarts.
-    let provider = SigningKey::from_bytes(&[42; 32]);
-    std::fs::write(dir.join("sp.key"), hex::encode(provider.to_bytes())).unwrap();
-    std::fs::write(
-        dir.join("sp.pub"),
-        hex::encode(provider.verifying_key().to_bytes()),
-    )
-    .unwrap();
-    palisade(
-        &[
-            "provision",
-            "init",
-            "--data",
-            &data_arg,
-            "--gateway-id",
-            "gw-1",
-            "--out",
-            "gw.x25519.pub",
-        ],
-        &dir,
-    );
-    palisade(
-        &[
-            "provision",
-            "trust",
-            "--data",
-            &data_arg,
-            "--provider-id",
-            "sp-1",
-            "--provider-pub",
-            "sp.pub",
-            "--app",
-            "lights",
-        ],
-        &dir,
-    );
+    admin_common::prepare_provisioning(&gateway, &["lights"]);
     let gateway = gateway.restart();
 
     let device = SigningKey::from_bytes(&[9; 32]);

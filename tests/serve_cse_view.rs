@@ -653,20 +653,6 @@ fn real_cse_group_members_and_nested_group_members_are_granted() {
 
 // ---------------------------------------------------------------- the provisioned directory
 
-fn palisade(args: &[&str], dir: &std::path::Path) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "palisade {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Group members from provision bundles (SER-019..021) answer the `groups` capability, for
 /// standard group IDs and the `<name>` alias, pseudonymized like the app's originators, and
 /// survive a restart; a bundle's empty member list takes them away.
@@ -689,47 +675,12 @@ config = { policies = [ { id = "p", pv = { acr = [ { acor = ["/id-in/grp-field",
 "#;
     let gateway = admin_common::start_with(&keys, config);
     let dir = gateway.dir.path().to_path_buf();
-    let data = gateway.data_dir().display().to_string();
-    let provider = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    std::fs::write(dir.join("sp.key"), hex::encode(provider.to_bytes())).unwrap();
-    std::fs::write(
-        dir.join("sp.pub"),
-        hex::encode(provider.verifying_key().to_bytes()),
-    )
-    .unwrap();
-    palisade(
-        &[
-            "provision",
-            "init",
-            "--data",
-            &data,
-            "--gateway-id",
-            "gw-1",
-            "--out",
-            "gw.pub",
-        ],
-        &dir,
-    );
-    palisade(
-        &[
-            "provision",
-            "trust",
-            "--data",
-            &data,
-            "--provider-id",
-            "sp-1",
-            "--provider-pub",
-            "sp.pub",
-            "--app",
-            "lights",
-        ],
-        &dir,
-    );
+    admin_common::prepare_provisioning(&gateway, &["lights"]);
     let gateway = gateway.restart();
     let bundle = |sequence: &str, groups: serde_json::Value| {
         std::fs::write(dir.join("groups.json"), groups.to_string()).unwrap();
         let out = format!("b{sequence}.bin");
-        palisade(
+        admin_common::palisade(
             &[
                 "provision",
                 "create",
@@ -740,7 +691,7 @@ config = { policies = [ { id = "p", pv = { acr = [ { acor = ["/id-in/grp-field",
                 "--gateway-id",
                 "gw-1",
                 "--gateway-x25519",
-                "gw.pub",
+                "gw.x25519.pub",
                 "--groups",
                 "groups.json",
                 "--sequence",

@@ -10,26 +10,10 @@ mod admin_common;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::Path;
 use std::process::Command;
 
-use admin_common::{admin, Keys};
-use ed25519_dalek::SigningKey;
+use admin_common::{admin, palisade, Keys};
 use server::{Answer, Gateway, StandInCse};
-
-fn palisade(args: &[&str], dir: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "palisade {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// `field` lets Cfield-* retrieve from France or within 20 km of Berlin's centre; `blind` has
 /// the same policy without the `location` capability.
@@ -96,48 +80,11 @@ fn provisioned_positions_let_aclr_match_on_the_proxy_and_unknown_ones_fail_close
     let keys = Keys::new();
     let gateway = admin_common::start_with(&keys, &config(&cse.url()));
     let dir = gateway.dir.path().to_path_buf();
-    let data_arg = gateway.data_dir().display().to_string();
 
     // Before anything is provisioned, every location is unknown: aclr fails closed.
     assert!(!permitted(&gateway, "field", "Cfield-paris"));
 
-    let provider = SigningKey::from_bytes(&[42; 32]);
-    std::fs::write(dir.join("sp.key"), hex::encode(provider.to_bytes())).unwrap();
-    std::fs::write(
-        dir.join("sp.pub"),
-        hex::encode(provider.verifying_key().to_bytes()),
-    )
-    .unwrap();
-    palisade(
-        &[
-            "provision",
-            "init",
-            "--data",
-            &data_arg,
-            "--gateway-id",
-            "gw-1",
-            "--out",
-            "gw.x25519.pub",
-        ],
-        &dir,
-    );
-    palisade(
-        &[
-            "provision",
-            "trust",
-            "--data",
-            &data_arg,
-            "--provider-id",
-            "sp-1",
-            "--provider-pub",
-            "sp.pub",
-            "--app",
-            "field",
-            "--app",
-            "blind",
-        ],
-        &dir,
-    );
+    admin_common::prepare_provisioning(&gateway, &["field", "blind"]);
     let gateway = gateway.restart();
 
     let bundle = |sequence: &str, positions: &str, out: &str| {
