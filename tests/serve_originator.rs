@@ -6,6 +6,8 @@
 
 #[path = "support/cse.rs"]
 mod cse;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/server.rs"]
 mod server;
 
@@ -17,9 +19,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
+use pki::Pki;
+use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use server::{Answer, Gateway, StandInCse};
@@ -86,39 +87,6 @@ fn ok_cse() -> StandInCse {
 
 fn retrieve<'a>(origin: &'a str, ri: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![("X-M2M-Origin", origin), ("X-M2M-RI", ri)]
-}
-
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).unwrap();
-        Pki { ca, ca_key }
-    }
-
-    /// A certificate for DNS name `name`, with `uri` as a URI SAN when given; a client
-    /// certificate when `client`.
-    fn leaf(&self, name: &str, uri: Option<&str>, client: bool) -> (rcgen::Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-        if let Some(uri) = uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.try_into().unwrap()));
-        }
-        params.distinguished_name.push(DnType::CommonName, name);
-        if client {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        (params.signed_by(&key, &self.ca, &self.ca_key).unwrap(), key)
-    }
 }
 
 /// A response read from raw HTTP text.
@@ -244,11 +212,12 @@ fn metric(metrics: &str, line_start: &str) -> u64 {
 #[test]
 fn tls_originators_must_be_named_by_the_client_certificate() {
     let pki = Pki::new("Test gateway CA");
-    let (server_cert, server_key) = pki.leaf("127.0.0.1", None, false);
+    let (server_cert, server_key) = pki.leaf(&["127.0.0.1"], false);
     let clients = Pki::new("Test clients CA");
-    let (valve, valve_key) = clients.leaf("valve-1.example.net", Some("CAE-valve-1"), true);
-    let (meter, meter_key) = clients.leaf("meter-7.example.net", None, true);
-    let (flood, flood_key) = clients.leaf("flood.example.net", Some("CAE-flood"), true);
+    let (valve, valve_key) =
+        clients.leaf_with_uri(&["valve-1.example.net"], Some("CAE-valve-1"), true);
+    let (meter, meter_key) = clients.leaf(&["meter-7.example.net"], true);
+    let (flood, flood_key) = clients.leaf_with_uri(&["flood.example.net"], Some("CAE-flood"), true);
     let meter_sha256 = hex::encode(Sha256::digest(meter.der()));
     let cse = ok_cse();
     let config = format!(

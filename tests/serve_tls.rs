@@ -1,6 +1,8 @@
 //! TLS on `palisade serve` listeners (SER-002/003) and client-certificate authentication on
 //! an operators' listener (SER-009), with test certificates made by rcgen.
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/server.rs"]
 mod server;
 
@@ -9,38 +11,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use pki::Pki;
+use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use server::Gateway;
-
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).unwrap();
-        Pki { ca, ca_key }
-    }
-
-    /// A leaf certificate and its key, signed by this CA.
-    fn leaf(&self, names: &[&str], client: bool) -> (rcgen::Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        if client {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        (params.signed_by(&key, &self.ca, &self.ca_key).unwrap(), key)
-    }
-}
 
 /// One HTTPS request; `Err` when the TLS handshake or the exchange fails.
 fn https(

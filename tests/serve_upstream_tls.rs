@@ -3,6 +3,8 @@
 //! configured CA, a wrong CA refused, the client certificate presented when configured),
 //! plain `http://` reported as unencrypted, and `palisade push` to an https admin listener.
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/server.rs"]
 mod server;
 
@@ -14,37 +16,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use pki::Pki;
+use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use server::{Gateway, StandInCse};
-
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let ca = params.self_signed(&ca_key).unwrap();
-        Pki { ca, ca_key }
-    }
-
-    fn leaf(&self, names: &[&str], client: bool) -> (rcgen::Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        if client {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        (params.signed_by(&key, &self.ca, &self.ca_key).unwrap(), key)
-    }
-}
 
 /// What the TLS CSE saw of one exchange.
 #[derive(Clone, Debug)]
