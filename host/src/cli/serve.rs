@@ -63,6 +63,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
     let admin = crate::api::admin::start(&config, &data_dir, &mut gateway)?;
     let gateway = Arc::new(gateway);
     if let Some(admin) = admin {
+        // Issue #17: plugins subscribed to OCI references follow them from now on.
+        crate::api::admin::oci::spawn_subscriptions(gateway.clone(), admin.clone());
         crate::api::admin::spawn_periodic(gateway.clone(), admin);
     }
     type Wanted = (
