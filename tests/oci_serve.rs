@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use palisade::registry::ModuleKind;
+use palisade_registry::ModuleKind;
 use serde_json::Value;
 
 /// Longest wait for a poll to show (polls are 1 s apart; this is a bound, not a timing).
@@ -70,7 +70,7 @@ fn a_gateway_follows_a_tag_and_keeps_its_version_through_bad_artifacts() {
     let scratch = tempfile::tempdir().unwrap();
     let acp = |version: &str| {
         keys.module(
-            palisade::plugins::ACP,
+            palisade_artifacts::ACP,
             "lights",
             "policy",
             ModuleKind::Authorizer,
@@ -145,7 +145,7 @@ fn a_gateway_follows_a_tag_and_keeps_its_version_through_bad_artifacts() {
     // An unsigned module under the tag: refused by the upload path, 1.1.0 keeps deciding.
     let unsigned = {
         let file = scratch.path().join("unsigned.wasm");
-        std::fs::write(&file, palisade::plugins::ACP).unwrap();
+        std::fs::write(&file, palisade_artifacts::ACP).unwrap();
         file
     };
     let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
@@ -173,7 +173,7 @@ fn a_gateway_follows_a_tag_and_keeps_its_version_through_bad_artifacts() {
             &oci,
             &client_config,
             &tag,
-            palisade::plugins::ACP,
+            palisade_artifacts::ACP,
             None,
             "2026-12-06T10:00:00Z",
             None,

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use palisade::registry::{
-    sign, Delegation, EmbeddedStore, Manifest, ModuleCapability, ModuleKind, ModuleStore,
-    StoreConfig, TrustAnchors, Upload,
-};
 use palisade_oci::artifact::{self, ComponentInfo, PulledModule};
 use palisade_oci::subscription::{
     InstallError, Installer, Outcome, Subscriber, SubscriptionConfig,
 };
 use palisade_oci::{OciError, RegistryConfig};
+use palisade_registry::{
+    sign, Delegation, EmbeddedStore, Manifest, ModuleCapability, ModuleKind, ModuleStore,
+    StoreConfig, TrustAnchors, Upload,
+};
 use registry::Registry;
 
 const APP: &str = "fleet";
