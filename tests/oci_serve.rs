@@ -255,3 +255,87 @@ fn a_gateway_follows_a_tag_and_keeps_its_version_through_bad_artifacts() {
         2
     );
 }
+
+/// Issue #17's fleet figure: `PALISADE_FLEET_SIZE` gateways (default 50; `palisade serve`
+/// processes on loopback, each polling every second) follow one tag; printed is the time from
+/// the tag update (`push --oci` returned) to each of them, and the last, serving the new
+/// version. A measurement, not a timed test (it asserts only that all get there):
+/// `cargo test -p palisade --test oci_serve -- --ignored --nocapture fleet`.
+#[test]
+#[ignore]
+fn fleet_time_from_a_tag_update_to_every_gateway_serving_it() {
+    let Some(registry) = registry::Registry::start("fleet_time_from_a_tag_update") else {
+        return;
+    };
+    let size: usize = std::env::var("PALISADE_FLEET_SIZE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let keys = Keys::new();
+    let reference = format!("{}/palisade/lights-policy:stable", registry.host());
+    let scratch = tempfile::tempdir().unwrap();
+    let acp = |version: &str| {
+        keys.module(
+            palisade_artifacts::ACP,
+            "lights",
+            "policy",
+            ModuleKind::Authorizer,
+            version,
+        )
+    };
+    let first = push(&reference, &acp("1.0.0"), scratch.path());
+    let config = config_text(3600, 2 << 20)
+        .replace(
+            "[rate_limit]",
+            &format!(
+                "[admin.oci]\ninsecure_registries = [\"{}\"]\n[rate_limit]",
+                registry.host()
+            ),
+        )
+        .replacen(
+            &format!("[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\n"),
+            &format!(
+                "[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\n\
+                 subscribe = {{ reference = \"{reference}\", poll_interval_s = 1, max_backoff_s = 2 }}\n"
+            ),
+            1,
+        );
+    let started = Instant::now();
+    let fleet: Vec<_> = (0..size).map(|_| start_with(&keys, &config)).collect();
+    eprintln!("{size} gateways started in {:?}", started.elapsed());
+    for gateway in &fleet {
+        wait_for(gateway, "the first install", |s| {
+            s["running"] == first["digest"]
+        });
+    }
+    let second = push(&reference, &acp("1.1.0"), scratch.path());
+    let updated = Instant::now();
+    let mut serving: Vec<Option<Duration>> = vec![None; size];
+    let deadline = updated + Duration::from_secs(300);
+    while serving.iter().any(Option::is_none) {
+        for (i, gateway) in fleet.iter().enumerate() {
+            if serving[i].is_none() && subscription(gateway)["running"] == second["digest"] {
+                serving[i] = Some(updated.elapsed());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every gateway updated: {serving:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut times: Vec<Duration> = serving.into_iter().flatten().collect();
+    times.sort();
+    for gateway in &fleet {
+        assert_eq!(
+            decision(gateway, "lights"),
+            ("permit".into(), "1.1.0".into())
+        );
+    }
+    eprintln!(
+        "tag update -> {size} gateways serving it: first {:?}, median {:?}, last {:?}",
+        times[0],
+        times[size / 2],
+        times[size - 1]
+    );
+}
