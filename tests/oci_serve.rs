@@ -339,3 +339,71 @@ fn fleet_time_from_a_tag_update_to_every_gateway_serving_it() {
         times[size - 1]
     );
 }
+
+/// A subscription that cannot work stops `check` (and so `serve`), naming the key and the
+/// problem; a good one passes.
+#[test]
+fn bad_subscriptions_are_refused_at_start_naming_the_key() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = palisade_registry::trust::keyfile::encode_public_key(&keys.root.verifying_key());
+    let admin = palisade_registry::trust::keyfile::encode_public_key(&keys.admin.verifying_key());
+    std::fs::write(dir.path().join("root.pub"), root).unwrap();
+    std::fs::write(dir.path().join("admin.pub"), admin).unwrap();
+    let check = |subscribe: &str, oci: &str| {
+        let config = config_text(3600, 2 << 20)
+            .replace("[rate_limit]", &format!("[admin.oci]\n{oci}\n[rate_limit]"))
+            .replacen(
+                &format!("[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\n"),
+                &format!(
+                    "[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\nsubscribe = {subscribe}\n"
+                ),
+                1,
+            );
+        std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["check", "--config", "gateway.toml", "--data", "data"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let good = r#"{ reference = "127.0.0.1:5000/palisade/lights-policy:stable" }"#;
+    let (ok, text) = check(good, "");
+    assert!(ok, "{text}");
+    let digest = format!("127.0.0.1:5000/p/acp@sha256:{}", "a".repeat(64));
+    for (subscribe, oci, expected) in [
+        (
+            r#"{ reference = "lights-policy:stable" }"#,
+            "",
+            "the registry must be named",
+        ),
+        (
+            r#"{ reference = "127.0.0.1:5000/p/acp:1", poll_interval_s = 0 }"#,
+            "",
+            "poll_interval",
+        ),
+        (
+            r#"{ reference = "127.0.0.1:5000/p/acp:1", poll_interval_s = 600, max_backoff_s = 60 }"#,
+            "",
+            "max_backoff",
+        ),
+        (
+            &format!(r#"{{ reference = "{digest}", after_canary_s = 60 }}"#),
+            "",
+            "after_canary needs a tag",
+        ),
+        (good, "request_timeout_s = 0", "request_timeout"),
+        (good, r#"insecure_registries = ["http://x"]"#, "not a host"),
+    ] {
+        let (ok, text) = check(subscribe, oci);
+        assert!(!ok, "{subscribe} {oci} was accepted");
+        assert!(text.contains(expected), "{subscribe} {oci}: {text}");
+        assert!(text.contains("admin."), "names the key: {text}");
+    }
+}
