@@ -407,3 +407,81 @@ fn bad_subscriptions_are_refused_at_start_naming_the_key() {
         assert!(text.contains("admin."), "names the key: {text}");
     }
 }
+
+/// Staged rollout between real gateways: a canary follows the tag and attests in the
+/// registry; a gateway with `after_canary_s` installs only after the attestation covers its
+/// soak time, and reports that it is waiting until then.
+#[test]
+fn a_follower_installs_only_after_the_canary_attested_its_soak() {
+    let Some(registry) =
+        registry::Registry::start("a_follower_installs_only_after_the_canary_attested_its_soak")
+    else {
+        return;
+    };
+    let keys = Keys::new();
+    let reference = format!("{}/palisade/lights-policy:stable", registry.host());
+    let scratch = tempfile::tempdir().unwrap();
+    let module = keys.module(
+        palisade_artifacts::ACP,
+        "lights",
+        "policy",
+        ModuleKind::Authorizer,
+        "1.0.0",
+    );
+    let published = push(&reference, &module, scratch.path());
+    let config = |extra: &str| {
+        config_text(3600, 2 << 20)
+            .replace(
+                "[rate_limit]",
+                &format!(
+                    "[admin.oci]\ninsecure_registries = [\"{}\"]\n[rate_limit]",
+                    registry.host()
+                ),
+            )
+            .replacen(
+                &format!("[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\n"),
+                &format!(
+                    "[admin.plugins.\"lights/policy\"]\nconfig = {PERMIT_RETRIEVE}\n\
+                     subscribe = {{ reference = \"{reference}\", poll_interval_s = 1, max_backoff_s = 2, {extra} }}\n"
+                ),
+                1,
+            )
+    };
+    // The follower starts first: nothing has attested the digest yet.
+    let follower = start_with(&keys, &config("after_canary_s = 2"));
+    let status = wait_for(&follower, "waiting for the canary", |s| {
+        s["last_outcome"]["outcome"] == "waiting-for-canary"
+    });
+    assert!(status["running"].is_null(), "{status}");
+    assert_eq!(
+        decision(&follower, "lights").0,
+        "deny",
+        "still the config plugin"
+    );
+
+    let canary = start_with(&keys, &config("canary_name = \"gw-canary-1\""));
+    let status = wait_for(&canary, "the canary install", |s| {
+        s["running"] == published["digest"]
+    });
+    assert!(status["attestation_error"].is_null(), "{status}");
+    // The follower installs once the canary's attestation covers two seconds without failures.
+    wait_for(&follower, "the follower install", |s| {
+        s["running"] == published["digest"]
+    });
+    assert_eq!(
+        decision(&follower, "lights"),
+        ("permit".into(), "1.0.0".into())
+    );
+    let tag = format!(
+        "{}.palisade-canary",
+        published["digest"].as_str().unwrap().replacen(':', "-", 1)
+    );
+    let tags = registry
+        .storage()
+        .join("docker/registry/v2/repositories/palisade/lights-policy/_manifests/tags")
+        .join(&tag);
+    assert!(
+        tags.exists(),
+        "the attestation is a tag in the same repository: {tag}"
+    );
+}
