@@ -400,6 +400,7 @@ fn bad_subscriptions_are_refused_at_start_naming_the_key() {
         ),
         (good, "request_timeout_s = 0", "request_timeout"),
         (good, r#"insecure_registries = ["http://x"]"#, "not a host"),
+        (good, r#"ca_file = "missing.pem""#, "admin.oci.ca_file"),
     ] {
         let (ok, text) = check(subscribe, oci);
         assert!(!ok, "{subscribe} {oci} was accepted");

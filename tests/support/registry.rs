@@ -26,6 +26,7 @@ pub struct Registry {
     binary: PathBuf,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 fn binary() -> Result<PathBuf, String> {
@@ -56,6 +57,15 @@ impl Registry {
     /// Starts a registry; `None` (after printing why) when it is not installed and `CI` is
     /// not set. `test` names the caller in the skip message.
     pub fn start(test: &str) -> Option<Registry> {
+        Registry::start_with(test, None)
+    }
+
+    /// Starts a registry serving HTTPS with this PEM certificate (chain) and key.
+    pub fn start_tls(test: &str, cert_pem: &str, key_pem: &str) -> Option<Registry> {
+        Registry::start_with(test, Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(test: &str, tls: Option<(&str, &str)>) -> Option<Registry> {
         let binary = match binary() {
             Ok(binary) => binary,
             Err(why) => {
@@ -66,11 +76,16 @@ impl Registry {
             }
         };
         let dir = tempfile::tempdir().expect("temp dir");
+        if let Some((cert, key)) = tls {
+            std::fs::write(dir.path().join("registry.crt"), cert).expect("certificate");
+            std::fs::write(dir.path().join("registry.key"), key).expect("key");
+        }
         let mut registry = Registry {
             child: None,
             binary,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
+            tls: tls.is_some(),
         };
         let mut last_error = String::new();
         // A port taken between `free_port` and the server's bind makes it exit: try again.
@@ -85,13 +100,21 @@ impl Registry {
     }
 
     fn config(&self) -> String {
-        format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {}\n",
             self.storage().display(),
             self.addr
-        )
+        );
+        if self.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                self.dir.path().join("registry.crt").display(),
+                self.dir.path().join("registry.key").display()
+            ));
+        }
+        config
     }
 
     fn spawn(&mut self) -> Result<(), String> {

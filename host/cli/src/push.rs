@@ -53,7 +53,8 @@ struct Common {
     /// the signed request is safe from tampering but not from reading).
     #[arg(long, global = true, value_name = "URL")]
     gateway: Option<String>,
-    /// For an https:// gateway: PEM CA certificates its certificate must chain to.
+    /// For an https:// gateway: PEM CA certificates its certificate must chain to (with
+    /// --oci: the registry's, instead of the system's roots).
     #[arg(long, global = true, value_name = "CA.pem")]
     ca_file: Option<PathBuf>,
     /// For an https:// gateway: a PEM client certificate to present (with --client-key),
@@ -122,7 +123,13 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
             .file
             .as_ref()
             .context("push --oci needs the signed module file")?;
-        push_oci(reference, args.insecure, file, common.json)?;
+        push_oci(
+            reference,
+            args.insecure,
+            common.ca_file.as_deref(),
+            file,
+            common.json,
+        )?;
         return Ok(true);
     }
     let (method, path, body) = match &args.command {
@@ -345,6 +352,7 @@ fn send(
 fn push_oci(
     reference: &str,
     insecure: bool,
+    ca_file: Option<&std::path::Path>,
     file: &std::path::Path,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -381,6 +389,12 @@ fn push_oci(
             Vec::new()
         },
         max_module_bytes: limit,
+        ca_pem: match ca_file {
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        },
         ..palisade_oci::RegistryConfig::default()
     };
     if insecure {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::Client;
 
 use crate::OciError;
@@ -30,6 +30,10 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     /// Time allowed for one registry operation. Default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
+    /// PEM CA certificates: when given, an HTTPS registry's certificate must chain to one of
+    /// these and nothing else (no system store), as for the gateway's other TLS links.
+    /// Default: none, the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RegistryConfig {
@@ -39,6 +43,7 @@ impl Default for RegistryConfig {
             max_module_bytes: 16 * 1024 * 1024,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ca_pem: None,
         }
     }
 }
@@ -65,7 +70,25 @@ impl RegistryConfig {
         if self.request_timeout.is_zero() {
             return Err(OciError::Config("request_timeout must be positive".into()));
         }
+        if self.ca_pem.is_some() && self.ca_certificates().is_empty() {
+            return Err(OciError::Config(
+                "the CA file holds no PEM certificate".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The certificates of `ca_pem`, one PEM block each.
+    fn ca_certificates(&self) -> Vec<Certificate> {
+        const END: &str = "-----END CERTIFICATE-----";
+        let text = String::from_utf8_lossy(self.ca_pem.as_deref().unwrap_or_default());
+        text.split_inclusive(END)
+            .filter(|block| block.contains("-----BEGIN CERTIFICATE-----") && block.ends_with(END))
+            .map(|block| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: block.trim_start().as_bytes().to_vec(),
+            })
+            .collect()
     }
 
     /// Whether references to `registry` travel over plain HTTP.
@@ -87,6 +110,7 @@ impl RegistryConfig {
             // An image index is never a Wasm artifact: refuse it rather than pick a platform.
             platform_resolver: None,
             user_agent: concat!("palisade/", env!("CARGO_PKG_VERSION")),
+            tls_certs_only: self.ca_certificates(),
             ..ClientConfig::default()
         };
         Ok(Client::new(config))

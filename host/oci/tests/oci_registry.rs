@@ -3,6 +3,8 @@
 //! and every way a registry can let a gateway down. The installer is the real thing: the
 //! registry store's verification (trust chain) and version rule, in an `EmbeddedStore`.
 
+#[path = "../../../tests/support/pki.rs"]
+mod pki;
 #[path = "../../../tests/support/registry.rs"]
 mod registry;
 
@@ -553,4 +555,64 @@ async fn a_canary_gated_subscription_waits_for_a_clean_soak() {
         follower_sub.status().running.as_deref(),
         Some(first.manifest_digest.as_str())
     );
+}
+
+#[tokio::test]
+async fn an_https_registry_is_verified_against_the_configured_ca_only() {
+    let pki = pki::Pki::new("registry CA");
+    let (cert, key) = pki.leaf(&["127.0.0.1"], false);
+    let Some(registry) = Registry::start_tls(
+        "an_https_registry_is_verified_against_the_configured_ca_only",
+        &cert.pem(),
+        &key.serialize_pem(),
+    ) else {
+        return;
+    };
+    let chain = Chain::new();
+    let module = chain.signed("1.0.0");
+    let reference =
+        artifact::parse_reference(&format!("{}/palisade/tls:1.0.0", registry.host())).unwrap();
+    let trusting = RegistryConfig {
+        ca_pem: Some(pki.ca.pem().into_bytes()),
+        ..RegistryConfig::default()
+    };
+    let client = trusting.client().unwrap();
+    let published = artifact::publish(
+        &client,
+        &trusting,
+        &reference,
+        &module,
+        None,
+        "2026-12-06T09:00:00Z",
+        None,
+    )
+    .await
+    .unwrap();
+    let pinned = artifact::parse_reference(&published.pinned).unwrap();
+    let pulled = artifact::pull(&client, &trusting, &pinned).await.unwrap();
+    assert_eq!(pulled.bytes, module);
+
+    // The system's roots do not know this CA, and another CA is not this one.
+    let system = RegistryConfig::default();
+    let error = artifact::pull(&system.client().unwrap(), &system, &pinned)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "registry-unavailable", "{error}");
+    let other = RegistryConfig {
+        ca_pem: Some(pki::Pki::new("another CA").ca.pem().into_bytes()),
+        ..RegistryConfig::default()
+    };
+    let error = artifact::pull(&other.client().unwrap(), &other, &pinned)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "registry-unavailable", "{error}");
+    // A CA file without a certificate is a configuration error, not "no CA".
+    let empty = RegistryConfig {
+        ca_pem: Some(b"not a certificate".to_vec()),
+        ..RegistryConfig::default()
+    };
+    match empty.client() {
+        Err(error) => assert_eq!(error.code(), "config", "{error}"),
+        Ok(_) => panic!("a CA file without a certificate was accepted"),
+    }
 }

@@ -196,6 +196,7 @@ impl Admin {
                 grant.config = Some(value);
             }
         }
+        config.oci.ca_file = config.oci.ca_file.as_ref().map(resolve);
         // A subscription that cannot work stops the start, as any other bad setting does.
         oci::validate(&config)?;
         let store = EmbeddedStore::open(&data_dir.join("registry"), store_config)?;

@@ -38,6 +38,10 @@ pub struct OciConfig {
     /// Largest manifest or config blob accepted, in bytes. Default 65536.
     #[serde(default = "default_manifest")]
     pub max_manifest_bytes: u64,
+    /// PEM CA certificates (relative to the config file) that HTTPS registries' certificates
+    /// must chain to, instead of the system's roots. Default: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for OciConfig {
@@ -46,6 +50,7 @@ impl Default for OciConfig {
             insecure_registries: Vec::new(),
             request_timeout_s: default_timeout(),
             max_manifest_bytes: default_manifest(),
+            ca_file: None,
         }
     }
 }
@@ -103,23 +108,37 @@ impl SubscribeConfig {
     }
 }
 
-fn registry_config(admin: &AdminConfig) -> RegistryConfig {
-    RegistryConfig {
+/// The registry settings of `[admin.oci]` (`ca_file` already resolved against the config's
+/// folder by [`Admin::open`]).
+fn registry_config(admin: &AdminConfig) -> Result<RegistryConfig, AdminSetupError> {
+    let ca_pem = match &admin.oci.ca_file {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| AdminSetupError::Subscription {
+                key: "admin.oci.ca_file".into(),
+                message: format!("{}: {e}", path.display()),
+            })?,
+        ),
+        None => None,
+    };
+    let config = RegistryConfig {
         insecure_registries: admin.oci.insecure_registries.clone(),
         max_module_bytes: admin.max_module_bytes,
         max_manifest_bytes: admin.oci.max_manifest_bytes,
         request_timeout: Duration::from_secs(admin.oci.request_timeout_s),
-    }
-}
-
-/// Checks every subscription of the `[admin]` section at start.
-pub(super) fn validate(admin: &AdminConfig) -> Result<(), AdminSetupError> {
-    registry_config(admin)
+        ca_pem,
+    };
+    config
         .validate()
         .map_err(|e| AdminSetupError::Subscription {
             key: "admin.oci".into(),
             message: e.to_string(),
         })?;
+    Ok(config)
+}
+
+/// Checks every subscription of the `[admin]` section at start.
+pub(super) fn validate(admin: &AdminConfig) -> Result<(), AdminSetupError> {
+    registry_config(admin)?;
     for (plugin, grant) in &admin.plugins {
         if let Some(subscribe) = &grant.subscribe {
             let key = format!("admin.plugins.{plugin:?}.subscribe");
@@ -302,7 +321,14 @@ impl Installer for GatewayInstaller {
 
 /// Starts one task per subscription on the tokio runtime. They run until the process ends.
 pub fn spawn_subscriptions(gateway: Arc<Gateway>, admin: Arc<Admin>) {
-    let registry = registry_config(&admin.config);
+    let registry = match registry_config(&admin.config) {
+        Ok(registry) => registry,
+        Err(error) => {
+            // Validated at start; a CA file removed since is reported, never a crash.
+            tracing::error!(%error, "OCI subscriptions not started");
+            return;
+        }
+    };
     for (plugin, grant) in &admin.config.plugins {
         let Some(subscribe) = &grant.subscribe else {
             continue;
