@@ -35,6 +35,15 @@ pub struct PushArgs {
     /// The signed module (`palisade sign` output).
     #[arg(value_name = "SIGNED.wasm")]
     file: Option<PathBuf>,
+    /// Publish the signed module to an OCI registry instead of a gateway, in the Wasm OCI
+    /// artifact layout: REGISTRY/REPOSITORY:TAG (issue #17). Gateways subscribed to the
+    /// reference verify it themselves; the registry is transport only.
+    #[arg(long, value_name = "REGISTRY/REPO:TAG", conflicts_with_all = ["app", "name", "activate"])]
+    oci: Option<String>,
+    /// With --oci: speak plain HTTP to the registry (a loopback or lab registry). Never
+    /// chosen without this flag.
+    #[arg(long, requires = "oci")]
+    insecure: bool,
 }
 
 /// Options every push subcommand takes.
@@ -44,7 +53,8 @@ struct Common {
     /// the signed request is safe from tampering but not from reading).
     #[arg(long, global = true, value_name = "URL")]
     gateway: Option<String>,
-    /// For an https:// gateway: PEM CA certificates its certificate must chain to.
+    /// For an https:// gateway: PEM CA certificates its certificate must chain to (with
+    /// --oci: the registry's, instead of the system's roots).
     #[arg(long, global = true, value_name = "CA.pem")]
     ca_file: Option<PathBuf>,
     /// For an https:// gateway: a PEM client certificate to present (with --client-key),
@@ -108,6 +118,20 @@ enum PushCommand {
 /// Runs `palisade push`; false when the gateway refused the request.
 pub fn run(args: PushArgs) -> anyhow::Result<bool> {
     let common = &args.common;
+    if let Some(reference) = &args.oci {
+        let file = args
+            .file
+            .as_ref()
+            .context("push --oci needs the signed module file")?;
+        push_oci(
+            reference,
+            args.insecure,
+            common.ca_file.as_deref(),
+            file,
+            common.json,
+        )?;
+        return Ok(true);
+    }
     let (method, path, body) = match &args.command {
         None => {
             let (app, name, file) = (args.app.as_ref(), args.name.as_ref(), args.file.as_ref());
@@ -320,4 +344,98 @@ fn send(
         .and_then(|s| s.parse().ok())
         .context("the gateway's answer has no status")?;
     Ok((status, body.to_string()))
+}
+
+/// `palisade push --oci`: publishes a signed module as a Wasm OCI artifact. The module must
+/// carry a well-formed signature section whose hash matches (checked without a trust root:
+/// the gateways that pull it verify the chain against theirs).
+fn push_oci(
+    reference: &str,
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+    file: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let limit = palisade_registry::DEFAULT_MAX_MODULE_SIZE;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    if size > limit {
+        bail!(
+            "{} is {size} bytes, over the module size limit of {limit}",
+            file.display()
+        );
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let signature = palisade_registry::signing::read_unverified(&bytes)
+        .with_context(|| format!("{} has an unreadable signature section", file.display()))?
+        .with_context(|| {
+            format!(
+                "{} is not signed: `palisade sign` it first (gateways refuse unsigned modules)",
+                file.display()
+            )
+        })?;
+    if !signature.hash_matches {
+        bail!(
+            "{}: the signed manifest's hash does not match the component",
+            file.display()
+        );
+    }
+    let parsed = palisade_oci::artifact::parse_reference(reference)?;
+    let config = palisade_oci::RegistryConfig {
+        insecure_registries: if insecure {
+            vec![parsed.registry().to_string()]
+        } else {
+            Vec::new()
+        },
+        max_module_bytes: limit,
+        ca_pem: match ca_file {
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        },
+        ..palisade_oci::RegistryConfig::default()
+    };
+    if insecure {
+        eprintln!(
+            "warning: {} is spoken to over plain http (--insecure)",
+            parsed.registry()
+        );
+    }
+    let client = config.client()?;
+    let kind = signature.manifest.kind.name();
+    let component = palisade_oci::artifact::ComponentInfo {
+        exports: Vec::new(),
+        imports: Vec::new(),
+        target: Some(format!("palisade:plugin/{kind}")),
+    };
+    let label = signature.manifest.label();
+    let created = palisade_registry::time::format_rfc3339(now_unix());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let published = runtime.block_on(palisade_oci::artifact::publish(
+        &client,
+        &config,
+        &parsed,
+        &bytes,
+        Some(component),
+        &created,
+        Some(&label),
+    ))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"module": label, "reference": reference,
+                "digest": published.manifest_digest, "layer": published.layer_digest,
+                "pinned": published.pinned})
+        );
+    } else {
+        println!("pushed {label} to {reference}");
+        println!("digest {}", published.manifest_digest);
+        println!("pinned {}", published.pinned);
+    }
+    Ok(())
 }

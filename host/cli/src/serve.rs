@@ -63,6 +63,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
     let admin = palisade_gateway::admin::start(&config, &data_dir, &mut gateway)?;
     let gateway = Arc::new(gateway);
     if let Some(admin) = admin {
+        // Issue #17: plugins subscribed to OCI references follow them from now on.
+        palisade_gateway::admin::oci::spawn_subscriptions(gateway.clone(), admin.clone());
         palisade_gateway::admin::spawn_periodic(gateway.clone(), admin);
     }
     type Wanted = (

@@ -343,3 +343,23 @@ impl Metrics {
         out
     }
 }
+
+impl Metrics {
+    /// Plugin failures of one plugin of one app since start, all codes: the canary's health
+    /// signal for an OCI subscription (issue #17.2).
+    pub fn plugin_failures_of(&self, app: &str, plugin: &str) -> u64 {
+        let table = self
+            .plugin_failures
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        table
+            .iter()
+            .filter(|(labels, _)| {
+                labels.iter().any(|(k, v)| *k == "app" && v == app)
+                    && labels.iter().any(|(k, v)| *k == "plugin" && v == plugin)
+            })
+            .map(|(_, count)| count)
+            .sum()
+    }
+}

@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod error;
 mod integrity;
+pub mod oci;
 pub mod provision;
 mod routes;
 
@@ -73,6 +74,9 @@ pub struct AdminConfig {
     /// Per `"app/plugin"`: the configuration and granted capabilities of registry modules.
     #[serde(default)]
     pub plugins: BTreeMap<String, RegistryPluginConfig>,
+    /// How subscriptions reach OCI registries (issue #17); see [`oci::OciConfig`].
+    #[serde(default)]
+    pub oci: oci::OciConfig,
 }
 
 /// What the operator grants one registry plugin.
@@ -89,6 +93,10 @@ pub struct RegistryPluginConfig {
     /// Capabilities granted; only those the manifest also requests take effect (SER-024).
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Follow an OCI reference: each new version is pulled, verified and installed through
+    /// the upload path (issue #17); see [`oci::SubscribeConfig`]. Default: none.
+    #[serde(default)]
+    pub subscribe: Option<oci::SubscribeConfig>,
 }
 
 fn default_interval() -> u64 {
@@ -123,6 +131,14 @@ pub enum AdminSetupError {
     /// Credential provisioning could not be set up (SER-020).
     #[error("provisioning: {0}")]
     Provision(#[from] provision::ProvisionSetupError),
+    /// An OCI subscription is unusable (issue #17).
+    #[error("admin config: {key}: {message}")]
+    Subscription {
+        /// The key, e.g. `admin.plugins."app/acp".subscribe.reference`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The admin API's state, shared by its handlers and the integrity task.
@@ -143,6 +159,8 @@ pub struct Admin {
     provision: Option<provision::ProvisionEndpoint>,
     /// One permit per authenticated request being handled (`max_concurrent_requests`).
     slots: Arc<tokio::sync::Semaphore>,
+    /// The OCI subscriptions' states, for `/health` and metrics (issue #17).
+    subscriptions: oci::Subscriptions,
 }
 
 impl Admin {
@@ -178,6 +196,9 @@ impl Admin {
                 grant.config = Some(value);
             }
         }
+        config.oci.ca_file = config.oci.ca_file.as_ref().map(resolve);
+        // A subscription that cannot work stops the start, as any other bad setting does.
+        oci::validate(&config)?;
         let store = EmbeddedStore::open(&data_dir.join("registry"), store_config)?;
         let slots = config.max_concurrent_requests;
         Ok(Admin {
@@ -190,6 +211,7 @@ impl Admin {
             changes: Mutex::new(()),
             provision: None,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            subscriptions: oci::Subscriptions::default(),
         })
     }
 
@@ -202,6 +224,7 @@ impl Admin {
                 .iter()
                 .map(|r| serde_json::json!({"app": r.app, "name": r.name, "version": r.version}))
                 .collect::<Vec<_>>()).unwrap_or_default(),
+            "subscriptions": self.subscriptions.health_json(),
         })
     }
 
@@ -219,7 +242,7 @@ impl Admin {
              # TYPE palisade_registry_integrity_failures counter\n\
              palisade_registry_integrity_failures {}\n",
             self.integrity_failures.load(std::sync::atomic::Ordering::Relaxed)
-        )
+        ) + &self.subscriptions.metrics_text()
     }
 
     /// The sandbox a module of `kind` for `app` runs in: authenticators of an app with the

@@ -271,8 +271,9 @@ fn list(admin: &Admin, app: Option<&str>) -> Outcome {
     Ok((StatusCode::OK, serde_json::json!({ "modules": modules })))
 }
 
-/// Verify (SER-022) → compile and type-check → store → activate and hot-swap.
-fn upload(
+/// Verify (SER-022) → compile and type-check → store → activate and hot-swap. Also the
+/// install step of OCI subscriptions ([`super::oci`]).
+pub(super) fn upload(
     gateway: &Gateway,
     admin: &Admin,
     app: &str,
