@@ -140,7 +140,7 @@ impl EmbeddedRuntime {
             return Err(EmbedError::AlreadyInstalled(name));
         }
         let ceiling = self.runtime.engine().config().max_memory_bytes;
-        let app = spec.into_app_spec(ceiling)?;
+        let app = spec.into_app_spec(ceiling, &palisade::plugins::reference)?;
         self.runtime.install(app).map_err(|error| match error {
             InstallError::BadName(_) => EmbedError::Name(Box::new(error)),
             other => EmbedError::Install(Box::new(other)),

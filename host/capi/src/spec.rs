@@ -24,7 +24,8 @@
 //! routing, originator authentication, pseudonyms and module signatures are its own job.
 //!
 //! Every binding (the C API, the Python package) reads specs here, so one spec means the same
-//! everywhere. This module uses only what the runtime re-exports at its crate root.
+//! everywhere. This module uses only what the runtime re-exports at its crate root; the
+//! embedded reference plugins are passed in by the binding.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -199,11 +200,16 @@ impl Spec {
         &self.document.name
     }
 
-    /// The runtime's [`AppSpec`]: each plugin's component read (reference plugins are
-    /// embedded), each configuration as JSON. `memory_ceiling` is the engine's
-    /// `max_memory_bytes`: a cap above it is refused, as the gateway refuses it, rather than
-    /// silently lowered.
-    pub fn into_app_spec(self, memory_ceiling: usize) -> Result<AppSpec, SpecError> {
+    /// The runtime's [`AppSpec`]: each plugin's component read, each configuration as JSON.
+    /// `references` gives the bytes of a plugin named by reference (`acp`, `token-auth`,
+    /// `geo-privacy`: the binding passes the embedded reference plugins); any other name is
+    /// a file. `memory_ceiling` is the engine's `max_memory_bytes`: a cap above it is
+    /// refused, as the gateway refuses it, rather than silently lowered.
+    pub fn into_app_spec(
+        self,
+        memory_ceiling: usize,
+        references: &dyn Fn(&str) -> Option<&'static [u8]>,
+    ) -> Result<AppSpec, SpecError> {
         let document = self.document;
         if document.limits.memory_bytes > memory_ceiling {
             return Err(SpecError::at(
@@ -225,7 +231,8 @@ impl Spec {
             .collect::<HashMap<_, _>>();
         for (index, plugin) in document.plugins.into_iter().enumerate() {
             let key = format!("plugin[{index}]");
-            let (default_name, bytes) = plugin_bytes(&self.base_dir, &key, &plugin.plugin)?;
+            let (default_name, bytes) =
+                plugin_bytes(&self.base_dir, &key, &plugin.plugin, references)?;
             let config_json = match (&plugin.config, &plugin.config_file) {
                 (Some(config), _) => serde_json::Value::Object(config.clone()).to_string(),
                 (None, Some(file)) => config_file(&self.base_dir, &key, file)?,
@@ -388,8 +395,9 @@ fn plugin_bytes(
     base_dir: &Path,
     key: &str,
     reference: &str,
+    references: &dyn Fn(&str) -> Option<&'static [u8]>,
 ) -> Result<(String, Vec<u8>), SpecError> {
-    if let Some(bytes) = palisade::plugins::reference(reference) {
+    if let Some(bytes) = references(reference) {
         return Ok((reference.to_string(), bytes.to_vec()));
     }
     let path = base_dir.join(reference);
@@ -453,9 +461,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
+    use palisade::plugins::reference;
+
     impl Spec {
         fn refused(self, ceiling: usize) -> String {
-            match self.into_app_spec(ceiling) {
+            match self.into_app_spec(ceiling, &reference) {
                 Ok(_) => panic!("the spec was accepted"),
                 Err(error) => error.to_string(),
             }
@@ -474,12 +484,15 @@ mod tests {
 
     #[test]
     fn toml_and_json_read_the_same_app() {
-        let from_toml = toml(ACP).unwrap().into_app_spec(64 << 20).unwrap();
+        let from_toml = toml(ACP)
+            .unwrap()
+            .into_app_spec(64 << 20, &reference)
+            .unwrap();
         let from_json = json(
             r#"{"name": "lights", "plugin": [{"plugin": "acp", "capabilities": ["groups"], "config": {"policies": []}}]}"#,
         )
         .unwrap()
-        .into_app_spec(64 << 20)
+        .into_app_spec(64 << 20, &reference)
         .unwrap();
         for spec in [&from_toml, &from_json] {
             assert_eq!(spec.name, "lights");
@@ -568,7 +581,10 @@ mod tests {
             error.starts_with("limits.memory_bytes: 33554432 is above the engine's ceiling"),
             "{error}"
         );
-        assert!(toml(text).unwrap().into_app_spec(32 << 20).is_ok());
+        assert!(toml(text)
+            .unwrap()
+            .into_app_spec(32 << 20, &reference)
+            .is_ok());
     }
 
     #[test]
@@ -612,7 +628,7 @@ mod tests {
             dir.path(),
         )
         .unwrap()
-        .into_app_spec(64 << 20)
+        .into_app_spec(64 << 20, &reference)
         .unwrap();
         assert_eq!(spec.plugins[0].setup.name, "mine");
         assert_eq!(spec.plugins[0].setup.config_json, r#"{"policies":[]}"#);
