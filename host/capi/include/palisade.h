@@ -10,13 +10,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+// Largest spec or settings document accepted ([`palisade_core::MAX_SPEC_BYTES`], spelled
+// out so that the header carries its value).
+#define PALISADE_MAX_SPEC_BYTES (4 << 20)
+
 // Largest request document accepted: the gateway's default body limit for `/v1/decide`
 // (`[limits] max_body_bytes`). Every field plugins see is inside it, so none can be larger.
 #define PALISADE_MAX_REQUEST_BYTES (64 << 10)
-
-// Largest spec document accepted: room for thousands of policy rules inline, and a bound on
-// what one install call can make the parser allocate. Default and only value: 4 MiB.
-#define PALISADE_MAX_SPEC_BYTES (4 << 20)
 
 // What a call did. `PALISADE_STATUS_OK` (0) is success; every other value comes with a
 // message when the call takes `char **error`.
@@ -103,10 +103,9 @@ enum PalisadeStatus palisade_runtime_new(const char *settings,
 // Any pointer value may be passed; only live handles are acted on.
 enum PalisadeStatus palisade_runtime_free(struct PalisadeRuntime *runtime);
 
-// Installs one application from a spec (see the crate documentation of `spec`: one
-// `[[app]]` table of the gateway configuration, runtime keys only) in `format` (a
-// `PalisadeFormat`). Relative module and configuration paths are resolved against the
-// current directory. Refused with
+// Installs one application from a spec (`palisade_core::Spec`: one `[[app]]` table of the
+// gateway configuration, runtime keys only) in `format` (a `PalisadeFormat`). Relative
+// module and configuration paths are resolved against the current directory. Refused with
 // `PALISADE_STATUS_ALREADY_INSTALLED` when an application of that name is installed; on any
 // error nothing changes.
 //

@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use palisade::{AccessRequest, Decision, Engine, EngineConfig, InstallError, PluginKind, Runtime};
+use palisade_core::{
+    AccessRequest, Decision, Engine, EngineConfig, InstallError, PluginKind, Runtime,
+};
 
-use crate::spec::{self, Spec, SpecError, SpecFormat, MAX_SPEC_BYTES};
+use palisade_core::{read_spec_file, Spec, SpecError, SpecFormat, MAX_SPEC_BYTES};
 
 /// Largest request document accepted: the gateway's default body limit for `/v1/decide`
 /// (`[limits] max_body_bytes`). Every field plugins see is inside it, so none can be larger.
@@ -22,7 +24,7 @@ pub enum EmbedError {
     Settings(String),
     /// The engine or runtime could not be created.
     #[error("cannot create the engine: {0}")]
-    Engine(#[source] palisade::EngineError),
+    Engine(#[source] palisade_core::EngineError),
     /// The spec cannot be read or describes an application that cannot work.
     #[error(transparent)]
     Spec(Box<SpecError>),
@@ -66,7 +68,7 @@ pub fn engine_config(settings: &str, format: SpecFormat) -> Result<EngineConfig,
             "the document is more than {MAX_SPEC_BYTES} bytes"
         )));
     }
-    let parsed: Result<palisade::engine::EngineSettings, String> = match format {
+    let parsed: Result<palisade_core::engine::EngineSettings, String> = match format {
         SpecFormat::Toml => toml::from_str(settings).map_err(|e| e.message().trim().to_string()),
         SpecFormat::Json => serde_json::from_str(settings).map_err(|e| e.to_string()),
     };
@@ -124,7 +126,7 @@ impl EmbeddedRuntime {
             Some(extension) if extension == "json" => SpecFormat::Json,
             _ => SpecFormat::Toml,
         };
-        let text = spec::read_spec_file(path)?;
+        let text = read_spec_file(path)?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         self.install(&text, format, base_dir)
     }
@@ -140,7 +142,7 @@ impl EmbeddedRuntime {
             return Err(EmbedError::AlreadyInstalled(name));
         }
         let ceiling = self.runtime.engine().config().max_memory_bytes;
-        let app = spec.into_app_spec(ceiling, &palisade::plugins::reference)?;
+        let app = spec.into_app_spec(ceiling, &palisade_artifacts::reference)?;
         self.runtime.install(app).map_err(|error| match error {
             InstallError::BadName(_) => EmbedError::Name(Box::new(error)),
             other => EmbedError::Install(Box::new(other)),

@@ -351,10 +351,7 @@ fn null_pointers_bad_utf8_and_huge_inputs_are_refused() {
             text,
             format!("request is longer than {MAX_REQUEST_BYTES} bytes (or not NUL-terminated)")
         );
-        let huge = format!(
-            "# {}\n{SPEC}",
-            "x".repeat(palisade_capi::spec::MAX_SPEC_BYTES)
-        );
+        let huge = format!("# {}\n{SPEC}", "x".repeat(palisade_core::MAX_SPEC_BYTES));
         assert_eq!(install(runtime, &huge, 0).0, PalisadeStatus::TooLarge);
 
         palisade_runtime_free(runtime);

@@ -19,9 +19,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use palisade::{Decision, EngineConfig};
-use palisade_capi::spec::SpecFormat;
 use palisade_capi::{EmbedError, EmbeddedRuntime};
+use palisade_core::SpecFormat;
+use palisade_core::{Decision, EngineConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
@@ -225,8 +225,8 @@ impl PyDecision {
     #[getter]
     fn effect(&self) -> &'static str {
         match self.decision.effect {
-            palisade::Effect::Permit => "permit",
-            palisade::Effect::Deny => "deny",
+            palisade_core::Effect::Permit => "permit",
+            palisade_core::Effect::Deny => "deny",
         }
     }
 
