@@ -27,11 +27,17 @@
 //! Parts, one module each: [`engine`] (the process-wide wasmtime engine and artifact cache),
 //! [`sandbox`] (one per application: stores, limits, capabilities, failures, quarantine),
 //! and [`pipeline`] (resolve → authenticate → authorize → filter, monitor mode).
+//!
+//! Embedders outside Rust (the C API `palisade-capi`, the Python package) install
+//! applications from a [`Spec`]: one `[[app]]` table of the gateway configuration, runtime
+//! keys only, in TOML or JSON, read by one parser so that a spec means the same in every
+//! binding.
 
 pub mod engine;
 pub mod pipeline;
 pub mod request;
 pub mod sandbox;
+mod spec;
 
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use pipeline::{AppSpec, Decision, Effect, FilteredResponse, InstallError, Mode, Runtime};
@@ -39,4 +45,9 @@ pub use request::{AccessRequest, Credential, Location, Operation, ResponseBody};
 pub use sandbox::{
     Capabilities, Capability, Failure, Isolation, PluginKind, PluginSetup, SandboxLimits,
     StaticKeys,
+};
+/// The application spec the embedding bindings install from (see the [`Spec`] type).
+pub use spec::{
+    read_spec_file, AppDocument, PluginDocument, Spec, SpecError, SpecFormat,
+    MAX_CONFIG_FILE_BYTES, MAX_MODULE_FILE_BYTES, MAX_SPEC_BYTES,
 };
