@@ -4,7 +4,7 @@
 //! helpers are in `support/`.
 //!
 //! `.ci/run` runs the hostile modules alone first, under a tight memory limit, with the
-//! filters `hostile:: hostile_load::`.
+//! filters `hostile::` and then `hostile_load::`.
 
 mod support;
 
