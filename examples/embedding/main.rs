@@ -1,7 +1,7 @@
 //! Embedding Palisade in a gateway's own Rust code: build the runtime once, install an
 //! application with its plugins and their configuration, then ask for decisions and read why.
 //!
-//! Run it with `cargo run --example embed_gateway`. The tests run it too (tests/cli.rs).
+//! Run it with `cargo run --example embed_gateway`. The tests run it too (tests/e2e/cli.rs).
 
 use std::collections::{HashMap, HashSet};
 

@@ -3,10 +3,7 @@
 //! and every way a registry can let a gateway down. The installer is the real thing: the
 //! registry store's verification (trust chain) and version rule, in an `EmbeddedStore`.
 
-#[path = "../../../tests/support/pki.rs"]
-mod pki;
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
+use palisade_test_support::{pki, registry};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
