@@ -46,8 +46,8 @@ use toml::Spanned;
 
 use super::config::{ConfigError, GatewayConfig};
 use super::replay::{ReplayError, TokenId, TokenReplayCache};
-use palisade_core::pipeline::{Decision, Effect};
-use palisade_core::request::Credential;
+use palisade_core::{Decision, Effect};
+use palisade_core::Credential;
 
 /// Most tokens one request may carry; more are refused before any is parsed.
 pub const MAX_TOKENS: usize = 16;
@@ -297,7 +297,7 @@ impl Originators {
         let replay = TokenReplayCache::open(
             data_dir,
             &config.token_replay,
-            palisade_core::request::now_unix(),
+            palisade_core::now_unix(),
         )
         .map_err(|error| ConfigError::Invalid {
             file: config.file.clone(),
@@ -811,7 +811,7 @@ plugin = [{ plugin = "acp" }]
                 ..
             })
         ));
-        decision.identity = Some(palisade_core::pipeline::Identity {
+        decision.identity = Some(palisade_core::Identity {
             subject: "CAE-someone".into(),
             roles: Vec::new(),
             expires_at: None,

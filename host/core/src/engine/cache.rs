@@ -30,15 +30,21 @@ const MAC_LEN: usize = 32;
 /// What went wrong with the cache itself. A plugin whose artifact cannot be used is compiled
 /// from its (verified) module bytes instead.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
+    /// The cache folder cannot be opened or created.
     #[error("cannot open the artifact cache folder {path}: {source}")]
     Open { path: String, source: io::Error },
+    /// The key that authenticates artifacts cannot be read or created.
     #[error("cannot read or create the cache key {KEY_FILE}: {0}")]
     Key(io::Error),
+    /// An artifact cannot be read or written.
     #[error("cannot read or write artifact {name}: {source}")]
     Io { name: String, source: io::Error },
+    /// An artifact changed on disk (failed its integrity check).
     #[error("artifact {name} failed its integrity check (changed on disk); it was discarded")]
     Tampered { name: String },
+    /// wasmtime could not serialize or deserialize an artifact.
     #[error("artifact {name} could not be serialized or deserialized: {reason}")]
     Format { name: String, reason: String },
 }

@@ -111,6 +111,7 @@ impl Default for ModuleLimits {
 
 /// Why a module was refused before compilation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModuleRefusal {
     /// Not WebAssembly at all, or cut short.
     #[error("the file is not a WebAssembly component, nor WebAssembly at all: {0}")]

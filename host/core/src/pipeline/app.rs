@@ -29,12 +29,15 @@ pub enum Mode {
 /// A plugin to load, with the bytes of its component.
 #[derive(Clone)]
 pub struct PluginSource {
+    /// How the plugin is set up (name, kind, configuration, capabilities).
     pub setup: PluginSetup,
+    /// The component's bytes.
     pub bytes: Arc<[u8]>,
 }
 
 /// Everything needed to install one application.
 pub struct AppSpec {
+    /// The application name (see [`valid_name`]).
     pub name: String,
     pub mode: Mode,
     pub isolation: Isolation,
@@ -76,7 +79,9 @@ impl AppSpec {
 
 /// Why an application could not be installed. The previous installation, if any, stays.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InstallError {
+    /// The application name is not allowed (see [`valid_name`]).
     #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
     BadName(String),
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
@@ -91,10 +96,13 @@ pub enum InstallError {
         plugin: String,
         source: LoadError,
     },
+    /// Two plugins of the application have one name.
     #[error("application {app:?} has two plugins named {plugin:?}")]
     DuplicatePlugin { app: String, plugin: String },
+    /// No application of this name is installed.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
+    /// An initial key-value entry is over the application's key-value limits.
     #[error("application {app:?}: initial key-value entry {key:?} exceeds the application's key-value limits")]
     KeyValue { app: String, key: String },
 }
@@ -116,19 +124,23 @@ pub struct App {
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginStatus {
     #[serde(flatten)]
+    /// Which plugin.
     pub label: Arc<PluginLabel>,
     /// The plugin contract the module was built against, e.g. `palisade:plugin@0.1.0`.
     pub contract: Contract,
     #[serde(flatten)]
+    /// Its failures and quarantine.
     pub health: PluginHealth,
 }
 
 /// One application's state for health reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppStatus {
+    /// The application.
     pub app: String,
     pub mode: Mode,
     pub isolation: Isolation,
+    /// Its plugins, in stage order.
     pub plugins: Vec<PluginStatus>,
 }
 
@@ -232,10 +244,12 @@ impl App {
         }
     }
 
+    /// The application name.
     pub fn name(&self) -> &str {
         self.sandbox.app()
     }
 
+    /// The application's sandbox.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
@@ -252,6 +266,7 @@ impl App {
             .chain(&self.filters)
     }
 
+    /// The application's state for health reports.
     pub fn status(&self) -> AppStatus {
         AppStatus {
             app: self.name().to_string(),

@@ -54,8 +54,11 @@ pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) ->
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", content = "reason", rename_all = "kebab-case")]
 pub enum Verdict {
+    /// Permit.
     Permit,
+    /// Deny, with the plugin's reason.
     Deny(String),
+    /// The policy does not apply to the request.
     NotApplicable,
 }
 
@@ -71,14 +74,18 @@ pub enum AuthOutcome {
     Rejected {
         reason: String,
     },
+    /// The authenticator does not handle this credential.
     NotApplicable,
 }
 
 /// A filter's answer, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FilterOutcome {
+    /// Deliver the response as it is.
     Unchanged,
+    /// Deliver this body instead.
     Rewrite(Vec<u8>),
+    /// Deliver nothing, for this reason.
     Block(String),
 }
 

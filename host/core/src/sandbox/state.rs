@@ -16,27 +16,34 @@ use super::limits::SandboxLimits;
 /// and no other application can reach.
 pub struct AppEnvironment {
     pub name: String,
+    /// Its key-value store.
     pub kv: KvNamespace,
+    /// Its groups.
     pub groups: GroupDirectory,
+    /// Its keys.
     pub keys: Arc<dyn AppKeys>,
 }
 
 /// What one plugin of one application was granted.
 pub struct PluginGrant {
+    /// The application.
     pub app: String,
     pub name: String,
     /// The plugin's configuration document (JSON), handed over by `config.get`.
     pub config_json: Arc<str>,
+    /// What it was granted.
     pub capabilities: Capabilities,
 }
 
 /// Why the host ended a call with a trap of its own making.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SandboxTrap {
     #[error(
         "the plugin made more than {limit} host calls in one call (host-call budget exhausted)"
     )]
     HostCallBudget { limit: u32 },
+    /// The plugin used a capability it was not granted.
     #[error("the plugin used the `{0}` capability, which this application did not grant it")]
     CapabilityDenied(Capability),
     /// The plugin waited for something only time or outside I/O could bring ({0}): nothing
