@@ -57,5 +57,6 @@ pub use sandbox::{
     plugin_output_dropped_bytes, AppEnvironment, AppKeys, AuthOutcome, Capabilities, Capability,
     Contract, ContractError, Failure, FilterOutcome, GroupDirectory, Isolation, KeyUseError,
     KvNamespace, LoadError, MembershipSource, Plugin, PluginHealth, PluginKind, PluginLabel,
-    PluginSetup, PrepareError, Sandbox, SandboxLimits, SharedLinker, StaticKeys, Verdict,
+    PluginSetup, PrepareError, QuarantineScope, Sandbox, SandboxLimits, SandboxTrap, SharedLinker,
+    StaticKeys, Verdict,
 };

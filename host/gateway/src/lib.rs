@@ -270,6 +270,7 @@ impl Gateway {
             mut decision,
             view,
             subject,
+            ..
         } = self.runtime.evaluate(request, split);
         if decision.stages.iter().any(|stage| stage.failure.is_some()) {
             route.placement.demote();

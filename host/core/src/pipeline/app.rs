@@ -39,8 +39,11 @@ pub struct PluginSource {
 pub struct AppSpec {
     /// The application name (see [`valid_name`]).
     pub name: String,
+    /// Enforce or monitor.
     pub mode: Mode,
+    /// How plugin instances are isolated.
     pub isolation: Isolation,
+    /// The sandbox limits.
     pub limits: SandboxLimits,
     /// Plugins in stage order; within a stage, in this order.
     pub plugins: Vec<PluginSource>,
@@ -85,26 +88,34 @@ pub enum InstallError {
     #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
     BadName(String),
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    /// A plugin did not compile.
     Compile {
+        /// The application.
         app: String,
+        /// The plugin.
         plugin: String,
+        /// The underlying error.
         source: EngineError,
     },
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    /// A plugin could not be loaded.
     Load {
+        /// The application.
         app: String,
+        /// The plugin.
         plugin: String,
+        /// The underlying error.
         source: LoadError,
     },
     /// Two plugins of the application have one name.
     #[error("application {app:?} has two plugins named {plugin:?}")]
-    DuplicatePlugin { app: String, plugin: String },
+    DuplicatePlugin { /** The application. */ app: String, /** The plugin. */ plugin: String },
     /// No application of this name is installed.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
     /// An initial key-value entry is over the application's key-value limits.
     #[error("application {app:?}: initial key-value entry {key:?} exceeds the application's key-value limits")]
-    KeyValue { app: String, key: String },
+    KeyValue { /** The application. */ app: String, /** The key-value entry's key. */ key: String },
 }
 
 /// An installed application.
@@ -138,7 +149,9 @@ pub struct PluginStatus {
 pub struct AppStatus {
     /// The application.
     pub app: String,
+    /// Enforce or monitor.
     pub mode: Mode,
+    /// How plugin instances are isolated.
     pub isolation: Isolation,
     /// Its plugins, in stage order.
     pub plugins: Vec<PluginStatus>,

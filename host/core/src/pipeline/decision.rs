@@ -182,12 +182,16 @@ impl Decision {
 pub enum FilteredResponse {
     /// Deliver this body (the original, or as the filters rewrote it).
     Deliver {
+        /// The body to deliver.
         body: Vec<u8>,
+        /// Every filter's answer, in order.
         stages: Vec<StageReport>,
     },
     /// Deliver nothing; the reason says which filter blocked it or failed.
     Blocked {
+        /// Which filter blocked it, or failed.
         reason: String,
+        /// Every filter's answer, in order.
         stages: Vec<StageReport>,
     },
 }

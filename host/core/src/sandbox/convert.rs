@@ -66,12 +66,18 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum AuthOutcome {
+    /// The credential is valid: this identity.
     Authenticated {
+        /// Who the credential belongs to.
         subject: String,
+        /// Roles granted with the identity.
         roles: Vec<String>,
+        /// When the identity expires (seconds since the Unix epoch).
         expires_at: Option<u64>,
     },
+    /// The credential is not valid.
     Rejected {
+        /// Why, in words.
         reason: String,
     },
     /// The authenticator does not handle this credential.

@@ -51,8 +51,11 @@ pub enum LoadError {
     #[error("the component exports none of authorize, authenticate or filter, so it is no Palisade plugin")]
     UnknownWorld,
     #[error("the component is a {found} but was declared as a {declared}")]
+    /// The component is of another kind than declared.
     WrongWorld {
+        /// The kind the configuration declared.
         declared: PluginKind,
+        /// The kind the component is.
         found: PluginKind,
     },
     /// The component's contract version is not one this host loads.
@@ -70,10 +73,15 @@ pub enum LoadError {
     #[error(
         "the component's `{export}` export does not match the {kind} world of {contract}: {reason}"
     )]
+    /// The component's export does not have the contract's type.
     ExportType {
+        /// The plugin's kind.
         kind: PluginKind,
+        /// The export.
         export: &'static str,
+        /// The contract the component was built against.
         contract: Contract,
+        /// Why, in words.
         reason: String,
     },
     /// The plugin configuration is not JSON.

@@ -195,6 +195,7 @@ impl Serialize for Contract {
 /// Which module made a decision: reported with every decision and in audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginLabel {
+    /// The name.
     pub name: String,
     /// The plugin's kind.
     pub kind: PluginKind,
