@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use super::harness::{read_config, read_request};
-use palisade_core::{Engine, EngineConfig};
-use palisade_core::{AppSpec, Runtime};
 use palisade_core::AccessRequest;
+use palisade_core::{AppSpec, Runtime};
 use palisade_core::{Capabilities, Capability, Isolation, PluginSetup};
+use palisade_core::{Engine, EngineConfig};
 
 /// Measure decision latency and throughput for a plugin and a request.
 #[derive(Debug, clap::Args)]

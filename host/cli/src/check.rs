@@ -20,8 +20,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use palisade_core::{Engine, EngineConfig};
 use palisade_core::Runtime;
+use palisade_core::{Engine, EngineConfig};
 use palisade_gateway::config::{GatewayConfig, KeystoreConfig};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 

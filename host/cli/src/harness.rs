@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use palisade_core::{CompiledComponent, Engine, EngineConfig};
 use palisade_core::{AccessRequest, Credential, ResponseBody};
 use palisade_core::{
     AppEnvironment, AppKeys, AuthOutcome, Capabilities, Failure, FilterOutcome, GroupDirectory,
     Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
     StaticKeys, Verdict,
 };
+use palisade_core::{CompiledComponent, Engine, EngineConfig};
 
 /// An engine and linker for local runs.
 pub struct Harness {
@@ -181,9 +181,7 @@ impl Harness {
         response: Option<&ResponseBody>,
     ) -> anyhow::Result<Answer> {
         let (sandbox, plugin) = self.sandbox(file, setup)?;
-        let now = request
-            .request_time
-            .unwrap_or_else(palisade_core::now_unix);
+        let now = request.request_time.unwrap_or_else(palisade_core::now_unix);
         Ok(match file.kind {
             PluginKind::Authorizer => Answer::Authorizer(sandbox.authorize(&plugin, request, now)),
             PluginKind::Authenticator => {

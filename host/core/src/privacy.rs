@@ -182,9 +182,12 @@ impl Runtime {
         }
         decision.timings.authenticate_us = authenticate_us;
         decision.timings.total_us = started.elapsed().as_micros() as u64;
-        let subject = identity
-            .as_ref()
-            .map(|found| split.pseudonyms.pseudonym(&found.subject).unwrap_or_default());
+        let subject = identity.as_ref().map(|found| {
+            split
+                .pseudonyms
+                .pseudonym(&found.subject)
+                .unwrap_or_default()
+        });
         decision.identity = identity;
         Evaluated {
             decision,
@@ -246,7 +249,10 @@ mod tests {
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.0.as_bytes())
                 .expect("HMAC takes keys of any length");
             mac.update(originator.as_bytes());
-            Ok(format!("anon-{}", hex::encode(&mac.finalize().into_bytes()[..16])))
+            Ok(format!(
+                "anon-{}",
+                hex::encode(&mac.finalize().into_bytes()[..16])
+            ))
         }
     }
 
@@ -273,8 +279,12 @@ mod tests {
     }
 
     fn retrieve(originator: &str) -> AccessRequest {
-        let mut request =
-            AccessRequest::new("lights", originator, Operation::Retrieve, "/cse-in/lights/a");
+        let mut request = AccessRequest::new(
+            "lights",
+            originator,
+            Operation::Retrieve,
+            "/cse-in/lights/a",
+        );
         request.credential = Some(Credential {
             scheme: "bearer".into(),
             value: "secret".into(),
@@ -290,7 +300,12 @@ mod tests {
         let split = Some(PrivacySplit::new(&keyed));
 
         let answer = runtime.evaluate(retrieve("CAE1"), split);
-        assert_eq!(answer.decision.effect, Effect::Permit, "{:?}", answer.decision);
+        assert_eq!(
+            answer.decision.effect,
+            Effect::Permit,
+            "{:?}",
+            answer.decision
+        );
         assert_eq!(answer.view.originator, pseudonym);
         assert!(answer.view.credential.is_none());
         // Another originator's pseudonym is not the permitted one.
@@ -312,7 +327,11 @@ mod tests {
         let runtime = runtime_allowing("CAE1");
         let answer = runtime.evaluate(retrieve("CAE1"), Some(PrivacySplit::new(&Unavailable)));
         assert_eq!(answer.decision.effect, Effect::Deny);
-        assert!(answer.decision.reason.contains("pseudonym"), "{}", answer.decision.reason);
+        assert!(
+            answer.decision.reason.contains("pseudonym"),
+            "{}",
+            answer.decision.reason
+        );
         assert!(answer.decision.stages.is_empty());
         assert_eq!(answer.view.originator, UNAVAILABLE_PSEUDONYM);
         assert!(answer.subject.is_none());

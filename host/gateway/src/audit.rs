@@ -28,8 +28,8 @@ use palisade_audit::{
     canonical_object, AuditConfig, AuditError, AuditLog, CanonicalJson, CheckpointSigner,
     DecisionOverflow, Kind, ObjectWriter, SignerError,
 };
-use palisade_core::{Decision, Effect};
 use palisade_core::PluginLabel;
+use palisade_core::{Decision, Effect};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 
 /// One decision, as written to the audit trail.

@@ -46,10 +46,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use palisade_core::{Engine, EngineConfig};
-use palisade_core::{Decision, Runtime};
-use palisade_core::{Evaluated, PrivacySplit, UNAVAILABLE_PSEUDONYM};
 use palisade_core::{now_unix, AccessRequest};
+use palisade_core::{Decision, Runtime};
+use palisade_core::{Engine, EngineConfig};
+use palisade_core::{Evaluated, PrivacySplit, UNAVAILABLE_PSEUDONYM};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 
 pub use audit::{audit_hook, AuditSink, DecisionRecord};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
-use palisade_core::{AppSpec, InstallError, Mode, Runtime, SharedModules};
 use palisade_core::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::{AppSpec, InstallError, Mode, Runtime, SharedModules};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use palisade_registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
 

@@ -34,19 +34,37 @@ const MAC_LEN: usize = 32;
 pub enum CacheError {
     /// The cache folder cannot be opened or created.
     #[error("cannot open the artifact cache folder {path}: {source}")]
-    Open { /** The folder. */ path: String, /** The underlying error. */ source: io::Error },
+    Open {
+        /** The folder. */
+        path: String,
+        /** The underlying error. */
+        source: io::Error,
+    },
     /// The key that authenticates artifacts cannot be read or created.
     #[error("cannot read or create the cache key {KEY_FILE}: {0}")]
     Key(io::Error),
     /// An artifact cannot be read or written.
     #[error("cannot read or write artifact {name}: {source}")]
-    Io { /** The name. */ name: String, /** The underlying error. */ source: io::Error },
+    Io {
+        /** The name. */
+        name: String,
+        /** The underlying error. */
+        source: io::Error,
+    },
     /// An artifact changed on disk (failed its integrity check).
     #[error("artifact {name} failed its integrity check (changed on disk); it was discarded")]
-    Tampered { /** The name. */ name: String },
+    Tampered {
+        /** The name. */
+        name: String,
+    },
     /// wasmtime could not serialize or deserialize an artifact.
     #[error("artifact {name} could not be serialized or deserialized: {reason}")]
-    Format { /** The name. */ name: String, /** Why, in words. */ reason: String },
+    Format {
+        /** The name. */
+        name: String,
+        /** Why, in words. */
+        reason: String,
+    },
 }
 
 /// A folder of precompiled artifacts for one engine configuration.

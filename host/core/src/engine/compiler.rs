@@ -136,16 +136,28 @@ pub enum HelperError {
     },
     /// The helper ran out of its memory limit.
     #[error("compiling exceeded its memory limit of {limit_mib} MiB (compile memory_mib)")]
-    Memory { /** The limit, in MiB. */ limit_mib: u64 },
+    Memory {
+        /** The limit, in MiB. */
+        limit_mib: u64,
+    },
     /// The helper ran out of its CPU-time limit.
     #[error("compiling exceeded its CPU-time limit of {limit_s} s (compile cpu_s)")]
-    CpuTime { /** The limit, in seconds. */ limit_s: u64 },
+    CpuTime {
+        /** The limit, in seconds. */
+        limit_s: u64,
+    },
     /// The helper ran out of its wall-clock limit and was killed.
     #[error("compiling exceeded its wall-clock limit of {limit_s} s (compile wall_s); the helper was killed")]
-    WallTime { /** The limit, in seconds. */ limit_s: u64 },
+    WallTime {
+        /** The limit, in seconds. */
+        limit_s: u64,
+    },
     /// The artifact is over the size limit.
     #[error("the compiled artifact is over {limit} bytes")]
-    ArtifactTooLarge { /** The limit. */ limit: u64 },
+    ArtifactTooLarge {
+        /** The limit. */
+        limit: u64,
+    },
     /// wasmtime refused the module.
     #[error("the compiler refused the module: {0}")]
     Compile(String),

@@ -145,7 +145,12 @@ pub enum ModuleRefusal {
     StartFunction(&'static str),
     /// The structure could not be read.
     #[error("the module is malformed at byte {offset}: {message}")]
-    Malformed { /** Byte offset of the problem. */ offset: usize, /** The parser's message. */ message: String },
+    Malformed {
+        /** Byte offset of the problem. */
+        offset: usize,
+        /** The parser's message. */
+        message: String,
+    },
 }
 
 /// Running totals of one pass.

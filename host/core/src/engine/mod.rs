@@ -130,10 +130,12 @@ impl Engine {
                     error = %pool_error,
                     "the pooling allocator could not reserve its address space; allocating instances on demand"
                 );
-                let engine = wasmtime::Engine::new(&config.wasmtime_config(false))
-                    .map_err(|error| EngineError::Configure {
-                        what: "the engine settings",
-                        source: error.into(),
+                let engine =
+                    wasmtime::Engine::new(&config.wasmtime_config(false)).map_err(|error| {
+                        EngineError::Configure {
+                            what: "the engine settings",
+                            source: error.into(),
+                        }
                     })?;
                 (engine, Allocation::OnDemand)
             }

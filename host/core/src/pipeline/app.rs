@@ -109,13 +109,23 @@ pub enum InstallError {
     },
     /// Two plugins of the application have one name.
     #[error("application {app:?} has two plugins named {plugin:?}")]
-    DuplicatePlugin { /** The application. */ app: String, /** The plugin. */ plugin: String },
+    DuplicatePlugin {
+        /** The application. */
+        app: String,
+        /** The plugin. */
+        plugin: String,
+    },
     /// No application of this name is installed.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
     /// An initial key-value entry is over the application's key-value limits.
     #[error("application {app:?}: initial key-value entry {key:?} exceeds the application's key-value limits")]
-    KeyValue { /** The application. */ app: String, /** The key-value entry's key. */ key: String },
+    KeyValue {
+        /** The application. */
+        app: String,
+        /** The key-value entry's key. */
+        key: String,
+    },
 }
 
 /// An installed application.

@@ -39,11 +39,10 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with no applications on `engine`.
     pub fn new(engine: Engine) -> Result<Runtime, EngineError> {
-        let linker =
-            SharedLinker::new(&engine).map_err(|error| EngineError::Configure {
-                what: "linking the host imports",
-                source: error.into(),
-            })?;
+        let linker = SharedLinker::new(&engine).map_err(|error| EngineError::Configure {
+            what: "linking the host imports",
+            source: error.into(),
+        })?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -237,7 +236,14 @@ impl Runtime {
                     micros,
                 )),
                 Ok(FilterOutcome::Rewrite(new_body)) => {
-                    stages.push(report(Stage::Filter, plugin, Outcome::Rewrite, None, None, micros));
+                    stages.push(report(
+                        Stage::Filter,
+                        plugin,
+                        Outcome::Rewrite,
+                        None,
+                        None,
+                        micros,
+                    ));
                     body = new_body;
                 }
                 Ok(FilterOutcome::Block(reason)) => {

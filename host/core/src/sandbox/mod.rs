@@ -256,8 +256,7 @@ impl Sandbox {
         module_bytes: &[u8],
         setup: PluginSetup,
     ) -> Result<Plugin, LoadError> {
-        serde_json::from_str::<serde_json::Value>(&setup.config_json)
-            .map_err(LoadError::Config)?;
+        serde_json::from_str::<serde_json::Value>(&setup.config_json).map_err(LoadError::Config)?;
         let grant = Arc::new(PluginGrant {
             app: self.env.name.clone(),
             name: setup.name.clone(),

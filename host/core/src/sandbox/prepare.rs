@@ -58,7 +58,10 @@ pub enum PrepareError {
     /// The plugin logged `reason` at error level and trapped in `prepare`: it refused its
     /// configuration (`palisade_sdk::config::refuse`).
     #[error("it refused its configuration: {reason}")]
-    Refused { /** What the plugin logged. */ reason: String },
+    Refused {
+        /** What the plugin logged. */
+        reason: String,
+    },
     /// The prepared state could not be snapshotted.
     #[error("the prepared state could not be snapshotted: {0}")]
     Snapshot(String),

@@ -312,10 +312,9 @@ fn upload(
     }
     // Reported with the upload; a version this gateway does not load is reported as null, and
     // loading it (on activation) fails naming the version.
-    let contract =
-        palisade_core::Contract::of_component(&compiled.component, engine.wasmtime())
-            .ok()
-            .map(|contract| contract.to_string());
+    let contract = palisade_core::Contract::of_component(&compiled.component, engine.wasmtime())
+        .ok()
+        .map(|contract| contract.to_string());
     let _change = admin.changes.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = admin.store.put(&Upload {
         bytes,
