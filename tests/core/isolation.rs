@@ -179,11 +179,7 @@ fn location_reaches_only_plugins_granted_it() {
 fn memory_another_apps_instance_wrote_reads_as_zeros() {
     use palisade_core::{Engine, EngineConfig, Runtime};
 
-    let engine = Engine::new(EngineConfig {
-        pool_instances: 1,
-        ..EngineConfig::default()
-    })
-    .expect("engine");
+    let engine = Engine::new(EngineConfig::default().pool_instances(1)).expect("engine");
     let runtime = Runtime::new(engine).expect("runtime");
     // The marker's words are `KEY.rotate_right(13)`; the reader keeps only KEY.
     const KEY: u64 = 0x5ca7_7e2d_0bad_f00d;

@@ -7,7 +7,7 @@ use palisade_test_support as support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use palisade_core::pipeline::PluginSource;
+use palisade_core::PluginSource;
 use palisade_core::{Capability, Effect, Operation, PluginSetup};
 use serde_json::json;
 use support::{request, runtime};

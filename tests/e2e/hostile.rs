@@ -428,7 +428,7 @@ fn filtered(runtime: &Runtime, app: &str) -> FilteredResponse {
     )
 }
 
-fn health(runtime: &Runtime, app: &str) -> palisade_core::sandbox::PluginHealth {
+fn health(runtime: &Runtime, app: &str) -> palisade_core::PluginHealth {
     let status = runtime.app(app).unwrap().status();
     status
         .plugins
@@ -468,7 +468,7 @@ fn an_overlong_answer_is_cut_by_the_host_and_is_no_failure_in_any_world() {
         assert_eq!(decision.effect, Effect::Deny);
         assert!(decision.reason.ends_with(marker), "{}", decision.reason);
         assert!(decision.reason.len() <= 4096);
-        assert_eq!(decision.stages[0].outcome, "deny");
+        assert_eq!(decision.stages[0].outcome, palisade_core::Outcome::Deny);
     }
 
     runtime
@@ -480,7 +480,7 @@ fn an_overlong_answer_is_cut_by_the_host_and_is_no_failure_in_any_world() {
         .unwrap();
     let decision = runtime.is_authorized(&with_credential("authn-reason", "CAE1"));
     assert_eq!(decision.effect, Effect::Deny);
-    assert_eq!(decision.stages[0].outcome, "rejected");
+    assert_eq!(decision.stages[0].outcome, palisade_core::Outcome::Rejected);
     assert!(decision.reason.ends_with(marker), "{}", decision.reason);
 
     runtime
@@ -589,7 +589,7 @@ fn plugin_text_is_escaped_and_identities_with_control_characters_are_refused() {
         ))
         .unwrap();
     let decision = runtime.is_authorized(&with_credential("authn-text", "CAE1"));
-    assert_eq!(decision.stages[0].outcome, "rejected");
+    assert_eq!(decision.stages[0].outcome, palisade_core::Outcome::Rejected);
     assert_clean(&decision.reason);
 
     for (attack, what) in [
@@ -1493,14 +1493,14 @@ fn output_past_the_per_call_bound_is_dropped_and_counted() {
             Isolation::Warm,
         ))
         .unwrap();
-    let before = palisade_core::sandbox::plugin_output_dropped_bytes();
+    let before = palisade_core::plugin_output_dropped_bytes();
     // The plugin is not failed for writing: its writes past 64 KiB are dropped, not refused.
     let reason = deny_reason(&runtime, "burst");
     assert!(
         reason.contains("output-burst: wrote 1048576 bytes"),
         "{reason}"
     );
-    let dropped = palisade_core::sandbox::plugin_output_dropped_bytes() - before;
+    let dropped = palisade_core::plugin_output_dropped_bytes() - before;
     assert!(
         dropped >= (1 << 20) - (64 << 10),
         "only {dropped} bytes counted as dropped"

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use palisade_core::engine::{CompileLimits, Compiler, ModuleLimits};
+use palisade_core::{CompileLimits, Compiler, ModuleLimits};
 use palisade_core::{Engine, EngineConfig, EngineError};
 use palisade_registry::ModuleKind;
 use wasm_encoder::{
@@ -211,20 +211,16 @@ fn helper() -> Compiler {
 }
 
 fn engine(config: EngineConfig) -> Engine {
-    Engine::new(EngineConfig {
-        pool_instances: 8,
-        ..config
-    })
-    .expect("engine")
+    Engine::new(config.pool_instances(8)).expect("engine")
 }
 
 fn helper_engine(limits: CompileLimits, module_limits: ModuleLimits) -> Engine {
-    engine(EngineConfig {
-        compiler: helper(),
-        compile_limits: limits,
-        module_limits,
-        ..EngineConfig::default()
-    })
+    engine(
+        EngineConfig::default()
+            .compiler(helper())
+            .compile_limits(limits)
+            .module_limits(module_limits),
+    )
 }
 
 fn refusal(engine: &Engine, bytes: &[u8]) -> String {
@@ -248,10 +244,7 @@ fn assert_names(message: &str, texts: &[&str]) {
 #[test]
 fn every_compile_bomb_is_refused_before_compiling_naming_its_limit() {
     // In-process compiler: the refusal must come before the compiler is ever reached.
-    let engine = engine(EngineConfig {
-        compiler: Compiler::InProcess,
-        ..EngineConfig::default()
-    });
+    let engine = engine(EngineConfig::default().compiler(Compiler::InProcess));
     for (name, bytes, limit, found) in bombs() {
         let error = engine.compile(&bytes).err().expect(name);
         assert!(matches!(error, EngineError::Refused(_)), "{name}: {error}");
@@ -267,11 +260,11 @@ fn limits_are_configurable_and_a_module_at_a_limit_is_accepted() {
         max_nesting_depth: 3,
         ..ModuleLimits::default()
     };
-    let engine = engine(EngineConfig {
-        compiler: Compiler::InProcess,
-        module_limits: limits,
-        ..EngineConfig::default()
-    });
+    let engine = engine(
+        EngineConfig::default()
+            .compiler(Compiler::InProcess)
+            .module_limits(limits),
+    );
     engine
         .compile(&component_with(&many_functions(1_000), 1))
         .expect("1,000 functions is at the limit");
@@ -297,10 +290,7 @@ fn limits_are_configurable_and_a_module_at_a_limit_is_accepted() {
 
 #[test]
 fn non_components_are_refused_with_a_clear_message() {
-    let engine = engine(EngineConfig {
-        compiler: helper(),
-        ..EngineConfig::default()
-    });
+    let engine = engine(EngineConfig::default().compiler(helper()));
     let core = many_functions(3).finish();
     assert_names(
         &refusal(&engine, &core),
@@ -322,10 +312,7 @@ fn non_components_are_refused_with_a_clear_message() {
 #[test]
 fn start_functions_are_refused_unless_allowed() {
     let bytes = component_with(&start_function(), 1);
-    let strict = engine(EngineConfig {
-        compiler: helper(),
-        ..EngineConfig::default()
-    });
+    let strict = engine(EngineConfig::default().compiler(helper()));
     assert_names(
         &refusal(&strict, &bytes),
         &[
@@ -333,23 +320,20 @@ fn start_functions_are_refused_unless_allowed() {
             "allow_start_functions",
         ],
     );
-    let lenient = engine(EngineConfig {
-        compiler: helper(),
-        module_limits: ModuleLimits {
-            allow_start_functions: true,
-            ..ModuleLimits::default()
-        },
-        ..EngineConfig::default()
-    });
+    let lenient = engine(
+        EngineConfig::default()
+            .compiler(helper())
+            .module_limits(ModuleLimits {
+                allow_start_functions: true,
+                ..ModuleLimits::default()
+            }),
+    );
     lenient.compile(&bytes).expect("allowed, it compiles");
 }
 
 #[test]
 fn modules_the_instance_pool_cannot_hold_are_refused_at_load() {
-    let engine = engine(EngineConfig {
-        compiler: helper(),
-        ..EngineConfig::default()
-    });
+    let engine = engine(EngineConfig::default().compiler(helper()));
     let limits = ModuleLimits::default();
     let cases = [
         (
@@ -398,15 +382,12 @@ fn modules_the_instance_pool_cannot_hold_are_refused_at_load() {
 #[test]
 fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(EngineConfig {
-        compiler: helper(),
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..EngineConfig::default()
-    });
-    assert_eq!(
-        engine.allocation(),
-        palisade_core::engine::Allocation::Pooling
+    let engine = engine(
+        EngineConfig::default()
+            .compiler(helper())
+            .cache_dir(Some(dir.path().to_path_buf())),
     );
+    assert_eq!(engine.allocation(), palisade_core::Allocation::Pooling);
     let runtime = palisade_core::Runtime::new(engine.clone()).unwrap();
     let policy = r#"{"policies":[{"id":"p","pv":{"acr":[{"acor":["all"],"acop":2}]}}]}"#;
     runtime
@@ -420,12 +401,14 @@ fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
     request.request_time = Some(1_795_860_900);
     assert!(runtime.is_authorized(&request).is_permit());
     // The artifact went into the MAC-checked cache: a second engine loads it from there.
-    let again = Engine::new(EngineConfig {
-        pool_instances: 8,
-        compiler: Compiler::Helper(PathBuf::from("/nonexistent/compile-helper")),
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..EngineConfig::default()
-    })
+    let again = Engine::new(
+        EngineConfig::default()
+            .pool_instances(8)
+            .compiler(Compiler::Helper(PathBuf::from(
+                "/nonexistent/compile-helper",
+            )))
+            .cache_dir(Some(dir.path().to_path_buf())),
+    )
     .unwrap();
     again
         .compile(palisade_artifacts::ACP)
@@ -490,14 +473,14 @@ fn the_compile_helper_is_killed_at_its_wall_clock_limit() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(script.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = script.into_temp_path();
-    let engine = engine(EngineConfig {
-        compiler: Compiler::Helper(script.to_path_buf()),
-        compile_limits: CompileLimits {
-            wall_time: Duration::from_secs(1),
-            ..CompileLimits::default()
-        },
-        ..EngineConfig::default()
-    });
+    let engine = engine(
+        EngineConfig::default()
+            .compiler(Compiler::Helper(script.to_path_buf()))
+            .compile_limits(CompileLimits {
+                wall_time: Duration::from_secs(1),
+                ..CompileLimits::default()
+            }),
+    );
     assert_names(
         &refusal(&engine, &component_with(&many_functions(2), 1)),
         &["exceeded its wall-clock limit of 1 s", "killed"],

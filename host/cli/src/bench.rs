@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use super::harness::{read_config, read_request};
-use palisade_core::engine::{Engine, EngineConfig};
-use palisade_core::pipeline::{AppSpec, Runtime};
-use palisade_core::request::AccessRequest;
-use palisade_core::sandbox::{Capabilities, Capability, Isolation, PluginSetup};
+use palisade_core::AccessRequest;
+use palisade_core::{AppSpec, Runtime};
+use palisade_core::{Capabilities, Capability, Isolation, PluginSetup};
+use palisade_core::{Engine, EngineConfig};
 
 /// Measure decision latency and throughput for a plugin and a request.
 #[derive(Debug, clap::Args)]
@@ -68,19 +68,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
     let mut request = read_request(&args.request)?;
     request
         .request_time
-        .get_or_insert_with(palisade_core::request::now_unix);
+        .get_or_insert_with(palisade_core::now_unix);
     let bytes = match palisade_artifacts::reference(&args.plugin) {
         Some(bytes) => bytes.to_vec(),
         None => std::fs::read(&args.plugin)
             .with_context(|| format!("cannot read plugin {}", args.plugin))?,
     };
 
-    let runtime = Runtime::new(Engine::new(EngineConfig {
-        // One plugin, one call at a time: a small pool is all it needs, and it keeps the
-        // address-space reservation small enough for profilers such as valgrind.
-        pool_instances: 64,
-        ..EngineConfig::default()
-    })?)?;
+    // One plugin, one call at a time: a small pool is all it needs, and it keeps the
+    // address-space reservation small enough for profilers such as valgrind.
+    let runtime = Runtime::new(Engine::new(EngineConfig::default().pool_instances(64))?)?;
     let modes: &[Isolation] = match args.isolation {
         Modes::Warm => &[Isolation::Warm],
         Modes::Fresh => &[Isolation::FreshPerRequest],

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use palisade_core::engine::{Engine, EngineConfig};
-use palisade_core::pipeline::Runtime;
+use palisade_core::Runtime;
+use palisade_core::{Engine, EngineConfig};
 use palisade_gateway::config::{GatewayConfig, KeystoreConfig};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 
@@ -94,10 +94,7 @@ fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>
         SoftwareKeyStore::open(&scratch.path().join("keys"))
             .context("cannot create the scratch keystore")?,
     );
-    let mut engine_config = EngineConfig {
-        cache_dir: None,
-        ..EngineConfig::default()
-    };
+    let mut engine_config = EngineConfig::default().cache_dir(None);
     config.compile.apply(&mut engine_config);
     let engine = Engine::new(engine_config).context("cannot start the WebAssembly engine")?;
     let runtime = Runtime::new(engine).context("cannot start the plugin runtime")?;

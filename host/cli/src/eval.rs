@@ -7,8 +7,8 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::harness::{read_config, read_request, Answer, Harness, HostSetup};
-use palisade_core::request::ResponseBody;
-use palisade_core::sandbox::{AuthOutcome, Capabilities, Capability, FilterOutcome};
+use palisade_core::ResponseBody;
+use palisade_core::{AuthOutcome, Capabilities, Capability, FilterOutcome};
 
 /// Ask a plugin for one decision and print it with its reason.
 #[derive(Debug, clap::Args)]

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use palisade_core::engine::{CompiledComponent, Engine, EngineConfig};
-use palisade_core::request::{AccessRequest, Credential, ResponseBody};
-use palisade_core::sandbox::{
+use palisade_core::{AccessRequest, Credential, ResponseBody};
+use palisade_core::{
     AppEnvironment, AppKeys, AuthOutcome, Capabilities, Failure, FilterOutcome, GroupDirectory,
     Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
     StaticKeys, Verdict,
 };
+use palisade_core::{CompiledComponent, Engine, EngineConfig};
 
 /// An engine and linker for local runs.
 pub struct Harness {
@@ -75,15 +75,15 @@ impl Harness {
             .prefix("palisade-harness-")
             .tempdir()
             .context("creating a scratch folder for compiled artifacts")?;
-        let engine = Engine::new(EngineConfig {
-            // Local runs load one or two plugins; no need to reserve a big pool.
-            pool_instances: 16,
-            // A case file or `eval` asks for the memory cap it means to test with; a local
-            // run has no gateway-wide budget to protect, so it is not lowered.
-            max_memory_bytes: palisade_core::engine::MAX_MEMORY_CEILING,
-            cache_dir: Some(scratch.path().to_path_buf()),
-            ..EngineConfig::default()
-        })?;
+        let engine = Engine::new(
+            EngineConfig::default()
+                // Local runs load one or two plugins; no need to reserve a big pool.
+                .pool_instances(16)
+                // A case file or `eval` asks for the memory cap it means to test with; a
+                // local run has no gateway-wide budget to protect, so it is not lowered.
+                .max_memory_bytes(palisade_core::MAX_MEMORY_CEILING)
+                .cache_dir(Some(scratch.path().to_path_buf())),
+        )?;
         let linker =
             Arc::new(SharedLinker::new(&engine).map_err(|error| anyhow::anyhow!("{error:#}"))?);
         Ok(Harness {
@@ -136,7 +136,7 @@ impl Harness {
         &self,
         file: &LoadedFile,
         setup: HostSetup,
-    ) -> anyhow::Result<(Sandbox, palisade_core::sandbox::Plugin)> {
+    ) -> anyhow::Result<(Sandbox, palisade_core::Plugin)> {
         let kv = KvNamespace::new();
         for (key, value) in &setup.kv {
             if kv.set(key, value, &setup.limits).is_err() {
@@ -181,9 +181,7 @@ impl Harness {
         response: Option<&ResponseBody>,
     ) -> anyhow::Result<Answer> {
         let (sandbox, plugin) = self.sandbox(file, setup)?;
-        let now = request
-            .request_time
-            .unwrap_or_else(palisade_core::request::now_unix);
+        let now = request.request_time.unwrap_or_else(palisade_core::now_unix);
         Ok(match file.kind {
             PluginKind::Authorizer => Answer::Authorizer(sandbox.authorize(&plugin, request, now)),
             PluginKind::Authenticator => {

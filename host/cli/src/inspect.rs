@@ -101,7 +101,7 @@ fn inspect(module: &str, bytes: &[u8]) -> anyhow::Result<Report> {
         .map(signature_report);
     // The structural bounds the gateway checks before compiling (their defaults): a module
     // built to exhaust a decoder is refused here as it would be there.
-    palisade_core::engine::ModuleLimits::default()
+    palisade_core::ModuleLimits::default()
         .check_component(&component)
         .with_context(|| format!("{module} is refused"))?;
     let decoded = wit_parser::decoding::decode(&component)

@@ -80,9 +80,9 @@ pub fn main() -> ExitCode {
     // The compile helper (issue #12.1): hidden from the help, not a clap subcommand, so it
     // starts with nothing but the engine it needs.
     let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(palisade_core::engine::HELPER_ARG)) {
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(palisade_core::HELPER_ARG)) {
         let rest: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
-        return ExitCode::from(palisade_core::engine::run_helper(&rest) as u8);
+        return ExitCode::from(palisade_core::run_helper(&rest) as u8);
     }
     // Every engine this process builds compiles untrusted modules in a child process of this
     // very program. On Linux through /proc/self/exe: the same binary even if the file was
@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
         std::env::current_exe()
     };
     match program {
-        Ok(program) => palisade_core::engine::set_default_helper(program),
+        Ok(program) => palisade_core::set_default_helper(program),
         Err(error) => eprintln!(
             "warning: cannot locate the palisade binary ({error}); modules compile in-process, without compile limits"
         ),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use palisade_core::request::now_unix;
+use palisade_core::now_unix;
 use palisade_gateway::admin::sign_request;
 use palisade_registry::trust::keyfile::read_private_key;
 

@@ -24,27 +24,47 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Parts, one module each: [`engine`] (the process-wide wasmtime engine and artifact cache),
-//! [`sandbox`] (one per application: stores, limits, capabilities, failures, quarantine),
-//! and [`pipeline`] (resolve → authenticate → authorize → filter, monitor mode).
+//! The API is flat, as in wasmtime: everything public is re-exported here, and the modules
+//! behind it (the engine and artifact cache; one sandbox per application with its stores,
+//! limits, capabilities, failures and quarantine; the pipeline resolve → authenticate →
+//! authorize → filter with monitor mode; the identity-privacy split) are private.
+
 //!
 //! Embedders outside Rust (the C API `palisade-capi`, the Python package) install
 //! applications from a [`Spec`]: one `[[app]]` table of the gateway configuration, runtime
 //! keys only, in TOML or JSON, read by one parser so that a spec means the same in every
 //! binding.
 
-pub mod engine;
-pub mod pipeline;
-pub mod request;
-pub mod sandbox;
+#![deny(missing_docs)]
+
+mod engine;
+mod pipeline;
+mod privacy;
+mod request;
+mod sandbox;
 mod spec;
 
-pub use engine::{Engine, EngineConfig, EngineError};
-pub use pipeline::{AppSpec, Decision, Effect, FilteredResponse, InstallError, Mode, Runtime};
-pub use request::{AccessRequest, Credential, Location, Operation, ResponseBody};
+pub use engine::{
+    run_helper, set_default_helper, Allocation, BoxError, CacheError, CompileLimits,
+    CompileSettings, CompiledComponent, Compiler, Engine, EngineConfig, EngineError,
+    EngineSettings, HelperError, ModuleLimits, ModuleRefusal, HELPER_ARG, MAX_MEMORY_CEILING,
+    MIN_MEMORY_CEILING,
+};
+pub use pipeline::{
+    valid_name, AppSpec, AppStatus, Decision, Effect, FilteredResponse, Identity, InstallError,
+    Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules, Stage, StageReport, Timings,
+};
+pub use privacy::{
+    rewrite_markers, Evaluated, PrivacySplit, PseudonymError, Pseudonyms, AUTHN_SUFFIX,
+    ORIGINATOR_MARKER, UNAVAILABLE_PSEUDONYM,
+};
+pub use request::{now_unix, AccessRequest, Credential, Location, Operation, ResponseBody};
 pub use sandbox::{
-    Capabilities, Capability, Failure, Isolation, PluginKind, PluginSetup, SandboxLimits,
-    StaticKeys,
+    plugin_output_dropped_bytes, AppEnvironment, AppKeys, AuthOutcome, Capabilities, Capability,
+    Contract, ContractError, Failure, FilterOutcome, GroupDirectory, Isolation, KeyUseError,
+    KvNamespace, LoadError, MembershipSource, Plugin, PluginHealth, PluginKind, PluginLabel,
+    PluginSetup, PrepareError, QuarantineScope, Sandbox, SandboxLimits, SandboxTrap, SharedLinker,
+    StaticKeys, Verdict,
 };
 /// The application spec the embedding bindings install from (see the [`Spec`] type).
 pub use spec::{

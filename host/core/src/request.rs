@@ -9,11 +9,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
+    /// Create a resource.
     Create,
+    /// Retrieve a resource.
     Retrieve,
+    /// Update a resource.
     Update,
+    /// Delete a resource.
     Delete,
+    /// Notify (a notification to the target).
     Notify,
+    /// Discover resources.
     Discovery,
 }
 
@@ -55,7 +61,9 @@ impl std::str::FromStr for Operation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
+    /// Degrees north (negative: south).
     pub latitude: f64,
+    /// Degrees east (negative: west).
     pub longitude: f64,
     /// ISO 3166-1 alpha-2 code, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +74,9 @@ pub struct Location {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
+    /// The credential's scheme, e.g. `bearer`.
     pub scheme: String,
+    /// The credential itself (a token); only authenticators see it.
     pub value: String,
 }
 
@@ -78,6 +88,7 @@ pub struct AccessRequest {
     pub app: String,
     /// The originator (`X-M2M-Origin`).
     pub originator: String,
+    /// The oneM2M operation.
     pub operation: Operation,
     /// The target resource path.
     pub target: String,
@@ -100,11 +111,13 @@ pub struct AccessRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The credential presented, if any.
     pub credential: Option<Credential>,
     /// Source address, IPv4 or IPv6, without a port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where the originator is, when known.
     pub location: Option<Location>,
     /// Seconds since the Unix epoch; the runtime fills in the current time when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,7 +159,9 @@ impl AccessRequest {
 pub struct ResponseBody {
     /// oneM2M response status code (`X-M2M-RSC`).
     pub status: u32,
+    /// The body's media type.
     pub content_type: String,
+    /// The body.
     pub body: Vec<u8>,
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::privacy::Pseudonymizer;
 use super::Gateway;
-use palisade_core::pipeline::Runtime;
+use palisade_core::Runtime;
 use palisade_provision::{DirectoryUpdate, MemberDirectory};
 
 /// The [`MemberDirectory`] of the running apps' group directories.

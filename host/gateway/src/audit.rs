@@ -28,8 +28,8 @@ use palisade_audit::{
     canonical_object, AuditConfig, AuditError, AuditLog, CanonicalJson, CheckpointSigner,
     DecisionOverflow, Kind, ObjectWriter, SignerError,
 };
-use palisade_core::pipeline::{Decision, Effect};
-use palisade_core::sandbox::PluginLabel;
+use palisade_core::PluginLabel;
+use palisade_core::{Decision, Effect};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 
 /// One decision, as written to the audit trail.
@@ -219,7 +219,7 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AuditRefusal>> 
 /// [`AuditSink::confirm`] before the decision is answered (SER-016).
 #[derive(Debug)]
 pub enum AuditTicket {
-    /// Nothing to wait for (a sink without a file, e.g. [`LogSink`]).
+    /// Nothing to wait for (a sink without a file).
     Done,
     /// Queued as this seq: answer once it is written.
     Queued(u64),
@@ -308,17 +308,6 @@ pub trait AuditSink: Send + Sync {
     /// Prometheus text for the audit trail (empty for a sink without storage).
     fn metrics_text(&self) -> String {
         String::new()
-    }
-}
-
-/// The sink used until the audit log is wired in: structured log lines on the
-/// `palisade::audit` target.
-pub struct LogSink;
-
-impl AuditSink for LogSink {
-    fn decision(&self, record: &DecisionRecord) -> AuditTicket {
-        tracing::info!(target: "palisade::audit", record = %record.to_canonical_json(), "decision");
-        AuditTicket::Done
     }
 }
 
@@ -689,7 +678,7 @@ pub enum AuditSetupError {
 mod tests {
     use super::*;
     use palisade_audit::canonical_json;
-    use palisade_core::sandbox::PluginKind;
+    use palisade_core::PluginKind;
 
     /// Every character class serde_json escapes differently: quotes, backslashes, the short
     /// escapes, other control characters (`\u00XX`), DEL and non-ASCII (both left as is).

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use palisade_core::pipeline::Mode;
-use palisade_core::sandbox::{Capability, Isolation, PluginKind, SandboxLimits};
+use palisade_core::Mode;
+use palisade_core::{Capability, Isolation, PluginKind, SandboxLimits};
 
 /// Why the configuration cannot be used. Both variants name the file; `Invalid` also names
 /// the line (when known) and the key.
@@ -78,14 +78,14 @@ pub struct GatewayConfig {
     pub admin: Option<super::admin::AdminConfig>,
     /// Limits on compiling plugin modules (issue #12.1): `[compile]` memory_mib, cpu_s,
     /// wall_s for the compile helper, `[compile.module]` for the structural bounds checked
-    /// before compiling. Documented in [`palisade_core::engine::CompileSettings`].
+    /// before compiling. Documented in [`palisade_core::CompileSettings`].
     #[serde(default)]
-    pub compile: palisade_core::engine::CompileSettings,
+    pub compile: palisade_core::CompileSettings,
     /// The process-wide engine: `[engine] max_memory_bytes`, the ceiling of every app's
     /// `limits.memory_bytes` (64 MiB by default; documented in
-    /// [`palisade_core::engine::EngineSettings`]).
+    /// [`palisade_core::EngineSettings`]).
     #[serde(default, deserialize_with = "usable_engine_settings")]
-    pub engine: palisade_core::engine::EngineSettings,
+    pub engine: palisade_core::EngineSettings,
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
     /// The audit trail (SER-016): failure policy and rotation.
@@ -559,11 +559,11 @@ fn usable_sandbox_limits<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-/// [`palisade_core::engine::EngineSettings`] a plugin can run under.
+/// [`palisade_core::EngineSettings`] a plugin can run under.
 fn usable_engine_settings<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<palisade_core::engine::EngineSettings, D::Error> {
-    let settings = palisade_core::engine::EngineSettings::deserialize(deserializer)?;
+) -> Result<palisade_core::EngineSettings, D::Error> {
+    let settings = palisade_core::EngineSettings::deserialize(deserializer)?;
     match settings.problem() {
         Some(problem) => Err(serde::de::Error::custom(problem)),
         None => Ok(settings),
@@ -789,7 +789,7 @@ impl GatewayConfig {
         let mut prefixes: Vec<(String, String)> = Vec::new();
         for (index, app) in self.apps.iter().enumerate() {
             let name = app.name.get_ref();
-            if !palisade_core::pipeline::valid_name(name) || name.ends_with(super::AUTHN_SUFFIX) {
+            if !palisade_core::valid_name(name) || name.ends_with(super::AUTHN_SUFFIX) {
                 return Err(self.error_at(
                     app.name.span(),
                     format!("app[{index}].name"),
@@ -1159,7 +1159,7 @@ mod tests {
         );
         let config = parse(&raised).unwrap();
         assert_eq!(config.engine.max_memory_bytes, 256 << 20);
-        let mut engine = palisade_core::engine::EngineConfig::default();
+        let mut engine = palisade_core::EngineConfig::default();
         config.engine.apply(&mut engine);
         assert_eq!(engine.max_memory_bytes, 256 << 20);
         // A ceiling no plugin fits under, or one past what 32-bit memories address, is refused

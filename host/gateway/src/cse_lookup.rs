@@ -42,8 +42,8 @@ use super::metrics::Metrics;
 use super::onem2m::{self, X_M2M_ORIGIN, X_M2M_RI, X_M2M_RSC, X_M2M_RVI};
 use super::proxy::Upstream;
 use super::setup::AppRoute;
-use palisade_core::request::{AccessRequest, Operation};
-use palisade_core::sandbox::MembershipSource;
+use palisade_core::MembershipSource;
+use palisade_core::{AccessRequest, Operation};
 
 /// `ty` of `<group>` (TS-0004 §6.3.4.2.1).
 const TY_GROUP: u32 = 9;

@@ -48,9 +48,9 @@ use super::onem2m;
 use super::originator::{Caller, Claim, PeerCertificate};
 use super::server::read_body;
 use super::Gateway;
-use palisade_core::pipeline::{Effect, Identity, StageReport, Timings};
-use palisade_core::request::{now_unix, AccessRequest, Credential, Location, Operation};
-use palisade_core::sandbox::PluginKind;
+use palisade_core::PluginKind;
+use palisade_core::{now_unix, AccessRequest, Credential, Location, Operation};
+use palisade_core::{Effect, Identity, StageReport, Timings};
 
 /// The decide request: [`AccessRequest`] with `app` optional.
 #[derive(Debug, Deserialize)]

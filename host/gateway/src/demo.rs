@@ -139,7 +139,7 @@ pub fn mint_demo_token(gateway: &Gateway) -> Result<Option<String>, KeyError> {
     let Some(handle) = generated_key(gateway.keystore.as_ref(), "meters", "das-1")? else {
         return Ok(None);
     };
-    let now = palisade_core::request::now_unix();
+    let now = palisade_core::now_unix();
     let header = serde_json::json!({"alg": "EdDSA", "kid": "das-1"});
     let claims = serde_json::json!({
         "version": "1",

@@ -46,17 +46,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use palisade_core::engine::{Engine, EngineConfig};
-use palisade_core::pipeline::{Decision, Effect, Runtime, Timings};
-use palisade_core::request::{now_unix, AccessRequest};
+use palisade_core::{now_unix, AccessRequest};
+use palisade_core::{Decision, Runtime};
+use palisade_core::{Engine, EngineConfig};
+use palisade_core::{Evaluated, PrivacySplit, UNAVAILABLE_PSEUDONYM};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 
-pub use audit::{audit_hook, AuditSink, DecisionRecord, LogSink};
+pub use audit::{audit_hook, AuditSink, DecisionRecord};
 pub use config::{ConfigError, GatewayConfig};
 pub use setup::{AppRoute, SetupError};
 
-/// Name suffix of the sandbox that runs an app's authenticators apart (see [`privacy`]).
-pub const AUTHN_SUFFIX: &str = ".authn";
+pub use palisade_core::AUTHN_SUFFIX;
 
 /// Everything a running gateway shares between connections.
 pub struct Gateway {
@@ -176,10 +176,7 @@ impl Gateway {
             source,
         })?;
         let keystore = open_keystore(&config.keystore, data_dir)?;
-        let mut engine_config = EngineConfig {
-            cache_dir: Some(data_dir.join("cache")),
-            ..EngineConfig::default()
-        };
+        let mut engine_config = EngineConfig::default().cache_dir(Some(data_dir.join("cache")));
         config.compile.apply(&mut engine_config);
         config.engine.apply(&mut engine_config);
         let engine = Engine::new(engine_config)?;
@@ -210,13 +207,6 @@ impl Gateway {
             ids: DecisionIds::new(),
             started: Instant::now(),
         })
-    }
-
-    /// Sends every decision to `sink` (the audit log, SER-016) instead of the log lines of
-    /// [`LogSink`].
-    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gateway {
-        self.audit = sink;
-        self
     }
 
     /// The installed application named `name`.
@@ -269,20 +259,19 @@ impl Gateway {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
         let originator = request.originator.clone();
-        let (mut decision, view, subject) = match &route.pseudonyms {
-            None => {
-                let decision = self.runtime.is_authorized(&request);
-                let mut view = request;
-                view.credential = None;
-                if let Some(identity) = &decision.identity {
-                    view.authenticated = true;
-                    merge_roles(&mut view.roles, &identity.roles);
-                }
-                let subject = decision.identity.as_ref().map(|i| i.subject.clone());
-                (decision, view, subject)
+        let split = route.pseudonyms.as_ref().map(|pseudonyms| {
+            let split = PrivacySplit::new(pseudonyms);
+            match &route.authn_app {
+                Some(authn_app) => split.authenticators(authn_app),
+                None => split,
             }
-            Some(pseudonyms) => self.evaluate_private(route, pseudonyms, request),
-        };
+        });
+        let Evaluated {
+            mut decision,
+            view,
+            subject,
+            ..
+        } = self.runtime.evaluate(request, split);
         if decision.stages.iter().any(|stage| stage.failure.is_some()) {
             route.placement.demote();
         }
@@ -314,9 +303,10 @@ impl Gateway {
         {
             request.originator = pseudonyms
                 .pseudonym(&request.originator)
-                .unwrap_or_else(|_| "anon-unavailable".into());
+                .unwrap_or_else(|_| UNAVAILABLE_PSEUDONYM.into());
         }
-        let mut decision = gateway_deny(route, "", started);
+        let mut decision =
+            Decision::deny_unplugged(&route.name, "", started.elapsed().as_micros() as u64);
         originator::deny(&mut decision, &refusal);
         let how = self.originators.mode(&route.name).name();
         self.finish(decision, request, None, source, how, Some(refusal))
@@ -351,98 +341,5 @@ impl Gateway {
     pub async fn recorded(&self, evaluation: &mut Evaluation) -> Result<(), audit::AuditRefusal> {
         let ticket = std::mem::replace(&mut evaluation.audit, audit::AuditTicket::Done);
         self.audit.confirm(ticket).await
-    }
-
-    /// SER-011/018/025: authenticators on the real request in their own sandbox, then
-    /// authorizers on the pseudonymous view. Returns the decision, the view and the
-    /// pseudonymous subject.
-    fn evaluate_private(
-        &self,
-        route: &AppRoute,
-        pseudonyms: &privacy::Pseudonymizer,
-        request: AccessRequest,
-    ) -> (Decision, AccessRequest, Option<String>) {
-        let started = Instant::now();
-        let mut view = request.clone();
-        view.credential = None;
-        view.originator = match pseudonyms.pseudonym(&request.originator) {
-            // An AE registration without an originator (api::registration): there is no
-            // identity to hide, and plugins must be able to tell it from a real one.
-            _ if request.originator.is_empty() => String::new(),
-            Ok(pseudonym) => pseudonym,
-            Err(error) => {
-                // Fail closed: never fall back to the real ID.
-                tracing::error!(app = %route.name, %error, "cannot compute a pseudonym");
-                view.originator = "anon-unavailable".into();
-                let decision = gateway_deny(
-                    route,
-                    "the originator's pseudonym cannot be computed",
-                    started,
-                );
-                return (decision, view, None);
-            }
-        };
-        let mut authn_stages = Vec::new();
-        let mut authenticate_us = 0;
-        let mut identity = None;
-        if let (Some(_), Some(authn_app)) = (&request.credential, &route.authn_app) {
-            let mut real = request.clone();
-            real.app = authn_app.clone();
-            let mut outcome = self.runtime.is_authorized(&real);
-            outcome.app = route.name.clone();
-            match outcome.identity.take() {
-                Some(found) => {
-                    view.authenticated = true;
-                    merge_roles(&mut view.roles, &found.roles);
-                    identity = Some(found);
-                }
-                // Rejected, failed or expired (anything but not-applicable everywhere): that
-                // answer stands, as it would in a single pipeline (monitor mode included).
-                None if outcome.stages.iter().any(|s| s.outcome != "not-applicable") => {
-                    return (outcome, view, None);
-                }
-                None => {}
-            }
-            authenticate_us = outcome.timings.authenticate_us;
-            authn_stages = outcome.stages;
-        }
-        let mut decision = self.runtime.is_authorized(&view);
-        if !authn_stages.is_empty() {
-            authn_stages.append(&mut decision.stages);
-            decision.stages = authn_stages;
-        }
-        decision.timings.authenticate_us = authenticate_us;
-        decision.timings.total_us = started.elapsed().as_micros() as u64;
-        let subject = identity
-            .as_ref()
-            .map(|found| pseudonyms.pseudonym(&found.subject).unwrap_or_default());
-        decision.identity = identity;
-        (decision, view, subject)
-    }
-}
-
-fn merge_roles(roles: &mut Vec<String>, extra: &[String]) {
-    for role in extra {
-        if !roles.contains(role) {
-            roles.push(role.clone());
-        }
-    }
-}
-
-/// A deny made by the gateway itself (no plugin involved).
-fn gateway_deny(route: &AppRoute, reason: &str, started: Instant) -> Decision {
-    Decision {
-        effect: Effect::Deny,
-        reason: reason.to_string(),
-        app: route.name.clone(),
-        decided_by: None,
-        enforced: true,
-        would_deny: None,
-        identity: None,
-        stages: Vec::new(),
-        timings: Timings {
-            total_us: started.elapsed().as_micros() as u64,
-            ..Timings::default()
-        },
     }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use palisade_core::pipeline::{AppStatus, Decision, Effect};
+use palisade_core::{AppStatus, Decision, Effect};
 
 /// Latency buckets in seconds: decisions take microseconds, upstream calls milliseconds.
 const BUCKETS: [f64; 14] = [
@@ -265,7 +265,7 @@ impl Metrics {
             "palisade_plugin_failures_total",
             "Plugin calls that failed (fail-closed), by failure code.",
         );
-        type PluginValue = fn(&palisade_core::sandbox::PluginHealth) -> u64;
+        type PluginValue = fn(&palisade_core::PluginHealth) -> u64;
         let per_plugin: [(&str, &str, &str, PluginValue); 3] = [
             (
                 "palisade_plugin_quarantined",
@@ -339,7 +339,7 @@ impl Metrics {
             "The gateway's own look-ups at the upstream CSE (target types, groups) by outcome.",
         );
         let _ = writeln!(out, "# HELP palisade_in_flight Requests being decided or proxied.\n# TYPE palisade_in_flight gauge\npalisade_in_flight {}", self.in_flight.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP palisade_plugin_output_dropped_bytes_total Bytes of stdout and stderr plugins wrote past their per-call bound, dropped.\n# TYPE palisade_plugin_output_dropped_bytes_total counter\npalisade_plugin_output_dropped_bytes_total {}", palisade_core::sandbox::plugin_output_dropped_bytes());
+        let _ = writeln!(out, "# HELP palisade_plugin_output_dropped_bytes_total Bytes of stdout and stderr plugins wrote past their per-call bound, dropped.\n# TYPE palisade_plugin_output_dropped_bytes_total counter\npalisade_plugin_output_dropped_bytes_total {}", palisade_core::plugin_output_dropped_bytes());
         out
     }
 }

@@ -27,7 +27,7 @@ use hyper::{Method, Uri};
 
 use super::config::ServerLimits;
 use super::error::Response;
-use palisade_core::request::{Credential, Operation};
+use palisade_core::{Credential, Operation};
 
 /// Response status codes (TS-0004 §6.6.3) the gateway itself uses. Their HTTP statuses
 /// come from [`super::status`], never from the code that answers.

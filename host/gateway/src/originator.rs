@@ -46,8 +46,8 @@ use toml::Spanned;
 
 use super::config::{ConfigError, GatewayConfig};
 use super::replay::{ReplayError, TokenId, TokenReplayCache};
-use palisade_core::pipeline::{Decision, Effect};
-use palisade_core::request::Credential;
+use palisade_core::Credential;
+use palisade_core::{Decision, Effect};
 
 /// Most tokens one request may carry; more are refused before any is parsed.
 pub const MAX_TOKENS: usize = 16;
@@ -294,20 +294,17 @@ impl Originators {
                 message: "0 would refuse every token".into(),
             });
         }
-        let replay = TokenReplayCache::open(
-            data_dir,
-            &config.token_replay,
-            palisade_core::request::now_unix(),
-        )
-        .map_err(|error| ConfigError::Invalid {
-            file: config.file.clone(),
-            line: None,
-            key: Some("token_replay".into()),
-            message: format!(
-                "the token replay log in {} cannot be opened: {error}",
-                data_dir.display()
-            ),
-        })?;
+        let replay =
+            TokenReplayCache::open(data_dir, &config.token_replay, palisade_core::now_unix())
+                .map_err(|error| ConfigError::Invalid {
+                    file: config.file.clone(),
+                    line: None,
+                    key: Some("token_replay".into()),
+                    message: format!(
+                        "the token replay log in {} cannot be opened: {error}",
+                        data_dir.display()
+                    ),
+                })?;
         Ok(Originators {
             modes: config
                 .apps
@@ -811,7 +808,7 @@ plugin = [{ plugin = "acp" }]
                 ..
             })
         ));
-        decision.identity = Some(palisade_core::pipeline::Identity {
+        decision.identity = Some(palisade_core::Identity {
             subject: "CAE-someone".into(),
             roles: Vec::new(),
             expires_at: None,

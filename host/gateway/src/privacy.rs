@@ -15,7 +15,9 @@
 //!   token's holder `tkhd` is the real originator ID) and checking that binding is the
 //!   authenticator's job; so the gateway runs an application's authenticators in a separate
 //!   sandbox (`<app>.authn`) with the real request, then hands the authorizers the pseudonym,
-//!   the authenticated flag and the roles it established — never the credential.
+//!   the authenticated flag and the roles it established — never the credential. That split
+//!   lives in core ([`palisade_core::Runtime::evaluate`]), so every embedder gets it; this module
+//!   supplies the keystore-backed [`Pseudonymizer`] it runs on.
 //! - Policies name originators through the marker `"originator:<ID>"` in plugin configuration
 //!   (and plainly in `groups`): the gateway replaces it with the pseudonym (or the real ID
 //!   with consent) when it installs the plugin, so one policy text works both ways. Wildcard
@@ -23,10 +25,10 @@
 
 use std::sync::Arc;
 
+use palisade_core::{PseudonymError, Pseudonyms};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 
-/// The marker for originator IDs in plugin configuration (see the module docs).
-pub const ORIGINATOR_MARKER: &str = "originator:";
+pub use palisade_core::{rewrite_markers, ORIGINATOR_MARKER};
 
 /// The keystore label of each application's pseudonym secret.
 const SECRET_LABEL: &str = "pseudonym";
@@ -79,30 +81,10 @@ impl Pseudonymizer {
     }
 }
 
-/// Replaces every `"originator:<ID>"` string in `value` with `map(ID)`.
-pub fn rewrite_markers<E>(
-    value: &mut serde_json::Value,
-    map: &mut impl FnMut(&str) -> Result<String, E>,
-) -> Result<(), E> {
-    match value {
-        serde_json::Value::String(text) => {
-            if let Some(id) = text.strip_prefix(ORIGINATOR_MARKER) {
-                *text = map(id)?;
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                rewrite_markers(item, map)?;
-            }
-        }
-        serde_json::Value::Object(members) => {
-            for (_, member) in members.iter_mut() {
-                rewrite_markers(member, map)?;
-            }
-        }
-        _ => {}
+impl Pseudonyms for Pseudonymizer {
+    fn pseudonym(&self, originator: &str) -> Result<String, PseudonymError> {
+        Pseudonymizer::pseudonym(self, originator).map_err(PseudonymError::new)
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -121,15 +103,5 @@ mod tests {
         assert_ne!(a, meters.pseudonym("CAE1").unwrap());
         assert_ne!(a, lights.pseudonym("CAE2").unwrap());
         assert!(a.starts_with("anon-") && a.len() == 37, "{a}");
-    }
-
-    #[test]
-    fn markers_are_rewritten_everywhere_but_keys() {
-        let mut value = serde_json::json!({"acor": ["originator:CAE1", "all"], "originator:x": {"n": ["originator:C2"]}});
-        rewrite_markers::<()>(&mut value, &mut |id| Ok(format!("<{id}>"))).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({"acor": ["<CAE1>", "all"], "originator:x": {"n": ["<C2>"]}})
-        );
     }
 }

@@ -33,8 +33,8 @@ use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
 use super::originator::{Caller, Claim, PeerCertificate, Refusal};
 use super::server::read_body;
 use super::Gateway;
-use palisade_core::pipeline::{FilteredResponse, Runtime};
-use palisade_core::request::{now_unix, AccessRequest, ResponseBody};
+use palisade_core::{now_unix, AccessRequest, ResponseBody};
+use palisade_core::{FilteredResponse, Runtime};
 
 /// The header naming the decision behind a proxied answer (for audit look-ups).
 pub const DECISION_ID_HEADER: &str = "x-palisade-decision-id";

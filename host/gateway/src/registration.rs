@@ -21,7 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::onem2m::BindingRequest;
-use palisade_core::request::Operation;
+use palisade_core::Operation;
 
 /// The resource type of an `<AE>` (TS-0004 §6.3.4.2.1).
 pub const AE_RESOURCE_TYPE: u32 = 2;

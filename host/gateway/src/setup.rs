@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
-use palisade_core::pipeline::{AppSpec, InstallError, Mode, Runtime, SharedModules};
-use palisade_core::sandbox::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::{AppSpec, InstallError, Mode, Runtime, SharedModules};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use palisade_registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
 
@@ -22,7 +22,7 @@ pub enum SetupError {
     #[error("the gateway keystore: {0}")]
     Keys(#[from] KeyError),
     #[error("the WebAssembly engine: {0}")]
-    Engine(#[from] palisade_core::engine::EngineError),
+    Engine(#[from] palisade_core::EngineError),
     #[error("the keystore is a PKCS#11 token but the environment variable {0} with its user PIN is not set")]
     HsmPin(String),
     #[error("this build has no PKCS#11 support (the `pkcs11` feature is off)")]
@@ -340,7 +340,7 @@ fn verify_module(
     bytes: &[u8],
     anchors: &TrustAnchors,
 ) -> Result<VerifiedModule, ConfigError> {
-    let mut policy = VerifyPolicy::new(anchors, palisade_core::request::now_unix());
+    let mut policy = VerifyPolicy::new(anchors, palisade_core::now_unix());
     policy.expected_app = Some(app);
     policy.expected_kind = plugin.kind.map(module_kind);
     if let Some(admin) = &config.admin {

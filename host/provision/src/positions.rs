@@ -18,7 +18,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::directory::{DirectoryUpdate, MemberDirectory};
-use palisade_core::request::Location;
+use palisade_core::Location;
 
 /// Degrees to the fixed-point unit.
 const SCALE: f64 = 1e7;

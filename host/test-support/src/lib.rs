@@ -31,12 +31,10 @@ pub fn hostile_bytes() -> Vec<u8> {
 
 /// Limits small enough that attacks end quickly.
 pub fn tight_limits() -> SandboxLimits {
-    SandboxLimits {
-        memory_bytes: 16 << 20,
-        deadline: Duration::from_millis(50),
-        host_calls: 1_000,
-        ..SandboxLimits::default()
-    }
+    SandboxLimits::default()
+        .memory_bytes(16 << 20)
+        .deadline(Duration::from_millis(50))
+        .host_calls(1_000)
 }
 
 /// An application whose only authorizer is the hostile fixture running `attack`.

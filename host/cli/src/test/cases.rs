@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use palisade_core::request::{AccessRequest, Credential, Location, Operation};
-use palisade_core::sandbox::{Capabilities, Isolation, SandboxLimits};
+use palisade_core::{AccessRequest, Credential, Location, Operation};
+use palisade_core::{Capabilities, Isolation, SandboxLimits};
 
 /// A whole case file.
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::cases::TestKey;
-use palisade_core::sandbox::StaticKeys;
+use palisade_core::StaticKeys;
 
 #[derive(Default)]
 pub struct TestKeys {

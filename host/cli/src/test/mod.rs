@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::harness::{Answer, Harness, HostSetup, LoadedFile};
 use cases::{Case, CaseFile};
-use palisade_core::request::ResponseBody;
-use palisade_core::sandbox::{AuthOutcome, FilterOutcome, Isolation, PluginKind};
+use palisade_core::ResponseBody;
+use palisade_core::{AuthOutcome, FilterOutcome, Isolation, PluginKind};
 
 /// Run a plugin's test cases and report which pass.
 #[derive(Debug, clap::Args)]
@@ -136,7 +136,7 @@ fn run_file(
         .with_context(|| format!("{}: plugin {:?}", path.display(), file.plugin))?;
     let (host_keys, runner_keys) = keys::build(file.state.keys.as_deref().unwrap_or_default())
         .with_context(|| format!("{}: [state.keys]", path.display()))?;
-    let host_keys: Arc<dyn palisade_core::sandbox::AppKeys> = Arc::new(host_keys);
+    let host_keys: Arc<dyn palisade_core::AppKeys> = Arc::new(host_keys);
 
     let mut report = FileReport {
         file: path.display().to_string(),
@@ -173,14 +173,14 @@ fn run_case(
     file: &CaseFile,
     case: &Case,
     base: &Path,
-    host_keys: &Arc<dyn palisade_core::sandbox::AppKeys>,
+    host_keys: &Arc<dyn palisade_core::AppKeys>,
     runner_keys: &keys::TestKeys,
 ) -> anyhow::Result<CaseReport> {
     check_expectation(&case.expect, plugin.kind)?;
     let config_json = resolve_config(case, file, base)?;
     let time = match case.time.as_ref().or(file.state.time.as_ref()) {
         Some(time) => time.seconds()?,
-        None => palisade_core::request::now_unix(),
+        None => palisade_core::now_unix(),
     };
     let groups = case.groups.as_ref().or(file.state.groups.as_ref());
     let kv = case.kv.as_ref().or(file.state.kv.as_ref());
@@ -284,8 +284,8 @@ fn run_case(
 /// (or otherwise failed checking it): the outcome `refused`.
 fn refused_at_load(error: &anyhow::Error) -> bool {
     matches!(
-        error.downcast_ref::<palisade_core::sandbox::LoadError>(),
-        Some(palisade_core::sandbox::LoadError::Prepare(_))
+        error.downcast_ref::<palisade_core::LoadError>(),
+        Some(palisade_core::LoadError::Prepare(_))
     )
 }
 

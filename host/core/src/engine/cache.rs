@@ -30,17 +30,41 @@ const MAC_LEN: usize = 32;
 /// What went wrong with the cache itself. A plugin whose artifact cannot be used is compiled
 /// from its (verified) module bytes instead.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
+    /// The cache folder cannot be opened or created.
     #[error("cannot open the artifact cache folder {path}: {source}")]
-    Open { path: String, source: io::Error },
+    Open {
+        /** The folder. */
+        path: String,
+        /** The underlying error. */
+        source: io::Error,
+    },
+    /// The key that authenticates artifacts cannot be read or created.
     #[error("cannot read or create the cache key {KEY_FILE}: {0}")]
     Key(io::Error),
+    /// An artifact cannot be read or written.
     #[error("cannot read or write artifact {name}: {source}")]
-    Io { name: String, source: io::Error },
+    Io {
+        /** The name. */
+        name: String,
+        /** The underlying error. */
+        source: io::Error,
+    },
+    /// An artifact changed on disk (failed its integrity check).
     #[error("artifact {name} failed its integrity check (changed on disk); it was discarded")]
-    Tampered { name: String },
+    Tampered {
+        /** The name. */
+        name: String,
+    },
+    /// wasmtime could not serialize or deserialize an artifact.
     #[error("artifact {name} could not be serialized or deserialized: {reason}")]
-    Format { name: String, reason: String },
+    Format {
+        /** The name. */
+        name: String,
+        /** Why, in words. */
+        reason: String,
+    },
 }
 
 /// A folder of precompiled artifacts for one engine configuration.
@@ -130,11 +154,6 @@ impl ArtifactCache {
             .rename(&temporary, &self.dir, &name)
             .map_err(io_error)?;
         Ok(())
-    }
-
-    /// Removes a module's artifact (used when a module is taken out of service).
-    pub fn remove(&self, module_sha256: &[u8; 32]) {
-        let _ = self.dir.remove_file(artifact_name(module_sha256));
     }
 
     fn mac(&self, module_sha256: &[u8; 32], artifact: &[u8]) -> [u8; 32] {

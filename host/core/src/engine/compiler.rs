@@ -124,22 +124,44 @@ impl CompileSettings {
 
 /// Why the helper produced no artifact.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HelperError {
     #[error("cannot run the compile helper {program}: {source}")]
+    /// The helper process could not be started.
     Spawn {
+        /// The helper program.
         program: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The helper ran out of its memory limit.
     #[error("compiling exceeded its memory limit of {limit_mib} MiB (compile memory_mib)")]
-    Memory { limit_mib: u64 },
+    Memory {
+        /** The limit, in MiB. */
+        limit_mib: u64,
+    },
+    /// The helper ran out of its CPU-time limit.
     #[error("compiling exceeded its CPU-time limit of {limit_s} s (compile cpu_s)")]
-    CpuTime { limit_s: u64 },
+    CpuTime {
+        /** The limit, in seconds. */
+        limit_s: u64,
+    },
+    /// The helper ran out of its wall-clock limit and was killed.
     #[error("compiling exceeded its wall-clock limit of {limit_s} s (compile wall_s); the helper was killed")]
-    WallTime { limit_s: u64 },
+    WallTime {
+        /** The limit, in seconds. */
+        limit_s: u64,
+    },
+    /// The artifact is over the size limit.
     #[error("the compiled artifact is over {limit} bytes")]
-    ArtifactTooLarge { limit: u64 },
+    ArtifactTooLarge {
+        /** The limit. */
+        limit: u64,
+    },
+    /// wasmtime refused the module.
     #[error("the compiler refused the module: {0}")]
     Compile(String),
+    /// The helper failed otherwise.
     #[error("the compile helper failed: {0}")]
     Failed(String),
 }

@@ -8,6 +8,7 @@ use wasmtime::{Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationC
 /// How the process-wide engine is built. Per-application limits (memory cap, deadline,
 /// host-call budget) live in [`crate::sandbox::SandboxLimits`]; the values here bound them.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// How often the epoch ticker advances the engine's epoch. Deadlines are measured in
     /// ticks, so this is their resolution: a plugin may overrun its deadline by up to one tick.
@@ -71,6 +72,71 @@ pub struct EngineConfig {
     /// cache). The pool's per-component memory, table and core-instance counts are taken
     /// from here too, so a module the pool cannot instantiate is refused at load.
     pub module_limits: super::ModuleLimits,
+}
+
+/// Setters, one per knob, for building a configuration in one expression
+/// (`EngineConfig::default().pool_instances(16)`): each knob's meaning, default and cost are
+/// documented on its field.
+impl EngineConfig {
+    /// Sets [`EngineConfig::epoch_tick`].
+    pub fn epoch_tick(mut self, epoch_tick: Duration) -> EngineConfig {
+        self.epoch_tick = epoch_tick;
+        self
+    }
+
+    /// Sets [`EngineConfig::pool_instances`].
+    pub fn pool_instances(mut self, pool_instances: u32) -> EngineConfig {
+        self.pool_instances = pool_instances;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_memory_bytes`].
+    pub fn max_memory_bytes(mut self, max_memory_bytes: usize) -> EngineConfig {
+        self.max_memory_bytes = max_memory_bytes;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_wasm_stack`].
+    pub fn max_wasm_stack(mut self, max_wasm_stack: usize) -> EngineConfig {
+        self.max_wasm_stack = max_wasm_stack;
+        self
+    }
+
+    /// Sets [`EngineConfig::cache_dir`].
+    pub fn cache_dir(mut self, cache_dir: Option<PathBuf>) -> EngineConfig {
+        self.cache_dir = cache_dir;
+        self
+    }
+
+    /// Sets [`EngineConfig::keep_resident_bytes`].
+    pub fn keep_resident_bytes(mut self, keep_resident_bytes: usize) -> EngineConfig {
+        self.keep_resident_bytes = keep_resident_bytes;
+        self
+    }
+
+    /// Sets [`EngineConfig::opt_level`].
+    pub fn opt_level(mut self, opt_level: OptLevel) -> EngineConfig {
+        self.opt_level = opt_level;
+        self
+    }
+
+    /// Sets [`EngineConfig::compiler`].
+    pub fn compiler(mut self, compiler: super::Compiler) -> EngineConfig {
+        self.compiler = compiler;
+        self
+    }
+
+    /// Sets [`EngineConfig::compile_limits`].
+    pub fn compile_limits(mut self, compile_limits: super::CompileLimits) -> EngineConfig {
+        self.compile_limits = compile_limits;
+        self
+    }
+
+    /// Sets [`EngineConfig::module_limits`].
+    pub fn module_limits(mut self, module_limits: super::ModuleLimits) -> EngineConfig {
+        self.module_limits = module_limits;
+        self
+    }
 }
 
 /// The highest [`EngineConfig::max_memory_bytes`]: 4 GiB, the most a 32-bit WebAssembly

@@ -111,6 +111,7 @@ impl Default for ModuleLimits {
 
 /// Why a module was refused before compilation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModuleRefusal {
     /// Not WebAssembly at all, or cut short.
     #[error("the file is not a WebAssembly component, nor WebAssembly at all: {0}")]
@@ -127,9 +128,13 @@ pub enum ModuleRefusal {
         "refused before compiling: {what}: the module has {found}, the limit ({limit_name}) is {limit}"
     )]
     OverLimit {
+        /// What was counted.
         what: &'static str,
+        /// The name of the limit (its configuration key).
         limit_name: &'static str,
+        /// How many the module has.
         found: u64,
+        /// The limit.
         limit: u64,
     },
     /// A start function where none is allowed.
@@ -140,7 +145,12 @@ pub enum ModuleRefusal {
     StartFunction(&'static str),
     /// The structure could not be read.
     #[error("the module is malformed at byte {offset}: {message}")]
-    Malformed { offset: usize, message: String },
+    Malformed {
+        /** Byte offset of the problem. */
+        offset: usize,
+        /** The parser's message. */
+        message: String,
+    },
 }
 
 /// Running totals of one pass.

@@ -30,19 +30,45 @@ pub use compiler::{
 pub use config::{EngineConfig, EngineSettings, MAX_MEMORY_CEILING, MIN_MEMORY_CEILING};
 pub use limits::{ModuleLimits, ModuleRefusal};
 
+/// An error from wasmtime or the OS, kept as the source of a Palisade error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `error` and its sources, `: `-separated (what wasmtime's `{:#}` showed before the error
+/// became a typed source).
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 /// Why the engine could not be built or a component could not be compiled.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
-    #[error("the WebAssembly engine could not be configured: {0}")]
-    Configure(String),
-    #[error("the file is not a WebAssembly component: {0}")]
-    NotAComponent(String),
+    /// wasmtime refused the configuration, or a part of the engine could not be started.
+    #[error("the WebAssembly engine could not be configured: {what}: {}", chain(&**source))]
+    Configure {
+        /// What was being configured.
+        what: &'static str,
+        /// wasmtime's or the OS's error.
+        #[source]
+        source: BoxError,
+    },
+    /// wasmtime could not compile the bytes as a component.
+    #[error("the file is not a WebAssembly component: {}", chain(&**.0))]
+    NotAComponent(#[source] BoxError),
     /// Refused before compilation: over a [`ModuleLimits`] bound, or not a component.
     #[error(transparent)]
     Refused(#[from] ModuleRefusal),
     /// The compile helper produced no artifact (a limit, or the compiler's own refusal).
     #[error(transparent)]
     Helper(#[from] HelperError),
+    /// The artifact cache failed.
     #[error("the precompiled-artifact cache failed: {0}")]
     Cache(#[from] CacheError),
 }
@@ -84,7 +110,9 @@ impl Drop for EngineInner {
 /// A compiled plugin component and the SHA-256 of the bytes it was compiled from.
 #[derive(Clone)]
 pub struct CompiledComponent {
+    /// The compiled component.
     pub component: Component,
+    /// SHA-256 of the bytes it was compiled from (its cache and registry key).
     pub sha256: [u8; 32],
 }
 
@@ -102,8 +130,13 @@ impl Engine {
                     error = %pool_error,
                     "the pooling allocator could not reserve its address space; allocating instances on demand"
                 );
-                let engine = wasmtime::Engine::new(&config.wasmtime_config(false))
-                    .map_err(|error| EngineError::Configure(error.to_string()))?;
+                let engine =
+                    wasmtime::Engine::new(&config.wasmtime_config(false)).map_err(|error| {
+                        EngineError::Configure {
+                            what: "the engine settings",
+                            source: error.into(),
+                        }
+                    })?;
                 (engine, Allocation::OnDemand)
             }
         };
@@ -113,8 +146,9 @@ impl Engine {
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = spawn_ticker(wasmtime.weak(), config.epoch_tick, ticker_stop.clone())
-            .map_err(|error| {
-                EngineError::Configure(format!("cannot start the epoch ticker: {error}"))
+            .map_err(|error| EngineError::Configure {
+                what: "the epoch ticker",
+                source: error.into(),
             })?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -195,7 +229,7 @@ impl Engine {
         match &config.compiler {
             Compiler::InProcess => {
                 let component = Component::new(&self.inner.wasmtime, bytes)
-                    .map_err(|error| EngineError::NotAComponent(format!("{error:#}")))?;
+                    .map_err(|error| EngineError::NotAComponent(error.into()))?;
                 if let Some(cache) = &self.inner.cache {
                     // A cache that cannot be written only costs the next boot a compile.
                     if let Err(error) = cache.store(&component, key) {

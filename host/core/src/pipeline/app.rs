@@ -29,15 +29,21 @@ pub enum Mode {
 /// A plugin to load, with the bytes of its component.
 #[derive(Clone)]
 pub struct PluginSource {
+    /// How the plugin is set up (name, kind, configuration, capabilities).
     pub setup: PluginSetup,
+    /// The component's bytes.
     pub bytes: Arc<[u8]>,
 }
 
 /// Everything needed to install one application.
 pub struct AppSpec {
+    /// The application name (see [`valid_name`]).
     pub name: String,
+    /// Enforce or monitor.
     pub mode: Mode,
+    /// How plugin instances are isolated.
     pub isolation: Isolation,
+    /// The sandbox limits.
     pub limits: SandboxLimits,
     /// Plugins in stage order; within a stage, in this order.
     pub plugins: Vec<PluginSource>,
@@ -76,27 +82,50 @@ impl AppSpec {
 
 /// Why an application could not be installed. The previous installation, if any, stays.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InstallError {
+    /// The application name is not allowed (see [`valid_name`]).
     #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
     BadName(String),
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    /// A plugin did not compile.
     Compile {
+        /// The application.
         app: String,
+        /// The plugin.
         plugin: String,
+        /// The underlying error.
         source: EngineError,
     },
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    /// A plugin could not be loaded.
     Load {
+        /// The application.
         app: String,
+        /// The plugin.
         plugin: String,
+        /// The underlying error.
         source: LoadError,
     },
+    /// Two plugins of the application have one name.
     #[error("application {app:?} has two plugins named {plugin:?}")]
-    DuplicatePlugin { app: String, plugin: String },
+    DuplicatePlugin {
+        /** The application. */
+        app: String,
+        /** The plugin. */
+        plugin: String,
+    },
+    /// No application of this name is installed.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
+    /// An initial key-value entry is over the application's key-value limits.
     #[error("application {app:?}: initial key-value entry {key:?} exceeds the application's key-value limits")]
-    KeyValue { app: String, key: String },
+    KeyValue {
+        /** The application. */
+        app: String,
+        /** The key-value entry's key. */
+        key: String,
+    },
 }
 
 /// An installed application.
@@ -116,19 +145,25 @@ pub struct App {
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginStatus {
     #[serde(flatten)]
+    /// Which plugin.
     pub label: Arc<PluginLabel>,
     /// The plugin contract the module was built against, e.g. `palisade:plugin@0.1.0`.
     pub contract: Contract,
     #[serde(flatten)]
+    /// Its failures and quarantine.
     pub health: PluginHealth,
 }
 
 /// One application's state for health reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppStatus {
+    /// The application.
     pub app: String,
+    /// Enforce or monitor.
     pub mode: Mode,
+    /// How plugin instances are isolated.
     pub isolation: Isolation,
+    /// Its plugins, in stage order.
     pub plugins: Vec<PluginStatus>,
 }
 
@@ -232,10 +267,12 @@ impl App {
         }
     }
 
+    /// The application name.
     pub fn name(&self) -> &str {
         self.sandbox.app()
     }
 
+    /// The application's sandbox.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
@@ -252,6 +289,7 @@ impl App {
             .chain(&self.filters)
     }
 
+    /// The application's state for health reports.
     pub fn status(&self) -> AppStatus {
         AppStatus {
             app: self.name().to_string(),

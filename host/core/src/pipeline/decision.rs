@@ -11,16 +11,21 @@ use crate::sandbox::PluginLabel;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
+    /// Allow the request.
     Permit,
+    /// Refuse the request.
     Deny,
 }
 
 /// The identity an authenticator established.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Identity {
+    /// Who the credential belongs to.
     pub subject: String,
+    /// Roles the authenticator granted; authorizers see them with the request.
     pub roles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// When the identity stops being valid (seconds since the Unix epoch).
     pub expires_at: Option<u64>,
     /// The authenticator that established it.
     pub authenticator: String,
@@ -30,34 +35,91 @@ pub struct Identity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// Finding the application (no plugin runs).
     Resolve,
+    /// Authenticators check the credential.
     Authenticate,
+    /// Authorizers decide.
     Authorize,
+    /// Filters check the response.
     Filter,
 }
 
 /// What one plugin answered in one stage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StageReport {
+    /// The stage.
     pub stage: Stage,
+    /// The plugin that answered.
     pub plugin: Arc<PluginLabel>,
-    /// `permit`, `deny`, `not-applicable`, `authenticated`, `rejected`, `unchanged`,
-    /// `rewrite`, `block` or `failed`.
-    pub outcome: &'static str,
+    /// What the plugin answered.
+    pub outcome: Outcome,
     /// The plugin's reason, or the failure's description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// For `failed`: a stable code (`time-limit`, `memory-limit`, `trap`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<&'static str>,
+    /// Time the plugin took, in microseconds.
     pub micros: u64,
+}
+
+/// What one plugin answered in one stage; serialized in kebab-case (`not-applicable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// An authorizer permitted.
+    Permit,
+    /// An authorizer denied.
+    Deny,
+    /// An authorizer or authenticator did not apply to the request.
+    NotApplicable,
+    /// An authenticator accepted the credential.
+    Authenticated,
+    /// An authenticator rejected the credential.
+    Rejected,
+    /// A filter passed the response unchanged.
+    Unchanged,
+    /// A filter rewrote the response.
+    Rewrite,
+    /// A filter blocked the response.
+    Block,
+    /// The plugin failed (see [`StageReport::failure`]).
+    Failed,
+}
+
+impl Outcome {
+    /// The name used in JSON, logs and metrics (`not-applicable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Permit => "permit",
+            Outcome::Deny => "deny",
+            Outcome::NotApplicable => "not-applicable",
+            Outcome::Authenticated => "authenticated",
+            Outcome::Rejected => "rejected",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Rewrite => "rewrite",
+            Outcome::Block => "block",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Time spent per stage, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Timings {
+    /// In the authenticators.
     pub authenticate_us: u64,
+    /// In the authorizers.
     pub authorize_us: u64,
+    /// The whole decision.
     pub total_us: u64,
 }
 
@@ -78,18 +140,40 @@ pub struct Decision {
     /// would have done.
     pub enforced: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// In monitor mode, the reason enforcing would have denied.
     pub would_deny: Option<String>,
     /// The identity established by authentication, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     /// Every plugin's answer, in order.
     pub stages: Vec<StageReport>,
+    /// Where the time went.
     pub timings: Timings,
 }
 
 impl Decision {
+    /// Whether the effect is [`Effect::Permit`].
     pub fn is_permit(&self) -> bool {
         self.effect == Effect::Permit
+    }
+
+    /// A deny no plugin took part in (an unknown application, the embedder's own refusal, a
+    /// pseudonym that cannot be computed), after `total_us` microseconds.
+    pub fn deny_unplugged(app: &str, reason: impl Into<String>, total_us: u64) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            reason: reason.into(),
+            app: app.to_string(),
+            decided_by: None,
+            enforced: true,
+            would_deny: None,
+            identity: None,
+            stages: Vec::new(),
+            timings: Timings {
+                total_us,
+                ..Timings::default()
+            },
+        }
     }
 }
 
@@ -98,12 +182,16 @@ impl Decision {
 pub enum FilteredResponse {
     /// Deliver this body (the original, or as the filters rewrote it).
     Deliver {
+        /// The body to deliver.
         body: Vec<u8>,
+        /// Every filter's answer, in order.
         stages: Vec<StageReport>,
     },
     /// Deliver nothing; the reason says which filter blocked it or failed.
     Blocked {
+        /// Which filter blocked it, or failed.
         reason: String,
+        /// Every filter's answer, in order.
         stages: Vec<StageReport>,
     },
 }

@@ -21,7 +21,9 @@ use crate::sandbox::{AuthOutcome, Failure, FilterOutcome, Plugin, SharedLinker, 
 pub use app::{
     valid_name, App, AppSpec, AppStatus, InstallError, Mode, PluginSource, PluginStatus,
 };
-pub use decision::{Decision, Effect, FilteredResponse, Identity, Stage, StageReport, Timings};
+pub use decision::{
+    Decision, Effect, FilteredResponse, Identity, Outcome, Stage, StageReport, Timings,
+};
 pub use shared::SharedModules;
 
 /// The runtime: one engine, many applications. Cheap to share across threads (`Arc`).
@@ -37,8 +39,9 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with no applications on `engine`.
     pub fn new(engine: Engine) -> Result<Runtime, EngineError> {
-        let linker = SharedLinker::new(&engine).map_err(|error| {
-            EngineError::Configure(format!("linking the host imports: {error:#}"))
+        let linker = SharedLinker::new(&engine).map_err(|error| EngineError::Configure {
+            what: "linking the host imports",
+            source: error.into(),
         })?;
         Ok(Runtime {
             engine,
@@ -48,6 +51,7 @@ impl Runtime {
         })
     }
 
+    /// The engine the runtime compiles and runs plugins on.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -178,20 +182,11 @@ impl Runtime {
     pub fn is_authorized(&self, request: &AccessRequest) -> Decision {
         let started = Instant::now();
         let Some(app) = self.app(&request.app) else {
-            return Decision {
-                effect: Effect::Deny,
-                reason: format!("unknown application {:?}", request.app),
-                app: request.app.clone(),
-                decided_by: None,
-                enforced: true,
-                would_deny: None,
-                identity: None,
-                stages: Vec::new(),
-                timings: Timings {
-                    total_us: micros_since(started),
-                    ..Timings::default()
-                },
-            };
+            return Decision::deny_unplugged(
+                &request.app,
+                format!("unknown application {:?}", request.app),
+                micros_since(started),
+            );
         };
         let mut decision = decide(&app, request, started);
         if app.mode == Mode::Monitor && decision.effect == Effect::Deny {
@@ -235,20 +230,27 @@ impl Runtime {
                 Ok(FilterOutcome::Unchanged) => stages.push(report(
                     Stage::Filter,
                     plugin,
-                    "unchanged",
+                    Outcome::Unchanged,
                     None,
                     None,
                     micros,
                 )),
                 Ok(FilterOutcome::Rewrite(new_body)) => {
-                    stages.push(report(Stage::Filter, plugin, "rewrite", None, None, micros));
+                    stages.push(report(
+                        Stage::Filter,
+                        plugin,
+                        Outcome::Rewrite,
+                        None,
+                        None,
+                        micros,
+                    ));
                     body = new_body;
                 }
                 Ok(FilterOutcome::Block(reason)) => {
                     stages.push(report(
                         Stage::Filter,
                         plugin,
-                        "block",
+                        Outcome::Block,
                         Some(reason.clone()),
                         None,
                         micros,
@@ -306,7 +308,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                     decision.stages.push(report(
                         Stage::Authenticate,
                         plugin,
-                        "authenticated",
+                        Outcome::Authenticated,
                         None,
                         None,
                         micros,
@@ -341,7 +343,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                     decision.stages.push(report(
                         Stage::Authenticate,
                         plugin,
-                        "rejected",
+                        Outcome::Rejected,
                         Some(reason.clone()),
                         None,
                         micros,
@@ -353,7 +355,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                 Ok(AuthOutcome::NotApplicable) => decision.stages.push(report(
                     Stage::Authenticate,
                     plugin,
-                    "not-applicable",
+                    Outcome::NotApplicable,
                     None,
                     None,
                     micros,
@@ -383,7 +385,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                 decision.stages.push(report(
                     Stage::Authorize,
                     plugin,
-                    "permit",
+                    Outcome::Permit,
                     None,
                     None,
                     micros,
@@ -393,7 +395,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
             Ok(Verdict::NotApplicable) => decision.stages.push(report(
                 Stage::Authorize,
                 plugin,
-                "not-applicable",
+                Outcome::NotApplicable,
                 None,
                 None,
                 micros,
@@ -402,7 +404,7 @@ fn decide(app: &App, request: &AccessRequest, started: Instant) -> Decision {
                 decision.stages.push(report(
                     Stage::Authorize,
                     plugin,
-                    "deny",
+                    Outcome::Deny,
                     Some(reason.clone()),
                     None,
                     micros,
@@ -453,7 +455,7 @@ fn failure_reason(plugin: &Plugin, failure: &Failure) -> String {
 fn report(
     stage: Stage,
     plugin: &Plugin,
-    outcome: &'static str,
+    outcome: Outcome,
     detail: Option<String>,
     failure: Option<&'static str>,
     micros: u64,
@@ -472,7 +474,7 @@ fn failed(stage: Stage, plugin: &Plugin, failure: &Failure, micros: u64) -> Stag
     report(
         stage,
         plugin,
-        "failed",
+        Outcome::Failed,
         Some(failure.to_string()),
         Some(failure.code()),
         micros,

@@ -54,8 +54,11 @@ pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) ->
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", content = "reason", rename_all = "kebab-case")]
 pub enum Verdict {
+    /// Permit.
     Permit,
+    /// Deny, with the plugin's reason.
     Deny(String),
+    /// The policy does not apply to the request.
     NotApplicable,
 }
 
@@ -63,22 +66,32 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum AuthOutcome {
+    /// The credential is valid: this identity.
     Authenticated {
+        /// Who the credential belongs to.
         subject: String,
+        /// Roles granted with the identity.
         roles: Vec<String>,
+        /// When the identity expires (seconds since the Unix epoch).
         expires_at: Option<u64>,
     },
+    /// The credential is not valid.
     Rejected {
+        /// Why, in words.
         reason: String,
     },
+    /// The authenticator does not handle this credential.
     NotApplicable,
 }
 
 /// A filter's answer, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FilterOutcome {
+    /// Deliver the response as it is.
     Unchanged,
+    /// Deliver this body instead.
     Rewrite(Vec<u8>),
+    /// Deliver nothing, for this reason.
     Block(String),
 }
 

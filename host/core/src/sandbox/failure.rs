@@ -18,13 +18,22 @@ use super::state::SandboxTrap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// The call ran past its epoch deadline (an endless loop, or simply too slow).
-    TimeLimit { deadline: Duration },
+    TimeLimit {
+        /** The deadline that ran out. */
+        deadline: Duration,
+    },
     /// The plugin tried to grow its memory past the application's cap.
-    MemoryLimit { limit_bytes: usize },
+    MemoryLimit {
+        /** The limit, in bytes. */
+        limit_bytes: usize,
+    },
     /// The plugin recursed past the native stack limit.
     StackOverflow,
     /// The plugin made more host calls than one call may.
-    HostCallBudget { limit: u32 },
+    HostCallBudget {
+        /** The limit. */
+        limit: u32,
+    },
     /// The plugin used an import it was not granted.
     CapabilityDenied(Capability),
     /// The plugin trapped: a panic (Rust guests abort on panic), `unreachable`, an
@@ -36,7 +45,10 @@ pub enum Failure {
     /// The plugin could not be instantiated (e.g. the instance pool is exhausted).
     Instantiation(String),
     /// The plugin called WASI `exit` instead of answering.
-    Exit { code: i32 },
+    Exit {
+        /** The exit code. */
+        code: i32,
+    },
     /// The plugin went past a limit on what one instance or crossing may hold, other than
     /// memory: more WASI resources (handles: streams, pollables...) than one instance may
     /// hold, the component handle table's cap, or more bytes in one crossing between plugin
@@ -51,7 +63,9 @@ pub enum Failure {
     /// The plugin failed too often recently and is out of service for a while, for the
     /// request's originator or for the whole application (see `quarantine.rs`).
     Quarantined {
+        /// For whom the plugin is quarantined.
         scope: QuarantineScope,
+        /// How long the quarantine still lasts.
         remaining: Duration,
     },
 }

@@ -24,6 +24,7 @@ pub enum Isolation {
 /// Limits applied to every call into one application's plugins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SandboxLimits {
     /// Most memory one plugin instance may hold: all its linear memories and tables together
     /// (a table element counts 8 bytes), however many core memories the component declares.
@@ -48,8 +49,11 @@ pub struct SandboxLimits {
     /// Key-value store: longest key (default 256 bytes), longest value (default 64 KiB),
     /// most entries (default 1,024) and most bytes in all (default 1 MiB) per application.
     pub kv_max_key_bytes: usize,
+    /// Longest key-value value (see `kv_max_key_bytes`).
     pub kv_max_value_bytes: usize,
+    /// Most key-value entries (see `kv_max_key_bytes`).
     pub kv_max_entries: usize,
+    /// Most key-value bytes in all (see `kv_max_key_bytes`).
     pub kv_max_total_bytes: usize,
     /// Recent failures (at least half of the calls; or 60 % of it in burnt deadlines, whatever
     /// the successes) after which a plugin is quarantined, for the failing originator or,
@@ -63,6 +67,7 @@ pub struct SandboxLimits {
     pub quarantine_base: Duration,
     #[schemars(with = "u64")]
     #[serde(with = "duration_ms", rename = "quarantine_max_ms")]
+    /// Longest quarantine period (see `quarantine_base`).
     pub quarantine_max: Duration,
     /// Idle warm instances kept per plugin (in `warm` isolation). Default: 8.
     pub warm_instances: usize,
@@ -72,6 +77,95 @@ pub struct SandboxLimits {
     /// that leaks them traps at this cap. A Rust plugin holds fewer than ten. Cost: about
     /// 200 bytes of host memory per handle held. Default: 64.
     pub resource_handles: usize,
+}
+
+/// Setters, one per limit, for building limits in one expression
+/// (`SandboxLimits::default().deadline(Duration::from_millis(50))`): each limit's meaning,
+/// default and cost are documented on its field.
+impl SandboxLimits {
+    /// Sets [`SandboxLimits::memory_bytes`].
+    pub fn memory_bytes(mut self, memory_bytes: usize) -> SandboxLimits {
+        self.memory_bytes = memory_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::deadline`].
+    pub fn deadline(mut self, deadline: Duration) -> SandboxLimits {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets [`SandboxLimits::host_calls`].
+    pub fn host_calls(mut self, host_calls: u32) -> SandboxLimits {
+        self.host_calls = host_calls;
+        self
+    }
+
+    /// Sets [`SandboxLimits::max_reason_bytes`].
+    pub fn max_reason_bytes(mut self, max_reason_bytes: usize) -> SandboxLimits {
+        self.max_reason_bytes = max_reason_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::max_body_bytes`].
+    pub fn max_body_bytes(mut self, max_body_bytes: usize) -> SandboxLimits {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::kv_max_key_bytes`].
+    pub fn kv_max_key_bytes(mut self, kv_max_key_bytes: usize) -> SandboxLimits {
+        self.kv_max_key_bytes = kv_max_key_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::kv_max_value_bytes`].
+    pub fn kv_max_value_bytes(mut self, kv_max_value_bytes: usize) -> SandboxLimits {
+        self.kv_max_value_bytes = kv_max_value_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::kv_max_entries`].
+    pub fn kv_max_entries(mut self, kv_max_entries: usize) -> SandboxLimits {
+        self.kv_max_entries = kv_max_entries;
+        self
+    }
+
+    /// Sets [`SandboxLimits::kv_max_total_bytes`].
+    pub fn kv_max_total_bytes(mut self, kv_max_total_bytes: usize) -> SandboxLimits {
+        self.kv_max_total_bytes = kv_max_total_bytes;
+        self
+    }
+
+    /// Sets [`SandboxLimits::quarantine_after`].
+    pub fn quarantine_after(mut self, quarantine_after: u32) -> SandboxLimits {
+        self.quarantine_after = quarantine_after;
+        self
+    }
+
+    /// Sets [`SandboxLimits::quarantine_base`].
+    pub fn quarantine_base(mut self, quarantine_base: Duration) -> SandboxLimits {
+        self.quarantine_base = quarantine_base;
+        self
+    }
+
+    /// Sets [`SandboxLimits::quarantine_max`].
+    pub fn quarantine_max(mut self, quarantine_max: Duration) -> SandboxLimits {
+        self.quarantine_max = quarantine_max;
+        self
+    }
+
+    /// Sets [`SandboxLimits::warm_instances`].
+    pub fn warm_instances(mut self, warm_instances: usize) -> SandboxLimits {
+        self.warm_instances = warm_instances;
+        self
+    }
+
+    /// Sets [`SandboxLimits::resource_handles`].
+    pub fn resource_handles(mut self, resource_handles: usize) -> SandboxLimits {
+        self.resource_handles = resource_handles;
+        self
+    }
 }
 
 impl Default for SandboxLimits {

@@ -7,8 +7,8 @@
 //! timeout, memory exhaustion or malformed answer comes back as a [`Failure`]: the pipeline
 //! turns it into a deny that names it; other applications never notice.
 
-pub mod bindings;
-pub mod capabilities;
+mod bindings;
+mod capabilities;
 mod convert;
 mod failure;
 mod legacy;
@@ -45,29 +45,49 @@ use state::HostState;
 /// Why a plugin could not be loaded into a sandbox. Nothing is half-loaded: the sandbox is
 /// unchanged when this is returned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
+    /// The component exports none of the plugin worlds.
     #[error("the component exports none of authorize, authenticate or filter, so it is no Palisade plugin")]
     UnknownWorld,
     #[error("the component is a {found} but was declared as a {declared}")]
+    /// The component is of another kind than declared.
     WrongWorld {
+        /// The kind the configuration declared.
         declared: PluginKind,
+        /// The kind the component is.
         found: PluginKind,
     },
+    /// The component's contract version is not one this host loads.
     #[error(transparent)]
     Contract(#[from] ContractError),
-    #[error("the component ({contract}) has imports that cannot be satisfied (it asks for something Palisade does not offer): {reason}")]
-    Imports { contract: Contract, reason: String },
+    /// The component imports something the host does not offer.
+    #[error("the component ({contract}) has imports that cannot be satisfied (it asks for something Palisade does not offer): {}", crate::engine::chain(&**source))]
+    Imports {
+        /// The contract the component was built against.
+        contract: Contract,
+        /// wasmtime's linking error.
+        #[source]
+        source: crate::engine::BoxError,
+    },
     #[error(
         "the component's `{export}` export does not match the {kind} world of {contract}: {reason}"
     )]
+    /// The component's export does not have the contract's type.
     ExportType {
+        /// The plugin's kind.
         kind: PluginKind,
+        /// The export.
         export: &'static str,
+        /// The contract the component was built against.
         contract: Contract,
+        /// Why, in words.
         reason: String,
     },
+    /// The plugin configuration is not JSON.
     #[error("the plugin configuration is not valid JSON: {0}")]
-    Config(String),
+    Config(#[source] serde_json::Error),
+    /// Pre-initialising the plugin with its configuration failed.
     #[error("the plugin's `prepare` hook failed at load (it checks the configuration, and fresh instances are pre-initialised from it): {0}")]
     Prepare(PrepareError),
 }
@@ -77,6 +97,7 @@ pub enum LoadError {
 pub struct SharedLinker(Linker<HostState>);
 
 impl SharedLinker {
+    /// The linker for `engine`.
     pub fn new(engine: &Engine) -> wasmtime::Result<SharedLinker> {
         let mut linker = Linker::<HostState>::new(engine.wasmtime());
         // Guests built with Rust's std import WASI even when they never use it; every
@@ -134,6 +155,7 @@ pub struct PluginSetup {
     pub version: Option<String>,
     /// The plugin's configuration document (JSON text).
     pub config_json: String,
+    /// What the plugin may use beyond the always-granted imports.
     pub capabilities: Capabilities,
 }
 
@@ -182,18 +204,22 @@ impl Sandbox {
         }
     }
 
+    /// The application this sandbox belongs to.
     pub fn app(&self) -> &str {
         &self.env.name
     }
 
+    /// The application's shared state.
     pub fn environment(&self) -> &AppEnvironment {
         &self.env
     }
 
+    /// Its limits.
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
     }
 
+    /// How its plugin instances are isolated.
     pub fn isolation(&self) -> Isolation {
         self.isolation
     }
@@ -230,8 +256,7 @@ impl Sandbox {
         module_bytes: &[u8],
         setup: PluginSetup,
     ) -> Result<Plugin, LoadError> {
-        serde_json::from_str::<serde_json::Value>(&setup.config_json)
-            .map_err(|error| LoadError::Config(error.to_string()))?;
+        serde_json::from_str::<serde_json::Value>(&setup.config_json).map_err(LoadError::Config)?;
         let grant = Arc::new(PluginGrant {
             app: self.env.name.clone(),
             name: setup.name.clone(),
@@ -265,7 +290,7 @@ impl Sandbox {
                 .instantiate_pre(component)
                 .map_err(|error| LoadError::Imports {
                     contract: contract.clone(),
-                    reason: format!("{error:#}"),
+                    source: error.into(),
                 })?;
         let export_error = |error: wasmtime::Error| LoadError::ExportType {
             kind: found,

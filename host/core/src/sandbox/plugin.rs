@@ -21,12 +21,16 @@ use super::Sandbox;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
+    /// Decides permit, deny or not-applicable.
     Authorizer,
+    /// Checks credentials and establishes an identity.
     Authenticator,
+    /// Checks or rewrites responses.
     Filter,
 }
 
 impl PluginKind {
+    /// The name used in configuration and reports.
     pub fn name(self) -> &'static str {
         match self {
             PluginKind::Authorizer => "authorizer",
@@ -117,6 +121,7 @@ pub enum ContractLine {
 /// e.g. `palisade:plugin@0.1.0`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Contract {
+    /// The contract line (0.1.x or 0.2.x).
     pub line: ContractLine,
     /// The exact version the component imports (`0.1.0`).
     pub version: Box<str>,
@@ -124,9 +129,12 @@ pub struct Contract {
 
 /// Why a component's contract version is not one this host loads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContractError {
+    /// An unsupported contract version.
     #[error("the component was built against palisade:plugin@{0}; this host loads palisade:plugin 0.1.x and 0.2.x")]
     Unsupported(String),
+    /// Several contract versions at once.
     #[error("the component imports several versions of palisade:plugin ({0}); a plugin is built against one")]
     Mixed(String),
 }
@@ -187,7 +195,9 @@ impl Serialize for Contract {
 /// Which module made a decision: reported with every decision and in audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginLabel {
+    /// The name.
     pub name: String,
+    /// The plugin's kind.
     pub kind: PluginKind,
     /// The module's version from its signed manifest, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,10 +281,12 @@ impl Plugin {
         &self.contract
     }
 
+    /// The plugin's kind.
     pub fn kind(&self) -> PluginKind {
         self.label.kind
     }
 
+    /// Its failures and quarantine.
     pub fn health(&self) -> PluginHealth {
         self.quarantine.health(Instant::now())
     }

@@ -44,17 +44,25 @@ const SNAPSHOT_FORMAT: &[u8] = b"palisade-prepared-v1";
 
 /// Why a plugin that offers `prepare` could not be pre-initialised.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrepareError {
+    /// The `prepare` export could not be instrumented.
     #[error("its `prepare` export could not be instrumented for a snapshot: {0}")]
     Instrument(String),
+    /// The instrumented or snapshotted component did not compile.
     #[error("the instrumented or snapshotted component did not compile: {0}")]
     Compile(EngineError),
+    /// `prepare` failed.
     #[error("`prepare` failed: {0}")]
     Failed(Failure),
     /// The plugin logged `reason` at error level and trapped in `prepare`: it refused its
     /// configuration (`palisade_sdk::config::refuse`).
     #[error("it refused its configuration: {reason}")]
-    Refused { reason: String },
+    Refused {
+        /** What the plugin logged. */
+        reason: String,
+    },
+    /// The prepared state could not be snapshotted.
     #[error("the prepared state could not be snapshotted: {0}")]
     Snapshot(String),
 }

@@ -15,28 +15,40 @@ use super::limits::SandboxLimits;
 /// One application's segregated security environment (SER-024): the state its plugins share
 /// and no other application can reach.
 pub struct AppEnvironment {
+    /// The name.
     pub name: String,
+    /// Its key-value store.
     pub kv: KvNamespace,
+    /// Its groups.
     pub groups: GroupDirectory,
+    /// Its keys.
     pub keys: Arc<dyn AppKeys>,
 }
 
 /// What one plugin of one application was granted.
 pub struct PluginGrant {
+    /// The application.
     pub app: String,
     pub name: String,
     /// The plugin's configuration document (JSON), handed over by `config.get`.
     pub config_json: Arc<str>,
+    /// What it was granted.
     pub capabilities: Capabilities,
 }
 
 /// Why the host ended a call with a trap of its own making.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SandboxTrap {
+    /// The plugin made more host calls in one call than its budget.
     #[error(
         "the plugin made more than {limit} host calls in one call (host-call budget exhausted)"
     )]
-    HostCallBudget { limit: u32 },
+    HostCallBudget {
+        /// The budget.
+        limit: u32,
+    },
+    /// The plugin used a capability it was not granted.
     #[error("the plugin used the `{0}` capability, which this application did not grant it")]
     CapabilityDenied(Capability),
     /// The plugin waited for something only time or outside I/O could bring ({0}): nothing
@@ -51,9 +63,13 @@ pub enum SandboxTrap {
          budget ({per_request} per request, {per_call} per call)"
     )]
     RandomBudget {
+        /// Bytes asked for.
         requested: u64,
+        /// Bytes left of the call's budget.
         left: usize,
+        /// Most bytes one request may ask for.
         per_request: usize,
+        /// The call's budget.
         per_call: usize,
     },
     /// The plugin held more WASI resource handles than its instance may.
@@ -61,7 +77,10 @@ pub enum SandboxTrap {
         "the plugin tried to hold more than {limit} WASI resource handles at once \
          (resource-handle limit)"
     )]
-    ResourceHandles { limit: usize },
+    ResourceHandles {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Random bytes one `wasi:random` call may ask for: the host makes them before the plugin

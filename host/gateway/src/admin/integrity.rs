@@ -55,7 +55,7 @@ pub(super) fn check(gateway: &Gateway, admin: &Admin, when: &str) {
             "sha256": entry.record.sha256.to_hex(),
             "problem": problem,
             "found": when,
-            "at": palisade_core::request::now_unix(),
+            "at": palisade_core::now_unix(),
         });
         // SER-016: integrity failures go to the audit trail too.
         gateway

@@ -7,7 +7,7 @@
 //! (SER-001: unauthenticated uploads cost no buffering, an admin cannot starve decisions).
 //! An upload is verified (signature chain and manifest, SER-022) before its bytes are ever
 //! compiled, then compiled and type-checked against its declared kind's world, then stored;
-//! activation hot-swaps the plugin through [`palisade_core::pipeline::Runtime::swap_plugin`] so no decision fails.
+//! activation hot-swaps the plugin through [`palisade_core::Runtime::swap_plugin`] so no decision fails.
 //!
 //! Registry modules run in applications the gateway config declares: at boot every active
 //! module is re-verified ([`ModuleStore::integrity_check_all`]) and swapped in, replacing a
@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::{Gateway, AUTHN_SUFFIX};
-use palisade_core::pipeline::PluginSource;
-use palisade_core::sandbox::{Capability, PluginKind, PluginSetup};
+use palisade_core::PluginSource;
+use palisade_core::{Capability, PluginKind, PluginSetup};
 use palisade_registry::store::Fallback;
 use palisade_registry::trust::keyfile::read_public_key;
 use palisade_registry::{

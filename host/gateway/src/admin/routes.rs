@@ -13,8 +13,8 @@ use super::auth::SignedBody;
 use super::{Admin, AdminError};
 use crate::error::{json_response, Response};
 use crate::Gateway;
-use palisade_core::request::now_unix;
-use palisade_core::sandbox::PluginKind;
+use palisade_core::now_unix;
+use palisade_core::PluginKind;
 use palisade_registry::store::PutStatus;
 use palisade_registry::{validate_name, verify_with, ModuleStore, Upload, VerifyPolicy, Version};
 
@@ -313,10 +313,9 @@ pub(super) fn upload(
     }
     // Reported with the upload; a version this gateway does not load is reported as null, and
     // loading it (on activation) fails naming the version.
-    let contract =
-        palisade_core::sandbox::Contract::of_component(&compiled.component, engine.wasmtime())
-            .ok()
-            .map(|contract| contract.to_string());
+    let contract = palisade_core::Contract::of_component(&compiled.component, engine.wasmtime())
+        .ok()
+        .map(|contract| contract.to_string());
     let _change = admin.changes.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = admin.store.put(&Upload {
         bytes,

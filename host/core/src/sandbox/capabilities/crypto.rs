@@ -16,9 +16,12 @@ use crate::sandbox::state::HostState;
 
 /// Why a key could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyUseError {
+    /// No key with this handle in the application's scope.
     #[error("no key with this handle in the application's scope")]
     UnknownKey,
+    /// The key cannot do this operation.
     #[error("the key cannot do this operation")]
     WrongKeyType,
 }
@@ -41,7 +44,9 @@ pub trait AppKeys: Send + Sync {
 
 /// A key held in memory for one application.
 pub enum StaticKey {
+    /// An Ed25519 public key (verifies signatures).
     Ed25519Public(VerifyingKey),
+    /// An HMAC-SHA256 secret.
     HmacSecret(Zeroizing<Vec<u8>>),
 }
 
@@ -52,15 +57,18 @@ pub struct StaticKeys {
 }
 
 impl StaticKeys {
+    /// No keys.
     pub fn new() -> StaticKeys {
         StaticKeys::default()
     }
 
+    /// Adds an Ed25519 public key under `handle`.
     pub fn insert_ed25519_public(&mut self, handle: impl Into<String>, key: VerifyingKey) {
         self.keys
             .insert(handle.into(), StaticKey::Ed25519Public(key));
     }
 
+    /// Adds an HMAC secret under `handle`.
     pub fn insert_hmac_secret(&mut self, handle: impl Into<String>, secret: Vec<u8>) {
         self.keys
             .insert(handle.into(), StaticKey::HmacSecret(Zeroizing::new(secret)));

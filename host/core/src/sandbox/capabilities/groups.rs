@@ -29,6 +29,7 @@ pub struct GroupDirectory {
 }
 
 impl GroupDirectory {
+    /// A directory of these groups (name → members).
     pub fn new(groups: HashMap<String, HashSet<String>>) -> GroupDirectory {
         GroupDirectory {
             groups: RwLock::new(groups),

@@ -25,11 +25,14 @@ struct KvEntries {
 /// Why a `set` was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvRefusal {
+    /// The key or value is over its limit.
     TooLarge,
+    /// The namespace is full (entries or bytes).
     QuotaExceeded,
 }
 
 impl KvNamespace {
+    /// An empty namespace.
     pub fn new() -> KvNamespace {
         KvNamespace::default()
     }
@@ -40,6 +43,7 @@ impl KvNamespace {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The value stored under `key`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.lock().map.get(key).cloned()
     }
@@ -61,6 +65,7 @@ impl KvNamespace {
         Ok(())
     }
 
+    /// Removes `key`.
     pub fn delete(&self, key: &str) {
         let mut entries = self.lock();
         if let Some(old) = entries.map.remove(key) {
@@ -73,6 +78,7 @@ impl KvNamespace {
         self.lock().map.len()
     }
 
+    /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -36,6 +36,7 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Every capability.
     pub const ALL: [Capability; 4] = [
         Capability::Kv,
         Capability::Groups,
@@ -52,6 +53,7 @@ impl Capability {
         }
     }
 
+    /// The name used in configuration and reports.
     pub fn name(self) -> &'static str {
         match self {
             Capability::Kv => "kv",
@@ -86,20 +88,25 @@ impl std::str::FromStr for Capability {
 pub struct Capabilities(u8);
 
 impl Capabilities {
+    /// No capability.
     pub const NONE: Capabilities = Capabilities(0);
 
+    /// Every capability.
     pub fn all() -> Capabilities {
         Capability::ALL.into_iter().collect()
     }
 
+    /// Adds `capability`.
     pub fn grant(&mut self, capability: Capability) {
         self.0 |= capability.bit();
     }
 
+    /// Whether `capability` is granted.
     pub fn allows(self, capability: Capability) -> bool {
         self.0 & capability.bit() != 0
     }
 
+    /// The granted capabilities.
     pub fn iter(self) -> impl Iterator<Item = Capability> {
         Capability::ALL
             .into_iter()
