@@ -242,37 +242,6 @@ pub(crate) fn decode_hex<const N: usize>(s: &str, field: &'static str) -> Result
     Ok(out)
 }
 
-/// An application or plugin name that could escape a directory or confuse a path.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the {field} {value:?} is not allowed: names are 1 to 64 characters from A-Z a-z 0-9 . _ -, \
-     start with a letter or digit, and never contain \"..\" or a path separator"
-)]
-pub struct NameError {
-    /// Which name: `application name` or `plugin name`.
-    pub field: &'static str,
-    /// The refused value.
-    pub value: String,
-}
-
-/// Checks an application or plugin name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` without
-/// `..`. Names end up in file names, URLs and audit records, so path separators and `..` are
-/// refused everywhere a name enters the registry.
-pub fn validate_name(field: &'static str, value: &str) -> Result<(), NameError> {
-    let bytes = value.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 64
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !value.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError {
-            field,
-            value: value.to_owned(),
-        })
-    }
-}
+// The one name rule (issue #14.3): the gateway configuration and the runtime's installer use
+// the same function, so an app the config accepts is one the registry accepts.
+pub use palisade_types::{validate_name, NameError};

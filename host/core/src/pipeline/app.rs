@@ -77,7 +77,7 @@ impl AppSpec {
 /// Why an application could not be installed. The previous installation, if any, stays.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
+    #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit, without \"..\"")]
     BadName(String),
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
     Compile {
@@ -291,12 +291,8 @@ fn load_plugin(
         })
 }
 
-/// Application and plugin names end up in paths, logs and metrics labels.
+/// Application and plugin names end up in paths, logs and metrics labels: the one rule of
+/// [`palisade_types::validate_name`], the same the module registry applies.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    palisade_types::validate_name("name", name).is_ok()
 }
