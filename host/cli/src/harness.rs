@@ -12,8 +12,8 @@ use palisade_core::engine::{CompiledComponent, Engine, EngineConfig};
 use palisade_core::request::{AccessRequest, Credential, ResponseBody};
 use palisade_core::sandbox::{
     AppEnvironment, AppKeys, AuthOutcome, Capabilities, Failure, FilterOutcome, GroupDirectory,
-    Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
-    StaticKeys, Verdict,
+    Isolation, KindOfComponent as _, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits,
+    SharedLinker, StaticKeys, Verdict,
 };
 
 /// An engine and linker for local runs.

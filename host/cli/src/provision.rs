@@ -15,11 +15,11 @@ use anyhow::{bail, Context as _};
 use palisade_keys::{KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
 // One clock and one duration grammar for every command (issue #14.3): `provision create
 // --valid-for 2w` and `trust delegate --valid-for 2w` read the same way.
-use palisade_types::{now_unix, parse_duration};
 use palisade_provision::{
     create_bundle, BundleContents, BundleSpec, GatewayKey, ProviderEntry, Provisioner,
     SignedBundle, StateFile, TrustConfig, GATEWAY_X25519_LABEL,
 };
+use palisade_types::{now_unix, parse_duration};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1104,12 +1104,26 @@ mod tests {
         let longest = "m".repeat(64);
         for good in ["meters", "Meters-2.v1_a", longest.as_str()] {
             assert!(config(good).is_ok(), "{good}");
-            assert!(palisade_registry::validate_name("application name", good).is_ok(), "{good}");
+            assert!(
+                palisade_registry::validate_name("application name", good).is_ok(),
+                "{good}"
+            );
         }
         let too_long = "m".repeat(65);
-        for bad in ["_meters", "-x", ".x", "a..b", "a/b", "x.authn", too_long.as_str()] {
+        for bad in [
+            "_meters",
+            "-x",
+            ".x",
+            "a..b",
+            "a/b",
+            "x.authn",
+            too_long.as_str(),
+        ] {
             let error = config(bad).unwrap_err().to_string();
-            assert!(error.starts_with("gw.toml:2: app[0].name"), "{bad}: {error}");
+            assert!(
+                error.starts_with("gw.toml:2: app[0].name"),
+                "{bad}: {error}"
+            );
         }
         for bad in ["_meters", "-x", "a..b"] {
             assert!(palisade_registry::validate_name("application name", bad).is_err());

@@ -10,7 +10,9 @@ use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
 use palisade_core::pipeline::{AppSpec, InstallError, Mode, Runtime, SharedModules};
-use palisade_core::sandbox::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::sandbox::{
+    AppKeys, KeyUseError, KindOfComponent as _, PluginKind, PluginSetup, StaticKeys,
+};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use palisade_registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
 

@@ -64,7 +64,10 @@ pub enum TimeError {
 /// Times beyond the year 9999 (a signed delegation may carry any `u64`) are shown as
 /// `@<seconds>` rather than as an invented date.
 pub fn format_rfc3339(secs: u64) -> String {
-    match i64::try_from(secs).ok().and_then(|s| Timestamp::from_second(s).ok()) {
+    match i64::try_from(secs)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+    {
         Some(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         None => format!("@{secs}"),
     }
@@ -223,7 +226,18 @@ mod tests {
             assert_eq!(parse_duration(text), Ok(secs), "{text}");
         }
         for bad in [
-            "", "d", "0", "0d", "1y", "1mo", "-1d", "1d ago", "1.5h", "1,5h", "1x", "18446744073709551616",
+            "",
+            "d",
+            "0",
+            "0d",
+            "1y",
+            "1mo",
+            "-1d",
+            "1d ago",
+            "1.5h",
+            "1,5h",
+            "1x",
+            "18446744073709551616",
             "99999999999w",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -33,13 +33,15 @@ pub use capabilities::{
 pub use convert::{AuthOutcome, FilterOutcome, Verdict};
 pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
-pub use plugin::{Contract, ContractError, ContractLine, Plugin, PluginKind, PluginLabel};
+pub use plugin::{
+    Contract, ContractError, ContractLine, KindOfComponent, Plugin, PluginKind, PluginLabel,
+};
 pub use prepare::PrepareError;
 pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
 pub use wasi_io::dropped_output_bytes as plugin_output_dropped_bytes;
 
-use plugin::{Bound, KindPre};
+use plugin::{Bound, KindOfComponent as _, KindPre};
 use state::HostState;
 
 /// Why a plugin could not be loaded into a sandbox. Nothing is half-loaded: the sandbox is

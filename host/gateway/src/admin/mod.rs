@@ -249,7 +249,7 @@ impl Admin {
             None => "{}".into(),
         };
         let mut setup = PluginSetup::new(record.name.clone(), config_json);
-        setup.kind = Some(plugin_kind(record.kind));
+        setup.kind = Some(record.kind);
         setup.version = Some(record.version.to_string());
         for capability in grant.capabilities {
             let requested = record
@@ -296,14 +296,6 @@ impl Admin {
             Err(error) => tracing::error!(app = %fallback.app, plugin = %fallback.name, %error,
                 "SER-013: cannot load the fallback version"),
         }
-    }
-}
-
-fn plugin_kind(kind: ModuleKind) -> PluginKind {
-    match kind {
-        ModuleKind::Authorizer => PluginKind::Authorizer,
-        ModuleKind::Authenticator => PluginKind::Authenticator,
-        ModuleKind::Filter => PluginKind::Filter,
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Admin, AdminError};
 use crate::error::{json_response, Response};
 use crate::Gateway;
 use palisade_core::request::now_unix;
-use palisade_core::sandbox::PluginKind;
+use palisade_core::sandbox::{KindOfComponent as _, PluginKind};
 use palisade_registry::store::PutStatus;
 use palisade_registry::{validate_name, verify_with, ModuleStore, Upload, VerifyPolicy, Version};
 
@@ -300,7 +300,7 @@ fn upload(
     let compiled = engine
         .compile(&verified.component)
         .map_err(|e| AdminError::Compile(e.to_string()))?;
-    let declared = super::plugin_kind(verified.manifest.kind);
+    let declared = verified.manifest.kind;
     let found = PluginKind::of_component(&compiled.component, engine.wasmtime());
     if found != Some(declared) {
         return Err(AdminError::WrongWorld {
