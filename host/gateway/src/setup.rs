@@ -14,7 +14,7 @@ use palisade_core::sandbox::{
     AppKeys, KeyUseError, KindOfComponent as _, PluginKind, PluginSetup, StaticKeys,
 };
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
-use palisade_registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
+use palisade_registry::{TrustAnchors, VerifiedModule, VerifyPolicy};
 
 /// Why the gateway could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -344,7 +344,7 @@ fn verify_module(
 ) -> Result<VerifiedModule, ConfigError> {
     let mut policy = VerifyPolicy::new(anchors, palisade_core::request::now_unix());
     policy.expected_app = Some(app);
-    policy.expected_kind = plugin.kind.map(module_kind);
+    policy.expected_kind = plugin.kind;
     if let Some(admin) = &config.admin {
         policy.max_size = admin.max_module_bytes;
     }
@@ -371,7 +371,7 @@ fn check_signed(
 ) -> Result<(), ConfigError> {
     let at =
         |message: String| config.error_at(plugin.plugin.span(), format!("{key}.plugin"), message);
-    if verified.manifest.kind != module_kind(kind) {
+    if verified.manifest.kind != kind {
         let signed_kind = verified.manifest.kind.name();
         return Err(at(format!(
             "{} is signed as a module of kind {signed_kind} but the component is of kind {kind}",
@@ -379,11 +379,7 @@ fn check_signed(
         )));
     }
     for capability in &plugin.capabilities {
-        let requested = verified
-            .manifest
-            .capabilities
-            .iter()
-            .any(|c| c.name() == capability.name());
+        let requested = verified.manifest.capabilities.contains(capability);
         if !requested {
             return Err(config.error_at(
                 plugin.plugin.span(),
@@ -397,14 +393,6 @@ fn check_signed(
         }
     }
     Ok(())
-}
-
-fn module_kind(kind: PluginKind) -> ModuleKind {
-    match kind {
-        PluginKind::Authorizer => ModuleKind::Authorizer,
-        PluginKind::Authenticator => ModuleKind::Authenticator,
-        PluginKind::Filter => ModuleKind::Filter,
-    }
 }
 
 /// Where a plugin's configuration is written: the inline table, the `config_file` key, or

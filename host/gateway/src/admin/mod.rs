@@ -252,11 +252,7 @@ impl Admin {
         setup.kind = Some(record.kind);
         setup.version = Some(record.version.to_string());
         for capability in grant.capabilities {
-            let requested = record
-                .manifest
-                .capabilities
-                .iter()
-                .any(|c| c.name() == capability.name());
+            let requested = record.manifest.capabilities.contains(&capability);
             if requested {
                 setup = setup.grant(capability);
             }
