@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use super::{Gateway, AUTHN_SUFFIX};
 use palisade_core::pipeline::PluginSource;
-use palisade_core::sandbox::{Capability, PluginKind, PluginSetup};
+use palisade_core::sandbox::{Capability, PluginSetup};
 use palisade_registry::store::Fallback;
 use palisade_registry::trust::keyfile::read_public_key;
 use palisade_registry::{
