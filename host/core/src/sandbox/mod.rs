@@ -41,7 +41,7 @@ pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
 pub use wasi_io::dropped_output_bytes as plugin_output_dropped_bytes;
 
-use plugin::{Bound, KindOfComponent as _, KindPre};
+use plugin::{Bound, KindPre};
 use state::HostState;
 
 /// Why a plugin could not be loaded into a sandbox. Nothing is half-loaded: the sandbox is
