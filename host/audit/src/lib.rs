@@ -136,7 +136,7 @@ pub use verify::{
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The default name of the log file inside the audit directory.
 pub const DEFAULT_FILE_NAME: &str = "audit.log";
@@ -161,12 +161,7 @@ pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Clock(Arc::new(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0)
-        }))
+        Clock(Arc::new(palisade_types::now_unix_ms))
     }
 
     /// A clock from any function (e.g. a fixed or counting clock in tests).

@@ -69,10 +69,7 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         a.forged,
         a.devices
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("system clock before 1970")?
-        .as_secs();
+    let now = palisade_types::now_unix();
     let cfg = SimConfig {
         devices: a.devices,
         mode: a.mode,

@@ -11,8 +11,8 @@ use anyhow::{bail, Context};
 use palisade_core::{AccessRequest, Credential, ResponseBody};
 use palisade_core::{
     AppEnvironment, AppKeys, AuthOutcome, Capabilities, Failure, FilterOutcome, GroupDirectory,
-    Isolation, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits, SharedLinker,
-    StaticKeys, Verdict,
+    Isolation, KindOfComponent as _, KvNamespace, PluginKind, PluginSetup, Sandbox, SandboxLimits,
+    SharedLinker, StaticKeys, Verdict,
 };
 use palisade_core::{CompiledComponent, Engine, EngineConfig};
 

@@ -13,10 +13,13 @@
 
 use anyhow::{bail, Context as _};
 use palisade_keys::{KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
+// One clock and one duration grammar for every command (issue #14.3): `provision create
+// --valid-for 2w` and `trust delegate --valid-for 2w` read the same way.
 use palisade_provision::{
     create_bundle, BundleContents, BundleSpec, GatewayKey, ProviderEntry, Provisioner,
     SignedBundle, StateFile, TrustConfig, GATEWAY_X25519_LABEL,
 };
+use palisade_types::{now_unix, parse_duration};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -162,13 +165,6 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<bool> {
     }
 }
 
-fn now() -> anyhow::Result<u64> {
-    Ok(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("system clock before 1970")?
-        .as_secs())
-}
-
 /// Reads 32 bytes from a key file: 64 hex digits (whitespace ignored) or raw bytes.
 pub fn read_key32(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
     let bytes =
@@ -189,23 +185,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Parses `3600`, `90s`, `30m`, `12h`, `1d`, `2w` into seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => bail!("bad duration {s:?}: use s, m, h, d or w"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("duration {s:?} too long"))
 }
 
 fn create(a: CreateArgs) -> anyhow::Result<()> {
@@ -233,7 +212,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     };
     let issued_at = match a.issued_at {
         Some(t) => t,
-        None => now()?,
+        None => now_unix(),
     };
     let spec = BundleSpec {
         provider: a.provider_id,
@@ -459,7 +438,7 @@ fn apply(a: ApplyArgs) -> anyhow::Result<bool> {
     }
     let bytes =
         std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
-    match p.apply(&bytes, now()?) {
+    match p.apply(&bytes, now_unix()) {
         Ok(r) => {
             if a.json {
                 println!(

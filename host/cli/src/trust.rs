@@ -46,7 +46,7 @@ pub struct DelegateArgs {
     /// The plugin kinds it may sign: authorizer, authenticator, filter (comma-separated).
     #[arg(long, value_delimiter = ',', required = true)]
     pub kinds: Vec<ModuleKind>,
-    /// How long the delegation is valid from --not-before: a number and s, m, h or d.
+    /// How long the delegation is valid from --not-before: e.g. 3600, 90s, 12h, 365d, 2w, 1d12h.
     #[arg(long, default_value = "365d", value_parser = parse_duration)]
     pub valid_for: u64,
     /// Start of validity: seconds since the epoch, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default:

@@ -62,7 +62,8 @@ pub use request::{now_unix, AccessRequest, Credential, Location, Operation, Resp
 pub use sandbox::{
     plugin_output_dropped_bytes, AppEnvironment, AppKeys, AuthOutcome, Capabilities, Capability,
     Contract, ContractError, Failure, FilterOutcome, GroupDirectory, Isolation, KeyUseError,
-    KvNamespace, LoadError, MembershipSource, Plugin, PluginHealth, PluginKind, PluginLabel,
+    KindOfComponent, KvNamespace, LoadError, MembershipSource, Plugin, PluginHealth, PluginKind,
+    PluginLabel,
     PluginSetup, PrepareError, QuarantineScope, Sandbox, SandboxLimits, SandboxTrap, SharedLinker,
     StaticKeys, Verdict,
 };

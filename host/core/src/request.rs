@@ -165,10 +165,6 @@ pub struct ResponseBody {
     pub body: Vec<u8>,
 }
 
-/// Seconds since the Unix epoch now (0 if the system clock is before 1970).
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
-}
+/// Seconds since the Unix epoch now (0 if the system clock is before 1970): the one clock of
+/// palisade-types.
+pub use palisade_types::now_unix;

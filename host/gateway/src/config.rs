@@ -789,12 +789,17 @@ impl GatewayConfig {
         let mut prefixes: Vec<(String, String)> = Vec::new();
         for (index, app) in self.apps.iter().enumerate() {
             let name = app.name.get_ref();
-            if !palisade_core::valid_name(name) || name.ends_with(super::AUTHN_SUFFIX) {
-                return Err(self.error_at(
-                    app.name.span(),
-                    format!("app[{index}].name"),
-                    format!("{name:?} is not a valid application name: use 1-64 letters, digits, '-', '_' or '.', not starting with '.' nor ending with {:?}", super::AUTHN_SUFFIX),
-                ));
+            // The registry's rule (palisade-types), so every app configured here can be pushed.
+            let refused = palisade_registry::validate_name("application name", name)
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| {
+                    name.ends_with(super::AUTHN_SUFFIX).then(|| {
+                        format!("the application name {name:?} is not allowed: names never end with {:?}", super::AUTHN_SUFFIX)
+                    })
+                });
+            if let Some(problem) = refused {
+                return Err(self.error_at(app.name.span(), format!("app[{index}].name"), problem));
             }
             if !names.insert(name.clone()) {
                 return Err(self.error_at(
@@ -1084,6 +1089,45 @@ mod tests {
             error.starts_with("gw.toml:3: limits.max_originator_bytes"),
             "{error}"
         );
+    }
+
+    /// Before issue #14.3 the configuration checked names with its own rule, which accepted
+    /// `_meters`, `-x` and `a..b`; the registry refused them, so such an app could be configured
+    /// but never receive a pushed plugin. Now both use palisade-types' rule.
+    #[test]
+    fn app_names_follow_the_registry_rule() {
+        let config = |name: &str| {
+            parse(&format!(
+                "[[app]]\nname = {name:?}\npaths = [\"/x\"]\n[[app.plugin]]\nplugin = \"acp\"\n"
+            ))
+        };
+        let longest = "m".repeat(64);
+        for good in ["meters", "Meters-2.v1_a", longest.as_str()] {
+            assert!(config(good).is_ok(), "{good}");
+            assert!(
+                palisade_registry::validate_name("application name", good).is_ok(),
+                "{good}"
+            );
+        }
+        let too_long = "m".repeat(65);
+        for bad in [
+            "_meters",
+            "-x",
+            ".x",
+            "a..b",
+            "a/b",
+            "x.authn",
+            too_long.as_str(),
+        ] {
+            let error = config(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("gw.toml:2: app[0].name"),
+                "{bad}: {error}"
+            );
+        }
+        for bad in ["_meters", "-x", "a..b"] {
+            assert!(palisade_registry::validate_name("application name", bad).is_err());
+        }
     }
 
     #[test]

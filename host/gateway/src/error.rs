@@ -150,7 +150,7 @@ impl ApiError {
 
     /// The JSON error response.
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let body = ErrorBody::new(self.code(), &self);
         let mut response = json_response(self.status(), &body);
         if let Some(seconds) = self.retry_after() {
             response
@@ -158,6 +158,48 @@ impl ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// The one JSON error body of every HTTP answer the gateway makes itself (decision API, admin,
+/// provisioning, group authentication): `{"error": {"code": "...", "message": "..."}}`, the
+/// code stable and machine-readable, the message for people (docs/http-errors.md). oneM2M
+/// answers on the proxy are a different protocol and keep their `X-M2M-RSC` and `m2m:dbg`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `rate-limited` or `invalid-name`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// The body for an error with this code.
+    pub fn new(code: &str, message: impl std::fmt::Display) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: message.to_string(),
+            },
+        }
+    }
+
+    /// The inside (`{"code", "message"}`) as a JSON value, for answers that put it in a larger
+    /// document.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({"code": self.error.code, "message": self.error.message})
+    }
+
+    /// The whole body as a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.to_value() })
     }
 }
 
@@ -188,4 +230,42 @@ pub fn text_response(status: StatusCode, content_type: &'static str, body: Strin
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorBody;
+    use http_body_util::BodyExt as _;
+
+    /// Every HTTP error family of the gateway answers with the one body (issue #14.3). Each
+    /// built its own `json!` before, free to drift; now each must read back as [`ErrorBody`]
+    /// with its stable code, and the group client parses what the group server writes.
+    #[test]
+    fn every_error_family_answers_the_one_body() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let read = |body: axum::body::Body| -> ErrorBody {
+            let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let api = super::ApiError::UnknownApp("meters".into()).into_response();
+        let api = read(axum::body::Body::new(api.into_body()));
+        assert_eq!(api.error.code, "unknown-app");
+        assert!(api.error.message.contains("meters"), "{api:?}");
+
+        let admin = crate::admin::AdminError::Replayed.into_response();
+        let admin = read(axum::body::Body::new(admin.into_body()));
+        assert_eq!(admin.error.code, "replayed-request");
+
+        let group = axum::response::IntoResponse::into_response(
+            crate::group_http::HttpError::RequestReplayed,
+        );
+        let group = read(group.into_body());
+        assert_eq!(group.error.code, "request-replayed");
+        assert_eq!(
+            serde_json::to_value(&group).unwrap(),
+            ErrorBody::new("request-replayed", "challenge request replayed").to_json()
+        );
+    }
 }

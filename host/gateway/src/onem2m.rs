@@ -589,28 +589,28 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>, BindingError> {
     Ok(pairs)
 }
 
+/// Strict percent-decoding (the `percent-encoding` crate, as everywhere in the gateway): every
+/// `%` must start a `%XX` escape and the result must be UTF-8, else `None`.
 fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = text.get(index + 1..index + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                index += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
+    let well_formed = bytes.iter().enumerate().all(|(index, &byte)| {
+        byte != b'%'
+            || bytes
+                .get(index + 1..index + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let text = if plus_is_space {
+        std::borrow::Cow::Owned(text.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    percent_encoding::percent_decode_str(&text)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 /// Form-encodes `text` into `out`: unreserved bytes as themselves, space as `+`.
@@ -658,6 +658,20 @@ mod tests {
             &map,
             &ServerLimits::default(),
         )
+    }
+
+    /// The gateway's decoders are the `percent-encoding` crate's (issue #14.3). The hand-written
+    /// ones read hex with `u8::from_str_radix`, which also takes a sign: `%+A` decoded as 0x0A.
+    #[test]
+    fn query_percent_decoding_is_strict() {
+        assert_eq!(percent_decode("a%2Fb%20c", false).as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("x+y%2B", true).as_deref(), Some("x y+"));
+        assert_eq!(percent_decode("x+y", false).as_deref(), Some("x+y"));
+        assert_eq!(percent_decode("%C3%A9", false).as_deref(), Some("\u{e9}"));
+        for bad in ["%", "%2", "a%G1", "%+A", "%-1", "%C3", "%FF"] {
+            assert_eq!(percent_decode(bad, true), None, "{bad}");
+        }
+        assert!(request(Method::GET, "/cse-in/a?lbl=%+A", &[(X_M2M_ORIGIN, "CAE1")]).is_err());
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
-use palisade_core::{AppKeys, KeyUseError, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::{AppKeys, KeyUseError, KindOfComponent as _, PluginKind, PluginSetup, StaticKeys};
 use palisade_core::{AppSpec, InstallError, Mode, Runtime, SharedModules};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
-use palisade_registry::{ModuleKind, TrustAnchors, VerifiedModule, VerifyPolicy};
+use palisade_registry::{TrustAnchors, VerifiedModule, VerifyPolicy};
 
 /// Why the gateway could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -342,7 +342,7 @@ fn verify_module(
 ) -> Result<VerifiedModule, ConfigError> {
     let mut policy = VerifyPolicy::new(anchors, palisade_core::now_unix());
     policy.expected_app = Some(app);
-    policy.expected_kind = plugin.kind.map(module_kind);
+    policy.expected_kind = plugin.kind;
     if let Some(admin) = &config.admin {
         policy.max_size = admin.max_module_bytes;
     }
@@ -369,7 +369,7 @@ fn check_signed(
 ) -> Result<(), ConfigError> {
     let at =
         |message: String| config.error_at(plugin.plugin.span(), format!("{key}.plugin"), message);
-    if verified.manifest.kind != module_kind(kind) {
+    if verified.manifest.kind != kind {
         let signed_kind = verified.manifest.kind.name();
         return Err(at(format!(
             "{} is signed as a module of kind {signed_kind} but the component is of kind {kind}",
@@ -377,11 +377,7 @@ fn check_signed(
         )));
     }
     for capability in &plugin.capabilities {
-        let requested = verified
-            .manifest
-            .capabilities
-            .iter()
-            .any(|c| c.name() == capability.name());
+        let requested = verified.manifest.capabilities.contains(capability);
         if !requested {
             return Err(config.error_at(
                 plugin.plugin.span(),
@@ -395,14 +391,6 @@ fn check_signed(
         }
     }
     Ok(())
-}
-
-fn module_kind(kind: PluginKind) -> ModuleKind {
-    match kind {
-        PluginKind::Authorizer => ModuleKind::Authorizer,
-        PluginKind::Authenticator => ModuleKind::Authenticator,
-        PluginKind::Filter => ModuleKind::Filter,
-    }
 }
 
 /// Where a plugin's configuration is written: the inline table, the `config_file` key, or

@@ -55,120 +55,9 @@ pub use store::{
 pub use trust::{key_id, Delegation, KeyFileError, KeyId, TrustAnchors};
 pub use version::{Version, VersionError};
 
-/// The kind of a plugin, one per WIT world. The names are those of the sandbox's plugin kinds,
-/// so the host maps one onto the other by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModuleKind {
-    /// `authorize(request) -> decision`.
-    Authorizer,
-    /// `authenticate(request, credential) -> auth-result`.
-    Authenticator,
-    /// Rewrites or redacts a response body (SER-026).
-    Filter,
-}
-
-impl ModuleKind {
-    /// Every kind, in canonical order.
-    pub const ALL: [ModuleKind; 3] = [
-        ModuleKind::Authorizer,
-        ModuleKind::Authenticator,
-        ModuleKind::Filter,
-    ];
-
-    /// The kind's name as written in manifests, delegations and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModuleKind::Authorizer => "authorizer",
-            ModuleKind::Authenticator => "authenticator",
-            ModuleKind::Filter => "filter",
-        }
-    }
-}
-
-impl fmt::Display for ModuleKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ModuleKind {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, UnknownName> {
-        ModuleKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownName {
-                what: "plugin kind (authorizer, authenticator, filter)",
-                value: s.to_owned(),
-            })
-    }
-}
-
-/// A host capability a module asks for in its manifest. Requesting is not granting: the
-/// operator still grants capabilities per application (SER-024); the manifest lets the operator
-/// see what a module wants before activating it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModuleCapability {
-    /// The application's bounded key-value store.
-    Kv,
-    /// Group membership look-ups.
-    Groups,
-    /// Signature checks and HMACs by key handle.
-    Crypto,
-    /// The request's location (SER-026).
-    Location,
-}
-
-impl ModuleCapability {
-    /// Every capability, in canonical order.
-    pub const ALL: [ModuleCapability; 4] = [
-        ModuleCapability::Kv,
-        ModuleCapability::Groups,
-        ModuleCapability::Crypto,
-        ModuleCapability::Location,
-    ];
-
-    /// The capability's name as written in manifests and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModuleCapability::Kv => "kv",
-            ModuleCapability::Groups => "groups",
-            ModuleCapability::Crypto => "crypto",
-            ModuleCapability::Location => "location",
-        }
-    }
-}
-
-impl fmt::Display for ModuleCapability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ModuleCapability {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, UnknownName> {
-        ModuleCapability::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| UnknownName {
-                what: "capability (kv, groups, crypto, location)",
-                value: s.to_owned(),
-            })
-    }
-}
-
-/// A word that is not one of the names the registry knows.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{value:?} is not a known {what}")]
-pub struct UnknownName {
-    /// What kind of name was expected.
-    pub what: &'static str,
-    /// What was given.
-    pub value: String,
-}
+// One vocabulary with the sandbox (issue #14.3): a manifest's kind is the kind the sandbox
+// loads, a requested capability the one an operator grants, with no mapping between them.
+pub use palisade_types::{Capability as ModuleCapability, PluginKind as ModuleKind, UnknownName};
 
 /// The SHA-256 of a component without its signature section: the module's content address.
 /// Written as 64 lowercase hex digits; any other spelling is refused, so that one hash has
@@ -242,37 +131,6 @@ pub(crate) fn decode_hex<const N: usize>(s: &str, field: &'static str) -> Result
     Ok(out)
 }
 
-/// An application or plugin name that could escape a directory or confuse a path.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the {field} {value:?} is not allowed: names are 1 to 64 characters from A-Z a-z 0-9 . _ -, \
-     start with a letter or digit, and never contain \"..\" or a path separator"
-)]
-pub struct NameError {
-    /// Which name: `application name` or `plugin name`.
-    pub field: &'static str,
-    /// The refused value.
-    pub value: String,
-}
-
-/// Checks an application or plugin name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` without
-/// `..`. Names end up in file names, URLs and audit records, so path separators and `..` are
-/// refused everywhere a name enters the registry.
-pub fn validate_name(field: &'static str, value: &str) -> Result<(), NameError> {
-    let bytes = value.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 64
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && !value.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError {
-            field,
-            value: value.to_owned(),
-        })
-    }
-}
+// The one name rule (issue #14.3): the gateway configuration and the runtime's installer use
+// the same function, so an app the config accepts is one the registry accepts.
+pub use palisade_types::{validate_name, NameError};

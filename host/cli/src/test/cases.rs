@@ -266,11 +266,12 @@ fn datetime_to_unix(datetime: &toml::value::Datetime) -> anyhow::Result<u64> {
     let Some(date) = datetime.date else {
         bail!("the time {datetime} has no date");
     };
-    let days = days_from_civil(
+    let midnight = palisade_types::unix_from_civil(
         i64::from(date.year),
         u32::from(date.month),
         u32::from(date.day),
-    );
+    )
+    .with_context(|| format!("the time {datetime} is not usable"))?;
     let (hour, minute, second) = datetime
         .time
         .map(|time| {
@@ -286,20 +287,8 @@ fn datetime_to_unix(datetime: &toml::value::Datetime) -> anyhow::Result<u64> {
         Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
         _ => 0,
     };
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    let seconds = midnight + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
     u64::try_from(seconds).with_context(|| format!("the time {datetime} is before 1970"))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]

@@ -84,8 +84,8 @@ impl AppSpec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InstallError {
-    /// The application name is not allowed (see [`valid_name`]).
-    #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
+    /// The application name is not allowed (palisade-types' name rule).
+    #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit, without \"..\"")]
     BadName(String),
     #[error("plugin {plugin:?} of application {app:?}: {source}")]
     /// A plugin did not compile.
@@ -329,12 +329,8 @@ fn load_plugin(
         })
 }
 
-/// Application and plugin names end up in paths, logs and metrics labels.
+/// Application and plugin names end up in paths, logs and metrics labels: the one rule of
+/// [`palisade_types::validate_name`], the same the module registry applies.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    palisade_types::validate_name("name", name).is_ok()
 }

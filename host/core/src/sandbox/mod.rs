@@ -33,7 +33,9 @@ pub use capabilities::{
 pub use convert::{AuthOutcome, FilterOutcome, Verdict};
 pub use failure::Failure;
 pub use limits::{Isolation, SandboxLimits};
-pub use plugin::{Contract, ContractError, ContractLine, Plugin, PluginKind, PluginLabel};
+pub use plugin::{
+    Contract, ContractError, ContractLine, KindOfComponent, Plugin, PluginKind, PluginLabel,
+};
 pub use prepare::PrepareError;
 pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};

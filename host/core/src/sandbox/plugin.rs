@@ -17,57 +17,37 @@ use super::quarantine::{Outcome, PluginHealth, Quarantine};
 use super::state::{HostState, PluginGrant};
 use super::Sandbox;
 
-/// The three kinds of plugin, one per WIT world.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginKind {
-    /// Decides permit, deny or not-applicable.
-    Authorizer,
-    /// Checks credentials and establishes an identity.
-    Authenticator,
-    /// Checks or rewrites responses.
-    Filter,
+/// The plugin kinds are palisade-types' (one vocabulary with the module registry, #14.3).
+pub use palisade_types::PluginKind;
+
+/// Which [`PluginKind`] a compiled component is, judged by the function it exports.
+pub trait KindOfComponent: Sized {
+    /// The kind a component implements, judged by the function it exports.
+    fn of_component(component: &Component, engine: &wasmtime::Engine) -> Option<Self>;
+
+    /// Like [`KindOfComponent::of_component`], but a component that exports the functions of
+    /// several worlds is taken as `declared` when it exports that world's function (the
+    /// hostile test fixture does, to attack in every world with one binary).
+    fn of_component_declared(
+        component: &Component,
+        engine: &wasmtime::Engine,
+        declared: Option<Self>,
+    ) -> Option<Self>;
 }
 
-impl PluginKind {
-    /// The name used in configuration and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PluginKind::Authorizer => "authorizer",
-            PluginKind::Authenticator => "authenticator",
-            PluginKind::Filter => "filter",
-        }
-    }
-
-    /// The function a component of this kind exports.
-    fn export(self) -> &'static str {
-        match self {
-            PluginKind::Authorizer => "authorize",
-            PluginKind::Authenticator => "authenticate",
-            PluginKind::Filter => "filter",
-        }
-    }
-
-    /// The kind a component implements, judged by the function it exports.
-    pub fn of_component(component: &Component, engine: &wasmtime::Engine) -> Option<PluginKind> {
+impl KindOfComponent for PluginKind {
+    fn of_component(component: &Component, engine: &wasmtime::Engine) -> Option<PluginKind> {
         let exports: Vec<String> = component
             .component_type()
             .exports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        [
-            PluginKind::Authorizer,
-            PluginKind::Authenticator,
-            PluginKind::Filter,
-        ]
-        .into_iter()
-        .find(|kind| exports.iter().any(|name| name == kind.export()))
+        PluginKind::ALL
+            .into_iter()
+            .find(|kind| exports.iter().any(|name| name == kind.export()))
     }
 
-    /// Like [`PluginKind::of_component`], but a component that exports the functions of
-    /// several worlds is taken as `declared` when it exports that world's function (the
-    /// hostile test fixture does, to attack in every world with one binary).
-    pub fn of_component_declared(
+    fn of_component_declared(
         component: &Component,
         engine: &wasmtime::Engine,
         declared: Option<PluginKind>,
@@ -82,27 +62,6 @@ impl PluginKind {
             }
         }
         PluginKind::of_component(component, engine)
-    }
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for PluginKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "authorizer" => Ok(PluginKind::Authorizer),
-            "authenticator" => Ok(PluginKind::Authenticator),
-            "filter" => Ok(PluginKind::Filter),
-            _ => Err(format!(
-                "unknown plugin kind {text:?}; expected authorizer, authenticator or filter"
-            )),
-        }
     }
 }
 

@@ -156,7 +156,7 @@ impl AdminError {
 
     /// The JSON error response.
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let body = crate::error::ErrorBody::new(self.code(), &self);
         let mut response = json_response(self.status(), &body);
         if matches!(self, AdminError::Busy { .. } | AdminError::ReplayCacheFull) {
             response.headers_mut().insert(

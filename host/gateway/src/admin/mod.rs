@@ -35,8 +35,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::{Gateway, AUTHN_SUFFIX};
-use palisade_core::PluginSource;
-use palisade_core::{Capability, PluginKind, PluginSetup};
+use palisade_core::{Capability, PluginKind, PluginSetup, PluginSource};
 use palisade_registry::store::Fallback;
 use palisade_registry::trust::keyfile::read_public_key;
 use palisade_registry::{
@@ -272,14 +271,10 @@ impl Admin {
             None => "{}".into(),
         };
         let mut setup = PluginSetup::new(record.name.clone(), config_json);
-        setup.kind = Some(plugin_kind(record.kind));
+        setup.kind = Some(record.kind);
         setup.version = Some(record.version.to_string());
         for capability in grant.capabilities {
-            let requested = record
-                .manifest
-                .capabilities
-                .iter()
-                .any(|c| c.name() == capability.name());
+            let requested = record.manifest.capabilities.contains(&capability);
             if requested {
                 setup = setup.grant(capability);
             }
@@ -319,14 +314,6 @@ impl Admin {
             Err(error) => tracing::error!(app = %fallback.app, plugin = %fallback.name, %error,
                 "SER-013: cannot load the fallback version"),
         }
-    }
-}
-
-fn plugin_kind(kind: ModuleKind) -> PluginKind {
-    match kind {
-        ModuleKind::Authorizer => PluginKind::Authorizer,
-        ModuleKind::Authenticator => PluginKind::Authenticator,
-        ModuleKind::Filter => PluginKind::Filter,
     }
 }
 

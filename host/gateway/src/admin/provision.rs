@@ -103,7 +103,7 @@ impl ProvisionEndpoint {
                 };
                 (
                     status,
-                    serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}}),
+                    crate::error::ErrorBody::new(error.code(), &error).to_json(),
                 )
             }
         }

@@ -14,7 +14,7 @@ use super::{Admin, AdminError};
 use crate::error::{json_response, Response};
 use crate::Gateway;
 use palisade_core::now_unix;
-use palisade_core::PluginKind;
+use palisade_core::{KindOfComponent as _, PluginKind};
 use palisade_registry::store::PutStatus;
 use palisade_registry::{validate_name, verify_with, ModuleStore, Upload, VerifyPolicy, Version};
 
@@ -301,7 +301,7 @@ pub(super) fn upload(
     let compiled = engine
         .compile(&verified.component)
         .map_err(|e| AdminError::Compile(e.to_string()))?;
-    let declared = super::plugin_kind(verified.manifest.kind);
+    let declared = verified.manifest.kind;
     let found = PluginKind::of_component(&compiled.component, engine.wasmtime());
     if found != Some(declared) {
         return Err(AdminError::WrongWorld {
@@ -373,22 +373,10 @@ fn activate(
     ))
 }
 
-/// Decodes `%XX` escapes so that an encoded `/` or `..` is seen (and refused) as what it is.
+/// Decodes `%XX` escapes so that an encoded `/` or `..` is seen (and refused) as what it is;
+/// malformed escapes stay as they are and are then refused by the name rule.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let digits = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(value) = u8::from_str_radix(digits, 16) {
-                out.push(value);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }

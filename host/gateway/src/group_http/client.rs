@@ -172,15 +172,9 @@ fn decode<M: WireMessage>(b: &[u8]) -> Result<M, HttpError> {
 /// The server's JSON error, kept as is when it is a refusal of the request (4xx); a server
 /// failure (5xx) stays a failure of the server.
 fn refusal(status: StatusCode, body: &[u8]) -> HttpError {
-    let parsed: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(body)
+    let parsed: Option<(String, String)> = serde_json::from_slice::<crate::error::ErrorBody>(body)
         .ok()
-        .and_then(|v| {
-            let e = v.get("error")?;
-            Some((
-                e.get("code")?.as_str()?.to_owned(),
-                e.get("message")?.as_str()?.to_owned(),
-            ))
-        });
+        .map(|body| (body.error.code, body.error.message));
     match parsed {
         Some((code, message)) if status.is_client_error() => HttpError::Failed {
             status,

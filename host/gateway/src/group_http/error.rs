@@ -243,7 +243,7 @@ impl IntoResponse for HttpError {
         } else {
             tracing::debug!(code = self.code(), error = %self, "group request refused");
         }
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let body = crate::error::ErrorBody::new(self.code(), &self);
         let retry = match &self {
             HttpError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,

@@ -52,12 +52,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The system clock. A clock before 1970 reads as 0, which makes every challenge look
 /// expired rather than panicking.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    })
+    Arc::new(palisade_types::now_unix)
 }
 
 /// A [`GroupSigner`] shared between the library's [`palisade_group::GatewayAgent`] (which owns a boxed

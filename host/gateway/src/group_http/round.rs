@@ -127,7 +127,7 @@ impl Round {
                 }
             }
             Phase::Failed(e) => {
-                v["error"] = serde_json::json!({"code": e.code(), "message": e.to_string()});
+                v["error"] = crate::error::ErrorBody::new(e.code(), e).to_value();
                 v["rejected"] = refused.collect();
             }
             _ => v["refused"] = refused.collect(),

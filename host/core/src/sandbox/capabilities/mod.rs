@@ -11,8 +11,6 @@ mod groups;
 mod kv;
 mod log;
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 pub use crypto::{AppKeys, KeyUseError, StaticKeys};
@@ -21,65 +19,16 @@ pub use kv::KvNamespace;
 
 use super::state::{HostState, SandboxTrap};
 
-/// A capability an operator may grant to one plugin of one application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Capability {
-    /// The application's bounded key-value store.
-    Kv,
-    /// Group membership look-ups.
-    Groups,
-    /// Signature checks and HMACs with the application's keys, by handle.
-    Crypto,
-    /// The request's location (SER-026); without it the plugin sees no location.
-    Location,
-}
+/// The capabilities are palisade-types' (one vocabulary with the module registry, #14.3).
+pub use palisade_types::Capability;
 
-impl Capability {
-    /// Every capability.
-    pub const ALL: [Capability; 4] = [
-        Capability::Kv,
-        Capability::Groups,
-        Capability::Crypto,
-        Capability::Location,
-    ];
-
-    fn bit(self) -> u8 {
-        match self {
-            Capability::Kv => 1,
-            Capability::Groups => 2,
-            Capability::Crypto => 4,
-            Capability::Location => 8,
-        }
-    }
-
-    /// The name used in configuration and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Capability::Kv => "kv",
-            Capability::Groups => "groups",
-            Capability::Crypto => "crypto",
-            Capability::Location => "location",
-        }
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Capability {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Capability::ALL
-            .into_iter()
-            .find(|capability| capability.name() == text)
-            .ok_or_else(|| {
-                format!("unknown capability {text:?}; expected kv, groups, crypto or location")
-            })
+/// The bit of a capability in [`Capabilities`].
+fn bit(capability: Capability) -> u8 {
+    match capability {
+        Capability::Kv => 1,
+        Capability::Groups => 2,
+        Capability::Crypto => 4,
+        Capability::Location => 8,
     }
 }
 
@@ -98,12 +47,12 @@ impl Capabilities {
 
     /// Adds `capability`.
     pub fn grant(&mut self, capability: Capability) {
-        self.0 |= capability.bit();
+        self.0 |= bit(capability);
     }
 
     /// Whether `capability` is granted.
     pub fn allows(self, capability: Capability) -> bool {
-        self.0 & capability.bit() != 0
+        self.0 & bit(capability) != 0
     }
 
     /// The granted capabilities.
