@@ -61,7 +61,7 @@ pub fn sdk_request(request: &AccessRequest) -> Request {
         }),
         request_time: request
             .request_time
-            .unwrap_or_else(palisade_core::request::now_unix),
+            .unwrap_or_else(palisade_core::now_unix),
         attributes: request.attributes.clone(),
     }
 }

@@ -207,6 +207,23 @@ class Device:
         self.answered = set()
         self.pending = {}
         self.confirmed = set()
+        # None: the device has a real-time clock and the callers' `now` is used. An int: a
+        # device without one (§7.1), T, the largest issued_at of a GroupChallenge whose server
+        # signature verified; it stands in for the time in every check.
+        self.learned = None
+
+    def without_clock(self, learned=0):
+        """A device without a real-time clock (§7.1): the `now` its callers pass is ignored
+        (pass None). `learned` is T kept across a restart (0 for a new device)."""
+        self.learned = learned
+        return self
+
+    def _time(self, now):
+        if self.learned is not None:
+            return self.learned
+        if now is None:
+            raise ProtocolError("a device with a clock needs the time")
+        return now
 
     def _check_window(self, issued_at, expires_at, now):
         if expires_at <= issued_at or issued_at > now + 30:
@@ -214,12 +231,16 @@ class Device:
         if now >= expires_at:
             raise ProtocolError("challenge expired")
 
-    def answer_independent(self, challenge, now, ephemeral_secret=None):
+    def answer_independent(self, challenge, now=None, ephemeral_secret=None):
         mode, group, server, gateway, nonce, issued_at, expires_at, server_eph = decode(
             challenge, CHALLENGE, self.server_public
         )
         if mode != INDEPENDENT or server_eph is None:
             raise ProtocolError("not an independent-mode challenge")
+        if self.learned is not None:
+            # Only after the server's signature verified (decode): nobody else moves T.
+            self.learned = max(self.learned, issued_at)
+        now = self._time(now)
         self._check_window(issued_at, expires_at, now)
         d = digest(challenge)
         if d in self.answered:
@@ -232,7 +253,7 @@ class Device:
         self.pending[d] = (session_keys(shared, d, t), t, expires_at)
         return answer
 
-    def answer_represented(self, member_challenge, now):
+    def answer_represented(self, member_challenge, now=None):
         # The gateway is named inside the signed payload: read it, then verify under its key.
         unsigned = strict_loads(strict_loads(member_challenge).value[2])
         gateway = unsigned[3]
@@ -241,6 +262,7 @@ class Device:
         group, gateway, session, nonce, expires_at = decode(
             member_challenge, MEMBER_CHALLENGE, self.gateways[gateway]
         )
+        now = self._time(now)
         if now >= expires_at:
             raise ProtocolError("challenge expired")
         d = digest(member_challenge)
@@ -249,13 +271,14 @@ class Device:
         self.answered.add(d)
         return encode(ANSWER, [self.id, d, None], self.key)
 
-    def confirm(self, confirmation, now):
+    def confirm(self, confirmation, now=None):
         device, challenge, mac = decode(confirmation, CONFIRMATION)
         if challenge in self.confirmed:
             raise ProtocolError("confirmation replayed")
         if device != self.id or challenge not in self.pending:
             raise ProtocolError("unknown session")
         keys, t, expires_at = self.pending[challenge]
+        now = self._time(now)
         if now >= expires_at:
             raise ProtocolError("expired")
         if not hmac.compare_digest(mac, confirmation_mac(keys, t)):

@@ -41,10 +41,11 @@ def start(tmp_path_factory, *server_args):
     gateway_seed, outsider_seed = os.urandom(32), os.urandom(32)
     gateway_public = pg.Ed25519PrivateKey.from_private_bytes(gateway_seed).public_key().public_bytes_raw()
     outsider_public = pg.Ed25519PrivateKey.from_private_bytes(outsider_seed).public_key().public_bytes_raw()
-    devices, registered = [], {}
+    devices, registered, seeds = [], {}, {}
     for i in range(5):
         seed = os.urandom(32)
         dev = pg.Device(f"py-{i}", seed, server_public, {"gw-py": gateway_public})
+        seeds[dev.id] = seed
         # py-4 is forged: registered with one key, answering with another.
         registered[dev.id] = (dev.public if i != 4 else pg.Ed25519PrivateKey.from_private_bytes(os.urandom(32)).public_key().public_bytes_raw())
         devices.append(dev)
@@ -75,6 +76,11 @@ def start(tmp_path_factory, *server_args):
         "evidence": pg.Gateway("gw-py", gateway_seed, server_public, url, members, evidence=True),
         "outsider": pg.Gateway("gw-outsider", outsider_seed, server_public, url, members),
         "devices": devices,
+        # Another instance of each device, without a clock (§7.1), with the same keys.
+        "clockless": [
+            pg.Device(d.id, seeds[d.id], server_public, {"gw-py": gateway_public}).without_clock()
+            for d in devices
+        ],
     }
 
 
@@ -137,6 +143,30 @@ def test_represented_mode(world):
     assert pg.decode(out["channel"].seal(b"group report"), pg.SEALED)[0] == out["channel"].session
 
 
+def test_devices_without_a_clock_authenticate_in_both_modes(world):
+    """§7.1 against the real server: the devices pass no time at all; their only time is
+    what the server's signed challenges taught them."""
+    gw, devices = world["gateway"], world["clockless"]
+    challenge, nonce = gw.challenge(GROUP, pg.INDEPENDENT, now())
+    answers = [d.answer_independent(challenge) for d in devices]
+    issued_at = pg.decode(challenge, pg.CHALLENGE, devices[0].server_public)[5]
+    assert all(d.learned == issued_at for d in devices)
+    confirmations, rejected = gw.relay_independent(GROUP, nonce, answers)
+    assert sorted(confirmations) == ["py-0", "py-1", "py-2", "py-3"]
+    assert rejected == {"py-4": 2}
+    for d in devices[:4]:
+        channel = d.confirm(confirmations[d.id])
+        assert channel.open(gw.relay_sealed(channel.seal(b"no clock"))) == b""
+        with pytest.raises(pg.ProtocolError, match="replayed"):
+            d.confirm(confirmations[d.id])
+    with pytest.raises(pg.ProtocolError, match="replayed"):
+        devices[0].answer_independent(challenge)
+    challenge, nonce = gw.challenge(GROUP, pg.REPRESENTED, now())
+    mc = gw.member_challenge(GROUP, challenge)
+    out = gw.assert_members(GROUP, challenge, nonce, mc, [d.answer_represented(mc) for d in devices])
+    assert sorted(out["asserted"]) == ["py-0", "py-1", "py-2", "py-3"]
+
+
 def test_a_gateway_without_the_right_cannot_represent_the_group(world):
     with pytest.raises(pg.HttpError) as e:
         world["outsider"].challenge(GROUP, pg.REPRESENTED, now())
@@ -173,9 +203,14 @@ def get(url):
         return e.code, e.read()
 
 
-def test_python_devices_through_the_real_agent(tmp_path):
+@pytest.mark.parametrize("clock", [True, False], ids=["clock", "no-clock"])
+def test_python_devices_through_the_real_agent(tmp_path, clock):
     """The Python devices alone, through the real `palisade group agent` (the Rust gateway)
-    to the real server, in both modes; then a sealed message relayed by the agent."""
+    to the real server, in both modes; then a sealed message relayed by the agent. Without
+    a clock (§7.1) the devices pass no time."""
+    def device_now():
+        return now() if clock else None
+
     s, g = tmp_path / "s", tmp_path / "g"
     server_public = bytes.fromhex(subprocess.run(
         [BIN, "group", "init", "--data", str(s), "--out", str(s / "server.pub")],
@@ -183,6 +218,8 @@ def test_python_devices_through_the_real_agent(tmp_path):
     gateway_public = bytes.fromhex(subprocess.run(
         [BIN, "group", "init", "--data", str(g)], check=True, capture_output=True, text=True).stdout.strip())
     devices = [pg.Device(f"ag-{i}", os.urandom(32), server_public, {"gw-agent": gateway_public}) for i in range(3)]
+    if not clock:
+        devices = [d.without_clock() for d in devices]
     keys = {d.id: d.public.hex() for d in devices}
     (s / "group-registry.json").write_text(json.dumps({
         "server_id": "srv-agent", "devices": keys, "groups": {GROUP: list(keys)},
@@ -212,9 +249,9 @@ def test_python_devices_through_the_real_agent(tmp_path):
             assert status == 200
             for d in devices:
                 if mode == "independent":
-                    answer = d.answer_independent(challenge, now())
+                    answer = d.answer_independent(challenge, device_now())
                 else:
-                    answer = d.answer_represented(challenge, now())
+                    answer = d.answer_represented(challenge, device_now())
                 assert json.loads(pg.post(f"{agent}/answers", answer))["expected"] == 3
             for _ in range(400):
                 result = json.loads(get(f"{agent}/result?mode={mode}")[1])
@@ -227,7 +264,7 @@ def test_python_devices_through_the_real_agent(tmp_path):
                 for d in devices:
                     status, conf = get(f"{agent}/confirmations/{d.id}")
                     assert status == 200
-                    channels[d.id] = d.confirm(conf, now())
+                    channels[d.id] = d.confirm(conf, device_now())
         relay = agent.split("/agent/v1/")[0] + "/agent/v1/sealed"
         for d in devices:
             c = channels[d.id]

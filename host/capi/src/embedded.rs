@@ -68,7 +68,7 @@ pub fn engine_config(settings: &str, format: SpecFormat) -> Result<EngineConfig,
             "the document is more than {MAX_SPEC_BYTES} bytes"
         )));
     }
-    let parsed: Result<palisade_core::engine::EngineSettings, String> = match format {
+    let parsed: Result<palisade_core::EngineSettings, String> = match format {
         SpecFormat::Toml => toml::from_str(settings).map_err(|e| e.message().trim().to_string()),
         SpecFormat::Json => serde_json::from_str(settings).map_err(|e| e.to_string()),
     };

@@ -8,11 +8,14 @@ use rcgen::{
 
 /// A certificate authority.
 pub struct Pki {
+    /// The CA's self-signed certificate.
     pub ca: rcgen::Certificate,
+    /// The CA's key, which signs the leaves.
     pub ca_key: KeyPair,
 }
 
 impl Pki {
+    /// A new CA whose subject common name is `name`.
     pub fn new(name: &str) -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -204,7 +204,7 @@ fn breakdown(apps: usize, repeats: usize, gateway_build: Duration) -> anyhow::Re
     let install_per_app = started.elapsed();
     drop(runtime);
     let runtime = Runtime::new(cached.clone())?;
-    let mut shared = palisade_core::pipeline::SharedModules::default();
+    let mut shared = palisade_core::SharedModules::default();
     shared.get_or_compile(&cached, &acp)?;
     let started = Instant::now();
     for index in 0..apps {

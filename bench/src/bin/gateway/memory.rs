@@ -100,7 +100,7 @@ fn in_process(apps: usize, cache: &Path) -> anyhow::Result<InProcess> {
         cache_dir: Some(cache.to_path_buf()),
         ..EngineConfig::default()
     })?;
-    let mut shared = palisade_core::pipeline::SharedModules::default();
+    let mut shared = palisade_core::SharedModules::default();
     shared.get_or_compile(&engine, &acp)?;
     let spec = |index: usize| {
         let policy = format!(
