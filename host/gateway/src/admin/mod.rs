@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::{Gateway, AUTHN_SUFFIX};
-use palisade_core::{Capability, PluginKind, PluginSetup, PluginSource};
+use palisade_core::{Capability, PluginSetup, PluginSource};
 use palisade_registry::store::Fallback;
 use palisade_registry::trust::keyfile::read_public_key;
 use palisade_registry::{
