@@ -1009,7 +1009,9 @@ impl GatewayConfig {
     }
 }
 
-fn toml_error(
+/// A TOML or schema error of `file` (whose text is `text`) as a [`ConfigError`] naming its
+/// line and `key`; shared by every TOML config the project reads (gateway, collector).
+pub fn toml_error(
     file: &Path,
     text: &str,
     key: Option<String>,
@@ -1024,7 +1026,7 @@ fn toml_error(
 }
 
 /// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&byte| byte == b'\n')

@@ -1,0 +1,177 @@
+//! Verifying a gateway's chain from the collector's database (`audit verify --collector`).
+//!
+//! The stored lines are fetched page by page (`GET /v1/gateways/{id}/chain`) and each page is
+//! checked as the continuation of the one before with the gateway's own verifier, against
+//! the key the auditor trusts (given on the command line, not taken from the collector), so
+//! a collector whose database was edited is caught like an edited file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use palisade::audit::{verify_continuation, ChainPoint, VerifyReport};
+use palisade::tls_client::{client_config, ClientTlsFiles, Connector};
+use serde_json::json;
+
+/// Arguments of `audit verify --collector`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The collector's base URL (https://...).
+    #[arg(long)]
+    pub collector: hyper::Uri,
+    /// The gateway whose chain to verify.
+    #[arg(long)]
+    pub gateway: String,
+    /// The gateway's Ed25519 public key: a file with 64 hex characters, or JSON
+    /// {"public_key": "HEX"}.
+    #[arg(long, value_name = "GATEWAY.pub")]
+    pub key: PathBuf,
+    /// The CA the collector's certificate must chain to.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// A client certificate listed in the collector's `query_clients`.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its key.
+    #[arg(long)]
+    pub client_key: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The largest chain page read (the collector sends at most 10000 lines of at most ~20 KiB).
+const MAX_PAGE: usize = 256 << 20;
+
+/// The result of verifying a stored chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoteReport {
+    /// The log id.
+    pub log_id: String,
+    /// Entries verified (a gap entry counts once).
+    pub entries: u64,
+    /// The last seq covered.
+    pub last_seq: u64,
+    /// Checkpoints whose signatures verified.
+    pub checkpoints: u64,
+    /// The seq of the last signed checkpoint.
+    pub last_checkpoint_seq: Option<u64>,
+    /// Decisions dropped into signed gaps.
+    pub dropped: u64,
+}
+
+/// Fetches and verifies `gateway`'s stored chain; `Err` on a chain that does not verify
+/// (the error names the seq) or on a transport failure.
+pub async fn verify_stored(
+    collector: &hyper::Uri,
+    gateway: &str,
+    key: &[u8; 32],
+    tls: ClientTlsFiles,
+) -> anyhow::Result<RemoteReport> {
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(Connector::new(
+        Duration::from_secs(10),
+        Some(client_config(&tls)?),
+    ));
+    let base = collector.to_string();
+    let base = base.trim_end_matches('/');
+    let mut point: Option<ChainPoint> = None;
+    let mut total = RemoteReport {
+        log_id: String::new(),
+        entries: 0,
+        last_seq: 0,
+        checkpoints: 0,
+        last_checkpoint_seq: None,
+        dropped: 0,
+    };
+    loop {
+        let from = point.as_ref().map_or(0, |p| p.next_seq);
+        let uri = format!("{base}/v1/gateways/{gateway}/chain?from_seq={from}");
+        let response = client
+            .get(uri.parse().context("collector URL")?)
+            .await
+            .with_context(|| format!("GET {uri}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_PAGE)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {uri}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            bail!("{uri}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        if body.is_empty() {
+            if point.is_none() {
+                bail!("the collector holds no entries of gateway {gateway:?}");
+            }
+            return Ok(total);
+        }
+        let report: VerifyReport = verify_continuation(&body, key, point.as_ref())
+            .with_context(|| format!("gateway {gateway:?}: the stored chain does not verify"))?;
+        total.log_id = report.log_id.clone();
+        total.entries += report.entries;
+        total.last_seq = report.last_seq;
+        total.checkpoints += report.checkpoints;
+        total.dropped += report.dropped;
+        if let Some(cp) = &report.last_checkpoint {
+            total.last_checkpoint_seq = Some(cp.seq);
+        }
+        let mut head = [0u8; 32];
+        hex::decode_to_slice(&report.head_hash, &mut head).context("head hash")?;
+        point = Some(ChainPoint {
+            log_id: report.log_id,
+            next_seq: report.last_seq + 1,
+            head,
+        });
+    }
+}
+
+/// Runs the command; `Ok(false)` when the chain does not verify.
+pub async fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
+    let key = palisade::cli::audit::read_public_key(&args.key)?;
+    let tls = ClientTlsFiles {
+        ca_file: Some(args.ca.clone()),
+        cert_file: Some(args.cert.clone()),
+        key_file: Some(args.client_key.clone()),
+    };
+    match verify_stored(&args.collector, &args.gateway, &key, tls).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", json!({"ok": true, "report": report}));
+            } else {
+                println!(
+                    "OK: gateway {} log {}: {} entries up to seq {}, {} signed checkpoints (last at seq {}), {} decisions dropped into signed gaps",
+                    args.gateway,
+                    report.log_id,
+                    report.entries,
+                    report.last_seq,
+                    report.checkpoints,
+                    report.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
+                    report.dropped
+                );
+                if let Some(cp) = report
+                    .last_checkpoint_seq
+                    .filter(|&cp| cp < report.last_seq)
+                {
+                    println!(
+                        "warning: seq {}..={} are after the last signed checkpoint",
+                        cp + 1,
+                        report.last_seq
+                    );
+                }
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            if args.json {
+                println!("{}", json!({"ok": false, "error": format!("{e:#}")}));
+            } else {
+                eprintln!("FAILED: {e:#}");
+            }
+            Ok(false)
+        }
+    }
+}
