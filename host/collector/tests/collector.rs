@@ -638,3 +638,48 @@ fn config_errors_name_the_line_and_key() {
         .to_string();
     assert!(err.contains(":1:") && err.contains("https://"), "{err}");
 }
+
+/// The collector's sustained ingest rate (issue #17 closing figure), not a pass/fail check:
+/// four gateways' logs of 25000 decisions each are shipped at once, by four shippers in
+/// 1000-entry batches, into a PostgreSQL with durable commits (fsync on). Prints decisions
+/// per second. Run with
+/// `cargo test -p palisade-collector --test collector ingest_rate -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn ingest_rate() {
+    let Some(pg) = Postgres::start_with(&[]) else {
+        return;
+    };
+    let db = pg.database("bench").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(dir.path(), 4);
+    let config = CollectorConfig::load(&fleet.collector_config("127.0.0.1:0", &db, "")).unwrap();
+    let collector = server::start(&config).await.unwrap();
+    let url = format!("https://localhost:{}", collector.addr.port());
+    let per_gateway = 25_000u64;
+    let mut shippers = Vec::new();
+    for n in 1..=4u8 {
+        let audit = dir.path().join(format!("gw{n}-audit"));
+        let log = open_log(&audit, n);
+        write_decisions(&log, 0, per_gateway, "lights");
+        log.close().unwrap();
+        let path = fleet.ship_config(n as usize, &url, &audit, "batch_entries = 1000");
+        shippers.push(Shipper::new(ShipConfig::load(&path).unwrap()).unwrap());
+    }
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = shippers
+        .into_iter()
+        .map(|mut s| tokio::spawn(async move { ship_all(&mut s).await }))
+        .collect();
+    let mut entries = 0;
+    for t in tasks {
+        entries += t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let rate = entries as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "ingest: {entries} entries ({} decisions) from 4 gateways in {elapsed:?}: {rate:.0} entries/s",
+        4 * per_gateway
+    );
+    collector.stop().await;
+}
