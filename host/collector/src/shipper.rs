@@ -190,6 +190,9 @@ pub enum Round {
     Idle,
 }
 
+/// A place in the log set: the file's index in chain order and a byte offset in it.
+type Position = (usize, u64);
+
 /// The largest answer read from the collector.
 const MAX_ANSWER: usize = 64 << 10;
 
@@ -450,10 +453,7 @@ impl Shipper {
 
     /// The next whole lines from the cursor (at most `batch_entries` and `batch_bytes`), and
     /// the position after them; `None` when there are none yet.
-    fn read_batch(
-        &mut self,
-        files: &[PathBuf],
-    ) -> Result<Option<(Vec<u8>, (usize, u64))>, ShipError> {
+    fn read_batch(&mut self, files: &[PathBuf]) -> Result<Option<(Vec<u8>, Position)>, ShipError> {
         let limit = self.config.batch_bytes;
         let (mut index, mut offset) = (self.cursor.file_index, self.cursor.offset);
         loop {

@@ -501,7 +501,7 @@ fn outcome(
     last_checkpoint: Option<u64>,
 ) -> IngestOutcome {
     IngestOutcome {
-        stored: report.entries as u64,
+        stored: report.entries,
         duplicates: resent as u64,
         next_seq: report.last_seq + 1,
         head_hash: report.head_hash.clone(),

@@ -592,6 +592,93 @@ async fn the_shipper_resumes_from_its_cursor_and_from_the_collector() {
     s.collector.stop().await;
 }
 
+/// A signer that blocks in `sign` until released: stalls the log's writer so that decisions
+/// overflow its queue into a gap (as a slow disk would).
+struct GatedSigner {
+    inner: palisade::audit::MemorySigner,
+    gate: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+    entered: AtomicU64,
+}
+
+impl palisade::audit::CheckpointSigner for GatedSigner {
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], palisade::audit::SignerError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.gate.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+        self.inner.sign(msg)
+    }
+    fn public_key(&self) -> [u8; 32] {
+        self.inner.public_key()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_is_shipped_as_the_signed_gap_entry() {
+    let Some(s) = setup("").await else { return };
+    let audit = s.dir.path().join("gw1-audit");
+    let gated = Arc::new(GatedSigner {
+        inner: palisade::audit::MemorySigner::from_seed(support::gateway_seed(1)),
+        gate: std::sync::Mutex::new(false),
+        cv: std::sync::Condvar::new(),
+        entered: AtomicU64::new(0),
+    });
+    let config = AuditConfig {
+        queue_capacity: 4,
+        checkpoint_every: 1000,
+        fsync: FsyncPolicy::Never,
+        ..AuditConfig::default()
+    };
+    let log = AuditLog::open(&audit, config, gated.clone()).unwrap();
+    log.checkpoint_now();
+    while gated.entered.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..10 {
+        log.append(Kind::Decision, decision(i, "lights")).unwrap();
+    }
+    assert!(log.stats().dropped > 0, "the queue overflowed");
+    *gated.gate.lock().unwrap() = true;
+    gated.cv.notify_all();
+    write_decisions(&log, 10, 5, "lights");
+    log.close().unwrap();
+
+    let mut shipper = s.shipper(1, &audit);
+    ship_all(&mut shipper).await;
+    let on_disk = lines(&audit.join("audit.log"));
+    let gap: Value = on_disk
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "gap")
+        .expect("a gap entry on disk");
+    assert_eq!(
+        s.sql_count("SELECT count(*) FROM entries").await as usize,
+        on_disk.len()
+    );
+    let (_, page) = s
+        .call("ops", Method::GET, "/v1/entries?kind=gap", vec![])
+        .await;
+    let shipped = &page["entries"][0];
+    assert_eq!(shipped["seq"], gap["seq"]);
+    assert_eq!(
+        shipped["payload"], gap["payload"],
+        "the gap as the log signed it"
+    );
+    let key = gateway_signer(1).public_key();
+    let report = palisade_collector::remote::verify_stored(
+        &s.url.parse().unwrap(),
+        "gw-1",
+        &key,
+        s.fleet.client("ops"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.dropped, gap["payload"]["dropped"].as_u64().unwrap());
+    s.collector.stop().await;
+}
+
 #[test]
 fn config_errors_name_the_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
