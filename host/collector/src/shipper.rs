@@ -404,17 +404,24 @@ impl Shipper {
             .map_err(|_| ShipError::NotInLog(seq))?;
         let mut after_last = None;
         for (index, path) in files.iter().enumerate() {
-            let data = std::fs::read(path).map_err(io(path))?;
-            let mut offset = 0usize;
-            while let Some(len) = data[offset..].iter().position(|&b| b == b'\n') {
-                let line = &data[offset..offset + len];
-                let value: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            // Line by line: an unrotated active file can be large.
+            let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io(path))?);
+            let mut line = Vec::new();
+            let mut offset = 0u64;
+            loop {
+                line.clear();
+                let read = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
+                    .map_err(io(path))?;
+                if read == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                let value: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
                 let this = value.get("seq").and_then(|v| v.as_u64());
                 if this == Some(seq) {
                     return Ok(Cursor {
                         next_seq: seq,
                         file_index: index,
-                        offset: offset as u64,
+                        offset,
                         last_hash: value
                             .get("prev_hash")
                             .and_then(|v| v.as_str())
@@ -428,16 +435,12 @@ impl Shipper {
                         .map(|l| l + 1),
                     _ => this.map(|s| s + 1),
                 };
-                offset += len + 1;
-                after_last = Some((
-                    next,
-                    index,
-                    offset as u64,
-                    value
-                        .get("hash")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
-                ));
+                offset += read as u64;
+                let hash = value
+                    .get("hash")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                after_last = Some((next, index, offset, hash));
             }
         }
         match after_last {

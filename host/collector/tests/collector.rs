@@ -38,7 +38,11 @@ fn open_log(dir: &Path, n: u8) -> AuditLog {
 }
 
 fn decision(i: u64, app: &str) -> Value {
-    let effect = if i.is_multiple_of(3) { "deny" } else { "permit" };
+    let effect = if i.is_multiple_of(3) {
+        "deny"
+    } else {
+        "permit"
+    };
     json!({"app": app, "originator": format!("p-{:02}", i % 5), "operation": "retrieve",
            "target": format!("/cse-in/{app}/{i}"), "effect": effect, "reason": "test",
            "decision_id": format!("d-{i}"), "source": "decide", "enforced": true})
