@@ -392,6 +392,29 @@ async fn a_resent_batch_is_stored_once_and_a_broken_one_not_at_all() {
         15,
         "nothing of the refused batch"
     );
+    // Another log of the same gateway (same key), from the seq the collector expects: it
+    // does not link to the stored head.
+    let other_dir = s.dir.path().join("gw1-other");
+    let other = open_log(&other_dir, 1);
+    write_decisions(&other, 0, 20, "lights");
+    other.close().unwrap();
+    let other_lines = lines(&other_dir.join("audit.log"));
+    let (status, out) = s
+        .call(
+            "gw-1",
+            Method::POST,
+            "/v1/batches",
+            batch(&other_lines[15..]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not continue the chain"),
+        "{out}"
+    );
     // A re-sent entry that differs from the stored one: a fork, refused.
     let mut forked = all[..10].to_vec();
     forked[9] = forked[9].replace("lights", "doors");
@@ -679,7 +702,16 @@ async fn a_gap_is_shipped_as_the_signed_gap_entry() {
     )
     .await
     .unwrap();
-    assert_eq!(report.dropped, gap["payload"]["dropped"].as_u64().unwrap());
+    let dropped_on_disk: u64 = on_disk
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "gap")
+        .map(|e| e["payload"]["dropped"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        report.dropped, dropped_on_disk,
+        "every gap verified from the database"
+    );
     s.collector.stop().await;
 }
 

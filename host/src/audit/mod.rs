@@ -120,6 +120,8 @@ mod tests;
 #[cfg(test)]
 mod tests_batch;
 #[cfg(test)]
+mod tests_continuation;
+#[cfg(test)]
 mod tests_rotate;
 #[cfg(test)]
 mod tests_verify;

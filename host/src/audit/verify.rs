@@ -444,6 +444,11 @@ impl<'a> Walk<'a> {
                 };
                 return Err(self.bad(i, problem));
             }
+            // The first line of a piece checked from a chain point has no line before it
+            // here: it simply does not continue the chain it was given.
+            if i == 0 {
+                return Err(self.bad(i, Problem::Unlinked));
+            }
             return Err(self.bad(i - 1, Problem::Rewritten { next_line: number }));
         }
         let mut next = rec.seq + 1;
