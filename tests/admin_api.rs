@@ -9,7 +9,7 @@ mod common;
 mod server;
 
 use common::*;
-use palisade::registry::{Delegation, ModuleKind};
+use palisade_registry::{Delegation, ModuleKind};
 use serde_json::json;
 
 const LIGHTS: &str = "/admin/v1/apps/lights/plugins/policy";
@@ -18,7 +18,7 @@ const LIGHTS: &str = "/admin/v1/apps/lights/plugins/policy";
 fn bad_uploads_are_refused_and_change_nothing() {
     let keys = Keys::new();
     let gateway = start(&keys, 3600, 2 << 20);
-    let acp = palisade::plugins::ACP;
+    let acp = palisade_artifacts::ACP;
     assert_eq!(
         decision(&gateway, "lights").0,
         "deny",
@@ -177,7 +177,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
         "untrusted-root",
     ));
     let geo_as_authorizer = keys.module(
-        palisade::plugins::GEO_PRIVACY,
+        palisade_artifacts::GEO_PRIVACY,
         "lights",
         "policy",
         ModuleKind::Authorizer,
@@ -406,7 +406,7 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         "stale-request",
     );
     // A replay: the same headers twice.
-    let headers = palisade::api::admin::sign_request(&keys.admin, "GET", path, b"", now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, "GET", path, b"", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_eq!(gateway.request("GET", path, &headers, b"").status, 200);
     assert_refused(
@@ -415,7 +415,7 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         "replayed-request",
     );
     // A signature for another path or body does not carry over.
-    let headers = palisade::api::admin::sign_request(
+    let headers = palisade_gateway::admin::sign_request(
         &keys.admin,
         "GET",
         "/admin/v1/modules?app=x",
@@ -429,13 +429,14 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         "bad-request-signature",
     );
     let v1 = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
         "1.0.0",
     );
-    let headers = palisade::api::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"other", now());
+    let headers =
+        palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"other", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_refused(
         &gateway.request("PUT", LIGHTS, &headers, &v1),
@@ -451,7 +452,7 @@ fn push_cli_uploads_lists_and_activates() {
     let gateway = start(&keys, 3600, 2 << 20);
     let dir = gateway.dir.path();
     let v1 = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
@@ -572,9 +573,9 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_read() {
     let pid = gateway.pid();
     let baseline = server::rss_kib(pid);
     let body = std::sync::Arc::new(vec![0x5a_u8; max as usize]);
-    let admin_id = palisade::registry::key_id(&keys.admin.verifying_key()).to_string();
+    let admin_id = palisade_registry::key_id(&keys.admin.verifying_key()).to_string();
     let forged: Vec<(&'static str, String)> =
-        palisade::api::admin::sign_request(&keys.other_admin, "PUT", LIGHTS, &body, now());
+        palisade_gateway::admin::sign_request(&keys.other_admin, "PUT", LIGHTS, &body, now());
     let (answers, peak) = server::peak_rss_kib_during(pid, || {
         let handles: Vec<_> = (0..30)
             .map(|i| {
@@ -584,7 +585,9 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_read() {
                     _ => forged
                         .iter()
                         .map(|(name, value)| match *name {
-                            palisade::api::admin::auth::KEY_ID_HEADER => (*name, admin_id.clone()),
+                            palisade_gateway::admin::auth::KEY_ID_HEADER => {
+                                (*name, admin_id.clone())
+                            }
                             _ => (*name, value.clone()),
                         })
                         .collect(),
@@ -639,7 +642,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     let keys = Keys::new();
     let gateway = start(&keys, 3600, 2 << 20);
     let v1 = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
@@ -649,7 +652,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     let mut changed = v1.clone();
     let last = changed.len() - 1;
     changed[last] ^= 1;
-    let headers = palisade::api::admin::sign_request(&keys.admin, "PUT", LIGHTS, &v1, now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, &v1, now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_refused(
         &gateway.request("PUT", LIGHTS, &headers, &changed),
@@ -658,7 +661,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     );
     // Too large: refused from the headers, before any of the body is sent.
     let big = vec![0u8; (2 << 20) + 1];
-    let headers = palisade::api::admin::sign_request(&keys.admin, "PUT", LIGHTS, &big, now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, &big, now());
     let pending = Pending::start(
         &gateway,
         "PUT",
@@ -671,7 +674,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "too-large");
     // Chunked: a body without a length cannot be signed in advance.
-    let headers = palisade::api::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"", now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"", now());
     let chunked = {
         use std::io::Write;
         let mut stream = std::net::TcpStream::connect(gateway.addr).unwrap();
@@ -704,14 +707,14 @@ fn admin_requests_run_within_their_own_concurrency_limit() {
     assert!(config.contains("max_concurrent_requests = 1"));
     let gateway = start_with(&keys, &config);
     let v1 = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
         "1.0.0",
     );
     let path = format!("{LIGHTS}?activate=true");
-    let headers = palisade::api::admin::sign_request(&keys.admin, "PUT", &path, &v1, now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", &path, &v1, now());
     let mut upload = Pending::start(
         &gateway,
         "PUT",

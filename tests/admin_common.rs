@@ -5,8 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
-use palisade::registry::{sign, Delegation, Manifest, ModuleKind, Version};
+use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
+use palisade_registry::{sign, Delegation, Manifest, ModuleKind, Version};
 use serde_json::{json, Value};
 use wasm_encoder::Encode;
 
@@ -164,7 +164,7 @@ pub fn admin_at(
     body: &[u8],
     at: u64,
 ) -> Response {
-    let headers = palisade::api::admin::sign_request(key, method, path, body, at);
+    let headers = palisade_gateway::admin::sign_request(key, method, path, body, at);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     gateway.request(method, path, &headers, body)
 }
@@ -226,9 +226,7 @@ pub fn assert_refused(answer: &Response, status: u16, code: &str) {
 /// `signed` with its embedded delegation replaced by `delegation` (publisher signature and
 /// manifest untouched): files `palisade sign` refuses to make, for the refusal tests.
 pub fn replace_delegation(signed: &[u8], delegation: &Delegation) -> Vec<u8> {
-    let component = palisade::registry::strip_signature(signed)
-        .unwrap()
-        .to_vec();
+    let component = palisade_registry::strip_signature(signed).unwrap().to_vec();
     let tag = b"{\"format\":\"palisade-signature";
     let start = signed
         .windows(tag.len())
@@ -239,7 +237,7 @@ pub fn replace_delegation(signed: &[u8], delegation: &Delegation) -> Vec<u8> {
     let key = ",\"delegation\":";
     let at = text.rfind(key).expect("a delegation field") + key.len();
     let block = format!("{}{}}}", &text[..at], delegation.to_json()).into_bytes();
-    let name = palisade::registry::SIGNATURE_SECTION.as_bytes();
+    let name = palisade_registry::SIGNATURE_SECTION.as_bytes();
     let mut payload = Vec::new();
     name.len().encode(&mut payload);
     payload.extend_from_slice(name);

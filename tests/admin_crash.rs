@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use palisade::registry::{ModuleHash, ModuleKind};
+use palisade_registry::{ModuleHash, ModuleKind};
 use rand::Rng;
 use serde_json::json;
 
@@ -52,7 +52,7 @@ fn spawn(dir: &Path) -> (Child, SocketAddr) {
 
 /// Sends a signed admin request and ignores the outcome (the server may die meanwhile).
 fn fire(addr: SocketAddr, keys: &Keys, method: &str, path: &str, body: &[u8]) {
-    let headers = palisade::api::admin::sign_request(&keys.admin, method, path, body, now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, method, path, body, now());
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return;
     };
@@ -74,7 +74,7 @@ fn fire(addr: SocketAddr, keys: &Keys, method: &str, path: &str, body: &[u8]) {
 }
 
 fn admin_json(addr: SocketAddr, keys: &Keys, method: &str, path: &str) -> serde_json::Value {
-    let headers = palisade::api::admin::sign_request(&keys.admin, method, path, b"", now());
+    let headers = palisade_gateway::admin::sign_request(&keys.admin, method, path, b"", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let answer = server::http(addr, method, path, &headers, b"");
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -98,7 +98,7 @@ fn check_consistent(addr: SocketAddr, keys: &Keys, data: &Path, round: usize) ->
             .strip_suffix(".wasm")
             .unwrap_or_else(|| panic!("round {round}: stray file {name} left after restart"));
         let bytes = std::fs::read(entry.path()).unwrap();
-        let stripped = palisade::registry::strip_signature(&bytes).unwrap_or_default();
+        let stripped = palisade_registry::strip_signature(&bytes).unwrap_or_default();
         assert!(
             ModuleHash::of(&bytes).to_hex() == sha || ModuleHash::of(&stripped).to_hex() == sha,
             "round {round}: {name} does not match its content address"
@@ -143,12 +143,12 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
     std::fs::write(dir.path().join("gateway.toml"), config_text(3600, 2 << 20)).unwrap();
     std::fs::write(
         dir.path().join("root.pub"),
-        palisade::registry::trust::keyfile::encode_public_key(&keys.root.verifying_key()),
+        palisade_registry::trust::keyfile::encode_public_key(&keys.root.verifying_key()),
     )
     .unwrap();
     std::fs::write(
         dir.path().join("admin.pub"),
-        palisade::registry::trust::keyfile::encode_public_key(&keys.admin.verifying_key()),
+        palisade_registry::trust::keyfile::encode_public_key(&keys.admin.verifying_key()),
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -158,7 +158,7 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
     // Calibration: how long one upload with activation takes here, so that the kills land
     // before, during and after the registry's writes.
     let first = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
@@ -174,7 +174,7 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
         // Odd rounds upload (and activate) a new version; even rounds activate an older one.
         let (method, target, body) = if round % 2 == 1 || active.is_none() {
             let module = keys.module(
-                palisade::plugins::ACP,
+                palisade_artifacts::ACP,
                 "lights",
                 "policy",
                 ModuleKind::Authorizer,

@@ -11,7 +11,7 @@ mod server;
 use std::time::{Duration, Instant};
 
 use common::*;
-use palisade::registry::ModuleKind;
+use palisade_registry::ModuleKind;
 use serde_json::json;
 
 fn tamper(gateway: &server::Gateway, sha256: &str) {
@@ -27,7 +27,7 @@ fn tamper(gateway: &server::Gateway, sha256: &str) {
 
 fn upload(gateway: &server::Gateway, keys: &Keys, app: &str, version: &str) -> String {
     let module = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         app,
         "policy",
         ModuleKind::Authorizer,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use palisade::registry::ModuleKind;
+use palisade_registry::ModuleKind;
 use serde_json::json;
 
 const SWAPS: usize = 20;
@@ -23,7 +23,7 @@ fn uploads_and_activations_under_load_fail_no_decision() {
     let gateway = Arc::new(start(&keys, 3600, 2 << 20));
     let path = "/admin/v1/apps/lights/plugins/policy?activate=true";
     let first = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
         ModuleKind::Authorizer,
@@ -63,7 +63,7 @@ fn uploads_and_activations_under_load_fail_no_decision() {
 
     for swap in 1..=SWAPS {
         let module = keys.module(
-            palisade::plugins::ACP,
+            palisade_artifacts::ACP,
             "lights",
             "policy",
             ModuleKind::Authorizer,

@@ -7,7 +7,7 @@
 //!
 //! The full-disk tests mount a 2 MiB tmpfs and need root: without it they say loudly that
 //! they skipped, and fail instead when `CI` is set. The slow and failing disk come from the
-//! writer's test-only fault hook (`PALISADE_AUDIT_FAULT`, see `palisade::audit`).
+//! writer's test-only fault hook (`PALISADE_AUDIT_FAULT`, see `palisade_audit`).
 
 #[path = "admin_common.rs"]
 mod common;
@@ -368,10 +368,10 @@ fn a_failing_disk_refuses_decisions_and_admin_actions_until_it_heals() {
 
     // An admin action that cannot be recorded is not performed.
     let v1 = keys.module(
-        palisade::plugins::ACP,
+        palisade_artifacts::ACP,
         "lights",
         "policy",
-        palisade::registry::ModuleKind::Authorizer,
+        palisade_registry::ModuleKind::Authorizer,
         "1.0.0",
     );
     let put = admin(

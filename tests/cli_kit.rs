@@ -15,7 +15,7 @@ fn palisade(args: &[&str], dir: &Path) -> Output {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn stdout(output: &Output) -> String {
@@ -92,7 +92,7 @@ fn inspect_shows_world_imports_exports_and_contract_version_of_reference_plugins
         let size = report["size"].as_u64().unwrap();
         assert_eq!(
             size,
-            palisade::plugins::reference(plugin).unwrap().len() as u64
+            palisade_artifacts::reference(plugin).unwrap().len() as u64
         );
         assert_eq!(report["component_size"].as_u64(), Some(size));
         assert!(report["signature"].is_null(), "{plugin} is unsigned");
@@ -114,7 +114,7 @@ fn inspect_shows_a_signed_module_s_chain_as_unverified() {
     let at = dir.path();
     std::fs::write(
         at.join("acp.wasm"),
-        palisade::plugins::reference("acp").unwrap(),
+        palisade_artifacts::reference("acp").unwrap(),
     )
     .unwrap();
     let run = |args: &[&str]| {
@@ -490,7 +490,11 @@ fn gateway_config_schema_in_docs_is_current() {
 fn inspect_names_the_older_contract_a_legacy_module_was_built_against() {
     let dir = tempfile::tempdir().unwrap();
     let report = json(&palisade(
-        &["inspect", palisade::plugins::LEGACY_CONTRACT_PATH, "--json"],
+        &[
+            "inspect",
+            palisade_artifacts::LEGACY_CONTRACT_PATH,
+            "--json",
+        ],
         dir.path(),
     ));
     assert_eq!(report["contract_versions"], serde_json::json!(["0.1.0"]));

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 
-use palisade::{
+use palisade_core::{
     AppSpec, Capability, Credential, Effect, FilteredResponse, Isolation, Operation, PluginKind,
     PluginSetup, ResponseBody,
 };
@@ -18,7 +18,7 @@ use serde_json::json;
 use support::{request, runtime};
 
 fn legacy_bytes() -> Vec<u8> {
-    std::fs::read(palisade::plugins::LEGACY_CONTRACT_PATH)
+    std::fs::read(palisade_artifacts::LEGACY_CONTRACT_PATH)
         .expect("the 0.1 fixture is built by host/build.rs")
 }
 
@@ -29,7 +29,7 @@ fn legacy(name: &str, kind: PluginKind, config: serde_json::Value) -> (PluginSet
 }
 
 /// A create whose target's type is known: a 0.2 plugin sees it, a 0.1 plugin cannot.
-fn create_with_target_type(app: &str) -> palisade::AccessRequest {
+fn create_with_target_type(app: &str) -> palisade_core::AccessRequest {
     let mut request = request(app, "CAE1", Operation::Create, "/cse-in/app1");
     request.resource_type = Some(3);
     request.target_resource_type = Some(2);
@@ -53,7 +53,7 @@ fn a_module_built_against_0_1_decides_beside_a_0_2_module_in_both_isolation_mode
         ]}}]});
         let mut spec = AppSpec::new("new").plugin(
             PluginSetup::new("acp", policy.to_string()),
-            palisade::plugins::ACP.to_vec(),
+            palisade_artifacts::ACP.to_vec(),
         );
         spec.isolation = isolation;
         runtime.install(spec).unwrap();
@@ -217,7 +217,7 @@ paths = ["/cse-in/old"]
 plugin = {:?}
 config = {{ answer = "permit" }}
 "#,
-        palisade::plugins::LEGACY_CONTRACT_PATH
+        palisade_artifacts::LEGACY_CONTRACT_PATH
     );
     let gateway = server::Gateway::start(&config, &[]);
     let decide = |body: serde_json::Value| {
@@ -276,7 +276,7 @@ fn component_of_contract(version: &str) -> Vec<u8> {
     };
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../plugins/sdk/wit/palisade.wit"
+        "/../../plugins/sdk/wit/palisade.wit"
     ))
     .unwrap()
     .replace(

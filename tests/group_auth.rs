@@ -1,16 +1,16 @@
 //! Group authentication end to end through the public API (SER-027, SER-028, SER-012).
 
-use palisade::group::{
+use palisade_group::{
     simulate, Device, GatewayAgent, GroupError, Mode, Rejection, Server, ServerConfig, SimConfig,
     StoreSigner, WireMessage,
 };
-use palisade::keys::{KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
+use palisade_keys::{KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
 use std::sync::Arc;
 
 const NOW: u64 = 1_700_000_000;
 
-fn key() -> palisade::group::SigningKey {
-    palisade::group::generate_identity_key()
+fn key() -> palisade_group::SigningKey {
+    palisade_group::generate_identity_key()
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn gateway_identity_in_the_keystore_represents_its_group() {
         )
         .unwrap();
     let signer = StoreSigner::new(store.clone(), KeyScope::Gateway, h).unwrap();
-    let gw_pub = palisade::group::GroupSigner::public_key(&signer);
+    let gw_pub = palisade_group::GroupSigner::public_key(&signer);
     let sk = key();
     let spub = sk.verifying_key().to_bytes();
     let mut server = Server::new("srv", Box::new(sk), ServerConfig::default()).unwrap();
@@ -178,8 +178,8 @@ fn relayed_bytes_hold_no_device_key() {
 /// and a server that requires evidence refuses an assertion without it.
 #[test]
 fn a_compromised_gateway_asserting_an_absent_member_is_caught_with_evidence() {
-    use palisade::group::wire::signed_part;
-    use palisade::group::{GroupAssertion, GroupSigner};
+    use palisade_group::wire::signed_part;
+    use palisade_group::{GroupAssertion, GroupSigner};
     for (evidence, require) in [(false, false), (true, false), (true, true), (false, true)] {
         let (sk, gk) = (key(), key());
         let spub = sk.verifying_key().to_bytes();
@@ -247,8 +247,8 @@ fn a_compromised_gateway_asserting_an_absent_member_is_caught_with_evidence() {
 /// challenge, or a member challenge for another server challenge, count for nothing.
 #[test]
 fn evidence_from_another_round_does_not_count() {
-    use palisade::group::wire::signed_part;
-    use palisade::group::{GroupAssertion, GroupSigner};
+    use palisade_group::wire::signed_part;
+    use palisade_group::{GroupAssertion, GroupSigner};
     let (sk, gk) = (key(), key());
     let spub = sk.verifying_key().to_bytes();
     let mut server = Server::new("srv", Box::new(sk), ServerConfig::default()).unwrap();

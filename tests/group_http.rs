@@ -9,14 +9,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use palisade::group::http::{
-    agent_router, server_router, AgentState, ChallengeRequest, Established, HttpError,
-    ServerClient, ServerState, CONTENT_TYPE,
+use palisade_gateway::group_http::{
+    agent_router, server_router, AgentState, Established, HttpError, ServerClient, ServerState,
+    CONTENT_TYPE,
 };
-use palisade::group::{
-    generate_identity_key, Device, DeviceAnswer, GatewayAgent, GroupChallenge, GroupError,
-    GroupSigner, KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage, Server,
-    ServerConfig, SigningKey, WireMessage,
+use palisade_group::{
+    generate_identity_key, ChallengeRequest, Device, DeviceAnswer, GatewayAgent, GroupChallenge,
+    GroupError, GroupSigner, KeyConfirmation, MemberChallenge, Mode, Rejection, SealedMessage,
+    Server, ServerConfig, SigningKey, WireMessage,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -146,7 +146,7 @@ async fn represented_mode_fifty_devices_two_forged() {
 /// authenticates in both modes, and only the attacker's address runs into its limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_forgeries_and_replays_for_every_device_does_not_jam_the_agent() {
-    use palisade::api::config::Rate;
+    use palisade_gateway::config::Rate;
     let tune = |a: AgentState| {
         // Rounds close early when every member is in, so a long deadline costs nothing here
         // and keeps a slow machine from closing a round before the devices answered.
@@ -511,7 +511,7 @@ async fn a_round_forwards_at_the_deadline_without_the_missing_members() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_server_and_agent_authenticate_a_group() {
-    use palisade::provision::{DeviceRecord, GroupRecord, ProvisionState};
+    use palisade_provision::{DeviceRecord, GroupRecord, ProvisionState};
     let (s, g) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (sd, gd) = (s.path().to_str().unwrap(), g.path().to_str().unwrap());
     let server_pub_file = s.path().join("server.pub");

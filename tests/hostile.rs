@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade::{Effect, Isolation, Operation};
+use palisade_core::{Effect, Isolation, Operation};
 use serde_json::json;
 use support::{hostile_app, request, runtime};
 
@@ -309,7 +309,7 @@ fn monitor_mode_reports_the_deny_and_permits() {
         json!({"attack": "well-behaved"}),
         Isolation::Warm,
     );
-    spec.mode = palisade::Mode::Monitor;
+    spec.mode = palisade_core::Mode::Monitor;
     runtime.install(spec).unwrap();
     let decision = runtime.is_authorized(&request("watched", "CAE1", Operation::Retrieve, "/no"));
     assert_eq!(decision.effect, Effect::Permit);
@@ -389,7 +389,7 @@ fn fresh_instances_start_from_the_prepared_snapshot_and_keep_nothing() {
 // plugins/hostile/src/answers.rs, in every world.
 // ---------------------------------------------------------------------------------------------
 
-use palisade::{
+use palisade_core::{
     AppSpec, Credential, FilteredResponse, PluginKind, PluginSetup, ResponseBody, Runtime,
 };
 
@@ -408,7 +408,7 @@ fn world_app(name: &str, kind: PluginKind, attack: serde_json::Value) -> AppSpec
     spec
 }
 
-fn with_credential(app: &str, originator: &str) -> palisade::AccessRequest {
+fn with_credential(app: &str, originator: &str) -> palisade_core::AccessRequest {
     let mut request = request(app, originator, Operation::Retrieve, "/ok/x");
     request.credential = Some(Credential {
         scheme: "bearer".into(),
@@ -428,7 +428,7 @@ fn filtered(runtime: &Runtime, app: &str) -> FilteredResponse {
     )
 }
 
-fn health(runtime: &Runtime, app: &str) -> palisade::sandbox::PluginHealth {
+fn health(runtime: &Runtime, app: &str) -> palisade_core::sandbox::PluginHealth {
     let status = runtime.app(app).unwrap().status();
     status
         .plugins
@@ -949,7 +949,7 @@ name = "hostile"
 plugin = "{hostile}"
 config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
 "#,
-            hostile = palisade::plugins::HOSTILE_PATH
+            hostile = palisade_artifacts::HOSTILE_PATH
         )),
         &[],
     );
@@ -1062,7 +1062,7 @@ config = {{ attack = "alternate", burn = "/cse-in/alternate/burn" }}
 // declares, and every host call counted, WASI included.
 // ---------------------------------------------------------------------------------------------
 
-use palisade::Capability;
+use palisade_core::Capability;
 
 /// Pages each memory of [`multi_memory_component`] grows by: 15 MiB, under a 16 MiB cap for
 /// any one memory, 60 MiB for the four.
@@ -1278,7 +1278,7 @@ fn multi_memory_component() -> Vec<u8> {
 fn authorizer_encoder(mut core: Vec<u8>) -> wit_component::ComponentEncoder {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk/wit"))
+        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/sdk/wit"))
         .expect("the palisade WIT");
     let world = resolve
         .select_world(&[package], Some("authorizer"))
@@ -1365,7 +1365,7 @@ fn budget_app(name: &str, config: serde_json::Value, isolation: Isolation) -> Ap
     spec
 }
 
-fn deny_reason(runtime: &palisade::Runtime, app: &str) -> String {
+fn deny_reason(runtime: &palisade_core::Runtime, app: &str) -> String {
     let decision = runtime.is_authorized(&request(app, "CAE1", Operation::Retrieve, "/ok"));
     assert_eq!(
         decision.effect,
@@ -1491,14 +1491,14 @@ fn output_past_the_per_call_bound_is_dropped_and_counted() {
             Isolation::Warm,
         ))
         .unwrap();
-    let before = palisade::sandbox::plugin_output_dropped_bytes();
+    let before = palisade_core::sandbox::plugin_output_dropped_bytes();
     // The plugin is not failed for writing: its writes past 64 KiB are dropped, not refused.
     let reason = deny_reason(&runtime, "burst");
     assert!(
         reason.contains("output-burst: wrote 1048576 bytes"),
         "{reason}"
     );
-    let dropped = palisade::sandbox::plugin_output_dropped_bytes() - before;
+    let dropped = palisade_core::sandbox::plugin_output_dropped_bytes() - before;
     assert!(
         dropped >= (1 << 20) - (64 << 10),
         "only {dropped} bytes counted as dropped"
@@ -1626,7 +1626,7 @@ config = {config}
 "#
         )
     };
-    let hostile = palisade::plugins::HOSTILE_PATH;
+    let hostile = palisade_artifacts::HOSTILE_PATH;
     let attacks = [
         ("random", r#"{ attack = "random-huge" }"#, "random bytes"),
         (

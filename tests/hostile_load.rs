@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use palisade::engine::{CompileLimits, Compiler, ModuleLimits};
-use palisade::registry::ModuleKind;
-use palisade::{Engine, EngineConfig, EngineError};
+use palisade_core::engine::{CompileLimits, Compiler, ModuleLimits};
+use palisade_core::{Engine, EngineConfig, EngineError};
+use palisade_registry::ModuleKind;
 use wasm_encoder::{
     CodeSection, Component, Encode, ExportKind, ExportSection, Function, FunctionSection,
     InstanceSection, MemorySection, MemoryType, Module, ModuleArg, ModuleSection, RefType,
@@ -405,17 +405,20 @@ fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
         cache_dir: Some(dir.path().to_path_buf()),
         ..EngineConfig::default()
     });
-    assert_eq!(engine.allocation(), palisade::engine::Allocation::Pooling);
-    let runtime = palisade::Runtime::new(engine.clone()).unwrap();
+    assert_eq!(
+        engine.allocation(),
+        palisade_core::engine::Allocation::Pooling
+    );
+    let runtime = palisade_core::Runtime::new(engine.clone()).unwrap();
     let policy = r#"{"policies":[{"id":"p","pv":{"acr":[{"acor":["all"],"acop":2}]}}]}"#;
     runtime
-        .install(palisade::AppSpec::new("a").plugin(
-            palisade::PluginSetup::new("acp", policy),
-            palisade::plugins::ACP,
+        .install(palisade_core::AppSpec::new("a").plugin(
+            palisade_core::PluginSetup::new("acp", policy),
+            palisade_artifacts::ACP,
         ))
         .expect("the helper's artifact loads");
     let mut request =
-        palisade::AccessRequest::new("a", "CAE1", palisade::Operation::Retrieve, "/x");
+        palisade_core::AccessRequest::new("a", "CAE1", palisade_core::Operation::Retrieve, "/x");
     request.request_time = Some(1_795_860_900);
     assert!(runtime.is_authorized(&request).is_permit());
     // The artifact went into the MAC-checked cache: a second engine loads it from there.
@@ -427,7 +430,7 @@ fn a_plugin_compiled_by_the_helper_runs_in_the_pooling_engine() {
     })
     .unwrap();
     again
-        .compile(palisade::plugins::ACP)
+        .compile(palisade_artifacts::ACP)
         .expect("from the cache, without running the (missing) helper");
     assert_names(
         &refusal(&again, &component_with(&many_functions(2), 1)),
@@ -541,7 +544,7 @@ fn palisade_eval_refuses_every_bomb_naming_its_limit() {
 
 /// A gateway of `admin_common` with `extra` appended to its config.
 fn start_gateway(keys: &common::Keys, extra: &str) -> server::Gateway {
-    use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key};
+    use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key};
     let config = format!("{}\n{extra}", common::config_text(3600, 4 << 20));
     let root = encode_public_key(&keys.root.verifying_key());
     let admin = encode_public_key(&keys.admin.verifying_key());
@@ -599,7 +602,7 @@ fn a_live_gateway_survives_signed_bombs_and_its_memory_returns_to_baseline() {
     }
     // The gateway still decides, and a good module still loads.
     assert_eq!(common::decision(&gateway, "lights").0, "deny");
-    let good = push(&gateway, &keys, "2.0.0", palisade::plugins::ACP);
+    let good = push(&gateway, &keys, "2.0.0", palisade_artifacts::ACP);
     assert_eq!(good.status, 201, "{}", good.text());
     assert_eq!(common::decision(&gateway, "lights").0, "permit");
     assert!(server::rss_kib(gateway.pid()) <= baseline + RSS_BOUND_KIB + (8 << 10));

@@ -7,7 +7,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use palisade::{AppSpec, Capability, Effect, Isolation, Operation, PluginSetup, StaticKeys};
+use palisade_core::{AppSpec, Capability, Effect, Isolation, Operation, PluginSetup, StaticKeys};
 use serde_json::json;
 use support::{hostile_bytes, request, runtime};
 
@@ -32,7 +32,7 @@ fn probe_app(name: &str, secret: &str, grant_all: bool) -> AppSpec {
     spec
 }
 
-fn probe(runtime: &palisade::Runtime, app: &str, attributes: &[(&str, &str)]) -> String {
+fn probe(runtime: &palisade_core::Runtime, app: &str, attributes: &[(&str, &str)]) -> String {
     let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
     request.attributes = attributes
         .iter()
@@ -150,12 +150,12 @@ fn location_reaches_only_plugins_granted_it() {
             setup = setup.grant(Capability::Location);
         }
         runtime
-            .install(AppSpec::new(app).plugin(setup, palisade::plugins::ACP))
+            .install(AppSpec::new(app).plugin(setup, palisade_artifacts::ACP))
             .unwrap();
     }
     let located = |app: &str| {
         let mut request = request(app, "CAE1", Operation::Retrieve, "/x");
-        request.location = Some(palisade::Location {
+        request.location = Some(palisade_core::Location {
             latitude: 48.85,
             longitude: 2.35,
             country: Some("FR".into()),
@@ -177,7 +177,7 @@ fn location_reaches_only_plugins_granted_it() {
 /// zeros and no marker, fresh per request and warm alike.
 #[test]
 fn memory_another_apps_instance_wrote_reads_as_zeros() {
-    use palisade::{Engine, EngineConfig, Runtime};
+    use palisade_core::{Engine, EngineConfig, Runtime};
 
     let engine = Engine::new(EngineConfig {
         pool_instances: 1,

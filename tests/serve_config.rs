@@ -9,8 +9,8 @@ mod server;
 
 use std::process::Command;
 
-use palisade::registry::trust::keyfile::encode_public_key;
-use palisade::registry::ModuleKind;
+use palisade_registry::trust::keyfile::encode_public_key;
+use palisade_registry::ModuleKind;
 use serde_json::json;
 use server::Gateway;
 
@@ -207,7 +207,7 @@ fn the_demo_gateway_starts_ready_and_keeps_its_keys() {
 
 #[test]
 fn the_documented_example_config_starts() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
     let text = std::fs::read_to_string(&example).unwrap();
     // The example's relative paths point into examples/; run it from there.
     let text = text.replace(
@@ -490,13 +490,13 @@ fn token_auth_and_geo_privacy_refuse_bad_configs_at_start() {
 #[test]
 fn with_trust_roots_only_signed_config_plugins_run() {
     let keys = common::Keys::new();
-    let acp = palisade::plugins::reference("acp").unwrap();
+    let acp = palisade_artifacts::reference("acp").unwrap();
     let root = encode_public_key(&keys.root.verifying_key());
     let policy = POLICY;
     let config = |plugin: &str, extra: &str| {
         format!("[admin]\ntrust_roots = [\"root.pub\"]\nadmin_keys = []\n[[app]]\nname = \"lights\"\npaths = [\"/cse-in/lights\"]\n[[app.plugin]]\nplugin = \"{plugin}\"\n{extra}{policy}")
     };
-    let other_root_delegation = palisade::registry::Delegation::issue(
+    let other_root_delegation = palisade_registry::Delegation::issue(
         &keys.other_root,
         keys.publisher.verifying_key(),
         "lights",
@@ -616,7 +616,7 @@ fn an_admin_push_whose_configuration_the_plugin_refuses_changes_nothing() {
         &[("root.pub", &root), ("admin.pub", &admin_key)],
     );
     let module = keys.module(
-        palisade::plugins::reference("acp").unwrap(),
+        palisade_artifacts::reference("acp").unwrap(),
         "lights",
         "policy",
         ModuleKind::Authorizer,

@@ -6,7 +6,7 @@
 #[path = "support/server.rs"]
 mod server;
 
-use palisade::api::status;
+use palisade_gateway::status;
 use server::{Answer, Gateway, Response, StandInCse};
 
 /// One originator per operation, each allowed that operation alone (TS-0004 `acop` bits):
@@ -149,7 +149,7 @@ fn the_documented_method_table_holds_through_a_real_proxy() {
                 let forwarded = &received[before];
                 assert_eq!(forwarded.method, row.method, "{row:?}");
                 let expected_type = row.content_type.as_deref().map(|text| {
-                    palisade::api::onem2m::parse_content_type(text)
+                    palisade_gateway::onem2m::parse_content_type(text)
                         .unwrap()
                         .0
                         .to_str()

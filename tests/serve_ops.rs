@@ -36,7 +36,7 @@ name = "hostile"
 plugin = "{hostile}"
 config = {{ attack = "panic" }}
 "#,
-        hostile = palisade::plugins::HOSTILE_PATH
+        hostile = palisade_artifacts::HOSTILE_PATH
     )
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use palisade::registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
+use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
 use pki::Pki;
 use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -467,9 +467,9 @@ fn https_address(gateway: &Gateway) -> SocketAddr {
 /// client certificate, and sends nothing to a server from another CA.
 #[test]
 fn the_group_agent_client_speaks_tls_with_the_same_builder() {
-    use palisade::group::http::{HttpError, ServerClient};
-    use palisade::group::Mode;
-    use palisade::tls_client::{client_config, ClientTlsFiles};
+    use palisade_gateway::group_http::{HttpError, ServerClient};
+    use palisade_gateway::tls_client::{client_config, ClientTlsFiles};
+    use palisade_group::Mode;
 
     let pki = Pki::new("Group server CA");
     let (server_cert, server_key) = pki.leaf(&["127.0.0.1"], false);

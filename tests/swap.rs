@@ -7,8 +7,8 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use palisade::pipeline::PluginSource;
-use palisade::{Capability, Effect, Operation, PluginSetup};
+use palisade_core::pipeline::PluginSource;
+use palisade_core::{Capability, Effect, Operation, PluginSetup};
 use serde_json::json;
 use support::{request, runtime};
 
@@ -18,14 +18,14 @@ fn acp_version(version: &str) -> PluginSource {
     setup.version = Some(version.to_string());
     PluginSource {
         setup,
-        bytes: palisade::plugins::ACP.into(),
+        bytes: palisade_artifacts::ACP.into(),
     }
 }
 
 #[test]
 fn swapping_versions_under_load_fails_no_decision() {
     let runtime = Arc::new(runtime());
-    let mut spec = palisade::AppSpec::new("lights");
+    let mut spec = palisade_core::AppSpec::new("lights");
     spec.plugins.push(acp_version("1.0.0"));
     spec.kv = vec![("state".into(), b"kept".to_vec())];
     // The point here is the swap, not the deadline: on a shared 2-core machine compiling
@@ -113,7 +113,7 @@ fn swapping_versions_under_load_fails_no_decision() {
 #[test]
 fn a_bad_new_version_changes_nothing() {
     let runtime = runtime();
-    let mut spec = palisade::AppSpec::new("lights");
+    let mut spec = palisade_core::AppSpec::new("lights");
     spec.plugins.push(acp_version("1.0.0"));
     runtime.install(spec).unwrap();
     let broken = PluginSource {
@@ -122,10 +122,10 @@ fn a_bad_new_version_changes_nothing() {
     };
     assert!(runtime.swap_plugin("lights", broken).is_err());
     let mut wrong_kind = PluginSetup::new("policy", "{}");
-    wrong_kind.kind = Some(palisade::PluginKind::Filter);
+    wrong_kind.kind = Some(palisade_core::PluginKind::Filter);
     let wrong = PluginSource {
         setup: wrong_kind,
-        bytes: palisade::plugins::ACP.into(),
+        bytes: palisade_artifacts::ACP.into(),
     };
     assert!(runtime.swap_plugin("lights", wrong).is_err());
     let decision = runtime.is_authorized(&request("lights", "CAE1", Operation::Retrieve, "/x"));

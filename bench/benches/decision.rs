@@ -4,7 +4,7 @@
 //! and by Cedar on the equivalent policy set. `tests/equivalence.rs` checks that the three
 //! agree on a table of requests, so the rows compare the same work.
 //!
-//! Every row starts from the gateway's request (`palisade::AccessRequest`) and ends with a
+//! Every row starts from the gateway's request (`palisade_core::AccessRequest`) and ends with a
 //! decision, so each pays for turning the request into what its engine reads:
 //! - `palisade_warm`: `Runtime::is_authorized` — application look-up, the WIT record built
 //!   from the request and lowered into a warm instance, the guest's acp evaluation on its
@@ -29,10 +29,10 @@ use std::hint::black_box;
 
 use cedar_policy::Decision as CedarDecision;
 use criterion::{criterion_group, criterion_main, Criterion};
-use palisade::{Effect, Isolation, Runtime};
 use palisade_bench::cedar::CedarPeer;
 use palisade_bench::native::{sdk_request, NativeAcp};
 use palisade_bench::{bench_request, palisade_runtime};
+use palisade_core::{Effect, Isolation, Runtime};
 
 /// Builds a runtime and checks, before anything is timed, that it permits the benchmark
 /// request: a row that measured a deny or a plugin failure would be meaningless.

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use palisade::group::Verification;
 use palisade_bench::group_auth::GroupBench;
+use palisade_group::Verification;
 
 const SIZES: [usize; 4] = [1, 16, 256, 4096];
 

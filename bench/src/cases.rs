@@ -3,7 +3,7 @@
 //! Palisade, native acp and Cedar give each row its expected permit or deny, so the three
 //! benchmark rows provably implement the same policy.
 
-use palisade::{AccessRequest, Location, Operation};
+use palisade_core::{AccessRequest, Location, Operation};
 
 use crate::{bench_request, APP, REQUEST_TIME, TARGET};
 

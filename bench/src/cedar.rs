@@ -16,7 +16,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, PolicySet,
     Request, Response, RestrictedExpression,
 };
-use palisade::{AccessRequest, Operation};
+use palisade_core::{AccessRequest, Operation};
 
 use crate::ACP10_CEDAR;
 
@@ -65,7 +65,7 @@ impl CedarPeer {
     pub fn request(&self, request: &AccessRequest) -> anyhow::Result<Request> {
         let time = request
             .request_time
-            .unwrap_or_else(palisade::request::now_unix);
+            .unwrap_or_else(palisade_core::request::now_unix);
         let hour = (time % 86_400) / 3_600;
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(7);
         pairs.push((

@@ -7,7 +7,7 @@
 //! simulated clock therefore moves one challenge lifetime (plus a second) per round: every
 //! earlier round has expired, the caches stay small, and each round is like the first.
 
-use palisade::group::{
+use palisade_group::{
     generate_identity_key, Device, GatewayAgent, GroupAnswers, GroupError, GroupSigner,
     IndependentOutcome, Mode, Server, ServerConfig, Verification,
 };

@@ -4,7 +4,7 @@
 //! ([`ACP10_JSON`], mirrored in Cedar by [`ACP10_CEDAR`]) and the same requests:
 //!
 //! - **Palisade**: the reference `acp` plugin in its WebAssembly sandbox, through
-//!   [`palisade::Runtime::is_authorized`] ([`palisade_runtime`]);
+//!   [`palisade_core::Runtime::is_authorized`] ([`palisade_runtime`]);
 //! - **native Rust**: the very same `acp` evaluation compiled natively and called directly
 //!   ([`native::NativeAcp`]), the floor no sandbox can beat;
 //! - **Cedar**: the `cedar-policy` crate on an equivalent policy set ([`cedar::CedarPeer`]).
@@ -22,7 +22,7 @@ pub mod cedar;
 pub mod group_auth;
 pub mod native;
 
-use palisade::{
+use palisade_core::{
     AccessRequest, AppSpec, Capability, Engine, EngineConfig, Isolation, Operation, PluginSetup,
     Runtime,
 };
@@ -62,7 +62,7 @@ pub fn bench_request() -> AccessRequest {
 pub fn palisade_runtime(isolation: Isolation) -> anyhow::Result<Runtime> {
     let runtime = Runtime::new(Engine::new(EngineConfig::default())?)?;
     let setup = PluginSetup::new("acp", ACP10_JSON).grant(Capability::Location);
-    let mut spec = AppSpec::new(APP).plugin(setup, palisade::plugins::ACP);
+    let mut spec = AppSpec::new(APP).plugin(setup, palisade_artifacts::ACP);
     spec.isolation = isolation;
     runtime.install(spec)?;
     Ok(runtime)

@@ -1,7 +1,7 @@
 //! The native baseline: the acp plugin's own evaluation (`acp::eval::decide`) compiled for the
 //! host and called directly, without a sandbox, on the same compiled policy.
 
-use palisade::AccessRequest;
+use palisade_core::AccessRequest;
 use palisade_sdk::{Decision, Location, Operation, Request};
 
 use crate::ACP10_JSON;
@@ -42,12 +42,12 @@ pub fn sdk_request(request: &AccessRequest) -> Request {
     Request {
         originator: request.originator.clone(),
         operation: match request.operation {
-            palisade::Operation::Create => Operation::Create,
-            palisade::Operation::Retrieve => Operation::Retrieve,
-            palisade::Operation::Update => Operation::Update,
-            palisade::Operation::Delete => Operation::Delete,
-            palisade::Operation::Notify => Operation::Notify,
-            palisade::Operation::Discovery => Operation::Discovery,
+            palisade_core::Operation::Create => Operation::Create,
+            palisade_core::Operation::Retrieve => Operation::Retrieve,
+            palisade_core::Operation::Update => Operation::Update,
+            palisade_core::Operation::Delete => Operation::Delete,
+            palisade_core::Operation::Notify => Operation::Notify,
+            palisade_core::Operation::Discovery => Operation::Discovery,
         },
         target: request.target.clone(),
         resource_type: request.resource_type,
@@ -61,7 +61,7 @@ pub fn sdk_request(request: &AccessRequest) -> Request {
         }),
         request_time: request
             .request_time
-            .unwrap_or_else(palisade::request::now_unix),
+            .unwrap_or_else(palisade_core::request::now_unix),
         attributes: request.attributes.clone(),
     }
 }

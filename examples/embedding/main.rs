@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use palisade::{
+use palisade_core::{
     AccessRequest, AppSpec, Capability, Engine, EngineConfig, FilteredResponse, Operation,
     PluginSetup, ResponseBody, Runtime,
 };
@@ -30,11 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Group entries like <operators> are looked up through the host: grant it.
         .plugin(
             PluginSetup::new("acp", policy).grant(Capability::Groups),
-            palisade::plugins::ACP,
+            palisade_artifacts::ACP,
         )
         .plugin(
             PluginSetup::new("geo-privacy", r#"{"mode": "remove"}"#),
-            palisade::plugins::GEO_PRIVACY,
+            palisade_artifacts::GEO_PRIVACY,
         );
     lights.groups = HashMap::from([(
         "operators".to_string(),

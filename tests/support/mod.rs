@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use palisade::{
+use palisade_core::{
     AccessRequest, AppSpec, Engine, EngineConfig, Isolation, Operation, PluginSetup, Runtime,
     SandboxLimits,
 };
@@ -18,7 +18,7 @@ pub fn runtime() -> Runtime {
 }
 
 pub fn hostile_bytes() -> Vec<u8> {
-    std::fs::read(palisade::plugins::HOSTILE_PATH)
+    std::fs::read(palisade_artifacts::HOSTILE_PATH)
         .expect("the hostile fixture is built by host/build.rs")
 }
 

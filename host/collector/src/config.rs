@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade::api::config::{line_of, toml_error, ConfigError};
+use palisade_gateway::config::{line_of, toml_error, ConfigError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::Spanned;
@@ -409,7 +409,7 @@ impl ShipConfig {
         let audit_dir = o.path(raw.audit_dir.get_ref());
         let file_name = raw
             .file_name
-            .unwrap_or_else(|| palisade::audit::DEFAULT_FILE_NAME.to_owned());
+            .unwrap_or_else(|| palisade_audit::DEFAULT_FILE_NAME.to_owned());
         let cursor_file = raw
             .cursor_file
             .map(|c| o.path(&c))

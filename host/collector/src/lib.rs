@@ -1,7 +1,7 @@
 //! Decision logs collected centrally (issue #17, SER-016 across a fleet).
 //!
 //! Every gateway keeps its hash-chained, checkpoint-signed audit log on its own disk
-//! (`palisade::audit`). This crate carries those logs to one place:
+//! (`palisade_audit`). This crate carries those logs to one place:
 //!
 //! - [`shipper`] (gateway side) reads the log files as they are on disk (rotated set
 //!   included) and ships them in batches over HTTPS with a client certificate. It resumes
@@ -11,7 +11,7 @@
 //!   log itself wrote in its place.
 //! - [`server`] (the collector, `palisade-collector serve`) identifies each gateway by its
 //!   client certificate, checks each batch on arrival with the gateway's own verifier
-//!   ([`palisade::audit::verify_continuation`]: hashes, chain from the stored head, seq
+//!   ([`palisade_audit::verify_continuation`]: hashes, chain from the stored head, seq
 //!   continuity, checkpoint signatures against the gateway's configured key), and stores it
 //!   in PostgreSQL in one transaction: a re-sent entry is recognised and not stored twice, a
 //!   batch that breaks the chain is refused whole.

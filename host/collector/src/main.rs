@@ -2,7 +2,9 @@
 //!
 //! - `palisade-collector serve --config collector.toml`
 //! - `palisade-collector ship --config ship.toml`
-//! - `palisade-collector verify --collector URL --gateway ID --key GATEWAY.pub --ca CA --cert C --client-key K`
+//!
+//! `palisade collector` runs the same service; `palisade audit verify --collector` verifies
+//! a gateway's chain from the database.
 
 use std::path::PathBuf;
 
@@ -28,8 +30,6 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Verify a gateway's chain as stored in the collector's database.
-    Verify(palisade_collector::remote::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,11 +43,7 @@ fn main() -> anyhow::Result<()> {
     match Command::parse() {
         Command::Serve { config } => runtime.block_on(async {
             let config = CollectorConfig::load(&config)?;
-            let collector = server::start(&config).await?;
-            // Tests and supervisors read the bound address from this line.
-            println!("collector listening on {}", collector.addr);
-            shutdown_signal().await;
-            collector.stop().await;
+            server::run(&config).await?;
             Ok(())
         }),
         Command::Ship { config } => runtime.block_on(async {
@@ -61,10 +57,6 @@ fn main() -> anyhow::Result<()> {
             let _ = task.await;
             Ok(())
         }),
-        Command::Verify(args) => {
-            let ok = runtime.block_on(palisade_collector::remote::run_verify(&args))?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
     }
 }
 

@@ -5,7 +5,6 @@
 //! the key the auditor trusts (given on the command line, not taken from the collector), so
 //! a collector whose database was edited is caught like an edited file.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -13,36 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use palisade::audit::{verify_continuation, ChainPoint, VerifyReport};
-use palisade::tls_client::{client_config, ClientTlsFiles, Connector};
-use serde_json::json;
-
-/// Arguments of `audit verify --collector`.
-#[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
-    /// The collector's base URL (https://...).
-    #[arg(long)]
-    pub collector: hyper::Uri,
-    /// The gateway whose chain to verify.
-    #[arg(long)]
-    pub gateway: String,
-    /// The gateway's Ed25519 public key: a file with 64 hex characters, or JSON
-    /// {"public_key": "HEX"}.
-    #[arg(long, value_name = "GATEWAY.pub")]
-    pub key: PathBuf,
-    /// The CA the collector's certificate must chain to.
-    #[arg(long)]
-    pub ca: PathBuf,
-    /// A client certificate listed in the collector's `query_clients`.
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Its key.
-    #[arg(long)]
-    pub client_key: PathBuf,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
+use palisade_audit::{verify_continuation, ChainPoint, VerifyReport};
+use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
 
 /// The largest chain page read (the collector sends at most 10000 lines of at most ~20 KiB).
 const MAX_PAGE: usize = 256 << 20;
@@ -126,52 +97,5 @@ pub async fn verify_stored(
             next_seq: report.last_seq + 1,
             head,
         });
-    }
-}
-
-/// Runs the command; `Ok(false)` when the chain does not verify.
-pub async fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
-    let key = palisade::cli::audit::read_public_key(&args.key)?;
-    let tls = ClientTlsFiles {
-        ca_file: Some(args.ca.clone()),
-        cert_file: Some(args.cert.clone()),
-        key_file: Some(args.client_key.clone()),
-    };
-    match verify_stored(&args.collector, &args.gateway, &key, tls).await {
-        Ok(report) => {
-            if args.json {
-                println!("{}", json!({"ok": true, "report": report}));
-            } else {
-                println!(
-                    "OK: gateway {} log {}: {} entries up to seq {}, {} signed checkpoints (last at seq {}), {} decisions dropped into signed gaps",
-                    args.gateway,
-                    report.log_id,
-                    report.entries,
-                    report.last_seq,
-                    report.checkpoints,
-                    report.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
-                    report.dropped
-                );
-                if let Some(cp) = report
-                    .last_checkpoint_seq
-                    .filter(|&cp| cp < report.last_seq)
-                {
-                    println!(
-                        "warning: seq {}..={} are after the last signed checkpoint",
-                        cp + 1,
-                        report.last_seq
-                    );
-                }
-            }
-            Ok(true)
-        }
-        Err(e) => {
-            if args.json {
-                println!("{}", json!({"ok": false, "error": format!("{e:#}")}));
-            } else {
-                eprintln!("FAILED: {e:#}");
-            }
-            Ok(false)
-        }
     }
 }

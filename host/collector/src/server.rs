@@ -167,6 +167,25 @@ impl Collector {
     }
 }
 
+/// Runs the collector until SIGINT or SIGTERM (`palisade collector`): prints the bound
+/// address (`collector listening on ADDR`, which supervisors and tests read), then stops
+/// accepting and lets requests in progress finish.
+pub async fn run(config: &CollectorConfig) -> Result<(), ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let collector = start(config).await?;
+    println!("collector listening on {}", collector.addr);
+    let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Bind {
+        addr: collector.addr,
+        source,
+    })?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    collector.stop().await;
+    Ok(())
+}
+
 /// Connects to the database (applying migrations), binds, and serves in the background.
 pub async fn start(config: &CollectorConfig) -> Result<Collector, ServeError> {
     let acceptor = acceptor(config)?;
@@ -280,7 +299,7 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 }
 
 fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    palisade::api::error::json_response(status, body).map(Body::new)
+    palisade_gateway::error::json_response(status, body).map(Body::new)
 }
 
 fn forbidden(peer: &Peer, what: &str) -> Response {

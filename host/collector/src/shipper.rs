@@ -31,8 +31,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use palisade::audit::log_files;
-use palisade::tls_client::{client_config, ClientTlsError, ClientTlsFiles, Connector};
+use palisade_audit::log_files;
+use palisade_gateway::tls_client::{client_config, ClientTlsError, ClientTlsFiles, Connector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -287,7 +287,7 @@ impl Shipper {
         let files = match log_files(&self.config.audit_dir, &self.config.file_name) {
             Ok(files) => files,
             // No log yet: nothing to ship.
-            Err(palisade::audit::VerifyError::Io { source, .. })
+            Err(palisade_audit::VerifyError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Ok(Round::Idle)

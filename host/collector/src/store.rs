@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use palisade::audit::{verify_continuation, ChainPoint, VerifyError, VerifyReport};
+use palisade_audit::{verify_continuation, ChainPoint, VerifyError, VerifyReport};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;

@@ -14,11 +14,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use palisade::audit::{AuditConfig, AuditLog, Clock, FsyncPolicy, Kind};
-use palisade::tls_client::{client_config, ClientTlsFiles, Connector};
+use palisade_audit::{AuditConfig, AuditLog, Clock, FsyncPolicy, Kind};
 use palisade_collector::server::{self, Collector};
 use palisade_collector::shipper::{Cursor, Round, Shipper};
 use palisade_collector::{CollectorConfig, ShipConfig};
+use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
 use serde_json::{json, Value};
 use support::pg::Postgres;
 use support::{gateway_signer, Fleet};
@@ -569,7 +569,7 @@ async fn the_shipper_resumes_from_its_cursor_and_from_the_collector() {
     ship_all(&mut shipper).await;
     write_decisions(&log, 30, 30, "lights");
     log.close().unwrap();
-    let files = palisade::audit::log_files(&audit, "audit.log").unwrap();
+    let files = palisade_audit::log_files(&audit, "audit.log").unwrap();
     assert!(files.len() >= 3, "the log rotated: {files:?}");
     let on_disk: usize = files.iter().map(|f| lines(f).len()).sum();
 
@@ -622,14 +622,14 @@ async fn the_shipper_resumes_from_its_cursor_and_from_the_collector() {
 /// A signer that blocks in `sign` until released: stalls the log's writer so that decisions
 /// overflow its queue into a gap (as a slow disk would).
 struct GatedSigner {
-    inner: palisade::audit::MemorySigner,
+    inner: palisade_audit::MemorySigner,
     gate: std::sync::Mutex<bool>,
     cv: std::sync::Condvar,
     entered: AtomicU64,
 }
 
-impl palisade::audit::CheckpointSigner for GatedSigner {
-    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], palisade::audit::SignerError> {
+impl palisade_audit::CheckpointSigner for GatedSigner {
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], palisade_audit::SignerError> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         let mut open = self.gate.lock().unwrap();
         while !*open {
@@ -647,7 +647,7 @@ async fn a_gap_is_shipped_as_the_signed_gap_entry() {
     let Some(s) = setup("").await else { return };
     let audit = s.dir.path().join("gw1-audit");
     let gated = Arc::new(GatedSigner {
-        inner: palisade::audit::MemorySigner::from_seed(support::gateway_seed(1)),
+        inner: palisade_audit::MemorySigner::from_seed(support::gateway_seed(1)),
         gate: std::sync::Mutex::new(false),
         cv: std::sync::Condvar::new(),
         entered: AtomicU64::new(0),

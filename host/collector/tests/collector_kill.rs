@@ -1,9 +1,9 @@
 //! Kill tests (issue #17.3): two real gateways (`palisade serve`) answer decisions while
 //! their shippers (`palisade-collector ship`) carry their audit logs to a real collector
-//! (`palisade-collector serve`) on a real PostgreSQL. The collector, a shipper and a gateway
+//! (`palisade collector`) on a real PostgreSQL. The collector, a shipper and a gateway
 //! are killed with SIGKILL mid-stream and started again; at the end every entry on each
 //! gateway's disk is in the database exactly once, byte for byte, and the chain verifies
-//! from the database (`palisade-collector verify`).
+//! from the database (`palisade audit verify --collector`).
 //!
 //! The gateway binary is the workspace's `palisade` (built by `cargo test` with the rest of
 //! the default members; `cargo build -p palisade` when this test is run alone).
@@ -210,7 +210,7 @@ fn decide(addr: SocketAddr, i: u64) -> bool {
 /// Every line of the gateway's log set on disk, by seq.
 fn lines_on_disk(audit: &Path) -> BTreeMap<i64, String> {
     let mut out = BTreeMap::new();
-    for file in palisade::audit::log_files(audit, "audit.log").unwrap() {
+    for file in palisade_audit::log_files(audit, "audit.log").unwrap() {
         for line in std::fs::read_to_string(&file).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             out.insert(v["seq"].as_i64().unwrap(), line.to_owned());
@@ -237,9 +237,9 @@ async fn lines_in_db(db: &str, gateway: &str) -> BTreeMap<i64, String> {
 fn start_collector(fleet: &Fleet, dir: &Path) -> (Proc, String) {
     let config = dir.join("collector.toml");
     let (proc, addr) = Proc::start(
-        "collector",
-        Path::new(COLLECTOR_BIN),
-        &["serve", "--config", config.to_str().unwrap()],
+        "palisade collector",
+        &palisade_bin(),
+        &["collector", "--config", config.to_str().unwrap()],
         &fleet.dir,
         "collector listening on ",
     );
@@ -282,16 +282,20 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
     let mut extra = String::new();
     let mut keys = Vec::new();
     for gw in &gateways {
-        let key =
-            palisade::cli::audit::read_public_key(&gw.audit_dir().join("gateway.pub")).unwrap();
-        keys.push(hex::encode(key));
+        let text = std::fs::read_to_string(gw.audit_dir().join("gateway.pub")).unwrap();
+        // The key file is 64 hex characters, or JSON {"public_key": "HEX"}.
+        let key = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["public_key"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.trim().to_owned());
+        keys.push(key);
     }
     // The fleet's collector config names gw-1/gw-2 with the test keys; replace them with the
     // real gateways' keys.
     let path = fleet.collector_config(&format!("127.0.0.1:{port}"), &db, &extra);
     let mut text = std::fs::read_to_string(&path).unwrap();
     for (i, key) in keys.iter().enumerate() {
-        let test_key = hex::encode(palisade::audit::CheckpointSigner::public_key(
+        let test_key = hex::encode(palisade_audit::CheckpointSigner::public_key(
             &*support::gateway_signer(i as u8 + 1),
         ));
         text = text.replace(&test_key, key);
@@ -389,7 +393,7 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
                     disk.len(),
                     stored.len(),
                     disk.keys().last().unwrap(),
-                    palisade::audit::log_files(&gw.audit_dir(), "audit.log").unwrap().len()
+                    palisade_audit::log_files(&gw.audit_dir(), "audit.log").unwrap().len()
                 );
                 break;
             }
@@ -408,8 +412,16 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
             std::thread::sleep(Duration::from_millis(100));
         }
         // Verified from the database against the gateway's key, by the CLI.
-        let output = Command::new(COLLECTOR_BIN)
-            .args(["verify", "--collector", &url, "--gateway", &id, "--key"])
+        let output = Command::new(palisade_bin())
+            .args([
+                "audit",
+                "verify",
+                "--collector",
+                &url,
+                "--gateway",
+                &id,
+                "--key",
+            ])
             .arg(gw.audit_dir().join("gateway.pub"))
             .arg("--ca")
             .arg(fleet.dir.join("ca.crt"))
@@ -425,7 +437,7 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
             "{id}: {text}{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(text.starts_with("OK"), "{text}");
+        assert!(text.starts_with("stored audit log OK"), "{text}");
     }
     for s in &mut shippers {
         s.terminate();

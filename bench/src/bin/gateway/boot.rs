@@ -153,18 +153,18 @@ fn start(palisade: &Path, config: &Path, data: &Path, apps: usize) -> anyhow::Re
 
 /// Times `Gateway::build` in this process on a data dir whose cache is warm.
 fn gateway_build(config: &Path, data: &Path) -> anyhow::Result<Duration> {
-    let config = palisade::api::GatewayConfig::load(config)?;
+    let config = palisade_gateway::GatewayConfig::load(config)?;
     let started = Instant::now();
-    let gateway = palisade::api::Gateway::build(&config, data)?;
+    let gateway = palisade_gateway::Gateway::build(&config, data)?;
     let took = started.elapsed();
     drop(gateway);
     Ok(took)
 }
 
 fn breakdown(apps: usize, repeats: usize, gateway_build: Duration) -> anyhow::Result<Breakdown> {
-    use palisade::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
+    use palisade_core::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
     // One buffer for every app, as `serve` reads each plugin reference once.
-    let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade::plugins::ACP);
+    let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade_artifacts::ACP);
     let started = Instant::now();
     let plain = Engine::new(EngineConfig::default())?;
     let engine_new = started.elapsed();
@@ -204,7 +204,7 @@ fn breakdown(apps: usize, repeats: usize, gateway_build: Duration) -> anyhow::Re
     let install_per_app = started.elapsed();
     drop(runtime);
     let runtime = Runtime::new(cached.clone())?;
-    let mut shared = palisade::pipeline::SharedModules::default();
+    let mut shared = palisade_core::pipeline::SharedModules::default();
     shared.get_or_compile(&cached, &acp)?;
     let started = Instant::now();
     for index in 0..apps {

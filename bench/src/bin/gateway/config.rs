@@ -84,9 +84,11 @@ mod tests {
 
     #[test]
     fn the_generated_config_is_one_the_gateway_accepts() {
-        let config =
-            palisade::api::GatewayConfig::parse(Path::new("gateway.toml"), gateway_toml(2, true))
-                .unwrap();
+        let config = palisade_gateway::GatewayConfig::parse(
+            Path::new("gateway.toml"),
+            gateway_toml(2, true),
+        )
+        .unwrap();
         assert_eq!(config.apps.len(), 2);
         assert!(config.diagnostics.noop_endpoint);
     }

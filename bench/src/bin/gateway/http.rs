@@ -149,10 +149,10 @@ pub fn run(palisade: &Path, load: Load) -> anyhow::Result<HttpResult> {
 }
 
 fn in_process(config_path: &Path, data: &Path) -> anyhow::Result<InProcess> {
-    use palisade::{AccessRequest, Operation};
+    use palisade_core::{AccessRequest, Operation};
     const ROUNDS: u32 = 20_000;
-    let config = palisade::api::GatewayConfig::load(config_path)?;
-    let gateway = palisade::api::Gateway::build(&config, data)?;
+    let config = palisade_gateway::GatewayConfig::load(config_path)?;
+    let gateway = palisade_gateway::Gateway::build(&config, data)?;
     let target = config::target(APPS - 1);
     let route = gateway
         .resolve(&target)

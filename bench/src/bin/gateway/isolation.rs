@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use palisade::{
+use palisade_core::{
     AccessRequest, AppSpec, Engine, EngineConfig, Operation, PluginSetup, Runtime, SandboxLimits,
 };
 use serde::Serialize;
@@ -69,9 +69,9 @@ pub fn run(decisions: usize) -> anyhow::Result<IsolationResult> {
     let runtime = Arc::new(Runtime::new(Engine::new(EngineConfig::default())?)?);
     let policy = r#"{"policies":[{"id":"good","pv":{"acr":[{"acor":["CAE1"],"acop":2}]}}]}"#;
     runtime.install(
-        AppSpec::new("good").plugin(PluginSetup::new("acp", policy), palisade::plugins::ACP),
+        AppSpec::new("good").plugin(PluginSetup::new("acp", policy), palisade_artifacts::ACP),
     )?;
-    let hostile = std::fs::read(palisade::plugins::HOSTILE_PATH)?;
+    let hostile = std::fs::read(palisade_artifacts::HOSTILE_PATH)?;
     let no_quarantine = SandboxLimits {
         deadline: ATTACK_DEADLINE,
         quarantine_after: u32::MAX,

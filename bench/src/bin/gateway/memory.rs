@@ -93,14 +93,14 @@ pub fn run(palisade: &Path, apps: usize) -> anyhow::Result<MemoryResult> {
 }
 
 fn in_process(apps: usize, cache: &Path) -> anyhow::Result<InProcess> {
-    use palisade::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
+    use palisade_core::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
     // One buffer for every app, as `serve` reads each plugin reference once.
-    let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade::plugins::ACP);
+    let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade_artifacts::ACP);
     let engine = Engine::new(EngineConfig {
         cache_dir: Some(cache.to_path_buf()),
         ..EngineConfig::default()
     })?;
-    let mut shared = palisade::pipeline::SharedModules::default();
+    let mut shared = palisade_core::pipeline::SharedModules::default();
     shared.get_or_compile(&engine, &acp)?;
     let spec = |index: usize| {
         let policy = format!(

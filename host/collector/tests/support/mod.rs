@@ -9,7 +9,7 @@ pub mod pki;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use palisade::audit::{CheckpointSigner, MemorySigner};
+use palisade_audit::{CheckpointSigner, MemorySigner};
 
 /// The audit key seed of gateway `n` (its checkpoint signer).
 pub fn gateway_seed(n: u8) -> [u8; 32] {
@@ -90,8 +90,8 @@ impl Fleet {
     }
 
     /// Client TLS files for `name` (`ops`, `gw-1`, `stranger`, `rogue`).
-    pub fn client(&self, name: &str) -> palisade::tls_client::ClientTlsFiles {
-        palisade::tls_client::ClientTlsFiles {
+    pub fn client(&self, name: &str) -> palisade_gateway::tls_client::ClientTlsFiles {
+        palisade_gateway::tls_client::ClientTlsFiles {
             ca_file: Some(self.dir.join("ca.crt")),
             cert_file: Some(self.dir.join(format!("{name}.crt"))),
             key_file: Some(self.dir.join(format!("{name}.key"))),

@@ -1,0 +1,208 @@
+//! Canonical JSON written straight from typed records (SER-016).
+//!
+//! Why: every decision is audited on the request path, and building a `serde_json::Value`
+//! (a map of heap-allocated keys and strings) only to sort and print it again cost more than
+//! the rest of the audit. A record instead writes its fields here in sorted key order and
+//! gets the very bytes [`canonical_json`] would give for its `Value`, so entry hashes and the
+//! verifier are unchanged.
+//!
+//! A [`CanonicalJson`] can only come out of [`canonical_json`] or out of
+//! [`canonical_object`], which checks the key order as it goes: text that is not canonical
+//! would hash differently from what the verifier recomputes, making a genuine log fail
+//! verification (or, if not even JSON, refuse to reopen), so it must never reach the file.
+
+use super::entry::canonical_json;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt;
+
+/// A payload already in canonical JSON (keys sorted by bytes, no whitespace, strings and
+/// numbers as serde_json writes them), ready for [`super::AuditLog::append_canonical`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalJson(String);
+
+impl CanonicalJson {
+    /// The canonical JSON of any value.
+    pub fn from_value(value: &Value) -> CanonicalJson {
+        CanonicalJson(canonical_json(value))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for CanonicalJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Writes one JSON object whose fields `fields` adds in ascending key order; `None` if they
+/// were not ascending (a bug in the caller: the text would not be canonical). `capacity` is a
+/// guess at the length, to allocate once.
+pub fn canonical_object(
+    capacity: usize,
+    fields: impl FnOnce(&mut ObjectWriter<'_>),
+) -> Option<CanonicalJson> {
+    let mut out = Vec::with_capacity(capacity);
+    let mut canonical = true;
+    write_object(&mut out, &mut canonical, fields);
+    if !canonical {
+        return None;
+    }
+    // serde_json writes UTF-8 and everything added here is ASCII.
+    String::from_utf8(out).ok().map(CanonicalJson)
+}
+
+fn write_object(
+    out: &mut Vec<u8>,
+    canonical: &mut bool,
+    fields: impl FnOnce(&mut ObjectWriter<'_>),
+) {
+    out.push(b'{');
+    let mut writer = ObjectWriter {
+        out,
+        last_key: None,
+        canonical,
+    };
+    fields(&mut writer);
+    writer.out.push(b'}');
+}
+
+/// The fields of one object being written by [`canonical_object`]. Keys must come in
+/// ascending byte order, each once; an omitted optional field is simply not written (as
+/// serde's `skip_serializing_if` omits it).
+pub struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    last_key: Option<&'static str>,
+    canonical: &'a mut bool,
+}
+
+impl ObjectWriter<'_> {
+    fn key(&mut self, key: &'static str) {
+        if let Some(last) = self.last_key {
+            // `str` orders by bytes, as `canonical_json` sorts; equal keys would be a
+            // duplicate that a `Value` map collapses.
+            if key <= last {
+                *self.canonical = false;
+            }
+            self.out.push(b',');
+        }
+        self.last_key = Some(key);
+        self.json(key);
+        self.out.push(b':');
+    }
+
+    /// serde_json's own writer, so strings are escaped exactly as `canonical_json` escapes
+    /// them (the hash depends on every byte).
+    fn json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        if serde_json::to_writer(&mut *self.out, value).is_err() {
+            *self.canonical = false;
+        }
+    }
+
+    /// A string field.
+    pub fn str(&mut self, key: &'static str, value: &str) {
+        self.key(key);
+        self.json(value);
+    }
+
+    /// A string field, omitted when `None`.
+    pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.str(key, value);
+        }
+    }
+
+    /// An unsigned integer field.
+    pub fn u64(&mut self, key: &'static str, value: u64) {
+        self.key(key);
+        self.json(&value);
+    }
+
+    /// A boolean field.
+    pub fn bool(&mut self, key: &'static str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A field whose value serializes to a JSON scalar (e.g. a unit enum variant, with its
+    /// serde renames). A map or sequence is refused: serde would not sort its keys.
+    pub fn scalar<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        self.key(key);
+        let start = self.out.len();
+        self.json(value);
+        if matches!(self.out.get(start), Some(b'{' | b'[')) {
+            *self.canonical = false;
+        }
+    }
+
+    /// A nested object, written by `fields` under the same rules.
+    pub fn object(&mut self, key: &'static str, fields: impl FnOnce(&mut ObjectWriter<'_>)) {
+        self.key(key);
+        write_object(self.out, self.canonical, fields);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_object_matches_the_value_encoding() {
+        let text = "q\"b\\c\u{1}\u{1f}\u{7f}\n\t\r\u{8}\u{c}é☃\u{2028}😀/";
+        let written = canonical_object(16, |o| {
+            o.bool("a", true);
+            o.object("b", |inner| {
+                inner.opt_str("x", None);
+                inner.u64("y", u64::MAX);
+            });
+            o.str("c", text);
+            o.scalar("d", &Some(1.5));
+            o.opt_str("e", Some(""));
+        })
+        .unwrap();
+        let value = json!({"e": "", "d": 1.5, "c": text, "b": {"y": u64::MAX}, "a": true});
+        assert_eq!(written, CanonicalJson::from_value(&value));
+    }
+
+    #[test]
+    fn canonical_object_refuses_what_would_not_be_canonical() {
+        let unsorted = canonical_object(0, |o| {
+            o.str("b", "");
+            o.str("a", "");
+        });
+        assert_eq!(unsorted, None, "keys out of order");
+        let duplicate = canonical_object(0, |o| {
+            o.u64("a", 1);
+            o.u64("a", 2);
+        });
+        assert_eq!(duplicate, None, "a duplicate key");
+        let nested_unsorted = canonical_object(0, |o| {
+            o.object("a", |inner| {
+                inner.bool("z", true);
+                inner.bool("y", false);
+            })
+        });
+        assert_eq!(
+            nested_unsorted, None,
+            "keys out of order in a nested object"
+        );
+        let map = canonical_object(0, |o| o.scalar("a", &json!({"z": 1, "y": 2})));
+        assert_eq!(map, None, "a map through scalar() would keep serde's order");
+        assert_eq!(
+            canonical_object(0, |_| {}).unwrap().as_str(),
+            "{}",
+            "an empty object"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The gateway's HTTP client for the server role, over `http://` or `https://`
+//! ([`crate::tls_client`], the one client TLS builder: the server verified against a
+//! configured CA, an optional client certificate). Every protocol message is signed end to
+//! end (and independent-mode keys never cross the wire), so TLS adds confidentiality of the
+//! group membership traffic (SER-002/003), not authenticity.
+
+use super::{HttpError, CONTENT_TYPE};
+use axum::http::{header, Method, Request, StatusCode, Uri};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use palisade_group::messages::{
+    GroupAnswers, GroupAssertion, GroupAssociation, GroupChallenge, GroupConfirmations,
+};
+use palisade_group::wire::{WireMessage, MAX_MESSAGE_LEN};
+use palisade_group::ChallengeRequest;
+use palisade_group::{GroupSigner, Mode};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one call to the server may take, connection included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest JSON error body read from the server.
+const MAX_ERROR_BODY: usize = 16 << 10;
+
+/// Calls the server role's endpoints as one gateway.
+#[derive(Clone)]
+pub struct ServerClient {
+    base: String,
+    gateway: String,
+    signer: Arc<dyn GroupSigner>,
+    client: Client<crate::tls_client::Connector, Full<Bytes>>,
+}
+
+impl ServerClient {
+    /// A client for the server at `base_url` (`http://host:port`, optionally with a path
+    /// prefix), signing challenge requests as `gateway` with its identity key.
+    pub fn new(
+        base_url: &str,
+        gateway: &str,
+        signer: Arc<dyn GroupSigner>,
+    ) -> Result<Self, HttpError> {
+        Self::with_tls(base_url, gateway, signer, None)
+    }
+
+    /// Like [`ServerClient::new`], for an `https://` server too: `tls` from
+    /// [`crate::tls_client::client_config`]. An `https://` URL without `tls` and `tls` with
+    /// an `http://` URL are refused (no silent plain text, no ignored CA).
+    pub fn with_tls(
+        base_url: &str,
+        gateway: &str,
+        signer: Arc<dyn GroupSigner>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, HttpError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let uri: Uri = base
+            .parse()
+            .map_err(|e| HttpError::InvalidRequest(format!("server URL {base_url:?}: {e}")))?;
+        let https = crate::tls_client::is_https(&uri)
+            .map_err(|e| HttpError::InvalidRequest(format!("server URL: {e}")))?;
+        if uri.authority().is_none() {
+            return Err(HttpError::InvalidRequest(format!(
+                "server URL {base_url:?}: expected http(s)://HOST:PORT"
+            )));
+        }
+        match (https, tls.is_some()) {
+            (true, false) => {
+                return Err(HttpError::InvalidRequest(format!(
+                    "server URL {base_url:?} is https://: give the server's CA file"
+                )))
+            }
+            (false, true) => {
+                return Err(HttpError::InvalidRequest(format!(
+                    "server URL {base_url:?} is plain http://: TLS files apply to https:// only"
+                )))
+            }
+            (false, false) => {
+                tracing::warn!(server = %base, "the group-authentication server is reached over plain http://")
+            }
+            (true, true) => {}
+        }
+        palisade_group::check_id(gateway)?;
+        let connector = crate::tls_client::Connector::new(Duration::from_secs(10), tls);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(ServerClient {
+            base,
+            gateway: gateway.to_owned(),
+            signer,
+            client,
+        })
+    }
+
+    /// Asks for a group challenge with a freshly signed request.
+    pub async fn challenge(
+        &self,
+        group: &str,
+        mode: Mode,
+        now: u64,
+    ) -> Result<GroupChallenge, HttpError> {
+        let req = ChallengeRequest::signed(&*self.signer, &self.gateway, group, mode, now)?;
+        self.challenge_raw(req.to_bytes()).await
+    }
+
+    /// Sends an already encoded challenge request (tests replay one with this).
+    pub async fn challenge_raw(&self, body: Vec<u8>) -> Result<GroupChallenge, HttpError> {
+        let b = self.post("/group/v1/challenge", body).await?;
+        decode(&b)
+    }
+
+    /// SER-027: sends the signed assertion, returns the association.
+    pub async fn represented(&self, a: &GroupAssertion) -> Result<GroupAssociation, HttpError> {
+        let b = self.post("/group/v1/represented", a.to_bytes()).await?;
+        decode(&b)
+    }
+
+    /// SER-028: sends all answers in one message, returns the confirmations.
+    pub async fn independent(&self, m: &GroupAnswers) -> Result<GroupConfirmations, HttpError> {
+        let b = self.post("/group/v1/independent", m.to_bytes()).await?;
+        decode(&b)
+    }
+
+    /// #16.6: relays a sealed message's bytes to the server and returns the sealed answer's
+    /// bytes, both unread (the agent holds no key of an independent-mode association).
+    pub async fn sealed(&self, body: Vec<u8>) -> Result<Bytes, HttpError> {
+        self.post("/group/v1/sealed", body).await
+    }
+
+    /// One POST. A refusal by the server keeps its status and code (the caller's request was
+    /// refused for that reason); anything else wrong with the exchange is `server-unavailable`.
+    async fn post(&self, path: &str, body: Vec<u8>) -> Result<Bytes, HttpError> {
+        let unavailable = |e: &dyn std::fmt::Display| HttpError::ServerUnavailable(e.to_string());
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unavailable(&e))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let status = resp.status();
+            let limit = if status.is_success() {
+                MAX_MESSAGE_LEN
+            } else {
+                MAX_ERROR_BODY
+            };
+            let bytes = Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| unavailable(&*e))?
+                .to_bytes();
+            Ok::<_, HttpError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unavailable(&"no answer in time"))??;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        Err(refusal(status, &bytes))
+    }
+}
+
+fn decode<M: WireMessage>(b: &[u8]) -> Result<M, HttpError> {
+    M::from_bytes(b).map_err(|e| HttpError::ServerUnavailable(format!("bad answer: {e}")))
+}
+
+/// The server's JSON error, kept as is when it is a refusal of the request (4xx); a server
+/// failure (5xx) stays a failure of the server.
+fn refusal(status: StatusCode, body: &[u8]) -> HttpError {
+    let parsed: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            Some((
+                e.get("code")?.as_str()?.to_owned(),
+                e.get("message")?.as_str()?.to_owned(),
+            ))
+        });
+    match parsed {
+        Some((code, message)) if status.is_client_error() => HttpError::Failed {
+            status,
+            code,
+            message: format!("the group server refused: {message}"),
+        },
+        Some((code, message)) => {
+            HttpError::ServerUnavailable(format!("server error {status} {code}: {message}"))
+        }
+        None => HttpError::ServerUnavailable(format!("server answered {status}")),
+    }
+}

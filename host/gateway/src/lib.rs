@@ -1,0 +1,448 @@
+//! The gateway service behind `palisade serve`: the decision API (`POST /v1/decide`), the
+//! oneM2M HTTP-binding enforcement proxy in front of an upstream CSE, `GET /metrics` and
+//! `GET /health`.
+//!
+//! Parts, one module each: [`config`] (the TOML file), [`setup`] (installing the apps),
+//! [`privacy`] (pseudonymous originators, SER-011/018/025), [`protect`] (rate limits and
+//! back-pressure, SER-001), [`decide`], [`proxy`] and [`onem2m`] (the HTTP binding),
+//! [`metrics`], [`audit`] (the hook every decision goes through, SER-016), [`server`]
+//! (listeners, timeouts, graceful shutdown), [`tls`] (rustls listeners, client certificates,
+//! SER-009), [`demo`] (the no-config demo gateway) and [`noop`] (`POST /v1/noop`, off unless
+//! `[diagnostics] noop_endpoint = true`: the HTTP path without a decision, for benchmarks).
+//!
+//! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
+//! the identity-privacy split, runs the pipeline, counts it and hands it to
+//! [`audit::audit_hook`]; handlers await [`Gateway::recorded`] before they answer (SER-016). The pipeline is synchronous and never waits; async handlers call it
+//! through [`Gateway::run_plugins`], inline on the worker unless the app misbehaved
+//! ([`placement`]).
+
+pub mod admin;
+pub mod app_groups;
+pub mod audit;
+pub mod config;
+pub mod cse_lookup;
+pub mod decide;
+pub mod demo;
+pub mod error;
+pub mod group_http;
+pub mod metrics;
+pub mod noop;
+pub mod onem2m;
+pub mod originator;
+pub mod placement;
+pub mod privacy;
+pub mod protect;
+pub mod proxy;
+pub mod registration;
+pub mod replay;
+pub mod server;
+pub mod setup;
+pub mod status;
+pub mod tls;
+pub mod tls_client;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use palisade_core::engine::{Engine, EngineConfig};
+use palisade_core::pipeline::{Decision, Effect, Runtime, Timings};
+use palisade_core::request::{now_unix, AccessRequest};
+use palisade_keys::{KeyStore, SoftwareKeyStore};
+
+pub use audit::{audit_hook, AuditSink, DecisionRecord, LogSink};
+pub use config::{ConfigError, GatewayConfig};
+pub use setup::{AppRoute, SetupError};
+
+/// Name suffix of the sandbox that runs an app's authenticators apart (see [`privacy`]).
+pub const AUTHN_SUFFIX: &str = ".authn";
+
+/// Everything a running gateway shares between connections.
+pub struct Gateway {
+    pub runtime: Arc<Runtime>,
+    pub routes: Vec<Arc<AppRoute>>,
+    pub upstream: Option<proxy::Upstream>,
+    /// Provisioned originator positions: the location of proxied requests (issue 13.7).
+    pub positions: Arc<palisade_provision::PositionDirectory>,
+    pub limits: config::ServerLimits,
+    pub protection: protect::Protection,
+    pub metrics: metrics::Metrics,
+    pub audit: Arc<dyn AuditSink>,
+    pub keystore: Arc<dyn KeyStore>,
+    /// The admin API and module registry, when the config has an `[admin]` section.
+    pub admin: Option<Arc<admin::Admin>>,
+    /// Whether `POST /v1/noop` is served (`[diagnostics] noop_endpoint`).
+    pub noop_endpoint: bool,
+    /// How each app's originators are established, and the `tkid` replay cache.
+    pub originators: originator::Originators,
+    ids: DecisionIds,
+    started: Instant,
+}
+
+/// A decision with what the gateway adds to it.
+pub struct Evaluation {
+    pub decision: Decision,
+    pub decision_id: String,
+    /// The request as the app's authorizers saw it (pseudonymous originator, authentication
+    /// state and roles established): filters see the same.
+    pub view: AccessRequest,
+    /// Where the decision's audit record stands: await [`Gateway::recorded`] before
+    /// answering (SER-016).
+    pub audit: audit::AuditTicket,
+    /// Set when the originator was not authenticated: answer this refusal (4106, or 503 when
+    /// the token replay check is unavailable) instead of the deny.
+    pub refused: Option<originator::Refusal>,
+}
+
+/// Decision ids: a random 64-bit boot nonce and a counter, in hex. Unique across restarts
+/// (the nonce), ordered within one run (the counter), never reused.
+struct DecisionIds {
+    boot: u64,
+    next: AtomicU64,
+}
+
+impl DecisionIds {
+    fn new() -> DecisionIds {
+        DecisionIds {
+            boot: rand::random(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        // Hex by hand: `format!` was a visible share of a decision's CPU (perf).
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.boot.to_be_bytes());
+        id[8..].copy_from_slice(&sequence.to_be_bytes());
+        hex::encode(id)
+    }
+}
+
+/// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
+pub fn open_keystore(
+    config: &config::KeystoreConfig,
+    data_dir: &Path,
+) -> Result<Arc<dyn KeyStore>, SetupError> {
+    match config {
+        config::KeystoreConfig::Software => {
+            Ok(Arc::new(SoftwareKeyStore::open(&data_dir.join("keys"))?))
+        }
+        #[cfg(feature = "pkcs11")]
+        config::KeystoreConfig::Pkcs11 {
+            module,
+            token_label,
+            pin_env,
+        } => {
+            let user_pin =
+                std::env::var(pin_env).map_err(|_| SetupError::HsmPin(pin_env.clone()))?;
+            let store = palisade_keys::Pkcs11KeyStore::open(&palisade_keys::Pkcs11Config {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                user_pin,
+            })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        config::KeystoreConfig::Pkcs11 { .. } => Err(SetupError::HsmUnsupported),
+    }
+}
+
+/// The hash-chained audit log in `<data>/audit`, checkpoints signed by the gateway's audit
+/// key in the keystore (SER-016).
+fn open_audit(
+    data_dir: &Path,
+    keystore: &Arc<dyn KeyStore>,
+    settings: &audit::AuditSettings,
+) -> Result<Arc<dyn AuditSink>, SetupError> {
+    let signer = Arc::new(
+        audit::KeystoreSigner::open_or_create(keystore.clone())
+            .map_err(audit::AuditSetupError::Key)?,
+    );
+    Ok(Arc::new(audit::AuditLogSink::open(
+        &data_dir.join("audit"),
+        signer,
+        settings,
+    )?))
+}
+
+impl Gateway {
+    /// Opens the data folder (keystore, artifact cache), installs the config's apps and
+    /// prepares the upstream client.
+    pub fn build(config: &GatewayConfig, data_dir: &Path) -> Result<Gateway, SetupError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| SetupError::Data {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let keystore = open_keystore(&config.keystore, data_dir)?;
+        let mut engine_config = EngineConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            ..EngineConfig::default()
+        };
+        config.compile.apply(&mut engine_config);
+        config.engine.apply(&mut engine_config);
+        let engine = Engine::new(engine_config)?;
+        let runtime = Arc::new(Runtime::new(engine)?);
+        let routes = setup::install_apps(config, &runtime, &keystore)?;
+        let upstream_tls = config.upstream_tls()?;
+        let mut upstream = config
+            .upstream
+            .as_ref()
+            .map(|upstream| proxy::Upstream::new(upstream, upstream_tls));
+        let originators = originator::Originators::new(config, data_dir)?;
+        if let Some(upstream) = &mut upstream {
+            upstream.attach_groups(config, &runtime);
+        }
+        Ok(Gateway {
+            runtime,
+            routes,
+            upstream,
+            positions: Arc::new(palisade_provision::PositionDirectory::new()),
+            limits: config.limits.clone(),
+            protection: protect::Protection::new(&config.rate_limit, config.limits.max_in_flight),
+            metrics: metrics::Metrics::default(),
+            audit: open_audit(data_dir, &keystore, &config.audit)?,
+            keystore,
+            admin: None,
+            noop_endpoint: config.diagnostics.noop_endpoint,
+            originators,
+            ids: DecisionIds::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Sends every decision to `sink` (the audit log, SER-016) instead of the log lines of
+    /// [`LogSink`].
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Gateway {
+        self.audit = sink;
+        self
+    }
+
+    /// The installed application named `name`.
+    pub fn route(&self, name: &str) -> Option<&Arc<AppRoute>> {
+        self.routes.iter().find(|route| route.name == name)
+    }
+
+    /// The application whose longest path prefix covers `target`.
+    pub fn resolve(&self, target: &str) -> Option<&Arc<AppRoute>> {
+        self.routes
+            .iter()
+            .filter_map(|route| route.covers(target).map(|length| (length, route)))
+            .max_by_key(|(length, _)| *length)
+            .map(|(_, route)| route)
+    }
+
+    /// Seconds since the gateway started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Runs `work` (which calls `route`'s plugins) from an async handler: inline on the
+    /// worker while the app's plugins behave, off it once one failed or was slow
+    /// ([`placement`]).
+    pub fn run_plugins<T>(&self, route: &AppRoute, work: impl FnOnce() -> T) -> T {
+        route.placement.run(work)
+    }
+
+    /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
+    /// (runs plugins): call it from async code through [`Gateway::run_plugins`].
+    pub fn evaluate(
+        &self,
+        route: &AppRoute,
+        request: AccessRequest,
+        source: &'static str,
+    ) -> Evaluation {
+        self.evaluate_established(route, request, source, originator::Established::claimed())
+    }
+
+    /// [`Gateway::evaluate`] for a request whose originator passed
+    /// [`originator::Originators::check`]: after the plugins, its tokens must have been
+    /// verified for the originator and are used up, or the decision becomes a refusal.
+    pub fn evaluate_established(
+        &self,
+        route: &AppRoute,
+        mut request: AccessRequest,
+        source: &'static str,
+        established: originator::Established,
+    ) -> Evaluation {
+        request.app = route.name.clone();
+        request.request_time.get_or_insert_with(now_unix);
+        let originator = request.originator.clone();
+        let (mut decision, view, subject) = match &route.pseudonyms {
+            None => {
+                let decision = self.runtime.is_authorized(&request);
+                let mut view = request;
+                view.credential = None;
+                if let Some(identity) = &decision.identity {
+                    view.authenticated = true;
+                    merge_roles(&mut view.roles, &identity.roles);
+                }
+                let subject = decision.identity.as_ref().map(|i| i.subject.clone());
+                (decision, view, subject)
+            }
+            Some(pseudonyms) => self.evaluate_private(route, pseudonyms, request),
+        };
+        if decision.stages.iter().any(|stage| stage.failure.is_some()) {
+            route.placement.demote();
+        }
+        let refused =
+            self.originators
+                .after_plugins(&established, &originator, &mut decision, now_unix());
+        self.finish(decision, view, subject, source, established.how, refused)
+    }
+
+    /// The gateway's refusal of `request` for `route` before any plugin ran (the originator
+    /// is not authenticated): audited like every decision, the originator pseudonymous
+    /// unless the app has consent.
+    pub fn refuse(
+        &self,
+        route: &AppRoute,
+        mut request: AccessRequest,
+        source: &'static str,
+        refusal: originator::Refusal,
+    ) -> Evaluation {
+        let started = Instant::now();
+        request.app = route.name.clone();
+        request.request_time.get_or_insert_with(now_unix);
+        request.credential = None;
+        // An originator-less AE registration stays empty, as in `evaluate_private`.
+        if let Some(pseudonyms) = route
+            .pseudonyms
+            .as_ref()
+            .filter(|_| !request.originator.is_empty())
+        {
+            request.originator = pseudonyms
+                .pseudonym(&request.originator)
+                .unwrap_or_else(|_| "anon-unavailable".into());
+        }
+        let mut decision = gateway_deny(route, "", started);
+        originator::deny(&mut decision, &refusal);
+        let how = self.originators.mode(&route.name).name();
+        self.finish(decision, request, None, source, how, Some(refusal))
+    }
+
+    /// Counts and audits a decision (SER-016).
+    fn finish(
+        &self,
+        decision: Decision,
+        view: AccessRequest,
+        subject: Option<String>,
+        source: &'static str,
+        originator_auth: &'static str,
+        refused: Option<originator::Refusal>,
+    ) -> Evaluation {
+        let decision_id = self.ids.next();
+        self.metrics.decision(&decision);
+        let mut record = DecisionRecord::new(&decision_id, source, &view, &decision, subject);
+        record.originator_auth = originator_auth;
+        let audit = audit_hook(self.audit.as_ref(), &record);
+        Evaluation {
+            decision,
+            decision_id,
+            view,
+            audit,
+            refused,
+        }
+    }
+
+    /// Waits until `evaluation`'s record is written (SER-016: audit is a precondition of an
+    /// answer). `Err`: it cannot be recorded, and the request must be refused (503).
+    pub async fn recorded(&self, evaluation: &mut Evaluation) -> Result<(), audit::AuditRefusal> {
+        let ticket = std::mem::replace(&mut evaluation.audit, audit::AuditTicket::Done);
+        self.audit.confirm(ticket).await
+    }
+
+    /// SER-011/018/025: authenticators on the real request in their own sandbox, then
+    /// authorizers on the pseudonymous view. Returns the decision, the view and the
+    /// pseudonymous subject.
+    fn evaluate_private(
+        &self,
+        route: &AppRoute,
+        pseudonyms: &privacy::Pseudonymizer,
+        request: AccessRequest,
+    ) -> (Decision, AccessRequest, Option<String>) {
+        let started = Instant::now();
+        let mut view = request.clone();
+        view.credential = None;
+        view.originator = match pseudonyms.pseudonym(&request.originator) {
+            // An AE registration without an originator (api::registration): there is no
+            // identity to hide, and plugins must be able to tell it from a real one.
+            _ if request.originator.is_empty() => String::new(),
+            Ok(pseudonym) => pseudonym,
+            Err(error) => {
+                // Fail closed: never fall back to the real ID.
+                tracing::error!(app = %route.name, %error, "cannot compute a pseudonym");
+                view.originator = "anon-unavailable".into();
+                let decision = gateway_deny(
+                    route,
+                    "the originator's pseudonym cannot be computed",
+                    started,
+                );
+                return (decision, view, None);
+            }
+        };
+        let mut authn_stages = Vec::new();
+        let mut authenticate_us = 0;
+        let mut identity = None;
+        if let (Some(_), Some(authn_app)) = (&request.credential, &route.authn_app) {
+            let mut real = request.clone();
+            real.app = authn_app.clone();
+            let mut outcome = self.runtime.is_authorized(&real);
+            outcome.app = route.name.clone();
+            match outcome.identity.take() {
+                Some(found) => {
+                    view.authenticated = true;
+                    merge_roles(&mut view.roles, &found.roles);
+                    identity = Some(found);
+                }
+                // Rejected, failed or expired (anything but not-applicable everywhere): that
+                // answer stands, as it would in a single pipeline (monitor mode included).
+                None if outcome.stages.iter().any(|s| s.outcome != "not-applicable") => {
+                    return (outcome, view, None);
+                }
+                None => {}
+            }
+            authenticate_us = outcome.timings.authenticate_us;
+            authn_stages = outcome.stages;
+        }
+        let mut decision = self.runtime.is_authorized(&view);
+        if !authn_stages.is_empty() {
+            authn_stages.append(&mut decision.stages);
+            decision.stages = authn_stages;
+        }
+        decision.timings.authenticate_us = authenticate_us;
+        decision.timings.total_us = started.elapsed().as_micros() as u64;
+        let subject = identity
+            .as_ref()
+            .map(|found| pseudonyms.pseudonym(&found.subject).unwrap_or_default());
+        decision.identity = identity;
+        (decision, view, subject)
+    }
+}
+
+fn merge_roles(roles: &mut Vec<String>, extra: &[String]) {
+    for role in extra {
+        if !roles.contains(role) {
+            roles.push(role.clone());
+        }
+    }
+}
+
+/// A deny made by the gateway itself (no plugin involved).
+fn gateway_deny(route: &AppRoute, reason: &str, started: Instant) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        reason: reason.to_string(),
+        app: route.name.clone(),
+        decided_by: None,
+        enforced: true,
+        would_deny: None,
+        identity: None,
+        stages: Vec::new(),
+        timings: Timings {
+            total_us: started.elapsed().as_micros() as u64,
+            ..Timings::default()
+        },
+    }
+}
