@@ -321,7 +321,9 @@ impl CollectorConfig {
 #[serde(deny_unknown_fields)]
 struct ShipFile {
     collector: Spanned<String>,
-    audit_dir: Spanned<String>,
+    /// Required in a standalone ship.toml; a gateway's `[audit.ship]` ships its own log.
+    #[serde(default)]
+    audit_dir: Option<Spanned<String>>,
     #[serde(default)]
     file_name: Option<String>,
     #[serde(default)]
@@ -383,16 +385,69 @@ pub struct ShipConfig {
 }
 
 impl ShipConfig {
-    /// Reads and checks `file`.
+    /// Reads and checks a standalone `ship.toml`.
     pub fn load(file: &Path) -> Result<ShipConfig, ConfigError> {
         let text = read(file)?;
         Self::parse(file, &text)
     }
 
-    /// Parses `text` as if read from `file`.
+    /// Parses a standalone `ship.toml` (`text`) as if read from `file`.
     pub fn parse(file: &Path, text: &str) -> Result<ShipConfig, ConfigError> {
         let raw: ShipFile = parse_toml(file, text)?;
         let o = Origin { file, text };
+        let Some(dir) = &raw.audit_dir else {
+            return Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                line: None,
+                key: Some("audit_dir".into()),
+                message: "missing: the gateway's audit directory".into(),
+            });
+        };
+        let audit_dir = o.path(dir.get_ref());
+        Self::check(&o, raw, audit_dir, "")
+    }
+
+    /// The `[audit.ship]` table of a gateway config (`file` with `text`), shipping the log in
+    /// `audit_dir`; `None` when the gateway ships nothing. Relative paths are resolved
+    /// against the config file's directory; errors name `audit.ship.KEY` and the line.
+    pub fn from_gateway(
+        file: &Path,
+        text: &str,
+        audit_dir: &Path,
+    ) -> Result<Option<ShipConfig>, ConfigError> {
+        // Only this one table is read here; the gateway checks the rest of the file.
+        #[derive(Deserialize)]
+        struct View {
+            #[serde(default)]
+            audit: Option<AuditView>,
+        }
+        #[derive(Deserialize)]
+        struct AuditView {
+            #[serde(default)]
+            ship: Option<ShipFile>,
+        }
+        let view: View = parse_toml(file, text)?;
+        let Some(raw) = view.audit.and_then(|a| a.ship) else {
+            return Ok(None);
+        };
+        let o = Origin { file, text };
+        if let Some(dir) = &raw.audit_dir {
+            return Err(o.error(
+                dir.span(),
+                "audit.ship.audit_dir",
+                "a gateway ships its own audit log: leave audit_dir out",
+            ));
+        }
+        Self::check(&o, raw, audit_dir.to_path_buf(), "audit.ship.").map(Some)
+    }
+
+    fn check(
+        o: &Origin<'_>,
+        raw: ShipFile,
+        audit_dir: PathBuf,
+        prefix: &str,
+    ) -> Result<ShipConfig, ConfigError> {
+        let k = |key: &str| format!("{prefix}{key}");
         let collector: hyper::Uri = raw
             .collector
             .get_ref()
@@ -402,11 +457,10 @@ impl ShipConfig {
             .ok_or_else(|| {
                 o.error(
                     raw.collector.span(),
-                    "collector",
+                    k("collector"),
                     "not an https:// URL (e.g. \"https://collector.example:7443\")",
                 )
             })?;
-        let audit_dir = o.path(raw.audit_dir.get_ref());
         let file_name = raw
             .file_name
             .unwrap_or_else(|| palisade_audit::DEFAULT_FILE_NAME.to_owned());
@@ -414,7 +468,7 @@ impl ShipConfig {
             .cursor_file
             .map(|c| o.path(&c))
             .unwrap_or_else(|| audit_dir.join("ship.cursor"));
-        let poll = o.range(&raw.poll_interval_ms, "poll_interval_ms", 10, 60_000)?;
+        let poll = o.range(&raw.poll_interval_ms, &k("poll_interval_ms"), 10, 60_000)?;
         Ok(ShipConfig {
             collector,
             audit_dir,
@@ -423,24 +477,24 @@ impl ShipConfig {
             ca_file: o.path(raw.ca_file.get_ref()),
             cert_file: o.path(raw.cert_file.get_ref()),
             key_file: o.path(raw.key_file.get_ref()),
-            batch_entries: o.range(&raw.batch_entries, "batch_entries", 1, 100_000)?,
-            batch_bytes: o.range(&raw.batch_bytes, "batch_bytes", 64 << 10, 64 << 20)?,
+            batch_entries: o.range(&raw.batch_entries, &k("batch_entries"), 1, 100_000)?,
+            batch_bytes: o.range(&raw.batch_bytes, &k("batch_bytes"), 64 << 10, 64 << 20)?,
             poll_interval: Duration::from_millis(poll),
             retry_max: Duration::from_millis(o.range(
                 &raw.retry_max_ms,
-                "retry_max_ms",
+                &k("retry_max_ms"),
                 poll,
                 3_600_000,
             )?),
             request_timeout: Duration::from_millis(o.range(
                 &raw.request_timeout_ms,
-                "request_timeout_ms",
+                &k("request_timeout_ms"),
                 100,
                 600_000,
             )?),
             max_backlog_bytes: o.range(
                 &raw.max_backlog_bytes,
-                "max_backlog_bytes",
+                &k("max_backlog_bytes"),
                 1 << 20,
                 u64::MAX,
             )?,

@@ -1,7 +1,7 @@
 //! Kill tests (issue #17.3): two real gateways (`palisade serve`) answer decisions while
-//! their shippers (`palisade-collector ship`) carry their audit logs to a real collector
-//! (`palisade collector`) on a real PostgreSQL. The collector, a shipper and a gateway
-//! are killed with SIGKILL mid-stream and started again; at the end every entry on each
+//! their shippers (`[audit.ship]`, inside the gateway) carry their audit logs to a real collector
+//! (`palisade collector`) on a real PostgreSQL. The collector and the gateways are killed
+//! with SIGKILL mid-stream and started again; at the end every entry on each
 //! gateway's disk is in the database exactly once, byte for byte, and the chain verifies
 //! from the database (`palisade audit verify --collector`).
 //!
@@ -34,12 +34,25 @@ fn palisade_bin() -> PathBuf {
     bin
 }
 
-const GATEWAY_CONFIG: &str = r#"
+/// A gateway that ships its log to the collector on `port` as `gw-N`.
+fn gateway_config(n: usize, port: u16, fleet: &Path) -> String {
+    let f = |name: &str| fleet.join(name).display().to_string();
+    format!(
+        r#"
 [rate_limit]
-per_originator = { per_second = 100000, burst = 100000 }
+per_originator = {{ per_second = 100000, burst = 100000 }}
 
 [audit]
 rotate_bytes = 65536
+
+[audit.ship]
+collector = "https://localhost:{port}"
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+batch_entries = 50
+poll_interval_ms = 20
+retry_max_ms = 200
 
 [[app]]
 name = "lights"
@@ -47,8 +60,13 @@ paths = ["/cse-in/lights"]
 consent_real_identities = true
 [[app.plugin]]
 plugin = "acp"
-config = { policies = [{ id = "p", pv = { acr = [{ acor = ["originator:CAE1"], acop = 2 }] } }] }
-"#;
+config = {{ policies = [{{ id = "p", pv = {{ acr = [{{ acor = ["originator:CAE1"], acop = 2 }}] }} }}] }}
+"#,
+        ca = f("ca.crt"),
+        cert = f(&format!("gw-{n}.crt")),
+        key = f(&format!("gw-{n}.key")),
+    )
+}
 
 /// A child process whose stdout is watched for a line.
 struct Proc {
@@ -146,8 +164,8 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(dir: &Path) -> Gateway {
-        std::fs::write(dir.join("gateway.toml"), GATEWAY_CONFIG).unwrap();
+    fn start(dir: &Path, config: &str) -> Gateway {
+        std::fs::write(dir.join("gateway.toml"), config).unwrap();
         let config = dir.join("gateway.toml");
         let data = dir.join("data");
         let (proc, rest) = Proc::start(
@@ -247,39 +265,31 @@ fn start_collector(fleet: &Fleet, dir: &Path) -> (Proc, String) {
     (proc, port)
 }
 
-fn start_shipper(fleet: &Fleet, n: usize) -> Proc {
-    let config = fleet.dir.join(format!("ship-{n}.toml"));
-    Proc::start(
-        &format!("shipper {n}"),
-        Path::new(COLLECTOR_BIN),
-        &["ship", "--config", config.to_str().unwrap()],
-        &fleet.dir,
-        "shipper running",
-    )
-    .0
-}
-
 #[test]
-fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
+fn killing_gateways_and_the_collector_mid_stream_loses_and_duplicates_nothing() {
     let Some(pg) = Postgres::start() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = runtime.block_on(pg.database("fleet"));
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::new(dir.path(), 2);
 
-    // Two real gateways; their audit keys (made on first start) go into the collector's config.
-    let mut gateways: Vec<Gateway> = (1..=2)
-        .map(|n| {
-            let gw_dir = dir.path().join(format!("gateway-{n}"));
-            std::fs::create_dir_all(&gw_dir).unwrap();
-            Gateway::start(&gw_dir)
-        })
-        .collect();
+    // The collector's port, fixed before anything starts: the gateways' configs name it.
     let port = {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         free.local_addr().unwrap().port()
     };
-    let mut extra = String::new();
+    // Two real gateways, shipping (and retrying) from their start; their audit keys (made on
+    // first start) go into the collector's config.
+    let configs: Vec<String> = (1..=2)
+        .map(|n| gateway_config(n, port, &fleet.dir))
+        .collect();
+    let mut gateways: Vec<Gateway> = (1..=2)
+        .map(|n| {
+            let gw_dir = dir.path().join(format!("gateway-{n}"));
+            std::fs::create_dir_all(&gw_dir).unwrap();
+            Gateway::start(&gw_dir, &configs[n - 1])
+        })
+        .collect();
     let mut keys = Vec::new();
     for gw in &gateways {
         let text = std::fs::read_to_string(gw.audit_dir().join("gateway.pub")).unwrap();
@@ -292,7 +302,7 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
     }
     // The fleet's collector config names gw-1/gw-2 with the test keys; replace them with the
     // real gateways' keys.
-    let path = fleet.collector_config(&format!("127.0.0.1:{port}"), &db, &extra);
+    let path = fleet.collector_config(&format!("127.0.0.1:{port}"), &db, "");
     let mut text = std::fs::read_to_string(&path).unwrap();
     for (i, key) in keys.iter().enumerate() {
         let test_key = hex::encode(palisade_audit::CheckpointSigner::public_key(
@@ -301,13 +311,9 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
         text = text.replace(&test_key, key);
     }
     std::fs::write(&path, text).unwrap();
-    extra.clear();
-    let (mut collector, port) = start_collector(&fleet, dir.path());
+    let (mut collector, bound) = start_collector(&fleet, dir.path());
+    assert_eq!(bound, port.to_string());
     let url = format!("https://localhost:{port}");
-    for (i, gw) in gateways.iter().enumerate() {
-        fleet.ship_config(i + 1, &url, &gw.audit_dir(), "batch_entries = 50");
-    }
-    let mut shippers: Vec<Proc> = (1..=2).map(|n| start_shipper(&fleet, n)).collect();
 
     // Load: each gateway gets decisions from its own thread until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
@@ -351,37 +357,36 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
     let (c, _) = start_collector(&fleet, dir.path());
     collector = c;
     wait_answers(300);
-    // A shipper and its gateway die mid-stream (a torn audit line is possible).
-    shippers[0].kill9();
+    // A gateway (and the shipper in it) dies mid-stream: a torn audit line is possible.
     gateways[0].proc.kill9();
     wait_answers(200);
     let gw_dir = gateways[0].dir.clone();
-    gateways[0] = Gateway::start(&gw_dir);
+    gateways[0] = Gateway::start(&gw_dir, &configs[0]);
     *addrs[0].lock().unwrap() = gateways[0].addr;
-    shippers[0] = start_shipper(&fleet, 1);
     wait_answers(300);
-    // And the collector once more, then the other shipper.
+    // The collector and the other gateway at once.
     collector.kill9();
-    shippers[1].kill9();
+    gateways[1].proc.kill9();
+    wait_answers(100);
+    let gw_dir = gateways[1].dir.clone();
+    gateways[1] = Gateway::start(&gw_dir, &configs[1]);
+    *addrs[1].lock().unwrap() = gateways[1].addr;
     wait_answers(200);
     let (c, _) = start_collector(&fleet, dir.path());
     collector = c;
-    shippers[1] = start_shipper(&fleet, 2);
     wait_answers(300);
 
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().unwrap();
     }
-    // The gateways stop cleanly (a final signed checkpoint); the shippers catch up.
-    for gw in &mut gateways {
-        gw.proc.terminate();
-    }
+    // The load stops; the gateways' shippers catch up (what is on disk can still grow by a
+    // checkpoint, so disk and database are compared again until they agree).
     let deadline = Instant::now() + Duration::from_secs(120);
     for (i, gw) in gateways.iter().enumerate() {
         let id = format!("gw-{}", i + 1);
-        let disk = lines_on_disk(&gw.audit_dir());
         loop {
+            let disk = lines_on_disk(&gw.audit_dir());
             let stored = runtime.block_on(lines_in_db(&db, &id));
             if stored.len() == disk.len() {
                 assert_eq!(
@@ -439,8 +444,8 @@ fn killing_gateways_shippers_and_the_collector_loses_and_duplicates_nothing() {
         );
         assert!(text.starts_with("stored audit log OK"), "{text}");
     }
-    for s in &mut shippers {
-        s.terminate();
+    for gw in &mut gateways {
+        gw.proc.terminate();
     }
     collector.terminate();
     eprintln!(

@@ -645,6 +645,11 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The file's text as read (for sections another crate checks, e.g. `[audit.ship]`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The directory relative paths in this file are resolved against.
     pub fn base_dir(&self) -> PathBuf {
         self.file
