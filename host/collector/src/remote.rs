@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
@@ -35,6 +34,49 @@ pub struct RemoteReport {
     pub dropped: u64,
 }
 
+/// Why a stored chain could not be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The client TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] palisade_gateway::tls_client::ClientTlsError),
+    /// The gateway id is not one (1 to 253 of A-Z a-z 0-9 - . _).
+    #[error("{0:?} is not a gateway id")]
+    BadGateway(String),
+    /// The collector could not be reached or its answer read.
+    #[error("{uri}: {message}")]
+    Transport {
+        /// The request.
+        uri: String,
+        /// What failed.
+        message: String,
+    },
+    /// The collector refused.
+    #[error("{uri}: {status}: {body}")]
+    Refused {
+        /// The request.
+        uri: String,
+        /// Its HTTP status.
+        status: u16,
+        /// Its answer.
+        body: String,
+    },
+    /// The collector holds nothing of this gateway.
+    #[error("the collector holds no entries of gateway {0:?}")]
+    Nothing(String),
+    /// The stored chain does not verify (the error names the line of the page and the seq).
+    #[error("gateway {gateway:?}: the stored chain does not verify from seq {from}: {source}")]
+    Chain {
+        /// The gateway.
+        gateway: String,
+        /// The first seq of the page that failed.
+        from: u64,
+        /// Why.
+        #[source]
+        source: palisade_audit::VerifyError,
+    },
+}
+
 /// Fetches and verifies `gateway`'s stored chain; `Err` on a chain that does not verify
 /// (the error names the seq) or on a transport failure.
 pub async fn verify_stored(
@@ -42,7 +84,15 @@ pub async fn verify_stored(
     gateway: &str,
     key: &[u8; 32],
     tls: ClientTlsFiles,
-) -> anyhow::Result<RemoteReport> {
+) -> Result<RemoteReport, RemoteError> {
+    let valid = !gateway.is_empty()
+        && gateway.len() <= crate::config::MAX_ID_BYTES
+        && gateway
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !valid {
+        return Err(RemoteError::BadGateway(gateway.to_owned()));
+    }
     let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(Connector::new(
         Duration::from_secs(10),
         Some(client_config(&tls)?),
@@ -61,27 +111,44 @@ pub async fn verify_stored(
     loop {
         let from = point.as_ref().map_or(0, |p| p.next_seq);
         let uri = format!("{base}/v1/gateways/{gateway}/chain?from_seq={from}");
+        let transport = |message: String| RemoteError::Transport {
+            uri: uri.clone(),
+            message,
+        };
+        let parsed = uri
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| transport(e.to_string()))?;
         let response = client
-            .get(uri.parse().context("collector URL")?)
+            .get(parsed)
             .await
-            .with_context(|| format!("GET {uri}"))?;
+            .map_err(|e| transport(e.to_string()))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_PAGE)
             .collect()
             .await
-            .map_err(|e| anyhow::anyhow!("reading {uri}: {e}"))?
+            .map_err(|e| transport(e.to_string()))?
             .to_bytes();
         if !status.is_success() {
-            bail!("{uri}: {status}: {}", String::from_utf8_lossy(&body));
+            return Err(RemoteError::Refused {
+                uri,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
         if body.is_empty() {
             if point.is_none() {
-                bail!("the collector holds no entries of gateway {gateway:?}");
+                return Err(RemoteError::Nothing(gateway.to_owned()));
             }
             return Ok(total);
         }
-        let report: VerifyReport = verify_continuation(&body, key, point.as_ref())
-            .with_context(|| format!("gateway {gateway:?}: the stored chain does not verify"))?;
+        let report: VerifyReport =
+            verify_continuation(&body, key, point.as_ref()).map_err(|source| {
+                RemoteError::Chain {
+                    gateway: gateway.to_owned(),
+                    from,
+                    source,
+                }
+            })?;
         total.log_id = report.log_id.clone();
         total.entries += report.entries;
         total.last_seq = report.last_seq;
@@ -91,7 +158,8 @@ pub async fn verify_stored(
             total.last_checkpoint_seq = Some(cp.seq);
         }
         let mut head = [0u8; 32];
-        hex::decode_to_slice(&report.head_hash, &mut head).context("head hash")?;
+        // The verifier writes the head as 64 hex digits.
+        let _ = hex::decode_to_slice(&report.head_hash, &mut head);
         point = Some(ChainPoint {
             log_id: report.log_id,
             next_seq: report.last_seq + 1,

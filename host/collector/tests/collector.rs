@@ -760,6 +760,28 @@ fn config_errors_name_the_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(":1:") && err.contains("https://"), "{err}");
+    // A gateway config's [audit.ship]: absent ships nothing; its errors name audit.ship.KEY.
+    let gw = dir.path().join("gateway.toml");
+    let audit = dir.path().join("audit");
+    let none = ShipConfig::from_gateway(&gw, "[audit]\non_failure = \"deny\"\n", &audit).unwrap();
+    assert!(none.is_none());
+    let ship = "[audit.ship]\ncollector = \"https://c:1\"\nca_file = \"c\"\ncert_file = \"c\"\nkey_file = \"k\"\n";
+    let config = ShipConfig::from_gateway(&gw, ship, &audit)
+        .unwrap()
+        .unwrap();
+    assert_eq!(config.audit_dir, audit);
+    assert_eq!(config.cursor_file, audit.join("ship.cursor"));
+    let err = ShipConfig::from_gateway(&gw, &format!("{ship}batch_bytes = 10\n"), &audit)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":6:") && err.contains("audit.ship.batch_bytes"),
+        "{err}"
+    );
+    let err = ShipConfig::from_gateway(&gw, &format!("{ship}colour = 1\n"), &audit)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("colour"), "{err}");
 }
 
 /// The collector's sustained ingest rate (issue #17 closing figure), not a pass/fail check:

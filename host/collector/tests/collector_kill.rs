@@ -22,10 +22,14 @@ use std::time::{Duration, Instant};
 use support::pg::Postgres;
 use support::Fleet;
 
-const COLLECTOR_BIN: &str = env!("CARGO_BIN_EXE_palisade-collector");
-
+/// The workspace's `palisade` binary, beside this test's own directory (target/debug).
 fn palisade_bin() -> PathBuf {
-    let bin = Path::new(COLLECTOR_BIN).with_file_name("palisade");
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("palisade");
     assert!(
         bin.exists(),
         "{} is missing: build the gateway first (cargo build -p palisade)",
