@@ -240,7 +240,7 @@ fn the_embedding_example_runs() {
             "build",
             "--quiet",
             "-p",
-            "palisade",
+            "palisade-core",
             "--example",
             "embed_gateway",
         ])
