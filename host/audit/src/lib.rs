@@ -120,6 +120,8 @@ mod tests;
 #[cfg(test)]
 mod tests_batch;
 #[cfg(test)]
+mod tests_continuation;
+#[cfg(test)]
 mod tests_rotate;
 #[cfg(test)]
 mod tests_verify;
@@ -130,8 +132,9 @@ pub use canonical::{canonical_object, ObjectWriter};
 pub use entry::{canonical_json, checkpoint_message, entry_hash, Kind, ZERO_HASH};
 pub use signer::{CheckpointSigner, MemorySigner, SignerError};
 pub use verify::{
-    locate_line, log_files, resolve_log_path, set_line_counts, verify, verify_bytes, verify_set,
-    CheckpointInfo, Problem, VerifyError, VerifyReport, VerifyWarning,
+    locate_line, log_files, resolve_log_path, set_line_counts, verify, verify_bytes,
+    verify_continuation, verify_set, ChainPoint, CheckpointInfo, Problem, VerifyError,
+    VerifyReport, VerifyWarning,
 };
 
 use std::fmt;

@@ -137,6 +137,10 @@ pub enum Problem {
         /// The line whose `prev_hash` no longer matches.
         next_line: usize,
     },
+    /// The first entry of a piece checked from a chain point ([`super::verify_continuation`])
+    /// does not link to that point's hash.
+    #[error("does not continue the chain: its prev_hash is not the hash of the entry before it")]
+    Unlinked,
     /// Seqs are missing and appear nowhere in the file.
     #[error("deleted: seq {expected}..={} missing, found {found}", .found - 1)]
     Missing {

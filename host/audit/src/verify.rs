@@ -172,6 +172,52 @@ pub fn verify_bytes(
     Walk::new(&lines, key).run()
 }
 
+/// Where a chain stands after some entries: the log it belongs to, the seq the next entry
+/// must carry and the hash it must link to. A collector keeps one per gateway so that it can
+/// check a shipped batch on arrival without the entries before it ([`verify_continuation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPoint {
+    /// The log id from the log's `log_created` entry.
+    pub log_id: String,
+    /// The seq of the next entry (after a gap, the one after the gap's last seq).
+    pub next_seq: u64,
+    /// The hash of the last entry, which the next one must carry as `prev_hash`.
+    pub head: [u8; 32],
+}
+
+/// Verifies `bytes` as the entries that follow `from` in the same log: every hash, the chain
+/// from `from.head`, seq continuity from `from.next_seq`, and every checkpoint signature
+/// against the trusted key (a checkpoint signs the head before it, which may be an entry
+/// before these bytes). With `from` `None` the bytes must start the log (entry 0). A final
+/// line without its newline is refused here (a batch is whole lines), not reported as torn.
+pub fn verify_continuation(
+    bytes: &[u8],
+    trusted_public_key: &[u8; 32],
+    from: Option<&ChainPoint>,
+) -> Result<VerifyReport, VerifyError> {
+    let vk = VerifyingKey::from_bytes(trusted_public_key).map_err(|_| VerifyError::BadKey)?;
+    if vk.is_weak() {
+        return Err(VerifyError::BadKey);
+    }
+    let lines = split_lines(bytes);
+    if let Some(last) = lines.last().filter(|l| !l.newline) {
+        return Err(VerifyError::BadEntry {
+            line: last.number,
+            seq: last.rec.as_ref().ok().map(|r| r.seq),
+            problem: Problem::Malformed {
+                reason: "the last line does not end with a newline".to_owned(),
+            },
+        });
+    }
+    let mut walk = Walk::new(&lines, Some(vk));
+    if let Some(from) = from {
+        walk.report.log_id = from.log_id.clone();
+        walk.expected = from.next_seq;
+        walk.head = from.head;
+    }
+    walk.run()
+}
+
 /// A parsed line: what the walk needs, without keeping payloads in memory.
 struct Rec {
     seq: u64,
@@ -397,6 +443,11 @@ impl<'a> Walk<'a> {
                     conflicts_with_line: Some(number + 1),
                 };
                 return Err(self.bad(i, problem));
+            }
+            // The first line of a piece checked from a chain point has no line before it
+            // here: it simply does not continue the chain it was given.
+            if i == 0 {
+                return Err(self.bad(i, Problem::Unlinked));
             }
             return Err(self.bad(i - 1, Problem::Rewritten { next_line: number }));
         }

@@ -40,8 +40,29 @@ enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// The audit log file, or the audit directory holding `audit.log`.
-    #[arg(long, value_name = "FILE_OR_DIR")]
-    log: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE_OR_DIR",
+        required_unless_present = "collector",
+        conflicts_with = "collector"
+    )]
+    log: Option<PathBuf>,
+    /// Verify the chain stored by this collector (https://...) instead of a file: with
+    /// --gateway, --ca, --cert and --client-key (a certificate in its `query_clients`).
+    #[arg(long, value_name = "URL", requires_all = ["gateway", "ca", "cert", "client_key"])]
+    collector: Option<hyper::Uri>,
+    /// The gateway whose stored chain to verify (with --collector).
+    #[arg(long, value_name = "ID")]
+    gateway: Option<String>,
+    /// The CA the collector's certificate must chain to (with --collector).
+    #[arg(long, value_name = "CA.crt")]
+    ca: Option<PathBuf>,
+    /// The client certificate presented to the collector (with --collector).
+    #[arg(long, value_name = "CLIENT.crt")]
+    cert: Option<PathBuf>,
+    /// Its private key (with --collector).
+    #[arg(long, value_name = "CLIENT.key")]
+    client_key: Option<PathBuf>,
     /// The gateway's Ed25519 public key: a file with 64 hex characters, or JSON
     /// {"public_key": "HEX"}.
     #[arg(long, value_name = "GATEWAY.pub")]
@@ -54,6 +75,71 @@ pub struct VerifyArgs {
     allow_torn_tail: bool,
 }
 
+/// `audit verify --collector`: the gateway's chain as stored by the collector, fetched page
+/// by page and verified against the key given here (not one the collector names), so an
+/// edited database fails as an edited file does (issue #17).
+fn run_verify_collector(
+    args: &VerifyArgs,
+    collector: &hyper::Uri,
+    key: &[u8; 32],
+) -> anyhow::Result<bool> {
+    let gateway = args.gateway.as_deref().unwrap_or_default();
+    let tls = palisade_gateway::tls_client::ClientTlsFiles {
+        ca_file: args.ca.clone(),
+        cert_file: args.cert.clone(),
+        key_file: args.client_key.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    match runtime.block_on(palisade_collector::remote::verify_stored(
+        collector, gateway, key, tls,
+    )) {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "collector": collector.to_string(), "gateway": gateway, "report": report})
+                );
+            } else {
+                println!("stored audit log OK: gateway {gateway} at {collector}");
+                println!("  log id       {}", report.log_id);
+                println!(
+                    "  entries      {} (seq 0..={})",
+                    report.entries, report.last_seq
+                );
+                println!("  checkpoints  {} signed", report.checkpoints);
+                if let Some(cp) = report
+                    .last_checkpoint_seq
+                    .filter(|&cp| cp < report.last_seq)
+                {
+                    println!(
+                        "  warning: seq {}..={} are after the last signed checkpoint",
+                        cp + 1,
+                        report.last_seq
+                    );
+                }
+                if report.dropped > 0 {
+                    println!(
+                        "  warning: {} decisions dropped into signed gaps",
+                        report.dropped
+                    );
+                }
+            }
+            Ok(true)
+        }
+        Err(error) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "collector": collector.to_string(), "gateway": gateway, "error": format!("{error:#}")})
+                );
+            } else {
+                println!("stored audit log FAILED: gateway {gateway} at {collector}: {error:#}");
+            }
+            Ok(false)
+        }
+    }
+}
+
 /// Runs `palisade audit ...`; `Ok(false)` when the log does not verify (exit status 1).
 pub fn run(args: AuditArgs) -> anyhow::Result<bool> {
     match args.command {
@@ -63,7 +149,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<bool> {
 
 fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
     let key = read_public_key(&args.key)?;
-    let path = &args.log;
+    if let Some(collector) = &args.collector {
+        return run_verify_collector(args, collector, &key);
+    }
+    let Some(path) = &args.log else {
+        anyhow::bail!("give --log FILE_OR_DIR or --collector URL");
+    };
     let shown = path.display().to_string();
     let mut files = Vec::new();
     let result = verify(path, &key).and_then(|report| {
@@ -181,7 +272,12 @@ mod tests {
 
     fn args(log: &Path, key: &Path, json: bool) -> AuditArgs {
         let verify = VerifyArgs {
-            log: log.to_owned(),
+            log: Some(log.to_owned()),
+            collector: None,
+            gateway: None,
+            ca: None,
+            cert: None,
+            client_key: None,
             key: key.to_owned(),
             json,
             allow_torn_tail: false,

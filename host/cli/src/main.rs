@@ -3,6 +3,7 @@
 pub mod audit;
 mod bench;
 mod check;
+mod collector;
 mod completions;
 mod eval;
 pub mod group;
@@ -58,6 +59,8 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Run the gateway: decision API, oneM2M enforcement proxy, metrics, health.
     Serve(serve::ServeArgs),
+    /// Run the fleet's decision-log collector (HTTPS with client certificates, PostgreSQL).
+    Collector(collector::CollectorArgs),
     /// Upload a signed module to a running gateway and manage its versions (admin API).
     Push(push::PushArgs),
     /// Show what a plugin module is: world, imports, exports, WIT version, embedded
@@ -135,7 +138,7 @@ fn run(cli: Cli) -> ExitCode {
     }
     let default_log = match (&cli.log_level, &cli.command) {
         (Some(filter), _) => filter.as_str(),
-        (None, Command::Serve(_)) => "info",
+        (None, Command::Serve(_) | Command::Collector(_)) => "info",
         (None, _) => "warn",
     };
     init_logging(default_log);
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Sign(args) => trust::run_sign(args),
         Command::Verify(args) => trust::run_verify(args),
         Command::Serve(args) => serve::run(args),
+        Command::Collector(args) => collector::run(args),
         Command::Push(args) => push::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Check(args) => check::run(args),

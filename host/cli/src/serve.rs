@@ -58,6 +58,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         .build()
         .context("cannot start the async runtime")?;
     let _context = runtime.enter();
+    // `[audit.ship]` (issue #17): checked before anything starts, like the rest of the file.
+    let ship = palisade_collector::ShipConfig::from_gateway(
+        &config.file,
+        config.text(),
+        &data_dir.join("audit"),
+    )?;
     let mut gateway = Gateway::build(&config, &data_dir).context("cannot set up the gateway")?;
     // Issue 3: the admin API and the registry's modules (verified at boot, SER-013).
     let admin = palisade_gateway::admin::start(&config, &data_dir, &mut gateway)?;
@@ -124,8 +130,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         // at once must get the graceful shutdown (and the audit log's final checkpoint), not
         // the default action.
         let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        // The shipper reads the log files the gateway writes and stops with the gateway;
+        // what it had not shipped yet is shipped at the next start (its cursor is on disk).
+        let (stop_shipping, shipping_stopped) = tokio::sync::watch::channel(false);
+        let shipper = match ship {
+            Some(ship) => {
+                let collector = ship.collector.to_string();
+                let shipper =
+                    palisade_collector::shipper::Shipper::new(ship).context("[audit.ship]")?;
+                println!("audit shipping to {collector}");
+                Some(tokio::spawn(shipper.run(shipping_stopped)))
+            }
+            None => None,
+        };
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
         server::serve(gateway, listeners, shutdown_signal(terminate)).await;
+        let _ = stop_shipping.send(true);
+        if let Some(task) = shipper {
+            let _ = task.await;
+        }
         println!("palisade serve: stopped");
         Ok(true)
     })

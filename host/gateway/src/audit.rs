@@ -354,6 +354,13 @@ pub struct AuditSettings {
     /// removing a file that large: the gateway refuses to start on a full disk. Default
     /// 1 MiB; 0 skips the check.
     pub min_free_bytes: u64,
+    /// `[audit.ship]`: ship this log to a fleet collector (issue #17; none by default, and
+    /// then nothing leaves the gateway). Its keys (`collector`, `ca_file`, `cert_file`,
+    /// `key_file`, `batch_entries`, `batch_bytes`, `poll_interval_ms`, `retry_max_ms`,
+    /// `request_timeout_ms`, `max_backlog_bytes`) are checked by `palisade_collector`'s
+    /// `ShipConfig::from_gateway` when `palisade serve` starts, with file:line:key errors.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    pub ship: Option<toml::Table>,
 }
 
 impl Default for AuditSettings {
@@ -364,6 +371,7 @@ impl Default for AuditSettings {
             rotate_age_s: 86_400,
             max_wait_ms: 2_000,
             min_free_bytes: 1 << 20,
+            ship: None,
         }
     }
 }

@@ -645,6 +645,11 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The file's text as read (for sections another crate checks, e.g. `[audit.ship]`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The directory relative paths in this file are resolved against.
     pub fn base_dir(&self) -> PathBuf {
         self.file
@@ -1014,7 +1019,9 @@ impl GatewayConfig {
     }
 }
 
-fn toml_error(
+/// A TOML or schema error of `file` (whose text is `text`) as a [`ConfigError`] naming its
+/// line and `key`; shared by every TOML config the project reads (gateway, collector).
+pub fn toml_error(
     file: &Path,
     text: &str,
     key: Option<String>,
@@ -1029,7 +1036,7 @@ fn toml_error(
 }
 
 /// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&byte| byte == b'\n')
