@@ -3,8 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
-#[path = "../../../../tests/support/pki.rs"]
-pub mod pki;
+pub use palisade_test_support::pki;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
