@@ -15,6 +15,7 @@ pub fn now_unix() -> u64 {
 
 /// A time or duration that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TimeError {
     /// Not a timestamp in one of the accepted forms.
     #[error(
