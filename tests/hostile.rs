@@ -1278,7 +1278,10 @@ fn multi_memory_component() -> Vec<u8> {
 fn authorizer_encoder(mut core: Vec<u8>) -> wit_component::ComponentEncoder {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/sdk/wit"))
+        .push_path(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../plugins/sdk/wit"
+        ))
         .expect("the palisade WIT");
     let world = resolve
         .select_world(&[package], Some("authorizer"))

@@ -207,7 +207,8 @@ fn the_demo_gateway_starts_ready_and_keeps_its_keys() {
 
 #[test]
 fn the_documented_example_config_starts() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
     let text = std::fs::read_to_string(&example).unwrap();
     // The example's relative paths point into examples/; run it from there.
     let text = text.replace(

@@ -12,7 +12,7 @@ use super::{
     check_ed25519_public, validate_label, KeyError, KeyHandle, KeyInfo, KeyKind, KeyScope,
     KeyStore, HMAC_SECRET_LEN,
 };
-use cryptoki::context::{CInitializeArgs, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{
@@ -80,7 +80,7 @@ impl Pkcs11KeyStore {
     /// Loads the module, finds the token by label and logs in as its user.
     pub fn open(cfg: &Pkcs11Config) -> Result<Self, KeyError> {
         let ctx = Pkcs11::new(&cfg.module).map_err(hsm("load module"))?;
-        match ctx.initialize(CInitializeArgs::OsThreads) {
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(())
             | Err(cryptoki::error::Error::Pkcs11(
                 cryptoki::error::RvError::CryptokiAlreadyInitialized,
@@ -102,7 +102,7 @@ impl Pkcs11KeyStore {
             })?;
         let session = ctx.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
         session
-            .login(UserType::User, Some(&AuthPin::new(cfg.user_pin.clone())))
+            .login(UserType::User, Some(&AuthPin::from(cfg.user_pin.as_str())))
             .map_err(hsm("C_Login"))?;
         Ok(Pkcs11KeyStore {
             session: Mutex::new(session),

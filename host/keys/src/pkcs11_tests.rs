@@ -36,9 +36,10 @@ fn init_token(module: &std::path::Path, dir: &std::path::Path) {
     // Read by SoftHSM2 at C_Initialize; this is the only test in the process that loads it.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let ctx = Pkcs11::new(module).unwrap();
-    ctx.initialize(CInitializeArgs::OsThreads).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
     let slot = ctx.get_all_slots().unwrap()[0];
-    let so = AuthPin::new("5678".to_string());
+    let so = AuthPin::from("5678");
     ctx.init_token(slot, &so, "palisade-test").unwrap();
     let slot = ctx
         .get_slots_with_initialized_token()
@@ -48,9 +49,9 @@ fn init_token(module: &std::path::Path, dir: &std::path::Path) {
         .unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     s.login(UserType::So, Some(&so)).unwrap();
-    s.init_pin(&AuthPin::new("1234".to_string())).unwrap();
+    s.init_pin(&AuthPin::from("1234")).unwrap();
     drop(s);
-    ctx.finalize();
+    ctx.finalize().unwrap();
 }
 
 #[test]

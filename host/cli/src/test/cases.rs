@@ -277,7 +277,8 @@ fn datetime_to_unix(datetime: &toml::value::Datetime) -> anyhow::Result<u64> {
             (
                 i64::from(time.hour),
                 i64::from(time.minute),
-                i64::from(time.second),
+                // TOML 1.1 lets the seconds be left out (`07:30`): zero then.
+                i64::from(time.second.unwrap_or(0)),
             )
         })
         .unwrap_or((0, 0, 0));
@@ -318,6 +319,8 @@ mod tests {
         assert_eq!(parse("2000-03-01T00:00:00Z"), 951_868_800);
         assert_eq!(parse("2026-11-28T10:15:00Z"), 1_795_860_900);
         assert_eq!(parse("2026-11-28T11:15:00+01:00"), 1_795_860_900);
+        // Seconds left out (TOML 1.1).
+        assert_eq!(parse("2026-11-28T10:15Z"), 1_795_860_900);
         assert_eq!(parse("2024-02-29"), 1_709_164_800);
     }
 }
