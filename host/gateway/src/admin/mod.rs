@@ -36,8 +36,8 @@ use serde::Deserialize;
 use super::{Gateway, AUTHN_SUFFIX};
 use palisade_core::pipeline::PluginSource;
 use palisade_core::sandbox::{Capability, PluginKind, PluginSetup};
-use palisade_registry::Fallback;
 use palisade_registry::read_public_key;
+use palisade_registry::Fallback;
 use palisade_registry::{
     EmbeddedStore, ModuleKind, ModuleRecord, ModuleStore, StoreConfig, TrustAnchors,
 };
