@@ -141,12 +141,12 @@ fn sigkill_during_uploads_and_activations_leaves_a_consistent_registry() {
     std::fs::write(dir.path().join("gateway.toml"), config_text(3600, 2 << 20)).unwrap();
     std::fs::write(
         dir.path().join("root.pub"),
-        palisade_registry::trust::keyfile::encode_public_key(&keys.root.verifying_key()),
+        palisade_registry::encode_public_key(&keys.root.verifying_key()),
     )
     .unwrap();
     std::fs::write(
         dir.path().join("admin.pub"),
-        palisade_registry::trust::keyfile::encode_public_key(&keys.admin.verifying_key()),
+        palisade_registry::encode_public_key(&keys.admin.verifying_key()),
     )
     .unwrap();
     let data = dir.path().join("data");

@@ -525,7 +525,7 @@ fn palisade_eval_refuses_every_bomb_naming_its_limit() {
 
 /// A gateway of `admin_common` with `extra` appended to its config.
 fn start_gateway(keys: &common::Keys, extra: &str) -> server::Gateway {
-    use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key};
+    use palisade_registry::{encode_private_key, encode_public_key};
     let config = format!("{}\n{extra}", common::config_text(3600, 4 << 20));
     let root = encode_public_key(&keys.root.verifying_key());
     let admin = encode_public_key(&keys.admin.verifying_key());

@@ -7,7 +7,7 @@ use crate::support::server;
 
 use std::process::Command;
 
-use palisade_registry::trust::keyfile::encode_public_key;
+use palisade_registry::encode_public_key;
 use palisade_registry::ModuleKind;
 use serde_json::json;
 use server::Gateway;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
+use palisade_registry::{encode_private_key, encode_public_key, generate_key};
 use pki::Pki;
 use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

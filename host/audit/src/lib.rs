@@ -106,6 +106,8 @@
 //! with `EIO` while the file PATH exists. Both may be given, separated by commas. It is
 //! compiled in always (a test of the real binary needs it) and does nothing unless set.
 
+#![deny(missing_docs)]
+
 mod appender;
 mod canonical;
 mod entry;
@@ -256,6 +258,7 @@ impl Default for AuditConfig {
 
 /// What went wrong opening or appending to the audit log.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditError {
     /// The audit directory or file could not be opened, read or written.
     #[error("audit log {path}: {source}")]

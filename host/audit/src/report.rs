@@ -121,6 +121,7 @@ pub enum VerifyWarning {
 /// Why an entry is bad.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "problem", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Problem {
     /// Not a well-formed entry line.
     #[error("malformed: {reason}")]
@@ -196,6 +197,7 @@ fn fmt_line(before: &str, line: &Option<usize>, after: &str) -> String {
 
 /// Why a log does not verify.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The log could not be read.
     #[error("cannot read {path}: {source}")]

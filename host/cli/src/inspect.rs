@@ -14,10 +14,10 @@ use serde_json::json;
 use wit_parser::decoding::DecodedWasm;
 use wit_parser::{Resolve, WorldItem, WorldKey};
 
-use palisade_registry::signing::{read_unverified, UnverifiedSignature};
-use palisade_registry::time::format_rfc3339;
-use palisade_registry::trust::read_file;
+use palisade_registry::format_rfc3339;
+use palisade_registry::read_file;
 use palisade_registry::{key_id, strip_signature, DEFAULT_MAX_MODULE_SIZE};
+use palisade_registry::{read_unverified, UnverifiedSignature};
 
 /// The WIT package of the contract.
 const CONTRACT_PACKAGE: (&str, &str) = ("palisade", "plugin");

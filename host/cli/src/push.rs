@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 
 use palisade_core::now_unix;
 use palisade_gateway::admin::sign_request;
-use palisade_registry::trust::keyfile::read_private_key;
+use palisade_registry::read_private_key;
 
 /// Arguments of `palisade push`.
 #[derive(Debug, Args)]

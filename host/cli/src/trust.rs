@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
-use palisade_registry::time::{format_rfc3339, now_unix, parse_duration, parse_timestamp};
-use palisade_registry::trust::{
+use palisade_registry::{format_rfc3339, now_unix, parse_duration, parse_timestamp};
+use palisade_registry::{
     generate_key, read_delegation, read_file, read_private_key, read_public_key, write_key_pair,
     write_replacing,
 };

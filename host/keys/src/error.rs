@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// What went wrong in a keystore operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// No key with this handle exists in any scope.
     #[error("no key with handle {handle}")]

@@ -12,6 +12,8 @@
 //! - `Pkcs11KeyStore` (feature `pkcs11`): keys generated and used inside a hardware security
 //!   module through PKCS#11 (SER-023); private keys are non-extractable.
 
+#![deny(missing_docs)]
+
 mod error;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;

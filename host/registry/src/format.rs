@@ -10,6 +10,7 @@ use super::{decode_hex, BadHex, NameError};
 /// unknown fields are refused, and values have exactly one spelling, so a file can never be
 /// made to pass a check by leaving something out or writing it differently.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FormatError {
     /// Not JSON, a missing or unknown field, or a value of the wrong type.
     #[error("it is not valid JSON of the expected shape: {0}")]

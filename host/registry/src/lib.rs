@@ -9,7 +9,7 @@
 //! [`verify`] checks the whole chain before the bytes are ever compiled and names the exact
 //! reason when it fails ([`VerifyError`]).
 //!
-//! The [`store`] keeps verified modules content-addressed on disk with their metadata in
+//! The store ([`ModuleStore`], [`EmbeddedStore`]) keeps verified modules content-addressed on disk with their metadata in
 //! SQLite, activates versions atomically (versions only go up unless an operator forces a
 //! rollback) and re-checks the bytes at boot, periodically and before use (SER-013).
 //!
@@ -22,14 +22,16 @@
 //! [`ModuleKind`] and [`ModuleCapability`] onto its sandbox types and checks the component's
 //! WIT world against the declared kind when it compiles the module.
 
+#![deny(missing_docs)]
+
 mod canon;
 mod format;
-pub mod manifest;
+mod manifest;
 mod section;
-pub mod signing;
-pub mod store;
-pub mod time;
-pub mod trust;
+mod signing;
+mod store;
+mod time;
+mod trust;
 mod verify_error;
 mod version;
 
@@ -42,17 +44,27 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+// The public API is this list; every module is private, so an item is public only when it
+// is named here (issue #14).
 pub use format::FormatError;
-pub use manifest::Manifest;
+pub use manifest::{Manifest, MANIFEST_DOMAIN};
 pub use section::{strip_signature, SectionError, SIGNATURE_SECTION};
 pub use signing::{
-    sign, verify, verify_detached, verify_with, SignError, VerifiedModule, VerifyError,
-    VerifyPolicy, DEFAULT_MAX_MODULE_SIZE,
+    read_unverified, sign, verify, verify_detached, verify_with, SignError, UnverifiedSignature,
+    VerifiedModule, VerifyError, VerifyPolicy, DEFAULT_MAX_MODULE_SIZE, SIGNATURE_FORMAT,
 };
 pub use store::{
-    EmbeddedStore, ModuleRecord, ModuleState, ModuleStore, StoreConfig, StoreError, Upload,
+    ActivateOutcome, EmbeddedStore, Fallback, IntegrityEntry, IntegrityProblem, IntegrityReport,
+    ModuleRecord, ModuleState, ModuleStore, OpenReport, PutOutcome, PutStatus, RemoveOutcome,
+    StoreConfig, StoreError, Upload,
 };
-pub use trust::{key_id, Delegation, KeyFileError, KeyId, TrustAnchors};
+pub use time::{format_rfc3339, now_unix, parse_duration, parse_timestamp, TimeError};
+pub use trust::{
+    decode_private_key, decode_public_key, encode_private_key, encode_public_key, generate_key,
+    key_id, read_delegation, read_file, read_private_key, read_public_key, write_key_pair,
+    write_replacing, Delegation, KeyFileError, KeyId, TrustAnchors, DELEGATION_DOMAIN,
+    DELEGATION_FORMAT, PRIVATE_KEY_FORMAT, PUBLIC_KEY_FORMAT,
+};
 pub use version::{Version, VersionError};
 
 // One vocabulary with the sandbox (issue #14.3): a manifest's kind is the kind the sandbox

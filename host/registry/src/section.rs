@@ -21,6 +21,7 @@ const CORE_MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 
 /// Why bytes are not a WebAssembly component whose sections can be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SectionError {
     /// The file ends in the middle of its header or of a section.
     #[error("the file is truncated: it ends inside a section ({len} bytes)")]

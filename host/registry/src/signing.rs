@@ -89,6 +89,7 @@ impl VerifiedModule {
 
 /// Why a component could not be signed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignError {
     /// The input is not a component whose sections can be read.
     #[error("cannot sign: {0}")]

@@ -8,6 +8,7 @@ use super::{KeyId, ModuleHash, ModuleKind, NameError};
 
 /// Why a signed module does not verify. Nothing in a refused module is trusted or stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The file is larger than the configured limit (SER-001).
     #[error("the module is {size} bytes, over the {limit}-byte limit")]

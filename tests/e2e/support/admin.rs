@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use palisade_registry::trust::keyfile::{encode_private_key, encode_public_key, generate_key};
+use palisade_registry::{encode_private_key, encode_public_key, generate_key};
 use palisade_registry::{sign, Delegation, Manifest, ModuleKind, Version};
 use serde_json::{json, Value};
 use wasm_encoder::Encode;

@@ -36,8 +36,8 @@ use serde::Deserialize;
 
 use super::{Gateway, AUTHN_SUFFIX};
 use palisade_core::{Capability, PluginSetup, PluginSource};
-use palisade_registry::store::Fallback;
-use palisade_registry::trust::keyfile::read_public_key;
+use palisade_registry::read_public_key;
+use palisade_registry::Fallback;
 use palisade_registry::{
     EmbeddedStore, ModuleKind, ModuleRecord, ModuleStore, StoreConfig, TrustAnchors,
 };

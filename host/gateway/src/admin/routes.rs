@@ -15,7 +15,7 @@ use crate::error::{json_response, Response};
 use crate::Gateway;
 use palisade_core::now_unix;
 use palisade_core::{KindOfComponent as _, PluginKind};
-use palisade_registry::store::PutStatus;
+use palisade_registry::PutStatus;
 use palisade_registry::{validate_name, verify_with, ModuleStore, Upload, VerifyPolicy, Version};
 
 /// Time allowed for an authenticated admin body (a module of up to the size limit) to arrive

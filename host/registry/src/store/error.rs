@@ -7,6 +7,7 @@ use crate::{ModuleHash, ModuleKind, VerifyError};
 
 /// What is wrong with a stored module's bytes or chain (SER-013).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IntegrityProblem {
     /// The content file is gone.
     #[error("its file modules/{sha256}.wasm is missing")]
@@ -45,6 +46,7 @@ pub enum IntegrityProblem {
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The upload did not verify; nothing was stored.
     #[error("the upload was refused: {0}")]

@@ -26,8 +26,9 @@ mod integrity;
 
 use serde::Serialize;
 
-#[doc(hidden)]
-pub use embedded::CrashPoint;
+// Only the crate's crash tests inject crashes.
+#[cfg(test)]
+pub(crate) use embedded::CrashPoint;
 pub use embedded::{EmbeddedStore, OpenReport, StoreConfig};
 pub use error::{IntegrityProblem, StoreError};
 

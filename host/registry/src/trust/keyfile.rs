@@ -38,6 +38,7 @@ const MAX_KEY_FILE: usize = 4096;
 
 /// A key file that could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     /// The file system refused.
     #[error("cannot {action} {path}: {source}")]
