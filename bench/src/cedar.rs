@@ -63,9 +63,7 @@ impl CedarPeer {
     /// The Cedar request for `request`: principal, action, resource and the context of the
     /// module documentation. This is the per-request work a gateway using Cedar does.
     pub fn request(&self, request: &AccessRequest) -> anyhow::Result<Request> {
-        let time = request
-            .request_time
-            .unwrap_or_else(palisade_core::now_unix);
+        let time = request.request_time.unwrap_or_else(palisade_core::now_unix);
         let hour = (time % 86_400) / 3_600;
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(7);
         pairs.push((

@@ -59,9 +59,7 @@ pub fn sdk_request(request: &AccessRequest) -> Request {
             longitude: location.longitude,
             country: location.country.clone(),
         }),
-        request_time: request
-            .request_time
-            .unwrap_or_else(palisade_core::now_unix),
+        request_time: request.request_time.unwrap_or_else(palisade_core::now_unix),
         attributes: request.attributes.clone(),
     }
 }

@@ -4,7 +4,6 @@
 //! older module leaves the running version in place and is reported in /health, the
 //! metrics and the audit.
 
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -341,8 +340,8 @@ fn fleet_time_from_a_tag_update_to_every_gateway_serving_it() {
 fn bad_subscriptions_are_refused_at_start_naming_the_key() {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
-    let root = palisade_registry::trust::keyfile::encode_public_key(&keys.root.verifying_key());
-    let admin = palisade_registry::trust::keyfile::encode_public_key(&keys.admin.verifying_key());
+    let root = palisade_registry::encode_public_key(&keys.root.verifying_key());
+    let admin = palisade_registry::encode_public_key(&keys.admin.verifying_key());
     std::fs::write(dir.path().join("root.pub"), root).unwrap();
     std::fs::write(dir.path().join("admin.pub"), admin).unwrap();
     let check = |subscribe: &str, oci: &str| {

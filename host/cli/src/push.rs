@@ -367,7 +367,7 @@ fn push_oci(
         );
     }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let signature = palisade_registry::signing::read_unverified(&bytes)
+    let signature = palisade_registry::read_unverified(&bytes)
         .with_context(|| format!("{} has an unreadable signature section", file.display()))?
         .with_context(|| {
             format!(
@@ -411,7 +411,7 @@ fn push_oci(
         target: Some(format!("palisade:plugin/{kind}")),
     };
     let label = signature.manifest.label();
-    let created = palisade_registry::time::format_rfc3339(now_unix());
+    let created = palisade_registry::format_rfc3339(now_unix());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -63,9 +63,8 @@ pub use sandbox::{
     plugin_output_dropped_bytes, AppEnvironment, AppKeys, AuthOutcome, Capabilities, Capability,
     Contract, ContractError, Failure, FilterOutcome, GroupDirectory, Isolation, KeyUseError,
     KindOfComponent, KvNamespace, LoadError, MembershipSource, Plugin, PluginHealth, PluginKind,
-    PluginLabel,
-    PluginSetup, PrepareError, QuarantineScope, Sandbox, SandboxLimits, SandboxTrap, SharedLinker,
-    StaticKeys, Verdict,
+    PluginLabel, PluginSetup, PrepareError, QuarantineScope, Sandbox, SandboxLimits, SandboxTrap,
+    SharedLinker, StaticKeys, Verdict,
 };
 /// The application spec the embedding bindings install from (see the [`Spec`] type).
 pub use spec::{

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use super::config::{AppConfig, ConfigError, GatewayConfig, PluginConfig};
 use super::privacy::{rewrite_markers, Pseudonymizer};
 use super::AUTHN_SUFFIX;
-use palisade_core::{AppKeys, KeyUseError, KindOfComponent as _, PluginKind, PluginSetup, StaticKeys};
+use palisade_core::{
+    AppKeys, KeyUseError, KindOfComponent as _, PluginKind, PluginSetup, StaticKeys,
+};
 use palisade_core::{AppSpec, InstallError, Mode, Runtime, SharedModules};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 use palisade_registry::{TrustAnchors, VerifiedModule, VerifyPolicy};
