@@ -9,7 +9,6 @@
 //!
 //! The storage layout is the server's own (`docker/registry/v2/blobs/sha256/<2>/<hex>/data`),
 //! so a test can tamper with a stored blob the way a compromised registry or disk would.
-#![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
