@@ -500,6 +500,8 @@ pub fn normalise_path(raw: &str) -> Result<(String, String), BindingError> {
             b'%' => {
                 let byte = raw
                     .get(index + 1..index + 3)
+                    // Two hex digits exactly: `from_str_radix` alone also takes a sign (`%+A`).
+                    .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
                     .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                     .ok_or_else(|| bad(format!("{raw:?} holds a '%' that is not %XX")))?;
                 index += 3;
@@ -672,6 +674,16 @@ mod tests {
             assert_eq!(percent_decode(bad, true), None, "{bad}");
         }
         assert!(request(Method::GET, "/cse-in/a?lbl=%+A", &[(X_M2M_ORIGIN, "CAE1")]).is_err());
+    }
+
+    /// The path's own decoder (it refuses encoded separators byte by byte) takes exactly two
+    /// hex digits too: `%+A` (a newline to `from_str_radix`) is refused, `%41` still read.
+    #[test]
+    fn path_percent_decoding_is_strict() {
+        assert_eq!(normalise_path("/cse-in/%41").unwrap().0, "/cse-in/A");
+        for bad in ["/cse-in/a%+A", "/cse-in/a%-1", "/cse-in/a%2", "/cse-in/a%"] {
+            assert!(normalise_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
