@@ -343,8 +343,14 @@ fn a_prepare_hook_that_attacks_fails_the_load_with_its_cause() {
         // Warm applications run `prepare` at load too (on a throw-away instance, to check
         // the configuration, issue #11): the same attack fails their load the same way.
         for isolation in [Isolation::FreshPerRequest, Isolation::Warm] {
+            let mut app = hostile_app("bad", config.clone(), isolation);
+            // Only the loop is meant to meet the time limit; the others get a generous one, so
+            // that on a loaded machine their own limit, not the 50 ms deadline, fires first.
+            if attack != "loop" {
+                app.limits.deadline = Duration::from_secs(10);
+            }
             let error = runtime
-                .install(hostile_app("bad", config.clone(), isolation))
+                .install(app)
                 .expect_err("a prepare that attacks must fail the load");
             let message = error.to_string();
             assert!(
@@ -1610,6 +1616,8 @@ const GATEWAY_GROWTH_BOUND: u64 = 64 << 20;
 
 #[test]
 fn wasi_budgets_and_memories_do_not_grow_a_live_gateway() {
+    // Every attack here ends on its own budget; the 10 s deadline only keeps a loaded machine
+    // (8 threads on 2 cores) from ending one on time first.
     let scratch = tempfile::tempdir().unwrap();
     let memories_path = scratch.path().join("memories.wasm");
     std::fs::write(&memories_path, multi_memory_component()).unwrap();
@@ -1620,7 +1628,7 @@ fn wasi_budgets_and_memories_do_not_grow_a_live_gateway() {
 name = "{name}"
 paths = ["/cse-in/{name}"]
 isolation = "warm"
-limits = {{ deadline_ms = 500, quarantine_after = 1000000 }}
+limits = {{ deadline_ms = 10000, quarantine_after = 1000000 }}
 [[app.plugin]]
 name = "{name}"
 plugin = "{plugin}"

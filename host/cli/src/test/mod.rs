@@ -8,7 +8,7 @@ mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -35,6 +35,11 @@ pub struct TestArgs {
     /// plugin decides the same with a fresh, pre-initialised instance per request).
     #[arg(long, value_enum)]
     isolation: Option<IsolationArg>,
+    /// Give every plugin call this many milliseconds before it is stopped, whatever the files'
+    /// `[limits] deadline_ms` say (default: each file's, else 50 ms). For a loaded CI machine,
+    /// where a case could otherwise fail on the time limit rather than on what it tests.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    deadline_ms: Option<u64>,
 }
 
 /// The output forms of `palisade test`.
@@ -94,6 +99,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<bool> {
             &harness,
             file,
             args.isolation.map(Isolation::from),
+            args.deadline_ms.map(Duration::from_millis),
         )?);
     }
     let passed: usize = reports.iter().map(|report| report.passed).sum();
@@ -119,6 +125,7 @@ fn run_file(
     harness: &Harness,
     path: &Path,
     isolation: Option<Isolation>,
+    deadline: Option<Duration>,
 ) -> anyhow::Result<FileReport> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the case file {}", path.display()))?;
@@ -126,6 +133,9 @@ fn run_file(
         toml::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     if isolation.is_some() {
         file.isolation = isolation;
+    }
+    if let Some(deadline) = deadline {
+        file.limits = Some(file.limits.take().unwrap_or_default().deadline(deadline));
     }
     if file.cases.is_empty() {
         bail!("{}: no [[case]] entries", path.display());
