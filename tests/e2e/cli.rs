@@ -199,6 +199,47 @@ fn test_reports_a_broken_case_file_by_line_and_key() {
     );
 }
 
+/// A case's request, a request file of `palisade eval` and a decide body are one shape
+/// (`AccessRequest`): the same fields, attributes as pairs or a table, and in a case the
+/// fields that have their own place (`app`, `credential`, `request_time`) refused by name.
+#[test]
+fn a_case_request_is_the_one_request_shape() {
+    let dir = scratch();
+    let case = |request: &str| {
+        format!(
+            "plugin = \"acp\"\nconfig_file = \"policy.json\"\n[state]\ntime = 2026-11-28T10:15:00Z\n\n\
+             [[case]]\nname = \"one\"\nrequest = {{ originator = \"CAE1\", operation = \"retrieve\", \
+             target = \"/x\"{request} }}\nexpect = \"permit\"\n"
+        )
+    };
+    for (extra, passes) in [
+        ("", true),
+        (", attributes = { rcn = \"1\" }", true),
+        (", attributes = [[\"rcn\", \"1\"], [\"rcn\", \"2\"]]", true),
+        (", app = \"other\"", false),
+        (", request_time = 1795860900", false),
+        (
+            ", credential = { scheme = \"bearer\", value = \"t\" }",
+            false,
+        ),
+        (", atributes = {}", false),
+    ] {
+        std::fs::write(dir.path().join("case.toml"), case(extra)).unwrap();
+        let output = palisade(&["test", "case.toml"], dir.path());
+        let shown = text(&output);
+        if passes {
+            assert_eq!(output.status.code(), Some(0), "{extra}: {shown}");
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(2), "{extra}: {shown}");
+        let field = extra[2..].split(' ').next().unwrap();
+        assert!(
+            shown.contains(field),
+            "{extra}: the error names {field}: {shown}"
+        );
+    }
+}
+
 #[test]
 fn bench_reports_warm_and_fresh_latency() {
     let dir = scratch();

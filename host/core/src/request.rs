@@ -80,11 +80,16 @@ pub struct Credential {
     pub value: String,
 }
 
-/// One request to decide on.
+/// One request to decide on, in the one shape every entry point reads: the embedding API,
+/// the decision API's JSON body (`POST /v1/decide`), `palisade eval` request files and the
+/// `[case.request]` tables of `palisade test`. Unknown fields are refused everywhere.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequest {
-    /// The application the request belongs to; its sandbox decides.
+    /// The application the request belongs to; its sandbox decides. May be left out (empty)
+    /// where the caller picks the app: the decision API routes by `target`, and
+    /// `palisade test` decides as its one app.
+    #[serde(default)]
     pub app: String,
     /// The originator (`X-M2M-Origin`).
     pub originator: String,
@@ -122,8 +127,14 @@ pub struct AccessRequest {
     /// Seconds since the Unix epoch; the runtime fills in the current time when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_time: Option<u64>,
-    /// Further request parameters as (name, value) pairs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Further request parameters as (name, value) pairs, in order, a name possibly more
+    /// than once. Read from a list of pairs (`[["ty", "3"]]`, as written) or from a table
+    /// (`{ ty = "3" }`, convenient in TOML case files).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "attributes::deserialize"
+    )]
     pub attributes: Vec<(String, String)>,
 }
 
@@ -168,3 +179,73 @@ pub struct ResponseBody {
 /// Seconds since the Unix epoch now (0 if the system clock is before 1970): the one clock of
 /// palisade-types.
 pub use palisade_types::now_unix;
+
+/// The two written forms of [`AccessRequest::attributes`].
+mod attributes {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a list of [name, value] pairs or a table of name = value"
+    )]
+    enum Written {
+        Pairs(Vec<(String, String)>),
+        Table(BTreeMap<String, String>),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Pairs(pairs) => pairs,
+            Written::Table(table) => table.into_iter().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shape_reads_attributes_as_pairs_or_a_table_and_refuses_unknown_fields() {
+        let pairs: AccessRequest = serde_json::from_str(
+            r#"{"originator": "C1", "operation": "create", "target": "/x",
+                "attributes": [["ty", "3"], ["ty", "4"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(pairs.app, "", "app may be left to the caller");
+        assert_eq!(
+            pairs.attributes,
+            [("ty".into(), "3".into()), ("ty".into(), "4".into())]
+        );
+        let table: AccessRequest = serde_json::from_str(
+            r#"{"originator": "C1", "operation": "create", "target": "/x",
+                "attributes": {"rcn": "1", "ty": "3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            table.attributes,
+            [("rcn".into(), "1".into()), ("ty".into(), "3".into())]
+        );
+        let error = serde_json::from_str::<AccessRequest>(
+            r#"{"originator": "C1", "operation": "create", "target": "/x", "atributes": []}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `atributes`"),
+            "{error}"
+        );
+        let error = serde_json::from_str::<AccessRequest>(
+            r#"{"originator": "C1", "operation": "create", "target": "/x", "attributes": 3}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("a list of [name, value] pairs"),
+            "{error}"
+        );
+    }
+}

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::{json_response, ApiError, Response};
 use super::onem2m;
@@ -49,140 +49,88 @@ use super::originator::{Caller, Claim, PeerCertificate};
 use super::server::read_body;
 use super::Gateway;
 use palisade_core::PluginKind;
-use palisade_core::{now_unix, AccessRequest, Credential, Location, Operation};
+use palisade_core::{now_unix, AccessRequest};
 use palisade_core::{Effect, Identity, StageReport, Timings};
 
-/// The decide request: [`AccessRequest`] with `app` optional.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecideRequest {
-    #[serde(default)]
-    pub app: Option<String>,
-    pub originator: String,
-    pub operation: Operation,
-    pub target: String,
-    #[serde(default)]
-    pub resource_type: Option<u32>,
-    #[serde(default)]
-    pub target_resource_type: Option<u32>,
-    #[serde(default)]
-    pub target_specialization: Option<String>,
-    #[serde(default)]
-    pub authenticated: bool,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub credential: Option<Credential>,
-    #[serde(default)]
-    pub source_ip: Option<String>,
-    #[serde(default)]
-    pub location: Option<Location>,
-    #[serde(default)]
-    pub request_time: Option<u64>,
-    #[serde(default)]
-    pub attributes: Vec<(String, String)>,
-}
-
-impl DecideRequest {
-    fn into_access_request(self, app: String) -> AccessRequest {
-        AccessRequest {
-            app,
-            originator: self.originator,
-            operation: self.operation,
-            target: self.target,
-            resource_type: self.resource_type,
-            target_resource_type: self.target_resource_type,
-            target_specialization: self.target_specialization,
-            authenticated: self.authenticated,
-            roles: self.roles,
-            credential: self.credential,
-            source_ip: self.source_ip,
-            location: self.location,
-            request_time: self.request_time,
-            attributes: self.attributes,
+/// Checks a decide request, which is [`AccessRequest`] itself with `app` optional (empty:
+/// the app that owns `target` decides): the fields only a trusted caller may set, refused
+/// from anyone else; then every field plugins see within `[limits]`; then the target in its
+/// one decoded form.
+fn check(request: &mut AccessRequest, gateway: &Gateway, trusted: bool) -> Result<(), ApiError> {
+    if !trusted {
+        // `false` and `[]` claim nothing (a serialized AccessRequest carries them).
+        let claimed = [
+            ("authenticated", request.authenticated),
+            ("roles", !request.roles.is_empty()),
+            ("request_time", request.request_time.is_some()),
+            // Where the request came from and where the device is: `acip` and `aclr`
+            // grant on them as directly as `acaf` grants on `authenticated`.
+            ("source_ip", request.source_ip.is_some()),
+            ("location", request.location.is_some()),
+        ];
+        if let Some((field, _)) = claimed.into_iter().find(|(_, claimed)| *claimed) {
+            return Err(ApiError::UntrustedField(field));
         }
     }
-}
-
-impl DecideRequest {
-    /// The fields only a trusted caller may set, refused from anyone else; then every field
-    /// plugins see within `[limits]`; then the target in its one decoded form.
-    fn check(&mut self, gateway: &Gateway, trusted: bool) -> Result<(), ApiError> {
-        if !trusted {
-            // `false` and `[]` claim nothing (a serialized AccessRequest carries them).
-            let claimed = [
-                ("authenticated", self.authenticated),
-                ("roles", !self.roles.is_empty()),
-                ("request_time", self.request_time.is_some()),
-                // Where the request came from and where the device is: `acip` and `aclr`
-                // grant on them as directly as `acaf` grants on `authenticated`.
-                ("source_ip", self.source_ip.is_some()),
-                ("location", self.location.is_some()),
-            ];
-            if let Some((field, _)) = claimed.into_iter().find(|(_, claimed)| *claimed) {
-                return Err(ApiError::UntrustedField(field));
-            }
+    let limits = &gateway.limits;
+    let credential = request
+        .credential
+        .as_ref()
+        .map_or(0, |c| c.scheme.len() + 1 + c.value.len());
+    let attributes: usize = request
+        .attributes
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 2)
+        .sum();
+    for (field, length, limit, key) in [
+        (
+            "originator",
+            request.originator.len(),
+            limits.max_originator_bytes,
+            "max_originator_bytes",
+        ),
+        (
+            "target",
+            request.target.len(),
+            limits.max_path_bytes,
+            "max_path_bytes",
+        ),
+        (
+            "credential",
+            credential,
+            limits.max_authorization_bytes,
+            "max_authorization_bytes",
+        ),
+        (
+            "attributes",
+            attributes,
+            limits.max_query_bytes,
+            "max_query_bytes",
+        ),
+    ] {
+        if length > limit {
+            gateway.metrics.rejected("too-long");
+            return Err(ApiError::TooLong {
+                field,
+                length,
+                limit,
+                key,
+            });
         }
-        let limits = &gateway.limits;
-        let credential = self
-            .credential
-            .as_ref()
-            .map_or(0, |c| c.scheme.len() + 1 + c.value.len());
-        let attributes: usize = self
-            .attributes
-            .iter()
-            .map(|(name, value)| name.len() + value.len() + 2)
-            .sum();
-        for (field, length, limit, key) in [
-            (
-                "originator",
-                self.originator.len(),
-                limits.max_originator_bytes,
-                "max_originator_bytes",
-            ),
-            (
-                "target",
-                self.target.len(),
-                limits.max_path_bytes,
-                "max_path_bytes",
-            ),
-            (
-                "credential",
-                credential,
-                limits.max_authorization_bytes,
-                "max_authorization_bytes",
-            ),
-            (
-                "attributes",
-                attributes,
-                limits.max_query_bytes,
-                "max_query_bytes",
-            ),
-        ] {
-            if length > limit {
-                gateway.metrics.rejected("too-long");
-                return Err(ApiError::TooLong {
-                    field,
-                    length,
-                    limit,
-                    key,
-                });
-            }
-        }
-        if self.attributes.len() > onem2m::MAX_QUERY_PARAMETERS {
-            return Err(ApiError::InvalidRequest(format!(
-                "attributes: more than {} pairs",
-                onem2m::MAX_QUERY_PARAMETERS
-            )));
-        }
-        if self.originator.is_empty() {
-            return Err(ApiError::InvalidRequest("originator is empty".into()));
-        }
-        self.target = onem2m::normalise_path(&self.target)
-            .map_err(|error| ApiError::InvalidRequest(format!("target: {}", error.message)))?
-            .0;
-        Ok(())
     }
+    if request.attributes.len() > onem2m::MAX_QUERY_PARAMETERS {
+        return Err(ApiError::InvalidRequest(format!(
+            "attributes: more than {} pairs",
+            onem2m::MAX_QUERY_PARAMETERS
+        )));
+    }
+    if request.originator.is_empty() {
+        return Err(ApiError::InvalidRequest("originator is empty".into()));
+    }
+    request.target = onem2m::normalise_path(&request.target)
+        .map_err(|error| ApiError::InvalidRequest(format!("target: {}", error.message)))?
+        .0;
+    Ok(())
 }
 
 /// Handles `/v1/decide`. `trusted`: whether the listener (`trusted_decide_callers`) or the
@@ -214,14 +162,14 @@ async fn decide(
     let (parts, body) = request.into_parts();
     let certificate = parts.extensions.get::<Arc<PeerCertificate>>().cloned();
     let body = read_body(gateway, &parts.headers, body).await?;
-    let mut parsed: DecideRequest = serde_json::from_slice(&body).map_err(|error| {
+    let mut parsed: AccessRequest = serde_json::from_slice(&body).map_err(|error| {
         gateway.metrics.rejected("malformed");
         match error.classify() {
             serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
             _ => ApiError::MalformedJson(error.to_string()),
         }
     })?;
-    parsed.check(gateway, trusted)?;
+    check(&mut parsed, gateway, trusted)?;
     // An untrusted caller with a client certificate is limited as that certificate, whatever
     // originators it asks about; a trusted one speaks for many originators, each its own.
     let limited_as = certificate.as_ref().filter(|_| !trusted).map(|c| &c.sha256);
@@ -235,7 +183,7 @@ async fn decide(
     // The app that decides is the one the proxy would pick for this target; naming another
     // must not let a caller have one app's policy judge another app's resources.
     let owner = gateway.resolve(&parsed.target);
-    let route = match &parsed.app {
+    let route = match Some(&parsed.app).filter(|app| !app.is_empty()) {
         Some(name) => {
             let named = gateway
                 .route(name)
@@ -257,7 +205,8 @@ async fn decide(
         ApiError::Overloaded
     })?;
     gateway.metrics.in_flight(1);
-    let access = parsed.into_access_request(route.name.clone());
+    let mut access = parsed;
+    access.app = route.name.clone();
     // The originator is established before any plugin runs (see `super::originator` for what
     // `tls` means for a decide caller).
     let claim = Claim {

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use palisade_core::{AccessRequest, Credential, Location, Operation};
+use palisade_core::{AccessRequest, Credential};
 use palisade_core::{Capabilities, Isolation, SandboxLimits};
 
 /// A whole case file.
@@ -109,7 +109,8 @@ pub struct TestKey {
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: String,
-    pub request: CaseRequest,
+    /// The request, in the one request shape ([`AccessRequest`]); see [`Case::request`].
+    request: AccessRequest,
     #[serde(default)]
     pub credential: Option<CaseCredential>,
     #[serde(default)]
@@ -141,31 +142,6 @@ pub struct Case {
     pub groups: Option<HashMap<String, Vec<String>>>,
     #[serde(default)]
     pub kv: Option<BTreeMap<String, String>>,
-}
-
-/// The request of a case; only originator, operation and target are required.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaseRequest {
-    pub originator: String,
-    pub operation: Operation,
-    pub target: String,
-    #[serde(default)]
-    pub resource_type: Option<u32>,
-    #[serde(default)]
-    pub target_resource_type: Option<u32>,
-    #[serde(default)]
-    pub target_specialization: Option<String>,
-    #[serde(default)]
-    pub authenticated: bool,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub source_ip: Option<String>,
-    #[serde(default)]
-    pub location: Option<Location>,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
 }
 
 /// A credential: raw text, or a JWS the runner mints with a test key.
@@ -208,28 +184,38 @@ fn ok_status() -> u32 {
     2000
 }
 
-impl CaseRequest {
-    pub fn to_request(&self, time: u64) -> AccessRequest {
-        AccessRequest {
-            app: "local".into(),
-            originator: self.originator.clone(),
-            operation: self.operation,
-            target: self.target.clone(),
-            resource_type: self.resource_type,
-            target_resource_type: self.target_resource_type,
-            target_specialization: self.target_specialization.clone(),
-            authenticated: self.authenticated,
-            roles: self.roles.clone(),
-            credential: None,
-            source_ip: self.source_ip.clone(),
-            location: self.location.clone(),
-            request_time: Some(time),
-            attributes: self
-                .attributes
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect(),
+impl Case {
+    /// The case's request at `time`, decided as the runner's one app. The request's own
+    /// `app`, `credential` and `request_time` are refused: the runner names the app, a
+    /// credential is `[case.credential]` (which can mint a JWS) and the time is `time`, so
+    /// that each has one place in a case file.
+    pub fn request(&self, time: u64) -> anyhow::Result<AccessRequest> {
+        let request = &self.request;
+        for (field, instead, given) in [
+            (
+                "app",
+                "the runner decides as its one app",
+                !request.app.is_empty(),
+            ),
+            (
+                "credential",
+                "give it as [case.credential]",
+                request.credential.is_some(),
+            ),
+            (
+                "request_time",
+                "give it as the case's `time`",
+                request.request_time.is_some(),
+            ),
+        ] {
+            if given {
+                bail!("[case.request] {field} cannot be set here: {instead}");
+            }
         }
+        let mut request = request.clone();
+        request.app = "local".into();
+        request.request_time = Some(time);
+        Ok(request)
     }
 }
 

@@ -210,7 +210,7 @@ fn run_case(
         groups: groups.map(cases::groups).unwrap_or_default(),
         keys: host_keys.clone(),
     };
-    let mut request = case.request.to_request(time);
+    let mut request = case.request(time)?;
     if request.location.is_none() {
         if let Some(position) = file
             .state
