@@ -112,8 +112,11 @@ fn decisions_name_their_module_and_carry_unique_ids() {
     assert_eq!(body["enforced"], true);
     assert_eq!(body["module"]["name"], "acp");
     assert_eq!(body["module"]["sha256"].as_str().unwrap().len(), 64);
-    assert!(body["timings"]["total_us"].is_u64());
-    assert_eq!(body["stages"][0]["outcome"], "permit");
+    // The explanation only when asked for (see `explanations_are_given_only_when_asked_for`).
+    assert!(
+        body.get("timings").is_none() && body.get("stages").is_none(),
+        "{body}"
+    );
 
     let deny = gateway.decide(&json!({"app": "lights", "originator": "CAE1", "operation": "delete", "target": "/cse-in/lights/lamp1"})).json();
     assert_eq!(deny["decision"], "deny");
@@ -269,7 +272,7 @@ fn authorizers_see_pseudonyms_unless_the_app_records_consent() {
 fn authenticators_see_the_real_originator_and_authorizers_the_pseudonym() {
     let gateway = gateway();
     let request = |originator: &str, holder: &str| {
-        gateway.decide(&json!({"originator": originator, "operation": "retrieve", "target": "/cse-in/meters/m1",
+        gateway.decide_explained(&json!({"originator": originator, "operation": "retrieve", "target": "/cse-in/meters/m1",
             "credential": {"scheme": "bearer", "value": token(holder)}})).json()
     };
     // The token's holder is a real ID; token-auth compares it with the real originator.
@@ -614,4 +617,102 @@ fn oversized_decide_requests_are_refused_before_any_plugin_runs() {
         !metrics.contains("palisade_plugin_failures_total{"),
         "{metrics}"
     );
+}
+
+#[test]
+fn explanations_are_given_only_when_asked_for() {
+    let gateway = gateway();
+    let body =
+        json!({"originator": "CAE1", "operation": "retrieve", "target": "/cse-in/lights/lamp1"});
+    let post = |path: &str, body: &serde_json::Value| {
+        gateway.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let explained = |answer: &serde_json::Value| {
+        assert_eq!(answer["decision"], "permit", "{answer}");
+        answer["timings"]["total_us"].is_u64() && answer["stages"][0]["outcome"] == "permit"
+    };
+    let plain = gateway.decide(&body).json();
+    assert!(
+        plain.get("timings").is_none() && plain.get("stages").is_none(),
+        "{plain}"
+    );
+    assert!(!explained(&post("/v1/decide?explain=false", &body).json()));
+    assert!(explained(&post("/v1/decide?explain=true", &body).json()));
+    // The body is the one request shape (AccessRequest): asking there is an unknown field,
+    // refused like any other, not a second way to ask.
+    let mut asked = body.clone();
+    asked["explain"] = json!(true);
+    let refused = gateway.decide(&asked);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("unknown field `explain`"),
+        "{}",
+        refused.text()
+    );
+    // A parameter that would do nothing is refused, not ignored.
+    for query in [
+        "explain=yes",
+        "explain=true&explain=true",
+        "verbose=true",
+        "explain",
+    ] {
+        let refused = post(&format!("/v1/decide?{query}"), &body);
+        assert_eq!(refused.status, 400, "{query}: {}", refused.text());
+        assert_eq!(
+            refused.json()["error"]["code"],
+            "invalid-request",
+            "{query}"
+        );
+    }
+}
+
+/// Issue #18: with more apps than instance slots, every app still decides, repeatedly and
+/// interleaved, through a real gateway whose pool is small (`[engine] pool_instances = 8`,
+/// 6 idle warm instances at most, 50 apps).
+#[test]
+fn more_apps_than_pool_slots_all_decide_through_a_real_gateway() {
+    const APPS: usize = 50;
+    let mut config = String::from(
+        "[engine]\npool_instances = 8\n\n[rate_limit]\nper_originator = { per_second = 10000, burst = 10000 }\n",
+    );
+    for app in 0..APPS {
+        config.push_str(&format!(
+            r#"
+[[app]]
+name = "a{app}"
+paths = ["/cse-in/a{app}"]
+[[app.plugin]]
+plugin = "acp"
+config = {{ policies = [ {{ id = "p", pv = {{ acr = [ {{ acor = ["originator:C{app}"], acop = 2 }} ] }} }} ] }}
+"#
+        ));
+    }
+    let gateway = Gateway::start(&config, &[]);
+    let decide = |app: usize, originator: usize| {
+        let answer = gateway.decide_explained(&json!({"originator": format!("C{originator}"),
+            "operation": "retrieve", "target": format!("/cse-in/a{app}/x")}));
+        assert_eq!(answer.status, 200, "app {app}: {}", answer.text());
+        answer.json()
+    };
+    let strided: Vec<usize> = (0..APPS).map(|i| i * 7 % APPS).collect();
+    let forward: Vec<usize> = (0..APPS).collect();
+    for order in [&forward, &strided, &forward] {
+        for &app in order {
+            let own = decide(app, app);
+            assert_eq!(own["decision"], "permit", "app {app}: {own}");
+            assert_eq!(own["app"], format!("a{app}"));
+            let other = decide(app, (app + 1) % APPS);
+            assert_eq!(other["decision"], "deny", "app {app}: {other}");
+            let failure = &other["stages"][0]["failure"];
+            assert!(
+                failure.is_null() && other["stages"][0]["outcome"] == "deny",
+                "decided by acp, not refused for want of a slot: {other}"
+            );
+        }
+    }
 }

@@ -48,7 +48,7 @@ pub use engine::{
     run_helper, set_default_helper, Allocation, BoxError, CacheError, CompileLimits,
     CompileSettings, CompiledComponent, Compiler, Engine, EngineConfig, EngineError,
     EngineSettings, HelperError, ModuleLimits, ModuleRefusal, HELPER_ARG, MAX_MEMORY_CEILING,
-    MIN_MEMORY_CEILING,
+    MAX_POOL_INSTANCES, MIN_MEMORY_CEILING,
 };
 pub use pipeline::{
     valid_name, AppSpec, AppStatus, Decision, Effect, FilteredResponse, Identity, InstallError,

@@ -1228,4 +1228,43 @@ mod tests {
         // Exactly 4 GiB is the highest accepted.
         parse(&format!("[engine]\nmax_memory_bytes = {}\n", 4_u64 << 30)).unwrap();
     }
+
+    #[test]
+    fn the_instance_pool_and_idle_budget_are_validated_knobs() {
+        let config = parse("").unwrap();
+        assert_eq!(config.engine.pool_instances, 2_000);
+        assert_eq!(config.engine.max_idle_instances, None);
+        let config = parse("[engine]\npool_instances = 8\nmax_idle_instances = 8\n").unwrap();
+        let mut engine = palisade_core::EngineConfig::default();
+        config.engine.apply(&mut engine);
+        assert_eq!(
+            (engine.pool_instances, engine.max_idle_instances),
+            (8, Some(8))
+        );
+        parse(&format!(
+            "[engine]\npool_instances = {}\n",
+            palisade_core::MAX_POOL_INSTANCES
+        ))
+        .unwrap();
+        for (table, words) in [
+            (
+                "pool_instances = 0",
+                "pool_instances = 0 is outside 1 to 65536",
+            ),
+            (
+                "pool_instances = 65537",
+                "pool_instances = 65537 is outside",
+            ),
+            (
+                "pool_instances = 8\nmax_idle_instances = 9",
+                "max_idle_instances = 9 is above pool_instances = 8",
+            ),
+        ] {
+            let error = parse(&format!("[engine]\n{table}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("gw.toml:1: engine"), "{error}");
+            assert!(error.contains(words), "{error}");
+        }
+    }
 }

@@ -12,8 +12,15 @@
 //! ```json
 //! {"decision": "permit", "reason": "permitted by acp", "decision_id": "…32 hex…",
 //!  "app": "lights", "module": {"name": "acp", "version": null, "sha256": "…"},
-//!  "enforced": true, "would_deny": null, "timings": {...}, "stages": [...]}
+//!  "enforced": true, "would_deny": null, "identity": null}
 //! ```
+//!
+//! `timings` (microseconds per stage) and `stages` (every plugin's answer) are added only when
+//! asked for, with `?explain=true` (the body is the one request shape, so the question is in
+//! the query): most callers want the
+//! decision, and the explanation made the answer several times longer on every decision
+//! (issue #18). Any other query parameter, or another value, is refused (400
+//! `invalid-request`) rather than ignored.
 //!
 //! Errors are JSON with stable codes ([`super::error::ApiError`]).
 //!
@@ -160,6 +167,7 @@ async fn decide(
     // originators: only the per-originator limit applies here (SER-001), checked before any
     // plugin runs.
     let (parts, body) = request.into_parts();
+    let explain_query = explain_query(parts.uri.query())?;
     let certificate = parts.extensions.get::<Arc<PeerCertificate>>().cloned();
     let body = read_body(gateway, &parts.headers, body).await?;
     let mut parsed: AccessRequest = serde_json::from_slice(&body).map_err(|error| {
@@ -246,8 +254,8 @@ async fn decide(
         enforced: decision.enforced,
         would_deny: &decision.would_deny,
         identity: &decision.identity,
-        timings: &decision.timings,
-        stages: &decision.stages,
+        timings: explain.then_some(&decision.timings),
+        stages: explain.then_some(&decision.stages[..]),
     };
     Ok(json_response(StatusCode::OK, &answer))
 }
@@ -265,8 +273,26 @@ struct DecideAnswer<'a> {
     enforced: bool,
     would_deny: &'a Option<String>,
     identity: &'a Option<Identity>,
-    timings: &'a Timings,
-    stages: &'a [StageReport],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<&'a Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stages: Option<&'a [StageReport]>,
+}
+
+/// Whether the query asks for the explanation: nothing, `explain=true` or `explain=false`.
+/// Anything else (another parameter, another value, `explain` twice) is refused, so that a
+/// caller whose parameter does nothing learns it at once.
+fn explain_query(query: Option<&str>) -> Result<bool, ApiError> {
+    let Some(query) = query.filter(|query| !query.is_empty()) else {
+        return Ok(false);
+    };
+    match query {
+        "explain=true" => Ok(true),
+        "explain=false" => Ok(false),
+        _ => Err(ApiError::InvalidRequest(
+            "the only query /v1/decide takes is explain=true or explain=false".into(),
+        )),
+    }
 }
 
 /// The module that settled the decision (its `version` is `null` when unsigned).

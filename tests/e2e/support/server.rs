@@ -206,6 +206,17 @@ impl Gateway {
         )
     }
 
+    /// `POST /v1/decide?explain=true` with a JSON body: the answer with `timings` and
+    /// `stages`.
+    pub fn decide_explained(&self, body: &serde_json::Value) -> Response {
+        self.request(
+            "POST",
+            "/v1/decide?explain=true",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
     /// `GET /metrics` as text.
     pub fn metrics(&self) -> String {
         self.request("GET", "/metrics", &[], b"").text()

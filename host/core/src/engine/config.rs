@@ -18,9 +18,28 @@ pub struct EngineConfig {
     /// Live instances the pooling allocator reserves slots for (warm instances plus calls in
     /// flight, across all applications). Cost: address space (not memory) for each slot's
     /// linear memory reservation; resident memory grows only with what plugins touch.
-    /// Beyond this many live instances, instantiation fails and the call is denied
-    /// (fail-closed). Default: 2,000.
+    /// Idle warm instances take slots too, but at most [`EngineConfig::max_idle_instances`]
+    /// of them; when the pool is exhausted all the same, instantiation gives idle instances
+    /// back (least recently used first) and tries again. Only when every slot runs a call
+    /// does instantiation fail and the call is denied (fail-closed). Must be at least 1.
+    /// Default: 2,000.
     pub pool_instances: u32,
+
+    /// Most idle warm instances kept across all applications (each application's plugins
+    /// keep at most [`crate::sandbox::SandboxLimits`]'s `warm_instances` each, within this).
+    /// When a call gives an instance back and the budget is full, the application used least
+    /// recently gives one of its idle instances up: its next call instantiates afresh
+    /// (a few microseconds), so any number of applications all decide, and no application's
+    /// call fails because others hold instances. Instances running a call are never taken.
+    ///
+    /// `None`: three quarters of [`EngineConfig::pool_instances`] (1,500 by default),
+    /// leaving the rest of the pool to calls in flight and fresh-per-request instances. A
+    /// larger value is lowered to `pool_instances` when the pool allocator is in use.
+    /// Cost: the resident memory of that many idle instances (what each plugin touched,
+    /// tens to hundreds of KiB for a Rust plugin, megabytes for an interpreter inside);
+    /// a smaller budget costs applications beyond it an instantiation per call.
+    /// Default: `None`.
+    pub max_idle_instances: Option<u32>,
 
     /// The ceiling of every application's memory cap ([`crate::sandbox::SandboxLimits`]'s
     /// `memory_bytes`): the most memory one plugin instance can ever hold, whatever an
@@ -90,6 +109,12 @@ impl EngineConfig {
         self
     }
 
+    /// Sets [`EngineConfig::max_idle_instances`].
+    pub fn max_idle_instances(mut self, max_idle_instances: Option<u32>) -> EngineConfig {
+        self.max_idle_instances = max_idle_instances;
+        self
+    }
+
     /// Sets [`EngineConfig::max_memory_bytes`].
     pub fn max_memory_bytes(mut self, max_memory_bytes: usize) -> EngineConfig {
         self.max_memory_bytes = max_memory_bytes;
@@ -153,6 +178,8 @@ pub const MIN_MEMORY_CEILING: usize = 64 << 10;
 /// ```toml
 /// [engine]
 /// max_memory_bytes = 134217728   # 128 MiB: room for apps whose plugins are in Python
+/// pool_instances = 2000          # instance slots (idle warm instances plus calls in flight)
+/// max_idle_instances = 1500      # idle warm instances across all apps (default: 3/4 of the pool)
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -160,12 +187,30 @@ pub struct EngineSettings {
     /// [`EngineConfig::max_memory_bytes`]: the ceiling of every app's `limits.memory_bytes`.
     /// From 64 KiB to 4 GiB. Default: 64 MiB.
     pub max_memory_bytes: usize,
+    /// [`EngineConfig::pool_instances`]: instance slots reserved up front, for idle warm
+    /// instances and calls in flight across all apps. From 1 to [`MAX_POOL_INSTANCES`].
+    /// Cost: address space per slot (a 4 GiB reservation each, not memory). Default: 2,000.
+    pub pool_instances: u32,
+    /// [`EngineConfig::max_idle_instances`]: idle warm instances kept across all apps; the
+    /// least recently used app gives one up when it is full. At most `pool_instances`.
+    /// Cost: the resident memory of that many idle instances. Default: absent, three
+    /// quarters of `pool_instances`.
+    pub max_idle_instances: Option<u32>,
 }
+
+/// The most instance slots [`EngineSettings::pool_instances`] accepts: each reserves 4 GiB
+/// of address space plus guard pages, and 65,536 of them are about half of a 47-bit user
+/// address space. (An embedder asking more of [`EngineConfig`] gets on-demand allocation
+/// where the reservation fails.)
+pub const MAX_POOL_INSTANCES: u32 = 1 << 16;
 
 impl Default for EngineSettings {
     fn default() -> Self {
+        let engine = EngineConfig::default();
         EngineSettings {
-            max_memory_bytes: EngineConfig::default().max_memory_bytes,
+            max_memory_bytes: engine.max_memory_bytes,
+            pool_instances: engine.pool_instances,
+            max_idle_instances: engine.max_idle_instances,
         }
     }
 }
@@ -183,14 +228,27 @@ impl EngineSettings {
             Some(format!(
                 "max_memory_bytes = {ceiling} is above {MAX_MEMORY_CEILING} (4 GiB), the most a 32-bit WebAssembly memory can address"
             ))
+        } else if self.pool_instances == 0 || self.pool_instances > MAX_POOL_INSTANCES {
+            Some(format!(
+                "pool_instances = {} is outside 1 to {MAX_POOL_INSTANCES}: no plugin could run without a slot, and more slots than that do not fit in the address space",
+                self.pool_instances
+            ))
         } else {
-            None
+            match self.max_idle_instances {
+                Some(idle) if idle > self.pool_instances => Some(format!(
+                    "max_idle_instances = {idle} is above pool_instances = {}: idle instances take pool slots, so at most every slot can be idle",
+                    self.pool_instances
+                )),
+                _ => None,
+            }
         }
     }
 
     /// Writes these settings into an engine configuration.
     pub fn apply(&self, config: &mut EngineConfig) {
         config.max_memory_bytes = self.max_memory_bytes;
+        config.pool_instances = self.pool_instances;
+        config.max_idle_instances = self.max_idle_instances;
     }
 }
 
@@ -199,6 +257,7 @@ impl Default for EngineConfig {
         EngineConfig {
             epoch_tick: Duration::from_millis(1),
             pool_instances: 2_000,
+            max_idle_instances: None,
             max_memory_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
             cache_dir: None,
@@ -212,6 +271,15 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The idle warm-instance budget [`EngineConfig::max_idle_instances`] stands for.
+    pub(super) fn idle_budget(&self) -> usize {
+        let pool = self.pool_instances as usize;
+        match self.max_idle_instances {
+            Some(budget) => (budget as usize).min(pool),
+            None => pool.saturating_mul(3) / 4,
+        }
+    }
+
     /// The wasmtime configuration, with or without the pooling allocator.
     pub(super) fn wasmtime_config(&self, pooling: bool) -> wasmtime::Config {
         let mut config = wasmtime::Config::new();

@@ -12,6 +12,7 @@ mod cache;
 mod compiler;
 mod config;
 mod limits;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +28,11 @@ pub use compiler::{
     run_helper, set_default_helper, CompileLimits, CompileSettings, Compiler, HelperError,
     HELPER_ARG,
 };
-pub use config::{EngineConfig, EngineSettings, MAX_MEMORY_CEILING, MIN_MEMORY_CEILING};
+pub use config::{
+    EngineConfig, EngineSettings, MAX_MEMORY_CEILING, MAX_POOL_INSTANCES, MIN_MEMORY_CEILING,
+};
 pub use limits::{ModuleLimits, ModuleRefusal};
+pub(crate) use warm::{Evicted, IdleSet, WarmLink, WarmRegistry};
 
 /// An error from wasmtime or the OS, kept as the source of a Palisade error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -94,6 +98,7 @@ struct EngineInner {
     config: EngineConfig,
     allocation: Allocation,
     cache: Option<ArtifactCache>,
+    warm: Arc<WarmRegistry>,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -144,6 +149,7 @@ impl Engine {
             Some(dir) => Some(ArtifactCache::open(dir, &wasmtime)?),
             None => None,
         };
+        let warm = Arc::new(WarmRegistry::new(config.idle_budget()));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = spawn_ticker(wasmtime.weak(), config.epoch_tick, ticker_stop.clone())
             .map_err(|error| EngineError::Configure {
@@ -156,6 +162,7 @@ impl Engine {
                 config,
                 allocation,
                 cache,
+                warm,
                 ticker_stop,
                 ticker: Some(ticker),
             }),
@@ -175,6 +182,23 @@ impl Engine {
     /// Whether instances come from the pool or are allocated on demand.
     pub fn allocation(&self) -> Allocation {
         self.inner.allocation
+    }
+
+    /// The engine-wide budget of idle warm instances (see `warm.rs`).
+    pub(crate) fn warm(&self) -> &Arc<WarmRegistry> {
+        &self.inner.warm
+    }
+
+    /// Idle warm instances kept now, across every application
+    /// (at most [`EngineConfig::max_idle_instances`]).
+    pub fn idle_instances(&self) -> usize {
+        self.inner.warm.idle()
+    }
+
+    /// Idle warm instances given up so far, least recently used first, to keep
+    /// [`EngineConfig::max_idle_instances`] or to make room in an exhausted pool.
+    pub fn evicted_instances(&self) -> u64 {
+        self.inner.warm.evictions()
     }
 
     /// The directory of the precompiled-artifact cache, if one is configured.

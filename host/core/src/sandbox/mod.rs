@@ -334,7 +334,13 @@ impl Sandbox {
             version: setup.version,
             sha256: hex::encode(compiled.sha256),
         };
-        Ok(Plugin::new(grant, label, contract, pre))
+        Ok(Plugin::new(
+            grant,
+            label,
+            contract,
+            pre,
+            self.engine.warm().clone(),
+        ))
     }
 
     /// Asks an authorizer about a request whose authentication state is already settled.

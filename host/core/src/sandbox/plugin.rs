@@ -1,6 +1,8 @@
 //! One plugin loaded into one application's sandbox: its type-checked pre-instantiation, its
-//! pool of warm instances and its quarantine state.
+//! idle warm instances (within the engine-wide budget of `engine/warm.rs`) and its quarantine
+//! state.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,6 +18,7 @@ use super::limits::Isolation;
 use super::quarantine::{Outcome, PluginHealth, Quarantine};
 use super::state::{HostState, PluginGrant};
 use super::Sandbox;
+use crate::engine::{Evicted, IdleSet, WarmLink, WarmRegistry};
 
 /// The plugin kinds are palisade-types' (one vocabulary with the module registry, #14.3).
 pub use palisade_types::PluginKind;
@@ -192,6 +195,48 @@ pub(crate) struct Instance {
     pub(crate) bound: Bound,
 }
 
+/// A plugin's idle warm instances, oldest first, counted in the engine's budget: the
+/// least recently used plugin of the engine gives up its oldest when the budget is full.
+struct IdleInstances {
+    instances: Mutex<VecDeque<Instance>>,
+    link: WarmLink,
+    registry: Arc<WarmRegistry>,
+}
+
+impl IdleInstances {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Instance>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl IdleSet for IdleInstances {
+    fn link(&self) -> &WarmLink {
+        &self.link
+    }
+
+    fn evict_oldest(&self) -> (Option<Evicted>, bool) {
+        let mut instances = self.lock();
+        let oldest = instances
+            .pop_front()
+            .map(|instance| Box::new(instance) as Evicted);
+        let empty = instances.is_empty();
+        if empty {
+            self.link.unlist();
+        }
+        (oldest, empty)
+    }
+}
+
+impl Drop for IdleInstances {
+    fn drop(&mut self) {
+        self.registry.forget(&self.link);
+        let left = self.lock().len();
+        self.registry.dropped(left);
+    }
+}
+
 /// A plugin ready to serve one application.
 pub struct Plugin {
     pub(crate) grant: Arc<PluginGrant>,
@@ -200,7 +245,7 @@ pub struct Plugin {
     /// "permitted by <name>", made once rather than formatted on every permit.
     permit_reason: Box<str>,
     pre: KindPre,
-    idle: Mutex<Vec<Instance>>,
+    idle: Arc<IdleInstances>,
     quarantine: Quarantine,
     /// Set by the first failed call and never cleared (see [`Plugin::has_failed`]).
     failed_once: AtomicBool,
@@ -212,6 +257,7 @@ impl Plugin {
         label: PluginLabel,
         contract: Contract,
         pre: KindPre,
+        warm: Arc<WarmRegistry>,
     ) -> Plugin {
         Plugin {
             grant,
@@ -219,7 +265,11 @@ impl Plugin {
             permit_reason: format!("permitted by {}", label.name).into(),
             label: Arc::new(label),
             pre,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(IdleInstances {
+                instances: Mutex::new(VecDeque::new()),
+                link: WarmLink::new(),
+                registry: warm,
+            }),
             quarantine: Quarantine::default(),
             failed_once: AtomicBool::new(false),
         }
@@ -250,7 +300,28 @@ impl Plugin {
         self.quarantine.health(Instant::now())
     }
 
+    /// A new instance, in a store of its own. When the pool is exhausted, the engine's
+    /// least recently used idle instances are given back first (`engine/warm.rs`).
     fn instantiate(&self, sandbox: &Sandbox) -> Result<Instance, Failure> {
+        let made = self
+            .idle
+            .registry
+            .instantiate(|| self.instantiate_once(sandbox));
+        made.map_err(|(error, exceeded)| {
+            match Failure::from_call_error(
+                &error,
+                exceeded,
+                sandbox.limits.memory_bytes,
+                sandbox.limits.deadline,
+            ) {
+                Failure::Malformed(what) => Failure::Instantiation(what),
+                other => other,
+            }
+        })
+    }
+
+    /// One attempt; a failure comes with whether the store had hit its memory cap.
+    fn instantiate_once(&self, sandbox: &Sandbox) -> Result<Instance, (wasmtime::Error, bool)> {
         let mut store = sandbox.new_store(self.grant.clone());
         let bound = match &self.pre {
             KindPre::Authorizer(pre) => pre.instantiate(&mut store).map(Bound::Authorizer),
@@ -266,17 +337,7 @@ impl Plugin {
             Ok(bound) => Ok(Instance { store, bound }),
             Err(error) => {
                 let exceeded = store.data().memory.exceeded;
-                Err(
-                    match Failure::from_call_error(
-                        &error,
-                        exceeded,
-                        sandbox.limits.memory_bytes,
-                        sandbox.limits.deadline,
-                    ) {
-                        Failure::Malformed(what) => Failure::Instantiation(what),
-                        other => other,
-                    },
-                )
+                Err((error, exceeded))
             }
         }
     }
@@ -375,21 +436,33 @@ impl Plugin {
         Ok(checked)
     }
 
+    /// The most recently returned idle instance (its memory is likeliest still cached).
     fn take_idle(&self) -> Option<Instance> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
+        let instance = self.idle.lock().pop_back();
+        if instance.is_some() {
+            self.idle.registry.took();
+        }
+        instance
     }
 
+    /// Keeps a healthy instance for the next call, within `keep` for this plugin and the
+    /// engine's budget; otherwise it is dropped here, releasing its slot.
     fn return_idle(&self, instance: Instance, keep: usize) {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < keep {
-            idle.push(instance);
+        let registry = &self.idle.registry;
+        if registry.budget() == 0 {
+            return;
         }
+        let fresh = {
+            let mut idle = self.idle.lock();
+            if idle.len() >= keep {
+                drop(idle);
+                drop(instance);
+                return;
+            }
+            idle.push_back(instance);
+            self.idle.link.is_fresh(registry)
+        };
+        registry.returned(&self.idle, fresh);
     }
 
     /// Whether any call of this plugin (this version, in this application) has failed by
@@ -401,17 +474,12 @@ impl Plugin {
 
     /// Idle warm instances kept for reuse.
     pub fn warm_instances(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+        self.idle.lock().len()
     }
 
     /// Drops every warm instance (e.g. when the application's configuration changes).
     pub fn clear_warm_instances(&self) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        let dropped = std::mem::take(&mut *self.idle.lock());
+        self.idle.registry.dropped(dropped.len());
     }
 }

@@ -135,13 +135,20 @@ fn run_prepare(
     component: &wasmtime::component::Component,
     grant: &PluginGrant,
 ) -> Result<(Store<HostState>, Instance), PrepareError> {
-    let mut store = sandbox.new_store(prepare_grant(grant));
     let limits = sandbox.limits.clone();
-    let instance = sandbox
-        .linker
-        .0
-        .instantiate(&mut store, component)
-        .map_err(|error| refusal(&store, &error, &limits))?;
+    let grant = prepare_grant(grant);
+    // Room in a pool full of idle warm instances is made as for a call (`engine/warm.rs`).
+    let (mut store, instance) = sandbox
+        .engine
+        .warm()
+        .instantiate(|| {
+            let mut store = sandbox.new_store(grant.clone());
+            match sandbox.linker.0.instantiate(&mut store, component) {
+                Ok(instance) => Ok((store, instance)),
+                Err(error) => Err((error, store)),
+            }
+        })
+        .map_err(|(error, store)| refusal(&store, &error, &limits))?;
     let prepare = instance
         .get_typed_func::<(), ()>(&mut store, PREPARE_EXPORT)
         .map_err(|error| PrepareError::Instrument(format!("{error:#}")))?;
