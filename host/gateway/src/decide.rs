@@ -167,7 +167,7 @@ async fn decide(
     // originators: only the per-originator limit applies here (SER-001), checked before any
     // plugin runs.
     let (parts, body) = request.into_parts();
-    let explain_query = explain_query(parts.uri.query())?;
+    let explain = explain_query(parts.uri.query())?;
     let certificate = parts.extensions.get::<Arc<PeerCertificate>>().cloned();
     let body = read_body(gateway, &parts.headers, body).await?;
     let mut parsed: AccessRequest = serde_json::from_slice(&body).map_err(|error| {
