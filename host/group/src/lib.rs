@@ -29,6 +29,7 @@ mod error;
 mod gateway;
 
 pub mod messages;
+pub mod request_proof;
 mod replay;
 mod server;
 mod simulate;
@@ -46,6 +47,7 @@ pub use messages::{
     GroupConfirmations, KeyConfirmation, MemberChallenge, Message, SealedMessage,
 };
 pub use replay::ReplayCache;
+pub use request_proof::{CounterWindow, ProofHeader, ProofHeaderError, ProofRequest};
 pub use server::{IndependentOutcome, RepresentedOutcome, Server, ServerConfig, ServerRegistry};
 pub use simulate::{simulate, SimConfig, SimPhase, SimReport, SimRun};
 pub use verify::Verification;
