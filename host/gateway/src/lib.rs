@@ -25,6 +25,7 @@ pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod group_http;
+pub mod group_proof;
 pub mod metrics;
 pub mod noop;
 pub mod onem2m;
@@ -258,6 +259,8 @@ impl Gateway {
     ) -> Evaluation {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
+        // A group request proof authenticated the device itself (#16.6).
+        request.authenticated |= established.by_group();
         let originator = request.originator.clone();
         let split = route.pseudonyms.as_ref().map(|pseudonyms| {
             let split = PrivacySplit::new(pseudonyms);
