@@ -10,7 +10,7 @@
 //! windows are lost; SER-012): such a device authenticates again.
 //!
 //! Bounded state (SER-001): at most [`MAX_RECORDS`] records on either side; expired records
-//! are dropped when the table is written or read; a file over the bound, or larger than
+//! are dropped by the agent when it writes the file and by the proxy when one is used; a file over the bound, or larger than
 //! [`MAX_FILE`], is refused whole and the previous table stays.
 
 use std::collections::HashMap;
@@ -260,7 +260,8 @@ impl GroupProofs {
                 return;
             }
         };
-        let now = palisade_types::now_unix();
+        // Expired records are kept (the file is bounded): a proof under one is refused as
+        // expired, which tells the device to authenticate again, and the record is dropped.
         let mut records = HashMap::with_capacity(file.associations.len());
         for r in file.associations {
             let (Some(a), Some(key)) = (
@@ -270,9 +271,6 @@ impl GroupProofs {
                 tracing::warn!(device = %r.device, "a group association record is malformed and skipped");
                 continue;
             };
-            if r.expires_at <= now {
-                continue;
-            }
             let key_id = (a, r.device);
             // A record read again keeps its window (same key: the same association).
             let window = table
@@ -388,7 +386,7 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
-    /// Far ahead of the real clock, which the reader uses to drop expired records.
+    /// Far ahead of the real clock.
     const NOW: u64 = 4_000_000_000;
 
     fn record(device: &str, key: &SigningKey, a: [u8; 32], expires_at: u64) -> AssociationRecord {

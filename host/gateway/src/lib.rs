@@ -311,7 +311,15 @@ impl Gateway {
         let mut decision =
             Decision::deny_unplugged(&route.name, "", started.elapsed().as_micros() as u64);
         originator::deny(&mut decision, &refusal);
-        let how = self.originators.mode(&route.name).name();
+        // A refused group proof (#16.6) was a claim of `group`, whatever the app's mode.
+        let how = match &refusal {
+            originator::Refusal::NotAuthenticated { reason, .. }
+                if reason.starts_with("group-proof") =>
+            {
+                "group"
+            }
+            _ => self.originators.mode(&route.name).name(),
+        };
         self.finish(decision, request, None, source, how, Some(refusal))
     }
 
