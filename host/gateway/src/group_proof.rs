@@ -169,7 +169,10 @@ fn read_file(path: &Path) -> Result<AssociationFile, AssociationFileError> {
         problem,
     };
     if file.version != FILE_VERSION {
-        return Err(invalid(format!("version {}, expected {FILE_VERSION}", file.version)));
+        return Err(invalid(format!(
+            "version {}, expected {FILE_VERSION}",
+            file.version
+        )));
     }
     if file.associations.len() > MAX_RECORDS {
         return Err(invalid(format!(
@@ -295,7 +298,12 @@ impl GroupProofs {
     }
 
     /// Checks a request's proof for `originator` (§12.5): `Ok` establishes it by `group`.
-    pub fn verify(&self, originator: &str, claim: &ProofClaim<'_>, now: u64) -> Result<(), Refusal> {
+    pub fn verify(
+        &self,
+        originator: &str,
+        claim: &ProofClaim<'_>,
+        now: u64,
+    ) -> Result<(), Refusal> {
         let [value] = claim.headers else {
             return Err(refuse(
                 "group-proof-malformed",
@@ -355,7 +363,10 @@ impl GroupProofs {
         if !live.window.accept(header.counter) {
             return Err(refuse(
                 "group-proof-replayed",
-                format!("group proof counter {} was used or is too old", header.counter),
+                format!(
+                    "group proof counter {} was used or is too old",
+                    header.counter
+                ),
             ));
         }
         Ok(())
@@ -416,7 +427,13 @@ mod tests {
         req.header(&req.sign(key).unwrap())
     }
 
-    fn check(p: &GroupProofs, originator: &str, header: &str, target: &str, now: u64) -> Result<(), &'static str> {
+    fn check(
+        p: &GroupProofs,
+        originator: &str,
+        header: &str,
+        target: &str,
+        now: u64,
+    ) -> Result<(), &'static str> {
         let headers = [header.as_bytes()];
         let claim = ProofClaim {
             headers: &headers,
@@ -436,7 +453,10 @@ mod tests {
     fn proofs_are_checked_in_order_against_the_agents_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("assoc.json");
-        let (dev, other) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        let (dev, other) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
         let mut log = AssociationLog::open(&path, "gw-1").unwrap();
         log.add(
             vec![
@@ -450,25 +470,52 @@ mod tests {
         let p = GroupProofs::new(path.clone(), 1_000);
         let good = proof(&dev, "CAE-1", [9; 32], 0, "/cse-in/a");
         assert_eq!(check(&p, "CAE-1", &good, "/cse-in/a", NOW), Ok(()));
-        assert_eq!(check(&p, "CAE-1", &good, "/cse-in/a", NOW), Err("group-proof-replayed"));
+        assert_eq!(
+            check(&p, "CAE-1", &good, "/cse-in/a", NOW),
+            Err("group-proof-replayed")
+        );
         // Another request, or another originator, under the same proof.
         let next = proof(&dev, "CAE-1", [9; 32], 1, "/cse-in/a");
-        assert_eq!(check(&p, "CAE-1", &next, "/cse-in/b", NOW), Err("group-proof-bad-signature"));
-        assert_eq!(check(&p, "CAE-2", &next, "/cse-in/a", NOW), Err("group-proof-bad-signature"));
+        assert_eq!(
+            check(&p, "CAE-1", &next, "/cse-in/b", NOW),
+            Err("group-proof-bad-signature")
+        );
+        assert_eq!(
+            check(&p, "CAE-2", &next, "/cse-in/a", NOW),
+            Err("group-proof-bad-signature")
+        );
         // The refused attempts did not use counter 1 up.
         assert_eq!(check(&p, "CAE-1", &next, "/cse-in/a", NOW), Ok(()));
         assert_eq!(
-            check(&p, "CAE-1", &proof(&dev, "CAE-1", [8; 32], 0, "/x"), "/x", NOW),
+            check(
+                &p,
+                "CAE-1",
+                &proof(&dev, "CAE-1", [8; 32], 0, "/x"),
+                "/x",
+                NOW
+            ),
             Err("group-proof-unknown")
         );
-        assert_eq!(check(&p, "CAE-1", "v1.x.0.y", "/x", NOW), Err("group-proof-malformed"));
+        assert_eq!(
+            check(&p, "CAE-1", "v1.x.0.y", "/x", NOW),
+            Err("group-proof-malformed")
+        );
         let expired = proof(&dev, "CAE-1", [9; 32], 5, "/x");
-        assert_eq!(check(&p, "CAE-1", &expired, "/x", NOW + 100), Err("group-proof-expired"));
+        assert_eq!(
+            check(&p, "CAE-1", &expired, "/x", NOW + 100),
+            Err("group-proof-expired")
+        );
         assert_eq!(p.len(), 2, "the expired record is dropped");
         // Established before this proxy started: its window is unknown.
         let late = GroupProofs::new(path.clone(), 3_000);
         assert_eq!(
-            check(&late, "CAE-old", &proof(&dev, "CAE-old", [7; 32], 0, "/x"), "/x", NOW),
+            check(
+                &late,
+                "CAE-old",
+                &proof(&dev, "CAE-old", [7; 32], 0, "/x"),
+                "/x",
+                NOW
+            ),
             Err("group-proof-unknown")
         );
         // Two headers are refused.
@@ -491,20 +538,35 @@ mod tests {
         let path = dir.path().join("assoc.json");
         let dev = SigningKey::from_bytes(&[1; 32]);
         let mut log = AssociationLog::open(&path, "gw-1").unwrap();
-        log.add(vec![record("CAE-1", &dev, [9; 32], NOW + 100)], NOW).unwrap();
+        log.add(vec![record("CAE-1", &dev, [9; 32], NOW + 100)], NOW)
+            .unwrap();
         let p = GroupProofs::new(path.clone(), 0);
         let first = proof(&dev, "CAE-1", [9; 32], 0, "/x");
         assert_eq!(check(&p, "CAE-1", &first, "/x", NOW), Ok(()));
-        log.add(vec![record("CAE-3", &dev, [3; 32], NOW + 100)], NOW).unwrap();
-        assert_eq!(check(&p, "CAE-1", &first, "/x", NOW), Err("group-proof-replayed"));
+        log.add(vec![record("CAE-3", &dev, [3; 32], NOW + 100)], NOW)
+            .unwrap();
+        assert_eq!(
+            check(&p, "CAE-1", &first, "/x", NOW),
+            Err("group-proof-replayed")
+        );
         assert_eq!(p.len(), 2);
-        std::fs::write(&path, b"{\"version\": 2, \"gateway\": \"g\", \"associations\": []}").unwrap();
+        std::fs::write(
+            &path,
+            b"{\"version\": 2, \"gateway\": \"g\", \"associations\": []}",
+        )
+        .unwrap();
         let again = proof(&dev, "CAE-1", [9; 32], 1, "/x");
         assert_eq!(check(&p, "CAE-1", &again, "/x", NOW), Ok(()));
         assert_eq!(p.len(), 2);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            check(&p, "CAE-1", &proof(&dev, "CAE-1", [9; 32], 2, "/x"), "/x", NOW),
+            check(
+                &p,
+                "CAE-1",
+                &proof(&dev, "CAE-1", [9; 32], 2, "/x"),
+                "/x",
+                NOW
+            ),
             Err("group-proof-unknown")
         );
     }
@@ -525,8 +587,12 @@ mod tests {
         assert!(file.associations.iter().all(|r| r.expires_at > NOW + 10));
         // An oversized file is refused on reading.
         let mut big = file.clone();
-        big.associations.extend(file.associations.iter().take(1).cloned());
+        big.associations
+            .extend(file.associations.iter().take(1).cloned());
         std::fs::write(&path, serde_json::to_vec(&big).unwrap()).unwrap();
-        assert!(matches!(read_file(&path), Err(AssociationFileError::Invalid { .. })));
+        assert!(matches!(
+            read_file(&path),
+            Err(AssociationFileError::Invalid { .. })
+        ));
     }
 }

@@ -403,7 +403,9 @@ impl Originators {
         // A group proof, where the app accepts one, decides alone: valid, the originator is
         // established by it; invalid, refused (a client that sends one claims it).
         if let (Some(proofs), Some(proof)) = (
-            self.group.as_ref().filter(|_| self.group_apps.contains(claim.app)),
+            self.group
+                .as_ref()
+                .filter(|_| self.group_apps.contains(claim.app)),
             claim.group_proof.as_ref().filter(|p| !p.headers.is_empty()),
         ) {
             proofs.verify(claim.originator, proof, now)?;

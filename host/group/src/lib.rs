@@ -29,8 +29,8 @@ mod error;
 mod gateway;
 
 pub mod messages;
-pub mod request_proof;
 mod replay;
+pub mod request_proof;
 mod server;
 mod simulate;
 mod verify;
