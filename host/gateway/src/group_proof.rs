@@ -595,4 +595,27 @@ mod tests {
             Err(AssociationFileError::Invalid { .. })
         ));
     }
+
+    /// An app that accepts group proofs needs the records file; with it the gateway starts.
+    #[test]
+    fn an_app_that_opts_in_needs_the_records_file() {
+        use crate::config::GatewayConfig;
+        use crate::originator::Originators;
+        let dir = tempfile::tempdir().unwrap();
+        let app = r#"
+[[app]]
+name = "meters"
+paths = ["/cse-in/meters"]
+group_authenticated = true
+plugin = [{ plugin = "acp" }]
+"#;
+        let without = GatewayConfig::parse(&dir.path().join("gw.toml"), app.to_string()).unwrap();
+        let error = Originators::new(&without, dir.path())
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("group_associations"), "{error}");
+        let with = format!("group_associations = \"assoc.json\"\n{app}");
+        let with = GatewayConfig::parse(&dir.path().join("gw.toml"), with).unwrap();
+        assert!(Originators::new(&with, dir.path()).is_ok());
+    }
 }
