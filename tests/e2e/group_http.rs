@@ -676,3 +676,269 @@ async fn sealed_messages_flow_end_to_end_through_an_agent_that_cannot_read_them(
         (StatusCode::NOT_FOUND, "unknown-session")
     );
 }
+
+/// #16.6, §12 of docs/group-auth-protocol.md: devices authenticated by the real CLI server
+/// and agent (`--associations`) send oneM2M requests through a real `palisade serve` with
+/// request proofs. In the app that opts in (`group_authenticated = true`) a valid proof makes
+/// the request authenticated (an ACP rule with `acaf` permits it, the audit says `group`);
+/// a replayed counter, a changed request, another originator's proof and an unknown
+/// association are refused 4106 before the plugins; the app that does not opt in ignores the
+/// proof (4103 by the same rule). The CSE never sees the proof header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_authenticated_devices_are_authenticated_originators_at_the_proxy() {
+    use crate::support::server::{Answer, Gateway as Serve, StandInCse};
+    use palisade_group::ProofRequest;
+    use palisade_provision::{DeviceRecord, GroupRecord, ProvisionState};
+    use sha2::{Digest, Sha256};
+
+    let (s, g) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sd, gd) = (s.path().to_str().unwrap(), g.path().to_str().unwrap());
+    let server_pub_file = s.path().join("server.pub");
+    let server_pub = bin_out(&[
+        "group",
+        "init",
+        "--data",
+        sd,
+        "--out",
+        server_pub_file.to_str().unwrap(),
+    ]);
+    let gw_pub = bin_out(&["group", "init", "--data", gd]);
+    let server_key: [u8; 32] = hex::decode(&server_pub).unwrap().try_into().unwrap();
+    let gw_key: [u8; 32] = hex::decode(&gw_pub).unwrap().try_into().unwrap();
+    let mut state = ProvisionState::default();
+    let (mut devices, mut keys) = (Vec::new(), Vec::new());
+    for i in 0..2 {
+        let (name, k) = (format!("CAE-d{i}"), generate_identity_key());
+        state.devices.insert(
+            name.clone(),
+            DeviceRecord {
+                key: hex::encode(k.verifying_key().to_bytes()),
+                provider: "sp".into(),
+            },
+        );
+        let mut d = Device::new(&name, k.clone(), &server_key).unwrap();
+        d.trust_gateway("gw-1", &gw_key).unwrap();
+        devices.push(d);
+        keys.push(k);
+    }
+    state.gateway_groups.insert(
+        GROUP.into(),
+        GroupRecord {
+            provider: "sp".into(),
+            members: state.devices.keys().cloned().collect(),
+        },
+    );
+    let registry = serde_json::json!({
+        "server_id": "srv-1",
+        "devices": state.devices.iter().map(|(d, r)| (d.clone(), r.key.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        "groups": {GROUP: state.devices.keys().collect::<Vec<_>>()},
+        "gateways": {"gw-1": {"public_key": gw_pub, "represents": [GROUP]}},
+    });
+    std::fs::write(s.path().join("group-registry.json"), registry.to_string()).unwrap();
+    std::fs::create_dir_all(g.path().join("provision")).unwrap();
+    std::fs::write(
+        g.path().join("provision/trust.json"),
+        r#"{"gateway_id":"gw-1"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        g.path().join("provision/state.json"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+    let associations = g.path().join("associations.json");
+
+    // The proxy starts first: it accepts only associations made after it started.
+    let cse = StandInCse::start(|_| Answer::json(200, 2000, r#"{"m2m:cin":{"con":"1"}}"#));
+    let rule = r#"{ policies = [ { id = "p", pv = { acr = [ { acor = ["all"], acop = 63, acaf = true } ] } } ] }"#;
+    let config = format!(
+        r#"
+group_associations = "{}"
+[upstream]
+url = "{}"
+[[app]]
+name = "meters"
+paths = ["/cse-in/meters"]
+group_authenticated = true
+[[app.plugin]]
+plugin = "acp"
+config = {rule}
+[[app]]
+name = "others"
+paths = ["/cse-in/others"]
+[[app.plugin]]
+plugin = "acp"
+config = {rule}
+"#,
+        associations.display(),
+        cse.url()
+    );
+    let proxy = tokio::task::spawn_blocking(move || Serve::start(&config, &[]))
+        .await
+        .unwrap();
+
+    let (_server, hello) = run_bin(&["group", "server", "--listen", "127.0.0.1:0", "--data", sd]);
+    let url = format!("http://{}", hello["listening"].as_str().unwrap());
+    let (_agent, hello) = run_bin(&[
+        "group",
+        "agent",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        gd,
+        "--server",
+        &url,
+        "--server-key",
+        server_pub_file.to_str().unwrap(),
+        "--round-deadline",
+        "5",
+        "--associations",
+        associations.to_str().unwrap(),
+    ]);
+    let agent = format!("http://{}", hello["listening"].as_str().unwrap());
+    let http = Http::new();
+    let r = start(&http, &agent, GROUP, "mode=independent").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let challenge = http
+        .get(&format!(
+            "{agent}/agent/v1/groups/{GROUP}/challenge?mode=independent"
+        ))
+        .await;
+    let association: [u8; 32] = Sha256::digest(&challenge.body).into();
+    let (_, _, refused) = answer_round(&http, &agent, GROUP, "mode=independent", devices).await;
+    assert!(refused.is_empty());
+    let v = finished(&http, &agent, GROUP).await;
+    assert_eq!(names(&v["authenticated"]), ["CAE-d0", "CAE-d1"], "{v}");
+
+    let proof = move |key: &SigningKey,
+                      device: &str,
+                      originator: &str,
+                      counter: u64,
+                      target: &str,
+                      ri: &str| {
+        let req = ProofRequest {
+            gateway: "gw-1",
+            association,
+            device,
+            counter,
+            method: "GET",
+            target,
+            originator,
+            request_id: ri,
+            body_digest: ProofRequest::body_digest(b""),
+        };
+        req.header(&req.sign(key).unwrap())
+    };
+    let (results, mut proxy) = tokio::task::spawn_blocking(move || {
+        let get = |path: &str, origin: &str, ri: &str, proof: Option<&str>| {
+            let mut headers = vec![("X-M2M-Origin", origin), ("X-M2M-RI", ri)];
+            if let Some(p) = proof {
+                headers.push(("X-Palisade-Group-Proof", p));
+            }
+            let r = proxy.request("GET", path, &headers, b"");
+            (
+                r.status,
+                r.header("x-m2m-rsc").unwrap_or("").to_owned(),
+                r.header("x-palisade-decision-id").unwrap_or("").to_owned(),
+            )
+        };
+        let path = "/cse-in/meters/cnt";
+        let good = proof(&keys[0], "CAE-d0", "CAE-d0", 0, path, "r1");
+        let results = vec![
+            ("valid", get(path, "CAE-d0", "r1", Some(&good))),
+            ("replayed", get(path, "CAE-d0", "r1", Some(&good))),
+            (
+                "changed request",
+                get(
+                    "/cse-in/meters/other",
+                    "CAE-d0",
+                    "r1",
+                    Some(&proof(&keys[0], "CAE-d0", "CAE-d0", 1, path, "r1")),
+                ),
+            ),
+            (
+                "other originator",
+                get(
+                    path,
+                    "CAE-d0",
+                    "r2",
+                    Some(&proof(&keys[1], "CAE-d0", "CAE-d0", 2, path, "r2")),
+                ),
+            ),
+            ("no proof", get(path, "CAE-d1", "r3", None)),
+            (
+                "not opted in",
+                get(
+                    "/cse-in/others/x",
+                    "CAE-d1",
+                    "r4",
+                    Some(&proof(
+                        &keys[1],
+                        "CAE-d1",
+                        "CAE-d1",
+                        0,
+                        "/cse-in/others/x",
+                        "r4",
+                    )),
+                ),
+            ),
+            (
+                "second device",
+                get(
+                    path,
+                    "CAE-d1",
+                    "r5",
+                    Some(&proof(&keys[1], "CAE-d1", "CAE-d1", 0, path, "r5")),
+                ),
+            ),
+        ];
+        (results, proxy)
+    })
+    .await
+    .unwrap();
+    let outcome: Vec<(&str, u16, &str)> = results
+        .iter()
+        .map(|(what, (status, rsc, _))| (*what, *status, rsc.as_str()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("valid", 200, "2000"),
+            ("replayed", 403, "4106"),
+            ("changed request", 403, "4106"),
+            ("other originator", 403, "4106"),
+            ("no proof", 403, "4103"),
+            ("not opted in", 403, "4103"),
+            ("second device", 200, "2000"),
+        ]
+    );
+    let received = cse.received.lock().unwrap();
+    assert_eq!(received.len(), 2);
+    assert!(received
+        .iter()
+        .all(|r| !r.headers.contains_key("x-palisade-group-proof")));
+    drop(received);
+    let metrics = proxy.metrics();
+    for reason in ["group-proof-replayed", "group-proof-bad-signature"] {
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {metrics}"
+        );
+    }
+    let data = proxy.data_dir();
+    assert!(proxy.terminate().success());
+    let audit = std::fs::read_to_string(data.join("audit/audit.log")).unwrap();
+    let record = |id: &str| -> Value {
+        let line = audit.lines().find(|l| l.contains(id)).expect("audited");
+        serde_json::from_str::<Value>(line).unwrap()["payload"].clone()
+    };
+    let valid = record(&results[0].1 .2);
+    assert_eq!(valid["originator_auth"], "group", "{valid}");
+    let replayed = record(&results[1].1 .2);
+    assert_eq!(replayed["originator_auth"], "group");
+    assert!(replayed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("used or is too old"));
+    assert_eq!(record(&results[5].1 .2)["originator_auth"], "claimed");
+}

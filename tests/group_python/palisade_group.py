@@ -416,3 +416,42 @@ class Gateway:
             "expires_at": expires_at,
             "channel": Channel(keys, device_end=True),
         }
+
+
+# --- §12 request proofs -------------------------------------------------------------------
+
+REQUEST_PROOF = 10
+PROOF_HEADER = "X-Palisade-Group-Proof"
+
+
+def b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def request_proof_payload(gateway, association, device, counter, method, target, originator,
+                          request_id, body):
+    """The never-sent payload of type 10 (§12.3)."""
+    return cbor([VERSION, REQUEST_PROOF, gateway, association, device, counter, method, target,
+                 originator, request_id, hashlib.sha256(body).digest()])
+
+
+class RequestSigner:
+    """A device's request proofs for one association (§12): `A` is the digest its answer
+    named; the counter starts at 0 and grows by one per request (§12.4)."""
+
+    def __init__(self, device, gateway, association, counter=0):
+        self.device, self.gateway, self.association = device, gateway, association
+        self.counter = counter
+
+    def proof(self, method, target, request_id, body=b"", originator=None, counter=None):
+        """The header value for one request; `originator` and `counter` default to the
+        device's own and the next one (tests pass others to forge)."""
+        if counter is None:
+            counter = self.counter
+            self.counter += 1
+        payload = request_proof_payload(
+            self.gateway, self.association, self.device.id, counter, method, target,
+            originator if originator is not None else self.device.id, request_id, body)
+        signature = self.device.key.sign(sig_structure(payload))
+        return f"v1.{b64url(self.association)}.{counter}.{b64url(signature)}"

@@ -283,6 +283,16 @@ struct AgentArgs {
     /// for the server to verify (larger assertions, about 200 bytes a member).
     #[arg(long)]
     evidence: bool,
+    /// Record the devices each round authenticated in this file (temp file and rename), for
+    /// `palisade serve`'s `group_associations`: their signed requests then count as
+    /// authenticated in apps with `group_authenticated = true` (#16.6,
+    /// docs/group-auth-protocol.md §12). Default: no records.
+    #[arg(long, value_name = "FILE")]
+    associations: Option<std::path::PathBuf>,
+    /// How long an independent-mode record lasts, in seconds (represented mode: the server's
+    /// expiry).
+    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_ASSOCIATION_TTL)]
+    association_ttl: u64,
 }
 
 /// The data folder's group identity key (generated inside the keystore on first use; it is
@@ -389,6 +399,11 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
             burst: a.per_source_burst,
         })
         .with_evidence(a.evidence);
+    if let Some(file) = &a.associations {
+        state = state
+            .with_associations(file, a.association_ttl.max(1))
+            .with_context(|| format!("opening {}", file.display()))?;
+    }
     // Read, not opened: opening the provisioning state locks it, and `palisade serve` may
     // hold it; the file is replaced atomically, so a read sees one whole state.
     let provisioned = a.data.join("provision").join("state.json");

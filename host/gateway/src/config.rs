@@ -100,6 +100,14 @@ pub struct GatewayConfig {
     /// [`super::replay::TokenReplayConfig`].
     #[serde(default)]
     pub token_replay: super::replay::TokenReplayConfig,
+    /// The group associations file `palisade group agent --associations` writes (relative
+    /// to this file): the devices group authentication authenticated, whose request proofs
+    /// apps with `group_authenticated = true` accept (docs/group-auth-protocol.md §12,
+    /// [`super::group_proof`]). Needed by such apps; default none. Cost: a `stat` per request
+    /// that carries a proof, a re-read when the file changed.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub group_associations: Option<Spanned<String>>,
     /// The file this came from (for error messages and relative paths).
     #[serde(skip)]
     pub file: PathBuf,
@@ -448,6 +456,14 @@ pub struct AppConfig {
     /// (issue 13.6). Default: any originator, none without one.
     #[serde(default)]
     pub registration: super::registration::RegistrationConfig,
+    /// A request with a valid group request proof (`X-Palisade-Group-Proof`, issued to a
+    /// device group authentication authenticated; docs/group-auth-protocol.md §12) has its
+    /// originator established by `group` and counts as authenticated for the plugins,
+    /// whatever `originators` says; an invalid proof is refused 4106. Needs
+    /// `group_associations`. Default false: the header is ignored. Cost: one Ed25519
+    /// verification per request with a proof.
+    #[serde(default)]
+    pub group_authenticated: bool,
 }
 
 /// One plugin of an application.

@@ -221,6 +221,7 @@ async fn decide(
         app: &route.name,
         originator: &access.originator,
         credential: access.credential.as_ref(),
+        group_proof: None,
     };
     let caller = Caller::Decide {
         trusted,

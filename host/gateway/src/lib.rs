@@ -25,6 +25,7 @@ pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod group_http;
+pub mod group_proof;
 pub mod metrics;
 pub mod noop;
 pub mod onem2m;
@@ -258,6 +259,8 @@ impl Gateway {
     ) -> Evaluation {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
+        // A group request proof authenticated the device itself (#16.6).
+        request.authenticated |= established.by_group();
         let originator = request.originator.clone();
         let split = route.pseudonyms.as_ref().map(|pseudonyms| {
             let split = PrivacySplit::new(pseudonyms);
@@ -308,7 +311,15 @@ impl Gateway {
         let mut decision =
             Decision::deny_unplugged(&route.name, "", started.elapsed().as_micros() as u64);
         originator::deny(&mut decision, &refusal);
-        let how = self.originators.mode(&route.name).name();
+        // A refused group proof (#16.6) was a claim of `group`, whatever the app's mode.
+        let how = match &refusal {
+            originator::Refusal::NotAuthenticated { reason, .. }
+                if reason.starts_with("group-proof") =>
+            {
+                "group"
+            }
+            _ => self.originators.mode(&route.name).name(),
+        };
         self.finish(decision, request, None, source, how, Some(refusal))
     }
 

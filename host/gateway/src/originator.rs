@@ -15,6 +15,12 @@
 //! | `tls-or-token` | either of the two ("either": a matching certificate suffices; without one, the tokens must pass) |
 //! | `tls-and-token` | both ("both": a matching certificate and passing tokens) |
 //!
+//! Besides its mode, an app with `group_authenticated = true` establishes an originator by
+//! `group` from a valid group request proof (`X-Palisade-Group-Proof`, issued to a device
+//! that group authentication authenticated, SER-027/028; [`super::group_proof`]): such a
+//! request counts as authenticated for the plugins, an invalid proof is refused 4106, and a
+//! request without one is judged by the mode.
+//!
 //! Tokens are single-use in `token` modes: a token's `tkid` is accepted once until its `tkna`,
 //! across instances, apps and restarts (SER-012). A client presents a fresh token with each
 //! request (or authenticates by TLS and uses `tls`).
@@ -34,7 +40,7 @@
 //! would be refused anyway). Devices of such apps register under the AE-ID their credential
 //! names. In `claimed` apps the registration policy alone decides.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -45,6 +51,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::config::{ConfigError, GatewayConfig};
+use super::group_proof::{GroupProofs, ProofClaim};
 use super::replay::{ReplayError, TokenId, TokenReplayCache};
 use palisade_core::Credential;
 use palisade_core::{Decision, Effect};
@@ -150,13 +157,15 @@ pub struct Claim<'a> {
     pub app: &'a str,
     pub originator: &'a str,
     pub credential: Option<&'a Credential>,
+    /// The request's group proof facts (proxy requests only; [`super::group_proof`]).
+    pub group_proof: Option<ProofClaim<'a>>,
 }
 
 /// How a request's originator was established, for the rest of its decision.
 #[derive(Clone, Debug)]
 pub struct Established {
-    /// `claimed`, `tls`, `vouched`, `token`, `tls+token` or `vouched+token`: the audit
-    /// record's `originator_auth`.
+    /// `claimed`, `tls`, `vouched`, `token`, `tls+token`, `vouched+token` or `group`: the
+    /// audit record's `originator_auth`.
     pub how: &'static str,
     /// Tokens that must be verified by an authenticator and are then used up.
     tokens: Vec<TokenId>,
@@ -169,6 +178,12 @@ impl Established {
             how: "claimed",
             tokens: Vec::new(),
         }
+    }
+
+    /// Established by a group request proof: the request counts as authenticated for the
+    /// plugins (`authenticated: true`).
+    pub fn by_group(&self) -> bool {
+        self.how == "group"
     }
 }
 
@@ -202,6 +217,9 @@ pub struct Originators {
     by_subject: HashMap<String, Vec<String>>,
     replay: TokenReplayCache,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Apps with `group_authenticated = true`, and the proofs' records when any has it.
+    group_apps: HashSet<String>,
+    group: Option<GroupProofs>,
 }
 
 /// The claims the host reads from a token. Duplicate names among these are refused by serde
@@ -305,7 +323,30 @@ impl Originators {
                         data_dir.display()
                     ),
                 })?;
+        let group_apps: HashSet<String> = config
+            .apps
+            .iter()
+            .filter(|app| app.group_authenticated)
+            .map(|app| app.name.get_ref().clone())
+            .collect();
+        let group = match (&config.group_associations, group_apps.iter().next()) {
+            (Some(file), _) => Some(GroupProofs::new(
+                config.base_dir().join(file.get_ref()),
+                palisade_types::now_unix_ms(),
+            )),
+            (None, Some(app)) => {
+                return Err(ConfigError::Invalid {
+                    file: config.file.clone(),
+                    line: None,
+                    key: Some("group_associations".into()),
+                    message: format!("app {app:?} has group_authenticated = true: name the group associations file `palisade group agent --associations` writes"),
+                })
+            }
+            (None, None) => None,
+        };
         Ok(Originators {
+            group_apps,
+            group,
             modes: config
                 .apps
                 .iter()
@@ -359,6 +400,20 @@ impl Originators {
         caller: Caller<'_>,
         now: u64,
     ) -> Result<Established, Refusal> {
+        // A group proof, where the app accepts one, decides alone: valid, the originator is
+        // established by it; invalid, refused (a client that sends one claims it).
+        if let (Some(proofs), Some(proof)) = (
+            self.group
+                .as_ref()
+                .filter(|_| self.group_apps.contains(claim.app)),
+            claim.group_proof.as_ref().filter(|p| !p.headers.is_empty()),
+        ) {
+            proofs.verify(claim.originator, proof, now)?;
+            return Ok(Established {
+                how: "group",
+                tokens: Vec::new(),
+            });
+        }
         let mode = self.mode(claim.app);
         if mode == Mode::Claimed {
             return Ok(Established::claimed());
@@ -674,6 +729,7 @@ plugin = [{ plugin = "acp" }]
             app,
             originator: "CAE-meter-7",
             credential,
+            group_proof: None,
         };
         checks
             .check(&claim, caller, NOW)
@@ -787,6 +843,7 @@ plugin = [{ plugin = "acp" }]
             app: "either",
             originator: "CAE-meter-7",
             credential: Some(&token),
+            group_proof: None,
         };
         let established = checks.check(&claim, Caller::Proxy(None), NOW).unwrap();
         let mut decision = Decision {

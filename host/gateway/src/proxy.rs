@@ -29,6 +29,7 @@ use hyper_util::rt::TokioExecutor;
 use super::config::{GatewayConfig, UpstreamConfig};
 use super::cse_lookup::{self, CseGroups, CseView};
 use super::error::{ApiError, Response};
+use super::group_proof::ProofClaim;
 use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
 use super::originator::{Caller, Claim, PeerCertificate, Refusal};
 use super::server::read_body;
@@ -321,10 +322,31 @@ async fn enforce(
     // The originator is established before any plugin runs (4106 otherwise), and before the
     // gateway asks the CSE anything for this request: an unauthenticated client cannot make
     // the gateway query the CSE.
+    // A group request proof (#16.6) covers the request as the device sent it: the method,
+    // the request-target, the request id and the body; never forwarded (the CSE receives an
+    // allow-list of headers).
+    let proofs: Vec<&[u8]> = parts
+        .headers
+        .get_all(palisade_group::request_proof::PROOF_HEADER)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let group_proof = (!proofs.is_empty()).then(|| ProofClaim {
+        headers: &proofs,
+        method: parts.method.as_str(),
+        target,
+        request_id: &binding.request_id,
+        body_digest: palisade_group::ProofRequest::body_digest(&body),
+    });
     let claim = Claim {
         app: &route.name,
         originator: &binding.originator,
         credential: binding.credential.as_ref(),
+        group_proof,
     };
     let established = gateway
         .originators

@@ -30,6 +30,7 @@ mod gateway;
 
 pub mod messages;
 mod replay;
+pub mod request_proof;
 mod server;
 mod simulate;
 mod verify;
@@ -46,6 +47,7 @@ pub use messages::{
     GroupConfirmations, KeyConfirmation, MemberChallenge, Message, SealedMessage,
 };
 pub use replay::ReplayCache;
+pub use request_proof::{CounterWindow, ProofHeader, ProofHeaderError, ProofRequest};
 pub use server::{IndependentOutcome, RepresentedOutcome, Server, ServerConfig, ServerRegistry};
 pub use simulate::{simulate, SimConfig, SimPhase, SimReport, SimRun};
 pub use verify::Verification;

@@ -401,6 +401,12 @@ pub fn signed_part(encoded: &[u8]) -> Vec<u8> {
         }) => payload,
         _ => &[],
     };
+    sig_structure(payload)
+}
+
+/// The COSE `Sig_structure` over an encoded payload, with [`SIGNING_CONTEXT`]: what every
+/// signature of the protocol covers (also request proofs, whose payload is never sent).
+pub fn sig_structure(payload: &[u8]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::with_capacity(payload.len() + 48));
     ok(e.array(4));
     ok(e.str("Signature1"));

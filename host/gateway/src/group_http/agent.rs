@@ -34,6 +34,7 @@
 use super::round::{self, Phase, Round, Rounds};
 use super::{binary, binary_body, lock, Clock, HttpError, RegistryError, ServerClient};
 use crate::config::Rate;
+use crate::group_proof::{AssociationFileError, AssociationLog, AssociationRecord};
 use crate::protect::{RateTable, TableKey};
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -70,6 +71,10 @@ pub const DEFAULT_SOURCE_RATE: Rate = Rate {
     burst: 200,
 };
 
+/// How long an independent-mode association record lasts at the gateway by default: the
+/// server's default association lifetime.
+pub const DEFAULT_ASSOCIATION_TTL: u64 = 3600;
+
 /// Client addresses the per-source table remembers (fixed memory, about 48 bytes each).
 const SOURCE_TABLE: usize = 4096;
 
@@ -84,6 +89,10 @@ pub struct AgentState {
     pub(super) clock: Clock,
     round_deadline: Duration,
     sources: RateTable,
+    /// Where the devices of completed rounds are recorded for the proxy's request proofs
+    /// (#16.6, [`crate::group_proof`]), and for how long an independent-mode record lasts.
+    associations: Option<Mutex<AssociationLog>>,
+    association_ttl: u64,
 }
 
 impl AgentState {
@@ -121,7 +130,62 @@ impl AgentState {
             clock: super::system_clock(),
             round_deadline: Duration::from_secs(20),
             sources: RateTable::new(DEFAULT_SOURCE_RATE, SOURCE_TABLE),
+            associations: None,
+            association_ttl: DEFAULT_ASSOCIATION_TTL,
         })
+    }
+
+    /// Records the devices every completed round authenticated in the file `path`
+    /// (docs/group-auth-protocol.md §12.7), for `palisade serve`'s `group_associations`.
+    /// An independent-mode record lasts `ttl` seconds (the server's lifetime is not on the
+    /// wire to the gateway); a represented-mode one until the server's `expires_at`.
+    pub fn with_associations(
+        mut self,
+        path: &std::path::Path,
+        ttl: u64,
+    ) -> Result<Self, AssociationFileError> {
+        self.associations = Some(Mutex::new(AssociationLog::open(path, &self.id)?));
+        self.association_ttl = ttl;
+        Ok(self)
+    }
+
+    /// Adds the devices a round authenticated to the association file, if there is one. A
+    /// failure to write is logged: the round stands, its devices' proofs are refused.
+    pub(super) fn record_associations(
+        &self,
+        group: &str,
+        mode: Mode,
+        digest: [u8; 32],
+        outcome: &super::round::Outcome,
+    ) {
+        let Some(log) = &self.associations else {
+            return;
+        };
+        let now = (self.clock)();
+        let expires_at = match &outcome.association {
+            Some(a) => a.expires_at,
+            None => now.saturating_add(self.association_ttl),
+        };
+        let members = self.members.get(group);
+        let records = outcome
+            .authenticated
+            .iter()
+            .filter_map(|device| {
+                let key = members?.get(device)?;
+                Some(AssociationRecord {
+                    group: group.to_owned(),
+                    device: device.clone(),
+                    mode,
+                    association: hex::encode(digest),
+                    public_key: hex::encode(key.to_bytes()),
+                    established_at_ms: palisade_types::now_unix_ms(),
+                    expires_at,
+                })
+            })
+            .collect();
+        if let Err(error) = lock(log).add(records, now) {
+            tracing::error!(%error, %group, "the group association records cannot be written");
+        }
     }
 
     /// Represented mode with evidence (#16.5): see [`GatewayAgent::set_evidence`].

@@ -28,7 +28,7 @@ mod round;
 mod sealed;
 mod server;
 
-pub use agent::{agent_router, AgentState, DEFAULT_SOURCE_RATE};
+pub use agent::{agent_router, AgentState, DEFAULT_ASSOCIATION_TTL, DEFAULT_SOURCE_RATE};
 pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
 pub use registry::{GatewayEntry, RegistryFile};

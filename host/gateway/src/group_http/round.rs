@@ -155,12 +155,12 @@ pub(super) async fn run(
         match rounds.open.get_mut(&(group.clone(), mode)) {
             Some(r) if r.nonce == nonce && r.collecting() => {
                 r.phase = Phase::Forwarding;
-                Some(std::mem::take(&mut r.answers))
+                Some((std::mem::take(&mut r.answers), r.digest))
             }
             _ => None,
         }
     };
-    let Some(answers) = taken else {
+    let Some((answers, digest)) = taken else {
         return;
     };
     let count = answers.len();
@@ -168,6 +168,9 @@ pub(super) async fn run(
         Mode::Independent => independent(&st, nonce, answers).await,
         Mode::Represented => represented(&st, nonce, answers).await,
     };
+    if let Ok(o) = &result {
+        st.record_associations(&group, mode, digest, o);
+    }
     match &result {
         Ok(o) => {
             tracing::info!(%group, ?mode, answers = count, authenticated = o.authenticated.len(), rejected = o.rejected.len(), "group round done")
