@@ -34,7 +34,8 @@ pub struct EngineConfig {
     ///
     /// `None`: three quarters of [`EngineConfig::pool_instances`] (1,500 by default),
     /// leaving the rest of the pool to calls in flight and fresh-per-request instances. A
-    /// larger value is lowered to `pool_instances` when the pool allocator is in use.
+    /// value above `pool_instances` is lowered to it (also with on-demand allocation, where
+    /// it still bounds the memory idle instances hold).
     /// Cost: the resident memory of that many idle instances (what each plugin touched,
     /// tens to hundreds of KiB for a Rust plugin, megabytes for an interpreter inside);
     /// a smaller budget costs applications beyond it an instantiation per call.

@@ -457,7 +457,9 @@ mod tests {
         };
         let busy = make().unwrap();
         let idle = make().unwrap();
-        let exhausted = make().err().expect("the pool is full");
+        let Err(exhausted) = make() else {
+            panic!("the pool is full")
+        };
         assert!(exhausted.is::<wasmtime::PoolConcurrencyLimitError>());
 
         let registry = WarmRegistry::new(2);
@@ -478,7 +480,9 @@ mod tests {
         let third = registry.instantiate(make).expect("room made by evicting");
         assert_eq!(registry.evictions(), 1);
         // Now both slots are busy: nothing to give back, the pool's error.
-        let refused = registry.instantiate(make).err().expect("fails closed");
+        let Err(refused) = registry.instantiate(make) else {
+            panic!("fails closed")
+        };
         assert!(refused.is::<wasmtime::PoolConcurrencyLimitError>());
         drop((busy, third));
     }
