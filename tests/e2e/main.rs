@@ -37,3 +37,4 @@ mod serve_proxy;
 mod serve_tables;
 mod serve_tls;
 mod serve_upstream_tls;
+mod tls_client;
