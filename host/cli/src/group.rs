@@ -425,14 +425,18 @@ fn listen(
         println!("{hello}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        // With each client's address: the agent limits work per address (SER-001).
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        // The gateway's server stack and default connection limits (SER-001: connection
+        // caps, header size and time, graceful shutdown), with each client's address for
+        // the agent's per-address limits.
+        palisade_gateway::server::serve_router(
+            vec![(listener, None)],
+            palisade_gateway::server::ConnectionLimits::default(),
+            router,
+            std::sync::Arc::new(|reason| tracing::info!(reason, "connection refused")),
+            shutdown(),
         )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving")
+        .await;
+        Ok(())
     })
 }
 
