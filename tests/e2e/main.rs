@@ -34,6 +34,8 @@ mod serve_location;
 mod serve_ops;
 mod serve_originator;
 mod serve_proxy;
+mod serve_stack;
 mod serve_tables;
 mod serve_tls;
 mod serve_upstream_tls;
+mod tls_client;

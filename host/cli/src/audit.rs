@@ -84,11 +84,11 @@ fn run_verify_collector(
     key: &[u8; 32],
 ) -> anyhow::Result<bool> {
     let gateway = args.gateway.as_deref().unwrap_or_default();
-    let tls = palisade_gateway::tls_client::ClientTlsFiles {
-        ca_file: args.ca.clone(),
-        cert_file: args.cert.clone(),
-        key_file: args.client_key.clone(),
-    };
+    let tls = palisade_tls::ClientTlsFiles::new(
+        args.ca.clone(),
+        args.cert.clone(),
+        args.client_key.clone(),
+    );
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
     match runtime.block_on(palisade_collector::remote::verify_stored(
         collector, gateway, key, tls,

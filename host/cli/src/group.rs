@@ -376,22 +376,21 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let signer: std::sync::Arc<dyn palisade_group::GroupSigner> =
         std::sync::Arc::new(identity(&a.data)?);
     let public = hex::encode(signer.public_key());
-    let tls = if a.server.starts_with("https://") {
-        Some(palisade_gateway::tls_client::client_config(
-            &palisade_gateway::tls_client::ClientTlsFiles {
-                ca_file: a.server_ca.clone(),
-                cert_file: a.client_cert.clone(),
-                key_file: a.client_key.clone(),
-            },
-        )?)
-    } else {
-        if a.server_ca.is_some() || a.client_cert.is_some() || a.client_key.is_some() {
-            anyhow::bail!(
-                "--server-ca, --client-cert and --client-key apply to an https:// --server only"
-            );
-        }
-        None
-    };
+    let server: hyper::Uri = a
+        .server
+        .parse()
+        .with_context(|| format!("--server {:?} is not a URL", a.server))?;
+    let files = palisade_tls::ClientTlsFiles::new(
+        a.server_ca.clone(),
+        a.client_cert.clone(),
+        a.client_key.clone(),
+    );
+    let tls = files.for_url(&server).map_err(|error| match error {
+        palisade_tls::ClientTlsError::FilesForPlainLink => anyhow::anyhow!(
+            "--server-ca, --client-cert and --client-key apply to an https:// --server only"
+        ),
+        error => anyhow::Error::new(error).context("--server TLS"),
+    })?;
     let mut state = AgentState::with_tls(&gateway, signer, &server_key, &a.server, tls)?
         .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)))
         .with_source_rate(palisade_gateway::config::Rate {
@@ -441,14 +440,18 @@ fn listen(
         println!("{hello}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        // With each client's address: the agent limits work per address (SER-001).
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        // The gateway's server stack and default connection limits (SER-001: connection
+        // caps, header size and time, graceful shutdown), with each client's address for
+        // the agent's per-address limits.
+        palisade_gateway::server::serve_router(
+            vec![(listener, None)],
+            palisade_gateway::server::ConnectionLimits::default(),
+            router,
+            std::sync::Arc::new(|reason| tracing::info!(reason, "connection refused")),
+            shutdown(),
         )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving")
+        .await;
+        Ok(())
     })
 }
 

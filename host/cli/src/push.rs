@@ -199,21 +199,23 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
         .context("--admin-key ADMIN.key is required")?;
     let key = read_private_key(key_path)?;
     let headers = sign_request(&key, method, &path, &body, now_unix());
-    let tls = if gateway.starts_with("https://") {
-        Some(palisade_gateway::tls_client::client_config(
-            &palisade_gateway::tls_client::ClientTlsFiles {
-                ca_file: common.ca_file.clone(),
-                cert_file: common.client_cert.clone(),
-                key_file: common.client_key.clone(),
-            },
-        )?)
-    } else {
-        if common.ca_file.is_some() || common.client_cert.is_some() || common.client_key.is_some() {
-            bail!("--ca-file, --client-cert and --client-key apply to an https:// --gateway only");
-        }
+    let uri: hyper::Uri = gateway
+        .parse()
+        .with_context(|| format!("--gateway {gateway:?} is not a URL"))?;
+    let files = palisade_tls::ClientTlsFiles::new(
+        common.ca_file.clone(),
+        common.client_cert.clone(),
+        common.client_key.clone(),
+    );
+    let tls = files.for_url(&uri).map_err(|error| match error {
+        palisade_tls::ClientTlsError::FilesForPlainLink => anyhow::anyhow!(
+            "--ca-file, --client-cert and --client-key apply to an https:// --gateway only"
+        ),
+        error => anyhow::Error::new(error).context("--gateway TLS"),
+    })?;
+    if tls.is_none() {
         eprintln!("warning: {gateway} is plain http://: the request and the gateway's answer cross the network unencrypted");
-        None
-    };
+    }
     let (status, answer) = send(gateway, tls, method, &path, &headers, &body)?;
     let json: serde_json::Value = serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null);
     let ok = (200..300).contains(&status);
@@ -245,7 +247,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
 /// proxy in front of the gateway may not pass the interim answer on).
 const CONTINUE_WAIT: Duration = Duration::from_secs(5);
 
-/// The connection to the gateway: plain TCP or TLS ([`palisade_gateway::tls_client`]).
+/// The connection to the gateway: plain TCP or TLS ([`palisade_tls`]).
 trait Connection: Read + Write {}
 impl<T: Read + Write> Connection for T {}
 
@@ -265,7 +267,7 @@ fn send(
     let uri: hyper::Uri = gateway
         .parse()
         .with_context(|| format!("--gateway {gateway:?} is not a URL"))?;
-    let https = palisade_gateway::tls_client::is_https(&uri).map_err(anyhow::Error::msg)?;
+    let https = palisade_tls::is_https(&uri)?;
     let authority = uri
         .authority()
         .context("--gateway must be http(s)://HOST:PORT")?;
@@ -275,8 +277,8 @@ fn send(
     let socket = tcp.try_clone()?;
     let mut stream: Box<dyn Connection> = match (https, tls) {
         (true, Some(tls)) => Box::new(
-            palisade_gateway::tls_client::blocking(tls, authority.host(), tcp)
-                .map_err(|error| anyhow::anyhow!("TLS to {host}: {error}"))?,
+            palisade_tls::blocking(tls, authority.host(), tcp)
+                .with_context(|| format!("TLS to {host}"))?,
         ),
         (true, None) => bail!("--gateway is https://: give --ca-file"),
         (false, _) => Box::new(tcp),

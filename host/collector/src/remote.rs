@@ -5,14 +5,10 @@
 //! the key the auditor trusts (given on the command line, not taken from the collector), so
 //! a collector whose database was edited is caught like an edited file.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use palisade_audit::{verify_continuation, ChainPoint, VerifyReport};
-use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
+use palisade_tls::{client_config, ClientTlsFiles};
 
 /// The largest chain page read (the collector sends at most 10000 lines of at most ~20 KiB).
 const MAX_PAGE: usize = 256 << 20;
@@ -39,7 +35,7 @@ pub struct RemoteReport {
 pub enum RemoteError {
     /// The client TLS files cannot be used.
     #[error(transparent)]
-    Tls(#[from] palisade_gateway::tls_client::ClientTlsError),
+    Tls(#[from] palisade_tls::ClientTlsError),
     /// The gateway id is not one (1 to 253 of A-Z a-z 0-9 - . _).
     #[error("{0:?} is not a gateway id")]
     BadGateway(String),
@@ -93,10 +89,10 @@ pub async fn verify_stored(
     if !valid {
         return Err(RemoteError::BadGateway(gateway.to_owned()));
     }
-    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(Connector::new(
-        Duration::from_secs(10),
+    let client = palisade_tls::http_client::<Empty<Bytes>>(
+        palisade_tls::DEFAULT_CONNECT_TIMEOUT,
         Some(client_config(&tls)?),
-    ));
+    );
     let base = collector.to_string();
     let base = base.trim_end_matches('/');
     let mut point: Option<ChainPoint> = None;

@@ -23,13 +23,13 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use palisade_gateway::server::{serve_connections, Accepted, ConnectionLimits};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::config::{CollectorConfig, GatewayKey};
 use crate::store::{IngestError, Query, QueryError, Store, StoreError};
@@ -79,6 +79,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send a batch body (at the maximum size, 64 MiB, that is over
 /// 1 MiB/s).
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long requests in progress may take to finish on shutdown: a batch that has started
+/// arriving may finish ([`BODY_TIMEOUT`]).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(70);
 /// The longest a stored chain page is (`/chain`).
 const MAX_CHAIN_PAGE: usize = 10_000;
 
@@ -223,67 +226,38 @@ pub async fn start(config: &CollectorConfig) -> Result<Collector, ServeError> {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "nothing is served here") })
         .with_state(app);
     let (shutdown, mut stop) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let task = tokio::spawn(async move {
-        loop {
-            let permit = tokio::select! {
-                _ = stop.changed() => break,
-                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
-            };
-            let (tcp, _) = tokio::select! {
-                _ = stop.changed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let (acceptor, router, gateways, query_clients) = (
-                acceptor.clone(),
-                router.clone(),
-                gateways.clone(),
-                query_clients.clone(),
-            );
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let Ok(Ok(tls)) =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                else {
-                    return;
-                };
-                let id = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| certificate_id(c.as_ref()))
-                    .unwrap_or_default();
-                let peer = match gateways.get(&id) {
-                    Some(g) => Peer::Gateway(g.clone()),
-                    None if query_clients.contains(&id) => Peer::QueryClient(id),
-                    None => Peer::Unknown(id),
-                };
-                let service = TowerToHyperService::new(router.layer(Extension(peer)));
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HANDSHAKE_TIMEOUT);
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = stop.changed() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
-            });
-        }
-    });
+    // Each connection is served by the router with who is on the other end, from the
+    // certificate the TLS acceptor verified.
+    let make_service = move |connection: Accepted<'_>| {
+        let id = connection
+            .certificates
+            .and_then(|c| c.first())
+            .and_then(|c| certificate_id(c.as_ref()))
+            .unwrap_or_default();
+        let peer = match gateways.get(&id) {
+            Some(g) => Peer::Gateway(g.clone()),
+            None if query_clients.contains(&id) => Peer::QueryClient(id),
+            None => Peer::Unknown(id),
+        };
+        TowerToHyperService::new(router.clone().layer(Extension(peer)))
+    };
+    // The gateway's server stack (SER-001): a connection beyond `max_connections` is closed
+    // at once; the per-address cap is the global one, since the collector's clients are
+    // known gateways that may share an address (a NAT, one test host).
+    let mut limits = ConnectionLimits::default();
+    limits.max_connections = config.max_connections;
+    limits.max_connections_per_address = config.max_connections;
+    limits.header_read_timeout = HANDSHAKE_TIMEOUT;
+    limits.shutdown_grace = SHUTDOWN_GRACE;
+    let task = tokio::spawn(serve_connections(
+        vec![(listener, Some(acceptor))],
+        limits,
+        make_service,
+        Arc::new(|reason| tracing::info!(reason, "collector connection refused")),
+        async move {
+            let _ = stop.changed().await;
+        },
+    ));
     Ok(Collector {
         addr,
         shutdown,

@@ -24,15 +24,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use palisade_audit::log_files;
-use palisade_gateway::tls_client::{client_config, ClientTlsError, ClientTlsFiles, Connector};
+use palisade_tls::{client_config, ClientTlsError, ClientTlsFiles, Connector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -209,13 +207,12 @@ pub struct Shipper {
 impl Shipper {
     /// A shipper from its configuration; reads the cursor (no network yet).
     pub fn new(config: ShipConfig) -> Result<Shipper, ShipError> {
-        let tls = client_config(&ClientTlsFiles {
-            ca_file: Some(config.ca_file.clone()),
-            cert_file: Some(config.cert_file.clone()),
-            key_file: Some(config.key_file.clone()),
-        })?;
-        let connector = Connector::new(Duration::from_secs(10), Some(tls));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let tls = client_config(&ClientTlsFiles::new(
+            Some(config.ca_file.clone()),
+            Some(config.cert_file.clone()),
+            Some(config.key_file.clone()),
+        ))?;
+        let client = palisade_tls::http_client(palisade_tls::DEFAULT_CONNECT_TIMEOUT, Some(tls));
         let cursor = Cursor::load(&config.cursor_file)?.unwrap_or_default();
         let status = Arc::new(ShipStatus::default());
         status.next_seq.store(cursor.next_seq, Ordering::Relaxed);

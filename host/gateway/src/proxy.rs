@@ -77,7 +77,7 @@ impl Upstream {
         let uri: Uri = url
             .parse()
             .map_err(|error| format!("{url:?} is not a URL: {error}"))?;
-        crate::tls_client::is_https(&uri)?;
+        crate::tls_client::is_https(&uri).map_err(|error| error.to_string())?;
         if uri.authority().is_none() {
             return Err(format!("{url:?}: use an http(s)://host:port URL"));
         }

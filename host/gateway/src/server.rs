@@ -1,5 +1,8 @@
-//! Listeners and connections. Connections are driven by hand, not by a framework's `serve`,
-//! because the protections against slow and greedy clients (SER-001) live at this level:
+//! Listeners and connections: the one HTTP server stack of Palisade ([`serve_connections`];
+//! the gateway's listeners through [`serve`], axum routers such as the group-authentication
+//! server and agent through [`serve_router`], and the collector). Connections are driven by
+//! hand, not by a framework's `serve`, because the protections against slow and greedy
+//! clients (SER-001) live at this level:
 //!
 //! - at most `max_connections` open connections, and at most `max_connections_per_address`
 //!   from one client address; beyond either a new one is closed at once (and counted), so
@@ -95,22 +98,96 @@ impl Listener {
     }
 }
 
-/// Serves `listeners` until `shutdown` resolves, then drains in-flight requests for up to
-/// the configured grace period.
-pub async fn serve(
-    gateway: Arc<Gateway>,
-    listeners: Vec<Listener>,
+/// The connection-level protections of every HTTP listener Palisade runs (SER-001): the
+/// gateway's listeners, the group-authentication server and agent, and the collector all go
+/// through [`serve_connections`] with these.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Open connections; beyond it a new one is closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address; beyond it that address's new ones are
+    /// closed at once.
+    pub max_connections_per_address: usize,
+    /// Time for the TLS handshake and for each request's headers.
+    pub header_read_timeout: Duration,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl ConnectionLimits {
+    /// The connection limits of a gateway configuration's `[limits]`.
+    pub fn new(limits: &super::config::ServerLimits) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address,
+            header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
+            shutdown_grace: Duration::from_millis(limits.shutdown_grace_ms),
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    /// The gateway's defaults ([`super::config::ServerLimits::default`]).
+    fn default() -> ConnectionLimits {
+        ConnectionLimits::new(&super::config::ServerLimits::default())
+    }
+}
+
+/// An accepted connection, as the service factory of [`serve_connections`] sees it.
+#[non_exhaustive]
+pub struct Accepted<'a> {
+    /// The index of its listener in the list given to [`serve_connections`].
+    pub listener: usize,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The client's certificate chain, verified by the listener's TLS acceptor (none on a
+    /// plain listener or when the client presented none).
+    pub certificates: Option<&'a [CertificateDer<'static>]>,
+}
+
+/// Counts a refused connection by reason (`connections`, `connections-per-address`,
+/// `tls-handshake`).
+pub type OnRejected = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// Serves `listeners` (each a socket and its TLS acceptor, if any) until `shutdown`
+/// resolves, then drains in-flight requests for up to `limits.shutdown_grace`. Each
+/// accepted connection gets its service from `make_service`; the limits of
+/// [`ConnectionLimits`] and the 16 KiB request head apply to all of them, before the
+/// service sees a request.
+pub async fn serve_connections<M, S, B>(
+    listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    limits: ConnectionLimits,
+    make_service: M,
+    rejected: OnRejected,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) where
+    M: Fn(Accepted<'_>) -> S + Send + Sync + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = Arc::new(GracefulShutdown::new());
-    let connections = Arc::new(Semaphore::new(gateway.limits.max_connections.max(1)));
-    let per_address = ConnectionTable::new(gateway.limits.max_connections_per_address);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = ConnectionTable::new(limits.max_connections_per_address);
+    let make_service = Arc::new(make_service);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_loops = Vec::new();
-    for listener in listeners {
+    for (index, (socket, tls)) in listeners.into_iter().enumerate() {
         accept_loops.push(tokio::spawn(accept_loop(
-            gateway.clone(),
-            listener,
+            Socket {
+                index,
+                socket,
+                tls,
+                header_timeout: limits.header_read_timeout,
+            },
+            make_service.clone(),
+            rejected.clone(),
             connections.clone(),
             per_address.clone(),
             graceful.clone(),
@@ -123,7 +200,7 @@ pub async fn serve(
     for accept in accept_loops {
         let _ = accept.await;
     }
-    let grace = Duration::from_millis(gateway.limits.shutdown_grace_ms);
+    let grace = limits.shutdown_grace;
     // The accept loops held the other references and have ended.
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         tracing::warn!("connections could not be drained");
@@ -138,19 +215,92 @@ pub async fn serve(
     }
 }
 
-async fn accept_loop(
+/// Serves an axum `router` on `listeners` through [`serve_connections`], with the same
+/// limits as the gateway's own listeners. Each request carries its client's address as
+/// `axum::extract::ConnectInfo<SocketAddr>` (the group agent limits work per address).
+pub async fn serve_router(
+    listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    limits: ConnectionLimits,
+    router: axum::Router,
+    rejected: OnRejected,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let make_service = move |connection: Accepted<'_>| {
+        let peer = axum::extract::ConnectInfo(connection.peer);
+        hyper_util::service::TowerToHyperService::new(router.clone().layer(axum::Extension(peer)))
+    };
+    serve_connections(listeners, limits, make_service, rejected, shutdown).await
+}
+
+/// Serves `listeners` until `shutdown` resolves, then drains in-flight requests for up to
+/// the configured grace period ([`serve_connections`] with the gateway's limits and
+/// routes).
+pub async fn serve(
     gateway: Arc<Gateway>,
-    listener: Listener,
+    listeners: Vec<Listener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut offers = Vec::new();
+    let mut sockets = Vec::new();
+    for listener in listeners {
+        offers.push(Arc::new(Offer {
+            services: listener.services,
+            trusted_decide_callers: listener.trusted_decide_callers,
+            trusted_decide_clients: listener.trusted_decide_clients,
+        }));
+        sockets.push((listener.socket, listener.tls));
+    }
+    let limits = ConnectionLimits::new(&gateway.limits);
+    let rejected: OnRejected = {
+        let gateway = gateway.clone();
+        Arc::new(move |reason| gateway.metrics.rejected(reason))
+    };
+    let make_service = move |connection: Accepted<'_>| {
+        let services = offers[connection.listener].for_client(connection.certificates);
+        let certificate = client_certificate(connection.certificates, connection.peer);
+        let peer = connection.peer;
+        let gateway = gateway.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            let gateway = gateway.clone();
+            let services = services.clone();
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
+        })
+    };
+    serve_connections(sockets, limits, make_service, rejected, shutdown).await
+}
+
+/// One listening socket of [`serve_connections`].
+struct Socket {
+    index: usize,
+    socket: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop<M, S, B>(
+    listener: Socket,
+    make_service: Arc<M>,
+    rejected: OnRejected,
     connections: Arc<Semaphore>,
     per_address: Arc<ConnectionTable>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
-) {
-    let services = Arc::new(Offer {
-        services: listener.services,
-        trusted_decide_callers: listener.trusted_decide_callers,
-        trusted_decide_clients: listener.trusted_decide_clients,
-    });
+) where
+    M: Fn(Accepted<'_>) -> S + Send + Sync + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let header_timeout = listener.header_timeout;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.socket.accept() => match accepted {
@@ -165,21 +315,21 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            gateway.metrics.rejected("connections");
+            rejected("connections");
             drop(stream);
             continue;
         };
         // Counted only once it holds a global slot: the table never outgrows
         // `max_connections`.
         let Some(address_slot) = per_address.open(peer.ip()) else {
-            gateway.metrics.rejected("connections-per-address");
+            rejected("connections-per-address");
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let header_timeout = Duration::from_millis(gateway.limits.header_read_timeout_ms);
-        let gateway = gateway.clone();
-        let services = services.clone();
+        let make_service = make_service.clone();
+        let rejected = rejected.clone();
+        let index = listener.index;
         // A watcher per connection, so that connection tasks do not keep the shutdown
         // handle itself alive.
         let graceful = graceful.watcher();
@@ -187,41 +337,30 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    run_connection(
-                        stream,
+                    let service = make_service(Accepted {
+                        listener: index,
                         peer,
-                        header_timeout,
-                        gateway,
-                        services,
-                        None,
-                        graceful,
-                    )
-                    .await
+                        certificates: None,
+                    });
+                    run_connection(stream, peer, header_timeout, service, graceful).await
                 }
                 Some(acceptor) => {
                     // The handshake gets the header timeout too: a client that stalls it is
                     // a slow-loris like any other (SER-001).
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let certificates = stream.get_ref().1.peer_certificates();
-                            let services = services.for_client(certificates);
-                            let certificate = client_certificate(certificates, peer);
-                            run_connection(
-                                stream,
+                            let service = make_service(Accepted {
+                                listener: index,
                                 peer,
-                                header_timeout,
-                                gateway,
-                                services,
-                                certificate,
-                                graceful,
-                            )
-                            .await
+                                certificates: stream.get_ref().1.peer_certificates(),
+                            });
+                            run_connection(stream, peer, header_timeout, service, graceful).await
                         }
                         Ok(Err(error)) => {
-                            gateway.metrics.rejected("tls-handshake");
+                            rejected("tls-handshake");
                             tracing::info!(%peer, %error, "TLS handshake refused");
                         }
-                        Err(_) => gateway.metrics.rejected("tls-handshake"),
+                        Err(_) => rejected("tls-handshake"),
                     }
                 }
             }
@@ -248,27 +387,24 @@ fn client_certificate(
     }
 }
 
-/// Serves one connection (plain or TLS) until it ends or shutdown closes it. Each request
-/// carries the connection's verified client certificate, if any, in its extensions.
-async fn run_connection<I>(
+/// Serves one connection (plain or TLS) with `service` until it ends or shutdown closes it.
+async fn run_connection<I, S, B>(
     io: I,
     peer: SocketAddr,
     header_timeout: Duration,
-    gateway: Arc<Gateway>,
-    services: Arc<Offer>,
-    certificate: Option<Arc<PeerCertificate>>,
+    service: S,
     graceful: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        let gateway = gateway.clone();
-        let services = services.clone();
-        if let Some(certificate) = &certificate {
-            request.extensions_mut().insert(certificate.clone());
-        }
-        async move { Ok::<_, Infallible>(route(&gateway, &services, request, peer).await) }
-    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -70,7 +70,7 @@ impl RegistryConfig {
         if self.request_timeout.is_zero() {
             return Err(OciError::Config("request_timeout must be positive".into()));
         }
-        if self.ca_pem.is_some() && self.ca_certificates().is_empty() {
+        if self.ca_pem.is_some() && self.ca_certificates()?.is_empty() {
             return Err(OciError::Config(
                 "the CA file holds no PEM certificate".into(),
             ));
@@ -78,17 +78,19 @@ impl RegistryConfig {
         Ok(())
     }
 
-    /// The certificates of `ca_pem`, one PEM block each.
-    fn ca_certificates(&self) -> Vec<Certificate> {
-        const END: &str = "-----END CERTIFICATE-----";
-        let text = String::from_utf8_lossy(self.ca_pem.as_deref().unwrap_or_default());
-        text.split_inclusive(END)
-            .filter(|block| block.contains("-----BEGIN CERTIFICATE-----") && block.ends_with(END))
-            .map(|block| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: block.trim_start().as_bytes().to_vec(),
+    /// The certificates of `ca_pem`, read by the one PEM reader of Palisade's client links
+    /// ([`palisade_tls::parse_certificates`]) and handed to the registry client as DER.
+    fn ca_certificates(&self) -> Result<Vec<Certificate>, OciError> {
+        let pem = self.ca_pem.as_deref().unwrap_or_default();
+        let certs = palisade_tls::parse_certificates(pem)
+            .map_err(|error| OciError::Config(format!("the CA file: {error}")))?;
+        Ok(certs
+            .into_iter()
+            .map(|der| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: der.to_vec(),
             })
-            .collect()
+            .collect())
     }
 
     /// Whether references to `registry` travel over plain HTTP.
@@ -110,7 +112,7 @@ impl RegistryConfig {
             // An image index is never a Wasm artifact: refuse it rather than pick a platform.
             platform_resolver: None,
             user_agent: concat!("palisade/", env!("CARGO_PKG_VERSION")),
-            tls_certs_only: self.ca_certificates(),
+            tls_certs_only: self.ca_certificates()?,
             ..ClientConfig::default()
         };
         Ok(Client::new(config))
