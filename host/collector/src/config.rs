@@ -28,27 +28,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_gateway::config::{line_of, toml_error, ConfigError};
-use serde::de::DeserializeOwned;
+use palisade_gateway::config::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Reads `file` as TOML into `T`, errors naming the line and key.
-fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    let deserializer = toml::de::Deserializer::parse(text)
-        .map_err(|error| toml_error(file, text, None, &error))?;
-    serde_path_to_error::deserialize::<_, T>(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let key = (path != ".").then_some(path);
-        toml_error(file, text, key, error.inner())
-    })
-}
-
 fn read(file: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(file).map_err(ConfigError::read(file))
 }
 
 /// Where a config file's errors point.
@@ -64,12 +49,7 @@ impl Origin<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_path_buf(),
-            line: Some(line_of(self.text, span.start)),
-            key: Some(key.into()),
-            message: message.into(),
-        }
+        ConfigError::at(self.file, self.text, span, key, message)
     }
 
     fn path(&self, value: &str) -> PathBuf {
@@ -250,7 +230,7 @@ impl CollectorConfig {
 
     /// Parses `text` as if read from `file`.
     pub fn parse(file: &Path, text: &str) -> Result<CollectorConfig, ConfigError> {
-        let raw: CollectorFile = parse_toml(file, text)?;
+        let raw: CollectorFile = ConfigError::parse_toml(file, text)?;
         let o = Origin { file, text };
         let listen = raw.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
             o.error(
@@ -417,7 +397,7 @@ impl ShipConfig {
 
     /// Parses a standalone `ship.toml` (`text`) as if read from `file`.
     pub fn parse(file: &Path, text: &str) -> Result<ShipConfig, ConfigError> {
-        let raw: ShipFile = parse_toml(file, text)?;
+        let raw: ShipFile = ConfigError::parse_toml(file, text)?;
         let o = Origin { file, text };
         let Some(dir) = &raw.audit_dir else {
             return Err(ConfigError::Invalid {
@@ -450,7 +430,7 @@ impl ShipConfig {
             #[serde(default)]
             ship: Option<ShipFile>,
         }
-        let view: View = parse_toml(file, text)?;
+        let view: View = ConfigError::parse_toml(file, text)?;
         let Some(raw) = view.audit.and_then(|a| a.ship) else {
             return Ok(None);
         };

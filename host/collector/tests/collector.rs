@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use palisade_audit::{AuditConfig, AuditLog, Clock, FsyncPolicy, Kind};
 use palisade_collector::server::{self, Collector};
 use palisade_collector::shipper::{Cursor, Round, Shipper};
+use palisade_collector::config::OnBacklogFull;
 use palisade_collector::{CollectorConfig, ShipConfig};
 use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
 use serde_json::{json, Value};
@@ -782,6 +783,28 @@ fn config_errors_name_the_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("colour"), "{err}");
+    // on_backlog_full: "deny" unless the operator says "warn"; anything else names the key.
+    assert_eq!(config.on_backlog_full, OnBacklogFull::Deny);
+    let warn = ShipConfig::from_gateway(&gw, &format!("{ship}on_backlog_full = \"warn\"\n"), &audit)
+        .unwrap()
+        .unwrap();
+    assert_eq!(warn.on_backlog_full, OnBacklogFull::Warn);
+    let err = ShipConfig::from_gateway(&gw, &format!("{ship}on_backlog_full = \"drop\"\n"), &audit)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":6:") && err.contains("audit.ship.on_backlog_full") && err.contains("\"drop\""),
+        "{err}"
+    );
+    let err = ShipConfig::from_gateway(&gw, &format!("{ship}max_backlog_bytes = 1048575\n"), &audit)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("audit.ship.max_backlog_bytes"), "{err}");
+    // A file that cannot be read is named.
+    let err = CollectorConfig::load(&dir.path().join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
 }
 
 /// The collector's sustained ingest rate (issue #17 closing figure), not a pass/fail check:
