@@ -2,7 +2,6 @@
 //! stored once, queries, the bounds, the client-certificate roles, verification from the
 //! database, and the shipper resuming from its cursor.
 
-mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +20,8 @@ use palisade_collector::config::OnBacklogFull;
 use palisade_collector::{CollectorConfig, ShipConfig};
 use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
 use serde_json::{json, Value};
-use support::pg::Postgres;
-use support::{gateway_signer, Fleet};
+use crate::support::pg::Postgres;
+use crate::support::{self, gateway_signer, Fleet};
 
 /// A log in `dir` signed by gateway `n`'s key: checkpoints every 7 entries, a counting clock.
 fn open_log(dir: &Path, n: u8) -> AuditLog {
@@ -811,7 +810,7 @@ fn config_errors_name_the_line_and_key() {
 /// four gateways' logs of 25000 decisions each are shipped at once, by four shippers in
 /// 1000-entry batches, into a PostgreSQL with durable commits (fsync on). Prints decisions
 /// per second. Run with
-/// `cargo test -p palisade-collector --test collector ingest_rate -- --ignored --nocapture`.
+/// `cargo test --test collector api::ingest_rate -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn ingest_rate() {
