@@ -1,5 +1,7 @@
 //! What the collector tests share: a real PostgreSQL ([`pg`]), a test PKI with a collector
 //! certificate and client certificates for gateways and an operator, and config files.
+// Each of the two test binaries (collector, collector_kill) uses part of it.
+#![allow(dead_code)]
 
 pub use palisade_test_support::{pg, pki};
 
