@@ -267,9 +267,10 @@ impl ShipStatus {
     /// Why decisions are refused, for the 503 answer and `/health`.
     fn refusal_detail(&self) -> String {
         let s = self.snapshot();
-        let why = s
-            .last_error
-            .map_or_else(|| "it is not keeping up".to_owned(), |e| format!("last error: {e}"));
+        let why = s.last_error.map_or_else(
+            || "it is not keeping up".to_owned(),
+            |e| format!("last error: {e}"),
+        );
         format!(
             "{} bytes ({} entries) of the audit log are not shipped to the collector {}, over [audit.ship] max_backlog_bytes = {} (on_backlog_full = \"deny\"): decisions are refused until it catches up ({why})",
             s.backlog_bytes, s.pending_entries, s.collector, s.max_backlog_bytes
@@ -523,7 +524,10 @@ impl Shipper {
                     self.config.poll_interval
                 }
                 Err(e) => {
-                    tracing::warn!("audit shipping: {}; retrying in {backoff:?}", error_chain(&e));
+                    tracing::warn!(
+                        "audit shipping: {}; retrying in {backoff:?}",
+                        error_chain(&e)
+                    );
                     self.status.failed(&e);
                     self.resync = true;
                     let wait = backoff;
@@ -641,9 +645,11 @@ impl Shipper {
             })
             .sum();
         self.status.backlog_bytes.store(backlog, Ordering::Relaxed);
-        let pending = last_seq_on_disk(files)
-            .map_or(0, |last| (last + 1).saturating_sub(c.next_seq));
-        self.status.pending_entries.store(pending, Ordering::Relaxed);
+        let pending =
+            last_seq_on_disk(files).map_or(0, |last| (last + 1).saturating_sub(c.next_seq));
+        self.status
+            .pending_entries
+            .store(pending, Ordering::Relaxed);
         let over = backlog > self.config.max_backlog_bytes;
         let was = self.status.backlogged.swap(over, Ordering::Relaxed);
         let refuse = self.config.on_backlog_full == OnBacklogFull::Deny;
@@ -656,7 +662,11 @@ impl Shipper {
         } else if was && !over {
             tracing::warn!(
                 "audit shipping is back under max_backlog_bytes ({backlog} bytes behind){}",
-                if refuse { "; decisions are served again" } else { "" }
+                if refuse {
+                    "; decisions are served again"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -879,7 +889,10 @@ fn last_seq_on_disk(files: &[PathBuf]) -> Option<u64> {
         let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
             continue;
         };
-        let begin = buf[..end].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let begin = buf[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let value: serde_json::Value = serde_json::from_slice(&buf[begin..end]).unwrap_or_default();
         let seq = match value.get("kind").and_then(|v| v.as_str()) {
             Some("gap") => value.pointer("/payload/last_seq").and_then(|v| v.as_u64()),

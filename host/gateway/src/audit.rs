@@ -360,8 +360,9 @@ pub struct AuditSettings {
     /// `[audit.ship]`: ship this log to a fleet collector (issue #17; none by default, and
     /// then nothing leaves the gateway). Its keys (`collector`, `ca_file`, `cert_file`,
     /// `key_file`, `batch_entries`, `batch_bytes`, `poll_interval_ms`, `retry_max_ms`,
-    /// `request_timeout_ms`, `max_backlog_bytes`, `on_backlog_full`) are checked by `palisade_collector`'s
-    /// `ShipConfig::from_gateway` when `palisade serve` starts, with file:line:key errors.
+    /// `request_timeout_ms`, `max_backlog_bytes`, `on_backlog_full`) are checked by
+    /// `palisade_collector`'s `ShipConfig::from_gateway` when `palisade serve` starts, with
+    /// file:line:key errors.
     #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     pub ship: Option<toml::Table>,
 }

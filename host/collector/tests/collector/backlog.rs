@@ -28,7 +28,10 @@ fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u
     let status = text.get(9..12)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     // The bodies read here are small JSON or text; chunked framing is undone.
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(&body)
     } else {
         body
@@ -63,7 +66,10 @@ fn decide_answer(addr: SocketAddr, i: u64) -> (u16, String) {
 /// `/health`: its status and JSON.
 fn health(addr: SocketAddr) -> (u16, serde_json::Value) {
     let (status, body) = exchange(addr, "GET", "/health", "").expect("the gateway answers");
-    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
 }
 
 /// The value of the unlabelled metric `name` in `/metrics`.
@@ -152,7 +158,10 @@ fn ship_status_and_the_backlog_bound_deny_then_resume() {
     assert_eq!(ship["refusing"], false);
     assert_eq!(ship["on_backlog_full"], "deny");
     assert_eq!(ship["max_backlog_bytes"], 1048576);
-    assert!(ship["last_success_ms"].as_u64().unwrap() > 1_700_000_000_000, "{ship}");
+    assert!(
+        ship["last_success_ms"].as_u64().unwrap() > 1_700_000_000_000,
+        "{ship}"
+    );
     let shipped = ship["last_shipped_seq"].as_u64().unwrap();
     assert_eq!(ship["next_seq"].as_u64(), Some(shipped + 1));
     assert!(shipped + 1 >= 50, "{ship}");
@@ -165,13 +174,21 @@ fn ship_status_and_the_backlog_bound_deny_then_resume() {
     // the bound decisions are still answered (SER-007).
     collector.kill9();
     for i in 0..100 {
-        assert_eq!(decide_answer(gw.addr, i).0, 200, "under the bound: answered");
+        assert_eq!(
+            decide_answer(gw.addr, i).0,
+            200,
+            "under the bound: answered"
+        );
     }
-    eventually(30, "the shipper reports the outage and counts what is pending", || {
-        let ship = health(gw.addr).1["audit"]["ship"].clone();
-        ship["consecutive_failures"].as_u64() >= Some(2)
-            && ship["pending_entries"].as_u64() >= Some(100)
-    });
+    eventually(
+        30,
+        "the shipper reports the outage and counts what is pending",
+        || {
+            let ship = health(gw.addr).1["audit"]["ship"].clone();
+            ship["consecutive_failures"].as_u64() >= Some(2)
+                && ship["pending_entries"].as_u64() >= Some(100)
+        },
+    );
     let (status, body) = health(gw.addr);
     assert_eq!(status, 200, "{body}");
     let ship = &body["audit"]["ship"];
@@ -201,7 +218,10 @@ fn ship_status_and_the_backlog_bound_deny_then_resume() {
     }
     let refusal: serde_json::Value =
         serde_json::from_str(&refusal.expect("refused within 20000 decisions")).unwrap();
-    assert!(answered_before > 100, "answered up to the bound: {answered_before}");
+    assert!(
+        answered_before > 100,
+        "answered up to the bound: {answered_before}"
+    );
     assert_eq!(refusal["error"]["code"], "audit-unavailable", "{refusal}");
     let message = refusal["error"]["message"].as_str().unwrap();
     assert!(message.contains("ship-backlog"), "{message}");
@@ -209,7 +229,10 @@ fn ship_status_and_the_backlog_bound_deny_then_resume() {
     let (status, body) = health(gw.addr);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "audit-unavailable");
-    assert!(body["audit"]["reason"].as_str().unwrap().contains("max_backlog_bytes"));
+    assert!(body["audit"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("max_backlog_bytes"));
     assert_eq!(body["audit"]["ship"]["refusing"], true);
     assert!(body["audit"]["ship"]["backlog_bytes"].as_u64().unwrap() > 1048576);
     // Refused decisions are not written: the unshipped log stops growing with them.
@@ -217,7 +240,10 @@ fn ship_status_and_the_backlog_bound_deny_then_resume() {
     for i in 0..20 {
         assert_eq!(decide_answer(gw.addr, i).0, 503);
     }
-    assert!(last_seq(&audit) <= disk_before + 2, "at most a checkpoint more");
+    assert!(
+        last_seq(&audit) <= disk_before + 2,
+        "at most a checkpoint more"
+    );
     assert!(metric(gw.addr, "palisade_audit_ship_refusals_total") >= 21);
     assert_eq!(metric(gw.addr, "palisade_audit_ship_refusing"), 1);
 

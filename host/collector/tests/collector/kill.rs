@@ -8,7 +8,6 @@
 //! The gateway binary is the workspace's `palisade` (built by `cargo test` with the rest of
 //! the default members; `cargo build -p palisade` when this test is run alone).
 
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
