@@ -65,6 +65,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         &data_dir.join("audit"),
     )?;
     let mut gateway = Gateway::build(&config, &data_dir).context("cannot set up the gateway")?;
+    // The shipper's bound stands in front of the audit log (`on_backlog_full`), and its
+    // status joins the audit's part of /health and the metrics.
+    let shipper = match ship {
+        Some(ship) => {
+            let collector = ship.collector.to_string();
+            let shipper =
+                palisade_collector::shipper::Shipper::new(ship).context("[audit.ship]")?;
+            shipper.measure_backlog();
+            gateway.audit = Arc::new(palisade_collector::shipper::ShipGuard::new(
+                gateway.audit.clone(),
+                shipper.status(),
+            ));
+            Some((collector, shipper))
+        }
+        None => None,
+    };
     // Issue 3: the admin API and the registry's modules (verified at boot, SER-013).
     let admin = palisade_gateway::admin::start(&config, &data_dir, &mut gateway)?;
     let gateway = Arc::new(gateway);
@@ -133,16 +149,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         // The shipper reads the log files the gateway writes and stops with the gateway;
         // what it had not shipped yet is shipped at the next start (its cursor is on disk).
         let (stop_shipping, shipping_stopped) = tokio::sync::watch::channel(false);
-        let shipper = match ship {
-            Some(ship) => {
-                let collector = ship.collector.to_string();
-                let shipper =
-                    palisade_collector::shipper::Shipper::new(ship).context("[audit.ship]")?;
-                println!("audit shipping to {collector}");
-                Some(tokio::spawn(shipper.run(shipping_stopped)))
-            }
-            None => None,
-        };
+        let shipper = shipper.map(|(collector, shipper)| {
+            println!("audit shipping to {collector}");
+            tokio::spawn(shipper.run(shipping_stopped))
+        });
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
         server::serve(gateway, listeners, shutdown_signal(terminate)).await;
         let _ = stop_shipping.send(true);

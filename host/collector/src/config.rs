@@ -28,27 +28,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_gateway::config::{line_of, toml_error, ConfigError};
-use serde::de::DeserializeOwned;
+use palisade_gateway::config::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Reads `file` as TOML into `T`, errors naming the line and key.
-fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    let deserializer = toml::de::Deserializer::parse(text)
-        .map_err(|error| toml_error(file, text, None, &error))?;
-    serde_path_to_error::deserialize::<_, T>(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let key = (path != ".").then_some(path);
-        toml_error(file, text, key, error.inner())
-    })
-}
-
 fn read(file: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-        file: file.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(file).map_err(ConfigError::read(file))
 }
 
 /// Where a config file's errors point.
@@ -64,12 +49,7 @@ impl Origin<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_path_buf(),
-            line: Some(line_of(self.text, span.start)),
-            key: Some(key.into()),
-            message: message.into(),
-        }
+        ConfigError::at(self.file, self.text, span, key, message)
     }
 
     fn path(&self, value: &str) -> PathBuf {
@@ -250,7 +230,7 @@ impl CollectorConfig {
 
     /// Parses `text` as if read from `file`.
     pub fn parse(file: &Path, text: &str) -> Result<CollectorConfig, ConfigError> {
-        let raw: CollectorFile = parse_toml(file, text)?;
+        let raw: CollectorFile = ConfigError::parse_toml(file, text)?;
         let o = Origin { file, text };
         let listen = raw.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
             o.error(
@@ -343,6 +323,8 @@ struct ShipFile {
     request_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::max_backlog_bytes")]
     max_backlog_bytes: Spanned<u64>,
+    #[serde(default)]
+    on_backlog_full: Option<Spanned<String>>,
 }
 
 /// The shipper's checked configuration.
@@ -376,12 +358,34 @@ pub struct ShipConfig {
     pub retry_max: Duration,
     /// How long one batch may take to be answered (default 30 s).
     pub request_timeout: Duration,
-    /// The unshipped part of the log (bytes on disk not yet acknowledged) above which the
-    /// shipper reports itself backlogged (default 1 GiB). Entries are never dropped to stay
-    /// under it (SER-016): the log keeps them until the collector has them; the bound is
-    /// what the operator is warned at (`/health`, metrics, logs) while the gateway keeps
-    /// deciding offline (SER-007).
+    /// The bound on the unshipped part of the log (bytes on disk not yet acknowledged by
+    /// the collector; default 1 GiB, at least 1 MiB). Above it the shipper is backlogged
+    /// (`/health`, metrics, logs) and [`ShipConfig::on_backlog_full`] says what the gateway
+    /// does. Entries are never dropped to stay under it (SER-016). The backlog is measured
+    /// every `poll_interval` (also while retrying), so it can pass the bound by what the
+    /// gateway writes in one interval.
     pub max_backlog_bytes: u64,
+    /// What the gateway does while the backlog is over `max_backlog_bytes`
+    /// (`on_backlog_full`, default `"deny"`).
+    pub on_backlog_full: OnBacklogFull,
+}
+
+/// What a gateway does while more of its audit log than `max_backlog_bytes` is unshipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBacklogFull {
+    /// `"deny"` (the default; SER-016, fail closed): new decisions are refused (503, JSON
+    /// error `audit-unavailable`, reason `ship-backlog`, and `/health` says why) until the
+    /// collector has caught up below the bound; the gateway resumes by itself. The cost: a
+    /// collector outage longer than the bound allows stops the gateway's service, and the
+    /// disk use of the audit log stays bounded.
+    #[default]
+    Deny,
+    /// `"warn"`: keep deciding offline (SER-007) and only report the backlog (`/health`,
+    /// metrics, a warning in the log); nothing is dropped, so the log's unshipped part grows
+    /// without bound on disk until the collector is back. For gateways whose decisions must
+    /// not stop for a collector outage, on a disk sized for the longest outage.
+    Warn,
 }
 
 impl ShipConfig {
@@ -393,7 +397,7 @@ impl ShipConfig {
 
     /// Parses a standalone `ship.toml` (`text`) as if read from `file`.
     pub fn parse(file: &Path, text: &str) -> Result<ShipConfig, ConfigError> {
-        let raw: ShipFile = parse_toml(file, text)?;
+        let raw: ShipFile = ConfigError::parse_toml(file, text)?;
         let o = Origin { file, text };
         let Some(dir) = &raw.audit_dir else {
             return Err(ConfigError::Invalid {
@@ -426,7 +430,7 @@ impl ShipConfig {
             #[serde(default)]
             ship: Option<ShipFile>,
         }
-        let view: View = parse_toml(file, text)?;
+        let view: View = ConfigError::parse_toml(file, text)?;
         let Some(raw) = view.audit.and_then(|a| a.ship) else {
             return Ok(None);
         };
@@ -498,6 +502,20 @@ impl ShipConfig {
                 1 << 20,
                 u64::MAX,
             )?,
+            on_backlog_full: match &raw.on_backlog_full {
+                None => OnBacklogFull::Deny,
+                Some(v) => match v.get_ref().as_str() {
+                    "deny" => OnBacklogFull::Deny,
+                    "warn" => OnBacklogFull::Warn,
+                    other => {
+                        return Err(o.error(
+                            v.span(),
+                            k("on_backlog_full"),
+                            format!("{other:?} is neither \"deny\" nor \"warn\""),
+                        ))
+                    }
+                },
+            },
         })
     }
 }

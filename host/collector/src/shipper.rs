@@ -17,8 +17,11 @@
 //! seq.
 //!
 //! While the collector is unreachable the shipper retries with back-off (doubling from
-//! `poll_interval` to `retry_max`) and the unshipped part of the log grows on disk; above
-//! `max_backlog_bytes` it reports itself backlogged ([`ShipStatus`]).
+//! `poll_interval` to `retry_max`) and the unshipped part of the log grows on disk. It is
+//! measured every `poll_interval`; above `max_backlog_bytes` the shipper is backlogged
+//! ([`ShipStatus`], in `/health` and the metrics) and, with `on_backlog_full = "deny"` (the
+//! default), [`ShipGuard`] refuses new decisions until the collector has caught up (SER-016:
+//! no decision without its record on its way to the collector, and a bounded disk).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -34,7 +37,12 @@ use palisade_tls::{client_config, ClientTlsError, ClientTlsFiles, Connector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::ShipConfig;
+use palisade_audit::Kind;
+use palisade_gateway::audit::{
+    AuditHealth, AuditRefusal, AuditSink, AuditTicket, DecisionRecord, SinkFuture,
+};
+
+use crate::config::{OnBacklogFull, ShipConfig};
 use crate::store::{GatewayHead, IngestOutcome};
 
 /// Why a shipping round failed (it is retried).
@@ -129,7 +137,8 @@ impl Cursor {
     }
 }
 
-/// What the shipper is doing, for `/health` and metrics.
+/// What the shipper is doing, for `/health` and metrics (SER-016 across a fleet: an
+/// operator sees how far behind each gateway's record at the collector is, and why).
 #[derive(Debug, Default)]
 pub struct ShipStatus {
     next_seq: AtomicU64,
@@ -137,45 +146,303 @@ pub struct ShipStatus {
     duplicates: AtomicU64,
     batches: AtomicU64,
     failures: AtomicU64,
+    consecutive_failures: AtomicU64,
     backlog_bytes: AtomicU64,
+    pending_entries: AtomicU64,
     backlogged: AtomicBool,
+    last_success_ms: AtomicU64,
+    last_error_ms: AtomicU64,
+    refusals: AtomicU64,
     last_error: Mutex<Option<String>>,
+    collector: String,
+    max_backlog_bytes: u64,
+    on_backlog_full: OnBacklogFull,
 }
 
 /// A copy of [`ShipStatus`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShipSnapshot {
+    /// The collector shipped to.
+    pub collector: String,
     /// The seq the collector has acknowledged up to (exclusive).
     pub next_seq: u64,
+    /// The last seq the collector acknowledged; `None` before the first.
+    pub last_shipped_seq: Option<u64>,
     /// Entries the collector stored from this shipper since it started.
     pub shipped: u64,
     /// Entries the collector already had (re-sent); zero unless a cursor was lost.
     pub duplicates: u64,
     /// Batches acknowledged.
     pub batches: u64,
-    /// Rounds that failed (and were retried).
+    /// Rounds that failed (and were retried), since start.
     pub failures: u64,
+    /// Rounds that failed since the last success.
+    pub consecutive_failures: u64,
     /// Bytes of the log on disk not yet acknowledged.
     pub backlog_bytes: u64,
+    /// Entries on disk not yet acknowledged.
+    pub pending_entries: u64,
     /// Whether `backlog_bytes` is over `max_backlog_bytes`.
     pub backlogged: bool,
-    /// The last failure, cleared by the next success.
+    /// The bound.
+    pub max_backlog_bytes: u64,
+    /// What the gateway does while backlogged.
+    pub on_backlog_full: OnBacklogFull,
+    /// Whether decisions are refused now (backlogged with `on_backlog_full = "deny"`).
+    pub refusing: bool,
+    /// Decisions refused because of the backlog, since start.
+    pub refusals: u64,
+    /// When the collector last acknowledged a batch or had everything (unix ms).
+    pub last_success_ms: Option<u64>,
+    /// The last failure with its causes, cleared by the next success.
     pub last_error: Option<String>,
+    /// When it happened (unix ms).
+    pub last_error_ms: Option<u64>,
 }
 
 impl ShipStatus {
+    fn new(config: &ShipConfig) -> ShipStatus {
+        ShipStatus {
+            collector: config.collector.to_string(),
+            max_backlog_bytes: config.max_backlog_bytes,
+            on_backlog_full: config.on_backlog_full,
+            ..ShipStatus::default()
+        }
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> ShipSnapshot {
+        let next_seq = self.next_seq.load(Ordering::Relaxed);
+        let ms = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|&t| t > 0);
+        let backlogged = self.backlogged.load(Ordering::Relaxed);
         ShipSnapshot {
-            next_seq: self.next_seq.load(Ordering::Relaxed),
+            collector: self.collector.clone(),
+            next_seq,
+            last_shipped_seq: next_seq.checked_sub(1),
             shipped: self.shipped.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             backlog_bytes: self.backlog_bytes.load(Ordering::Relaxed),
-            backlogged: self.backlogged.load(Ordering::Relaxed),
+            pending_entries: self.pending_entries.load(Ordering::Relaxed),
+            backlogged,
+            max_backlog_bytes: self.max_backlog_bytes,
+            on_backlog_full: self.on_backlog_full,
+            refusing: self.refusing(),
+            refusals: self.refusals.load(Ordering::Relaxed),
+            last_success_ms: ms(&self.last_success_ms),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            last_error_ms: ms(&self.last_error_ms),
         }
+    }
+
+    /// Whether new decisions must be refused now: the backlog is over the bound and the
+    /// operator chose `on_backlog_full = "deny"`.
+    pub fn refusing(&self) -> bool {
+        self.on_backlog_full == OnBacklogFull::Deny && self.backlogged.load(Ordering::Relaxed)
+    }
+
+    fn succeeded(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.last_success_ms
+            .store(palisade_types::now_unix_ms(), Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
+        }
+    }
+
+    fn failed(&self, error: &ShipError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        self.last_error_ms
+            .store(palisade_types::now_unix_ms(), Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error_chain(error));
+        }
+    }
+
+    /// Why decisions are refused, for the 503 answer and `/health`.
+    fn refusal_detail(&self) -> String {
+        let s = self.snapshot();
+        let why = s.last_error.map_or_else(
+            || "it is not keeping up".to_owned(),
+            |e| format!("last error: {e}"),
+        );
+        format!(
+            "{} bytes ({} entries) of the audit log are not shipped to the collector {}, over [audit.ship] max_backlog_bytes = {} (on_backlog_full = \"deny\"): decisions are refused until it catches up ({why})",
+            s.backlog_bytes, s.pending_entries, s.collector, s.max_backlog_bytes
+        )
+    }
+
+    /// The shipper's part of `/health`.
+    pub fn health_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.snapshot()).unwrap_or_default()
+    }
+
+    /// The shipper's Prometheus lines (`palisade_audit_ship_*`).
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        let s = self.snapshot();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP palisade_audit_ship_{name} {help}\n# TYPE palisade_audit_ship_{name} {kind}\npalisade_audit_ship_{name} {value}"
+            );
+        };
+        family(
+            "next_seq",
+            "gauge",
+            "The seq the collector expects next from this gateway (acknowledged up to, exclusive).",
+            s.next_seq,
+        );
+        family(
+            "entries_total",
+            "counter",
+            "Audit entries the collector stored from this gateway since start.",
+            s.shipped,
+        );
+        family(
+            "duplicates_total",
+            "counter",
+            "Audit entries re-sent that the collector already had.",
+            s.duplicates,
+        );
+        family(
+            "batches_total",
+            "counter",
+            "Batches the collector acknowledged.",
+            s.batches,
+        );
+        family(
+            "failures_total",
+            "counter",
+            "Shipping rounds that failed (retried).",
+            s.failures,
+        );
+        family(
+            "consecutive_failures",
+            "gauge",
+            "Shipping rounds failed since the last success.",
+            s.consecutive_failures,
+        );
+        family(
+            "backlog_bytes",
+            "gauge",
+            "Bytes of the audit log on disk the collector has not acknowledged.",
+            s.backlog_bytes,
+        );
+        family(
+            "pending_entries",
+            "gauge",
+            "Audit entries on disk the collector has not acknowledged.",
+            s.pending_entries,
+        );
+        family(
+            "max_backlog_bytes",
+            "gauge",
+            "The bound on the unshipped audit log ([audit.ship] max_backlog_bytes).",
+            s.max_backlog_bytes,
+        );
+        family(
+            "backlogged",
+            "gauge",
+            "1 while the unshipped audit log is over its bound.",
+            u64::from(s.backlogged),
+        );
+        family(
+            "refusing",
+            "gauge",
+            "1 while decisions are refused for the backlog (on_backlog_full = \"deny\").",
+            u64::from(s.refusing),
+        );
+        family(
+            "refusals_total",
+            "counter",
+            "Decisions refused because the unshipped audit log was over its bound.",
+            s.refusals,
+        );
+        family(
+            "last_success_seconds",
+            "gauge",
+            "When the collector last acknowledged this gateway (unix seconds; 0 never).",
+            s.last_success_ms.unwrap_or(0) / 1000,
+        );
+        out
+    }
+}
+
+/// The gateway's audit sink with the shipper's bound in front of it (`on_backlog_full =
+/// "deny"`, SER-016): while more of the log than `max_backlog_bytes` is unshipped, a new
+/// decision is refused before it is written (the gateway answers 503 `audit-unavailable`,
+/// reason `ship-backlog`), so the unshipped log stops growing with decisions and every
+/// decision that was answered is on its way to the collector. Admin and integrity events
+/// are still written (they are few and never dropped). `/health` and the metrics carry
+/// the shipper's status.
+pub struct ShipGuard {
+    inner: Arc<dyn AuditSink>,
+    status: Arc<ShipStatus>,
+}
+
+/// The [`AuditRefusal::reason`] of a decision refused for the backlog.
+pub const SHIP_BACKLOG: &str = "ship-backlog";
+
+impl ShipGuard {
+    /// `inner` (the gateway's audit log) guarded by the shipper whose status is `status`.
+    pub fn new(inner: Arc<dyn AuditSink>, status: Arc<ShipStatus>) -> ShipGuard {
+        ShipGuard { inner, status }
+    }
+}
+
+impl AuditSink for ShipGuard {
+    fn decision(&self, record: &DecisionRecord) -> AuditTicket {
+        if self.status.refusing() {
+            return AuditTicket::Refused(AuditRefusal {
+                reason: SHIP_BACKLOG,
+                detail: self.status.refusal_detail(),
+            });
+        }
+        self.inner.decision(record)
+    }
+
+    fn confirm(&self, ticket: AuditTicket) -> SinkFuture<'_> {
+        match ticket {
+            // Ours: refused whatever the log's own `on_failure` says (that policy is about
+            // the disk failing, not the collector).
+            AuditTicket::Refused(refusal) if refusal.reason == SHIP_BACKLOG => {
+                self.status.refusals.fetch_add(1, Ordering::Relaxed);
+                Box::pin(async move { Err(refusal) })
+            }
+            ticket => self.inner.confirm(ticket),
+        }
+    }
+
+    fn event(&self, kind: Kind, payload: serde_json::Value) {
+        self.inner.event(kind, payload)
+    }
+
+    fn event_recorded(&self, kind: Kind, payload: serde_json::Value) -> SinkFuture<'_> {
+        self.inner.event_recorded(kind, payload)
+    }
+
+    fn health(&self) -> Option<AuditHealth> {
+        let mut health = self.inner.health().unwrap_or(AuditHealth {
+            ok: true,
+            reason: None,
+            on_failure: Default::default(),
+            ship: None,
+        });
+        if self.status.refusing() && health.ok {
+            health.ok = false;
+            health.reason = Some(self.status.refusal_detail());
+        }
+        health.ship = Some(self.status.health_json());
+        Some(health)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.inner.metrics_text() + &self.status.metrics_text()
     }
 }
 
@@ -214,7 +481,7 @@ impl Shipper {
         ))?;
         let client = palisade_tls::http_client(palisade_tls::DEFAULT_CONNECT_TIMEOUT, Some(tls));
         let cursor = Cursor::load(&config.cursor_file)?.unwrap_or_default();
-        let status = Arc::new(ShipStatus::default());
+        let status = Arc::new(ShipStatus::new(&config));
         status.next_seq.store(cursor.next_seq, Ordering::Relaxed);
         Ok(Shipper {
             config,
@@ -235,7 +502,9 @@ impl Shipper {
         &self.cursor
     }
 
-    /// Ships until `shutdown` turns true, retrying failures with back-off.
+    /// Ships until `shutdown` turns true, retrying failures with back-off. The backlog is
+    /// measured every `poll_interval` meanwhile, also while the collector is unreachable:
+    /// the bound holds (and is released) without the collector's help.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = self.config.poll_interval;
         loop {
@@ -252,28 +521,49 @@ impl Shipper {
                     self.config.poll_interval
                 }
                 Err(e) => {
-                    tracing::warn!("audit shipping: {e}; retrying in {backoff:?}");
-                    self.status.failures.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut last) = self.status.last_error.lock() {
-                        *last = Some(e.to_string());
-                    }
+                    tracing::warn!(
+                        "audit shipping: {}; retrying in {backoff:?}",
+                        error_chain(&e)
+                    );
+                    self.status.failed(&e);
                     self.resync = true;
                     let wait = backoff;
                     backoff = (backoff * 2).min(self.config.retry_max);
                     wait
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= until {
+                    break;
+                }
+                let slice = (until - now).min(self.config.poll_interval);
+                tokio::select! {
+                    _ = tokio::time::sleep(slice) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                self.measure_backlog();
             }
+        }
+    }
+
+    /// Measures the unshipped part of the log on disk now.
+    pub fn measure_backlog(&self) {
+        if let Ok(files) = log_files(&self.config.audit_dir, &self.config.file_name) {
+            self.update_backlog(&files);
         }
     }
 
     /// Ships at most one batch.
     pub async fn round(&mut self) -> Result<Round, ShipError> {
+        self.measure_backlog();
         if self.resync {
             let head: Option<GatewayHead> = self.call(Method::GET, "/v1/head", None).await?;
+            self.status.succeeded();
             let expected = head.map_or(0, |h| h.next_seq);
             if expected != self.cursor.next_seq || !self.cursor_fits()? {
                 self.cursor = self.locate(expected)?;
@@ -331,9 +621,7 @@ impl Shipper {
         s.duplicates
             .fetch_add(outcome.duplicates, Ordering::Relaxed);
         s.batches.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut last) = s.last_error.lock() {
-            *last = None;
-        }
+        s.succeeded();
         self.update_backlog(&files);
         Ok(Round::Shipped(count))
     }
@@ -354,14 +642,29 @@ impl Shipper {
             })
             .sum();
         self.status.backlog_bytes.store(backlog, Ordering::Relaxed);
+        let pending =
+            last_seq_on_disk(files).map_or(0, |last| (last + 1).saturating_sub(c.next_seq));
+        self.status
+            .pending_entries
+            .store(pending, Ordering::Relaxed);
         let over = backlog > self.config.max_backlog_bytes;
-        if over && !self.status.backlogged.swap(true, Ordering::Relaxed) {
+        let was = self.status.backlogged.swap(over, Ordering::Relaxed);
+        let refuse = self.config.on_backlog_full == OnBacklogFull::Deny;
+        if over && !was {
             tracing::warn!(
-                "audit shipping is {backlog} bytes behind (over max_backlog_bytes = {}): the collector is not keeping up or not reachable",
-                self.config.max_backlog_bytes
+                "audit shipping is {backlog} bytes behind (over max_backlog_bytes = {}): the collector is not keeping up or not reachable{}",
+                self.config.max_backlog_bytes,
+                if refuse { "; decisions are refused until it catches up (on_backlog_full = \"deny\")" } else { "" }
             );
-        } else if !over {
-            self.status.backlogged.store(false, Ordering::Relaxed);
+        } else if was && !over {
+            tracing::warn!(
+                "audit shipping is back under max_backlog_bytes ({backlog} bytes behind){}",
+                if refuse {
+                    "; decisions are served again"
+                } else {
+                    ""
+                }
+            );
         }
     }
 
@@ -561,12 +864,54 @@ impl Shipper {
     }
 }
 
+/// The seq of the last whole entry in the log set (for a gap, the last seq it covers), read
+/// from the end of the last file that has one.
+fn last_seq_on_disk(files: &[PathBuf]) -> Option<u64> {
+    // An audit line is at most the payload limit (16 KiB) plus its envelope.
+    const TAIL: u64 = 64 << 10;
+    for path in files.iter().rev() {
+        let Ok(mut file) = std::fs::File::open(path) else {
+            continue;
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        let start = len.saturating_sub(TAIL);
+        if file.seek(SeekFrom::Start(start)).is_err() {
+            continue;
+        }
+        let mut buf = Vec::new();
+        if file.read_to_end(&mut buf).is_err() {
+            continue;
+        }
+        // Whole lines only: what follows the last newline may be a write in progress.
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        let begin = buf[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let value: serde_json::Value = serde_json::from_slice(&buf[begin..end]).unwrap_or_default();
+        let seq = match value.get("kind").and_then(|v| v.as_str()) {
+            Some("gap") => value.pointer("/payload/last_seq").and_then(|v| v.as_u64()),
+            _ => value.get("seq").and_then(|v| v.as_u64()),
+        };
+        if seq.is_some() {
+            return seq;
+        }
+    }
+    None
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        // Some errors already print their source: name each cause once.
+        let cause = s.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text

@@ -265,6 +265,9 @@ pub struct AuditHealth {
     pub reason: Option<String>,
     /// What the gateway does with a decision it cannot record.
     pub on_failure: OnFailure,
+    /// The `[audit.ship]` shipper's status (issue #17), when the gateway ships its log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ship: Option<serde_json::Value>,
 }
 
 /// Receives audit records. Implementations must not block for long: they run on the request
@@ -357,8 +360,9 @@ pub struct AuditSettings {
     /// `[audit.ship]`: ship this log to a fleet collector (issue #17; none by default, and
     /// then nothing leaves the gateway). Its keys (`collector`, `ca_file`, `cert_file`,
     /// `key_file`, `batch_entries`, `batch_bytes`, `poll_interval_ms`, `retry_max_ms`,
-    /// `request_timeout_ms`, `max_backlog_bytes`) are checked by `palisade_collector`'s
-    /// `ShipConfig::from_gateway` when `palisade serve` starts, with file:line:key errors.
+    /// `request_timeout_ms`, `max_backlog_bytes`, `on_backlog_full`) are checked by
+    /// `palisade_collector`'s `ShipConfig::from_gateway` when `palisade serve` starts, with
+    /// file:line:key errors.
     #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     pub ship: Option<toml::Table>,
 }
@@ -621,6 +625,7 @@ impl AuditSink for AuditLogSink {
             ok: reason.is_none(),
             reason,
             on_failure: self.settings.on_failure,
+            ship: None,
         })
     }
 

@@ -634,27 +634,13 @@ mod defaults {
 impl GatewayConfig {
     /// Reads and checks `file`.
     pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(file).map_err(ConfigError::read(file))?;
         GatewayConfig::parse(file, text)
     }
 
     /// Parses `text` as if read from `file`.
     pub fn parse(file: &Path, text: String) -> Result<GatewayConfig, ConfigError> {
-        let parsed = toml::de::Deserializer::parse(&text)
-            .map_err(|error| toml_error(file, &text, None, &error))
-            .and_then(|deserializer| {
-                serde_path_to_error::deserialize::<_, GatewayConfig>(deserializer).map_err(
-                    |error| {
-                        let path = error.path().to_string();
-                        let key = (path != ".").then_some(path);
-                        toml_error(file, &text, key, error.inner())
-                    },
-                )
-            });
-        let mut config = parsed?;
+        let mut config: GatewayConfig = ConfigError::parse_toml(file, &text)?;
         config.file = file.to_path_buf();
         config.text = text;
         config.check()?;
@@ -749,12 +735,7 @@ impl GatewayConfig {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.clone(),
-            line: Some(line_of(&self.text, span.start)),
-            key: Some(key.into()),
-            message: message.into(),
-        }
+        ConfigError::at(&self.file, &self.text, span, key, message)
     }
 
     /// Checks what serde cannot: addresses, names, paths, overlaps.
@@ -1035,8 +1016,50 @@ impl GatewayConfig {
     }
 }
 
+impl ConfigError {
+    /// `file` could not be read.
+    pub fn read(file: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+        move |source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        }
+    }
+
+    /// An error about `key`, located at byte `span` of `file` (whose text is `text`).
+    pub fn at(
+        file: &Path,
+        text: &str,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line: Some(line_of(text, span.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    /// Parses `text` (read from `file`) as TOML into `T`; a syntax or schema error names
+    /// the file, the line and the key. The one TOML reader of every config the project
+    /// reads (gateway, collector, shipper).
+    pub fn parse_toml<T: serde::de::DeserializeOwned>(
+        file: &Path,
+        text: &str,
+    ) -> Result<T, ConfigError> {
+        let deserializer = toml::de::Deserializer::parse(text)
+            .map_err(|error| toml_error(file, text, None, &error))?;
+        serde_path_to_error::deserialize::<_, T>(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let key = (path != ".").then_some(path);
+            toml_error(file, text, key, error.inner())
+        })
+    }
+}
+
 /// A TOML or schema error of `file` (whose text is `text`) as a [`ConfigError`] naming its
-/// line and `key`; shared by every TOML config the project reads (gateway, collector).
+/// line and `key` (through [`ConfigError::parse_toml`]).
 pub fn toml_error(
     file: &Path,
     text: &str,

@@ -4,6 +4,8 @@
 //! (issue #14.5); never published.
 #![deny(missing_docs)]
 
+#[cfg(feature = "pg")]
+pub mod pg;
 pub mod pki;
 pub mod registry;
 

@@ -8,8 +8,6 @@
 //! The gateway binary is the workspace's `palisade` (built by `cargo test` with the rest of
 //! the default members; `cargo build -p palisade` when this test is run alone).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,11 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use support::pg::Postgres;
-use support::Fleet;
+use crate::support::pg::Postgres;
+use crate::support::{self, Fleet};
 
 /// The workspace's `palisade` binary, beside this test's own directory (target/debug).
-fn palisade_bin() -> PathBuf {
+pub(crate) fn palisade_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -39,7 +37,7 @@ fn palisade_bin() -> PathBuf {
 }
 
 /// A gateway that ships its log to the collector on `port` as `gw-N`.
-fn gateway_config(n: usize, port: u16, fleet: &Path) -> String {
+pub(crate) fn gateway_config(n: usize, port: u16, fleet: &Path) -> String {
     let f = |name: &str| fleet.join(name).display().to_string();
     format!(
         r#"
@@ -73,7 +71,7 @@ config = {{ policies = [{{ id = "p", pv = {{ acr = [{{ acor = ["originator:CAE1"
 }
 
 /// A child process whose stdout is watched for a line.
-struct Proc {
+pub(crate) struct Proc {
     child: Option<Child>,
     name: String,
 }
@@ -131,14 +129,14 @@ impl Proc {
         )
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -161,14 +159,14 @@ impl Drop for Proc {
     }
 }
 
-struct Gateway {
-    proc: Proc,
-    addr: SocketAddr,
-    dir: PathBuf,
+pub(crate) struct Gateway {
+    pub(crate) proc: Proc,
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: PathBuf,
 }
 
 impl Gateway {
-    fn start(dir: &Path, config: &str) -> Gateway {
+    pub(crate) fn start(dir: &Path, config: &str) -> Gateway {
         std::fs::write(dir.join("gateway.toml"), config).unwrap();
         let config = dir.join("gateway.toml");
         let data = dir.join("data");
@@ -202,7 +200,7 @@ impl Gateway {
         }
     }
 
-    fn audit_dir(&self) -> PathBuf {
+    pub(crate) fn audit_dir(&self) -> PathBuf {
         self.dir.join("data/audit")
     }
 }
@@ -230,7 +228,7 @@ fn decide(addr: SocketAddr, i: u64) -> bool {
 }
 
 /// Every line of the gateway's log set on disk, by seq.
-fn lines_on_disk(audit: &Path) -> BTreeMap<i64, String> {
+pub(crate) fn lines_on_disk(audit: &Path) -> BTreeMap<i64, String> {
     let mut out = BTreeMap::new();
     for file in palisade_audit::log_files(audit, "audit.log").unwrap() {
         for line in std::fs::read_to_string(&file).unwrap().lines() {
@@ -241,7 +239,7 @@ fn lines_on_disk(audit: &Path) -> BTreeMap<i64, String> {
     out
 }
 
-async fn lines_in_db(db: &str, gateway: &str) -> BTreeMap<i64, String> {
+pub(crate) async fn lines_in_db(db: &str, gateway: &str) -> BTreeMap<i64, String> {
     let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -256,7 +254,7 @@ async fn lines_in_db(db: &str, gateway: &str) -> BTreeMap<i64, String> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
-fn start_collector(fleet: &Fleet, dir: &Path) -> (Proc, String) {
+pub(crate) fn start_collector(fleet: &Fleet, dir: &Path) -> (Proc, String) {
     let config = dir.join("collector.toml");
     let (proc, addr) = Proc::start(
         "palisade collector",

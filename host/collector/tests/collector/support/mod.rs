@@ -1,9 +1,7 @@
 //! What the collector tests share: a real PostgreSQL ([`pg`]), a test PKI with a collector
 //! certificate and client certificates for gateways and an operator, and config files.
-#![allow(dead_code)]
 
-pub mod pg;
-pub use palisade_test_support::pki;
+pub use palisade_test_support::{pg, pki};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,26 +2,25 @@
 //! stored once, queries, the bounds, the client-certificate roles, verification from the
 //! database, and the shipper resuming from its cursor.
 
-mod support;
-
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::pg::Postgres;
+use crate::support::{self, gateway_signer, Fleet};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade_audit::{AuditConfig, AuditLog, Clock, FsyncPolicy, Kind};
+use palisade_collector::config::OnBacklogFull;
 use palisade_collector::server::{self, Collector};
 use palisade_collector::shipper::{Cursor, Round, Shipper};
 use palisade_collector::{CollectorConfig, ShipConfig};
 use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
 use serde_json::{json, Value};
-use support::pg::Postgres;
-use support::{gateway_signer, Fleet};
 
 /// A log in `dir` signed by gateway `n`'s key: checkpoints every 7 entries, a counting clock.
 fn open_log(dir: &Path, n: u8) -> AuditLog {
@@ -782,13 +781,39 @@ fn config_errors_name_the_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("colour"), "{err}");
+    // on_backlog_full: "deny" unless the operator says "warn"; anything else names the key.
+    assert_eq!(config.on_backlog_full, OnBacklogFull::Deny);
+    let warn =
+        ShipConfig::from_gateway(&gw, &format!("{ship}on_backlog_full = \"warn\"\n"), &audit)
+            .unwrap()
+            .unwrap();
+    assert_eq!(warn.on_backlog_full, OnBacklogFull::Warn);
+    let err = ShipConfig::from_gateway(&gw, &format!("{ship}on_backlog_full = \"drop\"\n"), &audit)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":6:")
+            && err.contains("audit.ship.on_backlog_full")
+            && err.contains("\"drop\""),
+        "{err}"
+    );
+    let err =
+        ShipConfig::from_gateway(&gw, &format!("{ship}max_backlog_bytes = 1048575\n"), &audit)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("audit.ship.max_backlog_bytes"), "{err}");
+    // A file that cannot be read is named.
+    let err = CollectorConfig::load(&dir.path().join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
 }
 
 /// The collector's sustained ingest rate (issue #17 closing figure), not a pass/fail check:
 /// four gateways' logs of 25000 decisions each are shipped at once, by four shippers in
 /// 1000-entry batches, into a PostgreSQL with durable commits (fsync on). Prints decisions
 /// per second. Run with
-/// `cargo test -p palisade-collector --test collector ingest_rate -- --ignored --nocapture`.
+/// `cargo test --test collector api::ingest_rate -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn ingest_rate() {

@@ -6,7 +6,9 @@
 //!
 //! Without PostgreSQL a test says clearly that it skipped; with `CI` set it fails instead
 //! (`.ci/run` installs the package).
-#![allow(dead_code)]
+//!
+//! Shared by the collector's tests and the group server's shared-state tests (feature `pg`),
+//! so every PostgreSQL test starts its cluster the same way.
 
 use std::ffi::CString;
 use std::net::TcpListener;
@@ -37,7 +39,7 @@ pub fn bin_dir() -> Option<PathBuf> {
     let message =
         "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no PALISADE_PG_BIN)";
     if std::env::var_os("CI").is_some() {
-        panic!("{message}: CI must run the collector tests against a real PostgreSQL");
+        panic!("{message}: CI must run the PostgreSQL tests against a real PostgreSQL");
     }
     eprintln!("SKIPPED: {message}; install Debian's postgresql package to run this test");
     None
