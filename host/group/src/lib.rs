@@ -32,6 +32,7 @@ pub mod messages;
 mod replay;
 mod server;
 mod simulate;
+pub mod store;
 mod verify;
 pub mod wire;
 
@@ -46,8 +47,11 @@ pub use messages::{
     GroupConfirmations, KeyConfirmation, MemberChallenge, Message, SealedMessage,
 };
 pub use replay::ReplayCache;
-pub use server::{IndependentOutcome, RepresentedOutcome, Server, ServerConfig, ServerRegistry};
+pub use server::{
+    IndependentOutcome, Registry, RepresentedOutcome, Server, ServerConfig, ServerRegistry,
+};
 pub use simulate::{simulate, SimConfig, SimPhase, SimReport, SimRun};
+pub use store::{MemoryStore, ServerStore, StoreError};
 pub use verify::Verification;
 pub use wire::WireMessage;
 
