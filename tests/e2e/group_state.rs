@@ -314,3 +314,40 @@ async fn without_its_database_the_server_refuses_and_does_not_start() {
     );
     assert!(out.stdout.is_empty(), "it never listened");
 }
+
+/// The state flags are bounded: a pool of 0 or more than 256 connections, and a timeout under
+/// 100 ms or over 60 s, are refused before anything starts.
+#[test]
+fn state_pool_and_timeout_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = |flag: &str, value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["group", "server", "--listen", "127.0.0.1:0", "--data", data])
+            .args(["--state", "host=127.0.0.1 port=1 dbname=x", flag, value])
+            .output()
+            .unwrap()
+    };
+    for (flag, value) in [
+        ("--state-pool", "0"),
+        ("--state-pool", "257"),
+        ("--state-timeout-ms", "99"),
+        ("--state-timeout-ms", "60001"),
+    ] {
+        let out = run(flag, value);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid value") && stderr.contains(flag),
+            "{stderr}"
+        );
+    }
+    // In range, the flags are taken and the server goes on to its registry (absent here).
+    let out = run("--state-pool", "256");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("group-registry.json") && !stderr.contains("invalid value"),
+        "{stderr}"
+    );
+}
