@@ -22,7 +22,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod support;
+pub(crate) mod support;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

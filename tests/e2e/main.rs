@@ -19,6 +19,7 @@ mod cli;
 mod cli_kit;
 mod contract;
 mod group_http;
+mod group_state;
 mod hostile;
 mod hostile_load;
 mod oci_serve;

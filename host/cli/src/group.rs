@@ -236,6 +236,24 @@ struct ServerArgs {
     /// authorised gateway's list (SER-027).
     #[arg(long)]
     require_evidence: bool,
+    /// Share the server's state (open challenges, spent nonces, served challenge requests,
+    /// the registry) with other instances through this PostgreSQL database
+    /// (`postgres://user@host/db` or `host=... dbname=...`; plain TCP, no TLS), so instances
+    /// behind one load balancer refuse a replay made to a sibling (issue #17.4). Every
+    /// instance names the same database and holds the same identity key; the registry file
+    /// given at start replaces the shared registry. Without it (the default) the state is in
+    /// this process's memory. Costs two to four database round trips per request; if the
+    /// database is unreachable requests are refused with 503 `state-unavailable` and the
+    /// server does not start.
+    #[arg(long, value_name = "POSTGRES_URL")]
+    state: Option<String>,
+    /// Connections to the state database this instance holds (each a PostgreSQL backend).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    state_pool: u16,
+    /// Bound in milliseconds on reaching the state database, on waiting for one of its
+    /// connections, and on each statement; past it the request is refused (503).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    state_timeout_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -338,7 +356,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::
 
 fn server(a: ServerArgs) -> anyhow::Result<()> {
     use palisade_gateway::group_http::{server_router, RegistryFile, ServerState};
-    use palisade_group::{GroupSigner as _, Server, ServerConfig};
+    use palisade_group::{GroupSigner as _, MemoryStore, Server, ServerConfig, ServerStore};
     let path = a
         .registry
         .clone()
@@ -351,13 +369,24 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
         require_evidence: a.require_evidence,
         ..ServerConfig::default()
     };
-    let server = Server::new(&registry.server_id, Box::new(signer), config)?;
+    let (store, kind): (std::sync::Arc<dyn ServerStore>, &str) = match &a.state {
+        None => (std::sync::Arc::new(MemoryStore::default()), "memory"),
+        Some(url) => {
+            let key = palisade_group_store::state_key(&signer)?;
+            let mut pg = palisade_group_store::PgStateConfig::new(url);
+            pg.pool_size = a.state_pool.into();
+            pg.timeout = std::time::Duration::from_millis(a.state_timeout_ms);
+            let store = palisade_group_store::PgStore::connect(&pg, &key)
+                .context("opening the shared state (--state)")?;
+            (std::sync::Arc::new(store), "postgres")
+        }
+    };
+    let server = Server::with_store(&registry.server_id, Box::new(signer), config, store)?;
     let mut state = ServerState::new(server);
     registry
         .load_into(&mut state)
         .with_context(|| format!("loading {}", path.display()))?;
-    let hello =
-        serde_json::json!({"role": "server", "id": registry.server_id, "public_key": public});
+    let hello = serde_json::json!({"role": "server", "id": registry.server_id, "public_key": public, "state": kind});
     listen(a.listen, server_router(state), hello)
 }
 

@@ -281,4 +281,8 @@ pub enum GroupError {
     /// The channel's counter is exhausted; a new association is needed.
     #[error("channel counter exhausted")]
     ChannelExhausted,
+    /// The server's state store (e.g. the PostgreSQL shared by several instances) did not
+    /// answer: the request is refused rather than decided on partial state (fails closed).
+    #[error("the server's state is unavailable: {0}")]
+    StateUnavailable(#[source] super::store::StoreError),
 }

@@ -246,7 +246,8 @@ impl GatewayAgent {
             .members
             .get(&group)
             .ok_or_else(|| GroupError::UnknownGroup(group.clone()))?;
-        let checked = check_answers(answers, &local, &group, members, false, &self.issued, how);
+        let issued = self.issued.groups_of(answers.iter().map(|a| &a.challenge));
+        let checked = check_answers(answers, &local, &group, members, false, &issued, how);
         let eph = x25519_dalek::StaticSecret::random_from_rng(crate::Rng);
         let evidence = self.evidence;
         let s = self.sessions.get_mut(nonce).expect("checked above");

@@ -33,6 +33,7 @@ mod replay;
 pub mod request_proof;
 mod server;
 mod simulate;
+pub mod store;
 mod verify;
 pub mod wire;
 
@@ -48,8 +49,11 @@ pub use messages::{
 };
 pub use replay::ReplayCache;
 pub use request_proof::{CounterWindow, ProofHeader, ProofHeaderError, ProofRequest};
-pub use server::{IndependentOutcome, RepresentedOutcome, Server, ServerConfig, ServerRegistry};
+pub use server::{
+    IndependentOutcome, Registry, RepresentedOutcome, Server, ServerConfig, ServerRegistry,
+};
 pub use simulate::{simulate, SimConfig, SimPhase, SimReport, SimRun};
+pub use store::{MemoryStore, ServerStore, StoreError};
 pub use verify::Verification;
 pub use wire::WireMessage;
 

@@ -122,13 +122,33 @@ impl IssuedLog {
         self.map.insert(digest, (group.to_owned(), issued_at));
     }
 
-    /// Why an answer naming `digest` does not belong to the current challenge of `group`.
-    pub(crate) fn classify(&self, digest: &[u8; 32], group: &str) -> super::Rejection {
-        match self.map.get(digest) {
-            Some((g, _)) if g == group => super::Rejection::AnswerReplayed,
-            Some(_) => super::Rejection::AnswerForOtherGroup,
-            None => super::Rejection::AnswerForUnknownChallenge,
-        }
+    /// The group `digest` was issued for, if it is still remembered.
+    pub(crate) fn group(&self, digest: &[u8; 32]) -> Option<&str> {
+        self.map.get(digest).map(|(g, _)| g.as_str())
+    }
+
+    /// The remembered groups of those digests.
+    pub(crate) fn groups_of<'a>(
+        &self,
+        digests: impl Iterator<Item = &'a [u8; 32]>,
+    ) -> HashMap<[u8; 32], String> {
+        digests
+            .filter_map(|d| Some((*d, self.group(d)?.to_owned())))
+            .collect()
+    }
+}
+
+/// Why an answer naming `digest` does not belong to the current challenge of `group`, given
+/// the groups of the issued challenges the store still remembers.
+pub(crate) fn classify(
+    issued: &HashMap<[u8; 32], String>,
+    digest: &[u8; 32],
+    group: &str,
+) -> super::Rejection {
+    match issued.get(digest) {
+        Some(g) if g == group => super::Rejection::AnswerReplayed,
+        Some(_) => super::Rejection::AnswerForOtherGroup,
+        None => super::Rejection::AnswerForUnknownChallenge,
     }
 }
 

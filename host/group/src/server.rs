@@ -8,17 +8,15 @@ use super::messages::{
     GroupAnswers, GroupAssertion, GroupAssociation, GroupChallenge, GroupConfirmations,
     KeyConfirmation,
 };
-use super::replay::{IssuedLog, ReplayCache};
+use super::store::{Lookup, MemoryStore, PendingChallenge, ServerStore};
 use super::verify::{check_answers, Verification};
 use super::wire::{WireMessage, MAX_MEMBERS};
 use super::{check_id, sign_encoded, verify_encoded, GroupSigner, Mode};
 use ed25519_dalek::VerifyingKey;
 use rand::RngCore;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use zeroize::Zeroizing;
-
-/// Most challenges open at once (SER-001).
-const MAX_PENDING: usize = 4096;
 
 /// Server settings.
 #[derive(Debug, Clone, Copy)]
@@ -46,15 +44,16 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct GroupEntry {
     members: HashMap<String, VerifyingKey>,
     representatives: HashSet<String>,
 }
 
 /// What the server knows: groups and their members' keys, gateways and which groups each may
-/// represent (SER-027).
-#[derive(Default)]
+/// represent (SER-027): the in-memory form, held by [`MemoryStore`] and loaded whole into a
+/// shared store ([`ServerStore::replace_registry`]).
+#[derive(Default, Clone)]
 pub struct ServerRegistry {
     groups: HashMap<String, GroupEntry>,
     gateways: HashMap<String, VerifyingKey>,
@@ -120,15 +119,80 @@ impl ServerRegistry {
             .get(group)
             .is_some_and(|g| g.representatives.contains(gateway))
     }
+
+    /// A gateway's key, if registered.
+    pub fn gateway(&self, gateway: &str) -> Option<VerifyingKey> {
+        self.gateways.get(gateway).copied()
+    }
+
+    /// A group's members and their keys, if the group is registered.
+    pub fn members(&self, group: &str) -> Option<&HashMap<String, VerifyingKey>> {
+        self.groups.get(group).map(|g| &g.members)
+    }
+
+    /// Every gateway and its key.
+    pub fn gateways(&self) -> impl Iterator<Item = (&str, &VerifyingKey)> + '_ {
+        self.gateways.iter().map(|(id, k)| (id.as_str(), k))
+    }
+
+    /// Every group with its members and the gateways that may represent it.
+    pub fn groups(
+        &self,
+    ) -> impl Iterator<Item = (&str, &HashMap<String, VerifyingKey>, &HashSet<String>)> + '_ {
+        self.groups
+            .iter()
+            .map(|(id, g)| (id.as_str(), &g.members, &g.representatives))
+    }
 }
 
-struct Pending {
-    mode: Mode,
-    group: String,
-    gateway: String,
-    digest: [u8; 32],
-    expires_at: u64,
-    ephemeral: Option<x25519_dalek::StaticSecret>,
+/// The server's registry as its store holds it (in memory or shared): what
+/// [`Server::registry_mut`] and [`Server::registry`] hand out.
+pub struct Registry<'a> {
+    store: &'a dyn ServerStore,
+}
+
+impl Registry<'_> {
+    /// Registers a gateway's public key (weak keys refused).
+    pub fn add_gateway(&self, gateway: &str, key: &[u8; 32]) -> Result<(), GroupError> {
+        check_id(gateway)?;
+        self.store
+            .add_gateway(gateway, &palisade_keys::check_ed25519_public(key)?)
+    }
+
+    /// Registers a device key in a group. Weak (small-order) keys are refused here, before any
+    /// batch verification could be fooled by them.
+    pub fn add_member(&self, group: &str, device: &str, key: &[u8; 32]) -> Result<(), GroupError> {
+        check_id(group)?;
+        check_id(device)?;
+        let vk = palisade_keys::check_ed25519_public(key)
+            .map_err(|_| GroupError::WeakMemberKey(device.to_owned()))?;
+        self.store.add_member(group, device, &vk)
+    }
+
+    /// Lets a registered gateway represent a registered group (SER-027).
+    pub fn allow_representation(&self, group: &str, gateway: &str) -> Result<(), GroupError> {
+        self.store.set_representation(group, gateway, true)
+    }
+
+    /// Withdraws a representation right.
+    pub fn revoke_representation(&self, group: &str, gateway: &str) -> Result<(), GroupError> {
+        self.store.set_representation(group, gateway, false)
+    }
+
+    /// Whether `gateway` may represent `group`.
+    pub fn may_represent(&self, group: &str, gateway: &str) -> Result<bool, GroupError> {
+        self.store.may_represent(group, gateway)
+    }
+
+    /// A gateway's key, if registered.
+    pub fn gateway_key(&self, gateway: &str) -> Result<Option<VerifyingKey>, GroupError> {
+        self.store.gateway_key(gateway)
+    }
+
+    /// Replaces the whole registry at once.
+    pub fn replace(&self, registry: &ServerRegistry) -> Result<(), GroupError> {
+        self.store.replace_registry(registry)
+    }
 }
 
 /// The result of an independent-mode round: the message for the gateway, and the per-device
@@ -169,33 +233,38 @@ impl RepresentedOutcome {
     }
 }
 
-/// The M2M server role.
+/// The M2M server role. Its steps take `&self`: the state lives in its [`ServerStore`], so
+/// one server serves concurrent requests, and several servers may share one store.
 pub struct Server {
     id: String,
     signer: Box<dyn GroupSigner>,
     config: ServerConfig,
-    registry: ServerRegistry,
-    pending: HashMap<[u8; 32], Pending>,
-    completed: ReplayCache,
-    issued: IssuedLog,
+    store: Arc<dyn ServerStore>,
 }
 
 impl Server {
-    /// A server with its signing identity.
+    /// A server with its signing identity, keeping its state in memory ([`MemoryStore`]).
     pub fn new(
         id: &str,
         signer: Box<dyn GroupSigner>,
         config: ServerConfig,
+    ) -> Result<Self, GroupError> {
+        Self::with_store(id, signer, config, Arc::new(MemoryStore::default()))
+    }
+
+    /// A server keeping its state in `store` (e.g. one shared by several instances).
+    pub fn with_store(
+        id: &str,
+        signer: Box<dyn GroupSigner>,
+        config: ServerConfig,
+        store: Arc<dyn ServerStore>,
     ) -> Result<Self, GroupError> {
         check_id(id)?;
         Ok(Server {
             id: id.to_owned(),
             signer,
             config,
-            registry: ServerRegistry::default(),
-            pending: HashMap::new(),
-            completed: ReplayCache::new(4 * MAX_PENDING),
-            issued: IssuedLog::new(4 * MAX_PENDING),
+            store,
         })
     }
 
@@ -205,13 +274,27 @@ impl Server {
     }
 
     /// The registry.
-    pub fn registry(&self) -> &ServerRegistry {
-        &self.registry
+    pub fn registry(&self) -> Registry<'_> {
+        Registry {
+            store: &*self.store,
+        }
     }
 
-    /// The registry, to add groups, members and gateways.
-    pub fn registry_mut(&mut self) -> &mut ServerRegistry {
-        &mut self.registry
+    /// The registry, to add groups, members and gateways (the same handle as
+    /// [`Server::registry`]; kept for the callers that set the registry up).
+    pub fn registry_mut(&mut self) -> Registry<'_> {
+        self.registry()
+    }
+
+    /// Records a gateway's signed challenge request by its nonce until `expires_at`:
+    /// `Ok(false)` if it was served before, here or by any instance sharing the store (SER-012).
+    pub fn record_request(
+        &self,
+        nonce: [u8; 32],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, GroupError> {
+        self.store.record_request(nonce, expires_at, now)
     }
 
     /// Lifetime of an association in seconds ([`ServerConfig::association_ttl`]).
@@ -228,27 +311,23 @@ impl Server {
     /// gateway must be allowed to represent the group (SER-027); in independent mode the
     /// challenge carries a fresh ephemeral X25519 key (SER-028).
     pub fn challenge(
-        &mut self,
+        &self,
         group: &str,
         gateway: &str,
         mode: Mode,
         now: u64,
     ) -> Result<GroupChallenge, GroupError> {
-        if !self.registry.groups.contains_key(group) {
+        if !self.store.has_group(group)? {
             return Err(GroupError::UnknownGroup(group.to_owned()));
         }
-        if !self.registry.gateways.contains_key(gateway) {
+        if self.store.gateway_key(gateway)?.is_none() {
             return Err(GroupError::UnknownGateway(gateway.to_owned()));
         }
-        if mode == Mode::Represented && !self.registry.may_represent(group, gateway) {
+        if mode == Mode::Represented && !self.store.may_represent(group, gateway)? {
             return Err(GroupError::GatewayNotAuthorized {
                 gateway: gateway.into(),
                 group: group.into(),
             });
-        }
-        self.pending.retain(|_, p| p.expires_at > now);
-        if self.pending.len() >= MAX_PENDING {
-            return Err(GroupError::ReplayCacheFull);
         }
         let mut nonce = [0u8; 32];
         crate::Rng.fill_bytes(&mut nonce);
@@ -269,10 +348,9 @@ impl Server {
         };
         ch.signature = sign_encoded(&*self.signer, &ch.to_bytes())?;
         let digest = ch.digest();
-        self.issued.record(digest, group, now);
-        self.pending.insert(
+        self.store.open(
             nonce,
-            Pending {
+            PendingChallenge {
                 mode,
                 group: group.to_owned(),
                 gateway: gateway.to_owned(),
@@ -280,33 +358,33 @@ impl Server {
                 expires_at: ch.expires_at,
                 ephemeral,
             },
-        );
+            now,
+        )?;
+        self.store.record_issued(digest, group, now)?;
         Ok(ch)
     }
 
     /// Finds the open session of `nonce` and checks mode, expiry, group and gateway; does
     /// not consume it (a message that fails later checks must not burn a good session).
     fn open_session(
-        &mut self,
+        &self,
         nonce: &[u8; 32],
         mode: Mode,
         group: &str,
         gateway: &str,
         now: u64,
-    ) -> Result<&Pending, GroupError> {
-        if self.completed.contains(nonce, now) {
-            return Err(GroupError::ChallengeAlreadyUsed);
+    ) -> Result<PendingChallenge, GroupError> {
+        let p = match self.store.lookup(nonce, now)? {
+            Lookup::Used => return Err(GroupError::ChallengeAlreadyUsed),
+            Lookup::Unknown => return Err(GroupError::UnknownChallenge),
+            Lookup::Open(p) => p,
+        };
+        if now >= p.expires_at {
+            return Err(GroupError::ChallengeExpired {
+                expired_at: p.expires_at,
+                now,
+            });
         }
-        let expired_at = self
-            .pending
-            .get(nonce)
-            .ok_or(GroupError::UnknownChallenge)?
-            .expires_at;
-        if now >= expired_at {
-            self.pending.remove(nonce);
-            return Err(GroupError::ChallengeExpired { expired_at, now });
-        }
-        let p = &self.pending[nonce];
         if p.mode != mode {
             return Err(GroupError::WrongMode {
                 expected: p.mode,
@@ -328,48 +406,68 @@ impl Server {
         Ok(p)
     }
 
-    /// Closes a session for good (SER-012: the nonce is single-use).
-    fn consume(&mut self, nonce: &[u8; 32], now: u64) -> Result<Pending, GroupError> {
-        let p = self
-            .pending
-            .remove(nonce)
-            .ok_or(GroupError::UnknownChallenge)?;
-        self.completed.insert(*nonce, p.expires_at, now)?;
-        Ok(p)
+    /// Closes a session for good (SER-012: the nonce is single-use). The store hands it to
+    /// one caller only, so of two instances racing on one nonce the second is refused here.
+    fn consume(&self, nonce: &[u8; 32], now: u64) -> Result<PendingChallenge, GroupError> {
+        match self.store.take(nonce, now)? {
+            Some(p) if now < p.expires_at => Ok(p),
+            Some(p) => Err(GroupError::ChallengeExpired {
+                expired_at: p.expires_at,
+                now,
+            }),
+            None => Err(GroupError::ChallengeAlreadyUsed),
+        }
     }
 
     fn gateway_key(&self, gateway: &str) -> Result<VerifyingKey, GroupError> {
-        self.registry
-            .gateways
-            .get(gateway)
-            .copied()
+        self.store
+            .gateway_key(gateway)?
             .ok_or_else(|| GroupError::UnknownGateway(gateway.into()))
+    }
+
+    /// The groups of the issued challenges that `answers` name instead of `expected`, to say
+    /// why each is refused (one store query, whatever the number of answers).
+    fn issued_for(
+        &self,
+        answers: &[super::DeviceAnswer],
+        expected: &[u8; 32],
+    ) -> Result<HashMap<[u8; 32], String>, GroupError> {
+        let mut other: Vec<[u8; 32]> = answers
+            .iter()
+            .map(|a| a.challenge)
+            .filter(|c| c != expected)
+            .collect();
+        if other.is_empty() {
+            return Ok(HashMap::new());
+        }
+        other.sort_unstable();
+        other.dedup();
+        self.store.issued_groups(&other)
     }
 
     /// Independent mode (SER-028): verifies all answers (batch, then bisection), derives one
     /// key set per authenticated device from X25519 + HKDF over its transcript, and returns the
     /// per-device confirmations for the gateway to relay.
     pub fn complete_independent(
-        &mut self,
+        &self,
         m: &GroupAnswers,
         now: u64,
     ) -> Result<IndependentOutcome, GroupError> {
         self.open_session(&m.nonce, Mode::Independent, &m.group, &m.gateway, now)?;
         verify_encoded(&self.gateway_key(&m.gateway)?, &m.to_bytes(), "gateway")?;
         let p = self.consume(&m.nonce, now)?;
-        let members = &self
-            .registry
-            .groups
-            .get(&p.group)
-            .ok_or_else(|| GroupError::UnknownGroup(p.group.clone()))?
-            .members;
+        let members = self
+            .store
+            .members(&p.group)?
+            .ok_or_else(|| GroupError::UnknownGroup(p.group.clone()))?;
+        let issued = self.issued_for(&m.answers, &p.digest)?;
         let checked = check_answers(
             &m.answers,
             &p.digest,
             &p.group,
-            members,
+            &members,
             true,
-            &self.issued,
+            &issued,
             self.config.verification,
         );
         let eph = p
@@ -416,7 +514,7 @@ impl Server {
     /// its signed assertion answers this very challenge, then establishes the group's
     /// association: a fresh group key wrapped for the gateway.
     pub fn complete_represented(
-        &mut self,
+        &self,
         a: &GroupAssertion,
         now: u64,
     ) -> Result<RepresentedOutcome, GroupError> {
@@ -427,7 +525,7 @@ impl Server {
             return Err(GroupError::UnknownChallenge);
         }
         // Checked again here: the right may have been withdrawn since the challenge.
-        if !self.registry.may_represent(&a.group, &a.gateway) {
+        if !self.store.may_represent(&a.group, &a.gateway)? {
             return Err(GroupError::GatewayNotAuthorized {
                 gateway: a.gateway.clone(),
                 group: a.group.clone(),
@@ -454,23 +552,32 @@ impl Server {
             }
         };
         let p = self.consume(&a.nonce, now)?;
-        let members = &self.registry.groups[&p.group].members;
-        let evidenced: Option<HashSet<&str>> = local.map(|local| {
-            let checked = check_answers(
-                &a.evidence,
-                &local,
-                &p.group,
-                members,
-                false,
-                &self.issued,
-                self.config.verification,
-            );
-            checked
-                .good
-                .iter()
-                .map(|&i| a.evidence[i].device.as_str())
-                .collect()
-        });
+        let members = self
+            .store
+            .members(&p.group)?
+            .ok_or_else(|| GroupError::UnknownGroup(p.group.clone()))?;
+        let evidenced: Option<HashSet<&str>> = match local {
+            None => None,
+            Some(local) => {
+                let issued = self.issued_for(&a.evidence, &local)?;
+                let checked = check_answers(
+                    &a.evidence,
+                    &local,
+                    &p.group,
+                    &members,
+                    false,
+                    &issued,
+                    self.config.verification,
+                );
+                Some(
+                    checked
+                        .good
+                        .iter()
+                        .map(|&i| a.evidence[i].device.as_str())
+                        .collect(),
+                )
+            }
+        };
         let mut rejected = a.rejected.clone();
         let mut accepted = Vec::with_capacity(a.authenticated.len());
         let mut seen = HashSet::with_capacity(a.authenticated.len());

@@ -223,7 +223,10 @@ fn unauthorized_gateway_is_refused_in_represented_mode() {
         Err(GroupError::GatewayMismatch { .. })
     ));
     // A right withdrawn after the challenge is checked again at the assertion.
-    f.server.registry_mut().revoke_representation("A", "gw1");
+    f.server
+        .registry_mut()
+        .revoke_representation("A", "gw1")
+        .unwrap();
     assert!(matches!(
         f.server.complete_represented(&a, NOW),
         Err(GroupError::GatewayNotAuthorized { .. })

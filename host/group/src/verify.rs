@@ -17,7 +17,7 @@
 
 use super::error::Rejection;
 use super::messages::DeviceAnswer;
-use super::replay::IssuedLog;
+use super::replay::classify;
 use super::wire::{signed_part, WireMessage};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -164,7 +164,7 @@ pub(crate) fn check_answers(
     group: &str,
     members: &HashMap<String, VerifyingKey>,
     want_ephemeral: bool,
-    issued: &IssuedLog,
+    issued: &HashMap<[u8; 32], String>,
     how: Verification,
 ) -> Checked {
     let mut rejected = Vec::new();
@@ -177,7 +177,7 @@ pub(crate) fn check_answers(
         } else if !members.contains_key(&a.device) {
             Some(Rejection::NotMember)
         } else if &a.challenge != expected {
-            Some(issued.classify(&a.challenge, group))
+            Some(classify(issued, &a.challenge, group))
         } else if a.ephemeral.is_some() != want_ephemeral {
             Some(Rejection::EphemeralKeyMismatch)
         } else {

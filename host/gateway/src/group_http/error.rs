@@ -147,6 +147,8 @@ fn group_status(e: &GroupError) -> (StatusCode, &'static str) {
         G::UnwrapFailed => (S::UNPROCESSABLE_ENTITY, "unwrap-failed"),
         G::EvidenceRequired(_) => (S::UNPROCESSABLE_ENTITY, "evidence-required"),
         G::ReplayCacheFull => (S::SERVICE_UNAVAILABLE, "busy"),
+        // The shared state store did not answer: refused, never decided locally (#17.4).
+        G::StateUnavailable(_) => (S::SERVICE_UNAVAILABLE, "state-unavailable"),
         G::WeakMemberKey(_) | G::Key(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         G::ChannelReplay { .. }
         | G::ChannelOutOfOrder { .. }
@@ -253,8 +255,8 @@ impl IntoResponse for HttpError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            // The only 503 is a full replay cache or pending table: it drains as challenges
-            // expire (SER-001, SER-012).
+            // A 503 is a full replay cache or pending table, which drains as challenges expire
+            // (SER-001, SER-012), or an unreachable shared state store.
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

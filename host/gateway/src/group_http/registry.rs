@@ -15,6 +15,7 @@
 
 use super::error::RegistryError;
 use super::server::ServerState;
+use palisade_group::ServerRegistry;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,10 +55,27 @@ fn key(hex_key: &str, what: impl FnOnce() -> String) -> Result<[u8; 32], Registr
 }
 
 impl RegistryFile {
-    /// Registers everything in `state` (the server's registry and the gateway keys that check
-    /// challenge requests). Weak device keys are refused here, before any batch verification.
+    /// Registers everything in `state` (the server's registry, whose gateway keys also check
+    /// challenge requests), replacing what its store held: the file is the registry, so a
+    /// device or right removed from it is gone (in a shared store, for every instance). Weak
+    /// device keys are refused here, before any batch verification; nothing is replaced
+    /// unless the whole file is valid.
     pub fn load_into(&self, state: &mut ServerState) -> Result<(), RegistryError> {
+        let registry = self.to_registry()?;
+        state
+            .server_mut()
+            .registry()
+            .replace(&registry)
+            .map_err(|source| RegistryError::Invalid {
+                what: "storing the registry".into(),
+                source,
+            })
+    }
+
+    /// The registry this file describes, checked whole.
+    pub fn to_registry(&self) -> Result<ServerRegistry, RegistryError> {
         let invalid = |what: String| move |source| RegistryError::Invalid { what, source };
+        let mut registry = ServerRegistry::default();
         for (group, members) in &self.groups {
             for device in members {
                 let hex_key =
@@ -68,16 +86,14 @@ impl RegistryFile {
                             device: device.clone(),
                         })?;
                 let k = key(hex_key, || format!("device {device}"))?;
-                state
-                    .server_mut()
-                    .registry_mut()
+                registry
                     .add_member(group, device, &k)
                     .map_err(invalid(format!("device {device} of group {group}")))?;
             }
         }
         for (gateway, entry) in &self.gateways {
             let k = key(&entry.public_key, || format!("gateway {gateway}"))?;
-            state
+            registry
                 .add_gateway(gateway, &k)
                 .map_err(invalid(format!("gateway {gateway}")))?;
             for group in &entry.represents {
@@ -87,13 +103,11 @@ impl RegistryFile {
                         group: group.clone(),
                     });
                 }
-                state
-                    .server_mut()
-                    .registry_mut()
+                registry
                     .allow_representation(group, gateway)
                     .map_err(invalid(format!("gateway {gateway}, group {group}")))?;
             }
         }
-        Ok(())
+        Ok(registry)
     }
 }

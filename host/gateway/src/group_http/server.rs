@@ -20,15 +20,10 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use ed25519_dalek::VerifyingKey;
 use palisade_group::messages::{GroupAnswers, GroupAssertion, SealedMessage};
 use palisade_group::wire::{WireMessage, MAX_MESSAGE_LEN};
 use palisade_group::ChallengeRequest;
-use palisade_group::ReplayCache;
-use palisade_group::{
-    check_id, GroupError, IndependentOutcome, RepresentedOutcome, Server, WireError,
-};
-use std::collections::HashMap;
+use palisade_group::{GroupError, IndependentOutcome, RepresentedOutcome, Server, WireError};
 use std::sync::{Arc, Mutex};
 
 #[cfg(doc)]
@@ -38,8 +33,6 @@ use palisade_group::{GroupAssociation, GroupChallenge, GroupConfirmations};
 /// remembered this long (twice: either side of now), so a replay inside the window is caught
 /// by the cache and one outside it by this check (SER-012).
 const REQUEST_SKEW: u64 = 60;
-/// Most challenge requests remembered at once (SER-001); beyond it, 503 until some expire.
-const MAX_REQUESTS: usize = 16_384;
 
 /// Body limits of the server role (SER-001).
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +67,12 @@ type MessageHandler = Arc<dyn Fn(&Peer, &[u8]) -> Vec<u8> + Send + Sync>;
 /// Largest sealed message body (the channel's payload limit and its framing).
 const SEALED_BODY: usize = 64 * 1024 + 256;
 
-/// What the server endpoints share.
+/// What the server endpoints share. The protocol state (open challenges, replay records,
+/// served requests, the registry) is the [`Server`]'s store: in memory by default, or shared
+/// by several instances ([`Server::with_store`]); only the associations kept for sealed
+/// messages are this instance's own.
 pub struct ServerState {
-    server: Mutex<Server>,
-    gateways: HashMap<String, VerifyingKey>,
-    requests: Mutex<ReplayCache>,
+    server: Server,
     clock: Clock,
     limits: ServerLimits,
     hook: Option<Hook>,
@@ -91,9 +85,7 @@ impl ServerState {
     /// server's registry directly): their keys also authenticate challenge requests.
     pub fn new(server: Server) -> Self {
         ServerState {
-            server: Mutex::new(server),
-            gateways: HashMap::new(),
-            requests: Mutex::new(ReplayCache::new(MAX_REQUESTS)),
+            server,
             clock: super::system_clock(),
             limits: ServerLimits::default(),
             hook: None,
@@ -102,23 +94,20 @@ impl ServerState {
         }
     }
 
-    /// Registers a gateway's identity key with the server and for request authentication.
+    /// Registers a gateway's identity key (it also authenticates the gateway's challenge
+    /// requests).
     pub fn add_gateway(&mut self, gateway: &str, key: &[u8; 32]) -> Result<(), GroupError> {
-        check_id(gateway)?;
-        let vk = palisade_keys::check_ed25519_public(key)?;
-        self.server_mut().registry_mut().add_gateway(gateway, key)?;
-        self.gateways.insert(gateway.to_owned(), vk);
-        Ok(())
+        self.server.registry().add_gateway(gateway, key)
     }
 
     /// The library server, to register groups, members and representation rights.
     pub fn server_mut(&mut self) -> &mut Server {
-        self.server.get_mut().unwrap_or_else(|p| p.into_inner())
+        &mut self.server
     }
 
     /// The server's public key (devices and gateways are provisioned with it).
     pub fn public_key(&self) -> [u8; 32] {
-        lock(&self.server).public_key()
+        self.server.public_key()
     }
 
     /// Replaces the clock (tests); the system clock by default.
@@ -191,7 +180,8 @@ fn decode<M: WireMessage>(b: &[u8]) -> Result<M, HttpError> {
 
 /// Authenticates the gateway's request, then issues the challenge. An unknown gateway and a
 /// bad signature are both 401; nothing about the group (unknown, not representable) is said
-/// before the gateway is authenticated (SER-027).
+/// before the gateway is authenticated (SER-027). The store may be remote, so the work runs
+/// off the async workers.
 async fn challenge(
     State(st): State<Arc<ServerState>>,
     headers: HeaderMap,
@@ -206,18 +196,27 @@ async fn challenge(
             now,
         });
     }
-    let key = st
-        .gateways
-        .get(&req.gateway)
-        .ok_or_else(|| GroupError::UnknownGateway(req.gateway.clone()))?;
-    req.verify(key)?;
-    // SER-012: each signed request is served once; remembered until it could no longer pass
-    // the time check above.
-    let fresh = lock(&st.requests).insert(req.nonce, req.issued_at + REQUEST_SKEW + 1, now)?;
-    if !fresh {
-        return Err(HttpError::RequestReplayed);
-    }
-    let ch = lock(&st.server).challenge(&req.group, &req.gateway, req.mode, now)?;
+    let s = st.clone();
+    let (req, ch) = blocking(move || {
+        let registry = s.server.registry();
+        let key = registry
+            .gateway_key(&req.gateway)?
+            .ok_or_else(|| GroupError::UnknownGateway(req.gateway.clone()))?;
+        req.verify(&key)?;
+        // SER-012: each signed request is served once (by any instance sharing the store);
+        // remembered until it could no longer pass the time check above.
+        let fresh = s
+            .server
+            .record_request(req.nonce, req.issued_at + REQUEST_SKEW + 1, now)?;
+        if !fresh {
+            return Err(HttpError::RequestReplayed);
+        }
+        let ch = s
+            .server
+            .challenge(&req.group, &req.gateway, req.mode, now)?;
+        Ok((req, ch))
+    })
+    .await?;
     tracing::info!(group = %req.group, gateway = %req.gateway, mode = ?req.mode, "group challenge issued");
     Ok(binary(ch.to_bytes()))
 }
@@ -234,7 +233,7 @@ async fn represented(
     let s = st.clone();
     let out = blocking(move || {
         let a: GroupAssertion = decode(&body)?;
-        Ok(lock(&s.server).complete_represented(&a, now)?)
+        Ok(s.server.complete_represented(&a, now)?)
     })
     .await?;
     let bytes = out.association.to_bytes();
@@ -268,13 +267,13 @@ async fn independent(
     let s = st.clone();
     let out = blocking(move || {
         let m: GroupAnswers = decode(&body)?;
-        Ok(lock(&s.server).complete_independent(&m, now)?)
+        Ok(s.server.complete_independent(&m, now)?)
     })
     .await?;
     let bytes = out.confirmations.to_bytes();
     tracing::info!(group = %out.confirmations.group, authenticated = out.sessions.len(), rejected = out.rejected.len(), "independent group authenticated");
     {
-        let expires_at = now.saturating_add(lock(&st.server).association_ttl());
+        let expires_at = now.saturating_add(st.server.association_ttl());
         let mut table = lock(&st.associations);
         for (device, _) in &out.sessions {
             let channel = out.channel(device).expect("a session of this outcome");
