@@ -4,3 +4,4 @@
 
 mod isolation;
 mod swap;
+mod wasi;
