@@ -39,13 +39,12 @@ mod io_error {
 
     use super::super::generated::wasi::io::error::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {}
 
     impl HostError for DenyAll<'_> {
-        fn to_debug_string(&mut self, _: Resource<Error>) -> wasmtime::Result<std::string::String> {
+        fn to_debug_string(&mut self, _: Resource<Error>) -> wasmtime::Result<String> {
             never()
         }
 
@@ -60,7 +59,6 @@ mod cli_terminal_input {
 
     use super::super::generated::wasi::cli::terminal_input::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {}
@@ -77,7 +75,6 @@ mod cli_terminal_output {
 
     use super::super::generated::wasi::cli::terminal_output::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {}
@@ -94,14 +91,13 @@ mod filesystem_types {
 
     use super::super::generated::wasi::filesystem::types::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {
         fn filesystem_error_code(
             &mut self,
             _: Resource<Error>,
-        ) -> wasmtime::Result<std::option::Option<ErrorCode>> {
+        ) -> wasmtime::Result<Option<ErrorCode>> {
             never()
         }
     }
@@ -210,7 +206,7 @@ mod filesystem_types {
         fn create_directory_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -226,7 +222,7 @@ mod filesystem_types {
             &mut self,
             _: Resource<Descriptor>,
             _: PathFlags,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<DescriptorStat, ErrorCode>> {
             never()
         }
@@ -235,7 +231,7 @@ mod filesystem_types {
             &mut self,
             _: Resource<Descriptor>,
             _: PathFlags,
-            _: std::string::String,
+            _: String,
             _: NewTimestamp,
             _: NewTimestamp,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
@@ -246,9 +242,9 @@ mod filesystem_types {
             &mut self,
             _: Resource<Descriptor>,
             _: PathFlags,
-            _: std::string::String,
+            _: String,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -257,7 +253,7 @@ mod filesystem_types {
             &mut self,
             _: Resource<Descriptor>,
             _: PathFlags,
-            _: std::string::String,
+            _: String,
             _: OpenFlags,
             _: DescriptorFlags,
         ) -> wasmtime::Result<Result<Resource<Descriptor>, ErrorCode>> {
@@ -267,15 +263,15 @@ mod filesystem_types {
         fn readlink_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
-        ) -> wasmtime::Result<Result<std::string::String, ErrorCode>> {
+            _: String,
+        ) -> wasmtime::Result<Result<String, ErrorCode>> {
             never()
         }
 
         fn remove_directory_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -283,9 +279,9 @@ mod filesystem_types {
         fn rename_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -293,8 +289,8 @@ mod filesystem_types {
         fn symlink_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
-            _: std::string::String,
+            _: String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -302,7 +298,7 @@ mod filesystem_types {
         fn unlink_file_at(
             &mut self,
             _: Resource<Descriptor>,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<(), ErrorCode>> {
             never()
         }
@@ -326,7 +322,7 @@ mod filesystem_types {
             &mut self,
             _: Resource<Descriptor>,
             _: PathFlags,
-            _: std::string::String,
+            _: String,
         ) -> wasmtime::Result<Result<MetadataHashValue, ErrorCode>> {
             never()
         }
@@ -340,7 +336,7 @@ mod filesystem_types {
         fn read_directory_entry(
             &mut self,
             _: Resource<DirectoryEntryStream>,
-        ) -> wasmtime::Result<Result<std::option::Option<DirectoryEntry>, ErrorCode>> {
+        ) -> wasmtime::Result<Result<Option<DirectoryEntry>, ErrorCode>> {
             never()
         }
 
@@ -355,8 +351,6 @@ mod filesystem_preopens {
 
     use super::super::generated::wasi::filesystem::preopens::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
-    use super::never;
 
     impl Host for DenyAll<'_> {
         /// Nothing is preopened: no path leads anywhere, and no descriptor can ever exist.
@@ -372,14 +366,13 @@ mod sockets_network {
 
     use super::super::generated::wasi::sockets::network::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {
         fn network_error_code(
             &mut self,
             _: Resource<Error>,
-        ) -> wasmtime::Result<std::option::Option<ErrorCode>> {
+        ) -> wasmtime::Result<Option<ErrorCode>> {
             never()
         }
     }
@@ -398,11 +391,9 @@ mod sockets_instance_network {
 
     use super::super::generated::wasi::sockets::instance_network::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
-    use super::never;
 
     impl Host for DenyAll<'_> {
-        /// A handle that leads nowhere (what it would grant is refused below).
+        /// A handle that leads nowhere: every socket and name look-up through it is refused.
         fn instance_network(&mut self) -> wasmtime::Result<Resource<Network>> {
             self.charge()?;
             self.push(super::super::Network)
@@ -415,7 +406,6 @@ mod sockets_udp {
 
     use super::super::generated::wasi::sockets::udp::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {}
@@ -440,7 +430,7 @@ mod sockets_udp {
         fn stream(
             &mut self,
             _: Resource<UdpSocket>,
-            _: std::option::Option<IpSocketAddress>,
+            _: Option<IpSocketAddress>,
         ) -> wasmtime::Result<
             Result<
                 (
@@ -580,8 +570,6 @@ mod sockets_udp_create_socket {
 
     use super::super::generated::wasi::sockets::udp_create_socket::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
-    use super::never;
 
     impl Host for DenyAll<'_> {
         fn create_udp_socket(
@@ -599,7 +587,6 @@ mod sockets_tcp {
 
     use super::super::generated::wasi::sockets::tcp::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {}
@@ -823,8 +810,6 @@ mod sockets_tcp_create_socket {
 
     use super::super::generated::wasi::sockets::tcp_create_socket::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
-    use super::never;
 
     impl Host for DenyAll<'_> {
         fn create_tcp_socket(
@@ -842,7 +827,6 @@ mod sockets_ip_name_lookup {
 
     use super::super::generated::wasi::sockets::ip_name_lookup::*;
     use super::super::DenyAll;
-    #[allow(unused_imports)]
     use super::never;
 
     impl Host for DenyAll<'_> {
@@ -861,7 +845,7 @@ mod sockets_ip_name_lookup {
         fn resolve_next_address(
             &mut self,
             _: Resource<ResolveAddressStream>,
-        ) -> wasmtime::Result<Result<std::option::Option<IpAddress>, ErrorCode>> {
+        ) -> wasmtime::Result<Result<Option<IpAddress>, ErrorCode>> {
             never()
         }
 

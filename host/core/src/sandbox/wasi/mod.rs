@@ -599,3 +599,197 @@ impl insecure_seed::Host for DenyAll<'_> {
         Ok((rng.next_u64(), rng.next_u64()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The interfaces the hostile guest cannot reach through Rust's std (exit, terminals,
+    //! preopens, name look-up answers, stdin, polling), called as a guest's import would call
+    //! them, on a real store's data.
+
+    use std::sync::Arc;
+
+    use generated::wasi::filesystem::preopens;
+    use generated::wasi::sockets::{
+        instance_network, ip_name_lookup, network, tcp_create_socket, udp_create_socket,
+    };
+
+    use super::*;
+    use crate::sandbox::capabilities::{Capabilities, GroupDirectory, KvNamespace, StaticKeys};
+    use crate::sandbox::limits::SandboxLimits;
+    use crate::sandbox::state::{AppEnvironment, PluginGrant, OUTPUT_BYTES_PER_CALL};
+
+    fn state(host_calls: u32) -> HostState {
+        let env = AppEnvironment {
+            name: "app".into(),
+            kv: KvNamespace::new(),
+            groups: GroupDirectory::new(Default::default()),
+            keys: Arc::new(StaticKeys::new()),
+        };
+        let grant = PluginGrant {
+            app: "app".into(),
+            name: "plugin".into(),
+            config_json: "{}".into(),
+            capabilities: Capabilities::default(),
+        };
+        let limits = SandboxLimits::default()
+            .host_calls(host_calls)
+            .resource_handles(4);
+        HostState::new(Arc::new(env), Arc::new(grant), Arc::new(limits))
+    }
+
+    fn trap(error: wasmtime::Error) -> SandboxTrap {
+        error
+            .downcast::<SandboxTrap>()
+            .expect("a trap of the sandbox's own")
+    }
+
+    #[test]
+    fn nothing_is_there_to_find() {
+        let mut state = state(100);
+        let mut wasi = DenyAll(&mut state);
+        assert!(environment::Host::get_environment(&mut wasi)
+            .unwrap()
+            .is_empty());
+        assert!(environment::Host::get_arguments(&mut wasi)
+            .unwrap()
+            .is_empty());
+        assert_eq!(environment::Host::initial_cwd(&mut wasi).unwrap(), None);
+        assert!(preopens::Host::get_directories(&mut wasi)
+            .unwrap()
+            .is_empty());
+        assert!(terminal_stdin::Host::get_terminal_stdin(&mut wasi)
+            .unwrap()
+            .is_none());
+        assert!(terminal_stdout::Host::get_terminal_stdout(&mut wasi)
+            .unwrap()
+            .is_none());
+        assert!(terminal_stderr::Host::get_terminal_stderr(&mut wasi)
+            .unwrap()
+            .is_none());
+        let stdin = stdin::Host::get_stdin(&mut wasi).unwrap();
+        assert!(matches!(
+            streams::HostInputStream::blocking_read(&mut wasi, stdin, 100).unwrap(),
+            Err(streams::StreamError::Closed)
+        ));
+        assert_eq!(wall_clock::Host::now(&mut wasi).unwrap().seconds, 0);
+        assert_eq!(monotonic_clock::Host::now(&mut wasi).unwrap(), 0);
+    }
+
+    #[test]
+    fn sockets_and_look_ups_are_refused_with_an_error_code() {
+        let mut state = state(100);
+        let mut wasi = DenyAll(&mut state);
+        let family = network::IpAddressFamily::Ipv4;
+        assert!(matches!(
+            tcp_create_socket::Host::create_tcp_socket(&mut wasi, family).unwrap(),
+            Err(network::ErrorCode::AccessDenied)
+        ));
+        assert!(matches!(
+            udp_create_socket::Host::create_udp_socket(&mut wasi, family).unwrap(),
+            Err(network::ErrorCode::AccessDenied)
+        ));
+        let network = instance_network::Host::instance_network(&mut wasi).unwrap();
+        assert!(matches!(
+            ip_name_lookup::Host::resolve_addresses(&mut wasi, network, "localhost".into())
+                .unwrap(),
+            Err(network::ErrorCode::AccessDenied)
+        ));
+    }
+
+    #[test]
+    fn exit_ends_the_call_with_its_status() {
+        let mut state = state(100);
+        let mut wasi = DenyAll(&mut state);
+        let status = |error: wasmtime::Error| error.downcast::<Exit>().unwrap();
+        assert_eq!(
+            status(exit::Host::exit(&mut wasi, Ok(())).unwrap_err()),
+            Exit(0)
+        );
+        assert_eq!(
+            status(exit::Host::exit(&mut wasi, Err(())).unwrap_err()),
+            Exit(1)
+        );
+        assert_eq!(
+            status(exit::Host::exit_with_code(&mut wasi, 42).unwrap_err()),
+            Exit(42)
+        );
+    }
+
+    #[test]
+    fn only_what_is_ready_is_answered_and_waiting_traps() {
+        let mut state = state(100);
+        let mut wasi = DenyAll(&mut state);
+        let now = monotonic_clock::Host::subscribe_duration(&mut wasi, 0).unwrap();
+        let later = monotonic_clock::Host::subscribe_duration(&mut wasi, 1).unwrap();
+        let ready = poll::Host::poll(
+            &mut wasi,
+            vec![
+                Resource::new_borrow(later.rep()),
+                Resource::new_borrow(now.rep()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ready, [1]);
+        assert!(!poll::HostPollable::ready(&mut wasi, Resource::new_borrow(later.rep())).unwrap());
+        assert_eq!(
+            trap(poll::Host::poll(&mut wasi, vec![Resource::new_borrow(later.rep())]).unwrap_err()),
+            SandboxTrap::WouldBlock("polling (a sleep or blocking I/O)")
+        );
+        assert!(matches!(
+            trap(poll::HostPollable::block(&mut wasi, later).unwrap_err()),
+            SandboxTrap::WouldBlock(_)
+        ));
+        assert!(poll::Host::poll(&mut wasi, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn every_call_is_charged_and_handles_are_capped() {
+        let mut state = state(3);
+        let mut wasi = DenyAll(&mut state);
+        for _ in 0..3 {
+            environment::Host::get_environment(&mut wasi).unwrap();
+        }
+        assert_eq!(
+            trap(environment::Host::get_environment(&mut wasi).unwrap_err()),
+            SandboxTrap::HostCallBudget { limit: 3 }
+        );
+
+        let mut state = self::state(100);
+        let mut wasi = DenyAll(&mut state);
+        for _ in 0..4 {
+            stdout::Host::get_stdout(&mut wasi).unwrap();
+        }
+        assert_eq!(
+            trap(stderr::Host::get_stderr(&mut wasi).unwrap_err()),
+            SandboxTrap::ResourceHandles { limit: 4 }
+        );
+    }
+
+    #[test]
+    fn output_past_the_call_bound_is_dropped_and_counted() {
+        let mut state = state(100);
+        let mut wasi = DenyAll(&mut state);
+        let stream = stdout::Host::get_stdout(&mut wasi).unwrap();
+        let before = dropped_output_bytes();
+        let chunk = OUTPUT_BYTES_PER_CALL as u64 - 10;
+        streams::HostOutputStream::write_zeroes(
+            &mut wasi,
+            Resource::new_borrow(stream.rep()),
+            chunk,
+        )
+        .unwrap()
+        .unwrap();
+        // Crossing the bound is not an error for the guest: the bytes are dropped.
+        streams::HostOutputStream::write_zeroes(&mut wasi, Resource::new_borrow(stream.rep()), 100)
+            .unwrap()
+            .unwrap();
+        assert!(dropped_output_bytes() - before >= 90);
+        // The WIT's own bound on one blocking write still traps.
+        assert!(streams::HostOutputStream::blocking_write_and_flush(
+            &mut wasi,
+            Resource::new_borrow(stream.rep()),
+            vec![0; 4097]
+        )
+        .is_err());
+    }
+}
