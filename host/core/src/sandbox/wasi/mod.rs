@@ -189,8 +189,9 @@ impl DenyAll<'_> {
 
     /// A pollable for the frozen monotonic clock reaching `instant`.
     fn clock_pollable(&mut self, instant: u64) -> wasmtime::Result<Resource<Pollable>> {
+        // An instant has come when it is not after now; now is zero, the earliest there is.
         self.push(Pollable {
-            ready: instant <= FROZEN_MONOTONIC_NANOS,
+            ready: instant == FROZEN_MONOTONIC_NANOS,
         })
     }
 }
