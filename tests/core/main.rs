@@ -5,3 +5,4 @@
 mod isolation;
 mod swap;
 mod warm_pool;
+mod wasi;

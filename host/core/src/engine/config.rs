@@ -319,11 +319,11 @@ impl EngineConfig {
                 // Cost: up to this much resident memory per idle slot that was used.
                 .pagemap_scan(Enabled::Auto)
                 .linear_memory_keep_resident(self.keep_resident_bytes)
-                .table_keep_resident(16 << 10)
-                // Execution stacks are for async calls, which Palisade never makes (plugin
-                // calls are synchronous): the default reserves 1,000 with a guard page each,
-                // one `mprotect` apiece, ~10 % of a cached gateway start (perf).
-                .total_stacks(0);
+                .table_keep_resident(16 << 10);
+            // No execution stacks are reserved: they are for async calls, which wasmtime is
+            // built without (its `async` feature is off since the sandbox's WASI host is
+            // synchronous), so the pool has none to reserve; they cost one `mprotect`
+            // apiece, ~10 % of a cached gateway start when wasmtime-wasi turned them on.
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         config

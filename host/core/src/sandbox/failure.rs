@@ -142,7 +142,7 @@ impl Failure {
                 limit_bytes: memory_limit,
             };
         }
-        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        if let Some(exit) = error.downcast_ref::<super::wasi::Exit>() {
             return Failure::Exit { code: exit.0 };
         }
         // The message without the backtrace wasmtime wraps around it.
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn exit_and_resource_caps_are_named_for_what_they_are() {
         assert_eq!(
-            read(wasmtime::Error::new(wasmtime_wasi::I32Exit(2))),
+            read(wasmtime::Error::new(super::super::wasi::Exit(2))),
             Failure::Exit { code: 2 }
         );
         let full = read(wasmtime::Error::new(

@@ -17,7 +17,7 @@ mod plugin;
 mod prepare;
 mod quarantine;
 mod state;
-mod wasi_io;
+mod wasi;
 
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ pub use plugin::{
 pub use prepare::PrepareError;
 pub use quarantine::{PluginHealth, QuarantineScope};
 pub use state::{AppEnvironment, PluginGrant, SandboxTrap};
-pub use wasi_io::dropped_output_bytes as plugin_output_dropped_bytes;
+pub use wasi::dropped_output_bytes as plugin_output_dropped_bytes;
 
 use plugin::{Bound, KindPre};
 use state::HostState;
@@ -103,10 +103,8 @@ impl SharedLinker {
     pub fn new(engine: &Engine) -> wasmtime::Result<SharedLinker> {
         let mut linker = Linker::<HostState>::new(engine.wasmtime());
         // Guests built with Rust's std import WASI even when they never use it; every
-        // interface is there, and the context behind it grants nothing (see state.rs).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // ...except that nothing may wait: a plugin call never blocks its thread.
-        wasi_io::shadow_blocking_bindings(&mut linker)?;
+        // interface is there, and the host behind it grants nothing and never waits.
+        wasi::add_to_linker(&mut linker)?;
         bindings::imports::Imports::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |state| state,

@@ -240,7 +240,7 @@ fn snapshot(
     let snapshot = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // Every state read below completes at once, so wizer's async snapshot finishes in
         // one poll.
-        super::wasi_io::poll_ready(wizer.snapshot_component(&context, &mut state), 1)
+        poll_ready(wizer.snapshot_component(&context, &mut state), 1)
     }))
     .map_err(|_| {
         // wizer panics on the empty contents a failed read hands it; the read's error is the
@@ -362,6 +362,17 @@ impl ComponentInstanceState for SyncInstanceState<'_> {
     ) -> impl std::future::Future<Output = u64> + Send {
         std::future::ready(self.scalar::<f64>(instance, func).to_bits())
     }
+}
+
+/// Polls `future` up to `polls` times with a waker that does nothing, and gives its output if
+/// it completed: for futures that never need to wait, no executor is needed.
+fn poll_ready<F: std::future::Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    (0..polls).find_map(|_| match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    })
 }
 
 #[cfg(test)]

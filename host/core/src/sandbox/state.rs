@@ -1,13 +1,10 @@
 //! What a plugin's store holds: its application's environment, its own grant, the budgets
-//! of the current call, and a WASI context with nothing in it.
+//! of the current call, and the table of the WASI handles it holds (the deny-all WASI host
+//! itself has no state: `wasi/mod.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
 
 use super::capabilities::{AppKeys, Capabilities, Capability, GroupDirectory, KvNamespace};
 use super::limits::SandboxLimits;
@@ -53,11 +50,11 @@ pub enum SandboxTrap {
     CapabilityDenied(Capability),
     /// The plugin waited for something only time or outside I/O could bring ({0}): nothing
     /// in the deny-all sandbox ever becomes ready later, and a host thread must never block
-    /// where the epoch deadline cannot reach it (see `wasi_io.rs`).
+    /// where the epoch deadline cannot reach it (see `wasi/mod.rs`).
     #[error("the plugin would block {0}; the sandbox has nothing to wait for")]
     WouldBlock(&'static str),
     /// One `wasi:random` call asked for more bytes than the host makes in one go, or the
-    /// call's random-byte budget ran out (see `wasi_io.rs`).
+    /// call's random-byte budget ran out (see `wasi/mod.rs`).
     #[error(
         "the plugin asked for {requested} random bytes with {left} left of its random-byte \
          budget ({per_request} per request, {per_call} per call)"
@@ -117,7 +114,8 @@ pub struct HostState {
     /// The last message the plugin logged at error level: a `prepare` that traps after one
     /// refused its configuration with that reason (`palisade_sdk::config::refuse`).
     pub(crate) last_error_log: Option<String>,
-    pub(super) wasi: WasiCtx,
+    /// The WASI handles the plugin holds (streams, pollables, the network handle), at most
+    /// the resource-handle cap.
     pub(super) table: ResourceTable,
 }
 
@@ -138,7 +136,6 @@ impl HostState {
             env,
             plugin,
             limits,
-            wasi: deny_all_wasi(),
             table,
         }
     }
@@ -160,21 +157,6 @@ impl HostState {
         }
         self.host_calls_left -= 1;
         Ok(())
-    }
-}
-
-impl WasiView for HostState {
-    /// Every WASI binding reaches the context through here, once per call, so this is where
-    /// WASI calls are charged to the host-call budget (SER-001). It cannot fail: a call that
-    /// finds the budget spent still runs (each of the bindings not shadowed in `wasi_io.rs`
-    /// does constant work, and what it allocates lands in the capped resource table), and
-    /// the next WASI stream, poll, random or Palisade call traps.
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.host_calls_left = self.host_calls_left.saturating_sub(1);
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
     }
 }
 
@@ -266,47 +248,6 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
     fn tables(&self) -> usize {
         TABLES_PER_INSTANCE
-    }
-}
-
-/// A WASI context that grants nothing: no preopened directories, no network (TCP, UDP and
-/// name look-up off, every address refused), no environment, no arguments, empty stdin,
-/// discarded stdout and stderr, and clocks frozen at the epoch, so the request time the host
-/// passes in is the only time a plugin knows. Randomness stays: Rust's std needs it for hash
-/// seeds, and it reveals nothing about the gateway; its size per request is bounded in
-/// `wasi_io.rs`, and here as well, in case a binding there is ever bypassed.
-fn deny_all_wasi() -> WasiCtx {
-    let mut builder = WasiCtxBuilder::new();
-    builder
-        .max_random_size(RANDOM_BYTES_PER_REQUEST as u64)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }))
-        .wall_clock(FrozenClock)
-        .monotonic_clock(FrozenClock);
-    builder.build()
-}
-
-struct FrozenClock;
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-
-    fn now(&self) -> u64 {
-        0
     }
 }
 
