@@ -346,7 +346,7 @@ fn a_prepare_hook_that_attacks_fails_the_load_with_its_cause() {
             let error = runtime
                 .install(hostile_app("bad", config.clone(), isolation))
                 .expect_err("a prepare that attacks must fail the load");
-            let message = error.to_string();
+            let message = palisade_types::Chain(&error).to_string();
             assert!(
                 message.contains("pre-initialised") && message.contains(expected),
                 "{attack} ({isolation:?}): {message}"

@@ -70,14 +70,10 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         a.devices
     );
     let now = palisade_types::now_unix();
-    let cfg = SimConfig {
-        devices: a.devices,
-        mode: a.mode,
-        forged: a.forged,
-        now,
-        device_by_device: !a.no_per_device && a.devices <= 4096,
-        rounds: a.rounds,
-    };
+    let mut cfg = SimConfig::new(a.devices, a.mode, now);
+    cfg.forged = a.forged;
+    cfg.device_by_device = !a.no_per_device && a.devices <= 4096;
+    cfg.rounds = a.rounds;
     let visible = !a.json && std::io::stderr().is_terminal();
     let mut bar: Option<(SimPhase, indicatif::ProgressBar)> = None;
     let mut progress = |phase: SimPhase, done: usize, total: usize| {
@@ -273,11 +269,11 @@ struct AgentArgs {
     round_deadline: u64,
     /// Per client address: requests per second that cost the agent work (starting a round,
     /// posting an answer, each answer costing one signature check). 0 is treated as 1.
-    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_SOURCE_RATE.per_second)]
+    #[arg(long, default_value_t = palisade_gateway::DEFAULT_SOURCE_RATE.per_second)]
     per_source_rate: u32,
     /// Per client address: the burst above `--per-source-rate` (how many devices behind one
     /// address can answer at once).
-    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_SOURCE_RATE.burst)]
+    #[arg(long, default_value_t = palisade_gateway::DEFAULT_SOURCE_RATE.burst)]
     per_source_burst: u32,
     /// Represented mode with evidence (#16.5): assertions carry the members' signed answers
     /// for the server to verify (larger assertions, about 200 bytes a member).
@@ -327,7 +323,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::
 }
 
 fn server(a: ServerArgs) -> anyhow::Result<()> {
-    use palisade_gateway::group_http::{server_router, RegistryFile, ServerState};
+    use palisade_gateway::{server_router, RegistryFile, ServerState};
     use palisade_group::{GroupSigner as _, Server, ServerConfig};
     let path = a
         .registry
@@ -336,11 +332,9 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
     let registry: RegistryFile = read_json(&path)?;
     let signer = identity(&a.data)?;
     let public = hex::encode(signer.public_key());
-    let config = ServerConfig {
-        challenge_ttl: a.challenge_ttl.max(1),
-        require_evidence: a.require_evidence,
-        ..ServerConfig::default()
-    };
+    let mut config = ServerConfig::default();
+    config.challenge_ttl = a.challenge_ttl.max(1);
+    config.require_evidence = a.require_evidence;
     let server = Server::new(&registry.server_id, Box::new(signer), config)?;
     let mut state = ServerState::new(server);
     registry
@@ -352,7 +346,7 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    use palisade_gateway::group_http::{agent_router, AgentState};
+    use palisade_gateway::{agent_router, AgentState};
     let gateway = match a.gateway_id {
         Some(id) => id,
         None => {
@@ -367,8 +361,8 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
         std::sync::Arc::new(identity(&a.data)?);
     let public = hex::encode(signer.public_key());
     let tls = if a.server.starts_with("https://") {
-        Some(palisade_gateway::tls_client::client_config(
-            &palisade_gateway::tls_client::ClientTlsFiles {
+        Some(palisade_gateway::client_config(
+            &palisade_gateway::ClientTlsFiles {
                 ca_file: a.server_ca.clone(),
                 cert_file: a.client_cert.clone(),
                 key_file: a.client_key.clone(),
@@ -384,7 +378,7 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
     };
     let mut state = AgentState::with_tls(&gateway, signer, &server_key, &a.server, tls)?
         .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)))
-        .with_source_rate(palisade_gateway::config::Rate {
+        .with_source_rate(palisade_gateway::Rate {
             per_second: a.per_source_rate,
             burst: a.per_source_burst,
         })

@@ -1,7 +1,7 @@
 //! `palisade push`: uploads a signed module to a running gateway's admin API and manages its
 //! versions (`list`, `activate`, `rollback`, `remove`). Every request is signed with the admin
 //! key (SER-008) over its headers and the body's hash and length, with a fresh timestamp and
-//! nonce (SER-012); see [`palisade_gateway::admin::auth`].
+//! nonce (SER-012); see [`palisade_gateway::sign_request`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use palisade_core::now_unix;
-use palisade_gateway::admin::sign_request;
+use palisade_gateway::sign_request;
 use palisade_registry::read_private_key;
 
 /// Arguments of `palisade push`.
@@ -200,8 +200,8 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
     let key = read_private_key(key_path)?;
     let headers = sign_request(&key, method, &path, &body, now_unix());
     let tls = if gateway.starts_with("https://") {
-        Some(palisade_gateway::tls_client::client_config(
-            &palisade_gateway::tls_client::ClientTlsFiles {
+        Some(palisade_gateway::client_config(
+            &palisade_gateway::ClientTlsFiles {
                 ca_file: common.ca_file.clone(),
                 cert_file: common.client_cert.clone(),
                 key_file: common.client_key.clone(),
@@ -265,7 +265,7 @@ fn send(
     let uri: hyper::Uri = gateway
         .parse()
         .with_context(|| format!("--gateway {gateway:?} is not a URL"))?;
-    let https = palisade_gateway::tls_client::is_https(&uri).map_err(anyhow::Error::msg)?;
+    let https = palisade_gateway::is_https(&uri).map_err(anyhow::Error::msg)?;
     let authority = uri
         .authority()
         .context("--gateway must be http(s)://HOST:PORT")?;
@@ -275,7 +275,7 @@ fn send(
     let socket = tcp.try_clone()?;
     let mut stream: Box<dyn Connection> = match (https, tls) {
         (true, Some(tls)) => Box::new(
-            palisade_gateway::tls_client::blocking(tls, authority.host(), tcp)
+            palisade_gateway::blocking_tls(tls, authority.host(), tcp)
                 .map_err(|error| anyhow::anyhow!("TLS to {host}: {error}"))?,
         ),
         (true, None) => bail!("--gateway is https://: give --ca-file"),
@@ -381,21 +381,17 @@ fn push_oci(
             file.display()
         );
     }
-    let parsed = palisade_oci::artifact::parse_reference(reference)?;
-    let config = palisade_oci::RegistryConfig {
-        insecure_registries: if insecure {
-            vec![parsed.registry().to_string()]
-        } else {
-            Vec::new()
-        },
-        max_module_bytes: limit,
-        ca_pem: match ca_file {
-            Some(path) => Some(
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None => None,
-        },
-        ..palisade_oci::RegistryConfig::default()
+    let parsed = palisade_oci::parse_reference(reference)?;
+    let mut config = palisade_oci::RegistryConfig::default();
+    if insecure {
+        config.insecure_registries = vec![parsed.registry().to_string()];
+    }
+    config.max_module_bytes = limit;
+    config.ca_pem = match ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
     };
     if insecure {
         eprintln!(
@@ -405,7 +401,7 @@ fn push_oci(
     }
     let client = config.client()?;
     let kind = signature.manifest.kind.name();
-    let component = palisade_oci::artifact::ComponentInfo {
+    let component = palisade_oci::ComponentInfo {
         exports: Vec::new(),
         imports: Vec::new(),
         target: Some(format!("palisade:plugin/{kind}")),
@@ -416,7 +412,7 @@ fn push_oci(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let published = runtime.block_on(palisade_oci::artifact::publish(
+    let published = runtime.block_on(palisade_oci::publish(
         &client,
         &config,
         &parsed,

@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use rustls::pki_types::ServerName;
 
-use palisade_gateway::config::{GatewayConfig, Service};
-use palisade_gateway::server::{self, Listener};
-use palisade_gateway::{demo, Gateway};
+use palisade_gateway::Gateway;
+use palisade_gateway::Listener;
+use palisade_gateway::{GatewayConfig, Service};
 
 /// Run the gateway: the decision API, the oneM2M enforcement proxy, metrics and health.
 #[derive(Debug, Args)]
@@ -46,7 +46,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         }
         None => {
             let data_dir = args.data.clone().unwrap_or_else(|| "palisade-data".into());
-            let path = demo::prepare(&data_dir).with_context(|| {
+            let path = palisade_gateway::prepare_demo(&data_dir).with_context(|| {
                 format!("cannot write the demo gateway into {}", data_dir.display())
             })?;
             (GatewayConfig::load(&path)?, data_dir)
@@ -66,12 +66,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
     )?;
     let mut gateway = Gateway::build(&config, &data_dir).context("cannot set up the gateway")?;
     // Issue 3: the admin API and the registry's modules (verified at boot, SER-013).
-    let admin = palisade_gateway::admin::start(&config, &data_dir, &mut gateway)?;
+    let admin = palisade_gateway::start_admin(&config, &data_dir, &mut gateway)?;
     let gateway = Arc::new(gateway);
     if let Some(admin) = admin {
         // Issue #17: plugins subscribed to OCI references follow them from now on.
-        palisade_gateway::admin::oci::spawn_subscriptions(gateway.clone(), admin.clone());
-        palisade_gateway::admin::spawn_periodic(gateway.clone(), admin);
+        palisade_gateway::spawn_oci_subscriptions(gateway.clone(), admin.clone());
+        palisade_gateway::spawn_admin_checks(gateway.clone(), admin);
     }
     type Wanted = (
         SocketAddr,
@@ -87,7 +87,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
             (false, Vec::new()),
         )],
         None if config.listeners.is_empty() => vec![(
-            demo::DEMO_LISTEN.parse().expect("valid address"),
+            palisade_gateway::DEMO_LISTEN
+                .parse()
+                .expect("valid address"),
             Service::DEFAULT.into_iter().collect(),
             None,
             (false, Vec::new()),
@@ -98,7 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
                 let address = listener.address.get_ref().parse().expect("checked");
                 let services = listener.services();
                 let tls = match &listener.tls {
-                    Some(tls) => Some(palisade_gateway::tls::acceptor(&config, index, tls)?),
+                    Some(tls) => Some(palisade_gateway::tls_acceptor(&config, index, tls)?),
                     None => None,
                 };
                 let clients = listener
@@ -136,15 +138,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         let shipper = match ship {
             Some(ship) => {
                 let collector = ship.collector.to_string();
-                let shipper =
-                    palisade_collector::shipper::Shipper::new(ship).context("[audit.ship]")?;
+                let shipper = palisade_collector::Shipper::new(ship).context("[audit.ship]")?;
                 println!("audit shipping to {collector}");
                 Some(tokio::spawn(shipper.run(shipping_stopped)))
             }
             None => None,
         };
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
-        server::serve(gateway, listeners, shutdown_signal(terminate)).await;
+        palisade_gateway::serve(gateway, listeners, shutdown_signal(terminate)).await;
         let _ = stop_shipping.send(true);
         if let Some(task) = shipper {
             let _ = task.await;
@@ -230,10 +231,10 @@ fn print_summary(
         println!(
             "  curl -si http://{address}/cse-in/lights/lamp1 -H 'X-M2M-Origin: CAE9' -H 'X-M2M-RI: req-1' -H 'X-M2M-RVI: 3'   # denied: 4103"
         );
-        match demo::mint_demo_token(gateway) {
+        match palisade_gateway::mint_demo_token(gateway) {
             Ok(Some(token)) => println!(
                 "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"{}\",\"operation\":\"retrieve\",\"target\":\"/cse-in/meters/m1\",\"credential\":{{\"scheme\":\"bearer\",\"value\":\"{token}\"}}}}'   # once: a token is single-use (4106 the second time)",
-                demo::DEMO_TOKEN_HOLDER
+                palisade_gateway::DEMO_TOKEN_HOLDER
             ),
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "cannot mint the demo token"),

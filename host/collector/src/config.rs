@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_gateway::config::{line_of, toml_error, ConfigError};
+use palisade_gateway::{line_of, toml_error, ConfigError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::Spanned;

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade_audit::{verify_continuation, ChainPoint, VerifyReport};
-use palisade_gateway::tls_client::{client_config, ClientTlsFiles, Connector};
+use palisade_gateway::{client_config, ClientTlsFiles, Connector};
 
 /// The largest chain page read (the collector sends at most 10000 lines of at most ~20 KiB).
 const MAX_PAGE: usize = 256 << 20;
@@ -36,10 +36,11 @@ pub struct RemoteReport {
 
 /// Why a stored chain could not be verified.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// The client TLS files cannot be used.
     #[error(transparent)]
-    Tls(#[from] palisade_gateway::tls_client::ClientTlsError),
+    Tls(#[from] palisade_gateway::ClientTlsError),
     /// The gateway id is not one (1 to 253 of A-Z a-z 0-9 - . _).
     #[error("{0:?} is not a gateway id")]
     BadGateway(String),
@@ -65,7 +66,7 @@ pub enum RemoteError {
     #[error("the collector holds no entries of gateway {0:?}")]
     Nothing(String),
     /// The stored chain does not verify (the error names the line of the page and the seq).
-    #[error("gateway {gateway:?}: the stored chain does not verify from seq {from}: {source}")]
+    #[error("gateway {gateway:?}: the stored chain does not verify from seq {from}")]
     Chain {
         /// The gateway.
         gateway: String,

@@ -36,6 +36,7 @@ use crate::store::{IngestError, Query, QueryError, Store, StoreError};
 
 /// Why the collector cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// A TLS file cannot be read or used.
     #[error("{file}: {message}")]
@@ -46,7 +47,7 @@ pub enum ServeError {
         message: String,
     },
     /// The listener cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -299,7 +300,7 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 }
 
 fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    palisade_gateway::error::json_response(status, body).map(Body::new)
+    palisade_gateway::json_response(status, body).map(Body::new)
 }
 
 fn forbidden(peer: &Peer, what: &str) -> Response {
@@ -362,25 +363,29 @@ fn ingest_error(e: &IngestError) -> Response {
         }
         IngestError::TooManyEntries { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-entries"),
         IngestError::OutOfOrder { expected, .. } => {
-            let body = json!({"error": {"code": "out-of-order", "message": e.to_string(), "next_seq": expected}});
+            let body = json!({"error": {"code": "out-of-order", "message": palisade_types::Chain(e).to_string(), "next_seq": expected}});
             return json(StatusCode::CONFLICT, &body);
         }
         IngestError::Conflict { .. } => (StatusCode::CONFLICT, "fork"),
         IngestError::Chain(_) => (StatusCode::UNPROCESSABLE_ENTITY, "chain-broken"),
         IngestError::Store(_) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", palisade_types::Chain(e));
             (StatusCode::SERVICE_UNAVAILABLE, "storage")
         }
     };
     if status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::warn!("batch refused: {e}");
+        tracing::warn!("batch refused: {}", palisade_types::Chain(e));
     }
-    error(status, code, e)
+    error(status, code, palisade_types::Chain(e))
 }
 
 fn store_error(e: &StoreError) -> Response {
-    tracing::error!("{e}");
-    error(StatusCode::SERVICE_UNAVAILABLE, "storage", e)
+    tracing::error!("{}", palisade_types::Chain(e));
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage",
+        palisade_types::Chain(e),
+    )
 }
 
 async fn get_head(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>) -> Response {

@@ -32,7 +32,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade_audit::log_files;
-use palisade_gateway::tls_client::{client_config, ClientTlsError, ClientTlsFiles, Connector};
+use palisade_gateway::{client_config, ClientTlsError, ClientTlsFiles, Connector};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -41,12 +41,13 @@ use crate::store::{GatewayHead, IngestOutcome};
 
 /// Why a shipping round failed (it is retried).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShipError {
     /// The TLS files cannot be used (not retried: a configuration error).
-    #[error("shipper TLS: {0}")]
+    #[error("the shipper's TLS files cannot be used")]
     Tls(#[from] ClientTlsError),
     /// Reading the log or writing the cursor failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -255,10 +256,13 @@ impl Shipper {
                     self.config.poll_interval
                 }
                 Err(e) => {
-                    tracing::warn!("audit shipping: {e}; retrying in {backoff:?}");
+                    tracing::warn!(
+                        "audit shipping: {}; retrying in {backoff:?}",
+                        palisade_types::Chain(&e)
+                    );
                     self.status.failures.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut last) = self.status.last_error.lock() {
-                        *last = Some(e.to_string());
+                        *last = Some(palisade_types::Chain(&e).to_string());
                     }
                     self.resync = true;
                     let wait = backoff;
@@ -536,7 +540,7 @@ impl Shipper {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| ShipError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| ShipError::Unreachable(palisade_types::Chain(&e).to_string()))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
@@ -562,15 +566,4 @@ impl Shipper {
         serde_json::from_slice(&body)
             .map_err(|e| ShipError::Unreachable(format!("unreadable answer: {e}")))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

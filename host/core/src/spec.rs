@@ -82,7 +82,7 @@ pub enum SpecError {
         message: String,
     },
     /// A file the spec names (module or configuration) cannot be read.
-    #[error("{key}: cannot read {}: {source}", path.display())]
+    #[error("{key}: cannot read {}", path.display())]
     Read {
         /// The key that names the file.
         key: String,

@@ -250,7 +250,7 @@ impl From<AuditError> for AuditRefusal {
         };
         AuditRefusal {
             reason,
-            detail: error.to_string(),
+            detail: palisade_types::Chain(&error).to_string(),
         }
     }
 }
@@ -493,11 +493,6 @@ impl AuditLogSink {
         })
     }
 
-    /// The log, for admin and integrity entries (which are never dropped).
-    pub fn log(&self) -> &AuditLog {
-        &self.log
-    }
-
     fn max_wait(&self) -> Duration {
         Duration::from_millis(self.settings.max_wait_ms)
     }
@@ -586,7 +581,7 @@ impl AuditSink for AuditLogSink {
 
     fn event(&self, kind: Kind, payload: serde_json::Value) {
         if let Err(error) = self.log.append(kind, payload) {
-            tracing::error!(%error, ?kind, "an event could not be appended to the audit log");
+            tracing::error!(error = %palisade_types::Chain(&error), ?kind, "an event could not be appended to the audit log");
         }
     }
 
@@ -599,7 +594,7 @@ impl AuditSink for AuditLogSink {
             };
             written.map_err(|error| {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, ?kind, "refused: the action cannot be recorded");
+                tracing::error!(error = %palisade_types::Chain(&error), ?kind, "refused: the action cannot be recorded");
                 AuditRefusal::from(error)
             })
         })
@@ -670,10 +665,10 @@ pub enum AuditSetupError {
     Io(std::io::Error),
     #[error(transparent)]
     Log(#[from] palisade_audit::AuditError),
-    #[error("the gateway's audit key is unusable: {0}")]
+    #[error("the gateway's audit key is unusable")]
     Key(#[from] KeyError),
     /// The audit folder has no room: the gateway does not start without its audit.
-    #[error("the audit folder {dir} cannot take {bytes} bytes ([audit] min_free_bytes), refusing to start without a writable audit log: {source}")]
+    #[error("the audit folder {dir} cannot take {bytes} bytes ([audit] min_free_bytes), refusing to start without a writable audit log")]
     NoSpace {
         dir: String,
         bytes: u64,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use palisade_core::{PseudonymError, Pseudonyms};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 
-pub use palisade_core::{rewrite_markers, ORIGINATOR_MARKER};
+pub use palisade_core::rewrite_markers;
 
 /// The keystore label of each application's pseudonym secret.
 const SECRET_LABEL: &str = "pseudonym";

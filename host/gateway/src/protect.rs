@@ -265,6 +265,7 @@ impl ConnectionTable {
     }
 
     /// Addresses with a connection open.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

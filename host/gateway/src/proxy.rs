@@ -57,6 +57,7 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// The upstream CSE and the client that reaches it (plain or TLS, [`crate::tls_client`]).
 pub struct Upstream {
+    /// The CSE's base URL.
     pub url: String,
     /// Whether the link to the CSE is TLS (`https://`); `/health` reports it.
     pub encrypted: bool,

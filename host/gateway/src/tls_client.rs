@@ -41,34 +41,52 @@ pub struct ClientTlsFiles {
 
 /// Why a client TLS configuration cannot be built. Each names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientTlsError {
+    /// An `https://` link without a CA file.
     #[error(
         "an https:// link needs a CA file to verify the server (no system CA store is trusted)"
     )]
     NoCa,
+    /// A client certificate without its key, or a key without its certificate.
     #[error("a client certificate needs its key file too (and a key its certificate)")]
     HalfIdentity,
-    #[error("cannot read PEM certificates from {}: {source}", path.display())]
+    /// A certificate file cannot be read as PEM.
+    #[error("cannot read PEM certificates from {}", path.display())]
     Certificates {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: rustls::pki_types::pem::Error,
     },
+    /// A certificate file holds no certificate.
     #[error("{} holds no PEM certificate", path.display())]
-    Empty { path: PathBuf },
-    #[error("no PEM private key in {}: {source}", path.display())]
-    Key {
+    Empty {
+        /// The file.
         path: PathBuf,
+    },
+    /// The key file holds no usable private key.
+    #[error("no PEM private key in {}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
         source: rustls::pki_types::pem::Error,
     },
-    #[error("{} is not a usable CA certificate: {source}", path.display())]
+    /// A CA file's certificate cannot be a trust anchor.
+    #[error("{} is not a usable CA certificate", path.display())]
     Ca {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: rustls::Error,
     },
-    #[error("the client key does not fit the client certificate: {0}")]
-    Identity(rustls::Error),
-    #[error("TLS setup: {0}")]
-    Setup(rustls::Error),
+    /// The client key and certificate do not belong together.
+    #[error("the client key does not fit the client certificate")]
+    Identity(#[source] rustls::Error),
+    /// rustls refused the configuration.
+    #[error("TLS setup failed")]
+    Setup(#[source] rustls::Error),
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientTlsError> {

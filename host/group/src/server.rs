@@ -22,6 +22,7 @@ const MAX_PENDING: usize = 4096;
 
 /// Server settings.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Lifetime of a challenge in seconds (SER-012).
     pub challenge_ttl: u64,

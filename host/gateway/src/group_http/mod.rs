@@ -5,7 +5,7 @@
 //! - [`agent_router`]: the gateway agent (`/agent/v1/...`), called by devices; it calls the
 //!   server with a [`ServerClient`].
 //!
-//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`palisade_group::wire`]) with the
+//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`palisade_group::WireMessage`]) with the
 //! media type [`CONTENT_TYPE`]; every body is size-bounded by axum's body limit before it is
 //! decoded (SER-001). Refusals are JSON, `{"error": {"code": "...", "message": "..."}}`, with
 //! a stable code and a matching HTTP status ([`HttpError`]). Per-member rejections are not
@@ -31,10 +31,9 @@ mod server;
 pub use agent::{agent_router, AgentState, DEFAULT_SOURCE_RATE};
 pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
-pub use registry::{GatewayEntry, RegistryFile};
+pub use registry::RegistryFile;
 
-pub use sealed::{Peer, MAX_ASSOCIATIONS};
-pub use server::{server_router, Established, ServerLimits, ServerState};
+pub use server::{server_router, Established, ServerState};
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -21,13 +21,12 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
-use palisade_group::messages::{GroupAnswers, GroupAssertion, SealedMessage};
-use palisade_group::wire::{WireMessage, MAX_MESSAGE_LEN};
 use palisade_group::ChallengeRequest;
 use palisade_group::ReplayCache;
 use palisade_group::{
     check_id, GroupError, IndependentOutcome, RepresentedOutcome, Server, WireError,
 };
+use palisade_group::{GroupAnswers, GroupAssertion, SealedMessage, WireMessage, MAX_MESSAGE_LEN};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
