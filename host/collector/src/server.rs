@@ -3,10 +3,10 @@
 //!
 //! | request | who | answer |
 //! |---|---|---|
-//! | `POST /v1/batches` (body: log lines, `\n`-terminated) | a configured gateway | [`IngestOutcome`] |
-//! | `GET /v1/head` | a configured gateway | its own [`GatewayHead`] (`null` before its first batch) |
-//! | `GET /v1/entries?gateway=&app=&originator=&decision=&kind=&from_ms=&to_ms=&after=&limit=` | a query client | [`QueryPage`] |
-//! | `GET /v1/gateways` | a query client | every [`GatewayHead`] |
+//! | `POST /v1/batches` (body: log lines, `\n`-terminated) | a configured gateway | `IngestOutcome` |
+//! | `GET /v1/head` | a configured gateway | its own `GatewayHead` (`null` before its first batch) |
+//! | `GET /v1/entries?gateway=&app=&originator=&decision=&kind=&from_ms=&to_ms=&after=&limit=` | a query client | `QueryPage` |
+//! | `GET /v1/gateways` | a query client | every `GatewayHead` |
 //! | `GET /v1/gateways/{id}/chain?from_seq=&limit=` | a query client | the stored lines, as on the gateway's disk |
 //!
 //! Errors are the gateway's JSON error shape `{"error":{"code":..,"message":..}}`. A gateway

@@ -467,7 +467,7 @@ mod tests {
         fn refused(self, ceiling: usize) -> String {
             match self.into_app_spec(ceiling, &reference) {
                 Ok(_) => panic!("the spec was accepted"),
-                Err(error) => error.to_string(),
+                Err(error) => palisade_types::Chain(&error).to_string(),
             }
         }
     }

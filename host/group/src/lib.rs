@@ -67,7 +67,7 @@ pub fn generate_identity_key() -> SigningKey {
 
 /// The roles' randomness (nonces, ephemeral keys, group keys, association ids): the
 /// operating system's. In this crate's own tests it can be handed fixed values instead
-/// ([`fixed_random`]), so that the published test vectors come from the real code paths.
+/// (`fixed_random`), so that the published test vectors come from the real code paths.
 pub(crate) struct Rng;
 
 impl rand::RngCore for Rng {

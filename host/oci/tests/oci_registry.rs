@@ -124,7 +124,9 @@ impl Installer for StoreInstaller {
         let outcome = self
             .store
             .put(&upload)
-            .map_err(|error| InstallError::new(error.code(), error.to_string()))?;
+            .map_err(|error| {
+                InstallError::new(error.code(), palisade_types::Chain(&error).to_string())
+            })?;
         self.failures.store(0, Ordering::SeqCst);
         Ok(outcome.record.label())
     }

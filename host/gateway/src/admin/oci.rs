@@ -1,7 +1,7 @@
 //! OCI subscriptions of registry plugins (issue #17): `[admin.plugins."app/name"] subscribe`.
 //!
 //! Each subscription polls its reference ([`palisade_oci::Subscriber`]) and hands every new
-//! digest to the admin upload path ([`super::routes::upload`]): the trust chain is verified
+//! digest to the admin upload path (`routes::upload`): the trust chain is verified
 //! before a byte is compiled (SER-022), the store applies the version rule before anything is
 //! stored, and activation hot-swaps the plugin so that no decision fails. Whatever goes wrong,
 //! the running version stays. Each install is on the audit record before it takes effect

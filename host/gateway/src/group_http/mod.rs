@@ -14,7 +14,7 @@
 //! Time comes from the system clock here, at the edge (the library takes `now` as an
 //! argument); tests may substitute a [`Clock`].
 //!
-//! The challenge request is signed by the gateway's identity key ([`ChallengeRequest`]): the
+//! The challenge request is signed by the gateway's identity key ([`palisade_group::ChallengeRequest`]): the
 //! server authenticates the gateway before it spends a pending-challenge slot on it (a bounded
 //! table, SER-001) or says anything about the group (SER-027 authorization), and refuses a
 //! replayed request (SER-012).
