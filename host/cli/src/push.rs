@@ -245,7 +245,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<bool> {
 /// proxy in front of the gateway may not pass the interim answer on).
 const CONTINUE_WAIT: Duration = Duration::from_secs(5);
 
-/// The connection to the gateway: plain TCP or TLS ([`palisade_gateway::tls_client`]).
+/// The connection to the gateway: plain TCP or TLS ([`palisade_gateway::client_config`]).
 trait Connection: Read + Write {}
 impl<T: Read + Write> Connection for T {}
 

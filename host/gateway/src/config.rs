@@ -106,11 +106,11 @@ pub struct GatewayConfig {
     pub audit: super::audit::AuditSettings,
     /// Client certificates mapped to the originators they may speak as, for apps with
     /// `originators = "tls"` (besides the URIs in a certificate's subjectAltName);
-    /// [`super::originator::ClientIdentityConfig`].
+    /// `ClientIdentityConfig`.
     #[serde(default, rename = "client_identity")]
     pub client_identities: Vec<super::originator::ClientIdentityConfig>,
     /// The `tkid` replay cache of apps with `originators = "token"` (SER-012);
-    /// [`super::replay::TokenReplayConfig`].
+    /// `TokenReplayConfig`.
     #[serde(default)]
     pub token_replay: super::replay::TokenReplayConfig,
     /// The file this came from (for error messages and relative paths).

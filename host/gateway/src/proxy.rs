@@ -55,7 +55,7 @@ const HOP_BY_HOP: [&str; 10] = [
     "host",
 ];
 
-/// The upstream CSE and the client that reaches it (plain or TLS, [`crate::tls_client`]).
+/// The upstream CSE and the client that reaches it (plain or TLS, [`crate::client_config`]).
 pub struct Upstream {
     /// The CSE's base URL.
     pub url: String,

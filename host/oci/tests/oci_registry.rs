@@ -121,12 +121,9 @@ impl Installer for StoreInstaller {
             activate: true,
             now: now(),
         };
-        let outcome = self
-            .store
-            .put(&upload)
-            .map_err(|error| {
-                InstallError::new(error.code(), palisade_types::Chain(&error).to_string())
-            })?;
+        let outcome = self.store.put(&upload).map_err(|error| {
+            InstallError::new(error.code(), palisade_types::Chain(&error).to_string())
+        })?;
         self.failures.store(0, Ordering::SeqCst);
         Ok(outcome.record.label())
     }

@@ -79,7 +79,7 @@ pub enum DecodeError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProvisionError {
-    /// The bundle is larger than [`super::MAX_BUNDLE_LEN`]; refused before decoding (SER-001).
+    /// The bundle is larger than 4 MiB; refused before decoding (SER-001).
     #[error("bundle of {len} bytes exceeds the {max}-byte limit")]
     TooLarge {
         /// Its length.
@@ -126,7 +126,7 @@ pub enum ProvisionError {
         /// The gateway's clock.
         now: u64,
     },
-    /// The validity window is empty or longer than [`super::MAX_VALIDITY`].
+    /// The validity window is empty or longer than 90 days.
     #[error(
         "the bundle's validity window {issued_at}..{expires_at} is empty or longer than allowed"
     )]
