@@ -108,13 +108,15 @@ pub struct Gateway {
 }
 
 /// A decision with what the gateway adds to it.
-pub(crate) struct Evaluation {
+pub struct Evaluation {
+    /// The pipeline's decision.
     pub decision: Decision,
+    /// The id the audit record and the answer carry.
     pub decision_id: String,
     /// The request as the app's authorizers saw it (pseudonymous originator, authentication
     /// state and roles established): filters see the same.
     pub view: AccessRequest,
-    /// Where the decision's audit record stands: await [`Gateway::recorded`] before
+    /// Where the decision's audit record stands: await `Gateway::recorded` before
     /// answering (SER-016).
     pub audit: audit::AuditTicket,
     /// Set when the originator was not authenticated: answer this refusal (4106, or 503 when
@@ -262,8 +264,19 @@ impl Gateway {
         route.placement.run(work)
     }
 
-    /// Decides `request` for `route`: privacy split, pipeline, metrics, audit, for a request
-    /// whose originator passed
+    /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
+    /// (runs plugins): async code calls it through `Gateway::run_plugins`. The gateway's
+    /// benchmark measures this path in process (bench/src/bin/gateway/http.rs).
+    pub fn evaluate(
+        &self,
+        route: &AppRoute,
+        request: AccessRequest,
+        source: &'static str,
+    ) -> Evaluation {
+        self.evaluate_established(route, request, source, originator::Established::claimed())
+    }
+
+    /// [`Gateway::evaluate`] for a request whose originator passed
     /// [`originator::Originators::check`]: after the plugins, its tokens must have been
     /// verified for the originator and are used up, or the decision becomes a refusal.
     pub(crate) fn evaluate_established(
