@@ -404,7 +404,7 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         "stale-request",
     );
     // A replay: the same headers twice.
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, "GET", path, b"", now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "GET", path, b"", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_eq!(gateway.request("GET", path, &headers, b"").status, 200);
     assert_refused(
@@ -413,13 +413,8 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         "replayed-request",
     );
     // A signature for another path or body does not carry over.
-    let headers = palisade_gateway::admin::sign_request(
-        &keys.admin,
-        "GET",
-        "/admin/v1/modules?app=x",
-        b"",
-        now(),
-    );
+    let headers =
+        palisade_gateway::sign_request(&keys.admin, "GET", "/admin/v1/modules?app=x", b"", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_refused(
         &gateway.request("GET", path, &headers, b""),
@@ -433,8 +428,7 @@ fn admin_requests_must_be_signed_fresh_and_single_use() {
         ModuleKind::Authorizer,
         "1.0.0",
     );
-    let headers =
-        palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"other", now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "PUT", LIGHTS, b"other", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_refused(
         &gateway.request("PUT", LIGHTS, &headers, &v1),
@@ -573,7 +567,7 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_read() {
     let body = std::sync::Arc::new(vec![0x5a_u8; max as usize]);
     let admin_id = palisade_registry::key_id(&keys.admin.verifying_key()).to_string();
     let forged: Vec<(&'static str, String)> =
-        palisade_gateway::admin::sign_request(&keys.other_admin, "PUT", LIGHTS, &body, now());
+        palisade_gateway::sign_request(&keys.other_admin, "PUT", LIGHTS, &body, now());
     let (answers, peak) = server::peak_rss_kib_during(pid, || {
         let handles: Vec<_> = (0..30)
             .map(|i| {
@@ -583,9 +577,7 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_read() {
                     _ => forged
                         .iter()
                         .map(|(name, value)| match *name {
-                            palisade_gateway::admin::auth::KEY_ID_HEADER => {
-                                (*name, admin_id.clone())
-                            }
+                            palisade_gateway::KEY_ID_HEADER => (*name, admin_id.clone()),
                             _ => (*name, value.clone()),
                         })
                         .collect(),
@@ -650,7 +642,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     let mut changed = v1.clone();
     let last = changed.len() - 1;
     changed[last] ^= 1;
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, &v1, now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "PUT", LIGHTS, &v1, now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_refused(
         &gateway.request("PUT", LIGHTS, &headers, &changed),
@@ -659,7 +651,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     );
     // Too large: refused from the headers, before any of the body is sent.
     let big = vec![0u8; (2 << 20) + 1];
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, &big, now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "PUT", LIGHTS, &big, now());
     let pending = Pending::start(
         &gateway,
         "PUT",
@@ -672,7 +664,7 @@ fn signed_bodies_must_match_their_hash_and_length() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "too-large");
     // Chunked: a body without a length cannot be signed in advance.
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", LIGHTS, b"", now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "PUT", LIGHTS, b"", now());
     let chunked = {
         use std::io::Write;
         let mut stream = std::net::TcpStream::connect(gateway.addr).unwrap();
@@ -712,7 +704,7 @@ fn admin_requests_run_within_their_own_concurrency_limit() {
         "1.0.0",
     );
     let path = format!("{LIGHTS}?activate=true");
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, "PUT", &path, &v1, now());
+    let headers = palisade_gateway::sign_request(&keys.admin, "PUT", &path, &v1, now());
     let mut upload = Pending::start(
         &gateway,
         "PUT",

@@ -50,7 +50,7 @@ fn spawn(dir: &Path) -> (Child, SocketAddr) {
 
 /// Sends a signed admin request and ignores the outcome (the server may die meanwhile).
 fn fire(addr: SocketAddr, keys: &Keys, method: &str, path: &str, body: &[u8]) {
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, method, path, body, now());
+    let headers = palisade_gateway::sign_request(&keys.admin, method, path, body, now());
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return;
     };
@@ -72,7 +72,7 @@ fn fire(addr: SocketAddr, keys: &Keys, method: &str, path: &str, body: &[u8]) {
 }
 
 fn admin_json(addr: SocketAddr, keys: &Keys, method: &str, path: &str) -> serde_json::Value {
-    let headers = palisade_gateway::admin::sign_request(&keys.admin, method, path, b"", now());
+    let headers = palisade_gateway::sign_request(&keys.admin, method, path, b"", now());
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let answer = server::http(addr, method, path, &headers, b"");
     assert_eq!(answer.status, 200, "{}", answer.text());

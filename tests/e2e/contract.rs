@@ -180,7 +180,7 @@ fn a_0_1_prepare_refusal_fails_the_load_with_its_reason() {
         let (setup, bytes) = legacy("legacy", PluginKind::Authorizer, json!({"refuse": true}));
         let mut spec = AppSpec::new("refused").plugin(setup, bytes);
         spec.isolation = isolation;
-        let error = runtime.install(spec).unwrap_err().to_string();
+        let error = palisade_types::Chain(&runtime.install(spec).unwrap_err()).to_string();
         assert!(
             error.contains("legacy-0.1 refuses this configuration"),
             "{isolation:?}: {error}"
@@ -370,8 +370,8 @@ fn a_module_of_a_contract_this_host_does_not_load_is_refused_naming_its_version(
                 AppSpec::new("future")
                     .plugin(PluginSetup::new("p", "{}"), component_of_contract(version)),
             )
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        let error = palisade_types::Chain(&error).to_string();
         assert!(
             error.contains(&format!(
                 "the component was built against palisade:plugin@{version}; this host loads \

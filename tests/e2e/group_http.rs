@@ -9,9 +9,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use palisade_gateway::group_http::{
-    agent_router, server_router, AgentState, Established, HttpError, ServerClient, ServerState,
-    CONTENT_TYPE,
+use palisade_gateway::{
+    agent_router, server_router, AgentState, Established, GroupHttpError as HttpError,
+    ServerClient, ServerState, GROUP_CONTENT_TYPE as CONTENT_TYPE,
 };
 use palisade_group::{
     generate_identity_key, ChallengeRequest, Device, DeviceAnswer, GatewayAgent, GroupChallenge,
@@ -145,7 +145,7 @@ async fn represented_mode_fifty_devices_two_forged() {
 /// authenticates in both modes, and only the attacker's address runs into its limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_forgeries_and_replays_for_every_device_does_not_jam_the_agent() {
-    use palisade_gateway::config::Rate;
+    use palisade_gateway::Rate;
     let tune = |a: AgentState| {
         // Rounds close early when every member is in, so a long deadline costs nothing here
         // and keeps a slow machine from closing a round before the devices answered.

@@ -7,7 +7,7 @@
 
 use super::group_http::support::{bin_out, now, run_bin, Http, Running, GROUP, SMALL};
 use hyper::StatusCode;
-use palisade_gateway::group_http::{HttpError, ServerClient};
+use palisade_gateway::{GroupHttpError as HttpError, ServerClient};
 use palisade_group::{
     generate_identity_key, ChallengeRequest, Device, GatewayAgent, GroupSigner, Mode, SigningKey,
     WireMessage,

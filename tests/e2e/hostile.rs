@@ -352,7 +352,7 @@ fn a_prepare_hook_that_attacks_fails_the_load_with_its_cause() {
             let error = runtime
                 .install(app)
                 .expect_err("a prepare that attacks must fail the load");
-            let message = error.to_string();
+            let message = palisade_types::Chain(&error).to_string();
             assert!(
                 message.contains("pre-initialised") && message.contains(expected),
                 "{attack} ({isolation:?}): {message}"

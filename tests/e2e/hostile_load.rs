@@ -226,7 +226,7 @@ fn helper_engine(limits: CompileLimits, module_limits: ModuleLimits) -> Engine {
 fn refusal(engine: &Engine, bytes: &[u8]) -> String {
     match engine.compile(bytes) {
         Ok(_) => panic!("the module must be refused"),
-        Err(error) => error.to_string(),
+        Err(error) => palisade_types::Chain(&error).to_string(),
     }
 }
 
@@ -248,7 +248,7 @@ fn every_compile_bomb_is_refused_before_compiling_naming_its_limit() {
     for (name, bytes, limit, found) in bombs() {
         let error = engine.compile(&bytes).err().expect(name);
         assert!(matches!(error, EngineError::Refused(_)), "{name}: {error}");
-        assert_names(&error.to_string(), &[limit, &found]);
+        assert_names(&palisade_types::Chain(&error).to_string(), &[limit, &found]);
     }
 }
 

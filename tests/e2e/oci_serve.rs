@@ -152,18 +152,16 @@ fn a_gateway_follows_a_tag_and_keeps_its_version_through_bad_artifacts() {
         "the CLI refuses to publish an unsigned module"
     );
     // Published by another tool (the registry is transport only), it is refused by the gateway.
-    let client_config = palisade_oci::RegistryConfig {
-        insecure_registries: vec![registry.host()],
-        ..palisade_oci::RegistryConfig::default()
-    };
+    let mut client_config = palisade_oci::RegistryConfig::default();
+    client_config.insecure_registries = vec![registry.host()];
     let oci = client_config.client().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let tag = palisade_oci::artifact::parse_reference(&reference).unwrap();
+    let tag = palisade_oci::parse_reference(&reference).unwrap();
     runtime
-        .block_on(palisade_oci::artifact::publish(
+        .block_on(palisade_oci::publish(
             &oci,
             &client_config,
             &tag,

@@ -5,7 +5,6 @@
 
 use crate::support::server;
 
-use palisade_gateway::status;
 use server::{Answer, Gateway, Response, StandInCse};
 
 /// One originator per operation, each allowed that operation alone (TS-0004 `acop` bits):
@@ -148,7 +147,7 @@ fn the_documented_method_table_holds_through_a_real_proxy() {
                 let forwarded = &received[before];
                 assert_eq!(forwarded.method, row.method, "{row:?}");
                 let expected_type = row.content_type.as_deref().map(|text| {
-                    palisade_gateway::onem2m::parse_content_type(text)
+                    palisade_gateway::parse_content_type(text)
                         .unwrap()
                         .0
                         .to_str()
@@ -205,7 +204,7 @@ fn assert_mapped(what: &str, response: &Response, rsc: u32) {
     );
     assert_eq!(
         response.status,
-        status::http_status(rsc).as_u16(),
+        palisade_gateway::onem2m_http_status(rsc).as_u16(),
         "{what}: {}",
         response.text()
     );

@@ -465,8 +465,8 @@ fn https_address(gateway: &Gateway) -> SocketAddr {
 /// client certificate, and sends nothing to a server from another CA.
 #[test]
 fn the_group_agent_client_speaks_tls_with_the_same_builder() {
-    use palisade_gateway::group_http::{HttpError, ServerClient};
-    use palisade_gateway::tls_client::{client_config, ClientTlsFiles};
+    use palisade_gateway::{client_config, ClientTlsFiles};
+    use palisade_gateway::{GroupHttpError as HttpError, ServerClient};
     use palisade_group::Mode;
 
     let pki = Pki::new("Group server CA");

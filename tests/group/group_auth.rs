@@ -16,14 +16,9 @@ fn key() -> palisade_group::SigningKey {
 #[test]
 fn a_thousand_devices_with_three_forged_in_both_modes() {
     for mode in [Mode::Represented, Mode::Independent] {
-        let cfg = SimConfig {
-            devices: 1000,
-            mode,
-            forged: 3,
-            now: NOW,
-            device_by_device: false,
-            rounds: 1,
-        };
+        let mut cfg = SimConfig::new(1000, mode, NOW);
+        cfg.forged = 3;
+        cfg.device_by_device = false;
         let report = simulate(&cfg, &mut |_, _, _| {}).unwrap();
         assert_eq!(report.forged.len(), 3);
         for run in &report.runs {
@@ -43,14 +38,9 @@ fn a_thousand_devices_with_three_forged_in_both_modes() {
 
 #[test]
 fn device_by_device_run_agrees_with_the_group_runs() {
-    let cfg = SimConfig {
-        devices: 40,
-        mode: Mode::Independent,
-        forged: 2,
-        now: NOW,
-        device_by_device: true,
-        rounds: 1,
-    };
+    let mut cfg = SimConfig::new(40, Mode::Independent, NOW);
+    cfg.forged = 2;
+    cfg.device_by_device = true;
     let report = simulate(&cfg, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.runs.len(), 3);
     for run in &report.runs {
@@ -178,15 +168,13 @@ fn relayed_bytes_hold_no_device_key() {
 /// and a server that requires evidence refuses an assertion without it.
 #[test]
 fn a_compromised_gateway_asserting_an_absent_member_is_caught_with_evidence() {
-    use palisade_group::wire::signed_part;
+    use palisade_group::signed_part;
     use palisade_group::{GroupAssertion, GroupSigner};
     for (evidence, require) in [(false, false), (true, false), (true, true), (false, true)] {
         let (sk, gk) = (key(), key());
         let spub = sk.verifying_key().to_bytes();
-        let config = ServerConfig {
-            require_evidence: require,
-            ..ServerConfig::default()
-        };
+        let mut config = ServerConfig::default();
+        config.require_evidence = require;
         let mut server = Server::new("srv", Box::new(sk), config).unwrap();
         server
             .registry_mut()
@@ -247,7 +235,7 @@ fn a_compromised_gateway_asserting_an_absent_member_is_caught_with_evidence() {
 /// challenge, or a member challenge for another server challenge, count for nothing.
 #[test]
 fn evidence_from_another_round_does_not_count() {
-    use palisade_group::wire::signed_part;
+    use palisade_group::signed_part;
     use palisade_group::{GroupAssertion, GroupSigner};
     let (sk, gk) = (key(), key());
     let spub = sk.verifying_key().to_bytes();

@@ -261,7 +261,7 @@ impl Default for AuditConfig {
 #[non_exhaustive]
 pub enum AuditError {
     /// The audit directory or file could not be opened, read or written.
-    #[error("audit log {path}: {source}")]
+    #[error("audit log {path}")]
     Io {
         /// The directory or file.
         path: String,
@@ -271,7 +271,7 @@ pub enum AuditError {
     },
     /// The existing log is damaged or tampered with before its last line; it is refused
     /// rather than continued (move it aside and keep it as evidence).
-    #[error("audit log {path} is not intact, refusing to continue it: {source}")]
+    #[error("audit log {path} is not intact, refusing to continue it")]
     Corrupt {
         /// The file.
         path: String,

@@ -200,7 +200,7 @@ fn fmt_line(before: &str, line: &Option<usize>, after: &str) -> String {
 #[non_exhaustive]
 pub enum VerifyError {
     /// The log could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -197,11 +197,12 @@ impl Writer {
                 (Kind::Checkpoint, payload_of(&cp))
             }
             Err(error) => {
+                let error = palisade_types::Chain(&error).to_string();
                 tracing::error!(%error, seq, "audit checkpoint not signed (SER-016)");
                 out.checkpoint_failures += 1;
                 let payload = serde_json::json!({
                     "event": "checkpoint_failed",
-                    "error": error.to_string(),
+                    "error": error,
                 });
                 (Kind::System, canonical_json(&payload))
             }

@@ -23,13 +23,13 @@ pub enum EmbedError {
     #[error("engine settings: {0}")]
     Settings(String),
     /// The engine or runtime could not be created.
-    #[error("cannot create the engine: {0}")]
+    #[error("cannot create the engine")]
     Engine(#[source] palisade_core::EngineError),
     /// The spec cannot be read or describes an application that cannot work.
     #[error(transparent)]
     Spec(Box<SpecError>),
     /// The spec's application name is not allowed.
-    #[error("name: {0}")]
+    #[error("name")]
     Name(#[source] Box<InstallError>),
     /// An application of that name is installed already.
     #[error("application {0:?} is installed already: remove it first")]
@@ -47,7 +47,7 @@ pub enum EmbedError {
     #[error("request is {0} bytes, more than the {MAX_REQUEST_BYTES} accepted")]
     RequestTooLarge(usize),
     /// The request document is not JSON in the request shape.
-    #[error("request: {0}")]
+    #[error("request")]
     RequestJson(#[source] serde_json::Error),
     /// The request is JSON in the request shape but cannot be decided.
     #[error("request: {0}")]

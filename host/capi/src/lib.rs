@@ -334,7 +334,7 @@ fn failure(error: EmbedError) -> Failure {
         EmbedError::RequestTooLarge(_) => PalisadeStatus::TooLarge,
         EmbedError::RequestJson(_) | EmbedError::Request(_) => PalisadeStatus::InvalidRequest,
     };
-    Failure::new(status, error.to_string())
+    Failure::new(status, palisade_types::Chain(&error).to_string())
 }
 
 /// Creates a runtime with no applications.

@@ -90,7 +90,7 @@ fn run_verify_collector(
         args.client_key.clone(),
     );
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
-    match runtime.block_on(palisade_collector::remote::verify_stored(
+    match runtime.block_on(palisade_collector::verify_stored(
         collector, gateway, key, tls,
     )) {
         Ok(report) => {
@@ -222,10 +222,13 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
                     _ => serde_json::Value::Null,
                 };
                 let out = json!({"ok": false, "log": shown, "first_bad_entry": first,
-                                 "message": error.to_string()});
+                                 "message": palisade_types::Chain(&error).to_string()});
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("audit log FAILED: {shown}\n  {error}");
+                println!(
+                    "audit log FAILED: {shown}\n  {}",
+                    palisade_types::Chain(&error)
+                );
                 if let Some((file, line)) = place {
                     println!("  in file {file}, line {line}");
                 }
@@ -233,7 +236,7 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
             Ok(false)
         }
         // The error already names the file and its cause.
-        Err(error) => Err(anyhow::anyhow!("{error}")),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -22,7 +22,7 @@ use clap::Args;
 
 use palisade_core::Runtime;
 use palisade_core::{Engine, EngineConfig};
-use palisade_gateway::config::{GatewayConfig, KeystoreConfig};
+use palisade_gateway::{GatewayConfig, KeystoreConfig};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 
 /// Load a gateway configuration as `serve` would, without binding a port.
@@ -65,12 +65,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<bool> {
 fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>> {
     let config = match GatewayConfig::load(file) {
         Ok(config) => config,
-        Err(error) => return Ok(Err(error.to_string())),
+        Err(error) => return Ok(Err(palisade_types::Chain(&error).to_string())),
     };
     for (index, listener) in config.listeners.iter().enumerate() {
         if let Some(tls) = &listener.tls {
-            if let Err(error) = palisade_gateway::tls::acceptor(&config, index, tls) {
-                return Ok(Err(error.to_string()));
+            if let Err(error) = palisade_gateway::tls_acceptor(&config, index, tls) {
+                return Ok(Err(palisade_types::Chain(&error).to_string()));
             }
         }
     }
@@ -85,7 +85,10 @@ fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>
         ),
         keystore => match palisade_gateway::open_keystore(keystore, &data_dir) {
             Ok(_) => "keystore readable".to_owned(),
-            Err(error) => return Ok(Err(format!("{}: keystore: {error}", file.display()))),
+            Err(error) => {
+                let error = palisade_types::Chain(&error);
+                return Ok(Err(format!("{}: keystore: {error}", file.display())));
+            }
         },
     };
 
@@ -98,19 +101,18 @@ fn check(file: &Path, args: &CheckArgs) -> anyhow::Result<Result<String, String>
     config.compile.apply(&mut engine_config);
     let engine = Engine::new(engine_config).context("cannot start the WebAssembly engine")?;
     let runtime = Runtime::new(engine).context("cannot start the plugin runtime")?;
-    let routes = match palisade_gateway::setup::install_apps(&config, &runtime, &store) {
+    let routes = match palisade_gateway::install_apps(&config, &runtime, &store) {
         Ok(routes) => routes,
-        Err(error) => return Ok(Err(error.to_string())),
+        Err(error) => return Ok(Err(palisade_types::Chain(&error).to_string())),
     };
     // The admin API's trust roots, admin keys and registry plugin configurations, read as
     // `serve` reads them; its module store is opened in the scratch folder (the real one is
     // verified by `serve` at boot, SER-013).
     if let Some(admin) = &config.admin {
-        if let Err(error) = palisade_gateway::admin::Admin::open(
-            admin,
-            &config.base_dir(),
-            &scratch.path().join("data"),
-        ) {
+        if let Err(error) =
+            palisade_gateway::Admin::open(admin, &config.base_dir(), &scratch.path().join("data"))
+        {
+            let error = palisade_types::Chain(&error);
             return Ok(Err(format!("{}: [admin]: {error}", file.display())));
         }
     }

@@ -18,6 +18,6 @@ pub struct CollectorArgs {
 pub fn run(args: CollectorArgs) -> anyhow::Result<bool> {
     let config = palisade_collector::CollectorConfig::load(&args.config)?;
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
-    runtime.block_on(palisade_collector::server::run(&config))?;
+    runtime.block_on(palisade_collector::run(&config))?;
     Ok(true)
 }

@@ -70,14 +70,10 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<()> {
         a.devices
     );
     let now = palisade_types::now_unix();
-    let cfg = SimConfig {
-        devices: a.devices,
-        mode: a.mode,
-        forged: a.forged,
-        now,
-        device_by_device: !a.no_per_device && a.devices <= 4096,
-        rounds: a.rounds,
-    };
+    let mut cfg = SimConfig::new(a.devices, a.mode, now);
+    cfg.forged = a.forged;
+    cfg.device_by_device = !a.no_per_device && a.devices <= 4096;
+    cfg.rounds = a.rounds;
     let visible = !a.json && std::io::stderr().is_terminal();
     let mut bar: Option<(SimPhase, indicatif::ProgressBar)> = None;
     let mut progress = |phase: SimPhase, done: usize, total: usize| {
@@ -291,11 +287,11 @@ struct AgentArgs {
     round_deadline: u64,
     /// Per client address: requests per second that cost the agent work (starting a round,
     /// posting an answer, each answer costing one signature check). 0 is treated as 1.
-    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_SOURCE_RATE.per_second)]
+    #[arg(long, default_value_t = palisade_gateway::DEFAULT_SOURCE_RATE.per_second)]
     per_source_rate: u32,
     /// Per client address: the burst above `--per-source-rate` (how many devices behind one
     /// address can answer at once).
-    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_SOURCE_RATE.burst)]
+    #[arg(long, default_value_t = palisade_gateway::DEFAULT_SOURCE_RATE.burst)]
     per_source_burst: u32,
     /// Represented mode with evidence (#16.5): assertions carry the members' signed answers
     /// for the server to verify (larger assertions, about 200 bytes a member).
@@ -309,7 +305,7 @@ struct AgentArgs {
     associations: Option<std::path::PathBuf>,
     /// How long an independent-mode record lasts, in seconds (represented mode: the server's
     /// expiry).
-    #[arg(long, default_value_t = palisade_gateway::group_http::DEFAULT_ASSOCIATION_TTL)]
+    #[arg(long, default_value_t = palisade_gateway::DEFAULT_ASSOCIATION_TTL)]
     association_ttl: u64,
 }
 
@@ -355,7 +351,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::
 }
 
 fn server(a: ServerArgs) -> anyhow::Result<()> {
-    use palisade_gateway::group_http::{server_router, RegistryFile, ServerState};
+    use palisade_gateway::{server_router, RegistryFile, ServerState};
     use palisade_group::{GroupSigner as _, MemoryStore, Server, ServerConfig, ServerStore};
     let path = a
         .registry
@@ -364,11 +360,9 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
     let registry: RegistryFile = read_json(&path)?;
     let signer = identity(&a.data)?;
     let public = hex::encode(signer.public_key());
-    let config = ServerConfig {
-        challenge_ttl: a.challenge_ttl.max(1),
-        require_evidence: a.require_evidence,
-        ..ServerConfig::default()
-    };
+    let mut config = ServerConfig::default();
+    config.challenge_ttl = a.challenge_ttl.max(1);
+    config.require_evidence = a.require_evidence;
     let (store, kind): (std::sync::Arc<dyn ServerStore>, &str) = match &a.state {
         None => (std::sync::Arc::new(MemoryStore::default()), "memory"),
         Some(url) => {
@@ -391,7 +385,7 @@ fn server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    use palisade_gateway::group_http::{agent_router, AgentState};
+    use palisade_gateway::{agent_router, AgentState};
     let gateway = match a.gateway_id {
         Some(id) => id,
         None => {
@@ -422,7 +416,7 @@ fn agent(a: AgentArgs) -> anyhow::Result<()> {
     })?;
     let mut state = AgentState::with_tls(&gateway, signer, &server_key, &a.server, tls)?
         .with_round_deadline(std::time::Duration::from_secs(a.round_deadline.max(1)))
-        .with_source_rate(palisade_gateway::config::Rate {
+        .with_source_rate(palisade_gateway::Rate {
             per_second: a.per_source_rate,
             burst: a.per_source_burst,
         })
@@ -472,9 +466,9 @@ fn listen(
         // The gateway's server stack and default connection limits (SER-001: connection
         // caps, header size and time, graceful shutdown), with each client's address for
         // the agent's per-address limits.
-        palisade_gateway::server::serve_router(
+        palisade_gateway::serve_router(
             vec![(listener, None)],
-            palisade_gateway::server::ConnectionLimits::default(),
+            palisade_gateway::ConnectionLimits::default(),
             router,
             std::sync::Arc::new(|reason| tracing::info!(reason, "connection refused")),
             shutdown(),

@@ -21,7 +21,6 @@ use palisade_provision::{
 };
 use palisade_types::{now_unix, parse_duration};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -251,7 +250,10 @@ fn inspect(a: InspectArgs) -> anyhow::Result<bool> {
             let vk =
                 ed25519_dalek::VerifyingKey::from_bytes(&read_key32(p, "provider public key")?)
                     .context("provider public key is not a curve point")?;
-            Some(b.verify(&vk).map_err(|e| e.to_string()))
+            Some(
+                b.verify(&vk)
+                    .map_err(|e| palisade_types::Chain(&e).to_string()),
+            )
         }
     };
     // Only a clear bundle's contents can be shown; secrets never travel in one.
@@ -386,10 +388,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
             }
             t
         }
-        false => TrustConfig {
-            gateway_id: a.gateway_id,
-            providers: BTreeMap::new(),
-        },
+        false => TrustConfig::new(a.gateway_id),
     };
     trust.providers().context("invalid trust configuration")?;
     save_trust(&a.data, &trust)?;
@@ -461,10 +460,10 @@ fn apply(a: ApplyArgs) -> anyhow::Result<bool> {
         }
         Err(e) if e.is_rejection() => {
             if a.json {
-                let out = json!({"applied": false, "code": e.code(), "error": e.to_string()});
+                let out = json!({"applied": false, "code": e.code(), "error": palisade_types::Chain(&e).to_string()});
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                eprintln!("refused: {e}");
+                eprintln!("refused: {}", palisade_types::Chain(&e));
             }
             Ok(false)
         }

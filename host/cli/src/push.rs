@@ -1,7 +1,7 @@
 //! `palisade push`: uploads a signed module to a running gateway's admin API and manages its
 //! versions (`list`, `activate`, `rollback`, `remove`). Every request is signed with the admin
 //! key (SER-008) over its headers and the body's hash and length, with a fresh timestamp and
-//! nonce (SER-012); see [`palisade_gateway::admin::auth`].
+//! nonce (SER-012); see [`palisade_gateway::sign_request`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use palisade_core::now_unix;
-use palisade_gateway::admin::sign_request;
+use palisade_gateway::sign_request;
 use palisade_registry::read_private_key;
 
 /// Arguments of `palisade push`.
@@ -383,21 +383,17 @@ fn push_oci(
             file.display()
         );
     }
-    let parsed = palisade_oci::artifact::parse_reference(reference)?;
-    let config = palisade_oci::RegistryConfig {
-        insecure_registries: if insecure {
-            vec![parsed.registry().to_string()]
-        } else {
-            Vec::new()
-        },
-        max_module_bytes: limit,
-        ca_pem: match ca_file {
-            Some(path) => Some(
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None => None,
-        },
-        ..palisade_oci::RegistryConfig::default()
+    let parsed = palisade_oci::parse_reference(reference)?;
+    let mut config = palisade_oci::RegistryConfig::default();
+    if insecure {
+        config.insecure_registries = vec![parsed.registry().to_string()];
+    }
+    config.max_module_bytes = limit;
+    config.ca_pem = match ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
     };
     if insecure {
         eprintln!(
@@ -407,7 +403,7 @@ fn push_oci(
     }
     let client = config.client()?;
     let kind = signature.manifest.kind.name();
-    let component = palisade_oci::artifact::ComponentInfo {
+    let component = palisade_oci::ComponentInfo {
         exports: Vec::new(),
         imports: Vec::new(),
         target: Some(format!("palisade:plugin/{kind}")),
@@ -418,7 +414,7 @@ fn push_oci(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let published = runtime.block_on(palisade_oci::artifact::publish(
+    let published = runtime.block_on(palisade_oci::publish(
         &client,
         &config,
         &parsed,

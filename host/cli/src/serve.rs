@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use rustls::pki_types::ServerName;
 
-use palisade_gateway::config::{GatewayConfig, Service};
-use palisade_gateway::server::{self, Listener};
-use palisade_gateway::{demo, Gateway};
+use palisade_gateway::Gateway;
+use palisade_gateway::Listener;
+use palisade_gateway::{GatewayConfig, Service};
 
 /// Run the gateway: the decision API, the oneM2M enforcement proxy, metrics and health.
 #[derive(Debug, Args)]
@@ -46,7 +46,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         }
         None => {
             let data_dir = args.data.clone().unwrap_or_else(|| "palisade-data".into());
-            let path = demo::prepare(&data_dir).with_context(|| {
+            let path = palisade_gateway::prepare_demo(&data_dir).with_context(|| {
                 format!("cannot write the demo gateway into {}", data_dir.display())
             })?;
             (GatewayConfig::load(&path)?, data_dir)
@@ -71,23 +71,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         Some(ship) => {
             let collector = ship.collector.to_string();
             let shipper =
-                palisade_collector::shipper::Shipper::new(ship).context("[audit.ship]")?;
+                palisade_collector::Shipper::new(ship).context("[audit.ship]")?;
             shipper.measure_backlog();
-            gateway.audit = Arc::new(palisade_collector::shipper::ShipGuard::new(
-                gateway.audit.clone(),
-                shipper.status(),
-            ));
+            gateway.wrap_audit(|audit| {
+                Arc::new(palisade_collector::ShipGuard::new(audit, shipper.status()))
+            });
             Some((collector, shipper))
         }
         None => None,
     };
     // Issue 3: the admin API and the registry's modules (verified at boot, SER-013).
-    let admin = palisade_gateway::admin::start(&config, &data_dir, &mut gateway)?;
+    let admin = palisade_gateway::start_admin(&config, &data_dir, &mut gateway)?;
     let gateway = Arc::new(gateway);
     if let Some(admin) = admin {
         // Issue #17: plugins subscribed to OCI references follow them from now on.
-        palisade_gateway::admin::oci::spawn_subscriptions(gateway.clone(), admin.clone());
-        palisade_gateway::admin::spawn_periodic(gateway.clone(), admin);
+        palisade_gateway::spawn_oci_subscriptions(gateway.clone(), admin.clone());
+        palisade_gateway::spawn_admin_checks(gateway.clone(), admin);
     }
     type Wanted = (
         SocketAddr,
@@ -103,7 +102,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
             (false, Vec::new()),
         )],
         None if config.listeners.is_empty() => vec![(
-            demo::DEMO_LISTEN.parse().expect("valid address"),
+            palisade_gateway::DEMO_LISTEN
+                .parse()
+                .expect("valid address"),
             Service::DEFAULT.into_iter().collect(),
             None,
             (false, Vec::new()),
@@ -114,7 +115,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
                 let address = listener.address.get_ref().parse().expect("checked");
                 let services = listener.services();
                 let tls = match &listener.tls {
-                    Some(tls) => Some(palisade_gateway::tls::acceptor(&config, index, tls)?),
+                    Some(tls) => Some(palisade_gateway::tls_acceptor(&config, index, tls)?),
                     None => None,
                 };
                 let clients = listener
@@ -154,7 +155,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
             tokio::spawn(shipper.run(shipping_stopped))
         });
         print_summary(&gateway, &listeners, &data_dir, &config, demo_mode);
-        server::serve(gateway, listeners, shutdown_signal(terminate)).await;
+        palisade_gateway::serve(gateway, listeners, shutdown_signal(terminate)).await;
         let _ = stop_shipping.send(true);
         if let Some(task) = shipper {
             let _ = task.await;
@@ -240,10 +241,10 @@ fn print_summary(
         println!(
             "  curl -si http://{address}/cse-in/lights/lamp1 -H 'X-M2M-Origin: CAE9' -H 'X-M2M-RI: req-1' -H 'X-M2M-RVI: 3'   # denied: 4103"
         );
-        match demo::mint_demo_token(gateway) {
+        match palisade_gateway::mint_demo_token(gateway) {
             Ok(Some(token)) => println!(
                 "  curl -s http://{address}/v1/decide -d '{{\"originator\":\"{}\",\"operation\":\"retrieve\",\"target\":\"/cse-in/meters/m1\",\"credential\":{{\"scheme\":\"bearer\",\"value\":\"{token}\"}}}}'   # once: a token is single-use (4106 the second time)",
-                demo::DEMO_TOKEN_HOLDER
+                palisade_gateway::DEMO_TOKEN_HOLDER
             ),
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "cannot mint the demo token"),

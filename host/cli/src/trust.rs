@@ -263,10 +263,14 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
             if args.json {
                 println!(
                     "{}",
-                    json!({ "valid": false, "error": { "code": error.code(), "message": error.to_string() } })
+                    json!({ "valid": false, "error": { "code": error.code(), "message": palisade_types::Chain(&error).to_string() } })
                 );
             } else {
-                eprintln!("{}: verification failed: {error}", args.file.display());
+                eprintln!(
+                    "{}: verification failed: {}",
+                    args.file.display(),
+                    palisade_types::Chain(&error)
+                );
             }
             return Ok(false);
         }

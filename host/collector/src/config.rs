@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_gateway::config::ConfigError;
+use palisade_gateway::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
 

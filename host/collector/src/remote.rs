@@ -32,6 +32,7 @@ pub struct RemoteReport {
 
 /// Why a stored chain could not be verified.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// The client TLS files cannot be used.
     #[error(transparent)]
@@ -61,7 +62,7 @@ pub enum RemoteError {
     #[error("the collector holds no entries of gateway {0:?}")]
     Nothing(String),
     /// The stored chain does not verify (the error names the line of the page and the seq).
-    #[error("gateway {gateway:?}: the stored chain does not verify from seq {from}: {source}")]
+    #[error("gateway {gateway:?}: the stored chain does not verify from seq {from}")]
     Chain {
         /// The gateway.
         gateway: String,

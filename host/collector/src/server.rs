@@ -3,10 +3,10 @@
 //!
 //! | request | who | answer |
 //! |---|---|---|
-//! | `POST /v1/batches` (body: log lines, `\n`-terminated) | a configured gateway | [`IngestOutcome`] |
-//! | `GET /v1/head` | a configured gateway | its own [`GatewayHead`] (`null` before its first batch) |
-//! | `GET /v1/entries?gateway=&app=&originator=&decision=&kind=&from_ms=&to_ms=&after=&limit=` | a query client | [`QueryPage`] |
-//! | `GET /v1/gateways` | a query client | every [`GatewayHead`] |
+//! | `POST /v1/batches` (body: log lines, `\n`-terminated) | a configured gateway | `IngestOutcome` |
+//! | `GET /v1/head` | a configured gateway | its own `GatewayHead` (`null` before its first batch) |
+//! | `GET /v1/entries?gateway=&app=&originator=&decision=&kind=&from_ms=&to_ms=&after=&limit=` | a query client | `QueryPage` |
+//! | `GET /v1/gateways` | a query client | every `GatewayHead` |
 //! | `GET /v1/gateways/{id}/chain?from_seq=&limit=` | a query client | the stored lines, as on the gateway's disk |
 //!
 //! Errors are the gateway's JSON error shape `{"error":{"code":..,"message":..}}`. A gateway
@@ -24,7 +24,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::service::TowerToHyperService;
-use palisade_gateway::server::{serve_connections, Accepted, ConnectionLimits};
+use palisade_gateway::{serve_connections, Accepted, ConnectionLimits};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
@@ -36,6 +36,7 @@ use crate::store::{IngestError, Query, QueryError, Store, StoreError};
 
 /// Why the collector cannot start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     /// A TLS file cannot be read or used.
     #[error("{file}: {message}")]
@@ -46,7 +47,7 @@ pub enum ServeError {
         message: String,
     },
     /// The listener cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -273,7 +274,7 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 }
 
 fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    palisade_gateway::error::json_response(status, body).map(Body::new)
+    palisade_gateway::json_response(status, body).map(Body::new)
 }
 
 fn forbidden(peer: &Peer, what: &str) -> Response {
@@ -336,25 +337,29 @@ fn ingest_error(e: &IngestError) -> Response {
         }
         IngestError::TooManyEntries { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-entries"),
         IngestError::OutOfOrder { expected, .. } => {
-            let body = json!({"error": {"code": "out-of-order", "message": e.to_string(), "next_seq": expected}});
+            let body = json!({"error": {"code": "out-of-order", "message": palisade_types::Chain(e).to_string(), "next_seq": expected}});
             return json(StatusCode::CONFLICT, &body);
         }
         IngestError::Conflict { .. } => (StatusCode::CONFLICT, "fork"),
         IngestError::Chain(_) => (StatusCode::UNPROCESSABLE_ENTITY, "chain-broken"),
         IngestError::Store(_) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", palisade_types::Chain(e));
             (StatusCode::SERVICE_UNAVAILABLE, "storage")
         }
     };
     if status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::warn!("batch refused: {e}");
+        tracing::warn!("batch refused: {}", palisade_types::Chain(e));
     }
-    error(status, code, e)
+    error(status, code, palisade_types::Chain(e))
 }
 
 fn store_error(e: &StoreError) -> Response {
-    tracing::error!("{e}");
-    error(StatusCode::SERVICE_UNAVAILABLE, "storage", e)
+    tracing::error!("{}", palisade_types::Chain(e));
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage",
+        palisade_types::Chain(e),
+    )
 }
 
 async fn get_head(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>) -> Response {

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use palisade_audit::Kind;
-use palisade_gateway::audit::{
+use palisade_gateway::{
     AuditHealth, AuditRefusal, AuditSink, AuditTicket, DecisionRecord, SinkFuture,
 };
 
@@ -47,12 +47,13 @@ use crate::store::{GatewayHead, IngestOutcome};
 
 /// Why a shipping round failed (it is retried).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShipError {
     /// The TLS files cannot be used (not retried: a configuration error).
-    #[error("shipper TLS: {0}")]
+    #[error("the shipper's TLS files cannot be used")]
     Tls(#[from] ClientTlsError),
     /// Reading the log or writing the cursor failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -258,7 +259,7 @@ impl ShipStatus {
         self.last_error_ms
             .store(palisade_types::now_unix_ms(), Ordering::Relaxed);
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(error_chain(error));
+            *last = Some(palisade_types::Chain(error).to_string());
         }
     }
 
@@ -523,7 +524,7 @@ impl Shipper {
                 Err(e) => {
                     tracing::warn!(
                         "audit shipping: {}; retrying in {backoff:?}",
-                        error_chain(&e)
+                        palisade_types::Chain(&e)
                     );
                     self.status.failed(&e);
                     self.resync = true;
@@ -836,7 +837,7 @@ impl Shipper {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| ShipError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| ShipError::Unreachable(palisade_types::Chain(&e).to_string()))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
@@ -900,19 +901,4 @@ fn last_seq_on_disk(files: &[PathBuf]) -> Option<u64> {
         }
     }
     None
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        // Some errors already print their source: name each cause once.
-        let cause = s.to_string();
-        if !text.ends_with(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = s.source();
-    }
-    text
 }

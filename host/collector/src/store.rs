@@ -20,26 +20,28 @@ mod embedded {
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The connection string does not parse.
-    #[error("database_url: {0}")]
+    #[error("database_url does not parse")]
     Url(#[source] tokio_postgres::Error),
     /// A query or the connection failed.
-    #[error("database: {0}")]
+    #[error("the database failed")]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
-    #[error("database pool: {0}")]
+    #[error("no database connection could be had from the pool")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The pool could not be built.
-    #[error("database pool setup: {0}")]
+    #[error("the database pool cannot be built")]
     PoolSetup(#[from] deadpool_postgres::BuildError),
     /// The schema migrations failed.
-    #[error("schema migration: {0}")]
+    #[error("the schema migration failed")]
     Migrate(#[from] refinery::Error),
 }
 
 /// Why a batch was refused; nothing of it is stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IngestError {
     /// Not one whole line.
     #[error("the batch is empty")]
@@ -75,7 +77,7 @@ pub enum IngestError {
         seq: u64,
     },
     /// The new entries do not verify as a continuation of the stored chain.
-    #[error("the batch does not verify: {0}")]
+    #[error("the batch does not verify")]
     Chain(#[source] VerifyError),
     /// Storage failed; the batch may be sent again.
     #[error(transparent)]
@@ -455,6 +457,7 @@ impl Store {
 
 /// Why a query was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueryError {
     /// A parameter is out of range or malformed.
     #[error("{0}")]

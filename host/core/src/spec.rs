@@ -82,7 +82,7 @@ pub enum SpecError {
         message: String,
     },
     /// A file the spec names (module or configuration) cannot be read.
-    #[error("{key}: cannot read {}: {source}", path.display())]
+    #[error("{key}: cannot read {}", path.display())]
     Read {
         /// The key that names the file.
         key: String,
@@ -467,7 +467,7 @@ mod tests {
         fn refused(self, ceiling: usize) -> String {
             match self.into_app_spec(ceiling, &reference) {
                 Ok(_) => panic!("the spec was accepted"),
-                Err(error) => error.to_string(),
+                Err(error) => palisade_types::Chain(&error).to_string(),
             }
         }
     }

@@ -35,9 +35,11 @@ use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 /// One decision, as written to the audit trail.
 #[derive(Clone, Debug, Serialize)]
 pub struct DecisionRecord {
+    /// The decision's id, as in the answer.
     pub decision_id: String,
     /// `decide` (the decision API) or `proxy` (the enforcement proxy).
     pub source: &'static str,
+    /// The application that decided.
     pub app: String,
     /// The originator as the app's plugins saw it (a pseudonym unless consent).
     pub originator: String,
@@ -46,13 +48,20 @@ pub struct DecisionRecord {
     /// `vouched+token`, or, on a refusal before the plugins, the app's required mode (`tls`,
     /// `token`, ...).
     pub originator_auth: &'static str,
+    /// The oneM2M operation.
     pub operation: &'static str,
+    /// The target path, decoded.
     pub target: String,
+    /// Permit or deny.
     pub effect: Effect,
+    /// Why, in words.
     pub reason: String,
+    /// False when the app runs in audit-only mode (the deny was not enforced).
     pub enforced: bool,
+    /// In audit-only mode, the deny that was not enforced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_deny: Option<String>,
+    /// The module that decided (name, kind, version, digest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<PluginLabel>,
     /// The authenticated subject (a pseudonym unless consent), when a credential was accepted.
@@ -224,7 +233,12 @@ pub enum AuditTicket {
     /// Queued as this seq: answer once it is written.
     Queued(u64),
     /// The queue was full: wait (bounded) for space, then for the write.
-    Waiting { time: u64, payload: CanonicalJson },
+    Waiting {
+        /// The record's time (milliseconds since the Unix epoch).
+        time: u64,
+        /// The record, encoded once.
+        payload: CanonicalJson,
+    },
     /// Cannot be recorded (storage failing, log closed): refuse.
     Refused(AuditRefusal),
 }
@@ -250,7 +264,7 @@ impl From<AuditError> for AuditRefusal {
         };
         AuditRefusal {
             reason,
-            detail: error.to_string(),
+            detail: palisade_types::Chain(&error).to_string(),
         }
     }
 }
@@ -497,11 +511,6 @@ impl AuditLogSink {
         })
     }
 
-    /// The log, for admin and integrity entries (which are never dropped).
-    pub fn log(&self) -> &AuditLog {
-        &self.log
-    }
-
     fn max_wait(&self) -> Duration {
         Duration::from_millis(self.settings.max_wait_ms)
     }
@@ -590,7 +599,7 @@ impl AuditSink for AuditLogSink {
 
     fn event(&self, kind: Kind, payload: serde_json::Value) {
         if let Err(error) = self.log.append(kind, payload) {
-            tracing::error!(%error, ?kind, "an event could not be appended to the audit log");
+            tracing::error!(error = %palisade_types::Chain(&error), ?kind, "an event could not be appended to the audit log");
         }
     }
 
@@ -603,7 +612,7 @@ impl AuditSink for AuditLogSink {
             };
             written.map_err(|error| {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, ?kind, "refused: the action cannot be recorded");
+                tracing::error!(error = %palisade_types::Chain(&error), ?kind, "refused: the action cannot be recorded");
                 AuditRefusal::from(error)
             })
         })
@@ -675,10 +684,10 @@ pub enum AuditSetupError {
     Io(std::io::Error),
     #[error(transparent)]
     Log(#[from] palisade_audit::AuditError),
-    #[error("the gateway's audit key is unusable: {0}")]
+    #[error("the gateway's audit key is unusable")]
     Key(#[from] KeyError),
     /// The audit folder has no room: the gateway does not start without its audit.
-    #[error("the audit folder {dir} cannot take {bytes} bytes ([audit] min_free_bytes), refusing to start without a writable audit log: {source}")]
+    #[error("the audit folder {dir} cannot take {bytes} bytes ([audit] min_free_bytes), refusing to start without a writable audit log")]
     NoSpace {
         dir: String,
         bytes: u64,

@@ -38,16 +38,24 @@ use palisade_core::{Capability, Isolation, PluginKind, SandboxLimits};
 /// the line (when known) and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read: {source}", file.display())]
+    /// The file cannot be read.
+    #[error("{}: cannot read", file.display())]
     Read {
+        /// The file.
         file: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The file is read but a value in it is wrong.
     #[error("{}{}: {}{message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Invalid {
+        /// The file.
         file: PathBuf,
+        /// The line of the value, when known.
         line: Option<usize>,
+        /// The key of the value (`app[0].plugin`), when known.
         key: Option<String>,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -59,12 +67,16 @@ pub struct GatewayConfig {
     /// Where the gateway keeps its state; relative to the config file. `--data` overrides.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The `[[listener]]` sections: addresses, the services each serves, TLS.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// The CSE the proxy forwards permitted requests to (`[upstream]`); absent: none.
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
+    /// Request size, time and concurrency bounds (`[limits]`, SER-001).
     #[serde(default)]
     pub limits: ServerLimits,
+    /// Per-originator and per-address rate limits (`[rate_limit]`, SER-001).
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
     /// Endpoints for measuring the gateway itself; all off by default.
@@ -86,6 +98,7 @@ pub struct GatewayConfig {
     /// [`palisade_core::EngineSettings`]).
     #[serde(default, deserialize_with = "usable_engine_settings")]
     pub engine: palisade_core::EngineSettings,
+    /// The `[[app]]` sections: each application and its plugins.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
     /// The audit trail (SER-016): failure policy and rotation.
@@ -93,11 +106,11 @@ pub struct GatewayConfig {
     pub audit: super::audit::AuditSettings,
     /// Client certificates mapped to the originators they may speak as, for apps with
     /// `originators = "tls"` (besides the URIs in a certificate's subjectAltName);
-    /// [`super::originator::ClientIdentityConfig`].
+    /// `ClientIdentityConfig`.
     #[serde(default, rename = "client_identity")]
     pub client_identities: Vec<super::originator::ClientIdentityConfig>,
     /// The `tkid` replay cache of apps with `originators = "token"` (SER-012);
-    /// [`super::replay::TokenReplayConfig`].
+    /// `TokenReplayConfig`.
     #[serde(default)]
     pub token_replay: super::replay::TokenReplayConfig,
     /// The group associations file `palisade group agent --associations` writes (relative
@@ -133,6 +146,7 @@ pub enum KeystoreConfig {
         module: PathBuf,
         /// The label of the token to use.
         token_label: String,
+        /// The environment variable holding the token's user PIN.
         #[serde(default = "default_pin_env")]
         pin_env: String,
     },
@@ -161,6 +175,7 @@ pub enum Service {
 }
 
 impl Service {
+    /// Every service.
     pub const ALL: [Service; 5] = [
         Service::Decide,
         Service::Proxy,
@@ -180,6 +195,7 @@ impl Service {
         Service::Admin,
     ];
 
+    /// The name in the `serve` list.
     pub fn name(self) -> &'static str {
         match self {
             Service::Decide => "decide",
@@ -347,7 +363,9 @@ impl Default for ServerLimits {
 #[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
+    /// Requests per second, steady.
     pub per_second: u32,
+    /// Requests allowed at once above the steady rate.
     pub burst: u32,
 }
 
@@ -724,7 +742,7 @@ impl GatewayConfig {
                         ),
                     },
                 };
-                self.error_at(span, key, error.to_string())
+                self.error_at(span, key, palisade_types::Chain(&error).to_string())
             })
     }
 

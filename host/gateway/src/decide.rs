@@ -1,6 +1,6 @@
 //! `POST /v1/decide`: one decision for a JSON request.
 //!
-//! The request is an [`AccessRequest`](palisade_core::AccessRequest) in JSON with `app` optional
+//! The request is an [`AccessRequest`] in JSON with `app` optional
 //! (resolved from the apps' target path prefixes when absent):
 //!
 //! ```json

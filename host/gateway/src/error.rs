@@ -50,9 +50,6 @@ pub enum ApiError {
     /// 404 `not-found`.
     #[error("nothing is served at {0}")]
     NotFound(String),
-    /// 500 `internal`.
-    #[error("internal error: {0}")]
-    Internal(String),
     /// 400 `too-long`: a field over its `[limits]` bound, refused before any plugin runs
     /// (issue 11.4).
     #[error("{field} is {length} bytes, over the limit of {limit} ([limits] {key})")]
@@ -100,7 +97,6 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::NotFound(_) => "not-found",
-            ApiError::Internal(_) => "internal",
             ApiError::TooLong { .. } => "too-long",
             ApiError::UntrustedField(_) => "untrusted-field",
             ApiError::TargetOutsideApp { .. } => "target-outside-app",
@@ -125,7 +121,6 @@ impl ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooLong { .. } | ApiError::TargetOutsideApp { .. } => StatusCode::BAD_REQUEST,
             ApiError::UntrustedField(_) => StatusCode::FORBIDDEN,
             ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +145,7 @@ impl ApiError {
 
     /// The JSON error response.
     pub fn into_response(self) -> Response {
-        let body = ErrorBody::new(self.code(), &self);
+        let body = ErrorBody::for_error(self.code(), &self);
         let mut response = json_response(self.status(), &body);
         if let Some(seconds) = self.retry_after() {
             response
@@ -189,6 +184,12 @@ impl ErrorBody {
                 message: message.to_string(),
             },
         }
+    }
+
+    /// The body for an error with this code: the message is the error and each of its
+    /// causes ([`palisade_types::Chain`]), so a client reads why, not only what failed.
+    pub fn for_error(code: &str, error: &(dyn std::error::Error + 'static)) -> Self {
+        ErrorBody::new(code, palisade_types::Chain(error))
     }
 
     /// The inside (`{"code", "message"}`) as a JSON value, for answers that put it in a larger

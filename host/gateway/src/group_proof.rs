@@ -373,6 +373,7 @@ impl GroupProofs {
     }
 
     /// Records the table holds (for tests and status).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.table
             .lock()
@@ -381,10 +382,6 @@ impl GroupProofs {
             .len()
     }
 
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn hex32(text: &str) -> Option<[u8; 32]> {

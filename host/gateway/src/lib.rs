@@ -2,45 +2,46 @@
 //! oneM2M HTTP-binding enforcement proxy in front of an upstream CSE, `GET /metrics` and
 //! `GET /health`.
 //!
-//! Parts, one module each: [`config`] (the TOML file), [`setup`] (installing the apps),
-//! [`privacy`] (pseudonymous originators, SER-011/018/025), [`protect`] (rate limits and
-//! back-pressure, SER-001), [`decide`], [`proxy`] and [`onem2m`] (the HTTP binding),
-//! [`metrics`], [`audit`] (the hook every decision goes through, SER-016), [`server`]
-//! (listeners, timeouts, graceful shutdown), [`tls`] (rustls listeners, client certificates,
-//! SER-009), [`demo`] (the no-config demo gateway) and [`noop`] (`POST /v1/noop`, off unless
+//! Parts, one private module each: the TOML file ([`GatewayConfig`]), installing the apps
+//! ([`install_apps`]), pseudonymous originators (SER-011/018/025), rate limits and
+//! back-pressure (SER-001), the decision API, the oneM2M HTTP binding and its proxy, metrics,
+//! the audit hook every decision goes through (SER-016), listeners with timeouts and graceful
+//! shutdown ([`serve`]), rustls listeners with client certificates (SER-009,
+//! [`tls_acceptor`]), the no-config demo gateway and `POST /v1/noop` (off unless
 //! `[diagnostics] noop_endpoint = true`: the HTTP path without a decision, for benchmarks).
 //!
-//! Every decision is made by [`Gateway::evaluate`], which resolves the application, applies
+//! Every decision is made by `Gateway::evaluate_established`, which resolves the application, applies
 //! the identity-privacy split, runs the pipeline, counts it and hands it to
-//! [`audit::audit_hook`]; handlers await [`Gateway::recorded`] before they answer (SER-016). The pipeline is synchronous and never waits; async handlers call it
-//! through [`Gateway::run_plugins`], inline on the worker unless the app misbehaved
-//! ([`placement`]).
+//! the audit hook; handlers await `Gateway::recorded` before they answer (SER-016). The
+//! pipeline is synchronous and never waits; async handlers call it through
+//! `Gateway::run_plugins`, inline on the worker unless the app misbehaved (`placement.rs`).
+#![deny(missing_docs)]
 
-pub mod admin;
-pub mod app_groups;
-pub mod audit;
-pub mod config;
-pub mod cse_lookup;
-pub mod decide;
-pub mod demo;
-pub mod error;
-pub mod group_http;
-pub mod group_proof;
-pub mod metrics;
-pub mod noop;
-pub mod onem2m;
-pub mod originator;
-pub mod placement;
-pub mod privacy;
-pub mod protect;
-pub mod proxy;
-pub mod registration;
-pub mod replay;
-pub mod server;
-pub mod setup;
-pub mod status;
-pub mod tls;
-pub mod tls_client;
+mod admin;
+mod app_groups;
+mod audit;
+mod config;
+mod cse_lookup;
+mod decide;
+mod demo;
+mod error;
+mod group_http;
+mod group_proof;
+mod metrics;
+mod noop;
+mod onem2m;
+mod originator;
+mod placement;
+mod privacy;
+mod protect;
+mod proxy;
+mod registration;
+mod replay;
+mod server;
+mod setup;
+mod status;
+mod tls;
+mod tls_client;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,42 +54,73 @@ use palisade_core::{Engine, EngineConfig};
 use palisade_core::{Evaluated, PrivacySplit, UNAVAILABLE_PSEUDONYM};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
 
-pub use audit::{audit_hook, AuditSink, DecisionRecord};
-pub use config::{ConfigError, GatewayConfig};
-pub use setup::{AppRoute, SetupError};
+use audit::audit_hook;
+
+// The public API is this list; every module is private, so an item is public only when it
+// is named here (issue #14): what the CLI, the collector, the benchmarks and the tests use.
+pub use admin::oci::spawn_subscriptions as spawn_oci_subscriptions;
+pub use admin::{
+    auth::KEY_ID_HEADER, sign_request, spawn_periodic as spawn_admin_checks, start as start_admin,
+    Admin, AdminSetupError,
+};
+pub use config::{line_of, toml_error, ConfigError, GatewayConfig, KeystoreConfig, Rate, Service};
+pub use audit::{
+    AuditHealth, AuditRefusal, AuditSink, AuditTicket, DecisionRecord, SinkFuture,
+};
+pub use demo::{mint_demo_token, prepare as prepare_demo, DEMO_LISTEN, DEMO_TOKEN_HOLDER};
+pub use error::{json_response, ErrorBody, ErrorDetail};
+pub use group_http::{
+    agent_router, server_router, AgentState, Established, HttpError as GroupHttpError,
+    RegistryFile, ServerClient, ServerState, CONTENT_TYPE as GROUP_CONTENT_TYPE,
+    DEFAULT_ASSOCIATION_TTL, DEFAULT_SOURCE_RATE,
+};
+pub use onem2m::parse_content_type;
+pub use proxy::Upstream;
+pub use server::{serve, serve_connections, serve_router, Accepted, ConnectionLimits, Listener};
+pub use setup::{install_apps, AppRoute, SetupError};
+pub use status::http_status as onem2m_http_status;
+pub use tls::acceptor as tls_acceptor;
+pub use tls_client::{
+    blocking as blocking_tls, client_config, is_https, ClientTlsError, ClientTlsFiles, Connector,
+};
 
 pub use palisade_core::AUTHN_SUFFIX;
 
 /// Everything a running gateway shares between connections.
 pub struct Gateway {
+    /// The installed applications and their plugins.
     pub runtime: Arc<Runtime>,
+    /// Each application's routing: name, paths and mode.
     pub routes: Vec<Arc<AppRoute>>,
+    /// The CSE the proxy forwards permitted requests to, if one is configured.
     pub upstream: Option<proxy::Upstream>,
     /// Provisioned originator positions: the location of proxied requests (issue 13.7).
-    pub positions: Arc<palisade_provision::PositionDirectory>,
-    pub limits: config::ServerLimits,
-    pub protection: protect::Protection,
-    pub metrics: metrics::Metrics,
-    pub audit: Arc<dyn AuditSink>,
-    pub keystore: Arc<dyn KeyStore>,
+    pub(crate) positions: Arc<palisade_provision::PositionDirectory>,
+    pub(crate) limits: config::ServerLimits,
+    pub(crate) protection: protect::Protection,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) keystore: Arc<dyn KeyStore>,
     /// The admin API and module registry, when the config has an `[admin]` section.
     pub admin: Option<Arc<admin::Admin>>,
     /// Whether `POST /v1/noop` is served (`[diagnostics] noop_endpoint`).
-    pub noop_endpoint: bool,
+    pub(crate) noop_endpoint: bool,
     /// How each app's originators are established, and the `tkid` replay cache.
-    pub originators: originator::Originators,
+    pub(crate) originators: originator::Originators,
     ids: DecisionIds,
     started: Instant,
 }
 
 /// A decision with what the gateway adds to it.
 pub struct Evaluation {
+    /// The pipeline's decision.
     pub decision: Decision,
+    /// The id the audit record and the answer carry.
     pub decision_id: String,
     /// The request as the app's authorizers saw it (pseudonymous originator, authentication
     /// state and roles established): filters see the same.
     pub view: AccessRequest,
-    /// Where the decision's audit record stands: await [`Gateway::recorded`] before
+    /// Where the decision's audit record stands: await `Gateway::recorded` before
     /// answering (SER-016).
     pub audit: audit::AuditTicket,
     /// Set when the originator was not authenticated: answer this refusal (4106, or 503 when
@@ -211,7 +243,7 @@ impl Gateway {
     }
 
     /// The installed application named `name`.
-    pub fn route(&self, name: &str) -> Option<&Arc<AppRoute>> {
+    pub(crate) fn route(&self, name: &str) -> Option<&Arc<AppRoute>> {
         self.routes.iter().find(|route| route.name == name)
     }
 
@@ -224,20 +256,27 @@ impl Gateway {
             .map(|(_, route)| route)
     }
 
+    /// Puts `wrap`'s sink in front of the audit sink every decision and event goes through
+    /// (e.g. the audit shipper's backlog bound, issue #17). Call before serving.
+    pub fn wrap_audit(&mut self, wrap: impl FnOnce(Arc<dyn AuditSink>) -> Arc<dyn AuditSink>) {
+        self.audit = wrap(self.audit.clone());
+    }
+
     /// Seconds since the gateway started.
-    pub fn uptime_secs(&self) -> u64 {
+    pub(crate) fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
 
     /// Runs `work` (which calls `route`'s plugins) from an async handler: inline on the
     /// worker while the app's plugins behave, off it once one failed or was slow
     /// ([`placement`]).
-    pub fn run_plugins<T>(&self, route: &AppRoute, work: impl FnOnce() -> T) -> T {
+    pub(crate) fn run_plugins<T>(&self, route: &AppRoute, work: impl FnOnce() -> T) -> T {
         route.placement.run(work)
     }
 
     /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
-    /// (runs plugins): call it from async code through [`Gateway::run_plugins`].
+    /// (runs plugins): async code calls it through `Gateway::run_plugins`. The gateway's
+    /// benchmark measures this path in process (bench/src/bin/gateway/http.rs).
     pub fn evaluate(
         &self,
         route: &AppRoute,
@@ -250,7 +289,7 @@ impl Gateway {
     /// [`Gateway::evaluate`] for a request whose originator passed
     /// [`originator::Originators::check`]: after the plugins, its tokens must have been
     /// verified for the originator and are used up, or the decision becomes a refusal.
-    pub fn evaluate_established(
+    pub(crate) fn evaluate_established(
         &self,
         route: &AppRoute,
         mut request: AccessRequest,
@@ -287,7 +326,7 @@ impl Gateway {
     /// The gateway's refusal of `request` for `route` before any plugin ran (the originator
     /// is not authenticated): audited like every decision, the originator pseudonymous
     /// unless the app has consent.
-    pub fn refuse(
+    pub(crate) fn refuse(
         &self,
         route: &AppRoute,
         mut request: AccessRequest,
@@ -349,7 +388,10 @@ impl Gateway {
 
     /// Waits until `evaluation`'s record is written (SER-016: audit is a precondition of an
     /// answer). `Err`: it cannot be recorded, and the request must be refused (503).
-    pub async fn recorded(&self, evaluation: &mut Evaluation) -> Result<(), audit::AuditRefusal> {
+    pub(crate) async fn recorded(
+        &self,
+        evaluation: &mut Evaluation,
+    ) -> Result<(), audit::AuditRefusal> {
         let ticket = std::mem::replace(&mut evaluation.audit, audit::AuditTicket::Done);
         self.audit.confirm(ticket).await
     }

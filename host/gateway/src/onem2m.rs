@@ -41,6 +41,7 @@ pub mod rsc {
     pub const INTERNAL_SERVER_ERROR: u32 = 5000;
     pub const TARGET_NOT_REACHABLE: u32 = 5103;
     /// Every code above (the status tests walk it).
+    #[cfg(test)]
     pub const ALL: [u32; 8] = [
         OK,
         BAD_REQUEST,

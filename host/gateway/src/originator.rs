@@ -319,8 +319,9 @@ impl Originators {
                     line: None,
                     key: Some("token_replay".into()),
                     message: format!(
-                        "the token replay log in {} cannot be opened: {error}",
-                        data_dir.display()
+                        "the token replay log in {} cannot be opened: {}",
+                        data_dir.display(),
+                        palisade_types::Chain(&error)
                     ),
                 })?;
         let group_apps: HashSet<String> = config

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use palisade_core::{PseudonymError, Pseudonyms};
 use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 
-pub use palisade_core::{rewrite_markers, ORIGINATOR_MARKER};
+pub use palisade_core::rewrite_markers;
 
 /// The keystore label of each application's pseudonym secret.
 const SECRET_LABEL: &str = "pseudonym";
@@ -174,6 +174,7 @@ impl PseudonymCache {
     }
 
     /// Pseudonyms held now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -187,10 +188,6 @@ impl PseudonymCache {
             .sum()
     }
 
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Numbers every opened secret, so that cache entries of one never answer for another.

@@ -119,7 +119,7 @@ struct Slot {
 /// Each bucket is GCRA (a token bucket kept as one timestamp per key): `rate`
 /// requests per second, `burst` at once. The table is set-associative: a key's set is chosen
 /// by a hash keyed with a per-process random secret (so that no client can aim its keys at
-/// another client's set), and holds [`WAYS`] buckets.
+/// another client's set), and holds `WAYS` buckets.
 ///
 /// **Eviction.** A key not in its set takes the slot whose bucket is nearest to full (a
 /// never-used or idle slot first, which *is* full) and **inherits that bucket's state**
@@ -265,6 +265,7 @@ impl ConnectionTable {
     }
 
     /// Addresses with a connection open.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

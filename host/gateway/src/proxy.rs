@@ -56,8 +56,9 @@ const HOP_BY_HOP: [&str; 10] = [
     "host",
 ];
 
-/// The upstream CSE and the client that reaches it (plain or TLS, [`crate::tls_client`]).
+/// The upstream CSE and the client that reaches it (plain or TLS, [`crate::client_config`]).
 pub struct Upstream {
+    /// The CSE's base URL.
     pub url: String,
     /// Whether the link to the CSE is TLS (`https://`); `/health` reports it.
     pub encrypted: bool,

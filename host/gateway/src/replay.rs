@@ -86,7 +86,7 @@ pub enum ReplayError {
     #[error("the token replay cache is full ({0} unexpired token IDs, [token_replay] max_entries): tokens are refused until some expire")]
     Full(usize),
     /// The ID could not be made durable.
-    #[error("the token replay log {path} cannot be written: {source}")]
+    #[error("the token replay log {path} cannot be written")]
     Unwritable {
         path: PathBuf,
         source: std::io::Error,
@@ -232,14 +232,10 @@ impl TokenReplayCache {
     }
 
     /// Entries held (expired ones included until the next acceptance).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.cache.len()
-    }
-
-    /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The cache's Prometheus lines.

@@ -41,7 +41,9 @@ const MAX_HEAD_BYTES: usize = 16 << 10;
 
 /// A bound socket and what it serves.
 pub struct Listener {
+    /// The bound socket.
     pub socket: TcpListener,
+    /// What it serves.
     pub services: HashSet<Service>,
     /// TLS (and client certificates) on this listener, if configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -93,6 +95,7 @@ impl Offer {
 }
 
 impl Listener {
+    /// The address it is bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
     }

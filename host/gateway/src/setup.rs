@@ -18,31 +18,43 @@ use palisade_registry::{TrustAnchors, VerifiedModule, VerifyPolicy};
 
 /// Why the gateway could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
+    /// The configuration is wrong (file, line and key named).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("the gateway keystore: {0}")]
+    /// The keystore failed.
+    #[error("the gateway keystore failed")]
     Keys(#[from] KeyError),
-    #[error("the WebAssembly engine: {0}")]
+    /// The engine cannot be created.
+    #[error("the WebAssembly engine cannot be created")]
     Engine(#[from] palisade_core::EngineError),
+    /// A PKCS#11 keystore without its PIN.
     #[error("the keystore is a PKCS#11 token but the environment variable {0} with its user PIN is not set")]
     HsmPin(String),
+    /// A PKCS#11 keystore in a build without it.
     #[error("this build has no PKCS#11 support (the `pkcs11` feature is off)")]
     HsmUnsupported,
-    #[error("the audit log: {0}")]
+    /// The audit log cannot be opened (SER-016: no gateway without it).
+    #[error("the audit log cannot be set up")]
     Audit(#[from] crate::audit::AuditSetupError),
-    #[error("the data folder {path}: {source}")]
+    /// The data folder cannot be created.
+    #[error("the data folder {path} cannot be used")]
     Data {
+        /// The folder.
         path: std::path::PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
 
 /// How requests reach an installed application.
 pub struct AppRoute {
+    /// The application's name.
     pub name: String,
     /// Target path prefixes, without a trailing `/`.
     pub paths: Vec<String>,
+    /// Whether the app enforces, or only reports what it would refuse.
     pub mode: Mode,
     /// SER-015: plugins and audit see real originator IDs.
     pub consent_real_identities: bool,
@@ -200,7 +212,10 @@ fn install_app(
                 config.error_at(
                     plugin.plugin.span(),
                     format!("{key}.plugin"),
-                    format!("cannot compile {reference}: {error}"),
+                    format!(
+                        "cannot compile {reference}: {}",
+                        palisade_types::Chain(&error)
+                    ),
                 )
             })?;
         let kind = PluginKind::of_component_declared(
@@ -264,14 +279,23 @@ fn install_app(
                 Some((_, (span, key))) => config.error_at(
                     span.clone(),
                     key.clone(),
-                    format!("plugin {plugin:?} of application {name:?}: {source}"),
+                    format!(
+                        "plugin {plugin:?} of application {name:?}: {}",
+                        palisade_types::Chain(source)
+                    ),
                 ),
-                None => {
-                    config.error_at(app.name.span(), format!("app[{index}]"), error.to_string())
-                }
+                None => config.error_at(
+                    app.name.span(),
+                    format!("app[{index}]"),
+                    palisade_types::Chain(&error).to_string(),
+                ),
             }
         }
-        _ => config.error_at(app.name.span(), format!("app[{index}]"), error.to_string()),
+        _ => config.error_at(
+            app.name.span(),
+            format!("app[{index}]"),
+            palisade_types::Chain(&error).to_string(),
+        ),
     };
     let authn_app = if authenticators > 0 {
         let authn_name = authn.name.clone();
@@ -328,7 +352,7 @@ fn trust_anchors(config: &GatewayConfig) -> Result<Option<TrustAnchors>, ConfigE
             file: config.file.clone(),
             line: None,
             key: Some("admin.trust_roots".into()),
-            message: error.to_string(),
+            message: palisade_types::Chain(&error).to_string(),
         })
 }
 
@@ -353,8 +377,9 @@ fn verify_module(
             plugin.plugin.span(),
             format!("{key}.plugin"),
             format!(
-                "{} is refused: [admin] trust_roots are configured and {error} (sign it with `palisade sign` for application {app:?}, or set allow_unsigned = true on this plugin for development)",
-                plugin.plugin.get_ref()
+                "{} is refused: [admin] trust_roots are configured and {} (sign it with `palisade sign` for application {app:?}, or set allow_unsigned = true on this plugin for development)",
+                plugin.plugin.get_ref(),
+                palisade_types::Chain(&error)
             ),
         )
     })
@@ -518,9 +543,12 @@ fn app_keys(
                 .find(|info| info.label == label && info.kind == kind);
             let stored = match found {
                 Some(info) => info.handle.clone(),
-                None => store
-                    .generate(&scope, kind, &label)
-                    .map_err(|error| at(key.handle.span(), format!("generating: {error}")))?,
+                None => store.generate(&scope, kind, &label).map_err(|error| {
+                    at(
+                        key.handle.span(),
+                        format!("generating: {}", palisade_types::Chain(&error)),
+                    )
+                })?,
             };
             keys.stored.insert(handle.clone(), stored);
         }
@@ -535,13 +563,6 @@ pub struct GatewayKeys {
     scope: KeyScope,
     stored: HashMap<String, KeyHandle>,
     statics: StaticKeys,
-}
-
-impl GatewayKeys {
-    /// The keystore handle behind a plugin-facing handle, if generated.
-    pub fn stored(&self, handle: &str) -> Option<&KeyHandle> {
-        self.stored.get(handle)
-    }
 }
 
 impl AppKeys for GatewayKeys {

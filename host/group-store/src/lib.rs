@@ -27,7 +27,7 @@ use ed25519_dalek::VerifyingKey;
 use palisade_group::store::{
     Lookup, PendingChallenge, ServerStore, StoreError, MAX_OPEN_CHALLENGES, MAX_REQUESTS,
 };
-use palisade_group::wire::MAX_MEMBERS;
+use palisade_group::MAX_MEMBERS;
 use palisade_group::{GroupError, GroupSigner, Mode, ServerRegistry};
 use rand::RngCore;
 use std::collections::HashMap;

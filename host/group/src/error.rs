@@ -7,8 +7,9 @@ use std::fmt;
 
 /// Why decoding a message failed. Decoding never panics (fuzzed: `fuzz/group_decode`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
-    /// The message is larger than [`super::wire::MAX_MESSAGE_LEN`].
+    /// The message is larger than [`crate::MAX_MESSAGE_LEN`].
     #[error("message of {len} bytes exceeds the {max}-byte limit")]
     MessageTooLarge {
         /// Its length.
@@ -88,6 +89,7 @@ pub enum WireError {
 /// Why one member of a group was not authenticated. Sent on the wire as one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Rejection {
     /// The device is not registered as a member of this group.
     NotMember = 1,
@@ -148,9 +150,10 @@ impl fmt::Display for Rejection {
 
 /// Why a group-authentication message or step was refused as a whole.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GroupError {
     /// The bytes are not a valid message.
-    #[error("malformed message: {0}")]
+    #[error("malformed message")]
     Wire(#[from] WireError),
     /// An identifier given to the API is empty, too long, or not printable ASCII.
     #[error("invalid identifier {0:?}")]
@@ -254,7 +257,7 @@ pub enum GroupError {
     #[error("replay cache full; try again after current challenges expire")]
     ReplayCacheFull,
     /// The signing key in the keystore failed.
-    #[error("keystore: {0}")]
+    #[error("the keystore failed")]
     Key(#[from] palisade_keys::KeyError),
     /// A channel message was already received (SER-012).
     #[error("channel message {counter} replayed (next expected {expected})")]

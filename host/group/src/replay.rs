@@ -8,7 +8,7 @@
 //! order, so a full cache costs a heap peek per refusal, not a scan of the table.
 //!
 //! The same cache serves the admin API's request nonces
-//! ([`palisade_gateway::admin::auth::ReplayCache`]).
+//! (the gateway's admin replay cache).
 
 use super::error::GroupError;
 use std::cmp::Reverse;
@@ -78,7 +78,7 @@ impl ReplayCache {
     }
 
     /// The entries still valid at `now`, each with its expiry (for caches persisted to disk,
-    /// [`palisade_gateway::replay`]).
+    /// the gateway's token replay cache).
     pub fn entries(&self, now: u64) -> impl Iterator<Item = (&[u8; 32], u64)> + '_ {
         self.seen
             .iter()

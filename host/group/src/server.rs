@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 /// Server settings.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Lifetime of a challenge in seconds (SER-012).
     pub challenge_ttl: u64,

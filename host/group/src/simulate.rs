@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SimConfig {
     /// Group size.
     pub devices: usize,
@@ -30,6 +31,21 @@ pub struct SimConfig {
     /// Each run is repeated this many times, interleaved, and the fastest timings kept, so
     /// that a busy machine disturbs the comparison less (at least 1).
     pub rounds: usize,
+}
+
+impl SimConfig {
+    /// `devices` honest members in `mode` at time `now`: none forged, one round, and the
+    /// device-by-device run only for groups of at most 4096 (it is slow for bigger ones).
+    pub fn new(devices: usize, mode: Mode, now: u64) -> SimConfig {
+        SimConfig {
+            devices,
+            mode,
+            forged: 0,
+            now,
+            device_by_device: devices <= 4096,
+            rounds: 1,
+        }
+    }
 }
 
 /// Where a run is, for a progress bar.

@@ -390,7 +390,7 @@ pub trait WireMessage: Sized {
 }
 
 /// The bytes a signed message's signature covers: the COSE `Sig_structure`
-/// `["Signature1", protected, external_aad, payload]` with [`SIGNING_CONTEXT`] as the
+/// `["Signature1", protected, external_aad, payload]` with `SIGNING_CONTEXT` as the
 /// external data. An encoding that is not a signed message gives a structure over an empty
 /// payload, which no signature of a real message matches.
 pub fn signed_part(encoded: &[u8]) -> Vec<u8> {

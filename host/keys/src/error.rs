@@ -94,7 +94,7 @@ pub enum KeyError {
         reason: String,
     },
     /// The filesystem failed.
-    #[error("keystore I/O on {path}: {source}")]
+    #[error("keystore I/O on {path}")]
     Io {
         /// What was being accessed.
         path: PathBuf,

@@ -152,7 +152,7 @@ pub(crate) fn registry_error(reference: &Reference, source: OciDistributionError
 
 /// Publishes a signed component at `reference` (which must carry a tag) in the Wasm layout.
 /// `created` is the RFC 3339 time recorded in the config; `label` goes into the
-/// [`LABEL_ANNOTATION`]. Blobs first, then the manifest, so a tag never names missing blobs.
+/// `LABEL_ANNOTATION` (`dev.palisade.module`). Blobs first, then the manifest, so a tag never names missing blobs.
 pub async fn publish(
     client: &Client,
     config: &RegistryConfig,

@@ -17,6 +17,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connection settings and size bounds for registry access.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RegistryConfig {
     /// Registries (`host` or `host:port`, exactly as written in references) reached over plain
     /// HTTP. Every other registry is HTTPS with the system's roots; nothing falls back to HTTP

@@ -4,6 +4,7 @@ use oci_client::errors::OciDistributionError;
 
 /// Why a registry operation failed. Every variant names the reference or digest concerned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OciError {
     /// The configuration is unusable.
     #[error("registry configuration: {0}")]
@@ -17,7 +18,7 @@ pub enum OciError {
         reason: String,
     },
     /// The registry could not be reached or answered with an error.
-    #[error("registry request for {reference} failed: {source}")]
+    #[error("registry request for {reference} failed")]
     Registry {
         /// The reference being fetched or pushed.
         reference: String,

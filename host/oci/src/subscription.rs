@@ -43,6 +43,7 @@ pub fn system_clock() -> Clock {
 
 /// What one subscription follows and how often.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SubscriptionConfig {
     /// `registry/repository:tag` (follow) or `registry/repository@sha256:...` (pinned).
     pub reference: String,
@@ -110,11 +111,22 @@ impl SubscriptionConfig {
 /// Why the installer refused a module.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
+#[non_exhaustive]
 pub struct InstallError {
     /// A short stable code (the gateway's verify or store error code).
     pub code: String,
     /// The full reason.
     pub message: String,
+}
+
+impl InstallError {
+    /// A refusal with a stable `code` and the full reason.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> InstallError {
+        InstallError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The gateway's side of a subscription: it verifies, stores and swaps.
@@ -306,7 +318,7 @@ impl Subscriber {
     async fn poll_inner(&mut self) -> Outcome {
         let failed = |error: OciError| Outcome::Failed {
             code: error.code().to_string(),
-            message: error.to_string(),
+            message: palisade_types::Chain(&error).to_string(),
         };
         let digest = match artifact::resolve(&self.client, &self.registry, &self.reference).await {
             Ok(digest) => digest,
@@ -360,12 +372,7 @@ impl Subscriber {
         let installer = self.installer.clone();
         let result = tokio::task::spawn_blocking(move || installer.install(&module))
             .await
-            .unwrap_or_else(|e| {
-                Err(InstallError {
-                    code: "installer-panicked".into(),
-                    message: e.to_string(),
-                })
-            });
+            .unwrap_or_else(|e| Err(InstallError::new("installer-panicked", e.to_string())));
         match result {
             Ok(label) => {
                 self.running_since = Some((self.clock)());
@@ -411,7 +418,9 @@ impl Subscriber {
             &attestation,
         )
         .await;
-        self.set(|s| s.attestation_error = result.err().map(|e| e.to_string()));
+        self.set(|s| {
+            s.attestation_error = result.err().map(|e| palisade_types::Chain(&e).to_string())
+        });
     }
 
     fn set(&self, change: impl FnOnce(&mut SubscriptionStatus)) {

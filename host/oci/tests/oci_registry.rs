@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use palisade_oci::artifact::{self, ComponentInfo, PulledModule};
-use palisade_oci::subscription::{
-    InstallError, Installer, Outcome, Subscriber, SubscriptionConfig,
-};
+use palisade_oci::{ComponentInfo, PulledModule};
+use palisade_oci::{InstallError, Installer, Outcome, Subscriber, SubscriptionConfig};
 use palisade_oci::{OciError, RegistryConfig};
 use palisade_registry::{
     sign, Delegation, EmbeddedStore, Manifest, ModuleCapability, ModuleKind, ModuleStore,
@@ -123,9 +121,8 @@ impl Installer for StoreInstaller {
             activate: true,
             now: now(),
         };
-        let outcome = self.store.put(&upload).map_err(|error| InstallError {
-            code: error.code().to_string(),
-            message: error.to_string(),
+        let outcome = self.store.put(&upload).map_err(|error| {
+            InstallError::new(error.code(), palisade_types::Chain(&error).to_string())
         })?;
         self.failures.store(0, Ordering::SeqCst);
         Ok(outcome.record.label())
@@ -145,10 +142,8 @@ struct Setup {
 
 fn setup(test: &str) -> Option<Setup> {
     let registry = Registry::start(test)?;
-    let config = RegistryConfig {
-        insecure_registries: vec![registry.host()],
-        ..RegistryConfig::default()
-    };
+    let mut config = RegistryConfig::default();
+    config.insecure_registries = vec![registry.host()];
     let client = config.client().unwrap();
     Some(Setup {
         registry,
@@ -163,9 +158,9 @@ impl Setup {
         format!("{}/palisade/{APP}-acp:{tag}", self.registry.host())
     }
 
-    async fn publish(&self, tag: &str, module: &[u8]) -> artifact::Published {
-        let reference = artifact::parse_reference(&self.reference(tag)).unwrap();
-        artifact::publish(
+    async fn publish(&self, tag: &str, module: &[u8]) -> palisade_oci::Published {
+        let reference = palisade_oci::parse_reference(&self.reference(tag)).unwrap();
+        palisade_oci::publish(
             &self.client,
             &self.config,
             &reference,
@@ -224,16 +219,18 @@ async fn publish_and_pull_round_trip_in_the_wasm_layout() {
     };
     let module = s.chain.signed("1.0.0");
     let published = s.publish("1.0.0", &module).await;
-    assert_eq!(published.layer_digest, artifact::sha256_digest(&module));
+    assert_eq!(published.layer_digest, palisade_oci::sha256_digest(&module));
 
     // The tag resolves to the manifest digest, and the pull by digest gives the same bytes.
-    let tagged = artifact::parse_reference(&s.reference("1.0.0")).unwrap();
-    let digest = artifact::resolve(&s.client, &s.config, &tagged)
+    let tagged = palisade_oci::parse_reference(&s.reference("1.0.0")).unwrap();
+    let digest = palisade_oci::resolve(&s.client, &s.config, &tagged)
         .await
         .unwrap();
     assert_eq!(digest, published.manifest_digest);
-    let pinned = artifact::parse_reference(&published.pinned).unwrap();
-    let pulled = artifact::pull(&s.client, &s.config, &pinned).await.unwrap();
+    let pinned = palisade_oci::parse_reference(&published.pinned).unwrap();
+    let pulled = palisade_oci::pull(&s.client, &s.config, &pinned)
+        .await
+        .unwrap();
     assert_eq!(pulled.bytes, module);
     assert_eq!(pulled.manifest_digest, published.manifest_digest);
     assert_eq!(pulled.annotations["dev.palisade.module"], "fleet/acp");
@@ -290,7 +287,7 @@ async fn publish_and_pull_round_trip_in_the_wasm_layout() {
     // Plain HTTP is never chosen by itself: without the insecure entry, the same registry is
     // spoken to over HTTPS, which it does not answer.
     let strict = RegistryConfig::default();
-    let error = artifact::pull(&strict.client().unwrap(), &strict, &pinned)
+    let error = palisade_oci::pull(&strict.client().unwrap(), &strict, &pinned)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "registry-unavailable", "{error}");
@@ -387,21 +384,19 @@ async fn a_manifest_that_does_not_match_its_digest_or_lies_about_sizes_is_refuse
         s.registry.host(),
         "0".repeat(64)
     );
-    let pinned = artifact::parse_reference(&missing).unwrap();
-    let error = artifact::pull(&s.client, &s.config, &pinned)
+    let pinned = palisade_oci::parse_reference(&missing).unwrap();
+    let error = palisade_oci::pull(&s.client, &s.config, &pinned)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "registry-unavailable", "{error}");
 
     // A manifest whose layer declares more than the module bound is refused before the layer
     // is requested.
-    let small = RegistryConfig {
-        max_module_bytes: 16,
-        ..s.config.clone()
-    };
+    let mut small = s.config.clone();
+    small.max_module_bytes = 16;
     let good = s.publish("other", &s.chain.signed("1.2.0")).await;
-    let pinned = artifact::parse_reference(&good.pinned).unwrap();
-    match artifact::pull(&s.client, &small, &pinned).await {
+    let pinned = palisade_oci::parse_reference(&good.pinned).unwrap();
+    match palisade_oci::pull(&s.client, &small, &pinned).await {
         Err(OciError::TooLarge {
             what: "module",
             limit: 16,
@@ -526,16 +521,12 @@ async fn a_canary_gated_subscription_waits_for_a_clean_soak() {
     // Ten minutes of clean running, attested at the canary's next poll.
     clock.fetch_add(700, Ordering::SeqCst);
     assert_eq!(canary_sub.poll_once().await, Outcome::Unchanged);
-    let tagged = artifact::parse_reference(&s.reference("stable")).unwrap();
-    let attestation = palisade_oci::canary::fetch_attestation(
-        &s.client,
-        &s.config,
-        &tagged,
-        &first.manifest_digest,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let tagged = palisade_oci::parse_reference(&s.reference("stable")).unwrap();
+    let attestation =
+        palisade_oci::fetch_attestation(&s.client, &s.config, &tagged, &first.manifest_digest)
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(attestation.gateway, "canary-1");
     assert_eq!(attestation.soaked_seconds(), 700);
     assert_installed(&follower_sub.poll_once().await, "fleet/acp@1.0.0");
@@ -568,13 +559,11 @@ async fn an_https_registry_is_verified_against_the_configured_ca_only() {
     let chain = Chain::new();
     let module = chain.signed("1.0.0");
     let reference =
-        artifact::parse_reference(&format!("{}/palisade/tls:1.0.0", registry.host())).unwrap();
-    let trusting = RegistryConfig {
-        ca_pem: Some(pki.ca.pem().into_bytes()),
-        ..RegistryConfig::default()
-    };
+        palisade_oci::parse_reference(&format!("{}/palisade/tls:1.0.0", registry.host())).unwrap();
+    let mut trusting = RegistryConfig::default();
+    trusting.ca_pem = Some(pki.ca.pem().into_bytes());
     let client = trusting.client().unwrap();
-    let published = artifact::publish(
+    let published = palisade_oci::publish(
         &client,
         &trusting,
         &reference,
@@ -585,29 +574,27 @@ async fn an_https_registry_is_verified_against_the_configured_ca_only() {
     )
     .await
     .unwrap();
-    let pinned = artifact::parse_reference(&published.pinned).unwrap();
-    let pulled = artifact::pull(&client, &trusting, &pinned).await.unwrap();
+    let pinned = palisade_oci::parse_reference(&published.pinned).unwrap();
+    let pulled = palisade_oci::pull(&client, &trusting, &pinned)
+        .await
+        .unwrap();
     assert_eq!(pulled.bytes, module);
 
     // The system's roots do not know this CA, and another CA is not this one.
     let system = RegistryConfig::default();
-    let error = artifact::pull(&system.client().unwrap(), &system, &pinned)
+    let error = palisade_oci::pull(&system.client().unwrap(), &system, &pinned)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "registry-unavailable", "{error}");
-    let other = RegistryConfig {
-        ca_pem: Some(pki::Pki::new("another CA").ca.pem().into_bytes()),
-        ..RegistryConfig::default()
-    };
-    let error = artifact::pull(&other.client().unwrap(), &other, &pinned)
+    let mut other = RegistryConfig::default();
+    other.ca_pem = Some(pki::Pki::new("another CA").ca.pem().into_bytes());
+    let error = palisade_oci::pull(&other.client().unwrap(), &other, &pinned)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "registry-unavailable", "{error}");
     // A CA file without a certificate is a configuration error, not "no CA".
-    let empty = RegistryConfig {
-        ca_pem: Some(b"not a certificate".to_vec()),
-        ..RegistryConfig::default()
-    };
+    let mut empty = RegistryConfig::default();
+    empty.ca_pem = Some(b"not a certificate".to_vec());
     match empty.client() {
         Err(error) => assert_eq!(error.code(), "config", "{error}"),
         Ok(_) => panic!("a CA file without a certificate was accepted"),

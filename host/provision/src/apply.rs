@@ -335,7 +335,7 @@ impl Provisioner {
     fn roll_back(&mut self, imports: &[KeyImport], imported: &[KeyHandle]) {
         for (imp, handle) in imports.iter().zip(imported) {
             if let Err(e) = self.store.delete(&KeyScope::App(imp.app.clone()), handle) {
-                tracing::warn!(%handle, error = %e, "could not delete a rolled-back key; retried later");
+                tracing::warn!(%handle, error = %palisade_types::Chain(&e), "could not delete a rolled-back key; retried later");
                 let stray = StrayKey {
                     app: imp.app.clone(),
                     handle: Some(handle.clone()),
@@ -370,7 +370,7 @@ impl Provisioner {
                 }),
             };
             if let Err(e) = done {
-                tracing::warn!(app = %s.app, name = %s.name, error = %e, "stray key not deleted yet");
+                tracing::warn!(app = %s.app, name = %s.name, error = %palisade_types::Chain(&e), "stray key not deleted yet");
                 left.push(s);
             }
         }

@@ -30,7 +30,7 @@ pub struct BundleSpec {
     pub gateway: String,
     /// Start of validity, Unix seconds.
     pub issued_at: u64,
-    /// End of validity, Unix seconds (at most [`MAX_VALIDITY`] after `issued_at`).
+    /// End of validity, Unix seconds (at most 90 days after `issued_at`).
     pub expires_at: u64,
     /// The provider's sequence number for this gateway, at least 1 and above every earlier one.
     pub sequence: u64,
@@ -175,7 +175,7 @@ pub(crate) fn check_window(issued_at: u64, expires_at: u64) -> Result<(), Provis
 
 /// Builds, encrypts (if asked) and signs a bundle. Refuses secrets without encryption
 /// (SER-021), bad items, an empty or overlong validity window, and a result over
-/// [`MAX_BUNDLE_LEN`].
+/// 4 MiB.
 pub fn create_bundle(
     spec: &BundleSpec,
     provider_key: &SigningKey,

@@ -8,6 +8,7 @@
 //! ([`super::Provisioner::add_directory`]), so a directory can never be left half-updated.
 
 use std::collections::{BTreeMap, BTreeSet};
+#[cfg(test)]
 use std::sync::RwLock;
 
 /// What one committed bundle changes in the member directories.
@@ -49,6 +50,7 @@ pub trait MemberDirectory: Send + Sync {
     fn apply(&self, update: &DirectoryUpdate);
 }
 
+#[cfg(test)]
 #[derive(Debug, Default)]
 struct Inner {
     devices: BTreeMap<String, [u8; 32]>,
@@ -56,12 +58,14 @@ struct Inner {
     app_groups: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
-/// A [`MemberDirectory`] in memory: for tests, tools, and as a reference implementation.
+/// A [`MemberDirectory`] in memory, for this crate's tests.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     inner: RwLock<Inner>,
 }
 
+#[cfg(test)]
 impl MemoryDirectory {
     /// An empty directory.
     pub fn new() -> Self {
@@ -102,6 +106,7 @@ impl MemoryDirectory {
     }
 }
 
+#[cfg(test)]
 impl MemberDirectory for MemoryDirectory {
     fn apply(&self, u: &DirectoryUpdate) {
         let mut i = self.inner.write().unwrap_or_else(|e| e.into_inner());

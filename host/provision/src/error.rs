@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// Why the bytes of a bundle could not be decoded. Decoding never panics and never allocates
 /// more than the input can hold (SER-001).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input does not start with the bundle magic: not a provisioning bundle at all.
     #[error("not a Palisade provisioning bundle (bad magic bytes)")]
@@ -76,8 +77,9 @@ pub enum DecodeError {
 /// Why a bundle was not built or not applied. Nothing is changed on the gateway when `apply`
 /// returns any of these (SER-020/021).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProvisionError {
-    /// The bundle is larger than [`super::MAX_BUNDLE_LEN`]; refused before decoding (SER-001).
+    /// The bundle is larger than 4 MiB; refused before decoding (SER-001).
     #[error("bundle of {len} bytes exceeds the {max}-byte limit")]
     TooLarge {
         /// Its length.
@@ -86,7 +88,7 @@ pub enum ProvisionError {
         max: usize,
     },
     /// The bytes are not a well-formed bundle.
-    #[error("malformed bundle: {0}")]
+    #[error("malformed bundle")]
     Malformed(#[from] DecodeError),
     /// The provider that claims to have signed the bundle is not trusted by this gateway.
     #[error("provider {0:?} is not trusted by this gateway")]
@@ -124,7 +126,7 @@ pub enum ProvisionError {
         /// The gateway's clock.
         now: u64,
     },
-    /// The validity window is empty or longer than [`super::MAX_VALIDITY`].
+    /// The validity window is empty or longer than 90 days.
     #[error(
         "the bundle's validity window {issued_at}..{expires_at} is empty or longer than allowed"
     )]
@@ -207,10 +209,10 @@ pub enum ProvisionError {
     #[error("member directory refused the update: {0}")]
     Directory(String),
     /// The keystore failed while importing (everything imported was rolled back).
-    #[error("keystore: {0}")]
+    #[error("the keystore failed while importing")]
     Key(#[from] KeyError),
     /// The provisioning state could not be read or written.
-    #[error("provisioning state {path}: {source}")]
+    #[error("provisioning state {path}")]
     StateIo {
         /// The file.
         path: PathBuf,

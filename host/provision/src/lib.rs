@@ -17,6 +17,7 @@
 //!
 //! The encoding (see `codec`) is hand-written, versioned, size-bounded and canonical: one
 //! bundle has exactly one encoding, which is what the provider signs.
+#![deny(missing_docs)]
 
 mod apply;
 mod bundle;
@@ -34,9 +35,13 @@ mod trust;
 /// to (made by `palisade provision init`, found by the gateway at start).
 pub const GATEWAY_X25519_LABEL: &str = "provisioning-x25519";
 
+// The public API is this list; every module is private, so an item is public only when it
+// is named here (issue #14).
 pub use apply::{ProvisionReport, ProvisionedKey, Provisioner};
 pub use bundle::{create_bundle, BundleSpec, SignedBundle};
-pub use directory::{DirectoryUpdate, MemberDirectory, MemoryDirectory};
+#[cfg(test)]
+pub(crate) use directory::MemoryDirectory;
+pub use directory::{DirectoryUpdate, MemberDirectory};
 pub use error::{DecodeError, ProvisionError};
 pub use json::{GroupsJson, PerAppHex, PositionJson, PositionsJson};
 pub use positions::{Position, PositionDirectory};
@@ -51,20 +56,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
 /// The bundle format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 1;
 /// No bundle may be larger (SER-001): checked before anything is decoded.
-pub const MAX_BUNDLE_LEN: usize = 4 << 20;
+pub(crate) const MAX_BUNDLE_LEN: usize = 4 << 20;
 /// Longest validity window of a bundle, so that remembered bundle ids can be forgotten once
 /// they expire (SER-012) and a leaked bundle does not stay usable for long.
-pub const MAX_VALIDITY: u64 = 90 * 24 * 3600;
+pub(crate) const MAX_VALIDITY: u64 = 90 * 24 * 3600;
 /// Allowed clock skew between provider and gateway on `issued_at`, in seconds.
-pub const CLOCK_SKEW: u64 = 300;
+pub(crate) const CLOCK_SKEW: u64 = 300;
 /// Most devices in one bundle.
-pub const MAX_DEVICES: usize = 16_384;
+pub(crate) const MAX_DEVICES: usize = 16_384;
 /// Most members in one group (the group-authentication limit).
-pub const MAX_MEMBERS: usize = palisade_group::wire::MAX_MEMBERS;
+pub(crate) const MAX_MEMBERS: usize = palisade_group::MAX_MEMBERS;
 /// Most groups per scope, applications per bundle, and keys per application.
-pub const MAX_ENTRIES: usize = 4096;
+pub(crate) const MAX_ENTRIES: usize = 4096;
 
 /// How an encrypted bundle was sealed: to which gateway key, with which ephemeral key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,7 +86,7 @@ pub struct Encryption {
 /// for encrypted bundles, bound to the ciphertext as associated data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleHeader {
-    /// The format version ([`FORMAT_VERSION`]).
+    /// The format version (1 is the only one this build writes and reads).
     pub version: u8,
     /// A random id; a gateway applies a given bundle id at most once (SER-012).
     #[serde(serialize_with = "hex_ser")]

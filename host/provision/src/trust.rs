@@ -49,6 +49,7 @@ impl TrustedProvider {
 /// providers. `palisade provision trust` writes it; `palisade serve` can embed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrustConfig {
     /// This gateway's id: bundles addressed elsewhere are refused.
     pub gateway_id: String,
@@ -72,6 +73,14 @@ pub struct ProviderEntry {
 }
 
 impl TrustConfig {
+    /// The configuration of gateway `gateway_id`, trusting no provider yet.
+    pub fn new(gateway_id: impl Into<String>) -> TrustConfig {
+        TrustConfig {
+            gateway_id: gateway_id.into(),
+            providers: BTreeMap::new(),
+        }
+    }
+
     /// Checks every entry and returns the providers.
     pub fn providers(&self) -> Result<BTreeMap<String, TrustedProvider>, ProvisionError> {
         if !codec::valid_id(self.gateway_id.as_bytes()) {

@@ -78,7 +78,7 @@ create_exception!(
 
 /// The exception an [`EmbedError`] is raised as.
 fn raise(error: EmbedError) -> PyErr {
-    let message = error.to_string();
+    let message = palisade_types::Chain(&error).to_string();
     match error {
         EmbedError::Settings(_) => SettingsError::new_err(message),
         EmbedError::Engine(_) => EngineError::new_err(message),

@@ -13,7 +13,7 @@ use super::{decode_hex, BadHex, NameError};
 #[non_exhaustive]
 pub enum FormatError {
     /// Not JSON, a missing or unknown field, or a value of the wrong type.
-    #[error("it is not valid JSON of the expected shape: {0}")]
+    #[error("it is not valid JSON of the expected shape")]
     Json(#[from] serde_json::Error),
     /// The `format` field names another kind of file or another version of this one.
     #[error("its format is {found:?}, expected {expected:?}")]

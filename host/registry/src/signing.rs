@@ -92,10 +92,10 @@ impl VerifiedModule {
 #[non_exhaustive]
 pub enum SignError {
     /// The input is not a component whose sections can be read.
-    #[error("cannot sign: {0}")]
+    #[error("cannot sign")]
     Component(#[from] SectionError),
     /// The manifest or delegation is not well-formed (names, lists, validity window).
-    #[error("cannot sign: {0}")]
+    #[error("cannot sign")]
     Format(#[from] FormatError),
     /// The signing key is not the one the delegation names.
     #[error("cannot sign: the delegation is for publisher key {delegated}, not for key {signer}")]

@@ -163,7 +163,7 @@ pub fn admin_at(
     body: &[u8],
     at: u64,
 ) -> Response {
-    let headers = palisade_gateway::admin::sign_request(key, method, path, body, at);
+    let headers = palisade_gateway::sign_request(key, method, path, body, at);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     gateway.request(method, path, &headers, body)
 }

@@ -33,7 +33,7 @@ const MAC_LEN: usize = 32;
 #[non_exhaustive]
 pub enum CacheError {
     /// The cache folder cannot be opened or created.
-    #[error("cannot open the artifact cache folder {path}: {source}")]
+    #[error("cannot open the artifact cache folder {path}")]
     Open {
         /** The folder. */
         path: String,
@@ -44,7 +44,7 @@ pub enum CacheError {
     #[error("cannot read or create the cache key {KEY_FILE}: {0}")]
     Key(io::Error),
     /// An artifact cannot be read or written.
-    #[error("cannot read or write artifact {name}: {source}")]
+    #[error("cannot read or write artifact {name}")]
     Io {
         /** The name. */
         name: String,

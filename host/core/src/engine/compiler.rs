@@ -126,7 +126,7 @@ impl CompileSettings {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelperError {
-    #[error("cannot run the compile helper {program}: {source}")]
+    #[error("cannot run the compile helper {program}")]
     /// The helper process could not be started.
     Spawn {
         /// The helper program.

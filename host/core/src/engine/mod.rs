@@ -37,25 +37,12 @@ pub(crate) use warm::{Evicted, IdleSet, WarmLink, WarmRegistry};
 /// An error from wasmtime or the OS, kept as the source of a Palisade error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// `error` and its sources, `: `-separated (what wasmtime's `{:#}` showed before the error
-/// became a typed source).
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
-}
-
 /// Why the engine could not be built or a component could not be compiled.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
     /// wasmtime refused the configuration, or a part of the engine could not be started.
-    #[error("the WebAssembly engine could not be configured: {what}: {}", chain(&**source))]
+    #[error("the WebAssembly engine could not be configured: {what}")]
     Configure {
         /// What was being configured.
         what: &'static str,
@@ -64,7 +51,7 @@ pub enum EngineError {
         source: BoxError,
     },
     /// wasmtime could not compile the bytes as a component.
-    #[error("the file is not a WebAssembly component: {}", chain(&**.0))]
+    #[error("the file is not a WebAssembly component")]
     NotAComponent(#[source] BoxError),
     /// Refused before compilation: over a [`ModuleLimits`] bound, or not a component.
     #[error(transparent)]
@@ -73,7 +60,7 @@ pub enum EngineError {
     #[error(transparent)]
     Helper(#[from] HelperError),
     /// The artifact cache failed.
-    #[error("the precompiled-artifact cache failed: {0}")]
+    #[error("the precompiled-artifact cache failed")]
     Cache(#[from] CacheError),
 }
 
@@ -231,7 +218,7 @@ impl Engine {
             // A bad artifact is discarded and rebuilt from the module bytes, which are
             // authoritative; the event is logged for the operator (SER-013).
             Err(error) => {
-                tracing::warn!(%error, "recompiling a plugin from its module bytes");
+                tracing::warn!(error = %palisade_types::Chain(&error), "recompiling a plugin from its module bytes");
                 None
             }
         }
@@ -257,7 +244,7 @@ impl Engine {
                 if let Some(cache) = &self.inner.cache {
                     // A cache that cannot be written only costs the next boot a compile.
                     if let Err(error) = cache.store(&component, key) {
-                        tracing::warn!(%error, "could not store a precompiled artifact");
+                        tracing::warn!(error = %palisade_types::Chain(&error), "could not store a precompiled artifact");
                     }
                 }
                 Ok(component)
@@ -290,7 +277,7 @@ impl Engine {
             })?;
         if let Some(cache) = &self.inner.cache {
             if let Err(error) = cache.store_artifact(artifact, key) {
-                tracing::warn!(%error, "could not store a precompiled artifact");
+                tracing::warn!(error = %palisade_types::Chain(&error), "could not store a precompiled artifact");
             }
         }
         Ok(component)

@@ -87,7 +87,7 @@ pub enum InstallError {
     /// The application name is not allowed (palisade-types' name rule).
     #[error("application name {0:?} is not allowed: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit, without \"..\"")]
     BadName(String),
-    #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    #[error("plugin {plugin:?} of application {app:?} does not compile")]
     /// A plugin did not compile.
     Compile {
         /// The application.
@@ -97,7 +97,7 @@ pub enum InstallError {
         /// The underlying error.
         source: EngineError,
     },
-    #[error("plugin {plugin:?} of application {app:?}: {source}")]
+    #[error("plugin {plugin:?} of application {app:?} cannot be loaded")]
     /// A plugin could not be loaded.
     Load {
         /// The application.

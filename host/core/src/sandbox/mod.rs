@@ -64,7 +64,7 @@ pub enum LoadError {
     #[error(transparent)]
     Contract(#[from] ContractError),
     /// The component imports something the host does not offer.
-    #[error("the component ({contract}) has imports that cannot be satisfied (it asks for something Palisade does not offer): {}", crate::engine::chain(&**source))]
+    #[error("the component ({contract}) has imports that cannot be satisfied (it asks for something Palisade does not offer)")]
     Imports {
         /// The contract the component was built against.
         contract: Contract,
@@ -87,7 +87,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The plugin configuration is not JSON.
-    #[error("the plugin configuration is not valid JSON: {0}")]
+    #[error("the plugin configuration is not valid JSON")]
     Config(#[source] serde_json::Error),
     /// Pre-initialising the plugin with its configuration failed.
     #[error("the plugin's `prepare` hook failed at load (it checks the configuration, and fresh instances are pre-initialised from it): {0}")]

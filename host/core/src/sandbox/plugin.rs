@@ -242,7 +242,7 @@ pub struct Plugin {
     pub(crate) grant: Arc<PluginGrant>,
     label: Arc<PluginLabel>,
     contract: Contract,
-    /// "permitted by <name>", made once rather than formatted on every permit.
+    /// `"permitted by <name>"`, made once rather than formatted on every permit.
     permit_reason: Box<str>,
     pre: KindPre,
     idle: Arc<IdleInstances>,

@@ -72,8 +72,8 @@ pub enum AdminError {
         found: String,
     },
     /// 422 `compile-failed`.
-    #[error("the component does not compile: {0}")]
-    Compile(String),
+    #[error("the component does not compile")]
+    Compile(#[source] palisade_core::EngineError),
     /// 404 `unknown-app`: the application is not installed on this gateway.
     #[error("no application named {0:?} is installed on this gateway")]
     UnknownApp(String),
@@ -81,8 +81,8 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// 500 `swap-failed`: stored and activated, but the runtime refused the swap.
-    #[error("the module was activated in the registry but could not be loaded: {0}")]
-    Swap(String),
+    #[error("the module was activated in the registry but could not be loaded")]
+    Swap(#[source] palisade_core::InstallError),
     /// 404 `not-found`.
     #[error("nothing is served at {0}")]
     NotFound(String),
@@ -156,7 +156,7 @@ impl AdminError {
 
     /// The JSON error response.
     pub fn into_response(self) -> Response {
-        let body = crate::error::ErrorBody::new(self.code(), &self);
+        let body = crate::error::ErrorBody::for_error(self.code(), &self);
         let mut response = json_response(self.status(), &body);
         if matches!(self, AdminError::Busy { .. } | AdminError::ReplayCacheFull) {
             response.headers_mut().insert(

@@ -21,7 +21,7 @@ pub(super) fn check(gateway: &Gateway, admin: &Admin, when: &str) {
     let report = match admin.store.integrity_check_all() {
         Ok(report) => report,
         Err(error) => {
-            tracing::error!(%error, when, "SER-013: registry integrity check could not run");
+            tracing::error!(error = %palisade_types::Chain(&error), when, "SER-013: registry integrity check could not run");
             return;
         }
     };

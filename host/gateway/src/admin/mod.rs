@@ -114,7 +114,7 @@ fn default_max_module() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminSetupError {
     /// A key file could not be read.
-    #[error("admin config: {0}")]
+    #[error("admin config: a key file cannot be read")]
     Key(#[from] palisade_registry::KeyFileError),
     /// A registry plugin's `config_file` could not be read.
     #[error("admin config: the plugin configuration file {path}: {message}")]
@@ -125,10 +125,10 @@ pub enum AdminSetupError {
         message: String,
     },
     /// The registry store could not be opened.
-    #[error("module registry: {0}")]
+    #[error("the module registry cannot be opened")]
     Store(#[from] palisade_registry::StoreError),
     /// Credential provisioning could not be set up (SER-020).
-    #[error("provisioning: {0}")]
+    #[error("provisioning cannot be set up")]
     Provision(#[from] provision::ProvisionSetupError),
     /// An OCI subscription is unusable (issue #17).
     #[error("admin config: {key}: {message}")]
@@ -288,7 +288,7 @@ impl Admin {
                     bytes: bytes.into(),
                 },
             )
-            .map_err(|e| AdminError::Swap(e.to_string()))
+            .map_err(AdminError::Swap)
     }
 
     /// Makes the runtime follow a fallback: the last good version, or no plugin (deny).
@@ -311,8 +311,10 @@ impl Admin {
             Ok(what) => tracing::warn!(app = %fallback.app, plugin = %fallback.name,
                 failed = %fallback.failed, now_active = ?fallback.now_active.as_ref().map(|v| v.to_string()),
                 "SER-013: module version taken out of service: {what}"),
-            Err(error) => tracing::error!(app = %fallback.app, plugin = %fallback.name, %error,
-                "SER-013: cannot load the fallback version"),
+            Err(error) => {
+                tracing::error!(app = %fallback.app, plugin = %fallback.name, error = %palisade_types::Chain(&error),
+                "SER-013: cannot load the fallback version")
+            }
         }
     }
 }
@@ -324,7 +326,7 @@ pub fn boot(gateway: &Gateway, admin: &Arc<Admin>) {
     let active = match admin.store.active_modules() {
         Ok(active) => active,
         Err(error) => {
-            tracing::error!(%error, "cannot list the registry's active modules");
+            tracing::error!(error = %palisade_types::Chain(&error), "cannot list the registry's active modules");
             return;
         }
     };
@@ -332,8 +334,9 @@ pub fn boot(gateway: &Gateway, admin: &Arc<Admin>) {
         match admin.load(gateway, &record) {
             Ok(()) => tracing::info!(module = %record.label(), "registry module loaded"),
             Err(error) => {
+                let error = palisade_types::Chain(&error).to_string();
                 tracing::error!(module = %record.label(), %error, "registry module not loaded");
-                if let Ok(fallbacks) = admin.store.mark_failed(&record.sha256, &error.to_string()) {
+                if let Ok(fallbacks) = admin.store.mark_failed(&record.sha256, &error) {
                     for fallback in &fallbacks {
                         admin.apply_fallback(gateway, fallback);
                     }

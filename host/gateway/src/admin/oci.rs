@@ -1,7 +1,7 @@
 //! OCI subscriptions of registry plugins (issue #17): `[admin.plugins."app/name"] subscribe`.
 //!
-//! Each subscription polls its reference ([`palisade_oci::subscription`]) and hands every new
-//! digest to the admin upload path ([`super::routes::upload`]): the trust chain is verified
+//! Each subscription polls its reference ([`palisade_oci::Subscriber`]) and hands every new
+//! digest to the admin upload path (`routes::upload`): the trust chain is verified
 //! before a byte is compiled (SER-022), the store applies the version rule before anything is
 //! stored, and activation hot-swaps the plugin so that no decision fails. Whatever goes wrong,
 //! the running version stays. Each install is on the audit record before it takes effect
@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_oci::artifact::PulledModule;
-use palisade_oci::subscription::{
+use palisade_oci::PulledModule;
+use palisade_oci::RegistryConfig;
+use palisade_oci::{
     system_clock, InstallError, Installer, Subscriber, SubscriptionConfig, SubscriptionStatus,
 };
-use palisade_oci::RegistryConfig;
 use serde::Deserialize;
 
 use super::{Admin, AdminConfig, AdminSetupError};
@@ -89,22 +89,21 @@ pub struct SubscribeConfig {
 }
 
 fn default_poll() -> u64 {
-    palisade_oci::subscription::DEFAULT_POLL_INTERVAL.as_secs()
+    palisade_oci::DEFAULT_POLL_INTERVAL.as_secs()
 }
 
 fn default_backoff() -> u64 {
-    palisade_oci::subscription::DEFAULT_MAX_BACKOFF.as_secs()
+    palisade_oci::DEFAULT_MAX_BACKOFF.as_secs()
 }
 
 impl SubscribeConfig {
     fn to_subscription(&self) -> SubscriptionConfig {
-        SubscriptionConfig {
-            reference: self.reference.clone(),
-            after_canary: self.after_canary_s.map(Duration::from_secs),
-            canary_name: self.canary_name.clone(),
-            poll_interval: Duration::from_secs(self.poll_interval_s),
-            max_backoff: Duration::from_secs(self.max_backoff_s),
-        }
+        let mut config = SubscriptionConfig::new(self.reference.clone());
+        config.after_canary = self.after_canary_s.map(Duration::from_secs);
+        config.canary_name = self.canary_name.clone();
+        config.poll_interval = Duration::from_secs(self.poll_interval_s);
+        config.max_backoff = Duration::from_secs(self.max_backoff_s);
+        config
     }
 }
 
@@ -120,18 +119,17 @@ fn registry_config(admin: &AdminConfig) -> Result<RegistryConfig, AdminSetupErro
         ),
         None => None,
     };
-    let config = RegistryConfig {
-        insecure_registries: admin.oci.insecure_registries.clone(),
-        max_module_bytes: admin.max_module_bytes,
-        max_manifest_bytes: admin.oci.max_manifest_bytes,
-        request_timeout: Duration::from_secs(admin.oci.request_timeout_s),
-        ca_pem,
-    };
+    let mut config = RegistryConfig::default();
+    config.insecure_registries = admin.oci.insecure_registries.clone();
+    config.max_module_bytes = admin.max_module_bytes;
+    config.max_manifest_bytes = admin.oci.max_manifest_bytes;
+    config.request_timeout = Duration::from_secs(admin.oci.request_timeout_s);
+    config.ca_pem = ca_pem;
     config
         .validate()
         .map_err(|e| AdminSetupError::Subscription {
             key: "admin.oci".into(),
-            message: e.to_string(),
+            message: palisade_types::Chain(&e).to_string(),
         })?;
     Ok(config)
 }
@@ -153,7 +151,7 @@ pub(super) fn validate(admin: &AdminConfig) -> Result<(), AdminSetupError> {
                 .validate()
                 .map_err(|e| AdminSetupError::Subscription {
                     key,
-                    message: e.to_string(),
+                    message: palisade_types::Chain(&e).to_string(),
                 })?;
         }
     }
@@ -261,9 +259,8 @@ impl Installer for GatewayInstaller {
                 palisade_audit::Kind::Admin,
                 audit("request", serde_json::json!({})),
             ))
-            .map_err(|e| InstallError {
-                code: "audit-unavailable".into(),
-                message: e.to_string(),
+            .map_err(|e| {
+                InstallError::new("audit-unavailable", palisade_types::Chain(&e).to_string())
             })?;
         let result = super::routes::upload(
             &self.gateway,
@@ -300,13 +297,13 @@ impl Installer for GatewayInstaller {
                     audit(
                         "result",
                         serde_json::json!({"status": error.status().as_u16(),
-                            "code": error.code(), "error": error.to_string()}),
+                            "code": error.code(), "error": palisade_types::Chain(&error).to_string()}),
                     ),
                 );
-                Err(InstallError {
-                    code: error.code().to_string(),
-                    message: error.to_string(),
-                })
+                Err(InstallError::new(
+                    error.code(),
+                    palisade_types::Chain(&error).to_string(),
+                ))
             }
         }
     }
@@ -325,7 +322,7 @@ pub fn spawn_subscriptions(gateway: Arc<Gateway>, admin: Arc<Admin>) {
         Ok(registry) => registry,
         Err(error) => {
             // Validated at start; a CA file removed since is reported, never a crash.
-            tracing::error!(%error, "OCI subscriptions not started");
+            tracing::error!(error = %palisade_types::Chain(&error), "OCI subscriptions not started");
             return;
         }
     };
@@ -354,7 +351,7 @@ pub fn spawn_subscriptions(gateway: Arc<Gateway>, admin: Arc<Admin>) {
             Ok(subscriber) => subscriber,
             Err(error) => {
                 // Validated at start; a failure here is reported, never a crash.
-                tracing::error!(plugin, %error, "OCI subscription not started");
+                tracing::error!(plugin, error = %palisade_types::Chain(&error), "OCI subscription not started");
                 continue;
             }
         };

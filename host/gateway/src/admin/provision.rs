@@ -103,7 +103,7 @@ impl ProvisionEndpoint {
                 };
                 (
                     status,
-                    crate::error::ErrorBody::new(error.code(), &error).to_json(),
+                    crate::error::ErrorBody::for_error(error.code(), &error).to_json(),
                 )
             }
         }

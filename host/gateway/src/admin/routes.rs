@@ -113,7 +113,7 @@ pub async fn handle(gateway: &Arc<Gateway>, request: hyper::Request<Incoming>) -
             json_response(status, &body)
         }
         Err(error) => {
-            tracing::warn!(code = error.code(), %error, "admin request refused");
+            tracing::warn!(code = error.code(), error = %palisade_types::Chain(&error), "admin request refused");
             error.into_response()
         }
     }
@@ -300,7 +300,7 @@ pub(super) fn upload(
     let engine = gateway.runtime.engine();
     let compiled = engine
         .compile(&verified.component)
-        .map_err(|e| AdminError::Compile(e.to_string()))?;
+        .map_err(AdminError::Compile)?;
     let declared = verified.manifest.kind;
     let found = PluginKind::of_component(&compiled.component, engine.wasmtime());
     if found != Some(declared) {

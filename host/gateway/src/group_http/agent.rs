@@ -46,11 +46,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use ed25519_dalek::{Signature, VerifyingKey};
-use palisade_group::messages::{DeviceAnswer, SealedMessage};
-use palisade_group::wire::{signed_part, WireMessage};
 use palisade_group::{
     check_id, GatewayAgent, GroupError, GroupSigner, Mode, Rejection, SecureChannel, WireError,
 };
+use palisade_group::{signed_part, DeviceAnswer, SealedMessage, WireMessage};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

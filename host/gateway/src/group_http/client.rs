@@ -10,12 +10,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use palisade_group::messages::{
+use palisade_group::ChallengeRequest;
+use palisade_group::{
     GroupAnswers, GroupAssertion, GroupAssociation, GroupChallenge, GroupConfirmations,
 };
-use palisade_group::wire::{WireMessage, MAX_MESSAGE_LEN};
-use palisade_group::ChallengeRequest;
 use palisade_group::{GroupSigner, Mode};
+use palisade_group::{WireMessage, MAX_MESSAGE_LEN};
 use std::sync::Arc;
 use std::time::Duration;
 

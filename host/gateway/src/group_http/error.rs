@@ -155,6 +155,8 @@ fn group_status(e: &GroupError) -> (StatusCode, &'static str) {
         | G::ChannelTampered
         | G::ChannelMisrouted
         | G::ChannelExhausted => (S::UNPROCESSABLE_ENTITY, "channel-error"),
+        // A refusal this build does not know yet: a server-side failure, never a pass.
+        _ => (S::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -232,7 +234,7 @@ impl HttpError {
         HttpError::Failed {
             status: self.status(),
             code: self.code().to_owned(),
-            message: self.to_string(),
+            message: palisade_types::Chain(self).to_string(),
         }
     }
 }
@@ -241,11 +243,11 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(code = self.code(), error = %self, "group endpoint failed");
+            tracing::warn!(code = self.code(), error = %palisade_types::Chain(&self), "group endpoint failed");
         } else {
-            tracing::debug!(code = self.code(), error = %self, "group request refused");
+            tracing::debug!(code = self.code(), error = %palisade_types::Chain(&self), "group request refused");
         }
-        let body = crate::error::ErrorBody::new(self.code(), &self);
+        let body = crate::error::ErrorBody::for_error(self.code(), &self);
         let retry = match &self {
             HttpError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
@@ -287,7 +289,7 @@ pub enum RegistryError {
         group: String,
     },
     /// The library refused an entry (invalid identifier, weak key, too many members).
-    #[error("{what}: {source}")]
+    #[error("{what} is refused")]
     Invalid {
         /// The entry.
         what: String,

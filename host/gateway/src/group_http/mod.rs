@@ -5,7 +5,7 @@
 //! - [`agent_router`]: the gateway agent (`/agent/v1/...`), called by devices; it calls the
 //!   server with a [`ServerClient`].
 //!
-//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`palisade_group::wire`]) with the
+//! Protocol bodies are the library's deterministic CBOR / COSE_Sign1 encoding ([`palisade_group::WireMessage`]) with the
 //! media type [`CONTENT_TYPE`]; every body is size-bounded by axum's body limit before it is
 //! decoded (SER-001). Refusals are JSON, `{"error": {"code": "...", "message": "..."}}`, with
 //! a stable code and a matching HTTP status ([`HttpError`]). Per-member rejections are not
@@ -14,7 +14,7 @@
 //! Time comes from the system clock here, at the edge (the library takes `now` as an
 //! argument); tests may substitute a [`Clock`].
 //!
-//! The challenge request is signed by the gateway's identity key ([`ChallengeRequest`]): the
+//! The challenge request is signed by the gateway's identity key ([`palisade_group::ChallengeRequest`]): the
 //! server authenticates the gateway before it spends a pending-challenge slot on it (a bounded
 //! table, SER-001) or says anything about the group (SER-027 authorization), and refuses a
 //! replayed request (SER-012).
@@ -31,10 +31,9 @@ mod server;
 pub use agent::{agent_router, AgentState, DEFAULT_ASSOCIATION_TTL, DEFAULT_SOURCE_RATE};
 pub use client::ServerClient;
 pub use error::{HttpError, RegistryError};
-pub use registry::{GatewayEntry, RegistryFile};
+pub use registry::RegistryFile;
 
-pub use sealed::{Peer, MAX_ASSOCIATIONS};
-pub use server::{server_router, Established, ServerLimits, ServerState};
+pub use server::{server_router, Established, ServerState};
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

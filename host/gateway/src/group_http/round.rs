@@ -5,7 +5,7 @@
 use super::agent::AgentState;
 use super::{blocking, lock, HttpError};
 use bytes::Bytes;
-use palisade_group::messages::{DeviceAnswer, KeyConfirmation};
+use palisade_group::{DeviceAnswer, KeyConfirmation};
 use palisade_group::{GroupSecurityAssociation, Mode, Rejection};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -127,7 +127,7 @@ impl Round {
                 }
             }
             Phase::Failed(e) => {
-                v["error"] = crate::error::ErrorBody::new(e.code(), e).to_value();
+                v["error"] = crate::error::ErrorBody::for_error(e.code(), e).to_value();
                 v["rejected"] = refused.collect();
             }
             _ => v["refused"] = refused.collect(),
@@ -175,7 +175,9 @@ pub(super) async fn run(
         Ok(o) => {
             tracing::info!(%group, ?mode, answers = count, authenticated = o.authenticated.len(), rejected = o.rejected.len(), "group round done")
         }
-        Err(e) => tracing::warn!(%group, ?mode, code = e.code(), error = %e, "group round failed"),
+        Err(e) => {
+            tracing::warn!(%group, ?mode, code = e.code(), error = %palisade_types::Chain(e), "group round failed")
+        }
     }
     let mut rounds = lock(&st.rounds);
     if let Some(r) = rounds

@@ -20,9 +20,8 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use palisade_group::messages::{GroupAnswers, GroupAssertion, SealedMessage};
-use palisade_group::wire::{WireMessage, MAX_MESSAGE_LEN};
 use palisade_group::ChallengeRequest;
+use palisade_group::{GroupAnswers, GroupAssertion, SealedMessage, WireMessage, MAX_MESSAGE_LEN};
 use palisade_group::{GroupError, IndependentOutcome, RepresentedOutcome, Server, WireError};
 use std::sync::{Arc, Mutex};
 

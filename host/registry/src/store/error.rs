@@ -49,7 +49,7 @@ pub enum IntegrityProblem {
 #[non_exhaustive]
 pub enum StoreError {
     /// The upload did not verify; nothing was stored.
-    #[error("the upload was refused: {0}")]
+    #[error("the upload was refused")]
     Refused(#[from] VerifyError),
     /// The version is not greater than the active one.
     #[error(
@@ -149,7 +149,7 @@ pub enum StoreError {
         path: String,
     },
     /// The file system refused.
-    #[error("cannot {action}: {source}")]
+    #[error("cannot {action}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -158,7 +158,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The database refused.
-    #[error("registry database error: {0}")]
+    #[error("registry database error")]
     Database(#[from] rusqlite::Error),
     /// A stored row cannot be read back (the database was altered or is damaged).
     #[error("the registry database holds an unreadable row for {what}")]

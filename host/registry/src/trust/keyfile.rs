@@ -41,7 +41,7 @@ const MAX_KEY_FILE: usize = 4096;
 #[non_exhaustive]
 pub enum KeyFileError {
     /// The file system refused.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was being done (`read`, `write`).
         action: &'static str,
@@ -68,7 +68,7 @@ pub enum KeyFileError {
         mode: u32,
     },
     /// The file is not a valid Palisade file of the expected kind.
-    #[error("{path} is not a valid {what} file: {source}")]
+    #[error("{path} is not a valid {what} file")]
     Format {
         /// The file.
         path: PathBuf,

@@ -101,7 +101,7 @@ impl TrustAnchors {
         anchors
     }
 
-    /// Reads public key files (see [`keyfile`]) into a set.
+    /// Reads public key files (see `keyfile.rs`) into a set.
     pub fn from_public_key_files<P: AsRef<Path>>(
         paths: &[P],
     ) -> Result<TrustAnchors, KeyFileError> {

@@ -87,8 +87,8 @@ impl Fleet {
     }
 
     /// Client TLS files for `name` (`ops`, `gw-1`, `stranger`, `rogue`).
-    pub fn client(&self, name: &str) -> palisade_gateway::tls_client::ClientTlsFiles {
-        palisade_gateway::tls_client::ClientTlsFiles {
+    pub fn client(&self, name: &str) -> palisade_gateway::ClientTlsFiles {
+        palisade_gateway::ClientTlsFiles {
             ca_file: Some(self.dir.join("ca.crt")),
             cert_file: Some(self.dir.join(format!("{name}.crt"))),
             key_file: Some(self.dir.join(format!("{name}.key"))),
