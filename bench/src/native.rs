@@ -36,7 +36,7 @@ impl NativeAcp {
 }
 
 /// The plugin's view of `request`, built the way the host builds the WIT record it lowers
-/// into the sandbox (`host/src/sandbox/convert.rs`): the strings are copied, the location is
+/// into the sandbox (`host/core/src/sandbox/convert.rs`): the strings are copied, the location is
 /// passed on (acp10's plugin is granted `location`), and a missing `request_time` is now.
 pub fn sdk_request(request: &AccessRequest) -> Request {
     Request {
@@ -51,6 +51,8 @@ pub fn sdk_request(request: &AccessRequest) -> Request {
         },
         target: request.target.clone(),
         resource_type: request.resource_type,
+        target_resource_type: request.target_resource_type,
+        target_specialization: request.target_specialization.clone(),
         authenticated: request.authenticated,
         roles: request.roles.clone(),
         source_ip: request.source_ip.clone(),

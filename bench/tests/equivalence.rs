@@ -5,11 +5,11 @@
 //! trapping plugin also denies, and would make the comparison meaningless).
 
 use cedar_policy::Decision as CedarDecision;
-use palisade::{Effect, Isolation, Runtime};
 use palisade_bench::cases::{cases, Case};
 use palisade_bench::cedar::CedarPeer;
 use palisade_bench::native::NativeAcp;
 use palisade_bench::palisade_runtime;
+use palisade_core::{Effect, Isolation, Outcome, Runtime};
 
 /// Palisade's answer, after checking that acp decided it (no failure, one authorize stage).
 fn palisade_permits(runtime: &Runtime, case: &Case, mode: &str) -> bool {
@@ -17,7 +17,7 @@ fn palisade_permits(runtime: &Runtime, case: &Case, mode: &str) -> bool {
     assert!(
         decision.stages.len() == 1
             && decision.stages[0].failure.is_none()
-            && ["permit", "deny"].contains(&decision.stages[0].outcome),
+            && matches!(decision.stages[0].outcome, Outcome::Permit | Outcome::Deny),
         "{mode}, {}: not an acp decision: {} {:?}",
         case.name,
         decision.reason,

@@ -7,7 +7,8 @@
 //! target/release/gateway boot --json    # one scenario, as JSON
 //! ```
 //!
-//! - `boot`: spawn to serving with 100 apps, cold (empty data dir) vs cached;
+//! - `boot`: spawn to serving with 100 apps, cold (empty data dir) vs cached, and a gateway
+//!   with no apps in the same run;
 //! - `memory`: resident size with 1,000 apps, after boot and after a decision each;
 //! - `http`: `wrk` against `POST /v1/decide` and the no-op endpoint of the same gateway;
 //! - `isolation`: a good app's latency alone and beside a hostile app (in process).
@@ -83,7 +84,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Spawn to serving with many apps: cold vs cached artifact cache.
+    /// Spawn to serving with many apps: cold vs cached artifact cache, and without apps.
     Boot,
     /// Resident memory with many apps, after boot and after one decision each.
     Memory,

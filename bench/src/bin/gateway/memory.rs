@@ -17,8 +17,20 @@ use super::config;
 use super::process::{Client, Gateway, Memory, Scratch};
 use super::report::{format_mib, format_ms, millis, Table, Target};
 
-/// The issue's target for the resident size, in KiB.
-const TARGET_KIB: u64 = 256 << 10;
+/// The targets for the resident size after one decision per app, in KiB: issue #6's for
+/// 1,000 apps, issue #18's for 10,000.
+fn target_kib(apps: usize) -> u64 {
+    if apps > 1000 {
+        512 << 10
+    } else {
+        256 << 10
+    }
+}
+
+/// Above this many apps the in-process comparison skips the copy-per-app install: it would
+/// hold one loaded module (~0.6 MiB) per app, gigabytes at 10,000, to show a cost the gateway
+/// no longer pays.
+const MAX_APPS_PER_APP_MODULE: usize = 1000;
 
 #[derive(Debug, Serialize)]
 pub struct MemoryResult {
@@ -43,8 +55,9 @@ pub struct InProcess {
     /// The apps installed from one compiled module shared by all.
     pub shared_module_kib: u64,
     /// For comparison, the apps installed with a compiled copy of the module each (loaded
-    /// from the artifact cache), as the gateway's setup did before it shared modules.
-    pub module_per_app_kib: u64,
+    /// from the artifact cache), as the gateway's setup did before it shared modules; not
+    /// measured above [`MAX_APPS_PER_APP_MODULE`] apps.
+    pub module_per_app_kib: Option<u64>,
 }
 
 pub fn run(palisade: &Path, apps: usize) -> anyhow::Result<MemoryResult> {
@@ -117,13 +130,16 @@ fn in_process(apps: usize, cache: &Path) -> anyhow::Result<InProcess> {
     }
     let shared_module_kib = rss()?.saturating_sub(before);
     drop(runtime);
-    let before = rss()?;
-    let runtime = Runtime::new(engine)?;
-    for index in 0..apps {
-        runtime.install(spec(index))?;
+    let mut module_per_app_kib = None;
+    if apps <= MAX_APPS_PER_APP_MODULE {
+        let before = rss()?;
+        let runtime = Runtime::new(engine)?;
+        for index in 0..apps {
+            runtime.install(spec(index))?;
+        }
+        module_per_app_kib = Some(rss()?.saturating_sub(before));
+        drop(runtime);
     }
-    let module_per_app_kib = rss()?.saturating_sub(before);
-    drop(runtime);
     Ok(InProcess {
         shared_module_kib,
         module_per_app_kib,
@@ -162,23 +178,31 @@ impl MemoryResult {
             format_ms(self.decisions_ms),
             self.after_decisions.vm_size_kib as f64 / (1u64 << 30) as f64,
         ));
-        table.note(format!(
-            "In process, installing the {} apps grows RSS by {} with a compiled copy of acp per app, and by {} from one shared compiled module (what setup does).",
-            self.apps,
-            format_mib(self.in_process.module_per_app_kib),
-            format_mib(self.in_process.shared_module_kib),
-        ));
+        table.note(match self.in_process.module_per_app_kib {
+            Some(per_app) => format!(
+                "In process, installing the {} apps grows RSS by {} with a compiled copy of acp per app, and by {} from one shared compiled module (what setup does).",
+                self.apps,
+                format_mib(per_app),
+                format_mib(self.in_process.shared_module_kib),
+            ),
+            None => format!(
+                "In process, installing the {} apps from one shared compiled module (what setup does) grows RSS by {}.",
+                self.apps,
+                format_mib(self.in_process.shared_module_kib),
+            ),
+        });
         table
     }
 
     pub fn targets(&self) -> Vec<Target> {
+        let limit = target_kib(self.apps);
         let target = |name: &str, memory: &Memory| {
             Target::new(
                 "memory",
                 format!("VmRSS {name} ({} apps)", self.apps),
-                "<= 256 MiB",
+                format!("<= {}", format_mib(limit)),
                 format_mib(memory.vm_rss_kib),
-                memory.vm_rss_kib <= TARGET_KIB,
+                memory.vm_rss_kib <= limit,
             )
         };
         vec![
