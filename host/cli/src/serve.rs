@@ -70,8 +70,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
     let shipper = match ship {
         Some(ship) => {
             let collector = ship.collector.to_string();
-            let shipper =
-                palisade_collector::Shipper::new(ship).context("[audit.ship]")?;
+            let shipper = palisade_collector::Shipper::new(ship).context("[audit.ship]")?;
             shipper.measure_backlog();
             gateway.wrap_audit(|audit| {
                 Arc::new(palisade_collector::ShipGuard::new(audit, shipper.status()))

@@ -33,5 +33,7 @@ mod store;
 pub use config::{CollectorConfig, OnBacklogFull, ShipConfig};
 pub use remote::{verify_stored, RemoteError, RemoteReport};
 pub use server::{run, start, Collector, ServeError};
-pub use shipper::{Cursor, Round, ShipError, ShipGuard, ShipSnapshot, ShipStatus, Shipper, SHIP_BACKLOG};
+pub use shipper::{
+    Cursor, Round, ShipError, ShipGuard, ShipSnapshot, ShipStatus, Shipper, SHIP_BACKLOG,
+};
 pub use store::StoreError;

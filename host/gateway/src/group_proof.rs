@@ -59,13 +59,13 @@ pub struct AssociationFile {
 /// Why the record file cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum AssociationFileError {
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path} is not an association record file")]
     Json {
         path: PathBuf,
         #[source]
@@ -381,7 +381,6 @@ impl GroupProofs {
             .records
             .len()
     }
-
 }
 
 fn hex32(text: &str) -> Option<[u8; 32]> {

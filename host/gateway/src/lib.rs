@@ -63,10 +63,8 @@ pub use admin::{
     auth::KEY_ID_HEADER, sign_request, spawn_periodic as spawn_admin_checks, start as start_admin,
     Admin, AdminSetupError,
 };
+pub use audit::{AuditHealth, AuditRefusal, AuditSink, AuditTicket, DecisionRecord, SinkFuture};
 pub use config::{line_of, toml_error, ConfigError, GatewayConfig, KeystoreConfig, Rate, Service};
-pub use audit::{
-    AuditHealth, AuditRefusal, AuditSink, AuditTicket, DecisionRecord, SinkFuture,
-};
 pub use demo::{mint_demo_token, prepare as prepare_demo, DEMO_LISTEN, DEMO_TOKEN_HOLDER};
 pub use error::{json_response, ErrorBody, ErrorDetail};
 pub use group_http::{

@@ -187,7 +187,6 @@ impl PseudonymCache {
             })
             .sum()
     }
-
 }
 
 /// Numbers every opened secret, so that cache entries of one never answer for another.

@@ -79,10 +79,10 @@ impl PgStateConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The connection string does not parse.
-    #[error("the state database URL does not parse: {0}")]
+    #[error("the state database URL does not parse")]
     Url(#[source] tokio_postgres::Error),
     /// The database could not be reached at start.
-    #[error("cannot reach the state database {target}: {source}")]
+    #[error("cannot reach the state database {target}")]
     Connect {
         /// Host and database, without credentials.
         target: String,
@@ -99,13 +99,13 @@ pub enum SetupError {
         timeout: Duration,
     },
     /// The schema migrations failed.
-    #[error("schema migration of the state database: {0}")]
+    #[error("schema migration of the state database failed")]
     Migrate(#[from] refinery::Error),
     /// The pool could not be built.
-    #[error("state database pool: {0}")]
+    #[error("the state database pool cannot be built")]
     Pool(#[from] deadpool_postgres::BuildError),
     /// The store's runtime could not start.
-    #[error("state database runtime: {0}")]
+    #[error("the state database runtime cannot start")]
     Runtime(#[source] std::io::Error),
 }
 

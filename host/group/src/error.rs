@@ -286,6 +286,6 @@ pub enum GroupError {
     ChannelExhausted,
     /// The server's state store (e.g. the PostgreSQL shared by several instances) did not
     /// answer: the request is refused rather than decided on partial state (fails closed).
-    #[error("the server's state is unavailable: {0}")]
+    #[error("the server's state is unavailable")]
     StateUnavailable(#[source] super::store::StoreError),
 }

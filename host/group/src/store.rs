@@ -61,7 +61,7 @@ pub enum Lookup {
 /// Why a store could not answer. The request is refused; the server never falls back to
 /// state of its own.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
+#[error("{what}")]
 pub struct StoreError {
     what: String,
     #[source]

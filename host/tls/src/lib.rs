@@ -142,10 +142,10 @@ pub enum ClientTlsError {
         source: rustls::Error,
     },
     /// A client key that does not belong to the client certificate.
-    #[error("the client key does not fit the client certificate: {0}")]
+    #[error("the client key does not fit the client certificate")]
     Identity(#[source] rustls::Error),
     /// rustls refused the configuration itself.
-    #[error("TLS setup: {0}")]
+    #[error("TLS setup failed")]
     Setup(#[source] rustls::Error),
 }
 
@@ -246,14 +246,14 @@ pub enum ConnectError {
         source: rustls::pki_types::InvalidDnsNameError,
     },
     /// The TCP connect failed or timed out.
-    #[error("connect: {0}")]
+    #[error("connect failed")]
     Tcp(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The TLS handshake failed (an untrusted server certificate, a refused or missing
     /// client certificate, no common protocol version).
-    #[error("TLS handshake: {0}")]
+    #[error("TLS handshake failed")]
     Handshake(#[source] std::io::Error),
     /// rustls refused to start a connection.
-    #[error("TLS: {0}")]
+    #[error("TLS connection refused by rustls")]
     Tls(#[source] rustls::Error),
 }
 

@@ -15,7 +15,9 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade_audit::{AuditConfig, AuditLog, Clock, FsyncPolicy, Kind};
-use palisade_collector::{Collector, CollectorConfig, Cursor, OnBacklogFull, Round, ShipConfig, Shipper};
+use palisade_collector::{
+    Collector, CollectorConfig, Cursor, OnBacklogFull, Round, ShipConfig, Shipper,
+};
 use palisade_gateway::{client_config, ClientTlsFiles, Connector};
 use serde_json::{json, Value};
 
