@@ -141,10 +141,11 @@ async fn get(port: u16, files: &ClientTlsFiles) -> Result<String, String> {
 
 /// The same request over the blocking stream (`palisade push`).
 fn get_blocking(port: u16, files: &ClientTlsFiles) -> Result<String, String> {
-    let config = client_config(files).map_err(|e| e.to_string())?;
+    let config = client_config(files).map_err(|e| palisade_types::Chain(&e).to_string())?;
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut stream = blocking(config, "127.0.0.1", tcp).map_err(|e| format!("{e}"))?;
+    let mut stream =
+        blocking(config, "127.0.0.1", tcp).map_err(|e| palisade_types::Chain(&e).to_string())?;
     let attempt = stream
         .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .and_then(|()| {
