@@ -8,11 +8,11 @@
 //! simulated clock therefore moves one challenge lifetime (plus a second) per round: every
 //! earlier round has expired, the caches stay small, and each round is like the first.
 
-use palisade_group::wire::{signature_of, signed_part};
 use palisade_group::{
     generate_identity_key, Device, GatewayAgent, GroupAnswers, GroupConfirmations, GroupError,
     GroupSigner, IndependentOutcome, Mode, Server, ServerConfig, Verification, WireMessage,
 };
+use palisade_group::{signature_of, signed_part};
 
 use crate::REQUEST_TIME;
 

@@ -58,7 +58,7 @@ pub use server::{
 pub use simulate::{simulate, SimConfig, SimPhase, SimReport, SimRun};
 pub use store::{MemoryStore, ServerStore, StoreError};
 pub use verify::Verification;
-pub use wire::{signed_part, WireMessage, MAX_MEMBERS, MAX_MESSAGE_LEN};
+pub use wire::{signature_of, signed_part, WireMessage, MAX_MEMBERS, MAX_MESSAGE_LEN};
 
 use serde::{Deserialize, Serialize};
 

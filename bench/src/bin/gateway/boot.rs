@@ -206,10 +206,7 @@ fn breakdown(apps: usize, repeats: usize, gateway_build: Duration) -> anyhow::Re
     drop(plain);
     let scratch = Scratch::new()?;
     let cache_dir = scratch.path().join("cache");
-    let cached = Engine::new(EngineConfig {
-        cache_dir: Some(cache_dir.clone()),
-        ..EngineConfig::default()
-    })?;
+    let cached = Engine::new(EngineConfig::default().cache_dir(Some(cache_dir.clone())))?;
     cached.compile(&acp)?; // fills the cache
     let mut loads = Vec::new();
     for _ in 0..repeats.max(20) {

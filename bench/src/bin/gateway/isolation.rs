@@ -72,15 +72,10 @@ pub fn run(decisions: usize) -> anyhow::Result<IsolationResult> {
         AppSpec::new("good").plugin(PluginSetup::new("acp", policy), palisade_artifacts::ACP),
     )?;
     let hostile = std::fs::read(palisade_artifacts::HOSTILE_PATH)?;
-    let no_quarantine = SandboxLimits {
-        deadline: ATTACK_DEADLINE,
-        quarantine_after: u32::MAX,
-        ..SandboxLimits::default()
-    };
-    let default_quarantine = SandboxLimits {
-        deadline: ATTACK_DEADLINE,
-        ..SandboxLimits::default()
-    };
+    let no_quarantine = SandboxLimits::default()
+        .deadline(ATTACK_DEADLINE)
+        .quarantine_after(u32::MAX);
+    let default_quarantine = SandboxLimits::default().deadline(ATTACK_DEADLINE);
     for (name, attack, limits) in [
         ("attack-loop", "loop", &no_quarantine),
         ("attack-memory", "memory", &no_quarantine),

@@ -109,10 +109,7 @@ fn in_process(apps: usize, cache: &Path) -> anyhow::Result<InProcess> {
     use palisade_core::{AppSpec, Engine, EngineConfig, PluginSetup, Runtime};
     // One buffer for every app, as `serve` reads each plugin reference once.
     let acp: std::sync::Arc<[u8]> = std::sync::Arc::from(palisade_artifacts::ACP);
-    let engine = Engine::new(EngineConfig {
-        cache_dir: Some(cache.to_path_buf()),
-        ..EngineConfig::default()
-    })?;
+    let engine = Engine::new(EngineConfig::default().cache_dir(Some(cache.to_path_buf())))?;
     let mut shared = palisade_core::SharedModules::default();
     shared.get_or_compile(&engine, &acp)?;
     let spec = |index: usize| {
