@@ -227,16 +227,31 @@ fn decide(addr: SocketAddr, i: u64) -> bool {
     answer.starts_with(b"HTTP/1.1 200")
 }
 
-/// Every line of the gateway's log set on disk, by seq.
+/// Every line of the gateway's log set on disk, by seq. The gateway may still be running: a
+/// rotation between listing the files and reading one renames it, so the set is read again.
 pub(crate) fn lines_on_disk(audit: &Path) -> BTreeMap<i64, String> {
-    let mut out = BTreeMap::new();
-    for file in palisade_audit::log_files(audit, "audit.log").unwrap() {
-        for line in std::fs::read_to_string(&file).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            out.insert(v["seq"].as_i64().unwrap(), line.to_owned());
+    'again: for _ in 0..50 {
+        let mut out = BTreeMap::new();
+        for file in palisade_audit::log_files(audit, "audit.log").unwrap() {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue 'again;
+                }
+                Err(error) => panic!("{}: {error}", file.display()),
+            };
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                out.insert(v["seq"].as_i64().unwrap(), line.to_owned());
+            }
         }
+        return out;
     }
-    out
+    panic!(
+        "{}: the log set kept changing while it was read",
+        audit.display()
+    )
 }
 
 pub(crate) async fn lines_in_db(db: &str, gateway: &str) -> BTreeMap<i64, String> {
