@@ -183,26 +183,43 @@ pub use palisade_types::now_unix;
 /// The two written forms of [`AccessRequest::attributes`].
 mod attributes {
     use std::collections::BTreeMap;
+    use std::fmt;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
-    #[derive(Deserialize)]
-    #[serde(
-        untagged,
-        expecting = "a list of [name, value] pairs or a table of name = value"
-    )]
-    enum Written {
-        Pairs(Vec<(String, String)>),
-        Table(BTreeMap<String, String>),
+    /// Reads either form straight from the input. (An untagged enum would buffer the whole
+    /// value first to try each form in turn, on every decide request that has attributes.)
+    struct Written;
+
+    impl<'de> Visitor<'de> for Written {
+        type Value = Vec<(String, String)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of [name, value] pairs or a table of name = value")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(pair) = seq.next_element::<(String, String)>()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            // A table has no order and one value per name: sorted by name, the last one kept.
+            let mut table = BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                table.insert(name, value);
+            }
+            Ok(table.into_iter().collect())
+        }
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<(String, String)>, D::Error> {
-        Ok(match Written::deserialize(deserializer)? {
-            Written::Pairs(pairs) => pairs,
-            Written::Table(table) => table.into_iter().collect(),
-        })
+        deserializer.deserialize_any(Written)
     }
 }
 
