@@ -316,9 +316,9 @@ impl GroupProofs {
                 ProofHeader::parse(text)
                     .map_err(|e| refuse("group-proof-malformed", format!("group proof: {e}")))
             })?;
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        self.refresh(&mut table);
-        let table = &mut *table;
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh(&mut guard);
+        let table = &mut *guard;
         let key_id = (header.association, originator.to_owned());
         let unknown = || {
             refuse(
@@ -343,8 +343,12 @@ impl GroupProofs {
                 format!("the group association expired at {at}"),
             ));
         }
+        // The signature (the expensive part) is checked without the table: other proofs go
+        // on meanwhile. Only a proof that verifies comes back to move its record's window.
+        let (key, gateway) = (live.key, table.gateway.clone());
+        drop(guard);
         let request = ProofRequest {
-            gateway: &table.gateway,
+            gateway: &gateway,
             association: header.association,
             device: originator,
             counter: header.counter,
@@ -354,12 +358,21 @@ impl GroupProofs {
             request_id: claim.request_id,
             body_digest: claim.body_digest,
         };
-        if !request.verify(&live.key, &header.signature) {
+        if !request.verify(&key, &header.signature) {
             return Err(refuse(
                 "group-proof-bad-signature",
                 "the group proof's signature does not verify for this request and device",
             ));
         }
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        // Re-read meanwhile, the record may be gone or hold another key: then it is unknown.
+        let Some(live) = guard
+            .records
+            .get_mut(&key_id)
+            .filter(|live| live.key == key)
+        else {
+            return Err(unknown());
+        };
         if !live.window.accept(header.counter) {
             return Err(refuse(
                 "group-proof-replayed",
