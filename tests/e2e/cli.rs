@@ -274,17 +274,13 @@ fn bench_reports_warm_and_fresh_latency() {
 #[test]
 fn the_embedding_example_runs() {
     // A plain `cargo test` builds examples already; a filtered run may not have, so build it
-    // (a no-op when it is up to date) with the cargo that runs these tests.
+    // (a no-op when it is up to date) with the cargo that runs these tests. No `-p`: selecting
+    // one package resolves features for it alone, which would rebuild wasmtime and everything
+    // above it under other hashes (minutes in CI) instead of reusing what `cargo test` built.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "palisade-core",
-            "--example",
-            "embed_gateway",
-        ])
+        .args(["build", "--quiet", "--example", "embed_gateway"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .status()
         .expect("running cargo");
     assert!(built.success());
