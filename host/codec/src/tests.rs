@@ -261,3 +261,21 @@ fn arbitrary_input_gives_errors_never_panics() {
             .map(|_| r.end());
     }
 }
+
+#[test]
+fn the_buffer_keeps_every_byte_across_its_wiping_growths() {
+    // From 1 byte of room to ~60 KB: each growth copies into a fresh buffer and wipes the
+    // old one, so a lost or stale byte would show up here.
+    let mut w = Writer::with_capacity(1);
+    w.array(10_000);
+    for i in 0..10_000u32 {
+        w.bytes(&i.to_be_bytes());
+    }
+    let b = w.finish();
+    let mut r = Reader::new(&b);
+    assert_eq!(r.array("a", 10_000, 5).unwrap(), 10_000);
+    for i in 0..10_000u32 {
+        assert_eq!(r.arr::<4>("a.item").unwrap(), i.to_be_bytes());
+    }
+    r.end().unwrap();
+}
