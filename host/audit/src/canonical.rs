@@ -185,10 +185,13 @@ impl ObjectWriter<'_> {
 /// that needs an escape or is not a string (a number, a bool) is refused rather than
 /// compared wrongly.
 struct KeyOrder {
-    /// Per open object, the last key written in it.
-    open: Vec<Option<Vec<u8>>>,
-    /// The key being written, if one is.
-    key: Option<Vec<u8>>,
+    /// Per open object: whether it has a key yet, and its last key. Buffers are swapped with
+    /// `key` rather than copied, so a record costs an allocation per nesting level, not per
+    /// key.
+    open: Vec<(bool, Vec<u8>)>,
+    /// The key being written.
+    key: Vec<u8>,
+    in_key: bool,
     canonical: bool,
 }
 
@@ -196,7 +199,8 @@ impl Default for KeyOrder {
     fn default() -> Self {
         KeyOrder {
             open: Vec::new(),
-            key: None,
+            key: Vec::new(),
+            in_key: false,
             canonical: true,
         }
     }
@@ -206,7 +210,7 @@ impl Default for KeyOrder {
 macro_rules! scalar_writers {
     ($($name:ident($type:ty)),* $(,)?) => {$(
         fn $name<W: ?Sized + std::io::Write>(&mut self, w: &mut W, value: $type) -> std::io::Result<()> {
-            if self.key.is_some() {
+            if self.in_key {
                 self.canonical = false;
             }
             CompactFormatter.$name(w, value)
@@ -236,7 +240,7 @@ impl Formatter for &mut KeyOrder {
     );
 
     fn write_null<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        if self.key.is_some() {
+        if self.in_key {
             self.canonical = false;
         }
         CompactFormatter.write_null(w)
@@ -247,8 +251,8 @@ impl Formatter for &mut KeyOrder {
         w: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        if let Some(key) = &mut self.key {
-            key.extend_from_slice(fragment.as_bytes());
+        if self.in_key {
+            self.key.extend_from_slice(fragment.as_bytes());
         }
         CompactFormatter.write_string_fragment(w, fragment)
     }
@@ -258,14 +262,14 @@ impl Formatter for &mut KeyOrder {
         w: &mut W,
         escape: CharEscape,
     ) -> std::io::Result<()> {
-        if self.key.is_some() {
+        if self.in_key {
             self.canonical = false;
         }
         CompactFormatter.write_char_escape(w, escape)
     }
 
     fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open.push(None);
+        self.open.push((false, Vec::new()));
         CompactFormatter.begin_object(w)
     }
 
@@ -279,18 +283,20 @@ impl Formatter for &mut KeyOrder {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        self.key = Some(Vec::new());
+        self.in_key = true;
+        self.key.clear();
         CompactFormatter.begin_object_key(w, first)
     }
 
     fn end_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        let key = self.key.take().unwrap_or_default();
+        self.in_key = false;
         match self.open.last_mut() {
-            Some(last) => {
-                if last.as_ref().is_some_and(|last| key <= *last) {
+            Some((has_key, last)) => {
+                if *has_key && self.key <= *last {
                     self.canonical = false;
                 }
-                *last = Some(key);
+                *has_key = true;
+                std::mem::swap(last, &mut self.key);
             }
             None => self.canonical = false,
         }

@@ -2,7 +2,6 @@
 //! (NULLs, bad UTF-8, huge or unterminated inputs, freed handles, double frees, double
 //! installs, made-up enum values) gets a status and a message, never a crash.
 
-use std::ffi::{c_char, CStr};
 use std::ptr::{null, null_mut};
 
 use palisade_capi::*;
