@@ -103,10 +103,12 @@ pub struct Evaluated {
 impl Runtime {
     /// Decides `request` with the identity-privacy split: without `split` (consent, SER-015)
     /// the plugins see the real originator; with it, as the module docs describe. Unlike
-    /// [`Runtime::is_authorized`], the answer carries the view later stages must use.
+    /// [`Runtime::is_authorized`], the answer carries the view later stages must use. With an
+    /// audit sink ([`Runtime::set_audit_sink`]) the decision is recorded once, on the view
+    /// and the subject returned here (pseudonyms with a split), before it is returned.
     pub fn evaluate(&self, request: AccessRequest, split: Option<PrivacySplit<'_>>) -> Evaluated {
         let Some(split) = split else {
-            let decision = self.is_authorized(&request);
+            let decision = self.decide_unrecorded(&request);
             let mut view = request;
             view.credential = None;
             if let Some(identity) = &decision.identity {
@@ -114,6 +116,7 @@ impl Runtime {
                 merge_roles(&mut view.roles, &identity.roles);
             }
             let subject = decision.identity.as_ref().map(|i| i.subject.clone());
+            let decision = self.recorded(decision, &view, subject.clone());
             return Evaluated {
                 decision,
                 view,
@@ -136,6 +139,7 @@ impl Runtime {
                     "the originator's pseudonym cannot be computed",
                     started.elapsed().as_micros() as u64,
                 );
+                let decision = self.recorded(decision, &view, None);
                 return Evaluated {
                     decision,
                     view,
@@ -149,7 +153,7 @@ impl Runtime {
         if let (Some(_), Some(authn_app)) = (&request.credential, split.authn_app) {
             let mut real = request.clone();
             real.app = authn_app.to_string();
-            let mut outcome = self.is_authorized(&real);
+            let mut outcome = self.decide_unrecorded(&real);
             outcome.app = request.app.clone();
             match outcome.identity.take() {
                 Some(found) => {
@@ -164,8 +168,9 @@ impl Runtime {
                     .iter()
                     .any(|s| s.outcome != Outcome::NotApplicable) =>
                 {
+                    // Recorded as the authorizers would see it: the pseudonym, no credential.
                     return Evaluated {
-                        decision: outcome,
+                        decision: self.recorded(outcome, &view, None),
                         view,
                         subject: None,
                     };
@@ -175,7 +180,7 @@ impl Runtime {
             authenticate_us = outcome.timings.authenticate_us;
             authn_stages = outcome.stages;
         }
-        let mut decision = self.is_authorized(&view);
+        let mut decision = self.decide_unrecorded(&view);
         if !authn_stages.is_empty() {
             authn_stages.append(&mut decision.stages);
             decision.stages = authn_stages;
@@ -189,6 +194,7 @@ impl Runtime {
                 .unwrap_or_default()
         });
         decision.identity = identity;
+        let decision = self.recorded(decision, &view, subject.clone());
         Evaluated {
             decision,
             view,
