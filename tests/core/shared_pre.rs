@@ -39,7 +39,7 @@ fn apps_sharing_a_module_keep_their_own_configuration_in_both_isolations() {
     let runtime = palisade_test_support::runtime();
     let compiled = shared_acp(&runtime);
     let isolation = |app: usize| {
-        if app % 2 == 0 {
+        if app.is_multiple_of(2) {
             Isolation::Warm
         } else {
             Isolation::FreshPerRequest
