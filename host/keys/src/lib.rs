@@ -236,12 +236,14 @@ pub trait KeyStore: Send + Sync {
     fn generate(&self, scope: &KeyScope, kind: KeyKind, label: &str)
         -> Result<KeyHandle, KeyError>;
 
-    /// Generates several keys as one unit: with the software store, one write of its index
+    /// Generates several keys: with the software store as one unit, one write of its index
     /// for the whole batch instead of one per key (a 10,000-app gateway's first start creates
-    /// one pseudonym secret per app). Either every key is created or none is. A batch naming
+    /// one pseudonym secret per app), and either every key is created or none is. A batch naming
     /// the same scope and label twice is refused ([`KeyError::DuplicateRequest`]): it is a
     /// caller's mistake that would leave two keys no label can tell apart. The handles come
-    /// back in the order of `requests`. The default generates them one by one.
+    /// back in the order of `requests`. The default (the PKCS#11 backend) generates them one by
+    /// one: a failure part-way leaves the keys made before it, which a caller that looks its
+    /// keys up by label (the gateway) finds on its next start.
     fn generate_many(&self, requests: &[KeyRequest]) -> Result<Vec<KeyHandle>, KeyError> {
         check_batch(requests)?;
         requests
