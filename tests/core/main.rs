@@ -4,6 +4,7 @@
 
 mod audit;
 mod isolation;
+mod shared_pre;
 mod swap;
 mod warm_pool;
 mod wasi;
