@@ -174,10 +174,15 @@ pub struct KeyInfo {
 /// Length bounds of an HMAC secret: below 16 bytes is too weak, above 64 is hashed by HMAC.
 pub const HMAC_SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 
-/// Checks a label: 1..=64 characters of `[A-Za-z0-9._:-]`.
-pub(crate) fn validate_label(label: &str) -> Result<(), KeyError> {
+/// The longest key label, in bytes.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Checks a label: 1..=[`MAX_LABEL_LEN`] characters of `[A-Za-z0-9._:-]`. The one label
+/// rule: names that become labels elsewhere (a provisioning bundle's key names) are checked
+/// with it too.
+pub fn validate_label(label: &str) -> Result<(), KeyError> {
     let ok = !label.is_empty()
-        && label.len() <= 64
+        && label.len() <= MAX_LABEL_LEN
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));

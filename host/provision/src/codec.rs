@@ -47,19 +47,16 @@ pub(crate) const MAGIC: &[u8; 4] = b"PLPB";
 /// The prefix of every bundle of this format.
 pub(crate) const PREFIX: [u8; 5] = [b'P', b'L', b'P', b'B', FORMAT_VERSION];
 const MAX_ID: usize = 128;
-const MAX_NAME: usize = 64;
+const MAX_NAME: usize = palisade_keys::MAX_LABEL_LEN;
 
 /// An identifier (provider, gateway, device, group, app, originator).
 pub(crate) fn valid_id(s: &str) -> bool {
     palisade_group::check_id(s).is_ok()
 }
 
-/// A key name: it becomes a keystore label, so it follows the label rule.
+/// A key name: it becomes a keystore label, so it follows the keystore's label rule.
 pub(crate) fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    palisade_keys::validate_label(s).is_ok()
 }
 
 /// Checks the prefix: a bundle, of this format. Returns the CBOR after it.
