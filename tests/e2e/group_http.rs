@@ -606,6 +606,7 @@ async fn the_cli_server_and_agent_authenticate_a_group() {
         devices = back;
         assert_eq!(refused, ["d2"]);
         let v = finished(&http, &agent, GROUP).await;
+        assert_eq!(v["state"], "done", "{mode}: {v}");
         assert_eq!(names(&v["authenticated"]), ["d0", "d1", "d3"], "{v}");
         assert_eq!(names(&v["rejected"]), ["d2"]);
     }

@@ -322,7 +322,7 @@ pub async fn finished_query(http: &Http, agent: &str, group: &str, query: &str) 
 pub fn names(v: &Value) -> Vec<String> {
     let mut n: Vec<String> = v
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not a list of devices: {v}"))
         .iter()
         .map(|x| x.as_str().or(x["device"].as_str()).unwrap().to_owned())
         .collect();
