@@ -3,6 +3,7 @@
 //! `palisade` binary). One test binary for the crate (issue #14.5); each file is a module.
 
 mod isolation;
+mod request_crossing;
 mod swap;
 mod warm_pool;
 mod wasi;

@@ -52,7 +52,8 @@ pub use engine::{
 };
 pub use pipeline::{
     valid_name, AppSpec, AppStatus, Decision, Effect, FilteredResponse, Identity, InstallError,
-    Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules, Stage, StageReport, Timings,
+    Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules, Stage, StageReport, Timing,
+    Timings,
 };
 pub use privacy::{
     rewrite_markers, Evaluated, PrivacySplit, PseudonymError, Pseudonyms, AUTHN_SUFFIX,

@@ -18,7 +18,7 @@
 use std::error::Error as StdError;
 use std::time::Instant;
 
-use crate::pipeline::{Decision, Outcome, Runtime};
+use crate::pipeline::{Decision, Outcome, Runtime, Timing};
 use crate::request::AccessRequest;
 
 /// Name suffix of the hidden application that runs an app's authenticators apart from its
@@ -105,8 +105,18 @@ impl Runtime {
     /// the plugins see the real originator; with it, as the module docs describe. Unlike
     /// [`Runtime::is_authorized`], the answer carries the view later stages must use.
     pub fn evaluate(&self, request: AccessRequest, split: Option<PrivacySplit<'_>>) -> Evaluated {
+        self.evaluate_timed(request, split, Timing::Stages)
+    }
+
+    /// [`Runtime::evaluate`], measuring only what `timing` asks for (see [`Timing`]).
+    pub fn evaluate_timed(
+        &self,
+        request: AccessRequest,
+        split: Option<PrivacySplit<'_>>,
+        timing: Timing,
+    ) -> Evaluated {
         let Some(split) = split else {
-            let decision = self.is_authorized(&request);
+            let decision = self.is_authorized_timed(&request, timing);
             let mut view = request;
             view.credential = None;
             if let Some(identity) = &decision.identity {
@@ -149,7 +159,7 @@ impl Runtime {
         if let (Some(_), Some(authn_app)) = (&request.credential, split.authn_app) {
             let mut real = request.clone();
             real.app = authn_app.to_string();
-            let mut outcome = self.is_authorized(&real);
+            let mut outcome = self.is_authorized_timed(&real, timing);
             outcome.app = request.app.clone();
             match outcome.identity.take() {
                 Some(found) => {
@@ -175,7 +185,7 @@ impl Runtime {
             authenticate_us = outcome.timings.authenticate_us;
             authn_stages = outcome.stages;
         }
-        let mut decision = self.is_authorized(&view);
+        let mut decision = self.is_authorized_timed(&view, timing);
         if !authn_stages.is_empty() {
             authn_stages.append(&mut decision.stages);
             decision.stages = authn_stages;
