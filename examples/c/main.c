@@ -2,10 +2,15 @@
  * spec (an accessControlPolicy authorizer), decide a permitted retrieve and a denied delete,
  * print why, free everything.
  *
+ * With two arguments, `embed_c LOG_DIR KEYSTORE_DIR`, every decision is first written to the
+ * signed, hash-chained audit log in LOG_DIR (SER-016), its checkpoints signed with the audit
+ * key kept in KEYSTORE_DIR; `palisade audit verify --log LOG_DIR --key LOG_DIR/gateway.pub`
+ * checks it afterwards.
+ *
  * Build (after `cargo build -p palisade-capi`), from the repository root:
  *   cc examples/c/main.c -Ihost/capi/include -Ltarget/debug -lpalisade_capi \
  *      -Wl,-rpath,$PWD/target/debug -o embed_c && ./embed_c
- * The tests build and run it (host/capi/tests/c_example.rs). */
+ * The tests build and run it (host/capi/tests/capi/c_example.rs). */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,18 +54,33 @@ static int decide(PalisadeRuntime *runtime, const char *what, const char *reques
     palisade_decision_effect(decision, &effect);
     palisade_decision_reason(decision, &reason);
     palisade_decision_decided_by(decision, &plugin);
-    printf("%s: %s - %s [decided by %s]\n", what,
+    const char *record = NULL;
+    palisade_decision_id(decision, &record);
+    printf("%s: %s - %s [decided by %s]", what,
            effect == PALISADE_EFFECT_PERMIT ? "permit" : "deny", reason,
            plugin ? plugin : "nobody");
+    if (record) {
+        printf(" [record %s]", record);
+    }
+    printf("\n");
     palisade_decision_free(decision);
     return (int)effect;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     PalisadeRuntime *runtime = NULL;
     char *error = NULL;
     if (failed("palisade_runtime_new",
                palisade_runtime_new(NULL, PALISADE_FORMAT_TOML, &runtime, &error), error)) {
+        return 1;
+    }
+    /* Audit before answer: a decision the log cannot take comes back as a deny. */
+    if (argc == 3 &&
+        failed("palisade_runtime_set_audit_log",
+               palisade_runtime_set_audit_log(runtime, argv[1], argv[2],
+                                              PALISADE_AUDIT_FAILURE_DENY, &error),
+               error)) {
+        palisade_runtime_free(runtime);
         return 1;
     }
     if (failed("install", palisade_runtime_install(runtime, SPEC, PALISADE_FORMAT_TOML, &error),

@@ -273,21 +273,11 @@ fn bench_reports_warm_and_fresh_latency() {
 
 #[test]
 fn the_embedding_example_runs() {
-    // A plain `cargo test` builds examples already; a filtered run may not have, so build it
-    // (a no-op when it is up to date) with the cargo that runs these tests.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "palisade-core",
-            "--example",
-            "embed_gateway",
-        ])
-        .status()
-        .expect("running cargo");
-    assert!(built.success());
+    // `cargo test` builds every example before it runs a test. The test does not build it
+    // itself: a `cargo build --example` from here resolves dev-dependencies for that one
+    // target, and the units it rebuilds overwrite those of the test build, so each run
+    // rebuilt half the workspace for the next. A filtered run that did not build the example
+    // (or built it before its library changed) is told how to.
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -298,7 +288,24 @@ fn the_embedding_example_runs() {
         .unwrap()
         .join("examples")
         .join("embed_gateway");
-    assert!(example.exists(), "{} was not built", example.display());
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_core = std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("libpalisade_core-") && name.ends_with(".rlib")
+        })
+        .filter_map(|path| modified(&path))
+        .max();
+    match (modified(&example), newest_core) {
+        (Some(built), Some(core)) if built >= core => {}
+        _ => panic!(
+            "{} is missing or older than palisade-core: a plain `cargo test` (or \
+             `cargo test --no-run`) builds it with every example; a filtered run does not",
+            example.display()
+        ),
+    }
     let output = Command::new(&example).output().unwrap();
     let shown = text(&output);
     assert!(output.status.success(), "{shown}");

@@ -466,6 +466,35 @@ impl AuditLog {
         }
     }
 
+    /// [`AuditLog::wait_written`] for a caller without an async runtime (an embedder's
+    /// decision thread, `palisade-capi`): blocks this thread until the entry `seq` (and
+    /// everything before it) is written, or `timeout` passes. The same errors.
+    pub fn wait_written_blocking(&self, seq: u64, timeout: Duration) -> Result<(), AuditError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        loop {
+            if st.stats.written_upto > seq {
+                return Ok(());
+            }
+            if st.stopped {
+                return Err(AuditError::Closed);
+            }
+            if let Some(error) = &st.failing {
+                return Err(AuditError::Unavailable(error.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AuditError::Backlogged(timeout));
+            }
+            st = self
+                .shared
+                .done
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     fn prepare(&self, kind: Kind, payload: CanonicalJson) -> Result<String, AuditError> {
         if matches!(kind, Kind::Gap | Kind::Checkpoint) {
             return Err(AuditError::ReservedKind(kind));

@@ -27,6 +27,34 @@ impl CanonicalJson {
         CanonicalJson(canonical_json(value))
     }
 
+    /// The canonical JSON of `value`, written straight from its `Serialize` when that writes
+    /// every object's keys in ascending byte order (as [`palisade_core`]'s decision record
+    /// does), checked as it goes; through a `serde_json::Value` otherwise (same bytes,
+    /// slower). Never fails: a value serde cannot write becomes `null`, as in
+    /// [`CanonicalJson::from_value`].
+    ///
+    /// [`palisade_core`]: https://docs.rs/palisade-core
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> CanonicalJson {
+        CanonicalJson::from_sorted(value).unwrap_or_else(|| {
+            let value = serde_json::to_value(value).unwrap_or_default();
+            CanonicalJson::from_value(&value)
+        })
+    }
+
+    /// The JSON of `value` if it is canonical as written: `None` when an object's keys are
+    /// not strictly ascending (unsorted or duplicated) or a key needed escaping or was not a
+    /// string (then [`CanonicalJson::of`] takes the slow path).
+    pub fn from_sorted<T: Serialize + ?Sized>(value: &T) -> Option<CanonicalJson> {
+        let mut out = Vec::with_capacity(512);
+        let mut checker = KeyOrder::default();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, &mut checker);
+        value.serialize(&mut serializer).ok()?;
+        if !checker.canonical {
+            return None;
+        }
+        String::from_utf8(out).ok().map(CanonicalJson)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -152,6 +180,130 @@ impl ObjectWriter<'_> {
     }
 }
 
+/// serde_json's compact output (the bytes [`canonical_json`] writes), checking that every
+/// object's keys come in strictly ascending byte order. Keys are compared as written, so a key
+/// that needs an escape or is not a string (a number, a bool) is refused rather than
+/// compared wrongly.
+struct KeyOrder {
+    /// Per open object: whether it has a key yet, and its last key. Buffers are swapped with
+    /// `key` rather than copied, so a record costs an allocation per nesting level, not per
+    /// key.
+    open: Vec<(bool, Vec<u8>)>,
+    /// The key being written.
+    key: Vec<u8>,
+    in_key: bool,
+    canonical: bool,
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder {
+            open: Vec::new(),
+            key: Vec::new(),
+            in_key: false,
+            canonical: true,
+        }
+    }
+}
+
+/// Methods that write a scalar: inside a key they mean a non-string key, refused.
+macro_rules! scalar_writers {
+    ($($name:ident($type:ty)),* $(,)?) => {$(
+        fn $name<W: ?Sized + std::io::Write>(&mut self, w: &mut W, value: $type) -> std::io::Result<()> {
+            if self.in_key {
+                self.canonical = false;
+            }
+            CompactFormatter.$name(w, value)
+        }
+    )*};
+}
+
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+impl Formatter for &mut KeyOrder {
+    scalar_writers!(
+        write_bool(bool),
+        write_i8(i8),
+        write_i16(i16),
+        write_i32(i32),
+        write_i64(i64),
+        write_i128(i128),
+        write_u8(u8),
+        write_u16(u16),
+        write_u32(u32),
+        write_u64(u64),
+        write_u128(u128),
+        write_f32(f32),
+        write_f64(f64),
+        write_number_str(&str),
+        write_raw_fragment(&str),
+    );
+
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.in_key {
+            self.canonical = false;
+        }
+        CompactFormatter.write_null(w)
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if self.in_key {
+            self.key.extend_from_slice(fragment.as_bytes());
+        }
+        CompactFormatter.write_string_fragment(w, fragment)
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> std::io::Result<()> {
+        if self.in_key {
+            self.canonical = false;
+        }
+        CompactFormatter.write_char_escape(w, escape)
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open.push((false, Vec::new()));
+        CompactFormatter.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open.pop();
+        CompactFormatter.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.in_key = true;
+        self.key.clear();
+        CompactFormatter.begin_object_key(w, first)
+    }
+
+    fn end_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.in_key = false;
+        match self.open.last_mut() {
+            Some((has_key, last)) => {
+                if *has_key && self.key <= *last {
+                    self.canonical = false;
+                }
+                *has_key = true;
+                std::mem::swap(last, &mut self.key);
+            }
+            None => self.canonical = false,
+        }
+        CompactFormatter.end_object_key(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +325,71 @@ mod tests {
         .unwrap();
         let value = json!({"e": "", "d": 1.5, "c": text, "b": {"y": u64::MAX}, "a": true});
         assert_eq!(written, CanonicalJson::from_value(&value));
+    }
+
+    #[test]
+    fn sorted_serialize_is_taken_as_written_and_anything_else_is_sorted() {
+        use std::collections::BTreeMap;
+        #[derive(Serialize)]
+        struct Sorted<'a> {
+            a: bool,
+            b: BTreeMap<&'a str, u64>,
+            c: &'a str,
+            d: Option<f64>,
+            e: Vec<BTreeMap<&'a str, i8>>,
+        }
+        let text = "q\"b\\c\u{1}\u{1f}\u{7f}\n\té☃\u{2028}😀/";
+        let sorted = Sorted {
+            a: true,
+            b: BTreeMap::from([("x", 1), ("y", u64::MAX)]),
+            c: text,
+            d: Some(1.5),
+            e: vec![BTreeMap::from([("m", -1), ("n", 2)])],
+        };
+        let expected = CanonicalJson::from_value(&serde_json::to_value(&sorted).unwrap());
+        assert_eq!(CanonicalJson::from_sorted(&sorted), Some(expected.clone()));
+        assert_eq!(CanonicalJson::of(&sorted), expected);
+
+        #[derive(Serialize)]
+        struct Unsorted {
+            b: u8,
+            a: u8,
+        }
+        assert_eq!(CanonicalJson::from_sorted(&Unsorted { b: 1, a: 2 }), None);
+        assert_eq!(
+            CanonicalJson::of(&Unsorted { b: 1, a: 2 }).as_str(),
+            r#"{"a":2,"b":1}"#
+        );
+        // Sorted outside, unsorted inside.
+        #[derive(Serialize)]
+        struct Outer {
+            a: Unsorted,
+        }
+        assert_eq!(
+            CanonicalJson::from_sorted(&Outer {
+                a: Unsorted { b: 1, a: 2 }
+            }),
+            None
+        );
+        // Keys that would be compared wrongly as written are refused, then sorted.
+        let escaped = BTreeMap::from([("a\n", 1), ("a", 2)]);
+        assert_eq!(CanonicalJson::from_sorted(&escaped), None);
+        assert_eq!(CanonicalJson::of(&escaped).as_str(), r#"{"a":2,"a\n":1}"#);
+        let numeric = BTreeMap::from([(10u8, 1), (9, 2)]);
+        assert_eq!(CanonicalJson::from_sorted(&numeric), None);
+        assert_eq!(CanonicalJson::of(&numeric).as_str(), r#"{"10":1,"9":2}"#);
+        // A duplicate key (a Serialize impl writing one twice) is not canonical.
+        struct Twice;
+        impl Serialize for Twice {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("a", &1)?;
+                map.serialize_entry("a", &2)?;
+                map.end()
+            }
+        }
+        assert_eq!(CanonicalJson::from_sorted(&Twice), None);
     }
 
     #[test]

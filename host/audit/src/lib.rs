@@ -111,6 +111,7 @@
 mod appender;
 mod canonical;
 mod entry;
+mod keystore;
 mod queue;
 mod report;
 mod signer;
@@ -132,6 +133,7 @@ pub use appender::{AuditLog, AuditStats, Recovery};
 pub use canonical::CanonicalJson;
 pub use canonical::{canonical_object, ObjectWriter};
 pub use entry::{canonical_json, checkpoint_message, entry_hash, Kind, ZERO_HASH};
+pub use keystore::{write_public_key, KeystoreSigner, AUDIT_KEY_LABEL, PUBLIC_KEY_FILE};
 pub use signer::{CheckpointSigner, MemorySigner, SignerError};
 pub use verify::{
     locate_line, log_files, resolve_log_path, set_line_counts, verify, verify_bytes,

@@ -51,6 +51,10 @@ typedef enum PalisadeStatus {
   PALISADE_STATUS_INVALID_ARGUMENT = 12,
   // A bug inside the library, caught before it crossed the boundary.
   PALISADE_STATUS_PANIC = 13,
+  // The audit log cannot be opened (its folder, its keystore, or another writer has it).
+  PALISADE_STATUS_AUDIT_LOG_FAILED = 14,
+  // The runtime records its decisions already: its audit log is never replaced.
+  PALISADE_STATUS_AUDIT_INSTALLED = 15,
 } PalisadeStatus;
 
 // A decision's effect. There is nothing in between: anything indeterminate is a deny.
@@ -70,6 +74,16 @@ typedef enum PalisadeFormat {
   // JSON, with the same keys.
   PALISADE_FORMAT_JSON = 1,
 } PalisadeFormat;
+
+// What a runtime with an audit log returns for a decision the log cannot take (taken as a
+// `uint32_t`, like [`PalisadeFormat`]).
+typedef enum PalisadeAuditFailure {
+  // A deny whose reason names the failure (SER-016: no permit that is not on record).
+  PALISADE_AUDIT_FAILURE_DENY = 0,
+  // The decision as made, unrecorded (logged and counted): availability over a complete
+  // trail, as the embedder's explicit choice.
+  PALISADE_AUDIT_FAILURE_ANSWER_UNRECORDED = 1,
+} PalisadeAuditFailure;
 
 // An opaque decision handle. Never dereferenced.
 typedef struct PalisadeDecision PalisadeDecision;
@@ -137,6 +151,32 @@ enum PalisadeStatus palisade_runtime_remove(const struct PalisadeRuntime *runtim
                                             const char *app,
                                             char **error);
 
+// Records every decision of `runtime` in the signed, hash-chained audit log in the folder
+// `log_dir` before the decision is returned (SER-016). Checkpoints are signed with the audit
+// key of the software keystore in the folder `keystore_dir` (created with mode 0700 and the
+// key generated on first use; keep it apart from the log), and the public key is written to
+// `log_dir/gateway.pub`, so `palisade audit verify --log LOG_DIR --key LOG_DIR/gateway.pub`
+// checks the log. An existing log is resumed.
+//
+// A decision whose record cannot be written within 2 s (storage failing or too slow) is
+// returned as a deny whose reason names the failure when `on_failure` is
+// `PALISADE_AUDIT_FAILURE_DENY` (a `PalisadeAuditFailure`; the safe choice), or as decided
+// with `PALISADE_AUDIT_FAILURE_ANSWER_UNRECORDED`. Cost: every decision waits for its record's
+// `write(2)`. Freeing the runtime closes the log with a signed checkpoint.
+//
+// Once set, the log stays for the runtime's life: a second call is refused with
+// `PALISADE_STATUS_AUDIT_INSTALLED`; `PALISADE_STATUS_AUDIT_LOG_FAILED` when the log cannot
+// be opened (e.g. another runtime or gateway writes it).
+//
+// # Safety
+// `runtime` is any pointer value; `log_dir` and `keystore_dir` are NULL or NUL-terminated
+// strings; `error` is NULL or points to writable storage for a pointer.
+enum PalisadeStatus palisade_runtime_set_audit_log(const struct PalisadeRuntime *runtime,
+                                                   const char *log_dir,
+                                                   const char *keystore_dir,
+                                                   uint32_t on_failure,
+                                                   char **error);
+
 // Decides on one request: a JSON object in the shape of the gateway's `/v1/decide` request
 // with `app` required (`{"app": "lights", "originator": "CAE1", "operation": "retrieve",
 // "target": "/cse-in/lights/lamp1"}`, plus the optional fields of `AccessRequest`). A request
@@ -194,9 +234,18 @@ enum PalisadeStatus palisade_decision_would_deny(const struct PalisadeDecision *
 enum PalisadeStatus palisade_decision_decided_by(const struct PalisadeDecision *decision,
                                                  const char **plugin);
 
+// The id of the decision's audit record when the runtime has an audit log
+// ([`palisade_runtime_set_audit_log`]): 32 hex digits, the `decision_id` of its entry; NULL
+// otherwise. Owned by the decision.
+//
+// # Safety
+// `decision` is any pointer value; `id` is NULL or points to writable storage.
+enum PalisadeStatus palisade_decision_id(const struct PalisadeDecision *decision, const char **id);
+
 // Everything the decision explains, as JSON: `effect`, `reason`, `app`, `decided_by` (name,
 // kind, version, sha256), `enforced`, `would_deny`, `identity`, `stages` (every plugin's
-// answer in order) and `timings`. Owned by the decision.
+// answer in order), `timings` and, with an audit log, `decision_id` (the id of its record).
+// Owned by the decision.
 //
 // # Safety
 // `decision` is any pointer value; `json` is NULL or points to writable storage.

@@ -6,8 +6,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use palisade_core::{
-    AccessRequest, Decision, Engine, EngineConfig, InstallError, PluginKind, Runtime,
+    AccessRequest, Decision, Engine, EngineConfig, InstallError, OnAuditFailure, PluginKind,
+    Runtime,
 };
+
+use crate::audit_log::{AuditLogError, AuditLogSink};
 
 use palisade_core::{read_spec_file, Spec, SpecError, SpecFormat, MAX_SPEC_BYTES};
 
@@ -52,6 +55,12 @@ pub enum EmbedError {
     /// The request is JSON in the request shape but cannot be decided.
     #[error("request: {0}")]
     Request(&'static str),
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    AuditLog(Box<AuditLogError>),
+    /// The runtime records its decisions already: a sink is never replaced.
+    #[error(transparent)]
+    AuditInstalled(palisade_core::AuditSinkInstalled),
 }
 
 impl From<SpecError> for EmbedError {
@@ -178,6 +187,34 @@ impl EmbeddedRuntime {
     /// Names of the installed applications, sorted.
     pub fn apps(&self) -> Vec<String> {
         self.runtime.app_names()
+    }
+
+    /// Records every decision of this runtime in the signed audit log in `log_dir` before it
+    /// is returned (SER-016; [`AuditLogSink::open`] says how the log and its key in
+    /// `keystore_dir` are opened). A decision the log cannot take comes back as a deny naming
+    /// why, unless `on_failure` is [`OnAuditFailure::AnswerUnrecorded`]. Once set, for the
+    /// runtime's life: a second call is refused.
+    pub fn set_audit_log(
+        &self,
+        log_dir: &Path,
+        keystore_dir: &Path,
+        on_failure: OnAuditFailure,
+    ) -> Result<(), EmbedError> {
+        let _change = self
+            .changes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Checked first, so a refused second call never opens (and locks) a log.
+        if self.runtime.has_audit_sink() {
+            return Err(EmbedError::AuditInstalled(
+                palisade_core::AuditSinkInstalled::default(),
+            ));
+        }
+        let sink = AuditLogSink::open(log_dir, keystore_dir)
+            .map_err(|error| EmbedError::AuditLog(Box::new(error)))?;
+        self.runtime
+            .set_audit_sink(std::sync::Arc::new(sink), on_failure)
+            .map_err(EmbedError::AuditInstalled)
     }
 
     /// Decides on a request in the JSON shape of `/v1/decide` with `app` required. An

@@ -43,12 +43,14 @@
 //! ## What the embedder keeps
 //! Embedded, the runtime decides; the gateway's HTTP-layer duties are the embedder's: which
 //! application a request belongs to, normalising its target path, how its originator was
-//! established, pseudonyms, audit records. Modules are compiled in the calling process
+//! established, pseudonyms. Decisions are put on record when the embedder installs the audit
+//! log ([`palisade_runtime_set_audit_log`], SER-016). Modules are compiled in the calling process
 //! (`EngineConfig::compiler`'s default for a library): install only modules you trust to
 //! compile, or check them with `palisade inspect` first.
 
 #![deny(missing_docs)]
 
+pub mod audit_log;
 pub mod embedded;
 
 use std::collections::{HashMap, HashSet};
@@ -57,8 +59,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use palisade_core::{Decision, Effect, EngineConfig};
+use palisade_core::{Decision, Effect, EngineConfig, OnAuditFailure};
 
+pub use audit_log::{AuditLogError, AuditLogSink};
 pub use embedded::{EmbedError, EmbeddedRuntime, MAX_REQUEST_BYTES};
 use palisade_core::{SpecError, SpecFormat};
 
@@ -102,6 +105,22 @@ pub enum PalisadeStatus {
     InvalidArgument = 12,
     /// A bug inside the library, caught before it crossed the boundary.
     Panic = 13,
+    /// The audit log cannot be opened (its folder, its keystore, or another writer has it).
+    AuditLogFailed = 14,
+    /// The runtime records its decisions already: its audit log is never replaced.
+    AuditInstalled = 15,
+}
+
+/// What a runtime with an audit log returns for a decision the log cannot take (taken as a
+/// `uint32_t`, like [`PalisadeFormat`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PalisadeAuditFailure {
+    /// A deny whose reason names the failure (SER-016: no permit that is not on record).
+    Deny = 0,
+    /// The decision as made, unrecorded (logged and counted): availability over a complete
+    /// trail, as the embedder's explicit choice.
+    AnswerUnrecorded = 1,
 }
 
 /// The text format of a spec or settings document. Functions take it as a `uint32_t`, so
@@ -141,6 +160,7 @@ struct DecisionHandle {
     reason: CString,
     would_deny: Option<CString>,
     decided_by: Option<CString>,
+    decision_id: Option<CString>,
     json: CString,
 }
 
@@ -333,6 +353,8 @@ fn failure(error: EmbedError) -> Failure {
         EmbedError::NotInstalled(_) => PalisadeStatus::NotInstalled,
         EmbedError::RequestTooLarge(_) => PalisadeStatus::TooLarge,
         EmbedError::RequestJson(_) | EmbedError::Request(_) => PalisadeStatus::InvalidRequest,
+        EmbedError::AuditLog(_) => PalisadeStatus::AuditLogFailed,
+        EmbedError::AuditInstalled(_) => PalisadeStatus::AuditInstalled,
     };
     Failure::new(status, palisade_types::Chain(&error).to_string())
 }
@@ -466,6 +488,54 @@ pub unsafe extern "C" fn palisade_runtime_remove(
     })
 }
 
+/// Records every decision of `runtime` in the signed, hash-chained audit log in the folder
+/// `log_dir` before the decision is returned (SER-016). Checkpoints are signed with the audit
+/// key of the software keystore in the folder `keystore_dir` (created with mode 0700 and the
+/// key generated on first use; keep it apart from the log), and the public key is written to
+/// `log_dir/gateway.pub`, so `palisade audit verify --log LOG_DIR --key LOG_DIR/gateway.pub`
+/// checks the log. An existing log is resumed.
+///
+/// A decision whose record cannot be written within 2 s (storage failing or too slow) is
+/// returned as a deny whose reason names the failure when `on_failure` is
+/// `PALISADE_AUDIT_FAILURE_DENY` (a `PalisadeAuditFailure`; the safe choice), or as decided
+/// with `PALISADE_AUDIT_FAILURE_ANSWER_UNRECORDED`. Cost: every decision waits for its record's
+/// `write(2)`. Freeing the runtime closes the log with a signed checkpoint.
+///
+/// Once set, the log stays for the runtime's life: a second call is refused with
+/// `PALISADE_STATUS_AUDIT_INSTALLED`; `PALISADE_STATUS_AUDIT_LOG_FAILED` when the log cannot
+/// be opened (e.g. another runtime or gateway writes it).
+///
+/// # Safety
+/// `runtime` is any pointer value; `log_dir` and `keystore_dir` are NULL or NUL-terminated
+/// strings; `error` is NULL or points to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn palisade_runtime_set_audit_log(
+    runtime: *const PalisadeRuntime,
+    log_dir: *const c_char,
+    keystore_dir: *const c_char,
+    on_failure: u32,
+    error: *mut *mut c_char,
+) -> PalisadeStatus {
+    call(error, || {
+        let handle = runtime_arg(runtime)?;
+        let log_dir = PathBuf::from(text_arg(log_dir, "log_dir", 4096)?);
+        let keystore_dir = PathBuf::from(text_arg(keystore_dir, "keystore_dir", 4096)?);
+        let on_failure = match on_failure {
+            0 => OnAuditFailure::Deny,
+            1 => OnAuditFailure::AnswerUnrecorded,
+            other => {
+                return Err(Failure::new(
+                    PalisadeStatus::InvalidArgument,
+                    format!("on_failure {other} is neither PALISADE_AUDIT_FAILURE_DENY (0) nor PALISADE_AUDIT_FAILURE_ANSWER_UNRECORDED (1)"),
+                ))
+            }
+        };
+        handle
+            .set_audit_log(&log_dir, &keystore_dir, on_failure)
+            .map_err(failure)
+    })
+}
+
 /// Decides on one request: a JSON object in the shape of the gateway's `/v1/decide` request
 /// with `app` required (`{"app": "lights", "originator": "CAE1", "operation": "retrieve",
 /// "target": "/cse-in/lights/lamp1"}`, plus the optional fields of `AccessRequest`). A request
@@ -504,6 +574,7 @@ pub unsafe extern "C" fn palisade_runtime_decide(
                 .decided_by
                 .as_ref()
                 .map(|label| c_string(&label.name)),
+            decision_id: decided.decision_id.as_deref().map(c_string),
             json: c_string(&json),
             decision: decided,
         };
@@ -606,9 +677,29 @@ pub unsafe extern "C" fn palisade_decision_decided_by(
     })
 }
 
+/// The id of the decision's audit record when the runtime has an audit log
+/// ([`palisade_runtime_set_audit_log`]): 32 hex digits, the `decision_id` of its entry; NULL
+/// otherwise. Owned by the decision.
+///
+/// # Safety
+/// `decision` is any pointer value; `id` is NULL or points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn palisade_decision_id(
+    decision: *const PalisadeDecision,
+    id: *mut *const c_char,
+) -> PalisadeStatus {
+    read_decision(decision, id, |handle| {
+        handle
+            .decision_id
+            .as_ref()
+            .map_or(std::ptr::null(), |text| text.as_ptr())
+    })
+}
+
 /// Everything the decision explains, as JSON: `effect`, `reason`, `app`, `decided_by` (name,
 /// kind, version, sha256), `enforced`, `would_deny`, `identity`, `stages` (every plugin's
-/// answer in order) and `timings`. Owned by the decision.
+/// answer in order), `timings` and, with an audit log, `decision_id` (the id of its record).
+/// Owned by the decision.
 ///
 /// # Safety
 /// `decision` is any pointer value; `json` is NULL or points to writable storage.

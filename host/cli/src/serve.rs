@@ -205,10 +205,18 @@ fn print_summary(
         addresses.push((address, scheme, services.join(", ")));
     }
     let status = gateway.runtime.status();
+    // By name: matching each route against every status was quadratic in the app count.
+    let by_name: std::collections::HashMap<&str, &palisade_core::AppStatus> =
+        status.iter().map(|app| (app.app.as_str(), app)).collect();
     for route in &gateway.routes {
-        let plugins: Vec<String> = status
-            .iter()
-            .filter(|app| app.app == route.name || Some(&app.app) == route.authn_app.as_ref())
+        let main = by_name.get(route.name.as_str()).copied();
+        let authn = route
+            .authn_app
+            .as_deref()
+            .and_then(|name| by_name.get(name).copied());
+        let plugins: Vec<String> = main
+            .into_iter()
+            .chain(authn)
             .flat_map(|app| app.plugins.iter())
             .map(|plugin| format!("{} ({})", plugin.label.name, plugin.label.kind))
             .collect();

@@ -30,6 +30,13 @@
 //! authorize → filter with monitor mode; the identity-privacy split) are private.
 
 //!
+//! Every decision can be put on record before it is returned (SER-016): install an
+//! [`AuditSink`] with [`Runtime::set_audit_sink`] and each answer of
+//! [`Runtime::is_authorized`] or [`Runtime::evaluate`] is first handed to it as a
+//! [`DecisionRecord`]; a decision the sink cannot record comes back as a deny naming the
+//! failure. `palisade-capi` provides a sink writing the signed, hash-chained audit log that
+//! `palisade audit verify` checks.
+//!
 //! Embedders outside Rust (the C API `palisade-capi`, the Python package) install
 //! applications from a [`Spec`]: one `[[app]]` table of the gateway configuration, runtime
 //! keys only, in TOML or JSON, read by one parser so that a spec means the same in every
@@ -37,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod audit;
 mod engine;
 mod pipeline;
 mod privacy;
@@ -44,6 +52,10 @@ mod request;
 mod sandbox;
 mod spec;
 
+pub use audit::{
+    bound_field, AuditFailure, AuditSink, DecisionIds, DecisionRecord, ExtensionKey,
+    ExtensionKeyError, OnAuditFailure, RecordExtension, FIELD_LIMIT, FIELD_LIMIT_ESCAPED,
+};
 pub use engine::{
     run_helper, set_default_helper, Allocation, BoxError, CacheError, CompileLimits,
     CompileSettings, CompiledComponent, Compiler, Engine, EngineConfig, EngineError,
@@ -51,9 +63,9 @@ pub use engine::{
     MAX_POOL_INSTANCES, MIN_MEMORY_CEILING,
 };
 pub use pipeline::{
-    valid_name, AppSpec, AppStatus, Decision, Effect, FilteredResponse, Identity, InstallError,
-    Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules, Stage, StageReport, Timing,
-    Timings,
+    valid_name, AppSpec, AppStatus, AuditSinkInstalled, Decision, Effect, FilteredResponse,
+    Identity, InstallError, Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules,
+    Stage, StageReport, Timing, Timings,
 };
 pub use privacy::{
     rewrite_markers, Evaluated, PrivacySplit, PseudonymError, Pseudonyms, AUTHN_SUFFIX,

@@ -103,7 +103,9 @@ pub struct Evaluated {
 impl Runtime {
     /// Decides `request` with the identity-privacy split: without `split` (consent, SER-015)
     /// the plugins see the real originator; with it, as the module docs describe. Unlike
-    /// [`Runtime::is_authorized`], the answer carries the view later stages must use.
+    /// [`Runtime::is_authorized`], the answer carries the view later stages must use. With an
+    /// audit sink ([`Runtime::set_audit_sink`]) the decision is recorded once, on the view
+    /// and the subject returned here (pseudonyms with a split), before it is returned.
     pub fn evaluate(&self, request: AccessRequest, split: Option<PrivacySplit<'_>>) -> Evaluated {
         self.evaluate_timed(request, split, Timing::Stages)
     }
@@ -116,7 +118,7 @@ impl Runtime {
         timing: Timing,
     ) -> Evaluated {
         let Some(split) = split else {
-            let decision = self.is_authorized_timed(&request, timing);
+            let decision = self.decide_unrecorded(&request, timing);
             let mut view = request;
             view.credential = None;
             if let Some(identity) = &decision.identity {
@@ -124,6 +126,7 @@ impl Runtime {
                 merge_roles(&mut view.roles, &identity.roles);
             }
             let subject = decision.identity.as_ref().map(|i| i.subject.clone());
+            let decision = self.recorded(decision, &view, subject.clone());
             return Evaluated {
                 decision,
                 view,
@@ -146,6 +149,7 @@ impl Runtime {
                     "the originator's pseudonym cannot be computed",
                     started.elapsed().as_micros() as u64,
                 );
+                let decision = self.recorded(decision, &view, None);
                 return Evaluated {
                     decision,
                     view,
@@ -159,7 +163,7 @@ impl Runtime {
         if let (Some(_), Some(authn_app)) = (&request.credential, split.authn_app) {
             let mut real = request.clone();
             real.app = authn_app.to_string();
-            let mut outcome = self.is_authorized_timed(&real, timing);
+            let mut outcome = self.decide_unrecorded(&real, timing);
             outcome.app = request.app.clone();
             match outcome.identity.take() {
                 Some(found) => {
@@ -174,8 +178,9 @@ impl Runtime {
                     .iter()
                     .any(|s| s.outcome != Outcome::NotApplicable) =>
                 {
+                    // Recorded as the authorizers would see it: the pseudonym, no credential.
                     return Evaluated {
-                        decision: outcome,
+                        decision: self.recorded(outcome, &view, None),
                         view,
                         subject: None,
                     };
@@ -185,7 +190,7 @@ impl Runtime {
             authenticate_us = outcome.timings.authenticate_us;
             authn_stages = outcome.stages;
         }
-        let mut decision = self.is_authorized_timed(&view, timing);
+        let mut decision = self.decide_unrecorded(&view, timing);
         if !authn_stages.is_empty() {
             authn_stages.append(&mut decision.stages);
             decision.stages = authn_stages;
@@ -199,6 +204,7 @@ impl Runtime {
                 .unwrap_or_default()
         });
         decision.identity = identity;
+        let decision = self.recorded(decision, &view, subject.clone());
         Evaluated {
             decision,
             view,

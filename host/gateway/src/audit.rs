@@ -10,10 +10,12 @@
 //! are bounded: an overlong one is cut and the record keeps the SHA-256 of the original
 //! (`truncated`), so a large request can never make its record unwritable.
 //!
-//! Records carry what the plugins saw: the originator's pseudonym unless the application
-//! recorded consent (SER-011/015/018/025), the same for an authenticated subject.
+//! The record is palisade-core's [`DecisionRecord`] (what every embedder records) with the
+//! two fields only the HTTP layer knows in its extension ([`SOURCE`], [`ORIGINATOR_AUTH`]);
+//! its fields and their bounds are described there. Records carry what the plugins saw: the
+//! originator's pseudonym unless the application recorded consent (SER-011/015/018/025), the
+//! same for an authenticated subject.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -22,203 +24,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use palisade_audit::{
-    canonical_object, AuditConfig, AuditError, AuditLog, CanonicalJson, CheckpointSigner,
-    DecisionOverflow, Kind, ObjectWriter, SignerError,
-};
-use palisade_core::PluginLabel;
-use palisade_core::{Decision, Effect};
-use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
+pub(crate) use palisade_audit::KeystoreSigner;
+use palisade_audit::{AuditConfig, AuditError, AuditLog, CanonicalJson, DecisionOverflow, Kind};
+use palisade_core::{Decision, ExtensionKey, RecordExtension};
+use palisade_keys::KeyError;
 
-/// One decision, as written to the audit trail.
-#[derive(Clone, Debug, Serialize)]
-pub struct DecisionRecord {
-    /// The decision's id, as in the answer.
-    pub decision_id: String,
-    /// `decide` (the decision API) or `proxy` (the enforcement proxy).
-    pub source: &'static str,
-    /// The application that decided.
-    pub app: String,
-    /// The originator as the app's plugins saw it (a pseudonym unless consent).
-    pub originator: String,
-    /// How the originator was established ([`super::originator`]): `claimed` (believed as
-    /// sent), `tls`, `vouched` (by a trusted decide caller), `token`, `tls+token`,
-    /// `vouched+token`, or, on a refusal before the plugins, the app's required mode (`tls`,
-    /// `token`, ...).
-    pub originator_auth: &'static str,
-    /// The oneM2M operation.
-    pub operation: &'static str,
-    /// The target path, decoded.
-    pub target: String,
-    /// Permit or deny.
-    pub effect: Effect,
-    /// Why, in words.
-    pub reason: String,
-    /// False when the app runs in audit-only mode (the deny was not enforced).
-    pub enforced: bool,
-    /// In audit-only mode, the deny that was not enforced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub would_deny: Option<String>,
-    /// The module that decided (name, kind, version, digest).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module: Option<PluginLabel>,
-    /// The authenticated subject (a pseudonym unless consent), when a credential was accepted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Seconds since the Unix epoch, as the plugins saw it.
-    pub request_time: u64,
-    /// The fields cut to [`FIELD_LIMIT`] bytes, each with the SHA-256 (hex) of its whole
-    /// value; absent when nothing was cut.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub truncated: Option<BTreeMap<&'static str, String>>,
-}
+pub(crate) use palisade_core::bound_field as bound;
+/// The record of one decision: the core's ([`palisade_core::DecisionRecord`], the same
+/// fields and encoding for every embedder) with the gateway's two fields in its
+/// [`RecordExtension`]: [`SOURCE`] and [`ORIGINATOR_AUTH`].
+pub use palisade_core::{DecisionRecord, FIELD_LIMIT};
 
-/// The longest value (bytes) a record keeps of a field a client or plugin controls
-/// (originator, target, reason, would_deny, subject); longer ones are cut at a character
-/// boundary and their hash kept (SER-016: a record is never dropped for its size).
-pub const FIELD_LIMIT: usize = 1024;
+/// `decide` (the decision API) or `proxy` (the enforcement proxy).
+pub const SOURCE: ExtensionKey = ExtensionKey::new("source");
 
-/// The cut used when even [`FIELD_LIMIT`]-bounded fields escape to more than the log's
-/// payload limit (control characters escape to six bytes each).
-const FIELD_LIMIT_ESCAPED: usize = 128;
+/// How the originator was established ([`super::originator`]): `claimed` (believed as sent),
+/// `tls`, `vouched` (by a trusted decide caller), `token`, `tls+token`, `vouched+token`,
+/// `group`, or, on a refusal before the plugins, the app's required mode (`tls`, `token`, ...).
+pub const ORIGINATOR_AUTH: ExtensionKey = ExtensionKey::new("originator_auth");
 
-/// Cuts `value` to at most `limit` bytes at a character boundary; when it cut, records the
-/// SHA-256 of the whole value under `key` in `truncated`.
-pub(crate) fn bound(
-    value: &mut String,
-    key: &'static str,
-    limit: usize,
-    truncated: &mut Option<BTreeMap<&'static str, String>>,
-) {
-    if value.len() <= limit {
-        return;
-    }
-    let hash = hex::encode(Sha256::digest(value.as_bytes()));
-    value.truncate(value.floor_char_boundary(limit));
-    truncated
-        .get_or_insert_with(BTreeMap::new)
-        .entry(key)
-        .or_insert(hash);
-}
-
-impl DecisionRecord {
-    /// The record of `decision` on `view` (the request as the plugins saw it).
-    pub fn new(
-        decision_id: &str,
-        source: &'static str,
-        view: &palisade_core::AccessRequest,
-        decision: &Decision,
-        subject: Option<String>,
-    ) -> DecisionRecord {
-        DecisionRecord {
-            decision_id: decision_id.to_string(),
-            source,
-            app: decision.app.clone(),
-            originator: view.originator.clone(),
-            originator_auth: "claimed",
-            operation: view.operation.name(),
-            target: view.target.clone(),
-            effect: decision.effect,
-            reason: decision.reason.clone(),
-            enforced: decision.enforced,
-            would_deny: decision.would_deny.clone(),
-            module: decision.decided_by.as_deref().cloned(),
-            subject,
-            request_time: view.request_time.unwrap_or_default(),
-            truncated: None,
-        }
-        .bounded(FIELD_LIMIT)
-    }
-
-    /// This record with every client- or plugin-controlled field cut to `limit` bytes (the
-    /// hashes of cut values in `truncated`; a value cut before keeps its first hash).
-    pub fn bounded(mut self, limit: usize) -> DecisionRecord {
-        let t = &mut self.truncated;
-        bound(&mut self.originator, "originator", limit, t);
-        bound(&mut self.target, "target", limit, t);
-        bound(&mut self.reason, "reason", limit, t);
-        if let Some(value) = &mut self.would_deny {
-            bound(value, "would_deny", limit, t);
-        }
-        if let Some(value) = &mut self.subject {
-            bound(value, "subject", limit, t);
-        }
-        self
-    }
-
-    /// The record as the audit log stores it (SER-016): the bytes of
-    /// `canonical_json(&serde_json::to_value(record))`, written straight from the fields
-    /// because building the `Value` on every decision cost more than the rest of the audit.
-    pub fn to_canonical_json(&self) -> CanonicalJson {
-        // Destructured without `..`: a new field fails to compile here instead of silently
-        // missing from the audit trail. Keys in byte order, optional ones omitted as the
-        // `skip_serializing_if` attributes omit them.
-        let DecisionRecord {
-            decision_id,
-            source,
-            app,
-            originator,
-            originator_auth,
-            operation,
-            target,
-            effect,
-            reason,
-            enforced,
-            would_deny,
-            module,
-            subject,
-            request_time,
-            truncated,
-        } = self;
-        let written = canonical_object(512, |o| {
-            o.str("app", app);
-            o.str("decision_id", decision_id);
-            o.scalar("effect", effect);
-            o.bool("enforced", *enforced);
-            if let Some(label) = module {
-                o.object("module", |o| write_label(o, label));
-            }
-            o.str("operation", operation);
-            o.str("originator", originator);
-            o.str("originator_auth", originator_auth);
-            o.str("reason", reason);
-            o.u64("request_time", *request_time);
-            o.str("source", source);
-            o.opt_str("subject", subject.as_deref());
-            o.str("target", target);
-            if let Some(cut) = truncated {
-                o.object("truncated", |o| {
-                    for (key, hash) in cut {
-                        o.str(key, hash);
-                    }
-                });
-            }
-            o.opt_str("would_deny", would_deny.as_deref());
-        });
-        written.unwrap_or_else(|| {
-            // Keys out of order: a bug the unit tests catch. Keep the record rather than
-            // lose it, through the slow path that is canonical by construction.
-            tracing::error!(decision_id = %self.decision_id, "decision record written out of key order");
-            let value = serde_json::to_value(self).unwrap_or_default();
-            CanonicalJson::from_value(&value)
-        })
-    }
-}
-
-/// The `module` of a record, as `PluginLabel`'s derived `Serialize` gives it (sorted).
-fn write_label(o: &mut ObjectWriter<'_>, label: &PluginLabel) {
-    let PluginLabel {
-        name,
-        kind,
-        version,
-        sha256,
-    } = label;
-    o.scalar("kind", kind);
-    o.str("name", name);
-    o.str("sha256", sha256);
-    o.opt_str("version", version.as_deref());
+/// The gateway's record of `decision` on `view` (the request as the plugins saw it).
+pub fn decision_record(
+    decision_id: &str,
+    source: &'static str,
+    originator_auth: &'static str,
+    view: &palisade_core::AccessRequest,
+    decision: &Decision,
+    subject: Option<String>,
+) -> DecisionRecord {
+    let extension = RecordExtension::new()
+        .with(ORIGINATOR_AUTH, originator_auth)
+        .with(SOURCE, source);
+    DecisionRecord::new(decision_id, view, decision, subject, extension)
 }
 
 /// A future a sink returns (boxed: [`AuditSink`] is used as a trait object).
@@ -284,8 +122,11 @@ pub struct AuditHealth {
     pub ship: Option<serde_json::Value>,
 }
 
-/// Receives audit records. Implementations must not block for long: they run on the request
-/// path (the audit log queues and writes on its own thread).
+/// Receives audit records: the gateway's asynchronous counterpart of
+/// [`palisade_core::AuditSink`] (same [`DecisionRecord`], same encoding), so that waiting
+/// for a write never holds a request thread; the gateway installs no core sink on its
+/// runtime. Implementations must not block for long: they run on the request path (the
+/// audit log queues and writes on its own thread).
 pub trait AuditSink: Send + Sync {
     /// A decision. Typed rather than JSON so that a sink writing the audit log can encode
     /// it once, straight to canonical JSON ([`DecisionRecord::to_canonical_json`]). Never
@@ -414,50 +255,6 @@ fn max_wait_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
     Ok(value)
 }
 
-/// The keystore label of the gateway's audit key.
-pub const AUDIT_KEY_LABEL: &str = "audit";
-
-/// Signs audit checkpoints with the gateway's Ed25519 audit key, inside the keystore (or the
-/// HSM behind it): the private key never leaves it (SER-010, SER-016).
-pub struct KeystoreSigner {
-    store: Arc<dyn KeyStore>,
-    handle: KeyHandle,
-    public: [u8; 32],
-}
-
-impl KeystoreSigner {
-    /// The gateway's audit key, generated on first start and found by its label afterwards.
-    pub fn open_or_create(store: Arc<dyn KeyStore>) -> Result<KeystoreSigner, KeyError> {
-        let existing = store
-            .list(&KeyScope::Gateway)?
-            .into_iter()
-            .find(|key| key.label == AUDIT_KEY_LABEL && key.kind == KeyKind::Ed25519Signing)
-            .map(|key| key.handle);
-        let handle = match existing {
-            Some(handle) => handle,
-            None => store.generate(&KeyScope::Gateway, KeyKind::Ed25519Signing, AUDIT_KEY_LABEL)?,
-        };
-        let public = store.public_key(&KeyScope::Gateway, &handle)?;
-        Ok(KeystoreSigner {
-            store,
-            handle,
-            public,
-        })
-    }
-}
-
-impl CheckpointSigner for KeystoreSigner {
-    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignerError> {
-        self.store
-            .sign(&KeyScope::Gateway, &self.handle, msg)
-            .map_err(SignerError::new)
-    }
-
-    fn public_key(&self) -> [u8; 32] {
-        self.public
-    }
-}
-
 /// Decisions into the hash-chained audit log, each written before it is answered
 /// (SER-016); see [`AuditSettings`] for what happens when that is not possible.
 pub struct AuditLogSink {
@@ -483,10 +280,7 @@ impl AuditLogSink {
     ) -> Result<AuditLogSink, AuditSetupError> {
         std::fs::create_dir_all(dir).map_err(AuditSetupError::Io)?;
         check_space(dir, settings.min_free_bytes)?;
-        let public = hex::encode(signer.public_key());
-        let temporary = dir.join("gateway.pub.tmp");
-        std::fs::write(&temporary, format!("{public}\n")).map_err(AuditSetupError::Io)?;
-        std::fs::rename(&temporary, dir.join("gateway.pub")).map_err(AuditSetupError::Io)?;
+        palisade_audit::write_public_key(dir, signer.as_ref()).map_err(AuditSetupError::Io)?;
         let config = AuditConfig {
             decision_overflow: match settings.on_failure {
                 OnFailure::Deny => DecisionOverflow::Refuse,
@@ -556,12 +350,9 @@ fn check_space(dir: &Path, bytes: u64) -> Result<(), AuditSetupError> {
 
 impl AuditSink for AuditLogSink {
     fn decision(&self, record: &DecisionRecord) -> AuditTicket {
-        let mut payload = record.to_canonical_json();
+        let mut payload = CanonicalJson::of(record);
         if payload.as_str().len() > self.payload_limit {
-            payload = record
-                .clone()
-                .bounded(FIELD_LIMIT_ESCAPED)
-                .to_canonical_json();
+            payload = CanonicalJson::of(&record.clone().tightly_bounded());
         }
         let time = self.log.now_ms();
         match self.log.try_append_decision(time, payload) {
@@ -700,7 +491,9 @@ pub enum AuditSetupError {
 mod tests {
     use super::*;
     use palisade_audit::canonical_json;
-    use palisade_core::PluginKind;
+    use palisade_core::{Effect, PluginKind, PluginLabel, FIELD_LIMIT_ESCAPED};
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
 
     /// Every character class serde_json escapes differently: quotes, backslashes, the short
     /// escapes, other control characters (`\u00XX`), DEL and non-ASCII (both left as is).
@@ -709,10 +502,8 @@ mod tests {
     fn record(text: &str) -> DecisionRecord {
         DecisionRecord {
             decision_id: format!("d-{text}"),
-            source: "decide",
             app: format!("app{text}"),
             originator: format!("CAE{text}"),
-            originator_auth: "claimed",
             operation: "retrieve",
             target: format!("/cse-in/{text}"),
             effect: Effect::Deny,
@@ -722,6 +513,9 @@ mod tests {
             module: None,
             subject: None,
             request_time: 1_718_000_000,
+            extension: RecordExtension::new()
+                .with(SOURCE, "decide")
+                .with(ORIGINATOR_AUTH, "claimed"),
             truncated: None,
         }
     }
@@ -743,14 +537,41 @@ mod tests {
         }
     }
 
-    /// What the decision path wrote before SER-016's typed encoding: the bytes every
-    /// existing log and verifier expect.
-    fn through_value(record: &DecisionRecord) -> String {
-        canonical_json(&serde_json::to_value(record).unwrap())
+    /// The gateway's record as it was before the record moved to palisade-core (a derived
+    /// `Serialize` of these fields, `None`s omitted): the shape every existing log, collector
+    /// and verifier expects.
+    fn old_shape(record: &DecisionRecord) -> Value {
+        let mut value = json!({
+            "decision_id": record.decision_id,
+            "source": record.extension.get("source").unwrap(),
+            "app": record.app,
+            "originator": record.originator,
+            "originator_auth": record.extension.get("originator_auth").unwrap(),
+            "operation": record.operation,
+            "target": record.target,
+            "effect": record.effect,
+            "reason": record.reason,
+            "enforced": record.enforced,
+            "request_time": record.request_time,
+        });
+        let map = value.as_object_mut().unwrap();
+        if let Some(deny) = &record.would_deny {
+            map.insert("would_deny".into(), json!(deny));
+        }
+        if let Some(label) = &record.module {
+            map.insert("module".into(), serde_json::to_value(label).unwrap());
+        }
+        if let Some(subject) = &record.subject {
+            map.insert("subject".into(), json!(subject));
+        }
+        if let Some(cut) = &record.truncated {
+            map.insert("truncated".into(), json!(cut));
+        }
+        value
     }
 
     #[test]
-    fn typed_audit_encoding_matches_the_value_path() {
+    fn the_core_record_encodes_as_the_gateway_record_did() {
         let mut label_without_version = full("x");
         if let Some(label) = &mut label_without_version.module {
             label.version = None;
@@ -764,17 +585,24 @@ mod tests {
             label_without_version,
         ];
         for record in &cases {
+            let fast = CanonicalJson::from_sorted(record).expect("written in canonical order");
             assert_eq!(
-                record.to_canonical_json().as_str(),
-                through_value(record),
+                fast.as_str(),
+                canonical_json(&old_shape(record)),
                 "{record:?}"
             );
+            assert_eq!(CanonicalJson::of(record), fast);
         }
+        // Pinned bytes: a change here changes every audit file the gateway writes.
+        assert_eq!(
+            CanonicalJson::of(&record("")).as_str(),
+            r#"{"app":"app","decision_id":"d-","effect":"deny","enforced":true,"operation":"retrieve","originator":"CAE","originator_auth":"claimed","reason":"no privilege ","request_time":1718000000,"source":"decide","target":"/cse-in/"}"#
+        );
     }
 
     #[test]
     fn typed_audit_encoding_is_canonical_json() {
-        let text = full(AWKWARD).to_canonical_json();
+        let text = CanonicalJson::of(&full(AWKWARD));
         let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!(value["module"]["name"], format!("acp{AWKWARD}"));
         assert_eq!(value["subject"], format!("subject {AWKWARD}"));
@@ -784,7 +612,7 @@ mod tests {
                 .contains(r#""module":{"kind":"authenticator","name":"#),
             "{text}"
         );
-        let none = record("").to_canonical_json();
+        let none = CanonicalJson::of(&record(""));
         for absent in ["module", "subject", "would_deny"] {
             assert!(!none.as_str().contains(absent), "{absent} omitted: {none}");
         }
@@ -814,16 +642,19 @@ mod tests {
         );
         assert_eq!(cut.reason, big.reason);
         // Cutting again (tighter) keeps the hash of the original, not of the first cut.
-        let tighter = cut.clone().bounded(FIELD_LIMIT_ESCAPED);
+        let tighter = cut.clone().tightly_bounded();
         assert_eq!(
             tighter.truncated.as_ref().unwrap()["originator"],
             hashes["originator"]
         );
         assert!(tighter.reason.len() <= FIELD_LIMIT_ESCAPED);
-        // The typed encoding still matches the serde path, `truncated` included.
-        assert_eq!(cut.to_canonical_json().as_str(), through_value(&cut));
+        // The typed encoding still matches the old shape, `truncated` included.
+        assert_eq!(
+            CanonicalJson::of(&cut).as_str(),
+            canonical_json(&old_shape(&cut))
+        );
         let untouched = record("short").bounded(FIELD_LIMIT);
         assert!(untouched.truncated.is_none());
-        assert!(!untouched.to_canonical_json().as_str().contains("truncated"));
+        assert!(!CanonicalJson::of(&untouched).as_str().contains("truncated"));
     }
 }

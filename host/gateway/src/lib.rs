@@ -44,7 +44,6 @@ mod tls;
 mod tls_client;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,7 +104,7 @@ pub struct Gateway {
     pub(crate) noop_endpoint: bool,
     /// How each app's originators are established, and the `tkid` replay cache.
     pub(crate) originators: originator::Originators,
-    ids: DecisionIds,
+    ids: palisade_core::DecisionIds,
     started: Instant,
 }
 
@@ -124,31 +123,6 @@ pub struct Evaluation {
     /// Set when the originator was not authenticated: answer this refusal (4106, or 503 when
     /// the token replay check is unavailable) instead of the deny.
     pub refused: Option<originator::Refusal>,
-}
-
-/// Decision ids: a random 64-bit boot nonce and a counter, in hex. Unique across restarts
-/// (the nonce), ordered within one run (the counter), never reused.
-struct DecisionIds {
-    boot: u64,
-    next: AtomicU64,
-}
-
-impl DecisionIds {
-    fn new() -> DecisionIds {
-        DecisionIds {
-            boot: rand::random(),
-            next: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> String {
-        // Hex by hand: `format!` was a visible share of a decision's CPU (perf).
-        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&self.boot.to_be_bytes());
-        id[8..].copy_from_slice(&sequence.to_be_bytes());
-        hex::encode(id)
-    }
 }
 
 /// The keystore the config names (SER-023: a PKCS#11 token, or the software default).
@@ -235,7 +209,7 @@ impl Gateway {
             admin: None,
             noop_endpoint: config.diagnostics.noop_endpoint,
             originators,
-            ids: DecisionIds::new(),
+            ids: palisade_core::DecisionIds::new(),
             started: Instant::now(),
         })
     }
@@ -379,10 +353,16 @@ impl Gateway {
         originator_auth: &'static str,
         refused: Option<originator::Refusal>,
     ) -> Evaluation {
-        let decision_id = self.ids.next();
+        let decision_id = self.ids.next_id();
         self.metrics.decision(&decision);
-        let mut record = DecisionRecord::new(&decision_id, source, &view, &decision, subject);
-        record.originator_auth = originator_auth;
+        let record = audit::decision_record(
+            &decision_id,
+            source,
+            originator_auth,
+            &view,
+            &decision,
+            subject,
+        );
         let audit = audit_hook(self.audit.as_ref(), &record);
         Evaluation {
             decision,

@@ -857,6 +857,7 @@ plugin = [{ plugin = "acp" }]
             identity: None,
             stages: Vec::new(),
             timings: Default::default(),
+            decision_id: None,
         };
         let refused = checks.after_plugins(&established, "CAE-meter-7", &mut decision.clone(), NOW);
         assert!(matches!(

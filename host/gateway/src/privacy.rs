@@ -40,7 +40,7 @@ use palisade_keys::{KeyError, KeyHandle, KeyKind, KeyScope, KeyStore};
 pub use palisade_core::rewrite_markers;
 
 /// The keystore label of each application's pseudonym secret.
-const SECRET_LABEL: &str = "pseudonym";
+pub(crate) const SECRET_LABEL: &str = "pseudonym";
 
 /// What every pseudonym starts with.
 const PSEUDONYM_PREFIX: &str = "anon-";

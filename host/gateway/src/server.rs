@@ -479,25 +479,28 @@ fn health(gateway: &Gateway, method: &Method) -> Response {
         return ApiError::MethodNotAllowed("use GET for /health").into_response();
     }
     let status = gateway.runtime.status();
+    // By name: matching each route against every app's status was quadratic, seconds of a
+    // 10,000-app gateway's first `/health` (issue #18).
+    let by_name: std::collections::HashMap<&str, &palisade_core::AppStatus> =
+        status.iter().map(|app| (app.app.as_str(), app)).collect();
     let mut degraded = false;
     let apps: Vec<serde_json::Value> = gateway
         .routes
         .iter()
         .map(|route| {
             let mut plugins = Vec::new();
-            for app in status
-                .iter()
-                .filter(|app| app.app == route.name || Some(&app.app) == route.authn_app.as_ref())
-            {
+            let main = by_name.get(route.name.as_str()).copied();
+            let authn = route
+                .authn_app
+                .as_deref()
+                .and_then(|name| by_name.get(name).copied());
+            for app in main.into_iter().chain(authn) {
                 for plugin in &app.plugins {
                     degraded |= plugin.health.quarantined;
                     plugins.push(serde_json::to_value(plugin).unwrap_or_default());
                 }
             }
-            let isolation = status
-                .iter()
-                .find(|app| app.app == route.name)
-                .map(|app| app.isolation);
+            let isolation = main.map(|app| app.isolation);
             serde_json::json!({
                 "app": route.name,
                 "paths": route.paths,

@@ -86,6 +86,26 @@ pub enum WireError {
     NotCanonical,
 }
 
+/// The codec's refusals in the protocol's terms (the variants callers and tests already
+/// match on).
+impl From<palisade_codec::CodecError> for WireError {
+    fn from(e: palisade_codec::CodecError) -> Self {
+        use palisade_codec::CodecError as C;
+        match e {
+            C::Truncated { field } => WireError::Truncated { field },
+            C::FieldTooLong { field, len, max } => WireError::FieldTooLong { field, len, max },
+            C::TooMany { field, count, max } => WireError::TooMany { field, count, max },
+            C::NotCanonical { .. } => WireError::NotCanonical,
+            C::TrailingBytes { count } => WireError::TrailingBytes(count),
+            C::Unexpected { field, .. } | C::WrongCount { field, .. } | C::OutOfRange { field } => {
+                WireError::Malformed { field }
+            }
+            // A variant added to the codec later: still a refusal of this message.
+            _ => WireError::Malformed { field: "message" },
+        }
+    }
+}
+
 /// Why one member of a group was not authenticated. Sent on the wire as one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

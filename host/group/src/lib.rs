@@ -17,7 +17,8 @@
 //! returns per-device confirmations that the gateway relays but cannot read or forge.
 //!
 //! Every message has one bounded encoding, deterministic CBOR with COSE_Sign1 signatures
-//! (see `wire.rs`, specified in `docs/group-auth-protocol.md`); after the association, traffic is
+//! (see `wire.rs`, on palisade-codec, the one bounded codec it shares with the provisioning
+//! bundles; specified in `docs/group-auth-protocol.md`); after the association, traffic is
 //! protected with [`SecureChannel`].
 #![deny(missing_docs)]
 

@@ -13,16 +13,15 @@
 //!   [`SIGNING_CONTEXT`].
 //! - Unsigned messages (key confirmations, sealed channel messages) are their payload alone.
 //!
-//! Every message has exactly one encoding: a decoded message is encoded again and compared
-//! with what arrived, so any other form (longer integer or length headers, indefinite
-//! lengths, another header, trailing bytes) is refused. Signatures and digests are therefore
-//! over the one canonical form. Sizes are checked before anything is allocated (SER-001):
-//! the decoder borrows from the input and every list's count is checked against its cap and
-//! against what the remaining bytes could hold.
+//! Every message has exactly one encoding: the generic deterministic-CBOR rules (shortest
+//! headers, definite lengths, trailing bytes, counts bounded by cap and by the bytes left
+//! before anything is allocated, SER-001) are palisade-codec's, and on top a decoded message
+//! is encoded again and compared with what arrived, so no other form of the message's own
+//! layout passes either. Signatures and digests are therefore over the one canonical form.
 
 use super::error::WireError;
-use minicbor::data::{Tag, Type};
-use minicbor::{Decoder, Encoder};
+use palisade_codec::Reader as CborReader;
+use palisade_codec::Writer as CborWriter;
 
 /// The protocol version carried first in every payload.
 pub const WIRE_VERSION: u8 = 1;
@@ -44,73 +43,63 @@ pub const PROTECTED_HEADER: [u8; 3] = [0xa1, 0x01, 0x27];
 /// a signature made here can never be taken for one made by the same key elsewhere.
 pub const SIGNING_CONTEXT: &[u8] = b"palisade/group-auth/v1\0";
 
-fn enc() -> Encoder<Vec<u8>> {
-    Encoder::new(Vec::with_capacity(128))
-}
-
-/// Writes to a `Vec` cannot fail (its write error is `Infallible`), nor can the encoder's
-/// own checks, which only concern values it is never given here.
-fn ok<T>(r: Result<T, minicbor::encode::Error<std::convert::Infallible>>) -> T {
-    r.expect("encoding into a Vec cannot fail")
-}
-
 /// Appends the fields of a message's payload.
 pub struct Writer {
-    e: Encoder<Vec<u8>>,
+    w: CborWriter,
     signature: Option<[u8; 64]>,
 }
 
 impl Writer {
     /// Starts the payload of a message of type `ty` with `fields` fields after the type.
     pub fn new(ty: u8, fields: u64) -> Self {
-        let mut e = enc();
-        ok(e.array(fields + 2));
-        ok(e.u8(WIRE_VERSION));
-        ok(e.u8(ty));
-        Writer { e, signature: None }
+        let mut w = CborWriter::new();
+        w.array(fields as usize + 2);
+        w.u8(WIRE_VERSION);
+        w.u8(ty);
+        Writer { w, signature: None }
     }
     /// A fixed-size value (nonce, key, digest, MAC): a byte string.
     pub fn raw(&mut self, b: &[u8]) {
-        ok(self.e.bytes(b));
+        self.w.bytes(b);
     }
     /// An unsigned integer.
     pub fn u8(&mut self, v: u8) {
-        ok(self.e.u8(v));
+        self.w.u8(v);
     }
     /// An unsigned integer.
     pub fn u32(&mut self, v: u32) {
-        ok(self.e.u32(v));
+        self.w.u32(v);
     }
     /// An unsigned integer.
     pub fn u64(&mut self, v: u64) {
-        ok(self.e.u64(v));
+        self.w.u64(v);
     }
     /// An identifier (callers validate identifiers at construction): a text string.
     pub fn id(&mut self, s: &str) {
-        ok(self.e.str(s));
+        self.w.str(s);
     }
     /// A variable-length payload: a byte string.
     pub fn bytes(&mut self, b: &[u8]) {
-        ok(self.e.bytes(b));
+        self.w.bytes(b);
     }
     /// An optional 32-byte key: a byte string, or `null`.
     pub fn opt32(&mut self, k: &Option<[u8; 32]>) {
         match k {
-            Some(k) => ok(self.e.bytes(k)),
-            None => ok(self.e.null()),
-        };
+            Some(k) => self.w.bytes(k),
+            None => self.w.null(),
+        }
     }
     /// `null` (an absent optional value).
     pub fn null(&mut self) {
-        ok(self.e.null());
+        self.w.null();
     }
     /// The header of a list of `n` entries (each entry one item).
     pub fn list(&mut self, n: usize) {
-        ok(self.e.array(n as u64));
+        self.w.array(n);
     }
     /// The header of an entry of `n` items (an array).
     pub fn tuple(&mut self, n: u64) {
-        ok(self.e.array(n));
+        self.w.array(n as usize);
     }
     /// The message's signature: it is sent as a COSE_Sign1.
     pub fn signature(&mut self, sig: &[u8; 64]) {
@@ -118,18 +107,18 @@ impl Writer {
     }
     /// The finished message.
     pub fn finish(self) -> Vec<u8> {
-        let payload = self.e.into_writer();
+        let payload = self.w.into_vec();
         let Some(sig) = self.signature else {
             return payload;
         };
-        let mut e = Encoder::new(Vec::with_capacity(payload.len() + 80));
-        ok(e.tag(Tag::new(COSE_SIGN1_TAG)));
-        ok(e.array(4));
-        ok(e.bytes(&PROTECTED_HEADER));
-        ok(e.map(0));
-        ok(e.bytes(&payload));
-        ok(e.bytes(&sig));
-        e.into_writer()
+        let mut e = CborWriter::with_capacity(payload.len() + 80);
+        e.tag(COSE_SIGN1_TAG);
+        e.array(4);
+        e.bytes(&PROTECTED_HEADER);
+        e.map(0);
+        e.bytes(&payload);
+        e.bytes(&sig);
+        e.into_vec()
     }
 }
 
@@ -139,7 +128,8 @@ struct Envelope<'a> {
     signature: Option<[u8; 64]>,
 }
 
-fn cbor(field: &'static str) -> impl Fn(minicbor::decode::Error) -> WireError {
+/// Any codec error in a field of the envelope is that field's malformation.
+fn malformed(field: &'static str) -> impl Fn(palisade_codec::CodecError) -> WireError {
     move |_| WireError::Malformed { field }
 }
 
@@ -151,36 +141,34 @@ fn open(buf: &[u8]) -> Result<Envelope<'_>, WireError> {
             max: MAX_MESSAGE_LEN,
         });
     }
-    let mut d = Decoder::new(buf);
-    if d.datatype().map_err(cbor("message"))? != Type::Tag {
+    let mut d = CborReader::new(buf);
+    if !d.is_tag() {
         return Ok(Envelope {
             payload: buf,
             signature: None,
         });
     }
-    let f = cbor("COSE_Sign1");
-    if d.tag().map_err(&f)?.as_u64() != COSE_SIGN1_TAG || d.array().map_err(&f)? != Some(4) {
+    let f = malformed("COSE_Sign1");
+    if d.tag("COSE_Sign1").map_err(&f)? != COSE_SIGN1_TAG {
         return Err(WireError::Malformed {
             field: "COSE_Sign1",
         });
     }
-    if d.bytes().map_err(cbor("protected"))? != PROTECTED_HEADER {
+    d.tuple("COSE_Sign1", 4).map_err(&f)?;
+    if d.bytes("protected", PROTECTED_HEADER.len())
+        .map_err(malformed("protected"))?
+        != PROTECTED_HEADER
+    {
         return Err(WireError::Malformed { field: "protected" });
     }
-    if d.map().map_err(cbor("unprotected"))? != Some(0) {
-        return Err(WireError::Malformed {
-            field: "unprotected",
-        });
-    }
-    let payload = d.bytes().map_err(cbor("payload"))?;
-    let signature = d
-        .bytes()
-        .map_err(cbor("signature"))?
-        .try_into()
-        .map_err(|_| WireError::Malformed { field: "signature" })?;
-    if d.position() != buf.len() {
-        return Err(WireError::TrailingBytes(buf.len() - d.position()));
-    }
+    // An empty map: any entry is over the cap of 0.
+    d.map("unprotected", 0, 1)
+        .map_err(malformed("unprotected"))?;
+    let payload = d
+        .bytes("payload", MAX_MESSAGE_LEN)
+        .map_err(malformed("payload"))?;
+    let signature = d.arr("signature").map_err(malformed("signature"))?;
+    d.end()?;
     Ok(Envelope {
         payload,
         signature: Some(signature),
@@ -189,8 +177,7 @@ fn open(buf: &[u8]) -> Result<Envelope<'_>, WireError> {
 
 /// Reads the fields of a message's payload, never past its end.
 pub struct Reader<'a> {
-    d: Decoder<'a>,
-    end: usize,
+    d: CborReader<'a>,
     signature: Option<[u8; 64]>,
 }
 
@@ -199,7 +186,7 @@ impl<'a> Reader<'a> {
     /// field.
     pub fn new(buf: &'a [u8], ty: u8, fields: u64) -> Result<Self, WireError> {
         let env = open(buf)?;
-        let mut d = Decoder::new(env.payload);
+        let mut d = CborReader::new(env.payload);
         let got = header(&mut d)?;
         if got.1 != ty {
             return Err(WireError::WrongType {
@@ -212,14 +199,13 @@ impl<'a> Reader<'a> {
         }
         Ok(Reader {
             d,
-            end: env.payload.len(),
             signature: env.signature,
         })
     }
 
     /// A fixed-size value: a byte string of exactly `N` bytes.
     pub fn arr<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
-        let b = self.d.bytes().map_err(cbor(field))?;
+        let b = self.d.bytes(field, usize::MAX)?;
         b.try_into().map_err(|_| WireError::FieldTooLong {
             field,
             len: b.len(),
@@ -228,26 +214,19 @@ impl<'a> Reader<'a> {
     }
     /// An unsigned integer that fits a `u8`.
     pub fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        self.d.u8().map_err(cbor(field))
+        Ok(self.d.u8(field)?)
     }
     /// An unsigned integer that fits a `u32`.
     pub fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
-        self.d.u32().map_err(cbor(field))
+        Ok(self.d.u32(field)?)
     }
     /// An unsigned integer.
     pub fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
-        self.d.u64().map_err(cbor(field))
+        Ok(self.d.u64(field)?)
     }
     /// An identifier: a text string of 1..=128 printable ASCII bytes without spaces.
     pub fn id(&mut self, field: &'static str) -> Result<String, WireError> {
-        let s = self.d.str().map_err(cbor(field))?;
-        if s.len() > MAX_ID_LEN {
-            return Err(WireError::FieldTooLong {
-                field,
-                len: s.len(),
-                max: MAX_ID_LEN,
-            });
-        }
+        let s = self.d.str(field, MAX_ID_LEN)?;
         if !valid_id_bytes(s.as_bytes()) {
             return Err(WireError::InvalidIdentifier { field });
         }
@@ -255,20 +234,12 @@ impl<'a> Reader<'a> {
     }
     /// A byte string of at most `max` bytes.
     pub fn bytes(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, WireError> {
-        let b = self.d.bytes().map_err(cbor(field))?;
-        if b.len() > max {
-            return Err(WireError::FieldTooLong {
-                field,
-                len: b.len(),
-                max,
-            });
-        }
-        Ok(b.to_vec())
+        Ok(self.d.bytes(field, max)?.to_vec())
     }
     /// An optional 32-byte key: `null` or a byte string of 32 bytes.
     pub fn opt32(&mut self, field: &'static str) -> Result<Option<[u8; 32]>, WireError> {
-        if self.d.datatype().map_err(cbor(field))? == Type::Null {
-            self.d.null().map_err(cbor(field))?;
+        if self.d.is_null() {
+            self.d.null(field)?;
             return Ok(None);
         }
         Ok(Some(self.arr(field)?))
@@ -279,8 +250,8 @@ impl<'a> Reader<'a> {
         field: &'static str,
         max: usize,
     ) -> Result<Option<Vec<u8>>, WireError> {
-        if self.d.datatype().map_err(cbor(field))? == Type::Null {
-            self.d.null().map_err(cbor(field))?;
+        if self.d.is_null() {
+            self.d.null(field)?;
             return Ok(None);
         }
         Ok(Some(self.bytes(field, max)?))
@@ -293,31 +264,11 @@ impl<'a> Reader<'a> {
         max: usize,
         min_entry: usize,
     ) -> Result<usize, WireError> {
-        let n = self
-            .d
-            .array()
-            .map_err(cbor(field))?
-            .ok_or(WireError::Malformed { field })?;
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        if n > max {
-            return Err(WireError::TooMany {
-                field,
-                count: n,
-                max,
-            });
-        }
-        let room = (self.end - self.d.position()) / min_entry.max(1);
-        if n > room {
-            return Err(WireError::Truncated { field });
-        }
-        Ok(n)
+        Ok(self.d.array(field, max, min_entry)?)
     }
     /// An entry of exactly `n` items.
     pub fn tuple(&mut self, field: &'static str, n: u64) -> Result<(), WireError> {
-        match self.d.array().map_err(cbor(field))? {
-            Some(k) if k == n => Ok(()),
-            _ => Err(WireError::Malformed { field }),
-        }
+        Ok(self.d.tuple(field, n)?)
     }
     /// The signature of a signed message.
     pub fn signature(&mut self) -> Result<[u8; 64], WireError> {
@@ -326,33 +277,28 @@ impl<'a> Reader<'a> {
     }
     /// Fails if bytes remain in the payload.
     pub fn end(self) -> Result<(), WireError> {
-        match self.end - self.d.position() {
-            0 => Ok(()),
-            n => Err(WireError::TrailingBytes(n)),
-        }
+        Ok(self.d.end()?)
     }
 }
 
 /// Reads the payload's header: (fields after the type, type).
-fn header(d: &mut Decoder<'_>) -> Result<(u64, u8), WireError> {
-    let n = d
-        .array()
-        .map_err(cbor("payload"))?
-        .ok_or(WireError::Malformed { field: "payload" })?;
+fn header(d: &mut CborReader<'_>) -> Result<(u64, u8), WireError> {
+    // A payload is one array whose items are at least one byte each.
+    let n = d.array("payload", usize::MAX, 1)? as u64;
     if n < 2 {
         return Err(WireError::Truncated { field: "type" });
     }
-    let v = d.u8().map_err(cbor("version"))?;
+    let v = d.u8("version")?;
     if v != WIRE_VERSION {
         return Err(WireError::UnsupportedVersion(v));
     }
-    Ok((n - 2, d.u8().map_err(cbor("type"))?))
+    Ok((n - 2, d.u8("type")?))
 }
 
 /// Checks the size, envelope and version of a message and returns its type.
 pub fn peek_type(buf: &[u8]) -> Result<u8, WireError> {
     let env = open(buf)?;
-    Ok(header(&mut Decoder::new(env.payload))?.1)
+    Ok(header(&mut CborReader::new(env.payload))?.1)
 }
 
 /// Identifier rule shared by the encoder's callers and the decoder.
@@ -407,13 +353,13 @@ pub fn signed_part(encoded: &[u8]) -> Vec<u8> {
 /// The COSE `Sig_structure` over an encoded payload, with [`SIGNING_CONTEXT`]: what every
 /// signature of the protocol covers (also request proofs, whose payload is never sent).
 pub fn sig_structure(payload: &[u8]) -> Vec<u8> {
-    let mut e = Encoder::new(Vec::with_capacity(payload.len() + 48));
-    ok(e.array(4));
-    ok(e.str("Signature1"));
-    ok(e.bytes(&PROTECTED_HEADER));
-    ok(e.bytes(SIGNING_CONTEXT));
-    ok(e.bytes(payload));
-    e.into_writer()
+    let mut e = CborWriter::with_capacity(payload.len() + 48);
+    e.array(4);
+    e.str("Signature1");
+    e.bytes(&PROTECTED_HEADER);
+    e.bytes(SIGNING_CONTEXT);
+    e.bytes(payload);
+    e.into_vec()
 }
 
 /// The signature of an encoded signed message.

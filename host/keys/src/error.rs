@@ -93,6 +93,23 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
+    /// The software store already holds its maximum number of keys
+    /// ([`crate::MAX_SOFTWARE_KEYS`]); a bigger index would be refused when reopened.
+    #[error("the keystore holds {held} keys and may hold at most {limit}")]
+    TooManyKeys {
+        /// Keys the store would hold with this operation.
+        held: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// One batch of [`crate::KeyStore::generate_many`] names the same scope and label twice.
+    #[error("the batch asks twice for key {label:?} in scope {scope}")]
+    DuplicateRequest {
+        /// The scope.
+        scope: KeyScope,
+        /// The label asked for twice.
+        label: String,
+    },
     /// The filesystem failed.
     #[error("keystore I/O on {path}")]
     Io {

@@ -23,7 +23,7 @@ mod software;
 pub use error::KeyError;
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{Pkcs11Config, Pkcs11KeyStore};
-pub use software::SoftwareKeyStore;
+pub use software::{SoftwareKeyStore, MAX_SOFTWARE_KEYS};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -127,6 +127,16 @@ impl KeyKind {
         }
     }
 
+    pub(crate) fn from_code(code: u8) -> Option<KeyKind> {
+        Some(match code {
+            1 => KeyKind::Ed25519Signing,
+            2 => KeyKind::Ed25519Public,
+            3 => KeyKind::X25519,
+            4 => KeyKind::HmacSecret,
+            _ => return None,
+        })
+    }
+
     /// Whether the key holds secret material (encrypted at rest, zeroized in memory).
     pub fn is_secret(self) -> bool {
         !matches!(self, KeyKind::Ed25519Public)
@@ -164,10 +174,15 @@ pub struct KeyInfo {
 /// Length bounds of an HMAC secret: below 16 bytes is too weak, above 64 is hashed by HMAC.
 pub const HMAC_SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 
-/// Checks a label: 1..=64 characters of `[A-Za-z0-9._:-]`.
-pub(crate) fn validate_label(label: &str) -> Result<(), KeyError> {
+/// The longest key label, in bytes.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Checks a label: 1..=[`MAX_LABEL_LEN`] characters of `[A-Za-z0-9._:-]`. The one label
+/// rule: names that become labels elsewhere (a provisioning bundle's key names) are checked
+/// with it too.
+pub fn validate_label(label: &str) -> Result<(), KeyError> {
     let ok = !label.is_empty()
-        && label.len() <= 64
+        && label.len() <= MAX_LABEL_LEN
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
@@ -176,6 +191,22 @@ pub(crate) fn validate_label(label: &str) -> Result<(), KeyError> {
     } else {
         Err(KeyError::InvalidLabel(label.to_owned()))
     }
+}
+
+/// Checks every request of a batch (scope, label) and refuses one named twice.
+pub(crate) fn check_batch(requests: &[KeyRequest]) -> Result<(), KeyError> {
+    let mut seen = std::collections::HashSet::with_capacity(requests.len());
+    for r in requests {
+        r.scope.validate()?;
+        validate_label(&r.label)?;
+        if !seen.insert((&r.scope, r.label.as_str())) {
+            return Err(KeyError::DuplicateRequest {
+                scope: r.scope.clone(),
+                label: r.label.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses small-order Ed25519 public keys: a signature "by" such a key can be forged without
@@ -192,12 +223,39 @@ pub fn check_ed25519_public(bytes: &[u8; 32]) -> Result<ed25519_dalek::Verifying
     Ok(vk)
 }
 
+/// One key to generate in [`KeyStore::generate_many`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyRequest {
+    /// Who may use it.
+    pub scope: KeyScope,
+    /// What it is.
+    pub kind: KeyKind,
+    /// Its label (see [`KeyStore::generate`]).
+    pub label: String,
+}
+
 /// A keystore backend. Every operation names the scope the caller acts in; a handle from
 /// another scope is refused with [`KeyError::OutOfScope`] (SER-024).
 pub trait KeyStore: Send + Sync {
     /// Generates a key inside the store. Generated secret keys are not extractable (SER-010).
     fn generate(&self, scope: &KeyScope, kind: KeyKind, label: &str)
         -> Result<KeyHandle, KeyError>;
+
+    /// Generates several keys: with the software store as one unit, one write of its index
+    /// for the whole batch instead of one per key (a 10,000-app gateway's first start creates
+    /// one pseudonym secret per app), and either every key is created or none is. A batch naming
+    /// the same scope and label twice is refused ([`KeyError::DuplicateRequest`]): it is a
+    /// caller's mistake that would leave two keys no label can tell apart. The handles come
+    /// back in the order of `requests`. The default (the PKCS#11 backend) generates them one by
+    /// one: a failure part-way leaves the keys made before it, which a caller that looks its
+    /// keys up by label (the gateway) finds on its next start.
+    fn generate_many(&self, requests: &[KeyRequest]) -> Result<Vec<KeyHandle>, KeyError> {
+        check_batch(requests)?;
+        requests
+            .iter()
+            .map(|r| self.generate(&r.scope, r.kind, &r.label))
+            .collect()
+    }
 
     /// Imports key material: a 32-byte Ed25519 seed, a 32-byte Ed25519 public key, a 32-byte
     /// X25519 secret, or a 16..=64-byte HMAC secret (SER-020 provisioning).

@@ -3,18 +3,18 @@
 //! Secrets live in memory as zeroize-on-drop types (ed25519-dalek and x25519-dalek zeroize
 //! their secrets; HMAC secrets are `Zeroizing`), and at rest as sealed records (see `sealed`).
 
-use super::sealed::{self, Kek, Meta, Record};
+use super::sealed::{self, IndexEntry, Kek, Record};
 use super::{
-    check_ed25519_public, validate_label, KeyError, KeyHandle, KeyInfo, KeyKind, KeyScope,
-    KeyStore, HMAC_SECRET_LEN,
+    check_batch, check_ed25519_public, validate_label, KeyError, KeyHandle, KeyInfo, KeyKind,
+    KeyRequest, KeyScope, KeyStore, HMAC_SECRET_LEN,
 };
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::Mac;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
 enum Secret {
@@ -84,6 +84,11 @@ impl Secret {
     }
 }
 
+/// The most keys one software store holds. It bounds the index every start reads and every
+/// key creation rewrites (at most ~330 bytes a key, so ≤ ~33 MB); a gateway uses one key per
+/// application plus its `[[app.key]]`s, so this is ample for 10,000 applications.
+pub const MAX_SOFTWARE_KEYS: usize = 100_000;
+
 struct Entry {
     scope: KeyScope,
     kind: KeyKind,
@@ -92,17 +97,135 @@ struct Entry {
     secret: Secret,
 }
 
+impl Entry {
+    fn from_index(e: &IndexEntry) -> Result<Entry, KeyError> {
+        Ok(Entry {
+            scope: e.scope.clone(),
+            kind: e.kind,
+            label: e.label.clone(),
+            extractable: e.extractable,
+            secret: Secret::from_material(e.kind, &e.material).map_err(|error| {
+                KeyError::MalformedRecord {
+                    file: sealed::INDEX_FILE.to_owned(),
+                    reason: format!("key {}: {error}", e.handle),
+                }
+            })?,
+        })
+    }
+
+    fn to_index(&self, handle: &KeyHandle) -> IndexEntry {
+        IndexEntry {
+            handle: handle.clone(),
+            scope: self.scope.clone(),
+            kind: self.kind,
+            label: self.label.clone(),
+            extractable: self.extractable,
+            material: self.secret.material(),
+        }
+    }
+}
+
+/// The keys in memory, by handle and by scope: a gateway lists each application's keys at
+/// start, which with 10,000 applications must not scan every key each time.
+#[derive(Default)]
+struct Keys {
+    by_handle: HashMap<KeyHandle, Entry>,
+    by_scope: HashMap<KeyScope, BTreeSet<KeyHandle>>,
+}
+
+impl Keys {
+    fn insert(&mut self, handle: KeyHandle, entry: Entry) {
+        self.remove(&handle);
+        self.by_scope
+            .entry(entry.scope.clone())
+            .or_default()
+            .insert(handle.clone());
+        self.by_handle.insert(handle, entry);
+    }
+
+    fn remove(&mut self, handle: &KeyHandle) {
+        if let Some(old) = self.by_handle.remove(handle) {
+            if let Some(set) = self.by_scope.get_mut(&old.scope) {
+                set.remove(handle);
+                if set.is_empty() {
+                    self.by_scope.remove(&old.scope);
+                }
+            }
+        }
+    }
+}
+
 struct Persist {
     dir: Dir,
     path: PathBuf,
     kek: Kek,
 }
 
+/// An exclusive lock on the key directory's lock file, released on drop.
+struct DirLock(std::fs::File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl Persist {
+    fn lock(&self) -> Result<DirLock, KeyError> {
+        let path = self.path.join(sealed::LOCK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).mode(0o600);
+        let file = self
+            .dir
+            .open_with(sealed::LOCK_FILE, &opts)
+            .map_err(KeyError::io(&path))?
+            .into_std();
+        file.lock().map_err(KeyError::io(&path))?;
+        Ok(DirLock(file))
+    }
+
+    /// The index's entries, or `None` when there is no index yet.
+    fn read_index(&self) -> Result<Option<Vec<IndexEntry>>, KeyError> {
+        let path = self.path.join(sealed::INDEX_FILE);
+        let mut file = match self.dir.open(sealed::INDEX_FILE) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(KeyError::Io { path, source: e }),
+        };
+        let mut bytes = Vec::new();
+        Read::by_ref(&mut file)
+            .take(sealed::MAX_INDEX_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(KeyError::io(&path))?;
+        sealed::open_index(&self.kek, &bytes).map(Some)
+    }
+
+    /// Replaces the index (temporary file, fsync, rename, fsync of the directory): a crash
+    /// leaves either the old index or the new one, never a mix.
+    fn write_index<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = &'a IndexEntry>,
+    ) -> Result<(), KeyError> {
+        if entries.len() > MAX_SOFTWARE_KEYS {
+            return Err(KeyError::TooManyKeys {
+                held: entries.len(),
+                limit: MAX_SOFTWARE_KEYS,
+            });
+        }
+        let bytes = sealed::seal_index(&self.kek, entries);
+        sealed::write_atomic(&self.dir, &self.path, sealed::INDEX_FILE, &bytes)?;
+        sealed::sync_dir(&self.path)
+    }
+}
+
 /// The software keystore: in memory only ([`SoftwareKeyStore::in_memory`]) or backed by a
-/// directory of sealed records ([`SoftwareKeyStore::open`]).
+/// directory holding one sealed index of every key ([`SoftwareKeyStore::open`]).
 pub struct SoftwareKeyStore {
     persist: Option<Persist>,
-    keys: RwLock<HashMap<KeyHandle, Entry>>,
+    keys: RwLock<Keys>,
+    /// Serialises this process's writers, so that the memory lock is held only to apply a
+    /// write that is already durable (decisions reading keys never wait for an fsync).
+    writer: Mutex<()>,
 }
 
 impl SoftwareKeyStore {
@@ -110,13 +233,19 @@ impl SoftwareKeyStore {
     pub fn in_memory() -> Self {
         SoftwareKeyStore {
             persist: None,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(Keys::default()),
+            writer: Mutex::new(()),
         }
     }
 
     /// Opens (creating if needed, mode 0700) a key directory: loads or creates `master.key`
-    /// and opens every `*.key` record. A record that fails authentication stops the open:
-    /// a keystore that was tampered with is not used (SER-003).
+    /// and opens the sealed index `keys.index`. Anything that fails authentication stops the
+    /// open: a keystore that was tampered with is not used (SER-003).
+    ///
+    /// A store of the older layout (one sealed `<handle>.key` record per key) is migrated
+    /// once: every record is opened and checked as before, merged into the index, and the
+    /// index made durable before the old files are removed, so a crash at any point leaves
+    /// every key readable (the next open finishes the job).
     pub fn open(path: &Path) -> Result<Self, KeyError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -127,40 +256,134 @@ impl SoftwareKeyStore {
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
             .map_err(KeyError::io(path))?;
         let kek = sealed::load_or_create_master(&dir, path)?;
-        let mut keys = HashMap::new();
-        for ent in dir.entries().map_err(KeyError::io(path))? {
+        let persist = Persist {
+            dir,
+            path: path.to_owned(),
+            kek,
+        };
+        let lock = persist.lock()?;
+        let index = persist.read_index()?;
+        let had_index = index.is_some();
+        let mut entries: Vec<IndexEntry> = index.unwrap_or_default();
+        let mut known: HashSet<KeyHandle> = entries.iter().map(|e| e.handle.clone()).collect();
+        let mut legacy = Vec::new();
+        let mut migrated = 0usize;
+        for ent in persist.dir.entries().map_err(KeyError::io(path))? {
             let ent = ent.map_err(KeyError::io(path))?;
             let name = ent.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!(".{}.tmp-", sealed::INDEX_FILE)) {
+                // A write that crashed before its rename (writers hold the lock we hold).
+                let _ = persist.dir.remove_file(&name);
+                continue;
+            }
             if !name.ends_with(".key") || name == sealed::MASTER_FILE || name.starts_with('.') {
                 continue;
             }
             let mut bytes = Vec::new();
             let p = sealed::path_of(path, &name);
-            dir.open(&name)
+            persist
+                .dir
+                .open(&name)
                 .and_then(|f| f.take(1 << 16).read_to_end(&mut bytes))
                 .map_err(KeyError::io(&p))?;
-            let (rec, material) = Record::open(&kek, &name, &bytes)?;
-            let secret = Secret::from_material(rec.kind, &material)?;
-            keys.insert(
-                rec.handle,
-                Entry {
+            let (rec, material) = Record::open(&persist.kek, &name, &bytes)?;
+            Secret::from_material(rec.kind, &material)?;
+            if known.insert(rec.handle.clone()) {
+                migrated += 1;
+                entries.push(IndexEntry {
+                    handle: rec.handle,
                     scope: rec.scope,
                     kind: rec.kind,
                     label: rec.label,
                     extractable: rec.extractable,
-                    secret,
-                },
+                    material,
+                });
+            }
+            legacy.push(name);
+        }
+        if !legacy.is_empty() {
+            if migrated > 0 || !had_index {
+                persist.write_index(entries.iter())?;
+            }
+            // The old files go only once the index holding their keys is durable.
+            for name in &legacy {
+                persist
+                    .dir
+                    .remove_file(name)
+                    .map_err(KeyError::io(sealed::path_of(path, name)))?;
+            }
+            sealed::sync_dir(path)?;
+            tracing::info!(
+                records = legacy.len(),
+                migrated,
+                dir = %path.display(),
+                "keystore: one file per key migrated into {}",
+                sealed::INDEX_FILE
             );
         }
-        tracing::debug!(keys = keys.len(), dir = %path.display(), "keystore opened");
+        drop(lock);
+        let mut keys = Keys::default();
+        for e in &entries {
+            keys.insert(e.handle.clone(), Entry::from_index(e)?);
+        }
+        tracing::debug!(keys = keys.by_handle.len(), dir = %path.display(), "keystore opened");
         Ok(SoftwareKeyStore {
-            persist: Some(Persist {
-                dir,
-                path: path.to_owned(),
-                kek,
-            }),
+            persist: Some(persist),
             keys: RwLock::new(keys),
+            writer: Mutex::new(()),
         })
+    }
+
+    /// Makes `add` and the removal of `remove` durable (for a persistent store) and then
+    /// visible. The index on disk is re-read under the directory lock and changed, not
+    /// rewritten from memory, so keys another process added meanwhile are kept (and become
+    /// visible here too).
+    fn commit(
+        &self,
+        add: Vec<(KeyHandle, Entry)>,
+        remove: Option<&KeyHandle>,
+    ) -> Result<(), KeyError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut others = Vec::new();
+        if let Some(p) = &self.persist {
+            let _lock = p.lock()?;
+            let mut entries = p.read_index()?.unwrap_or_default();
+            if let Some(h) = remove {
+                entries.retain(|e| &e.handle != h);
+            }
+            {
+                let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+                for e in &entries {
+                    if !keys.by_handle.contains_key(&e.handle) && Some(&e.handle) != remove {
+                        others.push((e.handle.clone(), Entry::from_index(e)?));
+                    }
+                }
+            }
+            entries.extend(add.iter().map(|(h, e)| e.to_index(h)));
+            p.write_index(entries.iter())?;
+        } else {
+            let held = self
+                .keys
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .by_handle
+                .len();
+            if held + add.len() > MAX_SOFTWARE_KEYS {
+                return Err(KeyError::TooManyKeys {
+                    held: held + add.len(),
+                    limit: MAX_SOFTWARE_KEYS,
+                });
+            }
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = remove {
+            // Dropping the entry zeroizes its secret.
+            keys.remove(h);
+        }
+        for (h, e) in others.into_iter().chain(add) {
+            keys.insert(h, e);
+        }
+        Ok(())
     }
 
     fn insert(
@@ -172,20 +395,6 @@ impl SoftwareKeyStore {
         secret: Secret,
     ) -> Result<KeyHandle, KeyError> {
         let handle = KeyHandle::random();
-        if let Some(p) = &self.persist {
-            let public = secret.public();
-            let meta = Meta {
-                handle: &handle,
-                scope,
-                kind,
-                label,
-                public_key: public.as_ref(),
-                extractable,
-            };
-            let rec = Record::seal(&p.kek, &meta, &secret.material());
-            let json = serde_json::to_vec_pretty(&rec).expect("a record always serializes");
-            sealed::write_atomic(&p.dir, &p.path, &sealed::record_file(&handle), &json)?;
-        }
         let entry = Entry {
             scope: scope.clone(),
             kind,
@@ -193,10 +402,7 @@ impl SoftwareKeyStore {
             extractable,
             secret,
         };
-        self.keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(handle.clone(), entry);
+        self.commit(vec![(handle.clone(), entry)], None)?;
         Ok(handle)
     }
 
@@ -208,9 +414,12 @@ impl SoftwareKeyStore {
         f: impl FnOnce(&Entry) -> Result<T, KeyError>,
     ) -> Result<T, KeyError> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        let e = keys.get(handle).ok_or_else(|| KeyError::NotFound {
-            handle: handle.clone(),
-        })?;
+        let e = keys
+            .by_handle
+            .get(handle)
+            .ok_or_else(|| KeyError::NotFound {
+                handle: handle.clone(),
+            })?;
         if &e.scope != scope {
             tracing::warn!(%handle, requested = %scope, "key used outside its scope");
             return Err(KeyError::OutOfScope {
@@ -240,6 +449,26 @@ impl KeyStore for SoftwareKeyStore {
         scope.validate()?;
         validate_label(label)?;
         self.insert(scope, kind, label, false, Secret::generate(kind)?)
+    }
+
+    fn generate_many(&self, requests: &[KeyRequest]) -> Result<Vec<KeyHandle>, KeyError> {
+        check_batch(requests)?;
+        let mut add = Vec::with_capacity(requests.len());
+        for r in requests {
+            let entry = Entry {
+                scope: r.scope.clone(),
+                kind: r.kind,
+                label: r.label.clone(),
+                extractable: false,
+                secret: Secret::generate(r.kind)?,
+            };
+            add.push((KeyHandle::random(), entry));
+        }
+        let handles = add.iter().map(|(h, _)| h.clone()).collect();
+        if !add.is_empty() {
+            self.commit(add, None)?;
+        }
+        Ok(handles)
     }
 
     fn import(
@@ -346,8 +575,11 @@ impl KeyStore for SoftwareKeyStore {
     fn list(&self, scope: &KeyScope) -> Result<Vec<KeyInfo>, KeyError> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<KeyInfo> = keys
-            .iter()
-            .filter(|(_, e)| &e.scope == scope)
+            .by_scope
+            .get(scope)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| keys.by_handle.get(h).map(|e| (h, e)))
             .map(|(h, e)| KeyInfo {
                 handle: h.clone(),
                 scope: e.scope.clone(),
@@ -363,18 +595,7 @@ impl KeyStore for SoftwareKeyStore {
 
     fn delete(&self, scope: &KeyScope, handle: &KeyHandle) -> Result<(), KeyError> {
         self.with(scope, handle, |_| Ok(()))?;
-        if let Some(p) = &self.persist {
-            let name = sealed::record_file(handle);
-            p.dir
-                .remove_file(&name)
-                .map_err(KeyError::io(sealed::path_of(&p.path, &name)))?;
-        }
-        // Dropping the entry zeroizes its secret.
-        self.keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(handle);
-        Ok(())
+        self.commit(Vec::new(), Some(handle))
     }
 }
 

@@ -92,7 +92,7 @@ impl Provisioner {
         file: StateFile,
     ) -> Result<Self, ProvisionError> {
         let gateway_id = gateway_id.into();
-        if !codec::valid_id(gateway_id.as_bytes()) {
+        if !codec::valid_id(&gateway_id) {
             return Err(ProvisionError::invalid(
                 format!("gateway id {gateway_id:?}"),
                 "not a valid identifier",

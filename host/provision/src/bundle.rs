@@ -1,19 +1,20 @@
 //! Building (provider side) and reading (gateway side) signed bundles (SER-020/021).
 //!
-//! The provider signs everything on the wire after encrypting (header, payload), prefixed by a
-//! domain-separation context so that this signature can never be taken for one the same key
+//! The provider signs everything on the wire before the signature, after encrypting (prefix,
+//! header, payload; see `codec` for the layout), prefixed by a domain-separation context so that this signature can never be taken for one the same key
 //! made elsewhere. The gateway therefore checks the signature before doing any X25519 work,
 //! and the header's provider and addressee are covered twice: by the signature and, for
 //! encrypted bundles, as the AEAD's associated data.
 
-use super::codec::{self, Reader, Writer};
-use super::error::ProvisionError;
+use super::codec;
+use super::error::{DecodeError, ProvisionError};
 use super::seal::{self, GatewayKey};
 use super::{
     BundleContents, BundleHeader, Encryption, FORMAT_VERSION, MAX_BUNDLE_LEN, MAX_DEVICES,
     MAX_ENTRIES, MAX_VALIDITY,
 };
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use palisade_codec::{Reader, Writer};
 use palisade_keys::{check_ed25519_public, HMAC_SECRET_LEN};
 use rand::RngCore;
 use std::ops::Range;
@@ -45,7 +46,7 @@ pub struct BundleSpec {
 /// again by the gateway, which trusts nothing it did not check itself.
 pub(crate) fn check_contents(c: &BundleContents) -> Result<(), ProvisionError> {
     let id = |what: &str, s: &str| {
-        if codec::valid_id(s.as_bytes()) {
+        if codec::valid_id(s) {
             Ok(())
         } else {
             Err(ProvisionError::invalid(
@@ -55,7 +56,7 @@ pub(crate) fn check_contents(c: &BundleContents) -> Result<(), ProvisionError> {
         }
     };
     let name = |app: &str, n: &str| {
-        if codec::valid_name(n.as_bytes()) {
+        if codec::valid_name(n) {
             Ok(())
         } else {
             Err(ProvisionError::invalid(
@@ -184,7 +185,7 @@ pub fn create_bundle(
         ("provider id", &spec.provider),
         ("gateway id", &spec.gateway),
     ] {
-        if !codec::valid_id(v.as_bytes()) {
+        if !codec::valid_id(v) {
             return Err(ProvisionError::invalid(
                 format!("{what} {v:?}"),
                 "identifiers are 1..=128 printable ASCII characters",
@@ -220,27 +221,40 @@ pub fn create_bundle(
             ephemeral: *public,
         }),
     };
-    let mut w = Writer::new();
-    codec::put_header(&mut w, &header);
     let plaintext = codec::encode_contents(&spec.contents);
-    let payload = match &eph {
-        None => plaintext.to_vec(),
+    assemble(&header, provider_key, |aad| match &eph {
+        None => Ok(plaintext.to_vec()),
         Some((recipient, (secret, public))) => {
-            seal::seal(secret, public, recipient, &w.buf, &plaintext)?
+            seal::seal(secret, public, recipient, aad, &plaintext)
         }
-    };
-    let len = w.buf.len() + 4 + payload.len() + 64;
+    })
+}
+
+/// Encodes and signs a bundle: `payload` gets the bytes before it (the prefix and header,
+/// the AEAD's associated data) and returns the payload, sealed or not. Refuses a result over
+/// [`MAX_BUNDLE_LEN`] before signing.
+pub(crate) fn assemble(
+    header: &BundleHeader,
+    provider_key: &SigningKey,
+    payload: impl FnOnce(&[u8]) -> Result<Vec<u8>, ProvisionError>,
+) -> Result<Vec<u8>, ProvisionError> {
+    let mut w = Writer::with_capacity(1024);
+    w.array(3);
+    codec::put_header(&mut w, header);
+    let head = [&codec::PREFIX[..], w.as_bytes()].concat();
+    let payload = payload(&head)?;
+    // The payload's header is at most 5 bytes and the signature's is 2.
+    let len = head.len() + 5 + payload.len() + 2 + 64;
     if len > MAX_BUNDLE_LEN {
         return Err(ProvisionError::TooLarge {
             len,
             max: MAX_BUNDLE_LEN,
         });
     }
-    w.u32(payload.len());
-    w.raw(&payload);
-    let sig = provider_key.sign(&[SIGNING_CONTEXT, &w.buf].concat());
-    w.raw(&sig.to_bytes());
-    Ok(w.buf.to_vec())
+    w.bytes(&payload);
+    let sig = provider_key.sign(&[SIGNING_CONTEXT, &codec::PREFIX, w.as_bytes()].concat());
+    w.bytes(&sig.to_bytes());
+    Ok([&codec::PREFIX[..], w.as_bytes()].concat())
 }
 
 /// A bundle whose structure has been read but nothing verified yet.
@@ -248,13 +262,17 @@ pub fn create_bundle(
 pub struct SignedBundle {
     raw: Vec<u8>,
     header: BundleHeader,
+    /// The prefix and header: the AEAD's associated data.
     header_len: usize,
     payload: Range<usize>,
+    /// Where the signature item starts: the signature covers every byte before it.
+    signed_len: usize,
+    signature: [u8; 64],
 }
 
 impl SignedBundle {
-    /// Reads the structure: size, magic, version, header, payload and signature lengths. No
-    /// key is needed; nothing in it is trusted yet.
+    /// Reads the structure: size, prefix (magic and format), header, payload and signature.
+    /// No key is needed; nothing in it is trusted yet.
     pub fn parse(bytes: &[u8]) -> Result<Self, ProvisionError> {
         if bytes.len() > MAX_BUNDLE_LEN {
             return Err(ProvisionError::TooLarge {
@@ -262,18 +280,26 @@ impl SignedBundle {
                 max: MAX_BUNDLE_LEN,
             });
         }
-        let mut r = Reader::new(bytes);
+        let body = codec::strip_prefix(bytes)?;
+        let at = |r: &Reader<'_>| codec::PREFIX.len() + r.position();
+        let mut r = Reader::new(body);
+        r.tuple("bundle", 3).map_err(DecodeError::from)?;
         let header = codec::get_header(&mut r)?;
-        let header_len = r.pos();
-        let payload = r.payload("payload")?;
-        let start = header_len + 4;
-        r.arr::<64>("signature")?;
-        r.end()?;
+        let header_len = at(&r);
+        let payload = r
+            .bytes("payload", MAX_BUNDLE_LEN)
+            .map_err(DecodeError::from)?
+            .len();
+        let signed_len = at(&r);
+        let signature = r.arr("signature").map_err(DecodeError::from)?;
+        r.end().map_err(DecodeError::from)?;
         Ok(SignedBundle {
             raw: bytes.to_vec(),
             header,
             header_len,
-            payload: start..start + payload.len(),
+            payload: signed_len - payload..signed_len,
+            signed_len,
+            signature,
         })
     }
 
@@ -290,16 +316,26 @@ impl SignedBundle {
     /// Checks the provider's signature over everything before it (strict verification:
     /// non-canonical and small-order signature parts are refused).
     pub fn verify(&self, provider_key: &VerifyingKey) -> Result<(), ProvisionError> {
-        let split = self.raw.len() - 64;
-        let sig: [u8; 64] = self.raw[split..].try_into().expect("64 bytes");
         provider_key
             .verify_strict(
-                &[SIGNING_CONTEXT, &self.raw[..split]].concat(),
-                &ed25519_dalek::Signature::from_bytes(&sig),
+                &[SIGNING_CONTEXT, &self.raw[..self.signed_len]].concat(),
+                &ed25519_dalek::Signature::from_bytes(&self.signature),
             )
             .map_err(|_| ProvisionError::BadSignature {
                 provider: self.header.provider.clone(),
             })
+    }
+
+    /// The prefix and header as they arrived (the AEAD's associated data).
+    #[cfg(test)]
+    pub(crate) fn header_bytes(&self) -> &[u8] {
+        &self.raw[..self.header_len]
+    }
+
+    /// The payload as it arrived.
+    #[cfg(test)]
+    pub(crate) fn payload_bytes(&self) -> &[u8] {
+        &self.raw[self.payload.clone()]
     }
 
     /// The contents: decrypted with `key` if the bundle is encrypted. A clear bundle that

@@ -1,439 +1,325 @@
-//! The binary encoding of bundles, written by hand so that every size is checked before
-//! anything is allocated (SER-001) and so that a bundle has exactly one encoding, the one the
-//! provider signs (SER-020).
+//! The encoding of bundles (format 2): deterministic CBOR through palisade-codec, the one
+//! bounded codec also under the group protocol, so every size is checked before anything is
+//! allocated (SER-001) and a bundle has exactly one encoding, the one the provider signs
+//! (SER-020).
 //!
 //! ```text
-//! bundle  = MAGIC "PLPB" | version u8 | header | payload (u32 len | bytes) | signature [64]
-//! header  = bundle_id [16] | provider id | gateway id | issued_at u64 | expires_at u64
-//!           | sequence u64 | 0 | 1 recipient [32] ephemeral [32]
-//! payload = contents, or contents sealed with ChaCha20-Poly1305 (+16-byte tag)
-//! contents= devices:         count | (device id | key [32])*
-//!           gateway_groups:  count | (group id | count | member id*)*
-//!           app_groups:      count | (app id | count | (group id | count | member id*)*)*
-//!           app_secrets:     count | (app id | count | (name | u8 len | secret)*)*
-//!           app_public_keys: count | (app id | count | (name | key [32])*)*
-//!           [app_positions:  count >= 1 | (app id | count >= 1 | (originator id
-//!                            | 0 (remove) | 1 lat i32 lon i32 (1e-7 degree)
-//!                              (0 | 2 country [2]))*)*]
+//! bundle     = "PLPB" 0x02 || [header, payload, signature]      (one CBOR array)
+//! header     = [bundle_id: bstr .size 16, provider: id, gateway: id,
+//!               issued_at: uint, expires_at: uint, sequence: uint, encryption]
+//! encryption = null / [recipient: bstr .size 32, ephemeral: bstr .size 32]
+//! payload    = bstr: contents, or contents sealed with ChaCha20-Poly1305 (+16-byte tag)
+//! signature  = bstr .size 64: Ed25519 of the provider over the signing context followed by
+//!              every byte before this item (prefix, array header, header, payload)
+//! contents   = [devices, gateway_groups, app_groups, app_secrets, app_public_keys,
+//!               ? app_positions]
+//! devices         = { * id => bstr .size 32 }             device → Ed25519 public key
+//! gateway_groups  = { * id => members }                   group → members
+//! app_groups      = { * id => { * id => members } }       app → group → members
+//! app_secrets     = { * id => { * name => bstr } }        app → key name → HMAC secret
+//! app_public_keys = { * id => { * name => bstr .size 32 } }
+//! app_positions   = { + id => { + id => position } }      app → originator → position
+//! members    = [* id]
+//! position   = null (remove) / [latitude: int, longitude: int (1e-7 degree),
+//!                               country: null / tstr .size 2]
 //! ```
-//! The `app_positions` section is present only when it holds something, so bundles
-//! without positions encode exactly as before it existed.
-//! Identifiers are `u8 length | printable ASCII` (1..=128), names are `u8 length |
-//! [A-Za-z0-9._:-]` (1..=64, the keystore's label rule, since they become labels), integers
-//! big-endian, counts u32. Map keys and set members must be strictly ascending; trailing bytes
-//! are an error.
+//! The 5-byte prefix recognises a bundle and its format before anything is decoded; format 1
+//! (`PLPB` 0x01, hand-written length prefixes) is refused by name. The `app_positions`
+//! section is present only when it holds something. Identifiers are text of 1..=128
+//! printable ASCII bytes (the group protocol's rule, `palisade_group::check_id`), names
+//! 1..=64 bytes of `[A-Za-z0-9._:-]` (the keystore's label rule, since they become labels).
+//! Deterministic CBOR (RFC 8949 §4.2) fixes the rest: shortest headers, definite lengths,
+//! map keys and set members strictly ascending in the canonical order (shorter first, then
+//! bytewise), nothing after the last item.
 
 use super::error::DecodeError;
 use super::{
-    BundleContents, BundleHeader, Encryption, Position, SecretBytes, FORMAT_VERSION,
-    MAX_BUNDLE_LEN, MAX_DEVICES, MAX_ENTRIES, MAX_MEMBERS,
+    BundleContents, BundleHeader, Encryption, Position, SecretBytes, FORMAT_VERSION, MAX_DEVICES,
+    MAX_ENTRIES, MAX_MEMBERS,
 };
+use palisade_codec::{CodecError, KeyOrder, Reader, Writer};
 use palisade_keys::HMAC_SECRET_LEN;
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
 /// The first bytes of every bundle.
 pub(crate) const MAGIC: &[u8; 4] = b"PLPB";
+/// The prefix of every bundle of this format.
+pub(crate) const PREFIX: [u8; 5] = [b'P', b'L', b'P', b'B', FORMAT_VERSION];
 const MAX_ID: usize = 128;
-const MAX_NAME: usize = 64;
+const MAX_NAME: usize = palisade_keys::MAX_LABEL_LEN;
 
-pub(crate) fn valid_id(b: &[u8]) -> bool {
-    !b.is_empty() && b.len() <= MAX_ID && b.iter().all(u8::is_ascii_graphic)
+/// An identifier (provider, gateway, device, group, app, originator).
+pub(crate) fn valid_id(s: &str) -> bool {
+    palisade_group::check_id(s).is_ok()
 }
 
-pub(crate) fn valid_name(b: &[u8]) -> bool {
-    !b.is_empty()
-        && b.len() <= MAX_NAME
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+/// A key name: it becomes a keystore label, so it follows the keystore's label rule.
+pub(crate) fn valid_name(s: &str) -> bool {
+    palisade_keys::validate_label(s).is_ok()
 }
 
-/// Appends fields. Callers validate identifiers and names first (the builder does), so the
-/// `u8` length prefixes cannot overflow (asserted).
-pub(crate) struct Writer {
-    pub buf: Zeroizing<Vec<u8>>,
-}
-
-impl Writer {
-    pub fn new() -> Self {
-        Writer {
-            buf: Zeroizing::new(Vec::with_capacity(1024)),
-        }
-    }
-    pub fn raw(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
-    }
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    pub fn u32(&mut self, v: usize) {
-        let v = u32::try_from(v).expect("counts are bounded far below u32::MAX");
-        self.buf.extend_from_slice(&v.to_be_bytes());
-    }
-    pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-    }
-    pub fn short(&mut self, s: &[u8]) {
-        assert!(
-            s.len() <= 255,
-            "identifiers and names are validated before encoding"
-        );
-        self.buf.push(s.len() as u8);
-        self.buf.extend_from_slice(s);
+/// Checks the prefix: a bundle, of this format. Returns the CBOR after it.
+pub(crate) fn strip_prefix(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        return Err(DecodeError::BadMagic);
+    };
+    match rest.first() {
+        None => Err(CodecError::Truncated { field: "version" }.into()),
+        Some(&FORMAT_VERSION) => Ok(&rest[1..]),
+        Some(&1) => Err(DecodeError::RetiredFormat { version: 1 }),
+        Some(&v) => Err(DecodeError::UnsupportedVersion(v)),
     }
 }
 
-/// Reads fields, never past the end.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn id(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let s = r.str(field, MAX_ID)?;
+    if !valid_id(s) {
+        return Err(DecodeError::InvalidIdentifier { field });
+    }
+    Ok(s.to_owned())
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+/// A map key that is an identifier, in canonical order.
+fn id_key<'a>(
+    r: &mut Reader<'a>,
+    order: &mut KeyOrder<'a>,
+    field: &'static str,
+) -> Result<String, DecodeError> {
+    let s = r.ordered_str(order, MAX_ID)?;
+    if !valid_id(s) {
+        return Err(DecodeError::InvalidIdentifier { field });
     }
-    pub fn pos(&self) -> usize {
-        self.pos
-    }
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        if self.buf.len() - self.pos < n {
-            return Err(DecodeError::Truncated { field });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    pub fn arr<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        Ok(self
-            .take(N, field)?
-            .try_into()
-            .expect("take returned N bytes"))
-    }
-    pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, field)?[0])
-    }
-    fn u32(&mut self, field: &'static str) -> Result<usize, DecodeError> {
-        Ok(u32::from_be_bytes(self.arr(field)?) as usize)
-    }
-    pub fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.arr(field)?))
-    }
-    fn short(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
-        let n = self.u8(field)? as usize;
-        if n > max {
-            return Err(DecodeError::FieldTooLong { field, len: n, max });
-        }
-        self.take(n, field)
-    }
-    pub fn id(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let b = self.short(field, MAX_ID)?;
-        if !valid_id(b) {
-            return Err(DecodeError::InvalidIdentifier { field });
-        }
-        Ok(String::from_utf8(b.to_vec()).expect("ASCII is UTF-8"))
-    }
-    fn name(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let b = self.short(field, MAX_NAME)?;
-        if !valid_name(b) {
-            return Err(DecodeError::InvalidName { field });
-        }
-        Ok(String::from_utf8(b.to_vec()).expect("ASCII is UTF-8"))
-    }
-    pub fn payload(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let n = self.u32(field)?;
-        if n > MAX_BUNDLE_LEN {
-            return Err(DecodeError::FieldTooLong {
-                field,
-                len: n,
-                max: MAX_BUNDLE_LEN,
-            });
-        }
-        self.take(n, field)
-    }
-    /// A count capped by `max` and by what the remaining bytes can hold at `min_entry` bytes
-    /// per entry, so a caller may allocate `count` entries.
-    fn count(
-        &mut self,
-        field: &'static str,
-        max: usize,
-        min_entry: usize,
-    ) -> Result<usize, DecodeError> {
-        let n = self.u32(field)?;
-        if n > max {
-            return Err(DecodeError::TooMany {
-                field,
-                count: n,
-                max,
-            });
-        }
-        if n > (self.buf.len() - self.pos) / min_entry.max(1) {
-            return Err(DecodeError::Truncated { field });
-        }
-        Ok(n)
-    }
-    pub fn at_end(&self) -> bool {
-        self.pos == self.buf.len()
-    }
-    pub fn end(&self) -> Result<(), DecodeError> {
-        match self.buf.len() - self.pos {
-            0 => Ok(()),
-            n => Err(DecodeError::TrailingBytes(n)),
-        }
-    }
+    Ok(s.to_owned())
 }
 
-/// Writes the header (magic, version and header fields).
+/// A map key that is a key name, in canonical order.
+fn name_key<'a>(
+    r: &mut Reader<'a>,
+    order: &mut KeyOrder<'a>,
+    field: &'static str,
+) -> Result<String, DecodeError> {
+    let s = r.ordered_str(order, MAX_NAME)?;
+    if !valid_name(s) {
+        return Err(DecodeError::InvalidName { field });
+    }
+    Ok(s.to_owned())
+}
+
+/// Writes the header.
 pub(crate) fn put_header(w: &mut Writer, h: &BundleHeader) {
-    w.raw(MAGIC);
-    w.u8(h.version);
-    w.raw(&h.bundle_id);
-    w.short(h.provider.as_bytes());
-    w.short(h.gateway.as_bytes());
+    w.array(7);
+    w.bytes(&h.bundle_id);
+    w.str(&h.provider);
+    w.str(&h.gateway);
     w.u64(h.issued_at);
     w.u64(h.expires_at);
     w.u64(h.sequence);
     match &h.encryption {
-        None => w.u8(0),
+        None => w.null(),
         Some(e) => {
-            w.u8(1);
-            w.raw(&e.recipient);
-            w.raw(&e.ephemeral);
+            w.array(2);
+            w.bytes(&e.recipient);
+            w.bytes(&e.ephemeral);
         }
     }
 }
 
-/// Reads the header; the reader is left at the payload.
+/// Reads the header (the prefix was checked by [`strip_prefix`]).
 pub(crate) fn get_header(r: &mut Reader<'_>) -> Result<BundleHeader, DecodeError> {
-    if &r.arr::<4>("magic").map_err(|_| DecodeError::BadMagic)? != MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let version = r.u8("version")?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
-    }
+    r.tuple("header", 7)?;
     Ok(BundleHeader {
-        version,
+        version: FORMAT_VERSION,
         bundle_id: r.arr("bundle_id")?,
-        provider: r.id("provider")?,
-        gateway: r.id("gateway")?,
+        provider: id(r, "provider")?,
+        gateway: id(r, "gateway")?,
         issued_at: r.u64("issued_at")?,
         expires_at: r.u64("expires_at")?,
         sequence: r.u64("sequence")?,
-        encryption: match r.u8("encryption")? {
-            0 => None,
-            1 => Some(Encryption {
+        encryption: if r.is_null() {
+            r.null("encryption")?;
+            None
+        } else {
+            r.tuple("encryption", 2)?;
+            Some(Encryption {
                 recipient: r.arr("encryption.recipient")?,
                 ephemeral: r.arr("encryption.ephemeral")?,
-            }),
-            v => {
-                return Err(DecodeError::InvalidValue {
-                    field: "encryption",
-                    value: v,
-                })
-            }
+            })
         },
     })
 }
 
-fn put_set(w: &mut Writer, set: &BTreeSet<String>) {
-    w.u32(set.len());
-    for m in set {
-        w.short(m.as_bytes());
-    }
+fn put_members(w: &mut Writer, set: &BTreeSet<String>) {
+    w.text_set(set.iter().map(String::as_str));
 }
 
-/// Reads a strictly ascending set of identifiers.
-fn get_set(r: &mut Reader<'_>, field: &'static str) -> Result<BTreeSet<String>, DecodeError> {
-    let n = r.count(field, MAX_MEMBERS, 2)?;
+/// Reads a set of identifiers, strictly ascending in the canonical order.
+fn get_members(r: &mut Reader<'_>, field: &'static str) -> Result<BTreeSet<String>, DecodeError> {
+    let n = r.array(field, MAX_MEMBERS, 2)?;
+    let mut order = KeyOrder::new(field);
     let mut out = BTreeSet::new();
     for _ in 0..n {
-        let m = r.id(field)?;
-        if out.last().is_some_and(|last| *last >= m) {
-            return Err(DecodeError::NotCanonical { field });
-        }
-        out.insert(m);
+        out.insert(id_key(r, &mut order, field)?);
     }
     Ok(out)
+}
+
+fn put_position(w: &mut Writer, position: &Option<Position>) {
+    let Some(p) = position else {
+        return w.null();
+    };
+    w.array(3);
+    w.i32(p.latitude_e7);
+    w.i32(p.longitude_e7);
+    match &p.country {
+        // Two upper-case letters (checked by the builder): valid UTF-8.
+        Some(code) => w.str(std::str::from_utf8(code).unwrap_or("??")),
+        None => w.null(),
+    }
 }
 
 /// One provisioned position, or `None` (remove).
 fn get_position(r: &mut Reader<'_>) -> Result<Option<Position>, DecodeError> {
-    match r.u8("app_positions.set")? {
-        0 => Ok(None),
-        1 => {
-            let latitude_e7 = i32::from_be_bytes(r.arr("app_positions.latitude")?);
-            let longitude_e7 = i32::from_be_bytes(r.arr("app_positions.longitude")?);
-            let country = match r.u8("app_positions.country")? {
-                0 => None,
-                2 => Some(r.arr("app_positions.country")?),
-                value => {
-                    return Err(DecodeError::InvalidValue {
-                        field: "app_positions.country",
-                        value,
-                    })
-                }
-            };
-            Ok(Some(Position {
-                latitude_e7,
-                longitude_e7,
-                country,
-            }))
-        }
-        value => Err(DecodeError::InvalidValue {
-            field: "app_positions.set",
-            value,
-        }),
+    if r.is_null() {
+        r.null("app_positions.position")?;
+        return Ok(None);
     }
+    r.tuple("app_positions.position", 3)?;
+    let latitude_e7 = r.i32("app_positions.latitude")?;
+    let longitude_e7 = r.i32("app_positions.longitude")?;
+    let country = if r.is_null() {
+        r.null("app_positions.country")?;
+        None
+    } else {
+        let field = "app_positions.country";
+        let code = r.str(field, 2)?;
+        Some(
+            code.as_bytes()
+                .try_into()
+                .map_err(|_| CodecError::Unexpected {
+                    field,
+                    expected: "a two-letter country code",
+                })?,
+        )
+    };
+    Ok(Some(Position {
+        latitude_e7,
+        longitude_e7,
+        country,
+    }))
 }
 
-/// Reads a strictly ascending map: `key` reads a key, `val` a value.
-fn get_map<K: Ord, V>(
-    r: &mut Reader<'_>,
+/// Reads a map with identifier keys: `val` reads one value.
+fn get_map<'a, V>(
+    r: &mut Reader<'a>,
     field: &'static str,
     max: usize,
     min_entry: usize,
-    mut entry: impl FnMut(&mut Reader<'_>) -> Result<(K, V), DecodeError>,
-) -> Result<BTreeMap<K, V>, DecodeError> {
-    let n = r.count(field, max, min_entry)?;
+    mut val: impl FnMut(&mut Reader<'a>) -> Result<V, DecodeError>,
+) -> Result<BTreeMap<String, V>, DecodeError> {
+    let n = r.map(field, max, min_entry)?;
+    let mut order = KeyOrder::new(field);
     let mut out = BTreeMap::new();
     for _ in 0..n {
-        let (k, v) = entry(r)?;
-        if out.last_key_value().is_some_and(|(last, _)| *last >= k) {
-            return Err(DecodeError::NotCanonical { field });
-        }
-        out.insert(k, v);
+        let k = id_key(r, &mut order, field)?;
+        out.insert(k, val(r)?);
     }
     Ok(out)
 }
 
-/// Encodes the contents (the plaintext of the payload); zeroized on drop since it may hold
-/// secrets.
+/// Reads a map with key-name keys: `val` reads one value.
+fn get_named<'a, V>(
+    r: &mut Reader<'a>,
+    field: &'static str,
+    min_entry: usize,
+    mut val: impl FnMut(&mut Reader<'a>) -> Result<V, DecodeError>,
+) -> Result<BTreeMap<String, V>, DecodeError> {
+    let n = r.map(field, MAX_ENTRIES, min_entry)?;
+    let mut order = KeyOrder::new(field);
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let k = name_key(r, &mut order, field)?;
+        out.insert(k, val(r)?);
+    }
+    Ok(out)
+}
+
+fn keys<V>(m: &BTreeMap<String, V>) -> impl Iterator<Item = (&str, &V)> {
+    m.iter().map(|(k, v)| (k.as_str(), v))
+}
+
+/// Encodes the contents (the plaintext of the payload); wiped on drop, and so is every
+/// buffer the encoder grew through, since it holds the application secrets.
 pub(crate) fn encode_contents(c: &BundleContents) -> Zeroizing<Vec<u8>> {
-    let mut w = Writer::new();
-    w.u32(c.devices.len());
-    for (d, k) in &c.devices {
-        w.short(d.as_bytes());
-        w.raw(k);
-    }
-    w.u32(c.gateway_groups.len());
-    for (g, members) in &c.gateway_groups {
-        w.short(g.as_bytes());
-        put_set(&mut w, members);
-    }
-    w.u32(c.app_groups.len());
-    for (app, groups) in &c.app_groups {
-        w.short(app.as_bytes());
-        w.u32(groups.len());
-        for (g, members) in groups {
-            w.short(g.as_bytes());
-            put_set(&mut w, members);
-        }
-    }
-    w.u32(c.app_secrets.len());
-    for (app, keys) in &c.app_secrets {
-        w.short(app.as_bytes());
-        w.u32(keys.len());
-        for (name, secret) in keys {
-            w.short(name.as_bytes());
-            w.short(secret.expose());
-        }
-    }
-    w.u32(c.app_public_keys.len());
-    for (app, keys) in &c.app_public_keys {
-        w.short(app.as_bytes());
-        w.u32(keys.len());
-        for (name, key) in keys {
-            w.short(name.as_bytes());
-            w.raw(key);
-        }
-    }
+    let mut w = Writer::with_capacity(1024);
+    w.array(if c.app_positions.is_empty() { 5 } else { 6 });
+    w.text_map(keys(&c.devices), |w, k| w.bytes(k));
+    w.text_map(keys(&c.gateway_groups), put_members);
+    w.text_map(keys(&c.app_groups), |w, groups| {
+        w.text_map(keys(groups), put_members)
+    });
+    w.text_map(keys(&c.app_secrets), |w, secrets| {
+        w.text_map(keys(secrets), |w, s| w.bytes(s.expose()))
+    });
+    w.text_map(keys(&c.app_public_keys), |w, public| {
+        w.text_map(keys(public), |w, k| w.bytes(k))
+    });
     if !c.app_positions.is_empty() {
-        w.u32(c.app_positions.len());
-        for (app, positions) in &c.app_positions {
-            w.short(app.as_bytes());
-            w.u32(positions.len());
-            for (originator, position) in positions {
-                w.short(originator.as_bytes());
-                match position {
-                    None => w.u8(0),
-                    Some(p) => {
-                        w.u8(1);
-                        w.raw(&p.latitude_e7.to_be_bytes());
-                        w.raw(&p.longitude_e7.to_be_bytes());
-                        match p.country {
-                            None => w.u8(0),
-                            Some(code) => {
-                                w.u8(2);
-                                w.raw(&code);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        w.text_map(keys(&c.app_positions), |w, positions| {
+            w.text_map(keys(positions), put_position)
+        });
     }
-    w.buf
+    w.finish()
 }
 
 /// Decodes the contents; exactly the bytes given, nothing left over.
 pub(crate) fn decode_contents(b: &[u8]) -> Result<BundleContents, DecodeError> {
     let mut r = Reader::new(b);
-    let devices = get_map(&mut r, "devices", MAX_DEVICES, 34, |r| {
-        Ok((r.id("devices.id")?, r.arr("devices.key")?))
+    // The smallest entries: a one-letter key (2 bytes) and its smallest value.
+    let sections = r.array("contents", 6, 1)?;
+    if !(5..=6).contains(&sections) {
+        return Err(CodecError::WrongCount {
+            field: "contents",
+            expected: 5,
+            got: sections as u64,
+        }
+        .into());
+    }
+    let devices = get_map(&mut r, "devices", MAX_DEVICES, 36, |r| {
+        Ok(r.arr("devices.key")?)
     })?;
-    let gateway_groups = get_map(&mut r, "gateway_groups", MAX_ENTRIES, 6, |r| {
-        Ok((
-            r.id("gateway_groups.id")?,
-            get_set(r, "gateway_groups.members")?,
-        ))
+    let gateway_groups = get_map(&mut r, "gateway_groups", MAX_ENTRIES, 3, |r| {
+        get_members(r, "gateway_groups.members")
     })?;
-    let app_groups = get_map(&mut r, "app_groups", MAX_ENTRIES, 6, |r| {
-        let app = r.id("app_groups.app")?;
-        let groups = get_map(r, "app_groups.groups", MAX_ENTRIES, 6, |r| {
-            Ok((r.id("app_groups.group")?, get_set(r, "app_groups.members")?))
-        })?;
-        Ok((app, groups))
+    let app_groups = get_map(&mut r, "app_groups", MAX_ENTRIES, 3, |r| {
+        get_map(r, "app_groups.groups", MAX_ENTRIES, 3, |r| {
+            get_members(r, "app_groups.members")
+        })
     })?;
-    let app_secrets = get_map(&mut r, "app_secrets", MAX_ENTRIES, 6, |r| {
-        let app = r.id("app_secrets.app")?;
-        let keys = get_map(r, "app_secrets.keys", MAX_ENTRIES, 3, |r| {
-            let name = r.name("app_secrets.name")?;
-            let secret = r.short("app_secrets.secret", *HMAC_SECRET_LEN.end())?;
-            Ok((name, SecretBytes::new(secret.to_vec())))
-        })?;
-        Ok((app, keys))
+    let app_secrets = get_map(&mut r, "app_secrets", MAX_ENTRIES, 3, |r| {
+        get_named(r, "app_secrets.keys", 3, |r| {
+            let secret = r.bytes("app_secrets.secret", *HMAC_SECRET_LEN.end())?;
+            Ok(SecretBytes::new(secret.to_vec()))
+        })
     })?;
-    let app_public_keys = get_map(&mut r, "app_public_keys", MAX_ENTRIES, 6, |r| {
-        let app = r.id("app_public_keys.app")?;
-        let keys = get_map(r, "app_public_keys.keys", MAX_ENTRIES, 34, |r| {
-            Ok((
-                r.name("app_public_keys.name")?,
-                r.arr("app_public_keys.key")?,
-            ))
-        })?;
-        Ok((app, keys))
+    let app_public_keys = get_map(&mut r, "app_public_keys", MAX_ENTRIES, 3, |r| {
+        get_named(r, "app_public_keys.keys", 36, |r| {
+            Ok(r.arr("app_public_keys.key")?)
+        })
     })?;
-    let app_positions = if r.at_end() {
+    let app_positions = if sections == 5 {
         BTreeMap::new()
     } else {
-        let apps = get_map(&mut r, "app_positions", MAX_ENTRIES, 6, |r| {
-            let app = r.id("app_positions.app")?;
-            let positions = get_map(r, "app_positions.positions", MAX_DEVICES, 3, |r| {
-                Ok((r.id("app_positions.originator")?, get_position(r)?))
-            })?;
+        let apps = get_map(&mut r, "app_positions", MAX_ENTRIES, 3, |r| {
+            let positions = get_map(r, "app_positions.positions", MAX_DEVICES, 3, get_position)?;
             if positions.is_empty() {
-                return Err(DecodeError::NotCanonical {
-                    field: "app_positions.positions",
-                });
+                return Err(empty_section("app_positions.positions"));
             }
-            Ok((app, positions))
+            Ok(positions)
         })?;
         // Present only when it holds something: one encoding per bundle.
         if apps.is_empty() {
-            return Err(DecodeError::NotCanonical {
-                field: "app_positions",
-            });
+            return Err(empty_section("app_positions"));
         }
         apps
     };
@@ -446,4 +332,12 @@ pub(crate) fn decode_contents(b: &[u8]) -> Result<BundleContents, DecodeError> {
         app_public_keys,
         app_positions,
     })
+}
+
+fn empty_section(field: &'static str) -> DecodeError {
+    CodecError::NotCanonical {
+        field,
+        reason: "an empty positions section is left out",
+    }
+    .into()
 }

@@ -12,35 +12,20 @@ pub enum DecodeError {
     /// The input does not start with the bundle magic: not a provisioning bundle at all.
     #[error("not a Palisade provisioning bundle (bad magic bytes)")]
     BadMagic,
-    /// The format version byte is not one this build reads.
+    /// A bundle of an earlier format, which this build no longer reads. Bundles live at most
+    /// 90 days, so no reader for an old format is kept: the provider re-issues the bundle.
+    #[error("bundle format {version} is no longer read: ask the provider to re-issue it with this version (format {current})", current = super::FORMAT_VERSION)]
+    RetiredFormat {
+        /// The format of the bundle.
+        version: u8,
+    },
+    /// The format version byte is not one this build knows (a later format).
     #[error("unsupported bundle format version {0}")]
     UnsupportedVersion(u8),
-    /// The input ended inside a field.
-    #[error("bundle truncated in field {field}")]
-    Truncated {
-        /// The field being read.
-        field: &'static str,
-    },
-    /// A length prefix exceeds the field's cap.
-    #[error("field {field} is {len} bytes, the limit is {max}")]
-    FieldTooLong {
-        /// The field.
-        field: &'static str,
-        /// Its announced length.
-        len: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// A list announces more entries than allowed or than the remaining bytes can hold.
-    #[error("list {field} announces {count} entries, the limit is {max}")]
-    TooMany {
-        /// The list.
-        field: &'static str,
-        /// The announced count.
-        count: usize,
-        /// The cap.
-        max: usize,
-    },
+    /// The CBOR is not the bundle's layout in its one deterministic encoding, or exceeds a
+    /// bound (a count over its cap or over what the remaining bytes hold, trailing bytes...).
+    #[error("the bundle's encoding is refused")]
+    Encoding(#[from] palisade_codec::CodecError),
     /// An identifier (provider, gateway, device, group, app) is empty, too long or not
     /// printable ASCII.
     #[error("field {field} is not a valid identifier")]
@@ -54,24 +39,6 @@ pub enum DecodeError {
         /// The field.
         field: &'static str,
     },
-    /// A tag byte has a value this version does not define.
-    #[error("field {field} has invalid value {value}")]
-    InvalidValue {
-        /// The field.
-        field: &'static str,
-        /// The byte found.
-        value: u8,
-    },
-    /// Map entries are not in strictly ascending order (a duplicate or a reordering): every
-    /// bundle has exactly one encoding, the one that was signed.
-    #[error("entries of {field} are duplicated or out of order")]
-    NotCanonical {
-        /// The list.
-        field: &'static str,
-    },
-    /// Bytes remain after the last field.
-    #[error("{0} trailing bytes after the bundle")]
-    TrailingBytes(usize),
 }
 
 /// Why a bundle was not built or not applied. Nothing is changed on the gateway when `apply`

@@ -15,8 +15,9 @@
 //!   into the [`palisade_keys::KeyStore`] and commits, all or nothing (see `apply`).
 //! - Group and device changes reach the runtime through the [`MemberDirectory`] trait.
 //!
-//! The encoding (see `codec`) is hand-written, versioned, size-bounded and canonical: one
-//! bundle has exactly one encoding, which is what the provider signs.
+//! The encoding (see `codec`) is deterministic CBOR through palisade-codec (the same bounded
+//! codec as the group protocol's), behind a versioned 5-byte prefix: size-bounded and
+//! canonical, one bundle has exactly one encoding, which is what the provider signs.
 #![deny(missing_docs)]
 
 mod apply;
@@ -55,8 +56,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// The bundle format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The bundle format version this build writes and reads (format 1, hand-written length
+/// prefixes, is refused by name: bundles live at most 90 days, so no old reader is kept).
+pub(crate) const FORMAT_VERSION: u8 = 2;
 /// No bundle may be larger (SER-001): checked before anything is decoded.
 pub(crate) const MAX_BUNDLE_LEN: usize = 4 << 20;
 /// Longest validity window of a bundle, so that remembered bundle ids can be forgotten once
@@ -86,7 +88,7 @@ pub struct Encryption {
 /// for encrypted bundles, bound to the ciphertext as associated data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleHeader {
-    /// The format version (1 is the only one this build writes and reads).
+    /// The format version (2 is the only one this build writes and reads).
     pub version: u8,
     /// A random id; a gateway applies a given bundle id at most once (SER-012).
     #[serde(serialize_with = "hex_ser")]
@@ -184,3 +186,5 @@ mod hex32 {
 mod tests;
 #[cfg(test)]
 mod tests_apply;
+#[cfg(test)]
+mod tests_format;

@@ -207,12 +207,14 @@ mod tests {
         use super::super::codec::{decode_contents, encode_contents};
         use super::super::error::DecodeError;
         use super::super::BundleContents;
+        use palisade_codec::{CodecError, Writer};
         let mut contents = BundleContents::default();
         contents.app_groups.insert(
             "lights".into(),
             BTreeMap::from([("g".into(), ["CAE1".to_string()].into())]),
         );
         let without = encode_contents(&contents).to_vec();
+        assert_eq!(without[0], 0x85, "five sections without positions");
         assert_eq!(decode_contents(&without).unwrap(), contents);
         let here = Position::from_degrees(-33.86, 151.21, Some("AU")).unwrap();
         contents.app_positions.insert(
@@ -220,46 +222,58 @@ mod tests {
             BTreeMap::from([("CAE1".to_string(), Some(here)), ("CAE2".to_string(), None)]),
         );
         let with = encode_contents(&contents).to_vec();
+        assert_eq!(with[0], 0x86, "a sixth section");
         assert!(
-            with.starts_with(&without),
+            with[1..].starts_with(&without[1..]),
             "the section is appended, the rest unchanged"
         );
         assert_eq!(decode_contents(&with).unwrap(), contents);
-        // An empty section, a bad flag, a bad country length: refused.
+        // An empty section, a position of another shape, a bad country length: refused.
+        let section = |position: &dyn Fn(&mut Writer)| {
+            let mut w = Writer::new();
+            w.map(1);
+            w.str("lights");
+            w.map(1);
+            w.str("CAE1");
+            position(&mut w);
+            let mut b = without.clone();
+            b[0] = 0x86;
+            b.extend_from_slice(w.as_bytes());
+            b
+        };
         let mut empty = without.clone();
-        empty.extend_from_slice(&0u32.to_be_bytes());
+        empty[0] = 0x86;
+        empty.push(0xa0);
         assert!(matches!(
             decode_contents(&empty),
-            Err(DecodeError::NotCanonical { .. })
+            Err(DecodeError::Encoding(CodecError::NotCanonical { .. }))
         ));
-        let mut section = without.clone();
-        section.extend_from_slice(&1u32.to_be_bytes());
-        section.push(6);
-        section.extend_from_slice(b"lights");
-        section.extend_from_slice(&1u32.to_be_bytes());
-        section.push(4);
-        section.extend_from_slice(b"CAE1");
-        let mut flag = section.clone();
-        flag.push(7);
+        let two_items = section(&|w| {
+            w.array(2);
+            w.i32(0);
+            w.i32(0);
+        });
         assert!(matches!(
-            decode_contents(&flag),
-            Err(DecodeError::InvalidValue { .. })
+            decode_contents(&two_items),
+            Err(DecodeError::Encoding(CodecError::WrongCount { .. }))
         ));
-        let mut country = section.clone();
-        country.push(1);
-        country.extend_from_slice(&[0; 8]);
-        country.push(3);
-        country.extend_from_slice(b"AUS");
+        let country = section(&|w| {
+            w.array(3);
+            w.i32(0);
+            w.i32(0);
+            w.str("AUS");
+        });
         assert!(matches!(
             decode_contents(&country),
-            Err(DecodeError::InvalidValue { .. })
+            Err(DecodeError::Encoding(CodecError::FieldTooLong { .. }))
         ));
         // Decodes, but the gateway's content check refuses an out-of-range position.
-        let mut far = section;
-        far.push(1);
-        far.extend_from_slice(&i32::MAX.to_be_bytes());
-        far.extend_from_slice(&0i32.to_be_bytes());
-        far.push(0);
+        let far = section(&|w| {
+            w.array(3);
+            w.i32(i32::MAX);
+            w.i32(0);
+            w.null();
+        });
         let decoded = decode_contents(&far).unwrap();
         let error = super::super::bundle::check_contents(&decoded).unwrap_err();
         assert!(error.to_string().contains("latitude"), "{error}");

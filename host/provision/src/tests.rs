@@ -1,10 +1,11 @@
 //! Bundle format tests: round trips, encryption to one gateway (SER-021), signatures
 //! (SER-020), and decoding of garbage without panics (SER-001).
 
-use super::bundle::SIGNING_CONTEXT;
-use super::codec::{self, Writer};
+use super::bundle;
+use super::codec;
 use super::*;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
+use palisade_codec::{CodecError, Writer};
 use palisade_keys::{KeyError, KeyHandle, KeyInfo, KeyKind, KeyScope, KeyStore, SoftwareKeyStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,19 +95,16 @@ pub(super) fn craft(
         recipient: *r,
         ephemeral: *p,
     });
-    let mut w = Writer::new();
-    codec::put_header(&mut w, &h);
     let plain = codec::encode_contents(contents);
-    let mut payload = match &eph {
-        None => plain.to_vec(),
-        Some((r, (s, p))) => seal::seal(s, p, r, &w.buf, &plain).unwrap(),
-    };
-    tweak(&mut payload);
-    w.u32(payload.len());
-    w.raw(&payload);
-    let sig = provider_key().sign(&[SIGNING_CONTEXT, &w.buf].concat());
-    w.raw(&sig.to_bytes());
-    w.buf.to_vec()
+    bundle::assemble(&h, &provider_key(), |aad| {
+        let mut payload = match &eph {
+            None => plain.to_vec(),
+            Some((r, (s, p))) => seal::seal(s, p, r, aad, &plain).unwrap(),
+        };
+        tweak(&mut payload);
+        Ok(payload)
+    })
+    .unwrap()
 }
 
 /// A keystore that can be told to fail its next imports or deletes (`usize::MAX` = never).
@@ -245,9 +243,7 @@ fn wrong_gateway_key_cannot_open() {
     ));
     // Even ignoring the header's recipient, the other key does not decrypt the payload.
     let e = b.header().encryption.unwrap();
-    let header_len = bytes.len() - 64 - 4 - b.payload_len();
-    let payload = &bytes[header_len + 4..bytes.len() - 64];
-    let r = seal::open(&other, &e.ephemeral, &bytes[..header_len], payload);
+    let r = seal::open(&other, &e.ephemeral, b.header_bytes(), b.payload_bytes());
     assert!(matches!(r, Err(ProvisionError::DecryptionFailed)));
     // Rewriting the recipient to another key breaks the provider's signature.
     let mut forged = bytes.clone();
@@ -269,12 +265,12 @@ fn header_is_bound_to_the_ciphertext() {
     // signature holds) does not decrypt: the header is the AEAD's associated data.
     let bytes = create_bundle(&spec(1, sample_contents()), &provider_key()).unwrap();
     let b = SignedBundle::parse(&bytes).unwrap();
-    let header_len = bytes.len() - 64 - 4 - b.payload_len();
-    let mut body = bytes[..bytes.len() - 64].to_vec();
-    let seq_at = header_len - 1 - 64 - 8; // sequence precedes the encryption fields
-    body[seq_at + 7] ^= 1;
-    let sig = provider_key().sign(&[SIGNING_CONTEXT, &body].concat());
-    body.extend_from_slice(&sig.to_bytes());
+    let mut changed = b.header().clone();
+    changed.sequence ^= 1;
+    let body = bundle::assemble(&changed, &provider_key(), |_| {
+        Ok(b.payload_bytes().to_vec())
+    })
+    .unwrap();
     let t = SignedBundle::parse(&body).unwrap();
     t.verify(&provider_key().verifying_key()).unwrap();
     assert_eq!(t.header().sequence, 0);
@@ -322,18 +318,20 @@ fn garbage_and_truncations_are_errors_not_panics() {
     longer.push(0);
     assert!(matches!(
         SignedBundle::parse(&longer),
-        Err(ProvisionError::Malformed(DecodeError::TrailingBytes(1)))
+        Err(ProvisionError::Malformed(DecodeError::Encoding(
+            CodecError::TrailingBytes { count: 1 }
+        )))
     ));
     assert!(matches!(
         SignedBundle::parse(b"hello world"),
         Err(ProvisionError::Malformed(DecodeError::BadMagic))
     ));
-    let mut v2 = bytes.clone();
-    v2[4] = 2;
+    let mut v3 = bytes.clone();
+    v3[4] = 3;
     assert!(matches!(
-        SignedBundle::parse(&v2),
+        SignedBundle::parse(&v3),
         Err(ProvisionError::Malformed(DecodeError::UnsupportedVersion(
-            2
+            3
         )))
     ));
     let mut seed = 0x1234_5678_9abc_def0_u64;
@@ -352,33 +350,61 @@ fn garbage_and_truncations_are_errors_not_panics() {
     }
 }
 
+/// Contents written by hand: `devices` writes the devices map, four empty maps follow.
+fn contents_with(devices: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.array(5);
+    devices(&mut w);
+    for _ in 0..4 {
+        w.map(0);
+    }
+    w.into_vec()
+}
+
 #[test]
 fn contents_decoding_is_bounded_and_canonical() {
-    // A count of 2^32-1 devices in a few bytes.
-    let r = codec::decode_contents(&[0xff, 0xff, 0xff, 0xff, 0, 0]);
-    assert!(matches!(r, Err(DecodeError::TooMany { .. })));
-    let r = codec::decode_contents(&[0, 0, 0x10, 0, 0, 0]);
-    assert!(matches!(r, Err(DecodeError::Truncated { .. })));
-    // Two devices out of order.
-    let mut w = Writer::new();
-    w.u32(2);
-    for d in ["d2", "d1"] {
-        w.short(d.as_bytes());
-        w.raw(&device_key(1));
-    }
-    w.raw(&[0; 16]);
+    // A count of 2^32-1 devices in a few bytes: over the cap; 4096 devices: over what the
+    // bytes left could hold. Both before anything is allocated.
+    let r = codec::decode_contents(&[0x85, 0xba, 0xff, 0xff, 0xff, 0xff, 0]);
     assert!(matches!(
-        codec::decode_contents(&w.buf),
-        Err(DecodeError::NotCanonical { field: "devices" })
+        r,
+        Err(DecodeError::Encoding(CodecError::TooMany {
+            field: "devices",
+            ..
+        }))
     ));
+    let r = codec::decode_contents(&[0x85, 0xb9, 0x10, 0, 0xa0, 0xa0, 0xa0, 0xa0]);
+    assert_eq!(
+        r,
+        Err(DecodeError::Encoding(CodecError::Truncated {
+            field: "devices"
+        }))
+    );
+    // Two devices out of order, and one twice.
+    for ids in [["d2", "d1"], ["d1", "d1"]] {
+        let b = contents_with(|w| {
+            w.map(2);
+            for d in ids {
+                w.str(d);
+                w.bytes(&device_key(1));
+            }
+        });
+        assert!(matches!(
+            codec::decode_contents(&b),
+            Err(DecodeError::Encoding(CodecError::NotCanonical {
+                field: "devices",
+                ..
+            }))
+        ));
+    }
     // An identifier with a space.
-    let mut w = Writer::new();
-    w.u32(1);
-    w.short(b"d 1");
-    w.raw(&device_key(1));
-    w.raw(&[0; 16]);
+    let b = contents_with(|w| {
+        w.map(1);
+        w.str("d 1");
+        w.bytes(&device_key(1));
+    });
     assert!(matches!(
-        codec::decode_contents(&w.buf),
+        codec::decode_contents(&b),
         Err(DecodeError::InvalidIdentifier { .. })
     ));
 }

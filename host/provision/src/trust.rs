@@ -83,7 +83,7 @@ impl TrustConfig {
 
     /// Checks every entry and returns the providers.
     pub fn providers(&self) -> Result<BTreeMap<String, TrustedProvider>, ProvisionError> {
-        if !codec::valid_id(self.gateway_id.as_bytes()) {
+        if !codec::valid_id(&self.gateway_id) {
             return Err(ProvisionError::invalid(
                 format!("gateway id {:?}", self.gateway_id),
                 "not a valid identifier",
@@ -92,7 +92,7 @@ impl TrustConfig {
         let mut out = BTreeMap::new();
         for (id, p) in &self.providers {
             let item = || format!("trusted provider {id:?}");
-            if !codec::valid_id(id.as_bytes()) {
+            if !codec::valid_id(id) {
                 return Err(ProvisionError::invalid(item(), "not a valid identifier"));
             }
             let key: [u8; 32] = hex::decode(p.public_key.trim())
@@ -105,7 +105,7 @@ impl TrustConfig {
                 .map_err(|e| ProvisionError::invalid(item(), e.to_string()))?
                 .gateway_groups(p.gateway_groups);
             for app in &p.apps {
-                if !codec::valid_id(app.as_bytes()) {
+                if !codec::valid_id(app) {
                     return Err(ProvisionError::invalid(
                         item(),
                         format!("application {app:?} is not a valid identifier"),

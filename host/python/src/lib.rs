@@ -15,13 +15,15 @@
 //! gateway configuration; the `/v1/decide` request with `app`), read by the same code.
 //! Errors are exceptions under `palisade.PalisadeError` whose message names the problem.
 //! A `Runtime` may be used from many threads; decisions and installs release the GIL.
+//! `Runtime.set_audit_log(log_dir, keystore_dir)` puts every decision in the signed audit
+//! log before it is returned (SER-016).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use palisade_capi::{EmbedError, EmbeddedRuntime};
 use palisade_core::SpecFormat;
-use palisade_core::{Decision, EngineConfig};
+use palisade_core::{Decision, EngineConfig, OnAuditFailure};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
@@ -75,6 +77,12 @@ create_exception!(
     PalisadeError,
     "The engine could not be created."
 );
+create_exception!(
+    palisade,
+    AuditLogError,
+    PalisadeError,
+    "The audit log cannot be opened, or the runtime has one already."
+);
 
 /// The exception an [`EmbedError`] is raised as.
 fn raise(error: EmbedError) -> PyErr {
@@ -91,6 +99,7 @@ fn raise(error: EmbedError) -> PyErr {
         EmbedError::RequestTooLarge(_) | EmbedError::RequestJson(_) | EmbedError::Request(_) => {
             RequestError::new_err(message)
         }
+        EmbedError::AuditLog(_) | EmbedError::AuditInstalled(_) => AuditLogError::new_err(message),
         _ => PalisadeError::new_err(message),
     }
 }
@@ -184,6 +193,39 @@ impl Runtime {
         self.inner.apps()
     }
 
+    /// Records every decision of this runtime in the signed, hash-chained audit log in the
+    /// folder `log_dir` before `decide` returns it (SER-016). Checkpoints are signed with the
+    /// audit key of the software keystore in `keystore_dir` (made on first use; keep it apart
+    /// from the log); the public key is written to `log_dir/gateway.pub` for
+    /// `palisade audit verify --log LOG_DIR --key LOG_DIR/gateway.pub`.
+    ///
+    /// `on_failure`: `"deny"` (default) returns a deny naming the failure for a decision the
+    /// log cannot take within 2 s; `"answer-unrecorded"` returns it as decided (logged and
+    /// counted). Cost: each decision waits for its record's write. Once set, for the
+    /// runtime's life: a second call raises `AuditLogError`, as does a log that cannot be
+    /// opened (e.g. another writer has it).
+    #[pyo3(signature = (log_dir, keystore_dir, on_failure = "deny"))]
+    fn set_audit_log(
+        &self,
+        py: Python<'_>,
+        log_dir: PathBuf,
+        keystore_dir: PathBuf,
+        on_failure: &str,
+    ) -> PyResult<()> {
+        let on_failure = match on_failure {
+            "deny" => OnAuditFailure::Deny,
+            "answer-unrecorded" => OnAuditFailure::AnswerUnrecorded,
+            other => {
+                return Err(PyTypeError::new_err(format!(
+                    "on_failure must be \"deny\" or \"answer-unrecorded\", not {other:?}"
+                )))
+            }
+        };
+        let inner = self.inner.clone();
+        py.detach(move || inner.set_audit_log(&log_dir, &keystore_dir, on_failure))
+            .map_err(raise)
+    }
+
     /// Decides on a request: a dict (or a JSON string) in the shape of the gateway's
     /// `/v1/decide` request with `app` required. A request for an application that is not
     /// installed is denied, not an error.
@@ -260,6 +302,13 @@ impl PyDecision {
         self.decision.would_deny.as_deref()
     }
 
+    /// The id of the decision's audit record (32 hex digits) when the runtime has an audit
+    /// log (`set_audit_log`); None otherwise.
+    #[getter]
+    fn decision_id(&self) -> Option<&str> {
+        self.decision.decision_id.as_deref()
+    }
+
     /// The name of the plugin whose answer settled the decision, if any did.
     #[getter]
     fn decided_by(&self) -> Option<&str> {
@@ -321,6 +370,7 @@ fn palisade_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("NotInstalledError", py.get_type::<NotInstalledError>()),
         ("RequestError", py.get_type::<RequestError>()),
         ("EngineError", py.get_type::<EngineError>()),
+        ("AuditLogError", py.get_type::<AuditLogError>()),
     ] {
         module.add(name, exception)?;
     }

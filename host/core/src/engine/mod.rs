@@ -106,6 +106,20 @@ pub struct CompiledComponent {
     pub component: Component,
     /// SHA-256 of the bytes it was compiled from (its cache and registry key).
     pub sha256: [u8; 32],
+    /// Its type-checked pre-instantiations, shared by every clone: the applications of a
+    /// gateway that run one module type-check it once, not once each.
+    pub(crate) pres: crate::sandbox::SharedPres,
+}
+
+impl CompiledComponent {
+    /// A compiled component with nothing type-checked yet.
+    pub fn new(component: Component, sha256: [u8; 32]) -> CompiledComponent {
+        CompiledComponent {
+            component,
+            sha256,
+            pres: Default::default(),
+        }
+    }
 }
 
 impl Engine {
@@ -206,7 +220,7 @@ impl Engine {
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, EngineError> {
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
         let component = self.compile_keyed(&sha256, bytes)?;
-        Ok(CompiledComponent { component, sha256 })
+        Ok(CompiledComponent::new(component, sha256))
     }
 
     /// The cached artifact stored under `key`, if there is one and it is intact. A bad

@@ -166,6 +166,10 @@ pub struct Decision {
     pub stages: Vec<StageReport>,
     /// Where the time went.
     pub timings: Timings,
+    /// The id of the decision's audit record, when the runtime has an audit sink
+    /// ([`crate::Runtime::set_audit_sink`]); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
 }
 
 impl Decision {
@@ -190,6 +194,7 @@ impl Decision {
                 total_us,
                 ..Timings::default()
             },
+            decision_id: None,
         }
     }
 }

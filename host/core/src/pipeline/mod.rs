@@ -11,9 +11,11 @@ mod decision;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
+use crate::audit::{AuditSink, OnAuditFailure, Recorder};
 use crate::engine::{Engine, EngineError};
 use crate::request::{now_unix, AccessRequest, ResponseBody};
 use crate::sandbox::{AuthOutcome, Failure, FilterOutcome, Plugin, SharedLinker, Verdict};
@@ -34,7 +36,15 @@ pub struct Runtime {
     /// Serialises changes (install, swap, removal) so two concurrent changes to one
     /// application cannot lose each other; decisions never take it.
     changes: Mutex<()>,
+    /// Where decisions are recorded (SER-016), once an embedder installs a sink.
+    audit: OnceLock<Recorder>,
 }
+
+/// [`Runtime::set_audit_sink`] was called before: the sink in place stays.
+#[derive(Debug, Default, thiserror::Error)]
+#[error("this runtime has an audit sink already: it cannot be replaced or removed")]
+#[non_exhaustive]
+pub struct AuditSinkInstalled;
 
 impl Runtime {
     /// A runtime with no applications on `engine`.
@@ -48,7 +58,68 @@ impl Runtime {
             linker: Arc::new(linker),
             apps: RwLock::new(HashMap::new()),
             changes: Mutex::new(()),
+            audit: OnceLock::new(),
         })
+    }
+
+    /// Hands every decision to `sink` before it is returned (SER-016).
+    ///
+    /// - **Meaning**: from this call on, [`Runtime::is_authorized`] and
+    ///   [`Runtime::evaluate`] (every path: unknown application, the authentication sandbox,
+    ///   a pseudonym that cannot be computed) build one [`crate::DecisionRecord`] per answer,
+    ///   of the request as the plugins saw it, and call [`AuditSink::record`] before
+    ///   returning; the answer carries the record's id ([`Decision::decision_id`]). When the
+    ///   sink fails, `on_failure` decides: [`OnAuditFailure::Deny`] returns a deny whose
+    ///   reason names the failure, [`OnAuditFailure::AnswerUnrecorded`] the decision as made.
+    /// - **Default**: no sink; decisions are returned unrecorded, and recording them is the
+    ///   embedder's job (the gateway records through its own asynchronous path).
+    /// - **Cost**: the sink's time on every decision, on the deciding thread, plus building
+    ///   the record (a few small allocations).
+    ///
+    /// Once installed a sink stays for the runtime's life: a second call is refused, so no
+    /// later caller can switch the recording off.
+    pub fn set_audit_sink(
+        &self,
+        sink: Arc<dyn AuditSink>,
+        on_failure: OnAuditFailure,
+    ) -> Result<(), AuditSinkInstalled> {
+        let mut installed = false;
+        self.audit.get_or_init(|| {
+            installed = true;
+            Recorder::new(sink, on_failure)
+        });
+        if installed {
+            Ok(())
+        } else {
+            Err(AuditSinkInstalled)
+        }
+    }
+
+    /// Whether an audit sink is installed.
+    pub fn has_audit_sink(&self) -> bool {
+        self.audit.get().is_some()
+    }
+
+    /// Decisions answered although their sink could not record them
+    /// ([`OnAuditFailure::AnswerUnrecorded`]); 0 without a sink.
+    pub fn unrecorded_decisions(&self) -> u64 {
+        self.audit
+            .get()
+            .map_or(0, |audit| audit.unrecorded.load(Ordering::Relaxed))
+    }
+
+    /// `decision` on `view` (as the plugins saw it) once the audit sink has it, if one is
+    /// installed (see [`Runtime::set_audit_sink`]).
+    pub(crate) fn recorded(
+        &self,
+        decision: Decision,
+        view: &AccessRequest,
+        subject: Option<String>,
+    ) -> Decision {
+        match self.audit.get() {
+            Some(audit) => audit.settle(decision, view, subject),
+            None => decision,
+        }
     }
 
     /// The engine the runtime compiles and runs plugins on.
@@ -179,7 +250,9 @@ impl Runtime {
     }
 
     /// Decides whether `request` may proceed, timing every stage and plugin call
-    /// ([`Timing::Stages`]).
+    /// ([`Timing::Stages`]); with an audit sink, the decision is on record (or a deny naming
+    /// why not) when it returns ([`Runtime::set_audit_sink`]). The plugins and the record see
+    /// the originator as given: see [`Runtime::evaluate`] for the identity-privacy split.
     pub fn is_authorized(&self, request: &AccessRequest) -> Decision {
         self.is_authorized_timed(request, Timing::Stages)
     }
@@ -188,6 +261,17 @@ impl Runtime {
     /// [`Timing::Total`] the decision's `timings.total_us` is set and the per-stage and
     /// per-plugin times stay 0, which spares a warm decision four clock reads.
     pub fn is_authorized_timed(&self, request: &AccessRequest, timing: Timing) -> Decision {
+        let decision = self.decide_unrecorded(request, timing);
+        if self.audit.get().is_none() {
+            return decision;
+        }
+        let subject = decision.identity.as_ref().map(|i| i.subject.clone());
+        self.recorded(decision, request, subject)
+    }
+
+    /// [`Runtime::is_authorized_timed`] without the audit sink: for the steps of a decision
+    /// that is recorded once, as a whole.
+    pub(crate) fn decide_unrecorded(&self, request: &AccessRequest, timing: Timing) -> Decision {
         let started = Instant::now();
         let Some(app) = self.app(&request.app) else {
             return Decision::deny_unplugged(
@@ -298,6 +382,7 @@ fn decide(app: &App, request: &AccessRequest, timing: Timing) -> Decision {
         // One report per plugin that runs: sized once, no growth on the decision path.
         stages: Vec::with_capacity(app.authenticators.len() + app.authorizers.len()),
         timings: Timings::default(),
+        decision_id: None,
     };
 
     // Authenticate: only when a credential was presented. The first authenticator that

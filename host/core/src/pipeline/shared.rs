@@ -34,10 +34,7 @@ impl SharedModules {
                 let compiled = match self.by_digest(&digest) {
                     Some(known) => known.clone(),
                     // `Engine::compile` would hash the bytes again for its cache key.
-                    None => CompiledComponent {
-                        component: engine.compile_keyed(&digest, bytes)?,
-                        sha256: digest,
-                    },
+                    None => CompiledComponent::new(engine.compile_keyed(&digest, bytes)?, digest),
                 };
                 self.modules.push((bytes.clone(), compiled));
                 self.modules.len() - 1

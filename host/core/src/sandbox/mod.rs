@@ -19,9 +19,9 @@ mod quarantine;
 mod state;
 mod wasi;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use crate::engine::{CompiledComponent, Engine};
 use crate::request::{AccessRequest, Credential, ResponseBody};
@@ -115,6 +115,80 @@ impl SharedLinker {
             |state| state,
         )?;
         Ok(SharedLinker(linker))
+    }
+}
+
+/// The pre-instantiations of one compiled component (see [`CompiledComponent`]), by linker
+/// and declared kind. Type-checking a component against the linker's ~70 imports was a
+/// quarter of a 100-app gateway's cached start (perf), the same work for every application
+/// running one module. Holding the linker weakly keys entries by that very linker without
+/// keeping it alive; entries live as long as the compiled component's clones.
+#[derive(Clone, Default)]
+pub(crate) struct SharedPres(Arc<Mutex<Vec<SharedPre>>>);
+
+struct SharedPre {
+    linker: Weak<SharedLinker>,
+    declared: Option<PluginKind>,
+    found: PluginKind,
+    contract: Contract,
+    pre: KindPre,
+}
+
+impl SharedPres {
+    fn get(
+        &self,
+        linker: &Arc<SharedLinker>,
+        declared: Option<PluginKind>,
+    ) -> Option<(PluginKind, Contract, KindPre)> {
+        let entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|e| e.declared == declared && Weak::ptr_eq(&e.linker, &Arc::downgrade(linker)))
+            .map(|e| (e.found, e.contract.clone(), e.pre.clone()))
+    }
+
+    fn put(
+        &self,
+        linker: &Arc<SharedLinker>,
+        declared: Option<PluginKind>,
+        (found, contract, pre): &(PluginKind, Contract, KindPre),
+    ) {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|e| e.linker.strong_count() > 0);
+        entries.push(SharedPre {
+            linker: Arc::downgrade(linker),
+            declared,
+            found: *found,
+            contract: contract.clone(),
+            pre: pre.clone(),
+        });
+    }
+}
+
+impl KindPre {
+    /// The untyped pre-instantiation underneath.
+    fn instance_pre(&self) -> &InstancePre<HostState> {
+        match self {
+            KindPre::Authorizer(pre) => pre.instance_pre(),
+            KindPre::Authenticator(pre) => pre.instance_pre(),
+            KindPre::Filter(pre) => pre.instance_pre(),
+            KindPre::AuthorizerV0_1(pre) => pre.instance_pre(),
+            KindPre::AuthenticatorV0_1(pre) => pre.instance_pre(),
+            KindPre::FilterV0_1(pre) => pre.instance_pre(),
+        }
+    }
+}
+
+impl Clone for KindPre {
+    fn clone(&self) -> KindPre {
+        match self {
+            KindPre::Authorizer(pre) => KindPre::Authorizer(pre.clone()),
+            KindPre::Authenticator(pre) => KindPre::Authenticator(pre.clone()),
+            KindPre::Filter(pre) => KindPre::Filter(pre.clone()),
+            KindPre::AuthorizerV0_1(pre) => KindPre::AuthorizerV0_1(pre.clone()),
+            KindPre::AuthenticatorV0_1(pre) => KindPre::AuthenticatorV0_1(pre.clone()),
+            KindPre::FilterV0_1(pre) => KindPre::FilterV0_1(pre.clone()),
+        }
     }
 }
 
@@ -271,14 +345,48 @@ impl Sandbox {
                 .map_err(LoadError::Prepare)?;
             &prepared
         } else {
-            prepare::check(self, compiled, &grant).map_err(LoadError::Prepare)?;
+            let known = compiled.pres.get(&self.linker, setup.kind);
+            let pre = known.as_ref().map(|(_, _, pre)| pre.instance_pre());
+            prepare::check(self, compiled, &grant, pre).map_err(LoadError::Prepare)?;
             compiled
         };
+        // A snapshot made for this configuration is a component of its own, never shared; the
+        // module itself is type-checked once for every application that loads it.
+        let (found, contract, pre) = match compiled.pres.get(&self.linker, setup.kind) {
+            Some(known) => known,
+            None => {
+                let checked = self.type_check(compiled, setup.kind)?;
+                compiled.pres.put(&self.linker, setup.kind, &checked);
+                checked
+            }
+        };
+        let label = PluginLabel {
+            name: setup.name,
+            kind: found,
+            version: setup.version,
+            sha256: hex::encode(compiled.sha256),
+        };
+        Ok(Plugin::new(
+            grant,
+            label,
+            contract,
+            pre,
+            self.engine.warm().clone(),
+        ))
+    }
+
+    /// Checks a component against its world, the declared kind and this process's imports
+    /// (the pre-instantiation), and its exports against their types. What every load of a
+    /// module refuses (wrong world, unmet imports, mistyped exports) is refused here.
+    fn type_check(
+        &self,
+        compiled: &CompiledComponent,
+        declared: Option<PluginKind>,
+    ) -> Result<(PluginKind, Contract, KindPre), LoadError> {
         let component = &compiled.component;
-        let found =
-            PluginKind::of_component_declared(component, self.engine.wasmtime(), setup.kind)
-                .ok_or(LoadError::UnknownWorld)?;
-        if let Some(declared) = setup.kind {
+        let found = PluginKind::of_component_declared(component, self.engine.wasmtime(), declared)
+            .ok_or(LoadError::UnknownWorld)?;
+        if let Some(declared) = declared {
             if declared != found {
                 return Err(LoadError::WrongWorld { declared, found });
             }
@@ -326,19 +434,7 @@ impl Sandbox {
                 bindings::filter::FilterPre::new(instance_pre).map_err(export_error)?,
             ),
         };
-        let label = PluginLabel {
-            name: setup.name,
-            kind: found,
-            version: setup.version,
-            sha256: hex::encode(compiled.sha256),
-        };
-        Ok(Plugin::new(
-            grant,
-            label,
-            contract,
-            pre,
-            self.engine.warm().clone(),
-        ))
+        Ok((found, contract, pre))
     }
 
     /// Asks an authorizer about a request whose authentication state is already settled.

@@ -27,7 +27,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Instance, Lift, WasmList};
+use wasmtime::component::{Instance, InstancePre, Lift, WasmList};
 use wasmtime::Store;
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
@@ -95,26 +95,27 @@ pub(crate) fn prepared(
                 .map_err(PrepareError::Compile)?
         }
     };
-    Ok(CompiledComponent {
-        component,
-        sha256: compiled.sha256,
-    })
+    Ok(CompiledComponent::new(component, compiled.sha256))
 }
 
 /// Runs the plugin's `prepare` once on a throw-away instance of `compiled` (config and log
 /// only, under the sandbox's limits) and keeps nothing: the load-time check of a warm
 /// application's configuration.
+///
+/// `pre`, when another application already type-checked this component, spares the check's
+/// instantiation the type check (the same component against the same linker passes it).
 pub(crate) fn check(
     sandbox: &Sandbox,
     compiled: &CompiledComponent,
     grant: &PluginGrant,
+    pre: Option<&InstancePre<HostState>>,
 ) -> Result<(), PrepareError> {
     // A busy machine (a gateway booting its apps, a loaded CI runner) can stall the thread past
     // the deadline on a run that takes well under a millisecond; a second try tells that from
     // a plugin that really loops, which fails both.
-    match check_once(sandbox, compiled, grant) {
+    match check_once(sandbox, compiled, grant, pre) {
         Err(PrepareError::Failed(Failure::TimeLimit { .. })) => {
-            check_once(sandbox, compiled, grant)
+            check_once(sandbox, compiled, grant, pre)
         }
         other => other,
     }
@@ -124,8 +125,9 @@ fn check_once(
     sandbox: &Sandbox,
     compiled: &CompiledComponent,
     grant: &PluginGrant,
+    pre: Option<&InstancePre<HostState>>,
 ) -> Result<(), PrepareError> {
-    run_prepare(sandbox, &compiled.component, grant).map(drop)
+    run_prepare(sandbox, &compiled.component, grant, pre).map(drop)
 }
 
 /// Instantiates `component` in a throw-away store that grants only config and log, and runs
@@ -134,6 +136,7 @@ fn run_prepare(
     sandbox: &Sandbox,
     component: &wasmtime::component::Component,
     grant: &PluginGrant,
+    pre: Option<&InstancePre<HostState>>,
 ) -> Result<(Store<HostState>, Instance), PrepareError> {
     let limits = sandbox.limits.clone();
     let grant = prepare_grant(grant);
@@ -143,7 +146,11 @@ fn run_prepare(
         .warm()
         .instantiate(|| {
             let mut store = sandbox.new_store(grant.clone());
-            match sandbox.linker.0.instantiate(&mut store, component) {
+            let instance = match pre {
+                Some(pre) => pre.instantiate(&mut store),
+                None => sandbox.linker.0.instantiate(&mut store, component),
+            };
+            match instance {
                 Ok(instance) => Ok((store, instance)),
                 Err(error) => Err((error, store)),
             }
@@ -225,7 +232,7 @@ fn snapshot(
         .compile(&instrumented)
         .map_err(PrepareError::Compile)?;
 
-    let (mut store, instance) = run_prepare(sandbox, &instrumented.component, grant)?;
+    let (mut store, instance) = run_prepare(sandbox, &instrumented.component, grant, None)?;
 
     // The snapshot's reads run wizer's accessors (bounded copies of memories and globals),
     // not the plugin's code: they get a deadline of their own, and a generous one, rather

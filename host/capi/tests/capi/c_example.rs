@@ -30,7 +30,13 @@ fn library_file() -> &'static str {
     }
 }
 
+/// Compiled once per test binary run, by whichever test gets here first.
 fn compile_example() -> PathBuf {
+    static COMPILED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(compile).clone()
+}
+
+fn compile() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let library = library_dir();
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join("embed_c");
@@ -55,7 +61,8 @@ fn compile_example() -> PathBuf {
     output
 }
 
-fn check_output(stdout: &str) {
+/// Checks the example's three lines; with an audit log, returns the record ids it printed.
+fn check_output(stdout: &str, audited: bool) -> Vec<String> {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
@@ -64,9 +71,64 @@ fn check_output(stdout: &str) {
         "{stdout}"
     );
     assert!(lines[1].starts_with("retrieve: permit - "), "{stdout}");
-    assert!(lines[1].ends_with("[decided by acp]"), "{stdout}");
     assert!(lines[2].starts_with("delete: deny - "), "{stdout}");
-    assert!(lines[2].ends_with("[decided by acp]"), "{stdout}");
+    let mut ids = Vec::new();
+    for line in &lines[1..] {
+        let rest = match line.split_once("[decided by acp]") {
+            Some((_, rest)) => rest,
+            None => panic!("{stdout}"),
+        };
+        if audited {
+            let id = rest
+                .strip_prefix(" [record ")
+                .and_then(|id| id.strip_suffix(']'))
+                .unwrap_or_else(|| panic!("no record id: {stdout}"));
+            ids.push(id.to_string());
+        } else {
+            assert_eq!(rest, "", "{stdout}");
+        }
+    }
+    ids
+}
+
+/// The example with an audit log: each decision it printed is in the log under the id it
+/// printed, and `palisade audit verify` accepts the log.
+#[test]
+fn c_example_records_its_decisions_in_a_log_that_verifies() {
+    let example = compile_example();
+    let dir = crate::support::scratch("c-example-audit");
+    let (log, keys) = (dir.join("audit"), dir.join("keys"));
+    let run = Command::new(&example)
+        .arg(&log)
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the C example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ids = check_output(&stdout, true);
+    let entries = crate::support::decision_entries(&log);
+    let recorded: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["decision_id"].as_str().unwrap(),
+                e["effect"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [(ids[0].as_str(), "permit"), (ids[1].as_str(), "deny")],
+        "{stdout}"
+    );
+    if let Some(bin) = crate::support::palisade_bin() {
+        let (ok, report) = crate::support::verify(&bin, &log);
+        assert!(ok, "the C example's log verifies: {report}");
+    }
 }
 
 #[test]
@@ -80,7 +142,7 @@ fn c_example_builds_runs_and_decides() {
         "the C example failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    check_output(&stdout);
+    check_output(&stdout, false);
 
     let valgrind_found = Command::new("valgrind").arg("--version").output().is_ok();
     if !valgrind_found {
@@ -110,5 +172,5 @@ fn c_example_builds_runs_and_decides() {
         "valgrind found errors in the C example:\n{stdout}\n{}",
         String::from_utf8_lossy(&checked.stderr)
     );
-    check_output(&stdout);
+    check_output(&stdout, false);
 }

@@ -2,73 +2,11 @@
 //! (NULLs, bad UTF-8, huge or unterminated inputs, freed handles, double frees, double
 //! installs, made-up enum values) gets a status and a message, never a crash.
 
-use std::ffi::{c_char, CStr, CString};
 use std::ptr::{null, null_mut};
 
 use palisade_capi::*;
 
-const SPEC: &str = "name = \"lights\"\n[[plugin]]\nplugin = \"acp\"\n[plugin.config]\npolicies = [{ id = \"p\", pv = { acr = [{ acor = [\"CAE1\"], acop = 2 }] } }]\n";
-
-fn c(text: &str) -> CString {
-    CString::new(text).unwrap()
-}
-
-/// Takes the message out of `error`, freeing it.
-fn message(error: *mut c_char) -> String {
-    assert!(!error.is_null(), "a failure came without a message");
-    let text = unsafe { CStr::from_ptr(error) }
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(unsafe { palisade_string_free(error) }, PalisadeStatus::Ok);
-    text
-}
-
-fn new_runtime() -> *mut PalisadeRuntime {
-    let mut runtime = null_mut();
-    let mut error = null_mut();
-    let status = unsafe { palisade_runtime_new(null(), 0, &mut runtime, &mut error) };
-    assert_eq!(status, PalisadeStatus::Ok);
-    assert!(error.is_null());
-    runtime
-}
-
-fn install(runtime: *mut PalisadeRuntime, spec: &str, format: u32) -> (PalisadeStatus, String) {
-    let mut error = null_mut();
-    let status = unsafe { palisade_runtime_install(runtime, c(spec).as_ptr(), format, &mut error) };
-    let text = if error.is_null() {
-        String::new()
-    } else {
-        message(error)
-    };
-    (status, text)
-}
-
-fn decide(
-    runtime: *mut PalisadeRuntime,
-    request: &str,
-) -> Result<*mut PalisadeDecision, (PalisadeStatus, String)> {
-    let mut decision = null_mut();
-    let mut error = null_mut();
-    let status =
-        unsafe { palisade_runtime_decide(runtime, c(request).as_ptr(), &mut decision, &mut error) };
-    if status == PalisadeStatus::Ok {
-        assert!(error.is_null());
-        Ok(decision)
-    } else {
-        assert!(decision.is_null(), "out-pointer written on failure");
-        Err((status, message(error)))
-    }
-}
-
-fn read(
-    decision: *mut PalisadeDecision,
-    accessor: unsafe extern "C" fn(*const PalisadeDecision, *mut *const c_char) -> PalisadeStatus,
-) -> Option<String> {
-    let mut out = null();
-    assert_eq!(unsafe { accessor(decision, &mut out) }, PalisadeStatus::Ok);
-    (!out.is_null()).then(|| unsafe { CStr::from_ptr(out) }.to_str().unwrap().to_string())
-}
+use crate::support::{c, decide, install, message, new_runtime, read, SPEC};
 
 #[test]
 fn install_decide_read_free() {
