@@ -14,6 +14,8 @@
 //! - `cedar`: the Cedar request built (UIDs and a context with originator, roles, UTC hour,
 //!   authentication, parsed source address) and `Authorizer::is_authorized` on the policy set
 //!   and entity store built once before the loop.
+//! - `palisade_warm_total_only`: the same with only the whole decision timed
+//!   (`Timing::Total`), as the gateway decides without `?explain=true`.
 //! - `palisade_fresh` (group `fresh_decision`): as `palisade_warm`, on a new instance per
 //!   request. acp exports `prepare`, so every instance starts from the snapshot the host took
 //!   after acp compiled acp10 (`host/src/sandbox/prepare.rs`): the difference with
@@ -32,7 +34,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_bench::cedar::CedarPeer;
 use palisade_bench::native::{sdk_request, NativeAcp};
 use palisade_bench::{bench_request, palisade_runtime};
-use palisade_core::{Effect, Isolation, Runtime};
+use palisade_core::{Effect, Isolation, Runtime, Timing};
 
 /// Builds a runtime and checks, before anything is timed, that it permits the benchmark
 /// request: a row that measured a deny or a plugin failure would be meaningless.
@@ -67,6 +69,11 @@ fn warm_decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("warm_decision");
     group.bench_function("palisade_warm", |b| {
         b.iter(|| runtime.is_authorized(black_box(&request)))
+    });
+    // What `palisade serve` pays without `?explain=true`, and `palisade bench` measures: the
+    // decision timed as a whole only (two clock reads instead of six).
+    group.bench_function("palisade_warm_total_only", |b| {
+        b.iter(|| runtime.is_authorized_timed(black_box(&request), Timing::Total))
     });
     group.bench_function("native_rust", |b| {
         b.iter(|| native.decide(black_box(&request)))

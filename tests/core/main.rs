@@ -4,6 +4,7 @@
 
 mod audit;
 mod isolation;
+mod request_crossing;
 mod shared_pre;
 mod swap;
 mod warm_pool;

@@ -65,7 +65,7 @@ pub use engine::{
 pub use pipeline::{
     valid_name, AppSpec, AppStatus, AuditSinkInstalled, Decision, Effect, FilteredResponse,
     Identity, InstallError, Mode, Outcome, PluginSource, PluginStatus, Runtime, SharedModules,
-    Stage, StageReport, Timings,
+    Stage, StageReport, Timing, Timings,
 };
 pub use privacy::{
     rewrite_markers, Evaluated, PrivacySplit, PseudonymError, Pseudonyms, AUTHN_SUFFIX,

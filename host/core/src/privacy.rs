@@ -18,7 +18,7 @@
 use std::error::Error as StdError;
 use std::time::Instant;
 
-use crate::pipeline::{Decision, Outcome, Runtime};
+use crate::pipeline::{Decision, Outcome, Runtime, Timing};
 use crate::request::AccessRequest;
 
 /// Name suffix of the hidden application that runs an app's authenticators apart from its
@@ -107,8 +107,18 @@ impl Runtime {
     /// audit sink ([`Runtime::set_audit_sink`]) the decision is recorded once, on the view
     /// and the subject returned here (pseudonyms with a split), before it is returned.
     pub fn evaluate(&self, request: AccessRequest, split: Option<PrivacySplit<'_>>) -> Evaluated {
+        self.evaluate_timed(request, split, Timing::Stages)
+    }
+
+    /// [`Runtime::evaluate`], measuring only what `timing` asks for (see [`Timing`]).
+    pub fn evaluate_timed(
+        &self,
+        request: AccessRequest,
+        split: Option<PrivacySplit<'_>>,
+        timing: Timing,
+    ) -> Evaluated {
         let Some(split) = split else {
-            let decision = self.decide_unrecorded(&request);
+            let decision = self.decide_unrecorded(&request, timing);
             let mut view = request;
             view.credential = None;
             if let Some(identity) = &decision.identity {
@@ -153,7 +163,7 @@ impl Runtime {
         if let (Some(_), Some(authn_app)) = (&request.credential, split.authn_app) {
             let mut real = request.clone();
             real.app = authn_app.to_string();
-            let mut outcome = self.decide_unrecorded(&real);
+            let mut outcome = self.decide_unrecorded(&real, timing);
             outcome.app = request.app.clone();
             match outcome.identity.take() {
                 Some(found) => {
@@ -180,7 +190,7 @@ impl Runtime {
             authenticate_us = outcome.timings.authenticate_us;
             authn_stages = outcome.stages;
         }
-        let mut decision = self.decide_unrecorded(&view);
+        let mut decision = self.decide_unrecorded(&view, timing);
         if !authn_stages.is_empty() {
             authn_stages.append(&mut decision.stages);
             decision.stages = authn_stages;

@@ -57,7 +57,7 @@ use super::server::read_body;
 use super::Gateway;
 use palisade_core::PluginKind;
 use palisade_core::{now_unix, AccessRequest};
-use palisade_core::{Effect, Identity, StageReport, Timings};
+use palisade_core::{Effect, Identity, StageReport, Timing, Timings};
 
 /// Checks a decide request, which is [`AccessRequest`] itself with `app` optional (empty:
 /// the app that owns `target` decides): the fields only a trusted caller may set, refused
@@ -229,7 +229,12 @@ async fn decide(
     };
     let mut evaluation = match gateway.originators.check(&claim, caller, now_unix()) {
         Ok(established) => gateway.run_plugins(&route, || {
-            gateway.evaluate_established(&route, access, "decide", established)
+            let timing = if explain {
+                Timing::Stages
+            } else {
+                Timing::Total
+            };
+            gateway.evaluate_established(&route, access, "decide", established, timing)
         }),
         Err(refusal) => gateway.refuse(&route, access, "decide", refusal),
     };

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use palisade_core::{now_unix, AccessRequest};
-use palisade_core::{Decision, Runtime};
+use palisade_core::{Decision, Runtime, Timing};
 use palisade_core::{Engine, EngineConfig};
 use palisade_core::{Evaluated, PrivacySplit, UNAVAILABLE_PSEUDONYM};
 use palisade_keys::{KeyStore, SoftwareKeyStore};
@@ -248,25 +248,34 @@ impl Gateway {
 
     /// Decides `request` for `route`: privacy split, pipeline, metrics, audit. Synchronous
     /// (runs plugins): async code calls it through `Gateway::run_plugins`. The gateway's
-    /// benchmark measures this path in process (bench/src/bin/gateway/http.rs).
+    /// benchmark measures this path in process (bench/src/bin/gateway/http.rs). Times the
+    /// decision as a whole only ([`Timing::Total`]), as `/v1/decide` without `explain` does.
     pub fn evaluate(
         &self,
         route: &AppRoute,
         request: AccessRequest,
         source: &'static str,
     ) -> Evaluation {
-        self.evaluate_established(route, request, source, originator::Established::claimed())
+        self.evaluate_established(
+            route,
+            request,
+            source,
+            originator::Established::claimed(),
+            Timing::Total,
+        )
     }
 
     /// [`Gateway::evaluate`] for a request whose originator passed
     /// [`originator::Originators::check`]: after the plugins, its tokens must have been
     /// verified for the originator and are used up, or the decision becomes a refusal.
+    /// `timing`: [`Timing::Stages`] only when the answer shows the explanation.
     pub(crate) fn evaluate_established(
         &self,
         route: &AppRoute,
         mut request: AccessRequest,
         source: &'static str,
         established: originator::Established,
+        timing: Timing,
     ) -> Evaluation {
         request.app = route.name.clone();
         request.request_time.get_or_insert_with(now_unix);
@@ -285,7 +294,7 @@ impl Gateway {
             view,
             subject,
             ..
-        } = self.runtime.evaluate(request, split);
+        } = self.runtime.evaluate_timed(request, split, timing);
         if decision.stages.iter().any(|stage| stage.failure.is_some()) {
             route.placement.demote();
         }

@@ -34,7 +34,7 @@ use super::onem2m::{self, gateway_answer, rsc, Echo, X_M2M_RSC};
 use super::originator::{Caller, Claim, PeerCertificate, Refusal};
 use super::server::read_body;
 use super::Gateway;
-use palisade_core::{now_unix, AccessRequest, ResponseBody};
+use palisade_core::{now_unix, AccessRequest, ResponseBody, Timing};
 use palisade_core::{FilteredResponse, Runtime};
 
 /// The header naming the decision behind a proxied answer (for audit look-ups).
@@ -368,7 +368,7 @@ async fn enforce(
                 .await;
             }
             gateway.run_plugins(route, || {
-                gateway.evaluate_established(route, access, "proxy", established)
+                gateway.evaluate_established(route, access, "proxy", established, Timing::Total)
             })
         }
         Err(refusal) => gateway.refuse(route, access, "proxy", refusal),

@@ -60,7 +60,8 @@ pub struct StageReport {
     /// For `failed`: a stable code (`time-limit`, `memory-limit`, `trap`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<&'static str>,
-    /// Time the plugin took, in microseconds.
+    /// Time the plugin took, in microseconds (0 unless the decision was made with
+    /// [`Timing::Stages`]).
     pub micros: u64,
 }
 
@@ -112,12 +113,28 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// How much of a decision's time the pipeline measures.
+///
+/// Every clock read is on the decision path (~1-2 % of a warm decision each, BENCHMARKS.md,
+/// round four), and per-stage times are wanted only when someone reads the explanation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Timing {
+    /// `timings.total_us` only (two clock reads per decision): what metrics need.
+    /// `authenticate_us`, `authorize_us` and every stage's `micros` are 0.
+    Total,
+    /// Every stage and every plugin call timed as well: two more clock reads per stage and
+    /// per plugin call. What [`crate::Runtime::is_authorized`] does.
+    #[default]
+    Stages,
+}
+
 /// Time spent per stage, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Timings {
-    /// In the authenticators.
+    /// In the authenticators (0 unless timed with [`Timing::Stages`]).
     pub authenticate_us: u64,
-    /// In the authorizers.
+    /// In the authorizers (0 unless timed with [`Timing::Stages`]).
     pub authorize_us: u64,
     /// The whole decision.
     pub total_us: u64,

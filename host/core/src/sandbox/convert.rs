@@ -21,14 +21,7 @@ use crate::request::{AccessRequest, Operation};
 pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) -> wit::Request {
     wit::Request {
         originator: request.originator.clone(),
-        operation: match request.operation {
-            Operation::Create => wit::Operation::Create,
-            Operation::Retrieve => wit::Operation::Retrieve,
-            Operation::Update => wit::Operation::Update,
-            Operation::Delete => wit::Operation::Delete,
-            Operation::Notify => wit::Operation::Notify,
-            Operation::Discovery => wit::Operation::Discovery,
-        },
+        operation: operation(request.operation),
         target: request.target.clone(),
         resource_type: request.resource_type,
         target_resource_type: request.target_resource_type,
@@ -47,6 +40,84 @@ pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) ->
         },
         request_time: request.request_time.unwrap_or(now),
         attributes: request.attributes.clone(),
+    }
+}
+
+/// The WIT request of contract 0.2 borrowed from the host's [`AccessRequest`]: lowered into
+/// the plugin straight from the host's strings and lists, where [`request`] first copies each
+/// of them into an owned `wit::Request` (issue #18: a few allocations and frees per warm
+/// decision). Its fields are those of `record request` in `palisade.wit`, in order, with the
+/// same types; [`crate::sandbox::Plugin`] checks that against the component before it ever
+/// lowers one (`Func::typed`), and falls back to `wit::Request` otherwise.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub(crate) struct RequestRef<'a> {
+    originator: &'a str,
+    operation: wit::Operation,
+    target: &'a str,
+    #[component(name = "resource-type")]
+    resource_type: Option<u32>,
+    #[component(name = "target-resource-type")]
+    target_resource_type: Option<u32>,
+    #[component(name = "target-specialization")]
+    target_specialization: Option<&'a str>,
+    authenticated: bool,
+    roles: &'a [String],
+    #[component(name = "source-ip")]
+    source_ip: Option<&'a str>,
+    location: Option<LocationRef<'a>>,
+    #[component(name = "request-time")]
+    request_time: u64,
+    attributes: &'a [(String, String)],
+}
+
+/// `record location`, borrowed (see [`RequestRef`]).
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+pub(crate) struct LocationRef<'a> {
+    latitude: f64,
+    longitude: f64,
+    country: Option<&'a str>,
+}
+
+fn operation(operation: Operation) -> wit::Operation {
+    match operation {
+        Operation::Create => wit::Operation::Create,
+        Operation::Retrieve => wit::Operation::Retrieve,
+        Operation::Update => wit::Operation::Update,
+        Operation::Delete => wit::Operation::Delete,
+        Operation::Notify => wit::Operation::Notify,
+        Operation::Discovery => wit::Operation::Discovery,
+    }
+}
+
+/// [`request`] without the copies: the same fields, the same grant check (SER-026).
+pub(crate) fn request_ref(
+    request: &AccessRequest,
+    now: u64,
+    grant: Capabilities,
+) -> RequestRef<'_> {
+    RequestRef {
+        originator: &request.originator,
+        operation: operation(request.operation),
+        target: &request.target,
+        resource_type: request.resource_type,
+        target_resource_type: request.target_resource_type,
+        target_specialization: request.target_specialization.as_deref(),
+        authenticated: request.authenticated,
+        roles: &request.roles,
+        source_ip: request.source_ip.as_deref(),
+        location: if grant.allows(Capability::Location) {
+            request.location.as_ref().map(|location| LocationRef {
+                latitude: location.latitude,
+                longitude: location.longitude,
+                country: location.country.as_deref(),
+            })
+        } else {
+            None
+        },
+        request_time: request.request_time.unwrap_or(now),
+        attributes: &request.attributes,
     }
 }
 

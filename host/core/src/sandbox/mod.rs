@@ -445,20 +445,19 @@ impl Sandbox {
         now: u64,
     ) -> Result<Verdict, Failure> {
         let grant = plugin.grant.capabilities;
-        let limits = self.limits.clone();
         plugin.call(
             self,
             &request.originator,
             |store, bound| match bound {
                 Bound::Authorizer(authorizer) => {
-                    authorizer.call_authorize(store, &convert::request(request, now, grant))
+                    plugin.authorize_borrowed(store, authorizer, request, now, grant)
                 }
                 Bound::AuthorizerV0_1(authorizer) => authorizer
                     .call_authorize(store, &legacy::request(request, now, grant))
                     .map(legacy::decision),
                 _ => Err(wrong_stage(plugin)),
             },
-            |decision| convert::verdict(decision, &limits),
+            |decision| convert::verdict(decision, &self.limits),
         )
     }
 

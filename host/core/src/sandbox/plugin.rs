@@ -4,14 +4,16 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, TypedFunc};
 use wasmtime::Store;
 
-use super::bindings::{authenticator, authorizer, filter};
+use super::bindings::{authenticator, authorizer, filter, wit};
+use super::capabilities::Capabilities;
+use super::convert::{self, RequestRef};
 use super::failure::Failure;
 use super::legacy::bindings as v0_1;
 use super::limits::Isolation;
@@ -249,6 +251,8 @@ pub struct Plugin {
     quarantine: Quarantine,
     /// Set by the first failed call and never cleared (see [`Plugin::has_failed`]).
     failed_once: AtomicBool,
+    /// Whether the `authorize` export takes [`RequestRef`]: type-checked on the first call.
+    borrows_request: OnceLock<bool>,
 }
 
 impl Plugin {
@@ -272,6 +276,7 @@ impl Plugin {
             }),
             quarantine: Quarantine::default(),
             failed_once: AtomicBool::new(false),
+            borrows_request: OnceLock::new(),
         }
     }
 
@@ -463,6 +468,35 @@ impl Plugin {
             self.idle.link.is_fresh(registry)
         };
         registry.returned(&self.idle, fresh);
+    }
+
+    /// Calls a contract-0.2 authorizer with `request` lowered from the host's own strings
+    /// ([`RequestRef`]) rather than from a copy of them in a `wit::Request`.
+    pub(crate) fn authorize_borrowed(
+        &self,
+        store: &mut Store<HostState>,
+        authorizer: &authorizer::Authorizer,
+        request: &crate::request::AccessRequest,
+        now: u64,
+        grant: Capabilities,
+    ) -> wasmtime::Result<wit::Decision> {
+        let func = *authorizer.func_authorize().func();
+        // Loading type-checked the export against `wit::Request`; `RequestRef` is checked
+        // the same way once, so that a mismatch between the two can only cost the copies.
+        let borrows = *self.borrows_request.get_or_init(|| {
+            func.typed::<(&RequestRef<'static>,), (wit::Decision,)>(&*store)
+                .is_ok()
+        });
+        if !borrows {
+            return authorizer.call_authorize(store, &convert::request(request, now, grant));
+        }
+        // SAFETY: `func` was type-checked with these very parameter and result types just
+        // above (for this plugin's component, which every instance of it shares); lifetimes
+        // play no part in the component-model type check.
+        let typed =
+            unsafe { TypedFunc::<(&RequestRef<'_>,), (wit::Decision,)>::new_unchecked(func) };
+        let (decision,) = typed.call(store, (&convert::request_ref(request, now, grant),))?;
+        Ok(decision)
     }
 
     /// Whether any call of this plugin (this version, in this application) has failed by
