@@ -33,7 +33,7 @@ use palisade_keys::KeyError;
 pub(crate) use palisade_core::bound_field as bound;
 /// The record of one decision: the core's ([`palisade_core::DecisionRecord`], the same
 /// fields and encoding for every embedder) with the gateway's two fields in its
-/// [`RecordExtension`]: [`SOURCE`] and [`ORIGINATOR_AUTH`].
+/// [`RecordExtension`]: `source` and `originator_auth`.
 pub use palisade_core::{DecisionRecord, FIELD_LIMIT};
 
 /// `decide` (the decision API) or `proxy` (the enforcement proxy).
@@ -129,7 +129,7 @@ pub struct AuditHealth {
 /// audit log queues and writes on its own thread).
 pub trait AuditSink: Send + Sync {
     /// A decision. Typed rather than JSON so that a sink writing the audit log can encode
-    /// it once, straight to canonical JSON ([`DecisionRecord::to_canonical_json`]). Never
+    /// it once, straight to canonical JSON (`palisade_audit::CanonicalJson::of`). Never
     /// waits; the ticket says what to await before answering.
     fn decision(&self, record: &DecisionRecord) -> AuditTicket;
 

@@ -116,7 +116,7 @@ pub struct GatewayConfig {
     /// The group associations file `palisade group agent --associations` writes (relative
     /// to this file): the devices group authentication authenticated, whose request proofs
     /// apps with `group_authenticated = true` accept (docs/group-auth-protocol.md §12,
-    /// [`super::group_proof`]). Needed by such apps; default none. Cost: a `stat` per request
+    /// the gateway's `group_proof` module). Needed by such apps; default none. Cost: a `stat` per request
     /// that carries a proof, a re-read when the file changed.
     #[serde(default)]
     #[schemars(with = "Option<String>")]

@@ -131,7 +131,7 @@ impl ConnectionLimits {
 }
 
 impl Default for ConnectionLimits {
-    /// The gateway's defaults ([`super::config::ServerLimits::default`]).
+    /// The gateway's defaults: those of the configuration's `[limits]` table.
     fn default() -> ConnectionLimits {
         ConnectionLimits::new(&super::config::ServerLimits::default())
     }
