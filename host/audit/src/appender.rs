@@ -470,17 +470,35 @@ impl AuditLog {
     /// decision thread, `palisade-capi`): blocks this thread until the entry `seq` (and
     /// everything before it) is written, or `timeout` passes. The same errors.
     pub fn wait_written_blocking(&self, seq: u64, timeout: Duration) -> Result<(), AuditError> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
-        loop {
+        let st = self.shared.lock();
+        self.wait_until(st, timeout, |st| {
             if st.stats.written_upto > seq {
-                return Ok(());
+                Some(Ok(()))
+            } else if st.stopped {
+                Some(Err(AuditError::Closed))
+            } else {
+                st.failing
+                    .as_ref()
+                    .map(|error| Err(AuditError::Unavailable(error.clone())))
+            }
+        })
+    }
+
+    /// Waits on the writer's progress until `done` gives an answer for the state, the writer
+    /// stops ([`AuditError::Closed`]) or `timeout` passes ([`AuditError::Backlogged`]).
+    fn wait_until(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        timeout: Duration,
+        done: impl Fn(&State) -> Option<Result<(), AuditError>>,
+    ) -> Result<(), AuditError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(answer) = done(&st) {
+                return answer;
             }
             if st.stopped {
                 return Err(AuditError::Closed);
-            }
-            if let Some(error) = &st.failing {
-                return Err(AuditError::Unavailable(error.clone()));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -570,28 +588,14 @@ impl AuditLog {
     /// Waits until everything appended so far is written and synced (per the fsync policy),
     /// or `timeout` passes ([`AuditError::Backlogged`]).
     pub fn flush(&self, timeout: Duration) -> Result<(), AuditError> {
-        let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
         let target = st.next_seq;
         st.sync_requested = true;
         self.shared.release_and_wake(st);
-        st = self.shared.lock();
-        while st.stats.synced_upto < target {
-            if st.stopped {
-                return Err(AuditError::Closed);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(AuditError::Backlogged(timeout));
-            }
-            st = self
-                .shared
-                .done
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Ok(())
+        let st = self.shared.lock();
+        self.wait_until(st, timeout, |st| {
+            (st.stats.synced_upto >= target).then_some(Ok(()))
+        })
     }
 
     /// Whether the writer has stopped (closed, or gave up on failing storage while closing).
