@@ -17,29 +17,27 @@ use super::failure::Failure;
 use super::limits::SandboxLimits;
 use crate::request::{AccessRequest, Operation};
 
-/// The WIT request a plugin sees. Location goes only to plugins granted it (SER-026).
+/// The WIT request a plugin sees, owned: [`request_ref`]'s fields copied, so the grant check
+/// and the defaults live in one place.
 pub(crate) fn request(request: &AccessRequest, now: u64, grant: Capabilities) -> wit::Request {
+    let borrowed = request_ref(request, now, grant);
     wit::Request {
-        originator: request.originator.clone(),
-        operation: operation(request.operation),
-        target: request.target.clone(),
-        resource_type: request.resource_type,
-        target_resource_type: request.target_resource_type,
-        target_specialization: request.target_specialization.clone(),
-        authenticated: request.authenticated,
-        roles: request.roles.clone(),
-        source_ip: request.source_ip.clone(),
-        location: if grant.allows(Capability::Location) {
-            request.location.as_ref().map(|location| wit::Location {
-                latitude: location.latitude,
-                longitude: location.longitude,
-                country: location.country.clone(),
-            })
-        } else {
-            None
-        },
-        request_time: request.request_time.unwrap_or(now),
-        attributes: request.attributes.clone(),
+        originator: borrowed.originator.to_owned(),
+        operation: borrowed.operation,
+        target: borrowed.target.to_owned(),
+        resource_type: borrowed.resource_type,
+        target_resource_type: borrowed.target_resource_type,
+        target_specialization: borrowed.target_specialization.map(str::to_owned),
+        authenticated: borrowed.authenticated,
+        roles: borrowed.roles.to_vec(),
+        source_ip: borrowed.source_ip.map(str::to_owned),
+        location: borrowed.location.map(|location| wit::Location {
+            latitude: location.latitude,
+            longitude: location.longitude,
+            country: location.country.map(str::to_owned),
+        }),
+        request_time: borrowed.request_time,
+        attributes: borrowed.attributes.to_vec(),
     }
 }
 
@@ -91,7 +89,8 @@ fn operation(operation: Operation) -> wit::Operation {
     }
 }
 
-/// [`request`] without the copies: the same fields, the same grant check (SER-026).
+/// The WIT request a plugin sees, borrowed from `request`. Location goes only to plugins
+/// granted it (SER-026).
 pub(crate) fn request_ref(
     request: &AccessRequest,
     now: u64,
