@@ -10,11 +10,12 @@
 //! - `loop`: spins until its 10 ms deadline traps it;
 //! - `memory`: allocates and writes 1 MiB blocks until its 16 MiB cap refuses one.
 //!
-//! In those two cases the attacker's quarantine is off (`quarantine_after` = u32::MAX), so
-//! every call really runs the attack: quarantine would otherwise deny most calls without
-//! running them after the fifth failure. A last, informational case shows that default
-//! quarantine. Each attacker call is classified by its deny reason (time limit, memory limit,
-//! quarantine, other) so the report shows the attack ran.
+//! Each attack runs twice: with the attacker's quarantine off (`quarantine_after` =
+//! u32::MAX), so that every call really runs the attack, and with the default quarantine,
+//! which denies most calls without running them after the fifth failure. Issue #18's target
+//! (the good app's p99 within 1.2× of alone) holds for all four. Each attacker call is
+//! classified by its deny reason (time limit, memory limit, quarantine, other) so the report
+//! shows the attack ran.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,8 @@ const ATTACK_DEADLINE: Duration = Duration::from_millis(10);
 const ATTACK_HEAD_START: Duration = Duration::from_millis(200);
 /// The shortest measurement per case, whatever `decisions` says.
 const MIN_CASE_TIME: Duration = Duration::from_secs(3);
+/// Issue #18's bound on the good app's p99 beside an attacker, against its p99 alone.
+const TARGET_P99_RATIO: f64 = 1.2;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Attacker {
@@ -50,8 +53,6 @@ pub struct Attacker {
 #[derive(Debug, Serialize)]
 pub struct Case {
     pub name: &'static str,
-    /// Shown for information, not compared with a target (the quarantined attacker).
-    pub informational: bool,
     pub good: Percentiles,
     /// Good-app decisions that were not permits (must be 0).
     pub wrong: u64,
@@ -80,6 +81,7 @@ pub fn run(decisions: usize) -> anyhow::Result<IsolationResult> {
         ("attack-loop", "loop", &no_quarantine),
         ("attack-memory", "memory", &no_quarantine),
         ("attack-loop-quarantined", "loop", &default_quarantine),
+        ("attack-memory-quarantined", "memory", &default_quarantine),
     ] {
         let mut spec = AppSpec::new(name).plugin(
             PluginSetup::new("hostile", format!(r#"{{"attack":"{attack}"}}"#)),
@@ -89,20 +91,21 @@ pub fn run(decisions: usize) -> anyhow::Result<IsolationResult> {
         runtime.install(spec)?;
     }
     let mut cases = Vec::new();
-    for (name, attacker, informational) in [
-        ("alone", None, false),
-        ("+ attacker: loop", Some("attack-loop"), false),
-        ("+ attacker: memory", Some("attack-memory"), false),
+    for (name, attacker) in [
+        ("alone", None),
+        ("+ attacker: loop, no quarantine", Some("attack-loop")),
+        ("+ attacker: memory, no quarantine", Some("attack-memory")),
         (
-            "+ attacker: loop, default quarantine (info)",
+            "+ attacker: loop, default quarantine",
             Some("attack-loop-quarantined"),
-            true,
+        ),
+        (
+            "+ attacker: memory, default quarantine",
+            Some("attack-memory-quarantined"),
         ),
     ] {
         eprintln!("isolation: {name} ({decisions} decisions)");
-        let mut case = measure(&runtime, name, decisions, attacker)?;
-        case.informational = informational;
-        cases.push(case);
+        cases.push(measure(&runtime, name, decisions, attacker)?);
     }
     Ok(IsolationResult {
         decisions,
@@ -163,7 +166,6 @@ fn measure(
     };
     Ok(Case {
         name,
-        informational: false,
         good: Percentiles::of(&mut samples),
         wrong,
         attacker,
@@ -266,7 +268,7 @@ impl IsolationResult {
                 ));
             }
         }
-        table.note("Attacker denies by reason: time limit / memory limit / quarantined / other. Quarantine is off for the loop and memory cases, so every call ran the attack.");
+        table.note("Attacker denies by reason: time limit / memory limit / quarantined / other. Without quarantine every attacker call ran the attack; with the default quarantine most were denied unrun after the fifth failure.");
         table
     }
 
@@ -276,7 +278,7 @@ impl IsolationResult {
         };
         self.cases
             .iter()
-            .filter(|case| case.attacker.is_some() && !case.informational)
+            .filter(|case| case.attacker.is_some())
             .map(|case| {
                 let ratio = case.good.p99_us / alone.good.p99_us;
                 Target::new(
@@ -285,14 +287,14 @@ impl IsolationResult {
                         "good app p99, {} / alone",
                         case.name.trim_start_matches("+ ")
                     ),
-                    "<= 2x",
+                    format!("<= {TARGET_P99_RATIO}x"),
                     format!(
                         "{:.2}x ({} vs {})",
                         ratio,
                         format_us(case.good.p99_us),
                         format_us(alone.good.p99_us)
                     ),
-                    ratio <= 2.0
+                    ratio <= TARGET_P99_RATIO
                         && case.wrong == 0
                         && case.attacker.as_ref().is_some_and(|a| a.calls > 0),
                 )
