@@ -3,7 +3,10 @@
 
 use super::canonical::CanonicalJson;
 use super::entry::{canonical_json, Kind, ZERO_HASH};
-use super::queue::{DropRange, Item, Shared, State, WriterState};
+use super::queue::{
+    DropRange, Item, Shared, State, WriterState, INLINE_PAUSE, INLINE_WRITE_BUDGET,
+    MAX_INLINE_BATCHES,
+};
 use super::verify::{verify_active, Tail, VerifyError};
 use super::writer::{Chain, Writer};
 use super::{AuditConfig, AuditError, CheckpointSigner, DecisionOverflow};
@@ -14,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,6 +45,9 @@ pub struct AuditStats {
     /// Times an appender signalled the writer thread (a futex syscall each); far fewer than
     /// entries when batching works.
     pub writer_wakeups: u64,
+    /// Batches of decisions an appender wrote itself while the writer thread was idle (no
+    /// wake-up on either side).
+    pub inline_batches: u64,
     /// Entries waiting in the queue.
     pub queue_len: usize,
     /// The last storage or signing error.
@@ -73,6 +79,10 @@ pub struct Recovery {
 /// An open audit log. Share it (`Arc<AuditLog>`); every method takes `&self`.
 pub struct AuditLog {
     shared: Arc<Shared>,
+    /// The file and its chain: the writer thread holds it while it writes a batch, and an
+    /// appender may take it to write decisions inline while the thread waits. Owned by the
+    /// thread, so that the file (and its lock) is closed when the thread ends.
+    writer: Weak<Mutex<Writer>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recovery: Recovery,
 }
@@ -212,6 +222,8 @@ impl AuditLog {
             urgent: false,
             first_queued_at: None,
             failing: None,
+            leading: false,
+            inline_paused_until: None,
             stats: AuditStats::default(),
         };
         let shared = Arc::new(Shared {
@@ -246,9 +258,11 @@ impl AuditLog {
                 st.push_checkpoint();
             }
         }
+        let thread_writer = Arc::new(Mutex::new(writer));
+        let writer = Arc::downgrade(&thread_writer);
         let thread = std::thread::Builder::new()
             .name("palisade-audit".into())
-            .spawn(move || writer.run())
+            .spawn(move || Writer::run(thread_writer))
             .map_err(io_err(&path))?;
         let recovery = Recovery {
             created,
@@ -259,9 +273,26 @@ impl AuditLog {
         };
         Ok(AuditLog {
             shared,
+            writer,
             thread: Mutex::new(Some(thread)),
             recovery,
         })
+    }
+
+    /// Replaces the writer's injected storage fault (tests of the inline path, which cannot
+    /// set `PALISADE_AUDIT_FAULT` without affecting every test in the process).
+    #[cfg(test)]
+    pub(crate) fn inject_fault(&self, fault: super::writer::Fault) {
+        if let Some(writer) = self.writer.upgrade() {
+            super::writer::lock_writer(&writer).fault = fault;
+        }
+    }
+
+    /// Whether the writer thread waits idle (tests of the inline path wait for it, so that
+    /// what they check does not depend on scheduling).
+    #[cfg(test)]
+    pub(crate) fn writer_is_idle(&self) -> bool {
+        self.shared.lock().writer == WriterState::Idle
     }
 
     /// What opening found (torn tail, unsigned entries, new or resumed).
@@ -571,8 +602,99 @@ impl AuditLog {
         }
         st.maybe_checkpoint(self.shared.config.queue_capacity);
         st.stats.queue_len = st.queue.len();
+        if kind == Kind::Decision && !dropped {
+            if st.leading && !st.prompt(self.shared.config.queue_capacity) {
+                // The appender writing inline takes this one along before it stops.
+                return seq;
+            }
+            if st.may_write_inline(&self.shared.config) {
+                st.leading = true;
+                drop(st);
+                self.write_inline();
+                return seq;
+            }
+        }
         self.shared.release_and_wake(st);
         seq
+    }
+
+    /// The leader path: writes the queued decisions from the appender's own thread while the
+    /// writer thread waits idle, so that a decision is on file when its append returns with
+    /// no thread woken on either side (a wake-up is a futex call and a context switch each
+    /// way: most of what recording a decision cost the gateway, BENCHMARKS.md). Decisions
+    /// that arrive meanwhile are taken along, up to [`MAX_INLINE_BATCHES`] batches; anything
+    /// else (a checkpoint to sign, a rotation, a flush, a failed write, a fault being
+    /// injected) is left to the writer thread, which is then woken. Called with
+    /// `State::leading` set; clears it.
+    fn write_inline(&self) {
+        let capacity = self.shared.config.queue_capacity;
+        let owner = self.writer.upgrade();
+        // Never wait for the writer here: whoever holds it is writing, and will see the queue.
+        let writer = owner.as_ref().and_then(|owner| match owner.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        });
+        let mut writer = writer.filter(|w| !w.fault.is_slow() && !w.rotation_due());
+        let mut rotation_due = false;
+        for _ in 0..MAX_INLINE_BATCHES {
+            let Some(w) = writer.as_mut() else { break };
+            let mut st = self.shared.lock();
+            let only_decisions = st
+                .queue
+                .iter()
+                .all(|item| matches!(item, Item::Entry { kind, .. } if *kind == Kind::Decision));
+            if st.queue.is_empty() || st.prompt(capacity) || !only_decisions {
+                break;
+            }
+            let items: Vec<Item> = st.queue.drain(..).collect();
+            st.stats.queue_len = 0;
+            st.first_queued_at = None;
+            drop(st);
+            let started = Instant::now();
+            match w.write_items(&items) {
+                Ok(written) => {
+                    let slow = started.elapsed() > INLINE_WRITE_BUDGET;
+                    {
+                        let mut st = self.shared.lock();
+                        st.stats.inline_batches += 1;
+                        if slow {
+                            st.inline_paused_until = Some(Instant::now() + INLINE_PAUSE);
+                        }
+                    }
+                    w.publish(&written);
+                    rotation_due = w.rotation_due();
+                    if slow || rotation_due {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    // Rolled back to the last good length by `write_items`: the batch goes
+                    // back to the head of the queue for the writer thread, whose retries and
+                    // failure accounting apply as to any batch.
+                    tracing::warn!(%error, "inline audit write failed; the writer thread retries it");
+                    let mut st = self.shared.lock();
+                    for item in items.into_iter().rev() {
+                        st.queue.push_front(item);
+                    }
+                    st.stats.queue_len = st.queue.len();
+                    st.inline_paused_until = Some(Instant::now() + INLINE_PAUSE);
+                    break;
+                }
+            }
+        }
+        drop(writer);
+        let mut st = self.shared.lock();
+        st.leading = false;
+        if !st.queue.is_empty() {
+            // What is left (or was never the leader's to write) is the thread's, at once.
+            st.first_queued_at.get_or_insert_with(Instant::now);
+            st.urgent = true;
+        } else if !rotation_due {
+            // All written: the thread sleeps on, as it would have without these decisions.
+            return;
+        }
+        self.shared.release_and_wake(st);
     }
 
     /// Asks for a checkpoint now (if anything is unsigned); it is written after the entries

@@ -125,6 +125,8 @@ mod tests_batch;
 #[cfg(test)]
 mod tests_continuation;
 #[cfg(test)]
+mod tests_inline;
+#[cfg(test)]
 mod tests_rotate;
 #[cfg(test)]
 mod tests_verify;

@@ -4,10 +4,10 @@
 
 use super::appender::AuditStats;
 use super::entry::Kind;
-use super::AuditConfig;
+use super::{AuditConfig, FsyncPolicy};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Decision entries dropped back to back (their seqs are reserved for one gap entry).
 #[derive(Debug, Clone)]
@@ -68,8 +68,27 @@ pub(crate) struct State {
     /// Set by the writer while its writes fail (the error), cleared by the next good write:
     /// decisions are refused (or dropped into a gap) meanwhile instead of queued.
     pub failing: Option<String>,
+    /// An appender is writing decisions inline ([`super::AuditLog`]'s leader path): the
+    /// decisions queued meanwhile are its to write, so their appenders signal nobody.
+    pub leading: bool,
+    /// Inline writes are paused until then, because one took longer than
+    /// [`INLINE_WRITE_BUDGET`] or failed: a slow or failing disk is the writer thread's to
+    /// wait on, never a caller's.
+    pub inline_paused_until: Option<Instant>,
     pub stats: AuditStats,
 }
+
+/// The longest an appender's inline write may take before inline writes pause for
+/// [`INLINE_PAUSE`] and the writer thread takes every batch (a write to the page cache takes
+/// microseconds; longer means a slow or throttled disk).
+pub(crate) const INLINE_WRITE_BUDGET: Duration = Duration::from_millis(1);
+
+/// How long inline writes pause after one exceeded [`INLINE_WRITE_BUDGET`] or failed.
+pub(crate) const INLINE_PAUSE: Duration = Duration::from_secs(1);
+
+/// How many batches a leading appender writes at most before it hands what is left to the
+/// writer thread: it is answering a request of its own.
+pub(crate) const MAX_INLINE_BATCHES: usize = 4;
 
 impl State {
     pub fn reserve(&mut self) -> u64 {
@@ -98,6 +117,23 @@ impl State {
             || self.closing
             || !self.drops.is_empty()
             || self.queue.len().saturating_mul(2) >= capacity
+    }
+
+    /// Whether the queued work may be written by an appender inline, now: only decisions are
+    /// queued (nothing [`State::prompt`]: no checkpoint to sign, no flush, close or gap), the
+    /// writer thread is idle and nobody else leads, storage is not failing, inline writes are
+    /// not paused, and the configuration writes decisions as soon as they arrive.
+    pub fn may_write_inline(&self, config: &AuditConfig) -> bool {
+        self.writer == WriterState::Idle
+            && !self.leading
+            && !self.stopped
+            && self.failing.is_none()
+            && config.batch_delay.is_zero()
+            && config.fsync != FsyncPolicy::EveryEntry
+            && !self.prompt(config.queue_capacity)
+            && self
+                .inline_paused_until
+                .is_none_or(|until| Instant::now() >= until)
     }
 
     /// Whether the caller (who just changed the state) must notify the writer: only if it

@@ -11,7 +11,7 @@ use super::{CheckpointSigner, FsyncPolicy};
 use cap_std::fs::File;
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The chain's head as committed to disk.
@@ -27,7 +27,7 @@ pub(crate) struct Chain {
 
 /// What one successful batch wrote.
 #[derive(Debug, Default)]
-struct Written {
+pub(crate) struct Written {
     entries: u64,
     gaps: u64,
     checkpoints: u64,
@@ -82,6 +82,22 @@ impl Fault {
         fault
     }
 
+    /// Whether a slow disk is injected: appenders then never write inline, since a slow disk
+    /// is the writer thread's to wait on. (A failing disk fails an inline write as it would
+    /// the thread's, which is what tests of that path need.)
+    pub fn is_slow(&self) -> bool {
+        self.slow.is_some()
+    }
+
+    /// A disk that fails every write while `flag` exists (what `eio=PATH` sets).
+    #[cfg(test)]
+    pub fn eio_while(flag: std::path::PathBuf) -> Fault {
+        Fault {
+            slow: None,
+            eio_while: Some(flag),
+        }
+    }
+
     fn before_write(&self) -> io::Result<()> {
         if let Some(delay) = self.slow {
             std::thread::sleep(delay);
@@ -99,7 +115,7 @@ fn payload_of<T: serde::Serialize>(value: &T) -> String {
 
 impl Writer {
     /// Encodes and writes a batch on a copy of the chain; commits the copy only on success.
-    fn write_items(&mut self, items: &[Item]) -> io::Result<Written> {
+    pub(crate) fn write_items(&mut self, items: &[Item]) -> io::Result<Written> {
         let result = self.try_write(items);
         if result.is_err() {
             // Roll back a partial write so the file ends with a whole line again.
@@ -222,18 +238,26 @@ impl Writer {
         self.shared.lock()
     }
 
-    /// Waits for work; returns the batch (in seq order), and whether a sync and close were
-    /// asked for.
+    /// Takes the batch that is due now (in seq order), with whether a sync and close were
+    /// asked for; or, when nothing is due, the state lock and how long to wait for work, with
+    /// `st.writer` saying why the thread waits, so appenders signal it only when that helps.
     ///
     /// Decisions alone are held for up to `batch_delay` after the oldest arrived, so that
     /// one wake-up and one write serve many of them; anything [`State::prompt`] (checkpoints,
-    /// other kinds, flush, close, a half-full queue) is taken at once. While waiting, the
-    /// writer records why in `st.writer`, so appenders signal it only when that helps.
-    fn next_batch(&self, last_checkpoint: &mut Instant) -> (Vec<Item>, bool, bool) {
-        let interval = self.shared.config.checkpoint_interval;
-        let delay = self.shared.config.batch_delay;
-        let capacity = self.shared.config.queue_capacity;
-        let mut st = self.lock();
+    /// other kinds, flush, close, a half-full queue) is taken at once.
+    ///
+    /// Called with the writer locked, which is what keeps the file in seq order: an appender
+    /// writing inline ([`super::AuditLog`]) drains the queue under the same lock.
+    #[allow(clippy::type_complexity)]
+    fn take_batch<'s>(
+        &self,
+        shared: &'s Shared,
+        last_checkpoint: &mut Instant,
+    ) -> Result<(Vec<Item>, bool, bool), (MutexGuard<'s, State>, Duration)> {
+        let interval = shared.config.checkpoint_interval;
+        let delay = shared.config.batch_delay;
+        let capacity = shared.config.queue_capacity;
+        let mut st = shared.lock();
         loop {
             let elapsed = last_checkpoint.elapsed();
             // Checked before the queue, so that steady traffic (a queue never empty here)
@@ -272,13 +296,7 @@ impl Writer {
                 (WriterState::Idle, interval - elapsed)
             };
             st.writer = state;
-            st = self
-                .shared
-                .work
-                .wait_timeout(st, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            st.writer = WriterState::Busy;
+            return Err((st, timeout));
         }
         let mut items: Vec<Item> = st.queue.drain(..).collect();
         items.extend(st.drops.drain(..).map(Item::Gap));
@@ -287,12 +305,12 @@ impl Writer {
         st.urgent = false;
         st.first_queued_at = None;
         let sync = std::mem::take(&mut st.sync_requested);
-        (items, sync, st.closing)
+        Ok((items, sync, st.closing))
     }
 
     /// Whether the active file is due for rotation (by size, or by age once it holds more
     /// than its first entry).
-    fn rotation_due(&self) -> bool {
+    pub(crate) fn rotation_due(&self) -> bool {
         let config = &self.shared.config;
         (config.rotate_bytes > 0 && self.chain.len >= config.rotate_bytes)
             || (!config.rotate_age.is_zero()
@@ -371,11 +389,30 @@ impl Writer {
         st.closing
     }
 
-    /// The thread's body: batches until closed (or until storage fails during close).
-    pub fn run(mut self) {
+    /// The thread's body: batches until closed (or until storage fails during close). It
+    /// holds the writer while it writes and lets go of it while it waits, so that appenders
+    /// can write their own decisions inline meanwhile.
+    pub fn run(writer: Arc<Mutex<Writer>>) {
+        let shared = lock_writer(&writer).shared.clone();
         let mut last_checkpoint = Instant::now();
+        let mut guard = lock_writer(&writer);
         loop {
-            let (mut items, sync, closing) = self.next_batch(&mut last_checkpoint);
+            let (mut items, sync, closing) = match guard.take_batch(&shared, &mut last_checkpoint) {
+                Ok(batch) => batch,
+                Err((st, timeout)) => {
+                    drop(guard);
+                    let mut st = shared
+                        .work
+                        .wait_timeout(st, timeout)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    st.writer = WriterState::Busy;
+                    drop(st);
+                    guard = lock_writer(&writer);
+                    continue;
+                }
+            };
+            let this = &mut *guard;
             let rotate = match items.last() {
                 Some(Item::Rotate { seq }) => Some(*seq),
                 _ => None,
@@ -383,16 +420,16 @@ impl Writer {
             if rotate.is_some() {
                 items.pop();
             }
-            self.shared.notify_space();
+            this.shared.notify_space();
             let mut backoff = Duration::from_millis(20);
             let mut attempts = 0u32;
             let written = loop {
-                match self.write_items(&items) {
+                match this.write_items(&items) {
                     Ok(w) => break Some(w),
                     Err(error) => {
                         attempts += 1;
                         tracing::error!(%error, attempts, "audit log write failed, retrying");
-                        let closing = self.failed(&error);
+                        let closing = this.failed(&error);
                         if closing && attempts >= 3 {
                             break None;
                         }
@@ -407,12 +444,12 @@ impl Writer {
                 let mut backoff = Duration::from_millis(20);
                 let mut attempts = 0u32;
                 let rotated = loop {
-                    match self.rotate(seq, &mut renamed) {
+                    match this.rotate(seq, &mut renamed) {
                         Ok(()) => break true,
                         Err(error) => {
                             attempts += 1;
                             tracing::error!(%error, attempts, "audit log rotation failed, retrying");
-                            if self.failed(&error) && attempts >= 3 {
+                            if this.failed(&error) && attempts >= 3 {
                                 break false;
                             }
                             std::thread::sleep(backoff);
@@ -421,35 +458,35 @@ impl Writer {
                     }
                 };
                 if !rotated {
-                    self.publish(&w);
+                    this.publish(&w);
                     break;
                 }
-                self.lock().stats.rotations += 1;
-                w.synced = self.shared.config.fsync != FsyncPolicy::Never;
+                this.lock().stats.rotations += 1;
+                w.synced = this.shared.config.fsync != FsyncPolicy::Never;
             }
-            if (sync || closing) && !w.synced && self.shared.config.fsync != FsyncPolicy::Never {
-                match self.file.sync_data() {
+            if (sync || closing) && !w.synced && this.shared.config.fsync != FsyncPolicy::Never {
+                match this.file.sync_data() {
                     Ok(()) => w.synced = true,
-                    Err(error) => self.lock().stats.last_error = Some(error.to_string()),
+                    Err(error) => this.lock().stats.last_error = Some(error.to_string()),
                 }
             }
             if w.checkpoints + w.checkpoint_failures > 0 {
                 last_checkpoint = Instant::now();
             }
-            self.publish(&w);
-            let st = self.lock();
+            this.publish(&w);
+            let st = this.lock();
             if st.closing && st.queue.is_empty() && st.drops.is_empty() {
                 break;
             }
         }
-        let mut st = self.lock();
-        st.stopped = true;
-        drop(st);
-        self.shared.done.notify_all();
-        self.shared.notify_space();
+        drop(guard);
+        shared.lock().stopped = true;
+        shared.done.notify_all();
+        shared.notify_space();
     }
 
-    fn publish(&self, w: &Written) {
+    /// Makes a written batch visible: counters, `written_upto`, and the waiters woken.
+    pub(crate) fn publish(&self, w: &Written) {
         let mut st = self.lock();
         let s = &mut st.stats;
         s.entries_written += w.entries;
@@ -466,6 +503,12 @@ impl Writer {
         self.shared.written.send_replace(self.chain.next);
         self.shared.done.notify_all();
     }
+}
+
+/// Locks the writer; a panic while it was held leaves the chain as last committed (a batch
+/// commits its copy of the chain only once written), so the lock stays usable.
+pub(crate) fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Item {
