@@ -456,7 +456,13 @@ impl AuditSink for AuditLogSink {
              palisade_audit_rotations_total {}\n\
              # HELP palisade_audit_queue_len Entries waiting for the audit writer.\n\
              # TYPE palisade_audit_queue_len gauge\n\
-             palisade_audit_queue_len {}\n",
+             palisade_audit_queue_len {}\n\
+             # HELP palisade_audit_writer_wakeups_total Times a decision or event woke the audit writer thread.\n\
+             # TYPE palisade_audit_writer_wakeups_total counter\n\
+             palisade_audit_writer_wakeups_total {}\n\
+             # HELP palisade_audit_inline_batches_total Batches of decisions written by a request that found the audit writer idle (no thread woken).\n\
+             # TYPE palisade_audit_inline_batches_total counter\n\
+             palisade_audit_inline_batches_total {}\n",
             stats.write_errors,
             self.refusals.load(Ordering::Relaxed),
             stats.dropped,
@@ -464,6 +470,8 @@ impl AuditSink for AuditLogSink {
             stats.entries_written,
             stats.rotations,
             stats.queue_len,
+            stats.writer_wakeups,
+            stats.inline_batches,
         )
     }
 }

@@ -60,7 +60,18 @@ pub struct HttpResult {
     /// Permits the gateway counted in its metrics (all runs, warm-ups included).
     pub permits_counted: u64,
     pub denies_counted: u64,
+    /// How the gateway's audit records were written (all runs, warm-ups included).
+    pub audit: AuditWrites,
     pub in_process: InProcess,
+}
+
+/// The audit writer's counters from the gateway's metrics after the runs: how many batches
+/// the requests wrote themselves, and how often one woke the writer thread.
+#[derive(Debug, Serialize)]
+pub struct AuditWrites {
+    pub entries: u64,
+    pub inline_batches: u64,
+    pub writer_wakeups: u64,
 }
 
 /// The same decision without HTTP, in this process on the same config: what the decision
@@ -136,6 +147,17 @@ pub fn run(palisade: &Path, load: Load) -> anyhow::Result<HttpResult> {
             .unwrap_or(0)
     };
     let (permits_counted, denies_counted) = (counted("permit"), counted("deny"));
+    let total = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let audit = AuditWrites {
+        entries: total("palisade_audit_entries_written_total "),
+        inline_batches: total("palisade_audit_inline_batches_total "),
+        writer_wakeups: total("palisade_audit_writer_wakeups_total "),
+    };
     gateway.stop()?;
     eprintln!("http: the same decision in process");
     let in_process = in_process(&config, &scratch.path().join("in-process-data"))?;
@@ -148,6 +170,7 @@ pub fn run(palisade: &Path, load: Load) -> anyhow::Result<HttpResult> {
         noop,
         permits_counted,
         denies_counted,
+        audit,
     })
 }
 
@@ -323,6 +346,10 @@ impl HttpResult {
             self.ratio * 100.0,
             self.permits_counted,
             self.denies_counted
+        ));
+        table.note(format!(
+            "Audit: {} entries written; {} batches written by the request that found the writer idle, {} writer thread wake-ups.",
+            self.audit.entries, self.audit.inline_batches, self.audit.writer_wakeups
         ));
         table.note(format!(
             "The same decision in process (no HTTP): Gateway::evaluate {} (pseudonym, pipeline, metrics, audit), of which Runtime::is_authorized {}.",
