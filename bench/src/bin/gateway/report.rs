@@ -105,7 +105,7 @@ impl Target {
 /// The summary of `all`: every target, MET or MISSED, and scenarios that could not run.
 pub fn summary(targets: &[Target], failures: &[(&str, String)]) -> Table {
     let mut table = Table::new(
-        "Summary: gateway targets (issue #6)",
+        "Summary: gateway targets (issues #6 and #18)",
         &["scenario", "measure", "target", "measured", "result"],
     );
     for target in targets {
