@@ -552,6 +552,14 @@ fn answered_decisions_survive_kill_9() {
         while answered.lock().unwrap().len() < 300 * (round + 1) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Records reach the file both ways: written by the answering request when it found
+        // the writer idle, or by the writer thread; both are what `kill -9` must not lose.
+        let metrics = gateway.metrics();
+        assert!(
+            metric(&metrics, "palisade_audit_inline_batches_total") >= 1.0
+                && metric(&metrics, "palisade_audit_writer_wakeups_total") >= 0.0,
+            "the audit metrics count both paths:\n{metrics}"
+        );
         gateway.kill9();
         stop.store(true, Ordering::Relaxed);
         for thread in threads {

@@ -623,9 +623,9 @@ impl AuditLog {
     /// no thread woken on either side (a wake-up is a futex call and a context switch each
     /// way: most of what recording a decision cost the gateway, BENCHMARKS.md). Decisions
     /// that arrive meanwhile are taken along, up to [`MAX_INLINE_BATCHES`] batches; anything
-    /// else (a checkpoint to sign, a rotation, a flush, a failed write, a fault being
-    /// injected) is left to the writer thread, which is then woken. Called with
-    /// `State::leading` set; clears it.
+    /// else (a checkpoint to sign, a rotation, a flush, a failed write, a slow disk) is left
+    /// to the writer thread, which is then woken. Called with `State::leading` set; clears
+    /// it.
     fn write_inline(&self) {
         let capacity = self.shared.config.queue_capacity;
         let owner = self.writer.upgrade();

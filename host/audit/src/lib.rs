@@ -78,6 +78,13 @@
 //! entries, [`AuditLog::flush`], [`AuditLog::close`] and a queue half full are written at
 //! once. [`AuditStats::writer_wakeups`] counts the signals.
 //!
+//! With no batch delay, a decision that finds the writer thread idle is written by its own
+//! appender instead (one `write` under the writer's lock, in seq order), so it is on file
+//! when the append returns and no thread is woken on either side; decisions that arrive
+//! meanwhile are taken along. Checkpoints, rotation, flush, close, gaps, a failed write and a
+//! slow disk (an inline write over 1 ms pauses this for a second) stay the writer thread's.
+//! [`AuditStats::inline_batches`] counts these batches.
+//!
 //! # Durability ([`FsyncPolicy`])
 //!
 //! - `EveryEntry`: `fdatasync` after each line. Nothing acknowledged by [`AuditLog::flush`] is

@@ -25,6 +25,10 @@ pub(crate) struct Chain {
     pub len: u64,
 }
 
+/// A batch taken off the queue (in seq order), whether a sync was asked for, and whether
+/// the log is closing.
+type Batch = (Vec<Item>, bool, bool);
+
 /// What one successful batch wrote.
 #[derive(Debug, Default)]
 pub(crate) struct Written {
@@ -248,12 +252,11 @@ impl Writer {
     ///
     /// Called with the writer locked, which is what keeps the file in seq order: an appender
     /// writing inline ([`super::AuditLog`]) drains the queue under the same lock.
-    #[allow(clippy::type_complexity)]
     fn take_batch<'s>(
         &self,
         shared: &'s Shared,
         last_checkpoint: &mut Instant,
-    ) -> Result<(Vec<Item>, bool, bool), (MutexGuard<'s, State>, Duration)> {
+    ) -> Result<Batch, (MutexGuard<'s, State>, Duration)> {
         let interval = shared.config.checkpoint_interval;
         let delay = shared.config.batch_delay;
         let capacity = shared.config.queue_capacity;

@@ -56,9 +56,14 @@ impl Placement {
         if self.cpu_timed.load(Ordering::Relaxed) {
             // `work` never yields (see the module documentation), so this thread's CPU
             // clock measures exactly the call.
-            let started = thread_cpu_time();
+            let (cpu_started, wall_started) = (thread_cpu_time(), Instant::now());
             let output = work();
-            let used = thread_cpu_time().saturating_sub(started);
+            let used = match (cpu_started, thread_cpu_time()) {
+                (Some(started), Some(ended)) => ended.saturating_sub(started),
+                // Without the CPU clock, wall-clock time: a preempted call may then count
+                // as slow, which moves a well-behaved app, never keeps a slow one inline.
+                _ => wall_started.elapsed(),
+            };
             if used > INLINE_BUDGET
                 && self.slow_calls.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_CALLS_TOLERATED
             {
@@ -93,20 +98,16 @@ impl Placement {
     }
 }
 
-/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`); zero if the clock
-/// cannot be read, which only makes calls look quick (the wall-clock rule already let
-/// them through once, and plugin failures still demote).
-fn thread_cpu_time() -> Duration {
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`), if the clock can
+/// be read.
+fn thread_cpu_time() -> Option<Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid, writable timespec; the call writes only to it.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    (rc == 0).then_some(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// `block_in_place` where there is a multi-threaded runtime to hand the worker to; a plain
@@ -128,8 +129,9 @@ mod tests {
 
     /// Burns this thread's CPU for `cpu` (measured by the same clock the placement reads).
     fn spin_for(cpu: Duration) {
-        let started = thread_cpu_time();
-        while thread_cpu_time().saturating_sub(started) < cpu {
+        let cpu_time = || thread_cpu_time().expect("the thread CPU clock");
+        let started = cpu_time();
+        while cpu_time().saturating_sub(started) < cpu {
             std::hint::spin_loop();
         }
     }
