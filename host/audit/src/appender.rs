@@ -224,6 +224,7 @@ impl AuditLog {
             failing: None,
             leading: false,
             inline_paused_until: None,
+            done_waiters: 0,
             stats: AuditStats::default(),
         };
         let shared = Arc::new(Shared {
@@ -535,12 +536,14 @@ impl AuditLog {
             if now >= deadline {
                 return Err(AuditError::Backlogged(timeout));
             }
+            st.done_waiters += 1;
             st = self
                 .shared
                 .done
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.done_waiters -= 1;
         }
     }
 

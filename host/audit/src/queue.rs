@@ -75,6 +75,10 @@ pub(crate) struct State {
     /// [`INLINE_WRITE_BUDGET`] or failed: a slow or failing disk is the writer thread's to
     /// wait on, never a caller's.
     pub inline_paused_until: Option<Instant>,
+    /// Threads waiting on [`Shared::done`] (flush, close, an embedder's blocking wait): a
+    /// batch notifies it only if there are any, since every notify is a futex call and
+    /// decisions written inline would otherwise pay one each.
+    pub done_waiters: usize,
     pub stats: AuditStats,
 }
 

@@ -502,9 +502,12 @@ impl Writer {
         if w.synced || self.shared.config.fsync == FsyncPolicy::Never {
             s.synced_upto = self.chain.next;
         }
+        let waiters = st.done_waiters > 0;
         drop(st);
         self.shared.written.send_replace(self.chain.next);
-        self.shared.done.notify_all();
+        if waiters {
+            self.shared.done.notify_all();
+        }
     }
 }
 
