@@ -10,6 +10,7 @@
 //! writer's test-only fault hook (`PALISADE_AUDIT_FAULT`, see `palisade_audit`).
 
 use crate::support::admin as common;
+use crate::support::audit_verify as verify;
 use crate::support::server;
 
 use std::collections::HashSet;
@@ -120,23 +121,6 @@ fn gap_dropped(entries: &[Value]) -> u64 {
         .filter(|e| e["kind"] == "gap")
         .map(|e| e["payload"]["dropped"].as_u64().unwrap_or(0))
         .sum()
-}
-
-fn verify(log: &Path, key: &Path, extra: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["audit", "verify", "--log"])
-        .arg(log)
-        .arg("--key")
-        .arg(key)
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 fn verify_dir(data: &Path) -> (bool, String) {

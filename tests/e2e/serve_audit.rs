@@ -4,8 +4,6 @@
 
 use crate::support::server;
 
-use std::process::Command;
-
 use serde_json::json;
 use server::Gateway;
 
@@ -23,19 +21,7 @@ config = { policies = [{ id = "p", pv = { acr = [{ acor = ["originator:CAE1"], a
 "#;
 
 fn verify(data: &std::path::Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["audit", "verify", "--log"])
-        .arg(data.join("audit"))
-        .arg("--key")
-        .arg(data.join("audit/gateway.pub"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    crate::support::audit_verify(&data.join("audit"), &data.join("audit/gateway.pub"), &[])
 }
 
 #[test]

@@ -16,6 +16,31 @@ use palisade_core::{
     SandboxLimits,
 };
 
+/// Runs `<bin> audit verify --log <log> --key <key> [extra...]` (the real `palisade`
+/// command an operator runs): whether it accepted the log, and what it printed (stdout,
+/// then stderr).
+pub fn audit_verify(
+    bin: &std::path::Path,
+    log: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> (bool, String) {
+    let output = std::process::Command::new(bin)
+        .args(["audit", "verify", "--log"])
+        .arg(log)
+        .arg("--key")
+        .arg(key)
+        .args(extra)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", bin.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
 /// 2026-11-28T10:15:00Z, a Saturday.
 pub const TEST_TIME: u64 = 1_795_860_900;
 

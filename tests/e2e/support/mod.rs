@@ -8,3 +8,14 @@ pub mod cse;
 pub use palisade_test_support::{pki, registry};
 /// A real `palisade serve` on 127.0.0.1, a blocking HTTP client, a stand-in CSE.
 pub mod server;
+
+/// Runs this package's `palisade audit verify --log <log> --key <key> [extra...]`: whether
+/// it accepted the log, and what it said.
+pub fn audit_verify(
+    log: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> (bool, String) {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_palisade"));
+    palisade_test_support::audit_verify(bin, log, key, extra)
+}

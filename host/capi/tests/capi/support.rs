@@ -96,19 +96,7 @@ pub fn palisade_bin() -> Option<std::path::PathBuf> {
 /// Runs `palisade audit verify` on the log in `dir` with its `gateway.pub`: whether it
 /// accepted the log, and what it said.
 pub fn verify(bin: &std::path::Path, dir: &std::path::Path) -> (bool, String) {
-    let output = std::process::Command::new(bin)
-        .args(["audit", "verify", "--log"])
-        .arg(dir)
-        .arg("--key")
-        .arg(dir.join("gateway.pub"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    palisade_test_support::audit_verify(bin, dir, &dir.join("gateway.pub"), &[])
 }
 
 /// The payloads of the `decision` entries of the active log file in `dir`.
