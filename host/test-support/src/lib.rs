@@ -1,6 +1,7 @@
-//! Helpers shared by the integration tests of palisade-core (`tests/core`) and of the
-//! `palisade` package (`tests/e2e`): real plugins built from `plugins/`, a real engine, and
-//! requests with a fixed time. A crate of its own because two test binaries use it
+//! Helpers shared by the integration tests of palisade-core (`tests/core`), of the
+//! `palisade` package (`tests/e2e`) and of palisade-capi (`host/capi/tests/capi`): real
+//! plugins built from `plugins/`, a real engine, requests with a fixed time, and the real
+//! `palisade audit verify`. A crate of its own because several test binaries use it
 //! (issue #14.5); never published.
 #![deny(missing_docs)]
 

@@ -229,12 +229,19 @@ impl WarmRegistry {
         }
     }
 
-    /// `set` just took an instance back (pushed under its lock, where it read `fresh` from
-    /// [`WarmLink::is_fresh`]). Moves it to the front when it is not fresh, then keeps the
-    /// budget by evicting the least recently used idle instance, which is dropped here
-    /// outside the lock.
+    /// A set is about to push an idle instance: called under the set's lock, before the
+    /// push, so that the count never falls below the instances there are. (Counted after the
+    /// push, a call on another thread could take the instance and count it out first.)
+    pub(crate) fn adding(&self) {
+        self.idle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `set` just took an instance back (counted by [`WarmRegistry::adding`] and pushed
+    /// under its lock, where it read `fresh` from [`WarmLink::is_fresh`]). Moves it to the
+    /// front when it is not fresh, then keeps the budget by evicting the least recently used
+    /// idle instance, which is dropped here outside the lock.
     pub(crate) fn returned<S: IdleSet + 'static>(&self, set: &Arc<S>, fresh: bool) {
-        let idle = self.idle.fetch_add(1, Ordering::Relaxed) + 1;
+        let idle = self.idle.load(Ordering::Relaxed);
         if !fresh {
             let mut lru = self.lock();
             let link = set.link();
@@ -379,6 +386,7 @@ mod tests {
     fn give_back(registry: &WarmRegistry, set: &Arc<Set>, item: u32) {
         let fresh = {
             let mut items = set.items.lock().unwrap();
+            registry.adding();
             items.push_back(item);
             set.link.is_fresh(registry)
         };
@@ -420,6 +428,57 @@ mod tests {
         drop(lru);
         assert_eq!(sets[1].link.node.load(Ordering::Relaxed), NIL);
         assert_eq!(sets[3].link.node.load(Ordering::Relaxed), order[0]);
+    }
+
+    /// Takes the most recent item, as a call takes an idle instance.
+    fn take(registry: &WarmRegistry, set: &Set) -> Option<u32> {
+        let item = set.items.lock().unwrap().pop_back();
+        if item.is_some() {
+            registry.took();
+        }
+        item
+    }
+
+    #[test]
+    fn the_count_holds_when_calls_take_what_other_calls_give_back() {
+        // Counted after the push, a taker on another thread could count an instance out
+        // before it was counted in, and the count wrapped below zero (seen under load in
+        // `tests/core/swap.rs`). Two threads give back while two take, and the takers check
+        // the count right after each take.
+        let registry = Arc::new(WarmRegistry::new(1 << 20));
+        let shared = set();
+        let giving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let givers: Vec<_> = (0..2)
+            .map(|t| {
+                let (registry, shared) = (registry.clone(), shared.clone());
+                std::thread::spawn(move || {
+                    for i in 0..50_000u32 {
+                        give_back(&registry, &shared, t * 100_000 + i);
+                    }
+                })
+            })
+            .collect();
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                let (registry, shared, giving) = (registry.clone(), shared.clone(), giving.clone());
+                std::thread::spawn(move || {
+                    while giving.load(Ordering::Relaxed) {
+                        if take(&registry, &shared).is_some() {
+                            let idle = registry.idle();
+                            assert!(idle < 1 << 20, "the count wrapped below zero: {idle}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for giver in givers {
+            giver.join().unwrap();
+        }
+        giving.store(false, Ordering::Relaxed);
+        for taker in takers {
+            taker.join().unwrap();
+        }
+        assert_eq!(registry.idle(), len(&shared));
     }
 
     #[test]
@@ -475,6 +534,7 @@ mod tests {
             }
         }
         let set = Arc::new(Idle(Mutex::new(Some(idle)), WarmLink::new()));
+        registry.adding();
         registry.returned(&set, false);
         // The idle instance is given back; the busy one is never touched.
         let third = registry.instantiate(make).expect("room made by evicting");

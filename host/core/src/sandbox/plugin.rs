@@ -464,6 +464,7 @@ impl Plugin {
                 drop(instance);
                 return;
             }
+            registry.adding();
             idle.push_back(instance);
             self.idle.link.is_fresh(registry)
         };
