@@ -128,20 +128,34 @@ impl ServerClient {
 
     /// One POST. A refusal by the server keeps its status and code (the caller's request was
     /// refused for that reason); anything else wrong with the exchange is `server-unavailable`.
+    ///
+    /// A kept-alive connection that the server closes (its idle or header timeout) just as
+    /// a request goes out fails that request before any answer: it is sent once more, on a
+    /// new connection. Nothing else is retried. Should the server have acted on the first
+    /// copy after all, the second is a replay it refuses (answers and assertions are bound
+    /// to one challenge, sealed messages to their channel's counter; a second challenge
+    /// request only opens another challenge): the retry can fail a round, never count a
+    /// message twice.
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<Bytes, HttpError> {
         let unavailable = |e: &dyn std::fmt::Display| HttpError::ServerUnavailable(e.to_string());
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", self.base))
-            .header(header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| unavailable(&e))?;
+        let body = Bytes::from(body);
+        let request = || {
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{}{path}", self.base))
+                .header(header::CONTENT_TYPE, CONTENT_TYPE)
+                .body(Full::new(body.clone()))
+                .map_err(|e| unavailable(&e))
+        };
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| unavailable(&e))?;
+            let resp = match self.client.request(request()?).await {
+                Err(error) if closed_before_answer(&error) => {
+                    tracing::debug!(%error, path, "the group server closed the connection before answering; sending once more");
+                    self.client.request(request()?).await
+                }
+                other => other,
+            }
+            .map_err(|e| unavailable(&e))?;
             let status = resp.status();
             let limit = if status.is_success() {
                 MAX_MESSAGE_LEN
@@ -165,6 +179,19 @@ impl ServerClient {
     }
 }
 
+/// Whether the connection closed before any answer came (a kept-alive connection the server
+/// closed as the request went out).
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed();
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn decode<M: WireMessage>(b: &[u8]) -> Result<M, HttpError> {
     M::from_bytes(b).map_err(|e| HttpError::ServerUnavailable(format!("bad answer: {e}")))
 }
@@ -185,5 +212,83 @@ fn refusal(status: StatusCode, body: &[u8]) -> HttpError {
             HttpError::ServerUnavailable(format!("server error {status} {code}: {message}"))
         }
         None => HttpError::ServerUnavailable(format!("server answered {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one whole request (headers and a `Content-Length` body) from `stream`.
+    async fn read_request(stream: &mut tokio::net::TcpStream) {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending its request");
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if seen.len() >= end + 4 + length {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A loopback server that reads each connection's request and then, for the first
+    /// `close_first` connections, closes without a word; later ones get `200 answer`.
+    async fn server(close_first: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let index = counted.fetch_add(1, Ordering::SeqCst);
+                read_request(&mut stream).await;
+                if index >= close_first {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nanswer";
+                    stream.write_all(answer).await.unwrap();
+                }
+            }
+        });
+        (url, connections)
+    }
+
+    fn client(url: &str) -> ServerClient {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        ServerClient::new(url, "gw-1", Arc::new(key)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_retried_once_on_a_new_one() {
+        let (url, connections) = server(1).await;
+        let answer = client(&url).sealed(b"sealed".to_vec()).await.unwrap();
+        assert_eq!(&answer[..], b"answer");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_close_is_the_server_unavailable() {
+        let (url, connections) = server(usize::MAX).await;
+        let Err(HttpError::ServerUnavailable(message)) =
+            client(&url).sealed(b"sealed".to_vec()).await
+        else {
+            panic!("a server that never answers is unavailable")
+        };
+        assert!(message.contains("SendRequest"), "{message}");
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "one retry, no more");
     }
 }
