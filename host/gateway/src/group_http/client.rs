@@ -155,7 +155,7 @@ impl ServerClient {
                 }
                 other => other,
             }
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| unavailable(&palisade_types::Chain(&e)))?;
             let status = resp.status();
             let limit = if status.is_success() {
                 MAX_MESSAGE_LEN
@@ -180,12 +180,19 @@ impl ServerClient {
 }
 
 /// Whether the connection closed before any answer came (a kept-alive connection the server
-/// closed as the request went out).
+/// closed as the request went out: a FIN, or a reset when the request's bytes were already
+/// in the server's buffer as it closed).
 fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            return hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed();
+            if hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe);
         }
         source = cause.source();
     }
@@ -267,6 +274,30 @@ mod tests {
         (url, connections)
     }
 
+    /// Like [`server`], but the first connection is reset (RST, as when the server closes
+    /// with the request unread in its buffer) rather than closed.
+    async fn resetting_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let index = counted.fetch_add(1, Ordering::SeqCst);
+                read_request(&mut stream).await;
+                if index == 0 {
+                    stream.set_zero_linger().unwrap();
+                    drop(stream);
+                    continue;
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nanswer";
+                stream.write_all(answer).await.unwrap();
+            }
+        });
+        (url, connections)
+    }
+
     fn client(url: &str) -> ServerClient {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         ServerClient::new(url, "gw-1", Arc::new(key)).unwrap()
@@ -275,6 +306,14 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_retried_once_on_a_new_one() {
         let (url, connections) = server(1).await;
+        let answer = client(&url).sealed(b"sealed".to_vec()).await.unwrap();
+        assert_eq!(&answer[..], b"answer");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_reset_before_the_answer_is_retried_once_too() {
+        let (url, connections) = resetting_server().await;
         let answer = client(&url).sealed(b"sealed".to_vec()).await.unwrap();
         assert_eq!(&answer[..], b"answer");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
