@@ -27,6 +27,21 @@ pub(super) fn config() -> AuditConfig {
     }
 }
 
+/// Waits (a bounded time) until every seq below `seq` is written; returns how long it took.
+pub(super) fn written_upto(log: &AuditLog, seq: u64) -> Duration {
+    let start = std::time::Instant::now();
+    while log.stats().written_upto < seq {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "seq {} not written: {:?}",
+            seq - 1,
+            log.stats()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    start.elapsed()
+}
+
 pub(super) fn decision(i: u64) -> Value {
     json!({"app": "lights", "originator": format!("p-{i:04}"), "operation": "retrieve",
            "target": format!("/cse-in/lights/{i}"), "effect": "deny", "reason": "no privilege",
@@ -49,7 +64,8 @@ pub(super) fn write_lines(path: &Path, lines: &[String]) {
     .unwrap();
 }
 
-fn public(seed: [u8; 32]) -> [u8; 32] {
+/// The public key of the memory signer made from `seed`.
+pub(super) fn public(seed: [u8; 32]) -> [u8; 32] {
     MemorySigner::from_seed(seed).public_key()
 }
 

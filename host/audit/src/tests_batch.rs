@@ -2,7 +2,7 @@
 //! each, everything that must not wait is written at once, and canonical payloads appended
 //! directly are checked and chained like any other.
 
-use super::tests::{config, decision, read_lines, signer, KEY_A};
+use super::tests::{config, decision, public, read_lines, signer, written_upto, KEY_A};
 use super::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -16,25 +16,6 @@ fn held(delay: Duration) -> AuditConfig {
         checkpoint_every: 1000,
         ..config()
     }
-}
-
-/// Waits (a bounded time) until every seq below `seq` is written.
-fn written_upto(log: &AuditLog, seq: u64) -> Duration {
-    let start = Instant::now();
-    while log.stats().written_upto < seq {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "seq {} not written: {:?}",
-            seq - 1,
-            log.stats()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    start.elapsed()
-}
-
-fn public() -> [u8; 32] {
-    MemorySigner::from_seed(KEY_A).public_key()
 }
 
 #[test]
@@ -56,7 +37,7 @@ fn decisions_are_held_for_one_batch_without_a_wakeup_each() {
     assert_eq!(log.stats().written_upto, 201);
     assert!(log.stats().writer_wakeups <= 2, "{:?}", log.stats());
     log.close().unwrap();
-    verify(dir.path(), &public()).unwrap();
+    verify(dir.path(), &public(KEY_A)).unwrap();
 }
 
 #[test]
@@ -97,7 +78,7 @@ fn prompt_work_does_not_wait_for_the_batch_delay() {
     written_upto(&log, next);
     assert_eq!(log.stats().checkpoints, 1);
     log.close().unwrap();
-    verify(dir.path(), &public()).unwrap();
+    verify(dir.path(), &public(KEY_A)).unwrap();
 
     // A checkpoint due by count.
     let dir = tempfile::tempdir().unwrap();
@@ -132,7 +113,7 @@ fn prompt_work_does_not_wait_for_the_batch_delay() {
     let start = Instant::now();
     log.close().unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
-    let report = verify(dir.path(), &public()).unwrap();
+    let report = verify(dir.path(), &public(KEY_A)).unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.entries, 7, "log_created, 5 decisions, checkpoint");
 }
@@ -155,7 +136,7 @@ fn time_based_checkpoints_come_under_steady_traffic() {
         std::thread::sleep(Duration::from_millis(1));
     }
     log.close().unwrap();
-    verify(dir.path(), &public()).unwrap();
+    verify(dir.path(), &public(KEY_A)).unwrap();
 }
 
 #[test]
@@ -189,7 +170,7 @@ fn canonical_payloads_are_checked_and_chained_like_values() {
         log.append_canonical(Kind::Decision, 7, canonical.clone()),
         Err(AuditError::Closed)
     ));
-    verify(dir.path(), &public()).unwrap();
+    verify(dir.path(), &public(KEY_A)).unwrap();
     let lines = read_lines(&dir.path().join(DEFAULT_FILE_NAME));
     let payloads: Vec<Value> = lines[1..3]
         .iter()

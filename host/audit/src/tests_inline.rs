@@ -2,7 +2,7 @@
 //! it itself, so it is on file when the append returns and no thread is woken; everything
 //! else stays the writer thread's, and the chain stays one chain (SER-016).
 
-use super::tests::{config, decision, signer, KEY_A};
+use super::tests::{config, decision, public, signer, written_upto, KEY_A};
 use super::writer::Fault;
 use super::*;
 use serde_json::json;
@@ -16,10 +16,6 @@ fn immediate() -> AuditConfig {
     }
 }
 
-fn public() -> [u8; 32] {
-    MemorySigner::from_seed(KEY_A).public_key()
-}
-
 /// Waits (a bounded time) until the writer thread waits idle.
 fn until_idle(log: &AuditLog) {
     let start = Instant::now();
@@ -30,20 +26,6 @@ fn until_idle(log: &AuditLog) {
             log.stats()
         );
         std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Waits (a bounded time) until every seq below `seq` is written.
-fn until_written(log: &AuditLog, seq: u64) {
-    let start = Instant::now();
-    while log.stats().written_upto < seq {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "seq {} not written: {:?}",
-            seq - 1,
-            log.stats()
-        );
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -71,11 +53,11 @@ fn a_decision_finding_the_writer_idle_is_on_file_when_its_append_returns() {
     // What is not a decision is still the writer thread's.
     until_idle(&log);
     let seq = log.append(Kind::Admin, json!({"action": "x"})).unwrap();
-    until_written(&log, seq + 1);
+    written_upto(&log, seq + 1);
     assert_eq!(log.stats().inline_batches, 50);
     assert!(log.stats().writer_wakeups > wakeups);
     log.close().unwrap();
-    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &public()).unwrap();
+    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &public(KEY_A)).unwrap();
     assert_eq!(report.gaps, 0);
 }
 
@@ -113,7 +95,7 @@ fn concurrent_appenders_checkpoints_and_rotation_keep_one_chain() {
     log.close().unwrap();
     let stats = log.stats();
     assert_eq!(stats.write_errors, 0, "{stats:?}");
-    let report = verify_set(dir.path(), DEFAULT_FILE_NAME, &public()).unwrap();
+    let report = verify_set(dir.path(), DEFAULT_FILE_NAME, &public(KEY_A)).unwrap();
     assert!(report.files.len() > 1, "rotated: {:?}", report.files);
     assert_eq!(report.dropped, stats.dropped);
     // Every decision and admin entry is on file once (or counted in a gap): entries are
@@ -151,11 +133,11 @@ fn a_failed_inline_write_goes_back_to_the_writer_thread_and_nothing_is_lost() {
         std::thread::sleep(Duration::from_millis(2));
     }
     std::fs::remove_file(&flag).unwrap();
-    until_written(&log, seq + 1);
+    written_upto(&log, seq + 1);
     let stats = log.stats();
     assert!(stats.write_errors >= 1 && !stats.failing, "{stats:?}");
     log.close().unwrap();
-    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &public()).unwrap();
+    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &public(KEY_A)).unwrap();
     assert_eq!((report.gaps, report.dropped), (0, 0));
     let text = std::fs::read_to_string(dir.path().join(DEFAULT_FILE_NAME)).unwrap();
     assert_eq!(text.matches("\"d-0\"").count(), 1, "written once:\n{text}");

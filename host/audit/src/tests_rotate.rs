@@ -2,7 +2,7 @@
 //! of dropped when storage cannot take it, the acknowledgement a caller awaits before
 //! answering, and one chain across rotated files.
 
-use super::tests::{config, decision, signer, GatedSigner, KEY_A};
+use super::tests::{config, decision, public, signer, GatedSigner, KEY_A};
 use super::*;
 use serde_json::json;
 use std::time::Duration;
@@ -12,10 +12,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_time()
         .build()
         .unwrap()
-}
-
-fn key() -> [u8; 32] {
-    MemorySigner::from_seed(KEY_A).public_key()
 }
 
 #[test]
@@ -69,7 +65,7 @@ fn refuse_mode_refuses_decisions_on_a_full_queue_and_takes_them_once_there_is_sp
         .unwrap();
     assert!(log.stats().written_upto > seq);
     log.close().unwrap();
-    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &key()).unwrap();
+    let report = verify(&dir.path().join(DEFAULT_FILE_NAME), &public(KEY_A)).unwrap();
     assert_eq!(report.gaps, 0);
 }
 
@@ -115,9 +111,9 @@ fn rotation_keeps_one_chain_across_files_and_resumes_after_a_crash_mid_rotation(
     assert!(log.stats().rotations >= 3, "{:?}", log.stats());
     let files = log_files(dir.path(), DEFAULT_FILE_NAME).unwrap();
     assert!(files.len() >= 4, "{files:?}");
-    let report = verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap();
+    let report = verify_set(dir.path(), DEFAULT_FILE_NAME, &public(KEY_A)).unwrap();
     assert_eq!(report.files.len(), files.len());
-    let all = verify(dir.path(), &key()).unwrap();
+    let all = verify(dir.path(), &public(KEY_A)).unwrap();
     assert_eq!(all.last_seq, report.last_seq);
 
     // Reopen: the active file starts with `log_rotated`, and the chain goes on.
@@ -126,7 +122,7 @@ fn rotation_keeps_one_chain_across_files_and_resumes_after_a_crash_mid_rotation(
     log.append(Kind::Admin, json!({"action": "after reopen"}))
         .unwrap();
     log.close().unwrap();
-    verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap();
+    verify_set(dir.path(), DEFAULT_FILE_NAME, &public(KEY_A)).unwrap();
 
     // A crash right after renaming the full file away: no active file. The next open
     // continues from the last rotated file.
@@ -139,11 +135,11 @@ fn rotation_keeps_one_chain_across_files_and_resumes_after_a_crash_mid_rotation(
         first.lines().next().unwrap().contains("\"resumed\":true"),
         "{first}"
     );
-    verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap();
+    verify_set(dir.path(), DEFAULT_FILE_NAME, &public(KEY_A)).unwrap();
 
     // A missing middle file is named.
     std::fs::remove_file(dir.path().join("audit.log.000002")).unwrap();
-    let error = verify_set(dir.path(), DEFAULT_FILE_NAME, &key()).unwrap_err();
+    let error = verify_set(dir.path(), DEFAULT_FILE_NAME, &public(KEY_A)).unwrap_err();
     assert!(
         error.to_string().contains("audit.log.000002 is missing"),
         "{error}"
@@ -158,10 +154,10 @@ fn a_torn_tail_is_reported_as_such() {
     log.close().unwrap();
     let file = dir.path().join(DEFAULT_FILE_NAME);
     let whole = std::fs::read(&file).unwrap();
-    assert!(verify(&file, &key()).unwrap().torn_tail().is_none());
+    assert!(verify(&file, &public(KEY_A)).unwrap().torn_tail().is_none());
     for cut in [1, 10] {
         std::fs::write(&file, &whole[..whole.len() - cut]).unwrap();
-        let report = verify(&file, &key()).unwrap();
+        let report = verify(&file, &public(KEY_A)).unwrap();
         assert!(
             matches!(report.torn_tail(), Some(VerifyError::TornTail { .. })),
             "cut {cut}"

@@ -2,7 +2,7 @@
 //! detected and the first bad entry is named; a clean log verifies.
 
 use super::entry::{canonical_json, entry_hash, Kind};
-use super::tests::{config, decision, read_lines, signer, write_lines, KEY_A, KEY_B};
+use super::tests::{config, decision, public, read_lines, signer, write_lines, KEY_A, KEY_B};
 use super::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -21,10 +21,6 @@ fn sample(dir: &Path) -> PathBuf {
     .unwrap();
     log.close().unwrap();
     dir.join(DEFAULT_FILE_NAME)
-}
-
-fn public(seed: [u8; 32]) -> [u8; 32] {
-    MemorySigner::from_seed(seed).public_key()
 }
 
 fn bad_entry(path: &Path) -> (usize, Option<u64>, Problem) {
