@@ -253,30 +253,19 @@ mod tests {
         }
     }
 
-    /// A loopback server that reads each connection's request and then, for the first
-    /// `close_first` connections, closes without a word; later ones get `200 answer`.
-    async fn server(close_first: usize) -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let index = counted.fetch_add(1, Ordering::SeqCst);
-                read_request(&mut stream).await;
-                if index >= close_first {
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nanswer";
-                    stream.write_all(answer).await.unwrap();
-                }
-            }
-        });
-        (url, connections)
+    /// How the loopback server ends a connection it does not answer.
+    #[derive(Clone, Copy)]
+    enum Unanswered {
+        /// A plain close (FIN): the server's idle timeout.
+        Close,
+        /// A reset (RST), as when the server closes with the request unread in its buffer.
+        Reset,
     }
 
-    /// Like [`server`], but the first connection is reset (RST, as when the server closes
-    /// with the request unread in its buffer) rather than closed.
-    async fn resetting_server() -> (String, Arc<AtomicUsize>) {
+    /// A loopback server that reads each connection's request and then, for the first
+    /// `unanswered` connections, ends it as `how` says without a word; later ones get
+    /// `200 answer`.
+    async fn server(unanswered: usize, how: Unanswered) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
@@ -286,13 +275,12 @@ mod tests {
                 let (mut stream, _) = listener.accept().await.unwrap();
                 let index = counted.fetch_add(1, Ordering::SeqCst);
                 read_request(&mut stream).await;
-                if index == 0 {
+                if index >= unanswered {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nanswer";
+                    stream.write_all(answer).await.unwrap();
+                } else if let Unanswered::Reset = how {
                     stream.set_zero_linger().unwrap();
-                    drop(stream);
-                    continue;
                 }
-                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nanswer";
-                stream.write_all(answer).await.unwrap();
             }
         });
         (url, connections)
@@ -305,7 +293,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_retried_once_on_a_new_one() {
-        let (url, connections) = server(1).await;
+        let (url, connections) = server(1, Unanswered::Close).await;
         let answer = client(&url).sealed(b"sealed".to_vec()).await.unwrap();
         assert_eq!(&answer[..], b"answer");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
@@ -313,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_reset_before_the_answer_is_retried_once_too() {
-        let (url, connections) = resetting_server().await;
+        let (url, connections) = server(1, Unanswered::Reset).await;
         let answer = client(&url).sealed(b"sealed".to_vec()).await.unwrap();
         assert_eq!(&answer[..], b"answer");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
@@ -321,7 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_close_is_the_server_unavailable() {
-        let (url, connections) = server(usize::MAX).await;
+        let (url, connections) = server(usize::MAX, Unanswered::Close).await;
         let Err(HttpError::ServerUnavailable(message)) =
             client(&url).sealed(b"sealed".to_vec()).await
         else {
